@@ -135,9 +135,11 @@ class ScoreModule(nn.Module):
 
 
 class MaskHead(nn.Module):
-    """Band-wise softmax masks over n_stems + 1 slots, interpolated to bins.
+    """Band-wise softmax masks over n_stems + 1 slots, and their interpolation to bins.
 
-    (B,T,D) -> probabilities (B,T,n_stems+1,n_bins) (sum to 1 over slots).
+    ``forward``: (B,T,D) -> band probabilities (B,T,n_stems+1,n_bands), summing to 1 over slots.
+    ``to_bins``: (B,T,S,n_bands) -> (B,T,S,n_bins) by linear interpolation (the lowest bins map
+    one to one; the rest is one small MatMul, much faster in onnxruntime than Gather).
     """
 
     def __init__(self, d_in: int, n_stems: int, n_bins: int, n_bands: int, n_linear_bins: int):
@@ -146,14 +148,24 @@ class MaskHead(nn.Module):
         self.n_bands = n_bands
         self.linear = nn.Linear(d_in, self.n_slots * n_bands)
         lo, hi, w = band_interp(n_bins, n_bands, n_linear_bins)
-        self.register_buffer("idx_lo", torch.from_numpy(lo), persistent=False)
-        self.register_buffer("idx_hi", torch.from_numpy(hi), persistent=False)
-        self.register_buffer("w_hi", torch.from_numpy(w), persistent=False)
+        interp = np.zeros((n_bands, n_bins), np.float32)
+        np.add.at(interp, (lo, np.arange(n_bins)), 1.0 - w)
+        np.add.at(interp, (hi, np.arange(n_bins)), w)
+        n_id = 0
+        while n_id < min(n_bands, n_bins) and interp[n_id, n_id] == 1.0 and interp[:, n_id].sum() == 1.0:
+            n_id += 1
+        n_id = n_id if np.all(interp[n_id:, :n_id] == 0) else 0
+        self.n_identity = n_id
+        self.register_buffer("interp", torch.from_numpy(interp[:, n_id:].copy()), persistent=False)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.linear(z).reshape(z.shape[0], z.shape[1], self.n_slots, self.n_bands)
-        p = torch.softmax(logits, dim=2)
-        return p.index_select(3, self.idx_lo) * (1.0 - self.w_hi) + p.index_select(3, self.idx_hi) * self.w_hi
+        return torch.softmax(logits, dim=2)
+
+    def to_bins(self, p: torch.Tensor) -> torch.Tensor:
+        if self.n_identity:
+            return torch.cat([p[..., : self.n_identity], torch.matmul(p, self.interp)], dim=-1)
+        return torch.matmul(p, self.interp)
 
 
 class Cerberus(nn.Module):
@@ -201,7 +213,7 @@ class Cerberus(nn.Module):
         act_logit = self.activity_head(z)
         activity = torch.sigmoid(act_logit)
         probs = self.mask_head(z)
-        masks = probs[:, :, : cfg.n_stems, :] * activity.unsqueeze(-1)
+        masks = self.mask_head.to_bins(probs[:, :, : cfg.n_stems, :] * activity.unsqueeze(-1))
         frame_logit = self.frame_head(z).reshape(b, t, cfg.n_stems, cfg.n_keys)
         onset_logit = self.onset_head(z).reshape(b, t, cfg.n_stems, cfg.n_keys)
         return {
