@@ -1,0 +1,253 @@
+"""The ``stembridge`` command.
+
+Subcommands: ``separate`` (files -> stems + notes), ``info`` (a model's metadata), ``models``
+(the registry), ``run`` (real-time bridge), ``devices`` (audio devices, JACK and MIDI ports),
+and the training side ``corpus``, ``train``, ``export`` (need the ``train`` extra).
+
+Argument parsing imports neither numpy-heavy modules, onnxruntime nor torch: ``--help`` is
+instant. Errors a user can cause print one line, ``stembridge: error: ...``, and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from bridge import __version__
+from bridge.errors import StembridgeError
+
+EPILOG_SEPARATE = "Writes OUT/<track>/<stem>.<fmt> and OUT/<track>/notes.mid, aligned with the input."
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", "-m", default=None, help="registered model name or path to a .onnx (default: registry default)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stembridge",
+        description="Real-time stem separation and transcription bridge (ONNX models in onnxruntime).",
+    )
+    parser.add_argument("--version", action="version", version=f"stembridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("separate", help="separate audio files into stems and notes", epilog=EPILOG_SEPARATE)
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files (wav, flac, ...)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    _add_model_args(p)
+    p.add_argument("--score", type=Path, default=None, help="MIDI score of the parts (one file applies to every input)")
+    p.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default 4096)")
+    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    p = sub.add_parser("info", help="show a model's metadata")
+    p.add_argument("model", nargs="?", default=None, help="model name or .onnx path (default: registry default)")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+    sub.add_parser("models", help="list registered models")
+
+    p = sub.add_parser("run", help="run the real-time bridge")
+    p.add_argument("--backend", choices=("jack", "portaudio"), default=None, help="audio backend (default: jack if a server runs, else portaudio)")
+    _add_model_args(p)
+    p.add_argument("-r", "--rate", type=int, default=None, help="sample rate (portaudio; JACK uses the server's)")
+    p.add_argument("-b", "--block", type=int, default=256, help="block size in frames (portaudio; JACK uses the server's)")
+    p.add_argument("--input", default=None, help="input device: number or name substring (portaudio)")
+    p.add_argument("--output", default=None, help="output device: number or name substring (portaudio)")
+    p.add_argument("--midi-in", default=None, help="score MIDI input port (name substring); default: a virtual port")
+    p.add_argument("--midi-out", default=None, help="notes MIDI output port (name substring); default: a virtual port")
+    p.add_argument("--config", type=Path, default=None, help="TOML config (channel map, score offset, gains)")
+    p.add_argument("--connect", nargs="*", default=None, metavar="PORT", help="JACK: connect in_L/in_R from these ports")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--stats", type=Path, default=None, help="write run statistics as JSON here on exit")
+    p.add_argument("--quiet", "-q", action="store_true", help="no live status line")
+
+    sub.add_parser("devices", help="list audio devices, JACK ports and MIDI ports")
+
+    for name, help_text in (
+        ("corpus", "render a synthetic multitrack training corpus (Slakh2100 layout)"),
+        ("train", "train a model (needs the train extra)"),
+        ("export", "export a checkpoint to ONNX with metadata (needs the train extra)"),
+    ):
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+    return parser
+
+
+# ---------------------------------------------------------------------- commands
+class Progress:
+    """A progress line on stderr counted in seconds of audio (only when stderr is a terminal)."""
+
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label = label
+        self.enabled = enabled and sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int, sample_rate: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and done < total):
+            return
+        self.last = now
+        done_s, total_s = done / sample_rate, total / sample_rate
+        speed = done_s / max(now - self.t0, 1e-9)
+        width = 30
+        filled = int(width * done / max(total, 1))
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\r{self.label} [{bar}] {done_s:7.1f}/{total_s:.1f} s audio  {speed:5.1f}x real time")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from bridge.backends.offline import separate_file
+    from bridge.engine import Processor
+    from bridge.errors import InputError
+
+    if args.block_size < 1 or args.block_size > 1 << 20:
+        raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
+    if args.score is not None and not args.score.is_file():
+        raise InputError(f"{args.score}: no such score file")
+    processor = Processor(args.model, n_threads=args.threads)
+    names = [p.stem for p in args.inputs]
+    if len(set(names)) != len(names):
+        raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
+    failed = 0
+    for path in args.inputs:
+        try:
+            res = separate_file(
+                processor,
+                path,
+                args.out / path.stem,
+                block_size=args.block_size,
+                fmt=args.format,
+                score_path=args.score,
+                progress=Progress(path.name, not args.quiet),
+            )
+        except InputError as e:
+            print(f"stembridge: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        dur_s = res.n_samples / res.sample_rate
+        terms = ", ".join(f"{k} {v}" for k, v in res.latency_terms.items())
+        print(f"{path}: {dur_s:.2f} s, {res.sample_rate} Hz, {res.n_channels} ch -> {args.out / path.stem}/")
+        for p in res.stem_paths:
+            print(f"  {p}")
+        print(f"  {res.notes_path} ({res.n_notes} notes)")
+        print(
+            f"  latency {res.latency_samples} samples = {1000 * res.latency_samples / res.sample_rate:.2f} ms "
+            f"({terms}); compensated in the files"
+        )
+        print(f"  {dur_s / max(res.wall_s, 1e-9):.1f}x real time")
+        if res.n_bad_samples:
+            print(f"  warning: {res.n_bad_samples} NaN/Inf input samples were replaced by silence", file=sys.stderr)
+    return 2 if failed else 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from bridge.model import read_metadata, resolve
+
+    path, sha = resolve(args.model)
+    meta = read_metadata(path)
+    d = meta.as_dict()
+    if args.json:
+        print(json.dumps(d, indent=2, sort_keys=True))
+        return 0
+    print(f"{meta.name} {meta.version}  ({path})")
+    print(f"  stems: {', '.join(meta.all_stems)} (other = input minus the rest)")
+    print(f"  sample rate {meta.sample_rate} Hz, n_fft {meta.n_fft}, hop {meta.hop}, window {meta.window}")
+    print(f"  model latency {meta.latency_samples} samples ({1000 * meta.latency_samples / meta.sample_rate:.1f} ms)")
+    print(f"  score conditioned: {'yes' if meta.score_conditioned else 'no'}; recurrent state {meta.state_size} floats")
+    print(f"  notes: keys {meta.key_low}-{meta.key_low + meta.n_keys - 1}; min note {meta.min_note_ms:g} ms")
+    for key in ("description", "training", "metrics"):
+        if key in meta.extra:
+            print(f"  {key}: {json.dumps(meta.extra[key], sort_keys=True)[:400]}")
+    if sha:
+        print(f"  sha256 (index): {sha}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from bridge.model import list_models
+
+    entries = list_models()
+    if not entries:
+        print("no models registered")
+        return 0
+    for e in entries:
+        mark = "*" if e["default"] else " "
+        print(f"{mark} {e['name']:<16} {e['file']}")
+    print("(* = default)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.realtime import run_bridge
+
+    return run_bridge(args)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from bridge.devices import print_devices
+
+    return print_devices()
+
+
+def _forward(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as e:
+            raise StembridgeError(
+                f"'{args.command}' needs the training extra ({e.name} missing): pip install -e '.[train]'"
+            ) from None
+        return int(mod.main(list(args.rest)) or 0)
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "separate": cmd_separate,
+    "info": cmd_info,
+    "models": cmd_models,
+    "run": cmd_run,
+    "devices": cmd_devices,
+    "corpus": _forward("export.data.corpus"),
+    "train": _forward("export.train"),
+    "export": _forward("export.onnx_export"),
+}
+
+
+def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    except ValueError:  # not the main thread (embedded use)
+        pass
+    try:
+        return COMMANDS[args.command](args)
+    except StembridgeError as e:
+        print(f"stembridge: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("stembridge: interrupted; files written so far are closed and valid", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141

@@ -1,0 +1,284 @@
+"""The stembridge Processor: block in, stems and note events out, with a fixed latency.
+
+Public API
+----------
+- ``Processor(model)``: the plugin contract, as in JUCE's AudioProcessor / nih-plug's Plugin.
+
+  - ``prepare(sample_rate, max_block_size, n_channels)`` (main thread): allocates everything,
+    fixes ``latency_samples`` and its named breakdown ``latency_terms``, warms the model up.
+  - ``process(audio, midi_events=()) -> BlockResult`` (the thread that runs inference: the
+    offline loop or the real-time worker, never the audio callback): ``audio`` is
+    (n_channels, n_samples) at the host rate, any n_samples >= 0. ``midi_events`` are
+    ``(offset_samples, message_bytes)`` score messages within this block. Returns stems
+    (n_stems + 1, n_channels, n_samples), ``other`` last, and note events whose ``sample`` is
+    the offset within this block, all delayed by exactly ``latency_samples``.
+  - ``set_score_notes(notes_per_stem)``: a whole score known in advance (offline files).
+  - ``end_notes()``: note-offs for every held note (end of stream).
+  - ``reset()`` (inference thread, between streams): clears all state, keeps allocations.
+  - ``release()`` (main thread): frees the model session.
+
+- ``BlockResult``: ``stems``, ``notes``, ``activity`` (n_stems,) last frame's stem activity.
+
+Signal path: non-finite input samples become 0 (counted in ``n_bad_samples``); host rates
+other than the model's go through python-soxr streams (in and out); a streaming STFT of every
+channel; masks from the channel-mean magnitude applied to every channel; overlap-add;
+``other`` = the input delayed by ``latency_samples`` minus the sum of the predicted stems, so
+stems always sum to the (delayed) input. Output is independent of the block sizes used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from bridge.errors import InputError
+from bridge.metadata import ModelMetadata
+from bridge.model import OnnxModel
+from bridge.notes import NoteDecoder, NoteEvent
+from bridge.ring import RingBuffer
+from bridge.score import LiveScore, notes_to_roll
+from bridge.stft import StreamingAnalysis, StreamingSynthesis
+
+RESAMPLE_QUALITY = "HQ"
+MAX_ABS_SAMPLE = 1000.0  # larger magnitudes are clipped: no overflow, no NaN downstream
+
+
+@lru_cache(maxsize=32)
+def resampler_lag_samples(rate_in: int, rate_out: int, quality: str = RESAMPLE_QUALITY) -> float:
+    """Worst-case output shortfall of a soxr stream, in output samples.
+
+    After n input samples a python-soxr stream has emitted at least
+    ``n * rate_out / rate_in - lag`` output samples (its output is content-aligned but
+    emitted in bursts). Measured by feeding one sample at a time, the worst case.
+    """
+    import soxr
+
+    rs = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality=quality)
+    one = np.zeros(1, np.float32)
+    n_out, lag = 0, 0.0
+    for n_in in range(1, 16385):
+        n_out += len(rs.resample_chunk(one))
+        lag = max(lag, n_in * rate_out / rate_in - n_out)
+    return lag
+
+
+@dataclass
+class BlockResult:
+    """Output of one ``process`` call."""
+
+    stems: np.ndarray  # (n_stems + 1, n_channels, n_samples) float32, `other` last
+    notes: list[NoteEvent] = field(default_factory=list)  # .sample = offset within this block
+    activity: np.ndarray | None = None  # (n_stems,) activity of the newest frame, if any
+
+
+class Processor:
+    """Streaming separation + transcription with a fixed, reported latency."""
+
+    def __init__(self, model: OnnxModel | str | None = None, n_threads: int = 1) -> None:
+        self.model = model if isinstance(model, OnnxModel) else OnnxModel(model, n_threads=n_threads)
+        self.meta: ModelMetadata = self.model.meta
+        self.stems: tuple[str, ...] = self.meta.all_stems
+        self.prepared = False
+        self.latency_samples = 0
+        self.latency_terms: dict[str, int] = {}
+        self.n_bad_samples = 0
+
+    # ------------------------------------------------------------------ prepare
+    def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
+        """Main thread. Allocate buffers, fix the latency, warm the model up."""
+        if not (isinstance(sample_rate, int) and 1000 <= sample_rate <= 768000):
+            raise InputError(f"unsupported sample rate {sample_rate!r} Hz")
+        if not (isinstance(n_channels, int) and 1 <= n_channels <= 64):
+            raise InputError(f"unsupported channel count {n_channels!r}")
+        meta = self.meta
+        self.sample_rate = sample_rate
+        self.n_channels = n_channels
+        self.max_block_size = max(1, int(max_block_size))
+        self.resampling = sample_rate != meta.sample_rate
+        ratio = sample_rate / meta.sample_rate  # host samples per model sample
+
+        model_terms = {
+            "stft_overlap": meta.n_fft - meta.hop,
+            "frame_buffering": meta.hop - 1,
+            "lookahead": meta.lookahead_frames * meta.hop,
+        }
+        if self.resampling:
+            lag_in = resampler_lag_samples(sample_rate, meta.sample_rate)
+            lag_out = resampler_lag_samples(meta.sample_rate, sample_rate)
+            total = math.ceil((lag_in + sum(model_terms.values())) * ratio + lag_out) + 1
+            terms = {k: int(round(v * ratio)) for k, v in model_terms.items()}
+            terms["resampling"] = total - sum(terms.values())
+        else:
+            terms = dict(model_terms)
+        self.latency_terms = terms
+        self.latency_samples = sum(terms.values())
+
+        self._analysis = StreamingAnalysis(meta.n_fft, meta.hop, n_channels)
+        self._synthesis = StreamingSynthesis(meta.n_fft, meta.hop, meta.n_stems, n_channels)
+        self._decoder = NoteDecoder(meta)
+        self._live_score = LiveScore(meta)
+        self._score_notes: list[np.ndarray] | None = None
+        cap = self.latency_samples + 4 * self.max_block_size + 8 * meta.hop + 16384
+        self._stem_fifo = RingBuffer(meta.n_stems * n_channels, int(cap * max(1.0, ratio)) + 4096)
+        self._dry_fifo = RingBuffer(n_channels, self.latency_samples + 2 * self.max_block_size + 16)
+        self._mag_hist: list[np.ndarray] = []  # spectra awaiting lookahead
+        self.model.warm_up()
+        self.prepared = True
+        self.reset()
+
+    # ------------------------------------------------------------------ reset / release
+    def reset(self) -> None:
+        """Inference thread, between streams. Clear all state; latency is unchanged."""
+        self._require_prepared()
+        meta = self.meta
+        self._analysis.reset()
+        self._synthesis.reset()
+        self._decoder.reset()
+        self._live_score.reset()
+        self._state = self.model.zero_state()
+        self._stem_fifo.clear()
+        self._stem_fifo.fill_zeros(self.latency_samples)
+        self._dry_fifo.clear()
+        self._dry_fifo.fill_zeros(self.latency_samples)
+        self._pending_notes: list[tuple[int, NoteEvent]] = []  # (host output time, event)
+        self._n_in = 0  # host samples received
+        self._n_model_in = 0  # model-rate samples fed to the analysis
+        self._spec_queue: list[np.ndarray] = []
+        self.n_bad_samples = 0
+        self.activity = np.zeros(meta.n_stems, np.float32)
+        if self.resampling:
+            import soxr
+
+            self._rs_in = soxr.ResampleStream(
+                self.sample_rate, meta.sample_rate, self.n_channels, dtype="float32", quality=RESAMPLE_QUALITY
+            )
+            self._rs_out = soxr.ResampleStream(
+                meta.sample_rate,
+                self.sample_rate,
+                meta.n_stems * self.n_channels,
+                dtype="float32",
+                quality=RESAMPLE_QUALITY,
+            )
+
+    def release(self) -> None:
+        """Main thread. Free the model session; prepare() must be called again before use."""
+        self.prepared = False
+        self.model.session = None
+
+    def _require_prepared(self) -> None:
+        if not self.prepared:
+            raise RuntimeError("Processor.prepare() must be called first")
+
+    # ------------------------------------------------------------------ score
+    def set_score_notes(self, notes_per_stem: Sequence[np.ndarray] | None) -> None:
+        """Whole score for offline use: per stem an array (n_notes, 4) [onset_s, offset_s, pitch, velocity]."""
+        self._score_notes = None if notes_per_stem is None else [np.asarray(n, np.float64) for n in notes_per_stem]
+
+    def _score_rows(self, first_frame: int, n_frames: int) -> np.ndarray | None:
+        if self._score_notes is not None:
+            return notes_to_roll(self._score_notes, n_frames, self.meta, first_frame=first_frame)
+        return self._live_score.roll(first_frame, n_frames)
+
+    # ------------------------------------------------------------------ process
+    def process(self, audio: np.ndarray, midi_events: Iterable[tuple[int, bytes]] = ()) -> BlockResult:
+        """audio (n_channels, n_samples) host rate -> BlockResult delayed by latency_samples."""
+        self._require_prepared()
+        meta = self.meta
+        if audio.ndim != 2 or audio.shape[0] != self.n_channels:
+            raise InputError(f"expected audio of shape ({self.n_channels}, n), got {audio.shape}")
+        n = audio.shape[1]
+        x = np.asarray(audio, dtype=np.float32)
+        finite = np.isfinite(x)
+        if not finite.all():
+            self.n_bad_samples += int(x.size - finite.sum())
+            x = np.where(finite, x, 0.0).astype(np.float32)
+        x = np.clip(x, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
+
+        block_start = self._n_in
+        for offset, msg in midi_events:
+            host_time = block_start + min(max(int(offset), 0), max(n - 1, 0))
+            self._live_score.push(int(round(host_time * meta.sample_rate / self.sample_rate)), msg)
+        self._n_in += n
+
+        model_x = self._rs_in.resample_chunk(x.T).T if self.resampling and n else x
+        self._run_frames(np.ascontiguousarray(model_x, dtype=np.float32))
+
+        # assemble the output block
+        self._dry_fifo.write(x)
+        dry = np.empty((self.n_channels, n), np.float32)
+        self._dry_fifo.read(n, dry)
+        flat = np.empty((meta.n_stems * self.n_channels, n), np.float32)
+        self._stem_fifo.read(n, flat)
+        stems = np.empty((meta.n_stems + 1, self.n_channels, n), np.float32)
+        stems[:-1] = flat.reshape(meta.n_stems, self.n_channels, n)
+        stems[-1] = dry - stems[:-1].sum(axis=0)
+        return BlockResult(stems=stems, notes=self._due_notes(block_start, n), activity=self.activity.copy())
+
+    def _run_frames(self, model_x: np.ndarray) -> None:
+        """Feed model-rate samples (n_channels, n); run the model on every completed frame."""
+        meta = self.meta
+        self._n_model_in += model_x.shape[1]
+        spectra = self._analysis.push(model_x)  # (T, C, F)
+        n_frames = spectra.shape[0]
+        if n_frames == 0:
+            return
+        first_frame = self._analysis.n_frames_done - n_frames
+        mag = np.abs(spectra.mean(axis=1))[None]  # (1, T, F) channel-mean magnitude
+        score = self._score_rows(first_frame, n_frames)
+        masks, note_frame, note_onset, activity, self._state = self.model.run(
+            mag, None if score is None else score[None], self._state
+        )
+        masks = np.nan_to_num(np.clip(masks[0], 0.0, 1.0), nan=0.0)  # (T, S, F)
+        self.activity = np.nan_to_num(activity[0, -1]).astype(np.float32)
+        for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
+            self._schedule(ev)
+        la = meta.lookahead_frames
+        if la:
+            # masks for frame k arrive with frame k + la: delay the spectra to match
+            self._spec_queue.append(spectra)
+            queued = np.concatenate(self._spec_queue, axis=0)
+            avail = max(0, queued.shape[0] - la)
+            spectra = queued[:avail]
+            self._spec_queue = [queued[avail:]]
+            masks = masks[masks.shape[0] - avail :] if avail else masks[:0]
+        stem_spec = masks[:, :, None, :] * spectra[:, None, :, :]  # (T, S, C, F)
+        out = self._synthesis.push(stem_spec)  # (S, C, n)
+        flat = out.reshape(meta.n_stems * self.n_channels, -1)
+        if self.resampling:
+            flat = self._rs_out.resample_chunk(np.ascontiguousarray(flat.T)).T
+        self._stem_fifo.write(np.ascontiguousarray(flat))
+
+    # ------------------------------------------------------------------ notes
+    def _schedule(self, ev: NoteEvent) -> None:
+        """Queue a decoded event at its host output time (content time + latency)."""
+        t = int(round(ev.sample * self.sample_rate / self.meta.sample_rate)) + self.latency_samples
+        self._pending_notes.append((t, ev))
+
+    def _due_notes(self, block_start: int, n: int) -> list[NoteEvent]:
+        if not self._pending_notes:
+            return []
+        end = block_start + n
+        due = [(t, e) for t, e in self._pending_notes if t < end]
+        if not due:
+            return []
+        self._pending_notes = [(t, e) for t, e in self._pending_notes if t >= end]
+        due.sort(key=lambda te: (te[0], te[1].on))  # note-offs before note-ons at the same time
+        return [restamp(e, max(0, t - block_start)) for t, e in due]
+
+    def end_notes(self) -> list[NoteEvent]:
+        """Every pending and held note closed, offsets relative to the next block (>= 0)."""
+        self._require_prepared()
+        for ev in self._decoder.flush(self._analysis.n_frames_done):
+            self._schedule(ev)
+        due = sorted(self._pending_notes, key=lambda te: (te[0], te[1].on))
+        self._pending_notes = []
+        return [restamp(e, max(0, t - self._n_in)) for t, e in due]
+
+
+def restamp(ev: NoteEvent, sample: int) -> NoteEvent:
+    """The same event re-stamped at ``sample``."""
+    return NoteEvent(sample=sample, stem=ev.stem, note=ev.note, velocity=ev.velocity, on=ev.on)
