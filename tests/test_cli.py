@@ -1,0 +1,176 @@
+"""The `stembridge` command end to end: real files, a real onnxruntime session, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+
+from tests.conftest import noise
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stembridge(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess) -> None:
+    assert res.returncode != 0, res.stdout
+    assert "Traceback" not in res.stderr
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("stembridge: error: "), res.stderr
+
+
+def test_help_imports_neither_torch_nor_onnxruntime() -> None:
+    code = (
+        "import sys; from bridge.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules, 'heavy import'\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize(("rate", "n_channels", "subtype"), [(44100, 2, "PCM_16"), (48000, 1, "FLOAT")])
+def test_separate_writes_aligned_stems_and_notes(tmp_path: Path, rate: int, n_channels: int, subtype: str) -> None:
+    x = (0.5 * noise(n_channels, int(rate * 1.7), seed=11)).T
+    src = tmp_path / "song.wav"
+    sf.write(src, x, rate, subtype=subtype)
+    x_read, _ = sf.read(src, dtype="float32", always_2d=True)
+    res = stembridge("separate", src, "-o", tmp_path / "out", "--model", "test-tiny", "--block-size", "1000")
+    assert res.returncode == 0, res.stderr
+    assert "latency" in res.stdout
+    stems = {}
+    for stem in ("drums", "bass", "piano", "guitar", "strings", "other"):
+        y, sr = sf.read(tmp_path / "out" / "song" / f"{stem}.wav", dtype="float32", always_2d=True)
+        assert sr == rate and y.shape == x_read.shape
+        stems[stem] = y
+    total = sum(stems.values())
+    np.testing.assert_allclose(total, x_read, atol=1e-5)
+    # latency removed: the masked stems correlate with the input best at lag 0
+    pred = sum(v for k, v in stems.items() if k != "other")[:, 0]
+    xc = [np.dot(pred[2000 + k : 40000 + k], x_read[2000:40000, 0]) for k in range(-5, 6)]
+    assert int(np.argmax(xc)) == 5
+    mid = mido.MidiFile(tmp_path / "out" / "song" / "notes.mid")
+    names = [t.name for t in mid.tracks]
+    assert names[-5:] == ["drums", "bass", "piano", "guitar", "strings"]  # after the tempo track
+
+
+def test_separate_is_block_size_invariant(tmp_path: Path) -> None:
+    src = tmp_path / "a.wav"
+    sf.write(src, noise(2, 30000, seed=12).T * 0.5, 44100, subtype="FLOAT")
+    outs = []
+    for block in (64, 4096):
+        res = stembridge("separate", src, "-o", tmp_path / f"o{block}", "-m", "test-tiny", "--block-size", block)
+        assert res.returncode == 0, res.stderr
+        outs.append(sf.read(tmp_path / f"o{block}" / "a" / "piano.wav", dtype="float32")[0])
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
+
+
+def test_separate_with_score_and_flac(tmp_path: Path) -> None:
+    src = tmp_path / "a.wav"
+    sf.write(src, noise(2, 44100, seed=13).T * 0.5, 44100)
+    mid = mido.MidiFile()
+    tr = mido.MidiTrack()
+    mid.tracks.append(tr)
+    tr.append(mido.Message("program_change", program=33, channel=1, time=0))
+    tr.append(mido.Message("note_on", note=40, velocity=90, channel=1, time=0))
+    tr.append(mido.Message("note_off", note=40, velocity=0, channel=1, time=480))
+    mid.save(tmp_path / "score.mid")
+    res = stembridge("separate", src, "-o", tmp_path / "o", "-m", "test-tiny", "--score", tmp_path / "score.mid", "--format", "flac")
+    assert res.returncode == 0, res.stderr
+    y, sr = sf.read(tmp_path / "o" / "a" / "bass.flac", dtype="float32")
+    assert sr == 44100 and y.shape == (44100, 2)
+
+
+def test_odd_wavs_give_correct_results(tmp_path: Path) -> None:
+    cases = {"u8.wav": (2, "PCM_U8"), "s24.wav": (2, "PCM_24"), "six.wav": (6, "PCM_16")}
+    for name, (ch, subtype) in cases.items():
+        sf.write(tmp_path / name, noise(ch, 9000, seed=14).T * 0.4, 44100, subtype=subtype)
+        res = stembridge("separate", tmp_path / name, "-o", tmp_path / "o", "-m", "test-tiny", "-q")
+        assert res.returncode == 0, (name, res.stderr)
+        y, _ = sf.read(tmp_path / "o" / Path(name).stem / "other.wav", always_2d=True)
+        assert y.shape == (9000, ch) and np.isfinite(y).all()
+
+
+def test_nan_and_inf_samples_never_reach_the_output(tmp_path: Path) -> None:
+    x = noise(2, 20000, seed=15).T * 0.4
+    x[1000:1100, 0] = np.nan
+    x[5000, 1] = np.inf
+    sf.write(tmp_path / "nan.wav", x, 44100, subtype="FLOAT")
+    res = stembridge("separate", tmp_path / "nan.wav", "-o", tmp_path / "o", "-m", "test-tiny")
+    assert res.returncode == 0, res.stderr
+    assert "NaN/Inf" in res.stderr
+    for stem in ("drums", "other"):
+        y, _ = sf.read(tmp_path / "o" / "nan" / f"{stem}.wav")
+        assert np.isfinite(y).all()
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
+    good = tmp_path / "good.wav"
+    sf.write(good, noise(2, 5000).T * 0.3, 44100)
+    (tmp_path / "text.wav").write_text("this is not audio\n")
+    sf.write(tmp_path / "empty.wav", np.zeros((0, 2), np.float32), 44100)
+    (tmp_path / "bad.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x00\xff\x90")
+    data = (tmp_path / "good.wav").read_bytes()
+    (tmp_path / "trunc.mid").write_bytes(b"MThd\x00\x00")
+    cases = [
+        ("separate", tmp_path / "missing.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
+        ("separate", tmp_path / "text.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
+        ("separate", tmp_path / "empty.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
+        ("separate", good, "-o", tmp_path / "o", "-m", "test-tiny", "--score", tmp_path / "bad.mid"),
+        ("separate", good, "-o", tmp_path / "o", "-m", "test-tiny", "--score", tmp_path / "trunc.mid"),
+        ("separate", good, "-o", tmp_path / "o", "-m", "no-such-model"),
+        ("separate", good, "-o", tmp_path / "o", "-m", tmp_path / "text.wav"),
+        ("separate", good, "-o", tmp_path / "o", "-m", "test-tiny", "--block-size", "0"),
+        ("info", tmp_path / "missing.onnx"),
+    ]
+    assert data
+    for args in cases:
+        assert_one_line_error(stembridge(*args))
+
+
+def _model_variant(tmp_path: Path, name: str, edit) -> Path:
+    m = onnx.load(str(ROOT / "models_onnx" / "test-tiny.onnx"))
+    props = {p.key: p.value for p in m.metadata_props}
+    edit(props)
+    del m.metadata_props[:]
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    path = tmp_path / name
+    onnx.save(m, str(path))
+    return path
+
+
+def test_models_with_bad_metadata_are_refused(tmp_path: Path) -> None:
+    good = tmp_path / "good.wav"
+    sf.write(good, noise(1, 5000).T * 0.3, 44100)
+    no_stems = _model_variant(tmp_path, "nostems.onnx", lambda p: p.pop("stems"))
+    newer = _model_variant(tmp_path, "newer.onnx", lambda p: p.update(schema_version="99"))
+    bad_lat = _model_variant(tmp_path, "lat.onnx", lambda p: p.update(latency_samples="7"))
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes((ROOT / "models_onnx" / "test-tiny.onnx").read_bytes()[:5000])
+    for path, words in ((no_stems, "stems"), (newer, "newer"), (bad_lat, "latency_samples"), (corrupt, "cannot load")):
+        res = stembridge("separate", good, "-o", tmp_path / "o", "-m", path)
+        assert_one_line_error(res)
+        assert words in res.stderr
+
+
+def test_info_and_models() -> None:
+    res = stembridge("info", "test-tiny", "--json")
+    assert res.returncode == 0, res.stderr
+    meta = json.loads(res.stdout)
+    assert meta["stems"] == ["drums", "bass", "piano", "guitar", "strings"]
+    res = stembridge("models")
+    assert res.returncode == 0 and "test-tiny" in res.stdout
