@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Offline separation speed, as a multiple of real time, pinned to one CPU core.
+
+Runs the Processor (the same path as `stembridge separate`, without file I/O) over a
+synthetic stereo signal for each model and block size, with onnxruntime on one intra-op
+thread and the process pinned to one core. Prints a table; `--plot FILE` writes a bar chart.
+
+    .venv/bin/python bench/speed.py                 # default + test models, 60 s of audio
+    .venv/bin/python bench/speed.py --seconds 30 --models band --blocks 4096 16384
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=None, help="model names/paths (default: every registered model)")
+    ap.add_argument("--blocks", nargs="*", type=int, default=[1024, 4096, 16384], help="block sizes in samples")
+    ap.add_argument("--seconds", type=float, default=60.0, help="seconds of audio per run (default 60)")
+    ap.add_argument("--rate", type=int, default=44100, help="host sample rate (default 44100)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per cell; the best is reported (default 3)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
+    ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    from bridge.engine import Processor
+    from bridge.model import OnnxModel, list_models
+
+    if not args.no_pin and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    names = args.models or [m["name"] for m in list_models()]
+    n = int(args.seconds * args.rate)
+    rng = np.random.default_rng(0)
+    t = np.arange(n) / args.rate
+    x = (0.1 * rng.standard_normal((2, n)) + 0.3 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
+
+    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, pinned to one: {not args.no_pin}")
+    print(f"# {args.seconds:g} s stereo at {args.rate} Hz, onnxruntime intra-op threads = 1, best of {args.repeats}")
+    print(f"{'model':<12} {'block':>7} {'wall_s':>8} {'x_real_time':>12} {'latency_ms':>11}")
+    rows = []
+    for name in names:
+        proc = Processor(OnnxModel(name, n_threads=1))
+        for block in args.blocks:
+            proc.prepare(args.rate, block, 2)
+            best = float("inf")
+            for _ in range(args.repeats):
+                proc.reset()
+                t0 = time.perf_counter()
+                for i in range(0, n, block):
+                    proc.process(x[:, i : i + block])
+                best = min(best, time.perf_counter() - t0)
+            speed = args.seconds / best
+            rows.append((name, block, speed))
+            lat_ms = 1000 * proc.latency_samples / args.rate
+            print(f"{name:<12} {block:>7} {best:>8.2f} {speed:>12.1f} {lat_ms:>11.2f}", flush=True)
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        labels = [f"{m}\n{b}" for m, b, _ in rows]
+        ax.bar(labels, [s for _, _, s in rows])
+        ax.axhline(30, color="r", ls="--", label="target 30x")
+        ax.set_ylabel("x real time (one core)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
