@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     t = np.arange(n) / args.rate
     x = (0.1 * rng.standard_normal((2, n)) + 0.3 * np.sin(2 * np.pi * 110 * t)).astype(np.float32)
 
-    print(f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, pinned to one: {not args.no_pin}")
+    print(
+        f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"pinned to one: {not args.no_pin}"
+    )
     print(f"# {args.seconds:g} s stereo at {args.rate} Hz, onnxruntime intra-op threads = 1, best of {args.repeats}")
     print(f"{'model':<12} {'block':>7} {'wall_s':>8} {'x_real_time':>12} {'latency_ms':>11}")
     rows = []

@@ -14,8 +14,9 @@ import argparse
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from bridge import __version__
 from bridge.errors import StembridgeError
@@ -24,7 +25,9 @@ EPILOG_SEPARATE = "Writes OUT/<track>/<stem>.<fmt> and OUT/<track>/notes.mid, al
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", default=None, help="registered model name or path to a .onnx (default: registry default)")
+    p.add_argument(
+        "--model", "-m", default=None, help="registered model name or path to a .onnx (default: registry default)"
+    )
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
 
 
@@ -42,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--score", type=Path, default=None, help="MIDI score of the parts (one file applies to every input)")
     p.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default 4096)")
-    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)")
+    p.add_argument(
+        "--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)"
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     p = sub.add_parser("info", help="show a model's metadata")
@@ -52,16 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list registered models")
 
     p = sub.add_parser("run", help="run the real-time bridge")
-    p.add_argument("--backend", choices=("jack", "portaudio"), default=None, help="audio backend (default: jack if a server runs, else portaudio)")
+    p.add_argument(
+        "--backend",
+        choices=("jack", "portaudio"),
+        default=None,
+        help="audio backend (default: jack if a server runs, else portaudio)",
+    )
     _add_model_args(p)
     p.add_argument("-r", "--rate", type=int, default=None, help="sample rate (portaudio; JACK uses the server's)")
-    p.add_argument("-b", "--block", type=int, default=256, help="block size in frames (portaudio; JACK uses the server's)")
+    p.add_argument(
+        "-b", "--block", type=int, default=256, help="block size in frames (portaudio; JACK uses the server's)"
+    )
     p.add_argument("--input", default=None, help="input device: number or name substring (portaudio)")
     p.add_argument("--output", default=None, help="output device: number or name substring (portaudio)")
     p.add_argument("--midi-in", default=None, help="score MIDI input port (name substring); default: a virtual port")
     p.add_argument("--midi-out", default=None, help="notes MIDI output port (name substring); default: a virtual port")
     p.add_argument("--config", type=Path, default=None, help="TOML config (channel map, score offset, gains)")
-    p.add_argument("--connect", nargs="*", default=None, metavar="PORT", help="JACK: connect in_L/in_R from these ports")
+    p.add_argument(
+        "--connect", nargs="*", default=None, metavar="PORT", help="JACK: connect in_L/in_R from these ports"
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stats", type=Path, default=None, help="write run statistics as JSON here on exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no live status line")

@@ -29,9 +29,9 @@ stems always sum to the (delayed) input. Output is independent of the block size
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -29,8 +29,9 @@ MIDI notes that stem can emit (drums: General MIDI drum classes).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from bridge.errors import ModelError
 
@@ -219,7 +220,8 @@ def validate_metadata(raw_in: Mapping[str, Any]) -> ModelMetadata:
         or OTHER_STEM in stems_v
     ):
         raise ModelError(
-            f"model metadata key 'stems' must be a non-empty list of distinct names without '{OTHER_STEM}', got {stems_v!r}"
+            f"model metadata key 'stems' must be a non-empty list of distinct names "
+            f"without '{OTHER_STEM}', got {stems_v!r}"
         )
     stems = tuple(stems_v)
     key_low = _int(raw, "key_low", 0, 127)

@@ -53,7 +53,12 @@ def list_models(models_dir: Path = MODELS_DIR) -> list[dict[str, Any]]:
     index = _load_index(models_dir)
     default = index.get("default")
     return [
-        {"name": name, "file": str(models_dir / e.get("file", "")), "sha256": e.get("sha256"), "default": name == default}
+        {
+            "name": name,
+            "file": str(models_dir / e.get("file", "")),
+            "sha256": e.get("sha256"),
+            "default": name == default,
+        }
         for name, e in sorted(index["models"].items())
     ]
 
@@ -146,7 +151,8 @@ def _check_tensors(sess: Any, meta: ModelMetadata, path: Path) -> None:
             dims = shape[len(shape) - len(tail) :]
             if len(shape) < len(tail) or any(isinstance(d, int) and d != t for d, t in zip(dims, tail)):
                 raise ModelError(
-                    f"model {path.name} {kind} '{name}' has shape {shape}, metadata implies (..., {', '.join(map(str, tail))})"
+                    f"model {path.name} {kind} '{name}' has shape {shape}, "
+                    f"metadata implies (..., {', '.join(map(str, tail))})"
                 )
 
 

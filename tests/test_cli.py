@@ -88,7 +88,9 @@ def test_separate_with_score_and_flac(tmp_path: Path) -> None:
     tr.append(mido.Message("note_on", note=40, velocity=90, channel=1, time=0))
     tr.append(mido.Message("note_off", note=40, velocity=0, channel=1, time=480))
     mid.save(tmp_path / "score.mid")
-    res = stembridge("separate", src, "-o", tmp_path / "o", "-m", "test-tiny", "--score", tmp_path / "score.mid", "--format", "flac")
+    res = stembridge(
+        "separate", src, "-o", tmp_path / "o", "-m", "test-tiny", "--score", tmp_path / "score.mid", "--format", "flac"
+    )
     assert res.returncode == 0, res.stderr
     y, sr = sf.read(tmp_path / "o" / "a" / "bass.flac", dtype="float32")
     assert sr == 44100 and y.shape == (44100, 2)

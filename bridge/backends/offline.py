@@ -14,9 +14,9 @@ so far stays a valid WAV/FLAC; the notes file is written atomically at the end.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -110,4 +110,3 @@ def separate_file(
         n_bad_samples=processor.n_bad_samples,
         wall_s=time.perf_counter() - t0,
     )
-
