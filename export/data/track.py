@@ -1,0 +1,160 @@
+"""One corpus track: plan it from (seed, index), render it, write it in Slakh2100's layout.
+
+Layout of a track directory::
+
+    TrackNNNNN/mix.flac            (n_samples,) mono, 44.1 kHz, 24-bit; == sum of the stems
+    TrackNNNNN/stems/SNN.flac      one mono stem per instrument
+    TrackNNNNN/MIDI/SNN.mid        that stem's notes; all_src.mid holds them all
+    TrackNNNNN/metadata.yaml       Slakh keys (UUID, audio_dir, midi_dir, stems: {SNN: ...}) + ours
+
+- ``plan_track(seed, index, ...) -> TrackPlan``: arrangement, soundfont, split (cheap, pure).
+- ``render_track(plan, track_dir, soundfont=None)``: render and write; ``soundfont`` overrides
+  the planned one (e.g. ``SOUNDFONT_HELDOUT`` for the benchmark set).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import soundfile as sf
+import yaml
+
+from export.data import gm
+from export.data.arrange import generate_arrangement
+from export.data.augment import augment_stem
+from export.data.render import DRUM_KITS, SOUNDFONTS_TRAIN, fit_length, mix_stems, part_to_midi, render_midi
+from export.data.song import Arrangement
+
+SAMPLE_RATE = 44100
+PEAK_DBFS = -1.0
+VALIDATION_EVERY = 10  # every 10th track (index % 10 == 9) is validation
+UUID_NAMESPACE = uuid.UUID("6f1c3c0e-5b1e-4c55-9a55-5eb2b1d9e0a1")
+
+
+@dataclass
+class TrackPlan:
+    """Everything needed to render one track, derived from (seed, index) alone."""
+
+    seed: int
+    index: int
+    name: str
+    duration_s: float
+    soundfont: str
+    split: str
+    arrangement: Arrangement
+    augment: bool = True
+
+
+def track_name(index: int) -> str:
+    """Slakh-style directory name: ``Track00001`` for index 0."""
+    return f"Track{index + 1:05d}"
+
+
+def track_duration_s(seed: int, index: int, min_s: float, max_s: float) -> float:
+    """Duration of track ``index`` in seconds (rounded to 10 ms), from its own random stream."""
+    return round(float(np.random.default_rng([seed, index, 0]).uniform(min_s, max_s)), 2)
+
+
+def plan_track(
+    seed: int,
+    index: int,
+    min_s: float = 20.0,
+    max_s: float = 40.0,
+    classical_p: float = 0.25,
+    cache_dir: Path | str | None = None,
+) -> TrackPlan:
+    """Plan track ``index`` of the corpus of ``seed``: same inputs, same arrangement."""
+    duration_s = track_duration_s(seed, index, min_s, max_s)
+    rng = np.random.default_rng([seed, index, 1])
+    soundfont = str(rng.choice(sorted(SOUNDFONTS_TRAIN), p=[0.6, 0.4]))
+    if rng.random() < classical_p:
+        from export.data.classical import classical_arrangement
+
+        arr = classical_arrangement(rng, duration_s, cache_dir)
+    else:
+        arr = generate_arrangement(rng, duration_s)
+    for part in arr.parts:
+        if part.is_drum:
+            part.program = int(rng.choice(DRUM_KITS))
+    split = "validation" if index % VALIDATION_EVERY == VALIDATION_EVERY - 1 else "train"
+    return TrackPlan(seed, index, track_name(index), duration_s, soundfont, split, arr)
+
+
+def render_track(
+    plan: TrackPlan,
+    track_dir: Path | str,
+    soundfont: Path | str | None = None,
+    sample_rate: int = SAMPLE_RATE,
+) -> dict:
+    """Render ``plan`` into ``track_dir`` (created) in Slakh layout; returns the metadata dict.
+
+    ``soundfont``: a path overriding the planned training soundfont (held-out renders).
+    """
+    track_dir = Path(track_dir)
+    sf_path = Path(soundfont) if soundfont is not None else SOUNDFONTS_TRAIN[plan.soundfont]
+    arr = plan.arrangement
+    n_samples = int(round(plan.duration_s * sample_rate))
+    (track_dir / "stems").mkdir(parents=True, exist_ok=True)
+    (track_dir / "MIDI").mkdir(parents=True, exist_ok=True)
+    aug_rng = np.random.default_rng([plan.seed, plan.index, 2])
+    audio, meta_stems = [], {}
+    all_src = pretty_midi.PrettyMIDI(initial_tempo=arr.qpm, resolution=960)
+    with tempfile.TemporaryDirectory(prefix="sbt_") as tmp:
+        for k, part in enumerate(arr.parts):
+            sid = f"S{k:02d}"
+            pm = part_to_midi(part, arr.qpm, arr.meter, plan.duration_s)
+            pm.write(str(track_dir / "MIDI" / f"{sid}.mid"))
+            all_src.instruments.append(pm.instruments[0])
+            mid = Path(tmp) / f"{sid}.mid"
+            pm.write(str(mid))
+            x = fit_length(render_midi(mid, sf_path, sample_rate), n_samples)
+            settings: dict = {}
+            if plan.augment:
+                x, settings = augment_stem(aug_rng, x, sample_rate)
+            audio.append(x)
+            meta_stems[sid] = {
+                "audio_rendered": True,
+                "inst_class": gm.inst_class(part.program, part.is_drum),
+                "is_drum": bool(part.is_drum),
+                "midi_program_name": gm.program_name(part.program, part.is_drum),
+                "midi_saved": True,
+                "plugin_name": sf_path.name,
+                "program_num": int(part.program),
+                "n_notes": int(len(part.notes)),
+                "role": part.role,
+                "augmentation": settings,
+            }
+    all_src.write(str(track_dir / "all_src.mid"))
+    stems = np.stack(audio) if audio else np.zeros((0, n_samples), np.float32)
+    stems, mix, gain = mix_stems(stems, PEAK_DBFS)
+    for k, x in enumerate(stems):
+        sf.write(str(track_dir / "stems" / f"S{k:02d}.flac"), x, sample_rate, subtype="PCM_24")
+    sf.write(str(track_dir / "mix.flac"), mix, sample_rate, subtype="PCM_24")
+    meta = {
+        "UUID": str(uuid.uuid5(UUID_NAMESPACE, f"{plan.seed}/{plan.index}/{sf_path.name}")),
+        "audio_dir": "stems",
+        "midi_dir": "MIDI",
+        "normalized": True,
+        "normalization_factor": round(float(20 * np.log10(gain)), 4),
+        "overall_gain": float(gain),
+        "target_peak": PEAK_DBFS,
+        "split": plan.split,
+        "seed": plan.seed,
+        "index": plan.index,
+        "source": arr.source,
+        "key": arr.key,
+        "tempo_qpm": round(float(arr.qpm), 3),
+        "time_signature": arr.meter.name,
+        "duration_s": plan.duration_s,
+        "sample_rate": sample_rate,
+        "soundfont": sf_path.name,
+        "stems": meta_stems,
+    }
+    with open(track_dir / "metadata.yaml", "w") as f:
+        yaml.safe_dump(meta, f, sort_keys=False)
+    return meta
