@@ -148,6 +148,8 @@ def _decode(key: str, value: Any) -> Any:
     try:
         return json.loads(value)
     except json.JSONDecodeError:
+        if key not in REQUIRED_KEYS:
+            return value  # free-form extra keys may be plain strings
         raise ModelError(f"model metadata key '{key}' is not valid JSON: {value[:60]!r}") from None
 
 

@@ -169,8 +169,9 @@ class OnnxModel:
         n_threads: int = 1,
         providers: list[str] | None = None,
         verify_sha256: bool = True,
+        models_dir: Path = MODELS_DIR,
     ) -> None:
-        self.path, expected = resolve(name_or_path)
+        self.path, expected = resolve(name_or_path, models_dir)
         if not self.path.is_file():
             raise ModelError(f"model file not found: {self.path}")
         if verify_sha256 and expected:
