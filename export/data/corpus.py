@@ -1,0 +1,244 @@
+"""``stembridge corpus``: render a reproducible synthetic multitrack corpus in Slakh2100's layout.
+
+    python -m export.data.corpus --out corpus/train --hours 3 --seed 1 --jobs 2
+
+Track ``i`` depends only on (seed, i) and the settings, so the same seed gives the same MIDI and
+audio, runs resume (finished tracks are skipped; each is written to ``OUT/.tmp`` and renamed when
+complete) and ``--jobs`` does not change the result. ``OUT/manifest.json`` records soundfonts
+(path, sha256), seed, versions, hours, track list with splits and the generator settings.
+
+API: ``main(argv) -> int``, ``build_corpus(out, hours=..., seed=..., ...) -> dict`` (the manifest),
+``render_heldout(out, n_tracks, seed, soundfont=SOUNDFONT_HELDOUT) -> dict`` for the benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+from tqdm import tqdm
+
+from export.data.render import SOUNDFONT_HELDOUT, SOUNDFONTS_TRAIN, fluidsynth_version
+from export.data.track import SAMPLE_RATE, plan_track, render_track, track_duration_s, track_name
+
+GENERATOR_VERSION = 1
+PACKAGES = ("numpy", "scipy", "soundfile", "pretty_midi", "music21", "PyYAML", "soxr")
+
+
+def sha256_file(path: Path | str) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def plan_durations(seed: int, hours: float | None, n_tracks: int | None, min_s: float, max_s: float) -> list[float]:
+    """Durations (s) of tracks 0.. until ``hours`` are covered (or exactly ``n_tracks`` tracks)."""
+    out: list[float] = []
+    total = 0.0
+    while (n_tracks is not None and len(out) < n_tracks) or (n_tracks is None and total < (hours or 0) * 3600):
+        d = track_duration_s(seed, len(out), min_s, max_s)
+        out.append(d)
+        total += d
+    return out
+
+
+def is_complete(track_dir: Path) -> bool:
+    """A track is complete when its directory (renamed into place last) has metadata.yaml."""
+    return (track_dir / "metadata.yaml").is_file()
+
+
+def _build_one(out: str, seed: int, index: int, settings: dict) -> tuple[int, dict]:
+    """Worker: plan and render track ``index`` atomically; returns (index, summary)."""
+    out_p = Path(out)
+    final = out_p / track_name(index)
+    plan = plan_track(
+        seed,
+        index,
+        settings["min_s"],
+        settings["max_s"],
+        settings["classical_fraction"],
+        cache_dir=out_p / ".cache" / "music21",
+    )
+    plan.augment = settings["augment"]
+    if settings.get("split"):
+        plan.split = settings["split"]
+    tmp = out_p / ".tmp" / f"{final.name}.{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    meta = render_track(plan, tmp, soundfont=settings.get("soundfont"))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    return index, _summary(final.name, meta)
+
+
+def _summary(name: str, meta: dict) -> dict:
+    return {
+        "name": name,
+        "split": meta["split"],
+        "duration_s": meta["duration_s"],
+        "soundfont": meta["soundfont"],
+        "source": meta["source"],
+        "n_stems": len(meta["stems"]),
+    }
+
+
+def _read_summary(track_dir: Path) -> dict:
+    import yaml
+
+    with open(track_dir / "metadata.yaml") as f:
+        return _summary(track_dir.name, yaml.safe_load(f))
+
+
+def _versions() -> dict:
+    v = {"python": platform.python_version(), "fluidsynth": fluidsynth_version(), "generator": GENERATOR_VERSION}
+    for p in PACKAGES:
+        try:
+            v[p] = importlib_metadata.version(p)
+        except importlib_metadata.PackageNotFoundError:
+            v[p] = None
+    return v
+
+
+def build_corpus(
+    out: Path | str,
+    hours: float | None = 3.0,
+    seed: int = 1,
+    jobs: int = 2,
+    min_s: float = 20.0,
+    max_s: float = 40.0,
+    n_tracks: int | None = None,
+    classical_fraction: float = 0.25,
+    augment: bool = True,
+    soundfont: Path | str | None = None,
+    split: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Render (or resume) a corpus into ``out``; returns the manifest written to ``out/manifest.json``.
+
+    ``soundfont`` overrides the training soundfonts for every track (held-out renders only);
+    ``split`` forces every track's split (e.g. ``"test"``).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    durations = plan_durations(seed, hours, n_tracks, min_s, max_s)
+    settings = {
+        "min_s": min_s,
+        "max_s": max_s,
+        "classical_fraction": classical_fraction,
+        "augment": augment,
+        "soundfont": str(soundfont) if soundfont else None,
+        "split": split,
+    }
+    todo = [i for i in range(len(durations)) if not is_complete(out / track_name(i))]
+    t0 = time.time()
+    bar = tqdm(total=round(sum(durations), 2), unit="s", desc="corpus (audio s)", disable=not progress)
+    bar.update(round(sum(durations) - sum(durations[i] for i in todo), 2))
+    if jobs <= 1:
+        for i in todo:
+            _build_one(str(out), seed, i, settings)
+            bar.update(round(durations[i], 2))
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(_build_one, str(out), seed, i, settings) for i in todo]
+            for fut in as_completed(futures):
+                i, _ = fut.result()
+                bar.update(round(durations[i], 2))
+    bar.close()
+    shutil.rmtree(out / ".tmp", ignore_errors=True)
+    tracks = [_read_summary(out / track_name(i)) for i in range(len(durations))]
+    fonts = {Path(soundfont).name: Path(soundfont)} if soundfont else SOUNDFONTS_TRAIN
+    manifest = {
+        "format": "slakh2100",
+        "seed": seed,
+        "sample_rate": SAMPLE_RATE,
+        "hours": round(sum(durations) / 3600, 4),
+        "n_tracks": len(durations),
+        "n_validation": sum(t["split"] == "validation" for t in tracks),
+        "render_seconds_this_run": round(time.time() - t0, 1),
+        "soundfonts": {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in fonts.items()},
+        "heldout_soundfont_never_used_for_training": str(SOUNDFONT_HELDOUT),
+        "versions": _versions(),
+        "generator": settings | {"hours_requested": hours, "n_tracks_requested": n_tracks},
+        "tracks": tracks,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def render_heldout(
+    out: Path | str, n_tracks: int, seed: int, soundfont: Path | str = SOUNDFONT_HELDOUT, **kwargs
+) -> dict:
+    """Render a held-out benchmark set with the MuseScore General soundfont (split ``test``)."""
+    return build_corpus(out, hours=None, seed=seed, n_tracks=n_tracks, soundfont=soundfont, split="test", **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``stembridge corpus`` argument parser."""
+    p = argparse.ArgumentParser(prog="stembridge corpus", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="output directory (Slakh2100 layout)")
+    p.add_argument("--hours", type=float, default=3.0, help="hours of audio to render (default 3)")
+    p.add_argument("--tracks", type=int, default=None, help="render exactly this many tracks instead of --hours")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--jobs", type=int, default=2, help="parallel render processes (default 2)")
+    p.add_argument(
+        "--segment-seconds",
+        type=float,
+        nargs=2,
+        default=(20.0, 40.0),
+        metavar=("MIN", "MAX"),
+        help="track length range in seconds (default 20 40)",
+    )
+    p.add_argument("--classical-fraction", type=float, default=0.25, help="share of music21 corpus tracks")
+    p.add_argument("--no-augment", action="store_true", help="no per-stem gain/EQ/reverb")
+    p.add_argument(
+        "--soundfont",
+        type=Path,
+        default=None,
+        help="render every track with this soundfont (held-out sets only; implies split 'test')",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``stembridge corpus``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    min_s, max_s = args.segment_seconds
+    if not 0 < min_s <= max_s:
+        print("error: --segment-seconds needs 0 < MIN <= MAX", file=sys.stderr)
+        return 2
+    if args.soundfont is not None and not args.soundfont.is_file():
+        print(f"error: soundfont {args.soundfont} not found", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    m = build_corpus(
+        args.out,
+        hours=None if args.tracks else args.hours,
+        seed=args.seed,
+        jobs=args.jobs,
+        min_s=min_s,
+        max_s=max_s,
+        n_tracks=args.tracks,
+        classical_fraction=args.classical_fraction,
+        augment=not args.no_augment,
+        soundfont=args.soundfont,
+        split="test" if args.soundfont is not None else None,
+        progress=not args.quiet,
+    )
+    print(f"{m['n_tracks']} tracks, {m['hours']:.3f} h of audio in {args.out} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
