@@ -1,0 +1,125 @@
+"""Writing note events: MIDI files (offline) and mido messages (live MIDI out).
+
+Public API
+----------
+- ``TICKS_PER_BEAT`` (960) and ``TEMPO_BPM`` (120): the file resolution, 1920 ticks per
+  second, so times keep better than 1 ms accuracy.
+- ``STEM_PROGRAMS``: the GM program written for each pitched stem (unknown stems: 0).
+- ``write_notes_midi(path, events, stems, sample_rate, latency_samples=0)``: a type-1 MIDI
+  file, written atomically.
+- ``event_to_message(event, stems) -> mido.Message``: a ``NoteEvent`` as a channel message
+  on the stem's channel (``instruments.stem_channel``; drums on channel 10).
+- ``MemoryPort``: an in-memory mido output port that keeps what is sent (for tests).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import mido
+
+from bridge.instruments import stem_channel
+from bridge.notes import NoteEvent, pair_events
+
+TICKS_PER_BEAT = 960
+TEMPO_BPM = 120
+TICKS_PER_SECOND = TICKS_PER_BEAT * TEMPO_BPM // 60
+STEM_PROGRAMS = {"piano": 0, "guitar": 25, "bass": 33, "strings": 48}
+DRUM_STEM = "drums"
+
+
+def event_to_message(event: NoteEvent, stems: Sequence[str]) -> mido.Message:
+    """The live MIDI message of ``event`` on its stem's channel (note_off for note-offs)."""
+    channel = stem_channel(stems[event.stem], tuple(stems))
+    if event.on and event.velocity > 0:
+        return mido.Message("note_on", channel=channel, note=event.note, velocity=event.velocity)
+    return mido.Message("note_off", channel=channel, note=event.note, velocity=0)
+
+
+def _track(name: str, timed: list[tuple[int, int, mido.Message]]) -> mido.MidiTrack:
+    """A track from (tick, order, message) triples: sorted, delta times, end_of_track."""
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("track_name", name=name, time=0))
+    now = 0
+    for tick, _, msg in sorted(timed, key=lambda x: (x[0], x[1])):
+        track.append(msg.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def write_notes_midi(
+    path: str | os.PathLike[str],
+    events: Iterable[NoteEvent],
+    stems: Sequence[str],
+    sample_rate: float,
+    latency_samples: int = 0,
+) -> None:
+    """Write ``events`` as a type-1 MIDI file: a conductor track (120 bpm, 4/4), then one track
+    per stem of ``stems`` (model order, no track for ``other``) named after it, on
+    ``stem_channel(stem, stems)``, with a program change for pitched stems.
+
+    Event times are ``(event.sample - latency_samples) / sample_rate`` seconds, clipped at 0.
+    Every note-on gets a note-off (see ``notes.pair_events``). The file is written to a
+    temporary file in the same directory, then renamed over ``path``.
+    """
+    stems = tuple(stems)
+    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    conductor = mido.MidiTrack()
+    conductor.append(mido.MetaMessage("track_name", name="stembridge", time=0))
+    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(TEMPO_BPM), time=0))
+    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    conductor.append(mido.MetaMessage("end_of_track", time=0))
+    mid.tracks.append(conductor)
+
+    def tick(sample: int) -> int:
+        return max(0, round((sample - latency_samples) * TICKS_PER_SECOND / sample_rate))
+
+    per_stem: list[list[tuple[int, int, mido.Message]]] = [[] for _ in stems]
+    for s_idx, note, on_sample, off_sample, vel in pair_events(events):
+        if not 0 <= s_idx < len(stems):
+            continue
+        ch = stem_channel(stems[s_idx], stems)
+        on_tick = tick(on_sample)
+        off_tick = max(tick(off_sample), on_tick + 1)  # a note never ends before it starts
+        per_stem[s_idx].append((on_tick, 1, mido.Message("note_on", channel=ch, note=note, velocity=vel)))
+        per_stem[s_idx].append((off_tick, 0, mido.Message("note_off", channel=ch, note=note, velocity=0)))
+    for s, stem in enumerate(stems):
+        timed = per_stem[s]
+        if stem != DRUM_STEM:
+            ch = stem_channel(stem, stems)
+            timed.append((0, -1, mido.Message("program_change", channel=ch, program=STEM_PROGRAMS.get(stem, 0))))
+        mid.tracks.append(_track(stem, timed))
+
+    _save_atomic(mid, os.fspath(path))
+
+
+def _save_atomic(mid: mido.MidiFile, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".mid.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            mid.save(file=f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class MemoryPort(mido.ports.BaseOutput):
+    """An output port that appends every sent message to ``self.messages`` (for tests)."""
+
+    def __init__(self, name: str = "memory", **kwargs: Any):
+        self.messages: list[mido.Message] = []
+        super().__init__(name, **kwargs)
+
+    def _send(self, msg: mido.Message) -> None:
+        self.messages.append(msg)
