@@ -21,6 +21,7 @@ N_KEYS = 88
 # kick, snare, closed hat, low tom, open hat, mid tom, crash, high tom, ride
 DRUM_CLASSES = (36, 38, 42, 45, 46, 47, 49, 50, 51)
 
+# fmt: off
 DRUM_CLASS_OF: dict[int, int] = {
     35: 36, 36: 36,                      # kicks
     37: 38, 38: 38, 39: 38, 40: 38,      # snares, side stick, clap
@@ -32,6 +33,7 @@ DRUM_CLASS_OF: dict[int, int] = {
     49: 49, 52: 49, 55: 49, 57: 49,      # crashes, china, splash
     51: 51, 53: 51, 59: 51, 56: 51,      # rides, ride bell, cowbell
 }
+# fmt: on
 
 _PROGRAM_FAMILIES = (
     (range(0, 8), "piano"),

@@ -69,12 +69,20 @@ _HELD_OFFSET_SAMPLES = np.iinfo(np.int64).max // 4
 
 
 class MetaLike(Protocol):
-    sample_rate: int
-    hop: int
-    n_fft: int
-    key_low: int
-    n_keys: int
-    stems: tuple[str, ...]
+    """What the roll functions need of a ModelMetadata (read-only)."""
+
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def hop(self) -> int: ...
+    @property
+    def n_fft(self) -> int: ...
+    @property
+    def key_low(self) -> int: ...
+    @property
+    def n_keys(self) -> int: ...
+    @property
+    def stems(self) -> tuple[str, ...]: ...
 
 
 # --------------------------------------------------------------------------- channel map
