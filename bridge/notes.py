@@ -119,13 +119,15 @@ class NoteDecoder:
             raise ValueError(
                 f"note_frame {frame_p.shape} and note_onset {onset_p.shape} must both be (n_frames, *{self._shape})"
             )
+        frame_p = np.nan_to_num(frame_p, nan=0.0)  # once per block, not per frame
+        onset_p = np.nan_to_num(onset_p, nan=0.0)
         events: list[NoteEvent] = []
         held, releasing, on_frame = self._held, self._releasing, self._on_frame
         drum, active, min_frames = self._drum, self._active, self._min_frames
         for i in range(frame_p.shape[0]):
             k = int(first_frame) + i
-            f = np.nan_to_num(frame_p[i], nan=0.0)
-            o = np.nan_to_num(onset_p[i], nan=0.0)
+            f = frame_p[i]
+            o = onset_p[i]
             above = o >= self._onset_thr
             onset = above & ~self._prev_above & active
             self._prev_above = above
