@@ -1,0 +1,92 @@
+"""Tiny corpora rendered with FluidSynth: reproducibility, Slakh layout, metadata and resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+from export.data import corpus
+from export.data.render import SOUNDFONT_HELDOUT
+
+pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
+
+ARGS = ["--tracks", "2", "--seed", "11", "--segment-seconds", "4", "6", "--jobs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory):
+    a = tmp_path_factory.mktemp("corpus_a")
+    b = tmp_path_factory.mktemp("corpus_b")
+    assert corpus.main(["--out", str(a), *ARGS]) == 0
+    assert corpus.main(["--out", str(b), *ARGS[:-3], "--jobs", "2", "--quiet"]) == 0
+    return a, b
+
+
+def _files(root):
+    return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file() and p.name != "manifest.json")
+
+
+def test_same_seed_same_files(two_builds):
+    a, b = two_builds
+    fa, fb = _files(a), _files(b)
+    assert fa == fb and len(fa) > 8
+    for rel in fa:
+        if rel.suffix == ".flac":
+            xa, _ = sf.read(str(a / rel))
+            xb, _ = sf.read(str(b / rel))
+            np.testing.assert_array_equal(xa, xb)
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_slakh_layout_and_metadata(two_builds):
+    root, _ = two_builds
+    tracks = sorted(p for p in root.iterdir() if p.name.startswith("Track"))
+    assert [t.name for t in tracks] == ["Track00001", "Track00002"]
+    for t in tracks:
+        meta = yaml.safe_load((t / "metadata.yaml").read_text())
+        for key in ("UUID", "audio_dir", "midi_dir", "stems", "split", "normalized", "overall_gain"):
+            assert key in meta
+        assert meta["audio_dir"] == "stems" and meta["midi_dir"] == "MIDI"
+        assert meta["soundfont"] in ("FluidR3_GM.sf2", "TimGM6mb.sf2")
+        mix, sr = sf.read(str(t / "mix.flac"), dtype="float32")
+        assert sr == 44100 and mix.ndim == 1
+        assert 4.0 * sr <= len(mix) <= 6.0 * sr + 1
+        assert np.abs(mix).max() <= 10 ** (-1 / 20) + 1e-4
+        total = np.zeros_like(mix)
+        for sid, info in meta["stems"].items():
+            assert sid.startswith("S") and len(sid) == 3
+            for k in ("inst_class", "program_num", "is_drum", "midi_program_name", "plugin_name"):
+                assert k in info
+            assert info["audio_rendered"] is True
+            stem, sr2 = sf.read(str(t / "stems" / f"{sid}.flac"), dtype="float32")
+            assert sr2 == 44100 and stem.shape == mix.shape
+            assert (t / "MIDI" / f"{sid}.mid").is_file()
+            total += stem
+        assert np.abs(total - mix).max() < 1e-4
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["seed"] == 11 and manifest["n_tracks"] == 2
+    assert set(manifest["soundfonts"]) == {"FluidR3_GM", "TimGM6mb"}
+    assert all(len(v["sha256"]) == 64 for v in manifest["soundfonts"].values())
+    assert str(SOUNDFONT_HELDOUT) not in json.dumps(manifest["soundfonts"])
+    assert {t["split"] for t in manifest["tracks"]} <= {"train", "validation"}
+    assert "fluidsynth" in manifest["versions"]
+
+
+def test_resume_skips_complete_tracks(two_builds):
+    root, _ = two_builds
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")}
+    assert corpus.main(["--out", str(root), *ARGS]) == 0
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")} == before
+    assert not (root / ".tmp").exists()
+
+
+def test_validation_split_every_tenth_track():
+    from export.data.track import plan_track
+
+    splits = [plan_track(1, i, classical_p=0.0).split for i in range(20)]
+    assert splits.count("validation") == 2 and splits[9] == "validation"
