@@ -1,0 +1,185 @@
+"""JACK backend (JACK-Client): the bridge as a JACK client with audio and MIDI ports.
+
+Public API
+----------
+- ``JackBackend(client_name="stembridge")``:
+
+  - ``open() -> (sample_rate, block_size)`` (main thread): connect to the server named by
+    ``JACK_DEFAULT_SERVER`` (or the default one); never starts a server. ``DeviceError`` if
+    none runs.
+  - ``start(host, stems, connect=None)`` (main thread): register ports, install the
+    callbacks, activate, connect ``in_L`` / ``in_R`` from the given ports.
+  - ``failure``: a one-line reason once the server shut down or the buffer size / rate
+    changed (set from JACK's threads, read by the main thread).
+  - ``close()`` (main thread): deactivate and close; safe after a server shutdown.
+
+Ports: audio in ``in_L``, ``in_R``; audio out ``<stem>_L``, ``<stem>_R`` for every stem
+including ``other``; MIDI in ``score_in`` (score messages, sample-accurate offsets passed to
+the processor); MIDI out ``notes_out`` (every stem, one channel per stem, drums on channel 10)
+and ``<stem>_notes`` per predicted stem (same channels), events at their exact offset.
+
+Threads: the process callback runs on JACK's real-time thread and only calls
+``RealtimeHost.cycle``; the xrun and shutdown callbacks run on JACK's notification threads and
+only set counters / flags.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from bridge.errors import DeviceError
+from bridge.instruments import stem_channel
+from bridge.rt_host import RealtimeHost
+
+
+def _quiet_jack() -> Any:
+    import jack
+
+    jack.set_error_function(lambda msg: None)
+    jack.set_info_function(lambda msg: None)
+    return jack
+
+
+class JackBackend:
+    def __init__(self, client_name: str = "stembridge") -> None:
+        self.client_name = client_name
+        self.client: Any = None
+        self.failure: str | None = None
+        self._host: RealtimeHost | None = None
+        self._active = False
+
+    def open(self) -> tuple[int, int]:
+        """Main thread. Connect to the running server; returns (sample_rate, block_size)."""
+        try:
+            jack = _quiet_jack()
+        except (ImportError, OSError) as e:
+            raise DeviceError(f"the JACK backend needs JACK-Client and libjack ({e})") from None
+        try:
+            self.client = jack.Client(self.client_name, no_start_server=True)
+        except jack.JackOpenError:
+            raise DeviceError("no JACK server is running (start jackd, or use --backend portaudio)") from None
+        return int(self.client.samplerate), int(self.client.blocksize)
+
+    def start(
+        self,
+        host: RealtimeHost,
+        stems: Sequence[str],
+        connect: Sequence[str] | None = None,
+        midi_in: str | None = None,
+        midi_out: str | None = None,
+    ) -> None:
+        """Main thread. Register ports, set callbacks, activate; connect ``in_L``/``in_R`` from
+        ``connect``, ``score_in`` from the MIDI port ``midi_in``, ``notes_out`` to ``midi_out``."""
+        client = self.client
+        self._host = host
+        all_stems = tuple(stems)
+        predicted = all_stems[:-1]
+        self._ins = [client.inports.register("in_L"), client.inports.register("in_R")]
+        self._outs = [client.outports.register(f"{s}_{side}") for s in all_stems for side in ("L", "R")]
+        self._score_in = client.midi_inports.register("score_in")
+        self._notes_out = client.midi_outports.register("notes_out")
+        self._stem_notes = [client.midi_outports.register(f"{s}_notes") for s in predicted]
+        self._channels = [stem_channel(s, predicted) for s in predicted]
+        self._block_size = host.block_size
+        self._sample_rate = host.sample_rate
+        client.set_process_callback(self._process)
+        client.set_xrun_callback(self._xrun)
+        client.set_shutdown_callback(self._shutdown)
+        client.set_blocksize_callback(self._blocksize)
+        client.set_samplerate_callback(self._samplerate)
+        client.activate()
+        self._active = True
+        for i, name in enumerate(connect or ()):
+            target = self._ins[i % 2]
+            try:
+                client.connect(name, target)
+            except Exception as e:
+                raise DeviceError(f"cannot connect JACK port '{name}' to {target.name}: {e}") from None
+        if midi_in:
+            self._connect_midi(self._find_port(midi_in, is_output=True), self._score_in.name)
+        if midi_out:
+            self._connect_midi(self._notes_out.name, self._find_port(midi_out, is_output=False))
+
+    def _find_port(self, pattern: str, is_output: bool) -> str:
+        """Main thread. The first MIDI port whose full name contains ``pattern``."""
+        ports = self.client.get_ports(is_midi=True, is_output=is_output, is_input=not is_output)
+        for p in ports:
+            if pattern in p.name and not p.name.startswith(self.client.name + ":"):
+                return str(p.name)
+        kind = "output" if is_output else "input"
+        names = ", ".join(p.name for p in ports) or "none"
+        raise DeviceError(f"no JACK MIDI {kind} port matches '{pattern}' (available: {names})")
+
+    def _connect_midi(self, source: str, dest: str) -> None:
+        try:
+            self.client.connect(source, dest)
+        except Exception as e:
+            raise DeviceError(f"cannot connect JACK MIDI {source} -> {dest}: {e}") from None
+
+    # ------------------------------------------------------------------ JACK threads
+    def _process(self, frames: int) -> None:
+        """JACK real-time thread."""
+        host = self._host
+        if host is None:
+            return
+        if host.first_frame_time is None:
+            host.first_frame_time = int(self.client.last_frame_time)
+        self._notes_out.clear_buffer()
+        for p in self._stem_notes:
+            p.clear_buffer()
+        midi = [(offset, bytes(data)) for offset, data in self._score_in.incoming_midi_events()]
+        host.cycle(
+            [p.get_array() for p in self._ins],
+            [p.get_array() for p in self._outs],
+            midi,
+            self._send_note,
+        )
+
+    def _send_note(self, offset: int, stem: int, note: int, velocity: int, on: bool) -> None:
+        """JACK real-time thread (called from ``RealtimeHost.cycle``)."""
+        ch = self._channels[stem]
+        msg = bytes((0x90 | ch, note, velocity)) if on and velocity > 0 else bytes((0x80 | ch, note, 0))
+        try:
+            self._notes_out.write_midi_event(offset, msg)
+            self._stem_notes[stem].write_midi_event(offset, msg)
+        except Exception:  # MIDI buffer full: drop the event rather than break the cycle
+            if self._host is not None:
+                self._host.n_late_notes += 1
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        if self._host is not None:
+            self._host.xruns += 1
+
+    def _shutdown(self, status: Any, reason: str) -> None:
+        self.failure = f"the JACK server shut down ({reason.strip() or 'no reason given'})"
+
+    def _blocksize(self, blocksize: int) -> None:
+        if self._host is not None and blocksize != self._block_size:
+            self.failure = f"the JACK buffer size changed to {blocksize}; restart stembridge"
+
+    def _samplerate(self, samplerate: int) -> None:
+        if self._host is not None and samplerate != self._sample_rate:
+            self.failure = f"the JACK sample rate changed to {samplerate}; restart stembridge"
+
+    # ------------------------------------------------------------------ main thread
+    def port_names(self) -> dict[str, list[str]]:
+        """Main thread. Full names of this client's ports by role."""
+        return {
+            "audio_in": [p.name for p in self._ins],
+            "audio_out": [p.name for p in self._outs],
+            "midi_in": [self._score_in.name],
+            "midi_out": [self._notes_out.name, *(p.name for p in self._stem_notes)],
+        }
+
+    def close(self) -> None:
+        """Main thread. Deactivate and close the client (also after a server shutdown)."""
+        client, self.client = self.client, None
+        if client is None:
+            return
+        try:
+            if self._active and self.failure is None:
+                client.deactivate()
+            client.close()
+        except Exception:
+            pass
+        self._active = False

@@ -1,0 +1,157 @@
+"""``stembridge run``: the real-time bridge on JACK or PortAudio.
+
+Public API
+----------
+- ``run_bridge(args) -> int`` (main thread): load the model, open the backend, prepare and
+  warm up the ``Processor`` at the backend's rate and block size, start the worker
+  (``rt_host.RealtimeHost``), then start the stream; print a live status line on stderr
+  until Ctrl-C / SIGTERM, ``--duration`` seconds, or a failure (server shutdown, worker
+  error, stalled callback). ``--stats FILE`` is written atomically on every exit path.
+  Returns 0 on a normal stop; failures raise ``StembridgeError`` (one line in the CLI).
+- ``open_backend(name, args)``: the backend object for ``jack`` or ``portaudio``.
+
+Threads: this module runs on the main thread only; the backend's callback and the worker are
+in ``rt_host`` and ``backends``. Python is soft real time: the callback holds the GIL while it
+copies; ``sys.setswitchinterval`` is lowered so the worker's Python code yields quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from bridge.errors import DeviceError, InputError, StembridgeError
+
+STATUS_INTERVAL_S = 0.25
+STALL_TIMEOUT_S = 10.0  # no callback for this long ends the run
+SWITCH_INTERVAL_S = 0.0005
+
+
+def open_backend(name: str, args: argparse.Namespace) -> Any:
+    if name == "jack":
+        from bridge.backends.jack import JackBackend
+
+        return JackBackend()
+    from bridge.backends.portaudio import PortAudioBackend
+
+    return PortAudioBackend(
+        sample_rate=args.rate,
+        block_size=args.block,
+        input_device=args.input,
+        output_device=args.output,
+        midi_in=args.midi_in,
+        midi_out=args.midi_out,
+    )
+
+
+def _choose_backend(args: argparse.Namespace) -> str:
+    if args.backend:
+        return str(args.backend)
+    from bridge.rt_jackd import jack_server_running
+
+    return "jack" if jack_server_running() else "portaudio"
+
+
+def run_bridge(args: argparse.Namespace) -> int:
+    """Main thread. Run until stopped; see the module docstring."""
+    from bridge.engine import Processor
+    from bridge.rt_config import apply_score_config, load_config
+    from bridge.rt_host import RealtimeHost
+    from bridge.rt_status import status_line, write_stats
+
+    if args.duration is not None and not args.duration > 0:
+        raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
+    name = _choose_backend(args)
+    processor = Processor(args.model, n_threads=args.threads)
+    config = load_config(args.config, processor.meta.stems)
+    backend = open_backend(name, args)
+    host: RealtimeHost | None = None
+    stats: dict[str, Any] = {"backend": name, "error": None}
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
+    old_switch = sys.getswitchinterval()
+    try:
+        sample_rate, block_size = backend.open()
+        stats.update(sample_rate=sample_rate, block_size=block_size)
+        processor.prepare(sample_rate, block_size, 2)  # allocates and warms the model up
+        apply_score_config(processor, config)
+        host = RealtimeHost(
+            processor, block_size, queue_blocks=config.queue_blocks, gains=config.gains(processor.stems)
+        )
+        stats.update(host.stats())
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        host.start()
+        if name == "jack":
+            backend.start(host, processor.stems, connect=args.connect, midi_in=args.midi_in, midi_out=args.midi_out)
+        else:
+            backend.start(host, processor.stems)
+        terms = ", ".join(f"{k} {v}" for k, v in host.latency_terms.items())
+        say(
+            f"stembridge: {name} {sample_rate} Hz, {block_size} frames, model {processor.meta.name}; "
+            f"latency {host.latency_samples} samples = {1000 * host.latency_samples / sample_rate:.2f} ms ({terms})"
+        )
+        for line in getattr(backend, "notices", []):
+            say(f"stembridge: {line}")
+        _main_loop(host, backend, processor.stems, args, say, status_line)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C / SIGTERM: a normal stop
+    except StembridgeError as e:
+        stats["error"] = str(e)
+        raise
+    finally:
+        try:
+            backend.close()
+            if host is not None:
+                host.stop()
+                stats.update(host.stats())
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.setswitchinterval(old_switch)
+            if args.stats is not None:
+                write_stats(args.stats, stats)
+    if host is None:
+        return 0
+    say(
+        f"stembridge: stopped after {stats['blocks']} blocks; misses {stats['deadline_misses']}, "
+        f"xruns {stats['xruns']}, worker p50 {stats['worker_ms_p50']:.2f} ms, p99 {stats['worker_ms_p99']:.2f} ms "
+        f"(budget {stats['budget_ms']:.2f} ms)"
+    )
+    processor.release()
+    return 0
+
+
+def _main_loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any) -> None:
+    """Main thread. Status line and stop conditions; raises ``DeviceError`` on a failure."""
+    tty = sys.stderr.isatty() and not args.quiet
+    try:
+        _loop(host, backend, stems, args, say, status_line, tty)
+    finally:
+        if tty:
+            sys.stderr.write("\n")
+
+
+def _loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any, tty: bool) -> None:
+    t0 = last_line = time.monotonic()
+    last_cycles, last_progress = host.n_cycles, t0
+    while True:
+        time.sleep(STATUS_INTERVAL_S)
+        now = time.monotonic()
+        if backend.failure:
+            raise DeviceError(backend.failure)
+        if host.worker_error:
+            raise StembridgeError(f"the inference worker failed: {host.worker_error}")
+        if host.n_cycles != last_cycles:
+            last_cycles, last_progress = host.n_cycles, now
+        elif now - last_progress > STALL_TIMEOUT_S:
+            raise DeviceError(f"the audio callback has not run for {STALL_TIMEOUT_S:.0f} s")
+        if args.duration is not None and now - t0 >= args.duration:
+            break
+        if not args.quiet:
+            if tty:
+                sys.stderr.write("\r" + status_line(host, stems) + "\033[K")
+                sys.stderr.flush()
+            elif now - last_line >= 5.0:
+                last_line = now
+                say(status_line(host, stems))

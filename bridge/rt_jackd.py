@@ -1,0 +1,102 @@
+"""A private ``jackd -d dummy`` server (no sound card) for the demo, tests and benchmarks.
+
+Public API
+----------
+- ``jack_server_running(name=None) -> bool``: whether a JACK server answers (``name`` or
+  ``JACK_DEFAULT_SERVER`` / the default server).
+- ``PrivateJackd(sample_rate=44100, block_size=256, sync=False, name=None)``: context manager
+  (main thread) that starts ``jackd -n NAME -d dummy`` with a unique server name, waits until
+  it answers, and always kills it on exit. ``name`` and ``env()`` (a copy of ``os.environ``
+  with ``JACK_DEFAULT_SERVER`` set) let clients and subprocesses reach it; ``kill()`` stops it
+  early (to test a server going away). ``sync=True`` runs it synchronously (``-S``: the server
+  waits for slow clients instead of skipping them, for tests on a loaded machine).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from bridge.errors import DeviceError
+
+
+def jack_server_running(name: str | None = None) -> bool:
+    """Main thread. True when a JACK server answers (never starts one)."""
+    try:
+        from bridge.backends.jack import _quiet_jack
+
+        jack = _quiet_jack()
+    except (ImportError, OSError):
+        return False
+    try:
+        c = jack.Client(f"probe-{uuid.uuid4().hex[:6]}", no_start_server=True, servername=name)
+    except jack.JackOpenError:
+        return False
+    c.close()
+    return True
+
+
+class PrivateJackd:
+    def __init__(
+        self,
+        sample_rate: int = 44100,
+        block_size: int = 256,
+        sync: bool = False,
+        name: str | None = None,
+        timeout_s: float = 20.0,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.block_size = block_size
+        self.sync = sync
+        self.name = name or f"stembridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.timeout_s = timeout_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["JACK_DEFAULT_SERVER"] = self.name
+        return env
+
+    def __enter__(self) -> PrivateJackd:
+        jackd = shutil.which("jackd")
+        if jackd is None:
+            raise DeviceError("jackd is not installed (Debian/Ubuntu: apt-get install jackd2)")
+        cmd = [jackd, "-n", self.name, "--no-realtime", "-t", "10000" if self.sync else "2000"]
+        if self.sync:
+            cmd.append("-S")
+        cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.block_size)]
+        self._log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty jackd never blocks
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.timeout_s
+        while not jack_server_running(self.name):
+            if self.proc.poll() is not None:
+                self._log.seek(0)
+                err = self._log.read().decode(errors="replace").strip()
+                last = err.splitlines()[-1] if err else "no output"
+                raise DeviceError(f"jackd exited at start: {last}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise DeviceError(f"jackd did not answer within {self.timeout_s:.0f} s")
+            time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """Main thread. Stop the server (SIGTERM, then SIGKILL) and reap it."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5.0)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.kill()
+        self._log.close()

@@ -1,0 +1,142 @@
+"""A JACK test rig: plays audio and a score into the bridge and records every bridge output.
+
+Public API
+----------
+- ``Loopback(audio, score_events, n_record_samples, bridge="stembridge")``: two JACK clients
+  in this process, ``<name>-play`` (audio ``out_L``/``out_R`` and MIDI ``score_out``, connected
+  to the bridge's ``in_L``/``in_R``/``score_in``) and ``<name>-rec`` (one input per bridge
+  output port). Two clients, not one, so the graph runs player -> bridge -> recorder in one
+  cycle without a feedback loop.
+
+  - ``open(stems)`` (main thread): register, activate, connect to the bridge's ports.
+  - ``start()`` (main thread): play from the next cycle; ``start_frame`` is then the JACK
+    frame time of the first played sample.
+  - ``wait(timeout_s) -> bool`` (main thread): True once ``n_record_samples`` were recorded.
+  - ``recorded``: (2 * n_outputs, n_record_samples) float32, sample ``k`` recorded at frame
+    ``start_frame + k``, ports in the bridge's order ``stem0_L, stem0_R, ..., other_R``;
+    ``midi``: ``{port: [(sample, bytes), ...]}`` for ``notes_out`` and ``<stem>_notes`` with
+    samples relative to ``start_frame``.
+  - ``close()`` (main thread).
+
+``audio`` is (2, n) float32, ``score_events`` a list of ``(sample, bytes)`` relative to the
+start of the audio. The process callbacks run on JACK's thread and only copy.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from typing import Sequence
+
+import numpy as np
+
+from bridge.backends.jack import _quiet_jack
+
+
+class Loopback:
+    def __init__(
+        self,
+        audio: np.ndarray,
+        score_events: Sequence[tuple[int, bytes]],
+        n_record_samples: int,
+        bridge: str = "stembridge",
+        name: str | None = None,
+    ) -> None:
+        self.audio = np.ascontiguousarray(audio, np.float32)
+        self.score_events = sorted(score_events, key=lambda e: e[0])
+        self.n_record = int(n_record_samples)
+        self.bridge = bridge
+        self.name = name or f"sbtest-{uuid.uuid4().hex[:6]}"
+        self.start_frame: int | None = None
+        self._armed = False
+        self._done = threading.Event()
+        self._next_event = 0
+        self.midi: dict[str, list[tuple[int, bytes]]] = {}
+        self.recorded = np.zeros((0, self.n_record), np.float32)
+
+    def open(self, stems: Sequence[str]) -> None:
+        jack = _quiet_jack()
+        self._play = jack.Client(self.name + "-play", no_start_server=True)
+        self._rec = jack.Client(self.name + "-rec", no_start_server=True)
+        self._outs = [self._play.outports.register("out_L"), self._play.outports.register("out_R")]
+        self._score = self._play.midi_outports.register("score_out")
+        out_names = [f"{s}_{side}" for s in stems for side in ("L", "R")]
+        note_names = ["notes_out", *(f"{s}_notes" for s in stems[:-1])]
+        self._rec_ins = [self._rec.inports.register(n) for n in out_names]
+        self._rec_midi = [self._rec.midi_inports.register(n) for n in note_names]
+        self.midi = {n: [] for n in note_names}
+        self.recorded = np.zeros((len(out_names), self.n_record), np.float32)
+        self._play.set_process_callback(self._play_cb)
+        self._rec.set_process_callback(self._rec_cb)
+        self._play.activate()
+        self._rec.activate()
+        b = self.bridge
+        self._play.connect(self._outs[0], f"{b}:in_L")
+        self._play.connect(self._outs[1], f"{b}:in_R")
+        self._play.connect(self._score, f"{b}:score_in")
+        for port, n in zip(self._rec_ins, out_names):
+            self._rec.connect(f"{b}:{n}", port)
+        for port, n in zip(self._rec_midi, note_names):
+            self._rec.connect(f"{b}:{n}", port)
+
+    def start(self) -> None:
+        self._armed = True
+
+    def wait(self, timeout_s: float) -> bool:
+        return self._done.wait(timeout_s)
+
+    # ------------------------------------------------------------------ JACK thread
+    def _play_cb(self, frames: int) -> None:
+        t = int(self._play.last_frame_time)
+        for p in self._outs:
+            p.get_array()[:] = 0.0
+        self._score.clear_buffer()
+        if not self._armed:
+            return
+        if self.start_frame is None:
+            self.start_frame = t
+        pos = t - self.start_frame
+        n_audio = self.audio.shape[1]
+        if pos < n_audio:
+            k = min(frames, n_audio - pos)
+            for c, p in enumerate(self._outs):
+                p.get_array()[:k] = self.audio[c, pos : pos + k]
+        ev = self.score_events
+        while self._next_event < len(ev) and ev[self._next_event][0] < pos + frames:
+            sample, data = ev[self._next_event]
+            self._score.write_midi_event(max(0, sample - pos), data)
+            self._next_event += 1
+
+    def _rec_cb(self, frames: int) -> None:
+        if self.start_frame is None:
+            return
+        pos = int(self._rec.last_frame_time) - self.start_frame
+        if pos < 0 or pos >= self.n_record:
+            if pos >= self.n_record:
+                self._done.set()
+            return
+        k = min(frames, self.n_record - pos)
+        for i, p in enumerate(self._rec_ins):
+            self.recorded[i, pos : pos + k] = p.get_array()[:k]
+        for p in self._rec_midi:
+            lst = self.midi[p.shortname]
+            for offset, data in p.incoming_midi_events():
+                lst.append((pos + offset, bytes(data)))
+        if pos + k >= self.n_record:
+            self._done.set()
+
+    def close(self) -> None:
+        for c in (getattr(self, "_play", None), getattr(self, "_rec", None)):
+            if c is None:
+                continue
+            try:
+                c.deactivate()
+                c.close()
+            except Exception:
+                pass
+
+
+def rec_port_names(stems: Sequence[str]) -> list[str]:
+    """Bridge audio output port short names in recording order."""
+    return [f"{s}_{side}" for s in stems for side in ("L", "R")]
+

@@ -1,0 +1,62 @@
+"""The live status line and the stats file of a real-time run (main thread only).
+
+Public API
+----------
+- ``meter_db(peak) -> str``: a peak level as a short dBFS string.
+- ``status_line(host, stems, failure=None) -> str``: latency (ms and samples), input and
+  per-stem meters, worker time vs the block budget, misses, xruns.
+- ``write_stats(path, stats)``: the stats dict as JSON, written atomically (temp file +
+  rename), so a reader never sees half a file, also on error exits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from bridge.rt_host import RealtimeHost
+
+
+def meter_db(peak: float) -> str:
+    if peak <= 1e-5:
+        return " -inf"
+    return f"{20.0 * math.log10(peak):5.0f}"
+
+
+def status_line(host: RealtimeHost, stems: Sequence[str]) -> str:
+    """One line: latency, meters (dBFS peak since the last line), worker p99 vs budget, counters."""
+    peaks = host.take_meters()
+    t = host.worker_ms()[-2000:]
+    p99 = float(np.percentile(t, 99)) if t.size else 0.0
+    budget_ms = 1000.0 * host.block_size / host.sample_rate
+    lat_ms = 1000.0 * host.latency_samples / host.sample_rate
+    meters = " ".join(f"{s[:3]}{meter_db(float(p))}" for s, p in zip(stems, peaks[1:]))
+    return (
+        f"lat {lat_ms:.1f} ms ({host.latency_samples} smp) | in{meter_db(float(peaks[0]))} | {meters} | "
+        f"worker p99 {p99:.2f}/{budget_ms:.2f} ms | miss {host.deadline_misses} | xrun {host.xruns}"
+    )
+
+
+def write_stats(path: Path, stats: dict[str, Any]) -> None:
+    """Write ``stats`` as JSON to ``path`` atomically."""
+    path = Path(path)
+    directory = path.resolve().parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(stats, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
