@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,7 @@ def _corpus_root() -> Path:
     return Path(corpus.getComposer("bach")[0]).parents[1]
 
 
-@lru_cache(maxsize=None)
+@cache
 def candidate_pieces(composer: str | None = None) -> tuple[str, ...]:
     """Sorted corpus-relative paths of usable pieces (Bach10 removed), of one composer or all."""
     from music21 import corpus
