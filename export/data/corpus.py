@@ -142,18 +142,24 @@ def build_corpus(
     }
     todo = [i for i in range(len(durations)) if not is_complete(out / track_name(i))]
     t0 = time.time()
-    bar = tqdm(total=round(sum(durations), 2), unit="s", desc="corpus (audio s)", disable=not progress)
+    bar = tqdm(
+        total=round(sum(durations), 2),
+        unit="s",
+        desc="corpus",
+        disable=not progress,
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}<{remaining}, {rate_fmt}]",
+    )
     bar.update(round(sum(durations) - sum(durations[i] for i in todo), 2))
     if jobs <= 1:
         for i in todo:
             _build_one(str(out), seed, i, settings)
-            bar.update(round(durations[i], 2))
+            bar.update(durations[i])
     else:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             futures = [pool.submit(_build_one, str(out), seed, i, settings) for i in todo]
             for fut in as_completed(futures):
                 i, _ = fut.result()
-                bar.update(round(durations[i], 2))
+                bar.update(durations[i])
     bar.close()
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     tracks = [_read_summary(out / track_name(i)) for i in range(len(durations))]
