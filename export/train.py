@@ -1,0 +1,771 @@
+"""Train the causal Cerberus network on a Slakh2100-layout corpus.
+
+``stembridge train --config export/configs/band.toml [--corpus DIR] [--out runs/band] [--resume]``
+
+Pipeline
+--------
+1. The corpus is read once through ``export.data.slakh`` (``list_tracks`` / ``load_track``) and
+   cached in ``OUT/cache/<split>/``: per track an int16 array (n_sources + 1, n_samples) of the
+   stems plus ``other`` (``mix`` = their sum, so per-stem gain augmentation is exact) with its
+   scale, and the notes as (n, 5) ``[stem, onset_s, offset_s, pitch, velocity]``.
+2. Each step draws random crops of ``crop_frames`` frames, optionally re-gains the stems,
+   computes the STFT of the mix and of every source in torch (the bridge's framing: frame k
+   covers samples [(k+1)*hop - n_fft, (k+1)*hop), periodic Hann, unnormalised rFFT), the
+   tPSA targets, the dominant-source labels for deep clustering, note rolls
+   (``export.models.piano_roll.notes_to_roll``) and a corrupted score.
+3. Loss = w_mask * L1(tPSA on masked magnitude) + w_frame * BCE(note_frame) + w_onset *
+   BCE(note_onset) + w_activity * BCE(activity) + w_dc * deep clustering (efficient form, on
+   the band-centre bins of a random subset of bands, silent bins dropped).
+4. Checkpoints (atomic) every ``ckpt_every`` steps and every epoch, ``--resume`` continues;
+   validation each epoch: SI-SDR of the masked stems (mix phase, iSTFT) and note onset F1
+   (mir_eval) on fixed validation crops.
+
+Checkpoints hold only tensors and plain dicts (``torch.load(..., weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from export.models.cerberus import Cerberus, CerberusConfig, count_parameters
+from export.models.piano_roll import notes_to_roll
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+SAMPLE_RATE = 44100
+N_FFT = 2048
+HOP = 512
+KEY_LOW = 21
+N_KEYS = 88
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "stems": ["drums", "bass", "piano", "guitar", "strings"],
+    "model": {},
+    "data": {"corpus": "corpus/train", "train_split": "train", "valid_split": "validation", "max_tracks": 0},
+    "train": {
+        "batch_size": 12,
+        "crop_frames": 200,
+        "lr": 1e-3,
+        "lr_final": 1e-4,
+        "max_steps": 100000,
+        "max_minutes": 60.0,
+        "epoch_steps": 0,
+        "ckpt_every": 200,
+        "log_every": 20,
+        "grad_clip": 1.0,
+        "gain_db_range": 6.0,
+        "threads": 2,
+        "refresh_corpus": True,
+    },
+    "loss": {
+        "mask": 1.0,
+        "frame": 1.0,
+        "onset": 1.0,
+        "activity": 0.2,
+        "dc": 0.1,
+        "onset_pos_weight": 4.0,
+        "frame_pos_weight": 2.0,
+        "dc_bands": 16,
+        "dc_frame_step": 4,
+        "activity_rel_db": -30.0,
+        "activity_abs_db": -60.0,
+    },
+    "score": {
+        "p_absent": 0.5,
+        "p_stem_absent": 0.15,
+        "p_delete_max": 0.3,
+        "p_add": 0.1,
+        "p_pitch_shift": 0.05,
+        "jitter_s": 0.03,
+    },
+    "valid": {"n_crops": 24, "crop_frames": 400},
+}
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
+    """DEFAULTS overridden by the TOML file at ``path`` (if any)."""
+    cfg = json.loads(json.dumps(DEFAULTS))
+    if path:
+        with open(path, "rb") as f:
+            cfg = _merge(cfg, tomllib.load(f))
+    return cfg
+
+
+# ----------------------------------------------------------------------------- corpus cache
+
+
+def _reader():
+    """The Slakh-layout reader (``export.data.slakh``)."""
+    from export.data import slakh
+
+    return slakh
+
+
+def _split_names(root: Path, split: str) -> list[Path]:
+    slakh = _reader()
+    tracks = slakh.list_tracks(root, split=split)
+    return [Path(t) if not isinstance(t, Path) else t for t in tracks]
+
+
+def build_cache(
+    corpus: Path, cache_dir: Path, split: str, stems: list[str], max_tracks: int = 0, min_age_s: float = 0.0
+) -> list[Path]:
+    """Cache the tracks of ``split`` as int16 sources + notes (incremental: tracks already cached
+    are skipped, and tracks modified less than ``min_age_s`` ago are left for a later call, so a
+    corpus that is still being rendered can be picked up as it grows). Returns cached track stems."""
+    out_dir = cache_dir / split
+    out_dir.mkdir(parents=True, exist_ok=True)
+    slakh = _reader()
+    tracks = _split_names(corpus, split)
+    if max_tracks:
+        tracks = tracks[:max_tracks]
+    names = []
+    t0 = time.time()
+    n_new = 0
+    for tdir in tracks:
+        name = Path(tdir).name
+        if (out_dir / f"{name}.meta.npz").exists():
+            names.append(name)
+            continue
+        if min_age_s > 0:
+            newest = max((p.stat().st_mtime for p in Path(tdir).rglob("*")), default=time.time())
+            if time.time() - newest < min_age_s:
+                continue
+        try:
+            tr = slakh.load_track(tdir, stems=tuple(stems), sample_rate=SAMPLE_RATE)
+        except Exception as e:  # noqa: BLE001 - a half-rendered track: skip it this time
+            print(f"[cache] skipping {name}: {e}", flush=True)
+            continue
+        src = np.concatenate([np.asarray(tr["stems"], np.float32), np.asarray(tr["other"], np.float32)[None]], 0)
+        scale = float(max(np.abs(src).max(), 1e-6)) / 32000.0
+        q = np.round(src / scale).astype(np.int16)
+        notes = []
+        for si, arr in enumerate(tr["notes"]):
+            arr = np.asarray(arr, np.float64).reshape(-1, 4)
+            notes.append(np.concatenate([np.full((len(arr), 1), si, np.float64), arr], 1))
+        notes_arr = np.concatenate(notes, 0) if notes else np.zeros((0, 5))
+        np.save(out_dir / f"{name}.audio.npy", q)
+        np.savez(out_dir / f"{name}.tmp.npz", scale=np.float64(scale), notes=notes_arr)
+        os.replace(out_dir / f"{name}.tmp.npz", out_dir / f"{name}.meta.npz")  # marks the track done
+        names.append(name)
+        n_new += 1
+        if n_new % 20 == 0:
+            print(f"[cache] {split}: {n_new} new tracks ({time.time() - t0:.0f} s)", flush=True)
+    return [out_dir / n for n in names]
+
+
+class TrackCache:
+    """Memory-mapped cached tracks: sources (n_src + 1, n) int16, scale, notes (n, 5)."""
+
+    def __init__(self, paths: list[Path]):
+        self.audio: list[np.ndarray] = []
+        self.scale: list[float] = []
+        self.notes: list[np.ndarray] = []
+        self.paths: list[Path] = []
+        self.add(paths)
+
+    def add(self, paths: list[Path]) -> int:
+        """Add cached tracks not yet loaded; returns how many were added."""
+        known = set(self.paths)
+        n = 0
+        for p in paths:
+            if p in known:
+                continue
+            self.audio.append(np.load(str(p) + ".audio.npy", mmap_mode="r"))
+            m = np.load(str(p) + ".meta.npz")
+            self.scale.append(float(m["scale"]))
+            self.notes.append(m["notes"])
+            self.paths.append(p)
+            n += 1
+        self.n_samples = np.array([a.shape[1] for a in self.audio], np.int64)
+        self.n_frames = self.n_samples // HOP + 1
+        return n
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    @property
+    def total_frames(self) -> int:
+        return int(self.n_frames.sum())
+
+    def crop(self, ti: int, k0: int, n_frames: int) -> np.ndarray:
+        """Samples of frames k0..k0+n_frames-1: (n_src + 1, (n_frames - 1) * hop + n_fft) float32."""
+        a = self.audio[ti]
+        s0 = (k0 + 1) * HOP - N_FFT
+        s1 = (k0 + n_frames) * HOP
+        out = np.zeros((a.shape[0], s1 - s0), np.float32)
+        lo, hi = max(s0, 0), min(s1, a.shape[1])
+        if hi > lo:
+            out[:, lo - s0 : hi - s0] = a[:, lo:hi]
+        return out * self.scale[ti]
+
+
+# ----------------------------------------------------------------------------- features and targets
+
+
+_WINDOW: dict[str, torch.Tensor] = {}
+
+
+def stft_frames(x: torch.Tensor) -> torch.Tensor:
+    """Complex STFT of pre-framed-aligned audio (..., (T-1)*hop + n_fft) -> (..., T, n_bins)."""
+    w = _WINDOW.setdefault("w", torch.hann_window(N_FFT, periodic=True))
+    shp = x.shape[:-1]
+    s = torch.stft(x.reshape(-1, x.shape[-1]), N_FFT, HOP, window=w, center=False, return_complex=True)
+    return s.reshape(*shp, s.shape[-2], s.shape[-1]).transpose(-1, -2)
+
+
+def corrupt_notes(
+    notes: np.ndarray, rng: np.random.Generator, sc: dict, n_stems: int, t0_s: float, t1_s: float
+) -> np.ndarray:
+    """Score corruption for one crop [t0_s, t1_s]: whole score absent, stems absent, notes deleted,
+    added, pitch-shifted, timing jitter. notes (n, 5) [stem, on, off, pitch, vel] -> new array."""
+    if rng.random() < sc["p_absent"] or len(notes) == 0:
+        return notes[:0]
+    keep = np.ones(len(notes), bool)
+    for s in range(n_stems):
+        if rng.random() < sc["p_stem_absent"]:
+            keep &= notes[:, 0] != s
+    keep &= rng.random(len(notes)) >= rng.uniform(0, sc["p_delete_max"])
+    out = notes[keep].copy()
+    if len(out):
+        j = sc["jitter_s"]
+        out[:, 1] += rng.normal(0, j / 2, len(out)).clip(-j, j)
+        out[:, 2] += rng.normal(0, j / 2, len(out)).clip(-j, j)
+        shift = rng.random(len(out)) < sc["p_pitch_shift"]
+        out[shift, 3] += rng.choice([-12, -1, 1, 12], int(shift.sum()))
+    n_add = rng.poisson(sc["p_add"] * max(len(notes), 1))
+    if n_add:
+        on = rng.uniform(t0_s, t1_s, n_add)
+        add = np.stack(
+            [
+                rng.integers(0, n_stems, n_add),
+                on,
+                on + rng.uniform(0.05, 1.0, n_add),
+                rng.integers(28, 96, n_add),
+                np.full(n_add, 80.0),
+            ],
+            1,
+        )
+        out = np.concatenate([out, add], 0)
+    return out
+
+
+def rolls_for(notes: np.ndarray, n_stems: int, k0: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """notes (n, 5) -> frame, onset rolls (n_frames, n_stems, n_keys) float32."""
+    fr = np.zeros((n_frames, n_stems, N_KEYS), np.float32)
+    on = np.zeros_like(fr)
+    for s in range(n_stems):
+        sel = notes[notes[:, 0] == s][:, 1:]
+        if len(sel):
+            f, o = notes_to_roll(sel, n_frames, start_frame=k0)
+            fr[:, s], on[:, s] = f, o
+    return fr, on
+
+
+def make_batch(
+    cache: TrackCache,
+    rng: np.random.Generator,
+    cfg: dict,
+    n_batch: int,
+    n_frames: int,
+    train: bool = True,
+    fixed: list[tuple[int, int]] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Random (or ``fixed`` (track, k0)) crops -> tensors for ``compute_losses``."""
+    stems = cfg["stems"]
+    n_st = len(stems)
+    audio, fr, on, sc_in = [], [], [], []
+    for b in range(n_batch):
+        if fixed is not None:
+            ti, k0 = fixed[b]
+        else:
+            ti = int(rng.choice(len(cache), p=cache.n_frames / cache.n_frames.sum()))
+            k0 = int(rng.integers(0, max(cache.n_frames[ti] - n_frames, 1)))
+        x = cache.crop(ti, k0, n_frames)
+        if train and cfg["train"]["gain_db_range"] > 0:
+            g = 10 ** (rng.uniform(-1, 1, (x.shape[0], 1)) * cfg["train"]["gain_db_range"] / 20)
+            x = x * g.astype(np.float32)
+        audio.append(x)
+        notes = cache.notes[ti]
+        t0 = (k0 - 2) * HOP / SAMPLE_RATE
+        t1 = (k0 + n_frames + 2) * HOP / SAMPLE_RATE
+        nsel = notes[(notes[:, 2] > t0) & (notes[:, 1] < t1)] if len(notes) else notes.reshape(0, 5)
+        f, o = rolls_for(nsel, n_st, k0, n_frames)
+        fr.append(f)
+        on.append(o)
+        if train:
+            cn = corrupt_notes(nsel, rng, cfg["score"], n_st, t0, t1)
+            s, _ = rolls_for(cn, n_st, k0, n_frames)
+        else:
+            s = np.zeros_like(f)
+        sc_in.append(s)
+    src = torch.from_numpy(np.stack(audio))  # (B, n_src+1, samples)
+    return {
+        "src": src,
+        "frame": torch.from_numpy(np.stack(fr)),
+        "onset": torch.from_numpy(np.stack(on)),
+        "score": torch.from_numpy(np.stack(sc_in)),
+    }
+
+
+def spectra(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """src (B, n_src+1, samples) -> mix STFT (B,T,F) and source STFTs (B, n_src+1, T, F)."""
+    s = stft_frames(src)
+    return s.sum(1), s
+
+
+def _cabs(z: torch.Tensor) -> torch.Tensor:
+    """|z| of a complex tensor (faster than ``abs`` on CPU)."""
+    return torch.sqrt(z.real.square() + z.imag.square())
+
+
+def dc_loss(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Deep clustering ‖VᵀV‖² − 2‖VᵀY‖² + ‖YᵀY‖², per item, normalised by (Σw)².
+
+    v (B, N, D) unit embeddings, y (B, N, C) one-hot, w (B, N) bin weights in {0, 1}.
+    """
+    v = v * w.unsqueeze(-1)
+    y = y * w.unsqueeze(-1)
+    vv = torch.einsum("bnd,bne->bde", v, v).pow(2).sum((1, 2))
+    vy = torch.einsum("bnd,bnc->bdc", v, y).pow(2).sum((1, 2))
+    yy = torch.einsum("bnc,bne->bce", y, y).pow(2).sum((1, 2))
+    n = w.sum(1).clamp_min(1.0)
+    return ((vv - 2 * vy + yy) / n**2).mean()
+
+
+def compute_losses(model: Cerberus, batch: dict, cfg: dict, gen: torch.Generator | None = None):
+    """Forward + all losses. Returns (total, parts dict of floats, outputs)."""
+    lc = cfg["loss"]
+    n_st = len(cfg["stems"])
+    mix, srcs = spectra(batch["src"])
+    mag = _cabs(mix)  # (B,T,F)
+    src_mag = _cabs(srcs)  # (B, n_src+1, T, F)
+    out = model.forward_train(mag, batch["score"])
+    # tPSA target: clamp(|S| cos(dphi), 0, |X|) = clamp(Re(S conj X)/|X|, 0, |X|)
+    re = srcs.real[:, :n_st] * mix.real.unsqueeze(1) + srcs.imag[:, :n_st] * mix.imag.unsqueeze(1)
+    tgt = torch.minimum((re / (mag.unsqueeze(1) + 1e-8)).clamp_min(0.0), mag.unsqueeze(1)).transpose(1, 2)
+    est = out["masks"] * mag.unsqueeze(2)  # (B,T,S,F)
+    norm = mag.mean().clamp_min(1e-4)
+    l_mask = (est - tgt).abs().mean() / norm
+    pw_f = torch.tensor(lc["frame_pos_weight"])
+    pw_o = torch.tensor(lc["onset_pos_weight"])
+    l_frame = F.binary_cross_entropy_with_logits(out["note_frame_logit"], batch["frame"], pos_weight=pw_f)
+    l_onset = F.binary_cross_entropy_with_logits(out["note_onset_logit"], batch["onset"], pos_weight=pw_o)
+    # activity: stem frame energy above activity_rel_db of the mix and above activity_abs_db absolute
+    e_src = src_mag[:, :n_st].pow(2).mean(-1).transpose(1, 2)  # (B,T,S)
+    e_mix = mag.pow(2).mean(-1, keepdim=True)
+    ref = (N_FFT / 4) ** 2 / 1025  # mean |X|^2 per bin of a full-scale sine, roughly
+    act = (e_src > e_mix * 10 ** (lc["activity_rel_db"] / 10)) & (e_src > ref * 10 ** (lc["activity_abs_db"] / 10))
+    l_act = F.binary_cross_entropy_with_logits(out["activity_logit"], act.float())
+    parts = {"mask": l_mask, "frame": l_frame, "onset": l_onset, "activity": l_act}
+    if lc["dc"] > 0:
+        nb = model.cfg.n_bands
+        k = min(lc["dc_bands"], nb)
+        bands = torch.randperm(nb, generator=gen)[:k]
+        bins = model.dc_bins[bands]
+        step_t = max(1, int(lc.get("dc_frame_step", 1)))
+        feats = out["features"][:, ::step_t]
+        v = model.embed(feats, bands)  # (B,T',k,D)
+        a = src_mag[:, :, ::step_t][..., bins]  # (B, n_src+1, T', k)
+        y = F.one_hot(a.argmax(1), a.shape[1]).float()  # (B,T',k,C)
+        mk = mag[:, ::step_t][..., bins]
+        w = (mk > mk.amax((1, 2), keepdim=True) * 1e-3).float()
+        b = v.shape[0]
+        parts["dc"] = dc_loss(v.reshape(b, -1, v.shape[-1]), y.reshape(b, -1, y.shape[-1]), w.reshape(b, -1))
+    total = sum(lc[k] * v for k, v in parts.items())
+    return total, {k: float(v.detach()) for k, v in parts.items()}, out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def si_sdr(est: np.ndarray, ref: np.ndarray, eps: float = 1e-8) -> float:
+    """Scale-invariant SDR (dB) of 1-D signals."""
+    ref = ref - ref.mean()
+    est = est - est.mean()
+    a = np.dot(est, ref) / (np.dot(ref, ref) + eps)
+    t = a * ref
+    return float(10 * np.log10((np.dot(t, t) + eps) / (np.dot(est - t, est - t) + eps)))
+
+
+def istft_frames(spec: torch.Tensor, length: int) -> np.ndarray:
+    """Inverse of ``stft_frames``: (..., T, F) -> (..., length) numpy, weighted overlap-add with
+    the periodic Hann window, normalised by the interior window-square sum (edges are not exact:
+    the first and last ``n_fft - hop`` samples should be ignored)."""
+    w = torch.hann_window(N_FFT, periodic=True)
+    frames = torch.fft.irfft(spec, n=N_FFT, dim=-1) * w  # (..., T, n_fft)
+    shp = frames.shape[:-2]
+    n_t = frames.shape[-2]
+    fr = frames.reshape(-1, n_t, N_FFT).transpose(1, 2)  # (N, n_fft, T)
+    y = F.fold(fr, output_size=(1, (n_t - 1) * HOP + N_FFT), kernel_size=(1, N_FFT), stride=(1, HOP))
+    y = y.reshape(*shp, -1)[..., :length] / float((w**2).sum() / HOP)
+    return y.numpy()
+
+
+def decode_notes(frame_p: np.ndarray, onset_p: np.ndarray, on_th: float, fr_th: float, min_frames: int = 2):
+    """Greedy onset-then-sustain decoding. (T, K) probs -> list of (onset_s, offset_s, midi)."""
+    t_n, k_n = frame_p.shape
+    notes = []
+    times = frame_centre(np.arange(t_n + 1))
+    for k in range(k_n):
+        on = onset_p[:, k] >= on_th
+        t = 0
+        while t < t_n:
+            if on[t] and (t == 0 or not on[t - 1]):
+                e = t + 1
+                while e < t_n and frame_p[e, k] >= fr_th and not (on[e] and not on[e - 1]):
+                    e += 1
+                e = max(e, t + min_frames)
+                notes.append((times[t], times[min(e, t_n)], KEY_LOW + k))
+                t = e
+            else:
+                t += 1
+    return notes
+
+
+def frame_centre(k: np.ndarray) -> np.ndarray:
+    return ((k + 1) * HOP - N_FFT / 2) / SAMPLE_RATE
+
+
+def onset_f1(ref_notes: list, est_notes: list, drums: bool) -> tuple[float, int, int, int]:
+    """(f1, n_ref, n_est, n_match) with mir_eval onset matching (50 ms)."""
+    import mir_eval
+
+    if not ref_notes or not est_notes:
+        return (1.0 if not ref_notes and not est_notes else 0.0), len(ref_notes), len(est_notes), 0
+    ri = np.array([[a, max(b, a + 0.01)] for a, b, _ in ref_notes])
+    rp = np.array([440.0 * 2 ** ((p - 69) / 12) for *_, p in ref_notes])
+    ei = np.array([[a, max(b, a + 0.01)] for a, b, _ in est_notes])
+    ep = np.array([440.0 * 2 ** ((p - 69) / 12) for *_, p in est_notes])
+    m = mir_eval.transcription.match_notes(ri, rp, ei, ep, offset_ratio=None, onset_tolerance=0.05)
+    n = len(m)
+    p = n / len(est_notes)
+    r = n / len(ref_notes)
+    return (2 * p * r / (p + r) if n else 0.0), len(ref_notes), len(est_notes), n
+
+
+def _roll_to_notes(frame_roll: np.ndarray, onset_roll: np.ndarray) -> list:
+    return decode_notes(frame_roll.astype(np.float32), onset_roll.astype(np.float32), 0.5, 0.5, min_frames=1)
+
+
+@torch.no_grad()
+def validate(
+    model: Cerberus,
+    cache: TrackCache,
+    cfg: dict,
+    decode: dict | None = None,
+    with_score: bool = False,
+    return_raw: bool = False,
+) -> dict[str, Any]:
+    """SI-SDR (dB) of masked stems and note onset F1 per stem, on fixed validation crops."""
+    model.eval()
+    stems = cfg["stems"]
+    n_st = len(stems)
+    vc = cfg["valid"]
+    n_frames = vc["crop_frames"]
+    rng = np.random.default_rng(1234)
+    fixed = []
+    for _ in range(vc["n_crops"]):
+        ti = int(rng.integers(0, len(cache)))
+        fixed.append((ti, int(rng.integers(0, max(cache.n_frames[ti] - n_frames, 1)))))
+    decode = decode or {
+        "onset_threshold": {s: (0.3 if s == "drums" else 0.5) for s in stems},
+        "frame_threshold": {s: 0.4 for s in stems},
+    }
+    sdr = {s: [] for s in stems}
+    sdr_in = {s: [] for s in stems}
+    counts = {s: [0, 0, 0] for s in stems}
+    raw = []
+    for i in range(0, len(fixed), 4):
+        chunk = fixed[i : i + 4]
+        batch = make_batch(cache, rng, cfg, len(chunk), n_frames, train=False, fixed=chunk)
+        if with_score:
+            batch["score"] = batch["frame"].clone()
+        mix, srcs = spectra(batch["src"])
+        out = model.forward_train(mix.abs(), batch["score"])
+        est = out["masks"].transpose(1, 2) * mix.unsqueeze(1)  # (B,S,T,F)
+        length = batch["src"].shape[-1]
+        y = istft_frames(est, length)
+        ref = batch["src"][:, :n_st].numpy()
+        mixw = batch["src"].sum(1).numpy()
+        fp = torch.sigmoid(out["note_frame_logit"]).numpy()
+        op = torch.sigmoid(out["note_onset_logit"]).numpy()
+        if return_raw:
+            raw.append((fp, op, batch["frame"].numpy(), batch["onset"].numpy()))
+        cut = N_FFT  # skip the zero-padded pre-roll (and the inexact overlap-add edges)
+        for b in range(len(chunk)):
+            for s, name in enumerate(stems):
+                r = ref[b, s, cut:-cut]
+                if np.sqrt(np.mean(r**2)) > 1e-3:
+                    sdr[name].append(si_sdr(y[b, s, cut:-cut], r))
+                    sdr_in[name].append(si_sdr(mixw[b, cut:-cut], r))
+                ref_n = _roll_to_notes(batch["frame"][b, :, s].numpy(), batch["onset"][b, :, s].numpy())
+                est_n = decode_notes(
+                    fp[b, :, s], op[b, :, s], decode["onset_threshold"][name], decode["frame_threshold"][name]
+                )
+                _, nr, ne, nm = onset_f1(ref_n, est_n, name == "drums")
+                c = counts[name]
+                c[0] += nr
+                c[1] += ne
+                c[2] += nm
+    res: dict[str, Any] = {"si_sdr_db": {}, "si_sdr_improvement_db": {}, "onset_f1": {}}
+    for s in stems:
+        res["si_sdr_db"][s] = round(float(np.mean(sdr[s])), 2) if sdr[s] else None
+        res["si_sdr_improvement_db"][s] = (
+            round(float(np.mean(np.array(sdr[s]) - np.array(sdr_in[s]))), 2) if sdr[s] else None
+        )
+        nr, ne, nm = counts[s]
+        res["onset_f1"][s] = round(2 * nm / (nr + ne), 3) if nr + ne else None
+    vals = [v for v in res["si_sdr_db"].values() if v is not None]
+    res["si_sdr_db_mean"] = round(float(np.mean(vals)), 2) if vals else None
+    vals = [v for v in res["si_sdr_improvement_db"].values() if v is not None]
+    res["si_sdr_improvement_db_mean"] = round(float(np.mean(vals)), 2) if vals else None
+    f1s = [v for v in res["onset_f1"].values() if v is not None]
+    res["onset_f1_mean"] = round(float(np.mean(f1s)), 3) if f1s else None
+    res["n_crops"] = len(fixed)
+    res["crop_s"] = round(n_frames * HOP / SAMPLE_RATE, 2)
+    res["with_score"] = with_score
+    if return_raw:
+        res["_raw"] = raw
+    model.train()
+    return res
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def atomic_save(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _plain(obj):
+    return json.loads(json.dumps(obj))
+
+
+def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history) -> None:
+    atomic_save(
+        {
+            "model": model.state_dict(),
+            "optim": opt.state_dict(),
+            "config": _plain({**cfg, "model": model.cfg.as_dict()}),
+            "step": int(step),
+            "epoch": int(epoch),
+            "elapsed_s": float(elapsed_s),
+            "history": _plain(history),
+            "torch_rng": torch.get_rng_state(),
+        },
+        path,
+    )
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def feature_stats(cache: TrackCache, rng: np.random.Generator, cfg: dict, n: int = 16) -> tuple[torch.Tensor, ...]:
+    """Per-bin mean/std of log1p(|X|) over ``n`` random crops."""
+    b = make_batch(cache, rng, cfg, n, 200, train=False)
+    mix, _ = spectra(b["src"])
+    x = torch.log1p(mix.abs()).reshape(-1, mix.shape[-1])
+    return x.mean(0), x.std(0).clamp_min(0.05)
+
+
+def lr_at(step: int, frac: float, cfg: dict) -> float:
+    """Cosine from lr to lr_final over the time/step budget (``frac`` in [0, 1]); short warm-up."""
+    tc = cfg["train"]
+    warm = min(1.0, (step + 1) / 100)
+    return warm * (tc["lr_final"] + 0.5 * (tc["lr"] - tc["lr_final"]) * (1 + math.cos(math.pi * min(frac, 1.0))))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="stembridge train", description="Train the causal Cerberus network.")
+    ap.add_argument("--config", default=None, help="TOML config (export/configs/band.toml)")
+    ap.add_argument("--corpus", default=None, help="Slakh-layout corpus root (overrides data.corpus)")
+    ap.add_argument("--out", default="runs/band", help="run directory (cache, checkpoints, log)")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--max-minutes", type=float, default=None)
+    args = ap.parse_args(argv)
+
+    cfg = load_config(args.config)
+    if args.corpus:
+        cfg["data"]["corpus"] = args.corpus
+    if args.max_steps is not None:
+        cfg["train"]["max_steps"] = args.max_steps
+    if args.max_minutes is not None:
+        cfg["train"]["max_minutes"] = args.max_minutes
+    tc = cfg["train"]
+    torch.set_num_threads(int(tc["threads"]))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg["seed"])
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+
+    corpus = Path(cfg["data"]["corpus"])
+    stems = list(cfg["stems"])
+    t_cache = time.time()
+    min_age = 120.0 if tc.get("refresh_corpus", True) else 0.0
+    train_paths = build_cache(
+        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], min_age
+    )
+    try:
+        valid_paths = build_cache(
+            corpus, out / "cache", cfg["data"]["valid_split"], stems, cfg["data"]["max_tracks"], min_age
+        )
+    except Exception as e:  # noqa: BLE001
+        print(f"[train] no validation split ({e}); validating on training tracks", flush=True)
+        valid_paths = []
+    if not valid_paths:
+        valid_paths = train_paths[-max(1, len(train_paths) // 10) :]
+    train_cache, valid_cache = TrackCache(train_paths), TrackCache(valid_paths)
+    hours = train_cache.total_frames * HOP / SAMPLE_RATE / 3600
+    print(
+        f"[train] {len(train_cache)} train tracks ({hours:.2f} h), {len(valid_cache)} valid tracks; "
+        f"cache {time.time() - t_cache:.0f} s",
+        flush=True,
+    )
+
+    model = Cerberus(CerberusConfig.from_dict({**cfg["model"], "n_stems": len(stems)}))
+    opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
+    step, epoch, elapsed0, history = 0, 0, 0.0, []
+    last = out / "last.pt"
+    if args.resume and last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        step, epoch, elapsed0 = ck["step"], ck["epoch"], ck["elapsed_s"]
+        history = ck.get("history", [])
+        torch.set_rng_state(ck["torch_rng"])
+        rng = np.random.default_rng(seed + step)
+        print(f"[train] resumed at step {step}, epoch {epoch}", flush=True)
+    else:
+        mean, std = feature_stats(train_cache, rng, cfg)
+        model.front.feat_mean.copy_(mean)
+        model.front.feat_std.copy_(std)
+    print(f"[train] parameters: {count_parameters(model)} exported, {count_parameters(model, False)} total", flush=True)
+
+    epoch_steps = tc["epoch_steps"] or max(1, train_cache.total_frames // (tc["batch_size"] * tc["crop_frames"]))
+    budget_s = tc["max_minutes"] * 60
+    t_start = time.time() - elapsed0
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    t_log, run_loss, n_log = time.time(), {}, 0
+    best = -1e9
+    while step < tc["max_steps"]:
+        elapsed = time.time() - t_start
+        frac = max(step / tc["max_steps"], elapsed / budget_s if budget_s > 0 else 0.0)
+        if frac >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, frac, cfg)
+        batch = make_batch(train_cache, rng, cfg, tc["batch_size"], tc["crop_frames"])
+        loss, parts, _ = compute_losses(model, batch, cfg, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+        opt.step()
+        step += 1
+        n_log += 1
+        for k, v in {"loss": float(loss.detach()), **parts}.items():
+            run_loss[k] = run_loss.get(k, 0.0) + v
+        if step % tc["log_every"] == 0:
+            dt = time.time() - t_log
+            msg = " ".join(f"{k}={v / n_log:.4f}" for k, v in run_loss.items())
+            print(
+                f"[train] step {step} epoch {epoch} {n_log / dt:.2f} steps/s lr={opt.param_groups[0]['lr']:.2e} "
+                f"{msg} elapsed={(time.time() - t_start) / 60:.1f} min",
+                flush=True,
+            )
+            t_log, run_loss, n_log = time.time(), {}, 0
+        if step % tc["ckpt_every"] == 0:
+            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history)
+        if step % epoch_steps == 0:
+            epoch += 1
+            if tc.get("refresh_corpus", True):
+                new = train_cache.add(
+                    build_cache(
+                        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], 120.0
+                    )
+                )
+                if new:
+                    hours = train_cache.total_frames * HOP / SAMPLE_RATE / 3600
+                    print(f"[train] +{new} new tracks: {len(train_cache)} tracks ({hours:.2f} h)", flush=True)
+            res = validate(model, valid_cache, cfg)
+            res.update(step=step, epoch=epoch, elapsed_min=round((time.time() - t_start) / 60, 1))
+            history.append(res)
+            print(f"[valid] {json.dumps(res)}", flush=True)
+            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history)
+            score = (res["si_sdr_db_mean"] or 0) + 10 * (res["onset_f1_mean"] or 0)
+            if score > best:
+                best = score
+                save_checkpoint(out / "best.pt", model, opt, cfg, step, epoch, time.time() - t_start, history)
+    wall = time.time() - t_start
+    res = validate(model, valid_cache, cfg)
+    res_score = validate(model, valid_cache, cfg, with_score=True)
+    res.update(step=step, epoch=epoch, elapsed_min=round(wall / 60, 1), final=True)
+    history.append(res)
+    save_checkpoint(last, model, opt, cfg, step, epoch, wall, history)
+    atomic_save(
+        {"model": model.state_dict(), "config": _plain({**cfg, "model": model.cfg.as_dict()})}, out / "final.pt"
+    )
+    card = {
+        "stems": stems,
+        "training": {
+            "corpus": str(corpus),
+            "corpus_hours": round(hours, 3),
+            "n_train_tracks": len(train_cache),
+            "n_valid_tracks": len(valid_cache),
+            "seed": seed,
+            "steps": step,
+            "epochs": epoch,
+            "batch_size": tc["batch_size"],
+            "crop_frames": tc["crop_frames"],
+            "wall_clock_hours": round(wall / 3600, 3),
+            "command": "stembridge train " + " ".join(sys.argv[1:] if argv is None else argv),
+            "config": _plain(cfg),
+        },
+        "metrics": {"validation": res, "validation_with_score": res_score},
+    }
+    (out / "final.card.json").write_text(json.dumps(card, indent=2))
+    print(f"[done] {json.dumps(res)}\n[done-with-score] {json.dumps(res_score)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
