@@ -121,7 +121,8 @@ class Loopback:
         for p in self._rec_midi:
             lst = self.midi[p.shortname]
             for offset, data in p.incoming_midi_events():
-                lst.append((pos + offset, bytes(data)))
+                if pos + offset < self.n_record:
+                    lst.append((pos + offset, bytes(data)))
         if pos + k >= self.n_record:
             self._done.set()
 
