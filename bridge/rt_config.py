@@ -25,9 +25,10 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from bridge.errors import InputError
 from bridge.score import ChannelMap, LiveScore, parse_channel_map
@@ -35,7 +36,7 @@ from bridge.score import ChannelMap, LiveScore, parse_channel_map
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[no-redef]
 
 
 @dataclass

@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import deque
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -151,7 +151,9 @@ class RealtimeHost:
     def stats(self) -> dict[str, object]:
         """Main thread. Counters and worker-time percentiles as plain JSON-able values."""
         t = self.worker_ms()
-        p50, p99, mx = (float(np.percentile(t, 50)), float(np.percentile(t, 99)), float(t.max())) if t.size else (0, 0, 0)
+        p50, p99, mx = (
+            (float(np.percentile(t, 50)), float(np.percentile(t, 99)), float(t.max())) if t.size else (0, 0, 0)
+        )
         return {
             "latency_samples": self.latency_samples,
             "latency_ms": 1000.0 * self.latency_samples / self.sample_rate,

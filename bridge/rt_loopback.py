@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -140,4 +140,3 @@ class Loopback:
 def rec_port_names(stems: Sequence[str]) -> list[str]:
     """Bridge audio output port short names in recording order."""
     return [f"{s}_{side}" for s in stems for side in ("L", "R")]
-

@@ -25,7 +25,8 @@ only set counters / flags.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.instruments import stem_channel

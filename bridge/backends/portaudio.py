@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.instruments import stem_channel

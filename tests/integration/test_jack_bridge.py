@@ -176,7 +176,7 @@ def test_stems_match_offline(live_run):
 
 
 def test_notes_match_offline(live_run):
-    host, lb, lead, stems = live_run["host"], live_run["lb"], live_run["lead"], live_run["stems"]
+    lb, lead, stems = live_run["lb"], live_run["lead"], live_run["stems"]
     q = QUEUE_BLOCKS * BLOCK
     _, ref_events = offline(lb.n_record - q, lead)
     predicted = tuple(stems[:-1])
@@ -260,7 +260,9 @@ def _wait_for_port_env(server: PrivateJackd, name: str, timeout_s: float) -> Non
 
 def test_cli_duration_config_and_stats(jackd, tmp_path):
     cfg = tmp_path / "bridge.toml"
-    cfg.write_text('[score]\nchannels = { "10" = "drums", "1" = "piano" }\noffset_ms = 5.0\n\n[realtime]\nqueue_blocks = 3\n')
+    cfg.write_text(
+        '[score]\nchannels = { "10" = "drums", "1" = "piano" }\noffset_ms = 5.0\n\n[realtime]\nqueue_blocks = 3\n'
+    )
     stats = tmp_path / "stats.json"
     r = subprocess.run(
         [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--duration", "2"]

@@ -1,0 +1,138 @@
+"""The real-time host without a server: the callback side driven by hand, config, device lookup."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from bridge.devices import _match
+from bridge.engine import Processor
+from bridge.errors import DeviceError, InputError
+from bridge.rt_config import load_config
+from bridge.rt_host import RealtimeHost
+from bridge.rt_status import status_line, write_stats
+from tests.conftest import TEST_MODEL, noise
+
+B = 256
+
+
+@pytest.fixture(scope="module")
+def processor() -> Processor:
+    p = Processor(TEST_MODEL)
+    p.prepare(44100, B, 2)
+    return p
+
+
+def drive(host: RealtimeHost, x: np.ndarray, wait_worker: bool) -> np.ndarray:
+    """Run the callback over x (2, n) block by block; returns outputs (n_outputs, 2, n)."""
+    n_out = 2 * host.n_outputs
+    out = np.zeros((n_out, x.shape[1]), np.float32)
+    for start in range(0, x.shape[1], B):
+        blocks_before = host.n_blocks
+        host.cycle([x[0, start : start + B], x[1, start : start + B]], list(out[:, start : start + B]))
+        if wait_worker:  # give the worker time: a simulated clock where it is never late
+            deadline = time.monotonic() + 10
+            while host.n_blocks == blocks_before and time.monotonic() < deadline:
+                time.sleep(0.001)
+    return out.reshape(host.n_outputs, 2, -1)
+
+
+def test_host_output_equals_processor_delayed_by_queue(processor):
+    processor.reset()
+    host = RealtimeHost(processor, B, queue_blocks=2)
+    x = noise(2, 40 * B, seed=1)
+    host.start()
+    try:
+        live = drive(host, x, wait_worker=True)
+    finally:
+        host.stop()
+    assert host.deadline_misses == 0
+    ref = Processor(TEST_MODEL)
+    ref.prepare(44100, B, 2)
+    offline = np.concatenate([ref.process(x[:, i : i + B]).stems for i in range(0, x.shape[1], B)], axis=2)
+    q = 2 * B
+    np.testing.assert_allclose(live[:, :, q:], offline[:, :, :-q], atol=1e-6)
+    assert not live[:, :, :q].any()
+    assert host.latency_samples == processor.latency_samples + q
+    stats = host.stats()
+    assert stats["blocks"] == 40 and stats["blocks_processed"] == 40
+
+
+def test_no_worker_means_misses_and_delayed_dry_fallback(processor):
+    processor.reset()
+    host = RealtimeHost(processor, B, queue_blocks=2)  # worker never started: every block is late
+    x = noise(2, 20 * B, seed=2)
+    out = drive(host, x, wait_worker=False)
+    assert host.deadline_misses == 20 - 2
+    assert not out[:-1].any()  # stems silent
+    lat = host.latency_samples
+    np.testing.assert_array_equal(out[-1][:, lat:], x[:, :-lat])  # other = dry delayed by the latency
+
+
+def test_late_blocks_are_skipped_and_crossfaded_back(processor):
+    processor.reset()
+    host = RealtimeHost(processor, B, queue_blocks=1)
+    x = noise(2, 30 * B, seed=3)
+    out = np.zeros((2 * host.n_outputs, x.shape[1]), np.float32)
+    for k in range(10):  # no worker: 9 misses
+        s = slice(k * B, (k + 1) * B)
+        host.cycle([x[0, s], x[1, s]], list(out[:, s]))
+    host.start()
+    try:
+        time.sleep(0.5)  # the worker catches up on the 10 queued blocks (now stale)
+        for k in range(10, 30):
+            s = slice(k * B, (k + 1) * B)
+            before = host.n_blocks
+            host.cycle([x[0, s], x[1, s]], list(out[:, s]))
+            deadline = time.monotonic() + 10
+            while host.n_blocks == before and time.monotonic() < deadline:
+                time.sleep(0.001)
+    finally:
+        host.stop()
+    assert host.deadline_misses == 9  # cycles 1-9; block 9 was computed during the pause, in time for cycle 10
+    outs = out.reshape(host.n_outputs, 2, -1)
+    total = outs.sum(axis=0)
+    lat = host.latency_samples
+    np.testing.assert_allclose(total[:, lat:], x[:, :-lat], atol=1e-5)  # the sum stays the delayed input
+
+
+def test_config_parsing(tmp_path):
+    stems = ("drums", "bass", "piano", "guitar", "strings")
+    p = tmp_path / "c.toml"
+    p.write_text('[score]\nchannels = {"10" = "drums", "2" = "bass"}\noffset_ms = -12.5\n[gain_db]\ndrums = -6\n')
+    cfg = load_config(p, stems)
+    assert cfg.channel_map == {9: "drums", 1: "bass"}
+    assert cfg.score_offset_ms == -12.5
+    assert cfg.gains((*stems, "other"))[0] == pytest.approx(10 ** (-6 / 20))
+    for bad in ('[score]\nchannels = {"17" = "drums"}', "[realtime]\nqueue_blocks = 0", "[gain_db]\nkazoo = 1", "x ="):
+        p.write_text(bad)
+        with pytest.raises(InputError):
+            load_config(p, stems)
+    with pytest.raises(InputError):
+        load_config(tmp_path / "missing.toml", stems)
+
+
+def test_device_lookup_by_number_and_substring():
+    names = ["Built-in Microphone", "BlackHole 16ch", "BlackHole 2ch"]
+    assert _match(names, "1", "device") == 1
+    assert _match(names, "microphone", "device") == 0
+    assert _match(names, "BlackHole 16ch", "device") == 1
+    with pytest.raises(DeviceError, match="several"):
+        _match(names, "blackhole", "device")
+    with pytest.raises(DeviceError, match="no device"):
+        _match(names, "kazoo", "device")
+
+
+def test_status_line_and_stats_file(processor, tmp_path):
+    processor.reset()
+    host = RealtimeHost(processor, B)
+    line = status_line(host, processor.stems)
+    assert "lat" in line and "miss 0" in line and "xrun 0" in line
+    path = tmp_path / "s.json"
+    write_stats(path, host.stats())
+    import json
+
+    data = json.loads(path.read_text())
+    assert data["latency_samples"] == host.latency_samples and data["worker_ms_p99"] == 0
