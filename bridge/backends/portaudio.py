@@ -76,8 +76,13 @@ class PortAudioBackend:
             raise DeviceError(f"block size must be 16-8192 frames, got {self.block_size}")
         self._in_dev = find_audio_device(self.input_spec, "input")
         self._out_dev = find_audio_device(self.output_spec, "output")
+        try:
+            in_info = sd.query_devices(self._in_dev, kind="input")
+            self._out_info = sd.query_devices(self._out_dev, kind="output")
+        except (sd.PortAudioError, ValueError):
+            raise DeviceError("no audio input/output device found (see `stembridge devices`)") from None
         if self.sample_rate is None:
-            self.sample_rate = int(sd.query_devices(self._in_dev)["default_samplerate"])
+            self.sample_rate = int(in_info["default_samplerate"])
         self._sd = sd
         return int(self.sample_rate), self.block_size
 
@@ -88,7 +93,7 @@ class PortAudioBackend:
         self._channels = [stem_channel(s, predicted) for s in predicted]
         self._n_out = 2 * len(stems)
         self._open_midi()
-        max_out = int(self._sd.query_devices(self._out_dev)["max_output_channels"])
+        max_out = int(self._out_info["max_output_channels"])
         if max_out < self._n_out:
             raise DeviceError(
                 f"output device has {max_out} channels; {self._n_out} are needed (2 per stem), "
