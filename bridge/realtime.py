@@ -68,7 +68,9 @@ def run_bridge(args: argparse.Namespace) -> int:
     config = load_config(args.config, processor.meta.stems)
     backend = open_backend(name, args)
     host: RealtimeHost | None = None
-    stats: dict[str, Any] = {"backend": name, "error": None}
+    stats: dict[str, Any] = {"backend": name, "error": None, "latency_samples": None, "latency_terms": {}}
+    stats.update(blocks=0, xruns=0, deadline_misses=0, worker_ms_p50=0.0, worker_ms_p99=0.0)
+    stats.update(sample_rate=None, block_size=None)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
     old_switch = sys.getswitchinterval()
     try:
