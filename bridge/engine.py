@@ -86,6 +86,8 @@ class Processor:
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
         self.n_bad_samples = 0
+        self._channel_map: dict[int, str] | None = None
+        self._score_offset_ms = 0.0
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
@@ -120,7 +122,7 @@ class Processor:
         self._analysis = StreamingAnalysis(meta.n_fft, meta.hop, n_channels)
         self._synthesis = StreamingSynthesis(meta.n_fft, meta.hop, meta.n_stems, n_channels)
         self._decoder = NoteDecoder(meta)
-        self._live_score = LiveScore(meta)
+        self._live_score = self._new_live_score()
         self._score_notes: list[np.ndarray] | None = None
         cap = self.latency_samples + 4 * self.max_block_size + 8 * meta.hop + 16384
         self._stem_fifo = RingBuffer(meta.n_stems * n_channels, int(cap * max(1.0, ratio)) + 4096)
@@ -174,6 +176,21 @@ class Processor:
             raise RuntimeError("Processor.prepare() must be called first")
 
     # ------------------------------------------------------------------ score
+    def set_live_score(self, channel_map: dict[int, str] | None = None, score_offset_ms: float = 0.0) -> None:
+        """Main thread. Channel -> stem map (0-based channels) and offset of live score MIDI.
+
+        Kept across ``prepare`` and ``reset``; a positive offset delays the score.
+        """
+        self._channel_map = channel_map
+        self._score_offset_ms = float(score_offset_ms)
+        if self.prepared:
+            self._live_score = self._new_live_score()
+
+    def _new_live_score(self) -> LiveScore:
+        live = LiveScore(self.meta, self._channel_map)
+        live.score_offset_ms = self._score_offset_ms
+        return live
+
     def set_score_notes(self, notes_per_stem: Sequence[np.ndarray] | None) -> None:
         """Whole score for offline use: per stem an array (n_notes, 4) [onset_s, offset_s, pitch, velocity]."""
         self._score_notes = None if notes_per_stem is None else [np.asarray(n, np.float64) for n in notes_per_stem]

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import InputError
-from bridge.score import ChannelMap, LiveScore, parse_channel_map
+from bridge.score import ChannelMap, parse_channel_map
 
 try:
     import tomllib
@@ -100,10 +100,5 @@ def load_config(path: Path | None, stems: Sequence[str]) -> RealtimeConfig:
 
 
 def apply_score_config(processor: Any, config: RealtimeConfig) -> None:
-    """Main thread, after ``processor.prepare``: channel map and score offset for live MIDI.
-
-    The Processor has no public setter yet, so this replaces its ``LiveScore``.
-    """
-    live = LiveScore(processor.meta, config.channel_map)
-    live.score_offset_ms = config.score_offset_ms
-    processor._live_score = live
+    """Main thread: channel map and score offset for live MIDI (kept across prepare/reset)."""
+    processor.set_live_score(config.channel_map, config.score_offset_ms)

@@ -100,3 +100,25 @@ def test_reset_restores_initial_state(tiny_model) -> None:
     proc.reset()
     b = np.concatenate([proc.process(x[:, i : i + 700]).stems for i in range(0, 6000, 700)], axis=2)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_live_score_config_steers_and_survives_reset(tiny_model) -> None:
+    x = noise(2, 16000, seed=8)
+    notes_on = [(0, bytes([0x90, 40, 100]))]  # channel 1 (0-based 0), no program change: piano
+
+    def run(proc: Processor) -> np.ndarray:
+        outs = []
+        for i in range(0, 16000, 1000):
+            outs.append(proc.process(x[:, i : i + 1000], notes_on if i == 0 else ()).stems)
+        return np.concatenate(outs, axis=2)
+
+    proc = Processor(tiny_model)
+    proc.prepare(44100, 1000, 2)
+    as_piano = run(proc)
+    proc.set_live_score({0: "bass"}, score_offset_ms=0.0)
+    proc.reset()
+    as_bass = run(proc)
+    proc.reset()
+    again = run(proc)
+    assert np.abs(as_bass - as_piano).max() > 1e-4  # the score input reached the model
+    np.testing.assert_allclose(again, as_bass, atol=1e-6)  # the map survives reset
