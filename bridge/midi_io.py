@@ -15,12 +15,12 @@ Public API
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import mido
 
+from bridge.atomic import atomic_write
 from bridge.instruments import stem_channel
 from bridge.notes import NoteEvent, pair_events
 
@@ -98,20 +98,8 @@ def write_notes_midi(
 
 
 def _save_atomic(mid: mido.MidiFile, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".mid.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            mid.save(file=f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "wb") as f:
+        mid.save(file=f)
 
 
 class MemoryPort(mido.ports.BaseOutput):

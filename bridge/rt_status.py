@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bridge.atomic import atomic_write
 from bridge.rt_host import RealtimeHost
 
 
@@ -47,17 +46,6 @@ def status_line(host: RealtimeHost, stems: Sequence[str]) -> str:
 def write_stats(path: Path, stats: dict[str, Any]) -> None:
     """Write ``stats`` as JSON to ``path`` atomically."""
     path = Path(path)
-    directory = path.resolve().parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".json.tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(stats, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(stats, f, indent=2, sort_keys=True)
+        f.write("\n")
