@@ -93,7 +93,8 @@ def test_two_step_training_and_resume(corpus, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
         "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
-        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\nlog_every = 1\nckpt_every = 1\n"
+        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
+        "log_every = 1\nckpt_every = 1\n"
         "[valid]\nn_crops = 2\ncrop_frames = 64\n"
     )
     out = tmp_path / "run"
@@ -109,6 +110,9 @@ def test_two_step_training_and_resume(corpus, tmp_path):
     assert ck["step"] == 3
     final = torch.load(out / "final.pt", map_location="cpu", weights_only=True)
     assert set(final) == {"model", "config"}
+    assert tr.main(["--config", str(cfg), "--corpus", str(corpus), "--out", str(out), "--finalize"]) == 0
+    card = json.loads((out / "final.card.json").read_text())
+    assert set(card["decode"]["onset_threshold"]) == set(STEMS)
 
 
 def test_dc_loss_zero_for_perfect_embedding():
