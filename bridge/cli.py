@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stats", type=Path, default=None, help="write run statistics as JSON here on exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no live status line")
+    p.add_argument(
+        "--worker",
+        choices=("process", "thread"),
+        default=None,
+        help="where inference runs: a child process or a thread (default: the one measured to keep time better)",
+    )
 
     sub.add_parser("devices", help="list audio devices, JACK ports and MIDI ports")
 

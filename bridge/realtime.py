@@ -4,9 +4,10 @@ Public API
 ----------
 - ``run_bridge(args) -> int`` (main thread): load the model, open the backend, prepare and
   warm up the ``Processor`` at the backend's rate and block size, start the worker
-  (``rt_host.RealtimeHost``), then start the stream; print a live status line on stderr
-  until Ctrl-C / SIGTERM, ``--duration`` seconds, or a failure (server shutdown, worker
-  error, stalled callback). ``--stats FILE`` is written atomically on every exit path.
+  (``rt_host.RealtimeHost``; a thread or a child process, ``--worker``), then start the
+  stream; print a live status line on stderr until Ctrl-C / SIGTERM, ``--duration``
+  seconds, or a failure (server shutdown, worker error or exit, stalled callback).
+  ``--stats FILE`` is written atomically on every exit path.
   Returns 0 on a normal stop; failures raise ``StembridgeError`` (one line in the CLI).
 - ``open_backend(name, args)``: the backend object for ``jack`` or ``portaudio``.
 
@@ -58,7 +59,7 @@ def run_bridge(args: argparse.Namespace) -> int:
     """Main thread. Run until stopped; see the module docstring."""
     from bridge.engine import Processor
     from bridge.rt_config import apply_score_config, load_config
-    from bridge.rt_host import RealtimeHost
+    from bridge.rt_host import DEFAULT_WORKER, RealtimeHost
     from bridge.rt_status import status_line, write_stats
 
     if args.duration is not None and not args.duration > 0:
@@ -79,11 +80,15 @@ def run_bridge(args: argparse.Namespace) -> int:
         processor.prepare(sample_rate, block_size, 2)  # allocates and warms the model up
         apply_score_config(processor, config)
         host = RealtimeHost(
-            processor, block_size, queue_blocks=config.queue_blocks, gains=config.gains(processor.stems)
+            processor,
+            block_size,
+            queue_blocks=config.queue_blocks,
+            gains=config.gains(processor.stems),
+            worker=getattr(args, "worker", None) or DEFAULT_WORKER,
         )
         stats.update(host.stats())
+        host.start()  # a worker process is warm when this returns
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        host.start()
         if name == "jack":
             backend.start(host, processor.stems, connect=args.connect, midi_in=args.midi_in, midi_out=args.midi_out)
         else:

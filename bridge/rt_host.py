@@ -1,14 +1,18 @@
-"""The real-time host: an audio callback that only copies, and an inference worker thread.
+"""The real-time host: an audio callback that only copies, and an inference worker.
 
 Public API
 ----------
-- ``RealtimeHost(processor, block_size, queue_blocks=2, crossfade_ms=5.0, gains=None)``:
-  wraps a ``Processor`` already prepared with ``(sample_rate, block_size, 2)``.
+- ``RealtimeHost(processor, block_size, queue_blocks=2, crossfade_ms=5.0, gains=None,
+  worker=DEFAULT_WORKER)``: wraps a ``Processor`` already prepared with ``(sample_rate,
+  block_size, 2)``. ``worker``: ``"thread"`` runs inference on a thread of this process (it
+  shares the GIL with the callback); ``"process"`` in a child process that builds its own
+  Processor from the same model and settings (see ``rt_worker``).
 
   - ``latency_samples`` / ``latency_terms``: the processor's terms plus ``queue``
     (``queue_blocks * block_size``): the output of input block ``j`` is played in cycle
     ``j + queue_blocks``. Input at absolute sample ``t`` comes out at ``t + latency_samples``.
-  - ``start()`` / ``stop()`` (main thread): start and join the worker thread.
+  - ``start()`` / ``stop()`` (main thread): start the worker (a child process is warm when
+    ``start`` returns) and stop it; ``stats()`` stays valid after ``stop``.
   - ``cycle(ins, outs, midi_in, note_sink)`` (audio callback thread, once per block):
     ``ins``: 2 arrays (block_size,) (left, right); ``outs``: ``2 * (n_stems + 1)`` arrays
     (block_size,) in the order ``stem0_L, stem0_R, ..., other_L, other_R``, filled in place;
@@ -18,11 +22,14 @@ Public API
     (main thread): peak levels since the last call, ``(1 + n_stems + 1,)`` input then stems.
   - Counters written by other threads and read by the main thread: ``n_cycles``,
     ``n_blocks``, ``deadline_misses``, ``xruns`` (incremented by the backend),
-    ``n_input_overflows``, ``n_late_notes``, ``n_gaps``, ``worker_error``.
+    ``n_input_overflows``, ``n_late_notes``, ``n_gaps``, ``worker_error`` (also set when the
+    worker process died).
 
-Threading: the callback writes input blocks into a pre-allocated ``RingBuffer`` (tagged with
-the cycle index), the worker reads them, calls ``Processor.process`` and writes the stems into
-a second ring (tagged likewise) and the note events into a deque. The callback never waits: if
+Threading: the callback writes the block's score MIDI, then the input block, into
+pre-allocated rings of a ``rt_worker.Channel`` (records tagged with the cycle index; shared
+memory in process mode), and wakes the worker without blocking; the worker calls
+``Processor.process`` and writes the stems and note events into two more rings, tagged
+likewise. The callback never waits: if
 the block it needs is not there it counts a deadline miss and plays the fallback (stems silent,
 ``other`` = the dry input delayed by ``latency_samples``), and the next block that arrives in
 time is crossfaded back in over ``crossfade_ms``. Stale blocks are skipped by tag, so a late
@@ -32,18 +39,26 @@ worker never shifts the output in time. Each ring is single producer / single co
 from __future__ import annotations
 
 import math
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from bridge.engine import Processor
 from bridge.ring import RingBuffer
+from bridge.rt_worker import (
+    MIDI_MAX_BYTES,
+    N_BLOCKS,
+    N_GAPS,
+    N_NOTE_DROPS,
+    N_TIMINGS,
+    WORKER_MODES,
+    Channel,
+    ProcessWorker,
+    ThreadWorker,
+)
 
 NoteSink = Callable[[int, int, int, int, bool], None]
-N_TIMINGS = 1 << 16  # worker timings kept for the percentiles
+DEFAULT_WORKER = "thread"
 RING_SECONDS = 2.0  # capacity of the input and output rings
 STATS_KEYS = (
     "latency_samples",
@@ -67,12 +82,16 @@ class RealtimeHost:
         queue_blocks: int = 2,
         crossfade_ms: float = 5.0,
         gains: Sequence[float] | None = None,
+        worker: str = DEFAULT_WORKER,
     ) -> None:
         if not processor.prepared or processor.n_channels != 2:
             raise RuntimeError("prepare the Processor with 2 channels before building a RealtimeHost")
         if queue_blocks < 1:
             raise ValueError("queue_blocks must be >= 1")
+        if worker not in WORKER_MODES:
+            raise ValueError(f"worker must be one of {WORKER_MODES}, got {worker!r}")
         self.processor = processor
+        self.worker_mode = worker
         self.block_size = int(block_size)
         self.sample_rate = int(processor.sample_rate)
         self.queue_blocks = int(queue_blocks)
@@ -83,15 +102,16 @@ class RealtimeHost:
         self.gains = None if gains is None or all(g == 1.0 for g in gains) else np.asarray(gains, np.float32)
 
         b = self.block_size
-        self._n_slots = max(4 * self.queue_blocks, math.ceil(RING_SECONDS * self.sample_rate / b), 8)
-        self._in = RingBuffer(2, self._n_slots * b)
-        self._in_tags = np.zeros(self._n_slots, np.int64)
-        self._out = RingBuffer(2 * self.n_outputs, self._n_slots * b)
-        self._out_tags = np.zeros(self._n_slots, np.int64)
+        n_slots = max(4 * self.queue_blocks, math.ceil(RING_SECONDS * self.sample_rate / b), 8)
+        gain_list = None if self.gains is None else self.gains.tolist()
+        self._worker: ThreadWorker | ProcessWorker
+        if worker == "process":
+            self._worker = ProcessWorker(processor, (n_slots, b, self.n_outputs), gain_list)
+        else:
+            self._worker = ThreadWorker(processor, Channel(n_slots, b, self.n_outputs), gain_list)
+        self._ch = self._worker.channel
         self._dry = RingBuffer(2, self.latency_samples + 2 * b + 16)
         self._dry.fill_zeros(self.latency_samples)
-        self._midi_in: deque[tuple[int, int, bytes]] = deque()  # (cycle, offset, message)
-        self._notes: deque[tuple[int, int, int, int, int, bool]] = deque()  # (block, offset, stem, note, vel, on)
         # callback-side scratch (allocated once)
         self._cb_in = np.zeros((2, b), np.float32)
         self._cb_dry = np.zeros((2, b), np.float32)
@@ -100,52 +120,51 @@ class RealtimeHost:
         self._fade = np.zeros(b, np.float32)
         self._fade[:n_fade] = np.linspace(0.0, 1.0, n_fade + 1, dtype=np.float32)[1:]
         self._fade[n_fade:] = 1.0
-        self._n_in_blocks_written = 0  # callback
-        self._n_out_blocks_read = 0  # callback
         self._model_live = True  # callback: False after a miss until a block fades back in
-        # worker-side
-        self._n_in_blocks_read = 0
-        self._n_out_blocks_written = 0
-        self._timings_ms = np.zeros(N_TIMINGS, np.float64)
-        self._peaks = np.zeros(1 + self.n_outputs, np.float32)
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         # counters
         self.n_cycles = 0
-        self.n_blocks = 0
         self.deadline_misses = 0
         self.xruns = 0
         self.n_input_overflows = 0
         self.n_late_notes = 0
-        self.n_gaps = 0
+        self.n_dropped_midi = 0
         self.first_frame_time: int | None = None  # backend's clock at the first cycle, if it has one
-        self.worker_error: str | None = None
 
     # ------------------------------------------------------------------ main thread
+    @property
+    def n_blocks(self) -> int:
+        """Blocks the worker has processed."""
+        return int(self._ch.ctl[N_BLOCKS])
+
+    @property
+    def n_gaps(self) -> int:
+        return int(self._ch.ctl[N_GAPS])
+
+    @property
+    def worker_error(self) -> str | None:
+        return self._worker.error()
+
     def start(self) -> None:
-        """Main thread. Start the worker thread (the processor is already warm)."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._work, name="stembridge-worker", daemon=True)
-        self._thread.start()
+        """Main thread. Start the worker (the processor is already warm; a worker process is
+        warm when this returns). ``StembridgeError`` if a worker process fails to start."""
+        self._worker.start()
+        self._ch = self._worker.channel
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Main thread. Ask the worker to stop and join it."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        self._worker.stop(timeout_s)
+        self._ch = self._worker.channel
 
     def worker_ms(self) -> np.ndarray:
         """Main thread. The most recent worker times per block, in ms."""
         n = min(self.n_blocks, N_TIMINGS)
-        return self._timings_ms[:n].copy()
+        return self._ch.timings_ms[:n].copy()
 
     def take_meters(self) -> np.ndarray:
         """Main thread. Peak levels (input, then each stem) since the last call."""
-        out = self._peaks.copy()
-        self._peaks[:] = 0.0
+        peaks = self._ch.peaks
+        out = peaks.copy()
+        peaks[:] = 0.0
         return out
 
     def stats(self) -> dict[str, object]:
@@ -163,8 +182,10 @@ class RealtimeHost:
             "xruns": self.xruns,
             "deadline_misses": self.deadline_misses,
             "input_overflows": self.n_input_overflows,
-            "late_notes": self.n_late_notes,
+            "late_notes": self.n_late_notes + int(self._ch.ctl[N_NOTE_DROPS]),
+            "dropped_midi": self.n_dropped_midi,
             "gaps": self.n_gaps,
+            "worker": self.worker_mode,
             "worker_ms_p50": round(p50, 4),
             "worker_ms_p99": round(p99, 4),
             "worker_ms_max": round(float(mx), 4),
@@ -187,6 +208,7 @@ class RealtimeHost:
         """Audio callback thread. Copy one block in and one block out; never waits."""
         b = self.block_size
         j = self.n_cycles
+        ch = self._ch
         cb_in = self._cb_in
         if len(ins[0]) != b:  # a block of the wrong size: output silence, keep the clock
             for o in outs:
@@ -196,29 +218,41 @@ class RealtimeHost:
             return
         cb_in[0] = ins[0]
         cb_in[1] = ins[1]
-        if self._in.free >= b:
-            self._in_tags[self._n_in_blocks_written % self._n_slots] = j
-            self._in.write(cb_in)  # counters move after the copy: the worker sees whole blocks
-            self._n_in_blocks_written += 1
+        midi = ch.midi
+        for offset, data in midi_in:  # before the audio: the worker takes a block's MIDI with it
+            k = midi.write_slot()
+            if k < 0 or len(data) > MIDI_MAX_BYTES:
+                self.n_dropped_midi += 1
+                continue
+            rec = midi.data[k]
+            rec[0] = offset
+            rec[1] = len(data)
+            rec[2 : 2 + len(data)] = tuple(data)
+            midi.commit(k, j)
+        k = ch.inp.write_slot()
+        if k >= 0:
+            ch.inp.data[k] = cb_in
+            ch.inp.commit(k, j)
         else:
             self.n_input_overflows += 1
-        for offset, data in midi_in:
-            self._midi_in.append((j, int(offset), bytes(data)))
-        self._wake.set()
+        self._worker.wake()
         self._dry.write(cb_in)
         self._dry.read(b, self._cb_dry)
 
         w = j - self.queue_blocks  # the processed block due now
         hit = False
         out = self._cb_out
-        while self._out.available >= b:
-            tag = self._out_tags[self._n_out_blocks_read % self._n_slots]
+        ring = ch.out
+        while ring.available():
+            k = ring.oldest()
+            tag = ring.tags[k]
             if tag > w:
                 break
-            self._out.read(b, out)
-            self._n_out_blocks_read += 1
             if tag == w:
+                out[:] = ring.data[k]
                 hit = True
+            ring.release()
+            if hit:
                 break
         n_out = len(outs)
         if hit:
@@ -242,57 +276,17 @@ class RealtimeHost:
             outs[n_out - 2][:] = self._cb_dry[0]
             outs[n_out - 1][:] = self._cb_dry[1]
 
-        notes = self._notes
-        while notes and notes[0][0] <= w:
-            block, offset, stem, note, vel, on = notes.popleft()
+        notes = ch.notes
+        while notes.available():
+            k = notes.oldest()
+            block = notes.tags[k]
+            if block > w:
+                break
+            offset, stem, note, vel, on = notes.data[k].tolist()
+            notes.release()
             if block != w or not hit:
                 offset = 0
                 self.n_late_notes += 1
             if note_sink is not None:
-                note_sink(offset, stem, note, vel, on)
+                note_sink(offset, stem, note, vel, bool(on))
         self.n_cycles = j + 1
-
-    # ------------------------------------------------------------------ worker thread
-    def _work(self) -> None:
-        """Worker thread. Process every input block as soon as it is complete."""
-        b = self.block_size
-        block = np.zeros((2, b), np.float32)
-        expected = 0
-        proc = self.processor
-        try:
-            while not self._stop.is_set():
-                self._wake.wait(0.05)
-                self._wake.clear()
-                while self._in.available >= b and not self._stop.is_set():
-                    tag = int(self._in_tags[self._n_in_blocks_read % self._n_slots])
-                    self._in.read(b, block)
-                    self._n_in_blocks_read += 1
-                    if tag != expected:  # input was dropped: restart the stream state
-                        proc.reset()
-                        self.n_gaps += 1
-                    expected = tag + 1
-                    events = []
-                    midi = self._midi_in
-                    while midi and midi[0][0] <= tag:
-                        jj, offset, data = midi.popleft()
-                        if jj == tag:
-                            events.append((offset, data))
-                    t0 = time.perf_counter()
-                    res = proc.process(block, events)
-                    stems = res.stems.reshape(2 * self.n_outputs, b)
-                    if self.gains is not None:
-                        stems = stems * np.repeat(self.gains, 2)[:, None]
-                    dt_ms = 1000.0 * (time.perf_counter() - t0)
-                    for ev in res.notes:
-                        self._notes.append((tag, ev.sample, ev.stem, ev.note, ev.velocity, ev.on))
-                    if self._out.free >= b:
-                        self._out_tags[self._n_out_blocks_written % self._n_slots] = tag
-                        self._out.write(stems)
-                        self._n_out_blocks_written += 1
-                    self._timings_ms[self.n_blocks % N_TIMINGS] = dt_ms
-                    self.n_blocks += 1
-                    peaks = self._peaks
-                    peaks[0] = max(peaks[0], float(np.abs(block).max()))
-                    np.maximum(peaks[1:], np.abs(res.stems).max(axis=(1, 2)), out=peaks[1:])
-        except Exception as e:  # reported by the main thread as one line
-            self.worker_error = f"{type(e).__name__}: {e}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -39,9 +41,10 @@ def drive(host: RealtimeHost, x: np.ndarray, wait_worker: bool) -> np.ndarray:
     return out.reshape(host.n_outputs, 2, -1)
 
 
-def test_host_output_equals_processor_delayed_by_queue(processor):
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_host_output_equals_processor_delayed_by_queue(processor, worker):
     processor.reset()
-    host = RealtimeHost(processor, B, queue_blocks=2)
+    host = RealtimeHost(processor, B, queue_blocks=2, worker=worker)
     x = noise(2, 40 * B, seed=1)
     host.start()
     try:
@@ -60,20 +63,23 @@ def test_host_output_equals_processor_delayed_by_queue(processor):
     assert stats["blocks"] == 40 and stats["blocks_processed"] == 40
 
 
-def test_no_worker_means_misses_and_delayed_dry_fallback(processor):
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_no_worker_means_misses_and_delayed_dry_fallback(processor, worker):
     processor.reset()
-    host = RealtimeHost(processor, B, queue_blocks=2)  # worker never started: every block is late
+    host = RealtimeHost(processor, B, queue_blocks=2, worker=worker)  # worker never started: every block is late
     x = noise(2, 20 * B, seed=2)
     out = drive(host, x, wait_worker=False)
+    host.stop()
     assert host.deadline_misses == 20 - 2
     assert not out[:-1].any()  # stems silent
     lat = host.latency_samples
     np.testing.assert_array_equal(out[-1][:, lat:], x[:, :-lat])  # other = dry delayed by the latency
 
 
-def test_late_blocks_are_skipped_and_crossfaded_back(processor):
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_late_blocks_are_skipped_and_crossfaded_back(processor, worker):
     processor.reset()
-    host = RealtimeHost(processor, B, queue_blocks=1)
+    host = RealtimeHost(processor, B, queue_blocks=1, worker=worker)
     x = noise(2, 30 * B, seed=3)
     out = np.zeros((2 * host.n_outputs, x.shape[1]), np.float32)
     for k in range(10):  # no worker: 9 misses
@@ -96,6 +102,26 @@ def test_late_blocks_are_skipped_and_crossfaded_back(processor):
     total = outs.sum(axis=0)
     lat = host.latency_samples
     np.testing.assert_allclose(total[:, lat:], x[:, :-lat], atol=1e-5)  # the sum stays the delayed input
+
+
+def test_worker_process_death_is_reported_and_stats_stay_valid(processor):
+    host = RealtimeHost(processor, B, queue_blocks=2, worker="process")
+    host.start()
+    x = noise(2, 8 * B, seed=4)
+    try:
+        drive(host, x, wait_worker=True)
+        assert host.worker_error is None
+        os.kill(host._worker._proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while host.worker_error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert host.worker_error is not None and "exited" in host.worker_error
+        drive(host, x, wait_worker=False)  # the callback keeps going on the fallback
+    finally:
+        host.stop()
+    stats = host.stats()
+    assert stats["blocks"] == 16 and stats["blocks_processed"] == 8 and stats["deadline_misses"] == 6
+    assert stats["worker_ms_p99"] >= stats["worker_ms_p50"] > 0
 
 
 def test_config_parsing(tmp_path):

@@ -74,9 +74,10 @@ def jackd():
                 os.environ["JACK_DEFAULT_SERVER"] = old
 
 
-@pytest.fixture(scope="module")
-def live_run(jackd):
-    """Run the bridge in this process on the private server; returns what was recorded."""
+@pytest.fixture(scope="module", params=["thread", "process"])
+def live_run(jackd, request):
+    """Run the bridge in this process on the private server with each worker mode; returns
+    what was recorded."""
     from bridge.backends.jack import JackBackend
 
     backend = JackBackend()
@@ -84,7 +85,7 @@ def live_run(jackd):
     assert (rate, block) == (RATE, BLOCK)
     proc = Processor(TEST_MODEL)
     proc.prepare(rate, block, 2)
-    host = RealtimeHost(proc, block, queue_blocks=QUEUE_BLOCKS)
+    host = RealtimeHost(proc, block, queue_blocks=QUEUE_BLOCKS, worker=request.param)
     host.start()
     x = make_signal()
     lb = Loopback(x, score_events(), x.shape[1] + host.latency_samples + 2 * BLOCK)

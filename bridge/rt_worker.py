@@ -1,0 +1,373 @@
+"""The real-time host's inference worker, as a thread or as a child process.
+
+Public API
+----------
+- ``Channel(n_slots, block_size, n_outputs, buf=None)``: every buffer the audio callback and
+  the worker share, as numpy views on one flat buffer (a private bytearray, or a
+  ``multiprocessing.shared_memory`` block: ``Channel.nbytes(...)`` gives its size):
+
+  - ``inp`` (2, block_size) and ``out`` (2 * n_outputs, block_size) audio blocks, ``midi``
+    score messages ``[offset, length, byte0..]`` and ``notes`` ``[offset, stem, note,
+    velocity, on]``: ``SlotRing`` s whose records are tagged with the cycle index;
+  - ``timings_ms`` (N_TIMINGS,) worker time per block, ``peaks`` (1 + n_outputs,) meters,
+    ``ctl`` counters (``STOP``, ``READY``, ``N_BLOCKS``, ``N_GAPS``, ``N_NOTE_DROPS``), and an
+    error message (``set_error`` / ``error``).
+- ``serve(processor, channel, gains, wait)``: the worker loop, the same in both modes.
+- ``ThreadWorker(processor, channel, gains)`` and ``ProcessWorker(processor, channel_args,
+  gains)``: ``start()`` / ``stop()`` / ``error()`` (main thread) and ``wake()`` (audio
+  callback: never blocks). ``ProcessWorker.channel`` is the shared channel; its child builds
+  its own ``OnnxModel`` / ``Processor`` from the model path (nothing unpicklable crosses) and
+  is woken through a non-blocking pipe (``os.write`` of one byte; a full pipe is ignored).
+- ``WORKER_MODES``: ``("process", "thread")``.
+
+Memory ordering: each ring has one producer and one consumer; the producer copies a record,
+then its tag, then increments its own counter (an aligned int64 store); the consumer reads
+the record, then increments its own counter. Stores stay in program order on x86-64 (and
+under the GIL in thread mode), so a consumer never sees a half-written record.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+N_TIMINGS = 1 << 16  # worker timings kept for the percentiles
+N_MIDI_SLOTS = 1024
+N_NOTE_SLOTS = 4096
+MIDI_MAX_BYTES = 13  # longer score messages (sysex) are dropped
+ERROR_BYTES = 512
+WAKE_TIMEOUT_S = 0.05
+STARTUP_TIMEOUT_S = 180.0
+WORKER_MODES = ("process", "thread")
+STOP, READY, N_BLOCKS, N_GAPS, N_NOTE_DROPS, ERROR_LEN = range(6)
+_ALIGN = 64
+
+
+class SlotRing:
+    """Single producer / single consumer ring of fixed-shape records, each with an int64 tag.
+
+    ``ctr[0]``: records ever written (producer only); ``ctr[1]``: records ever read (consumer only).
+    """
+
+    def __init__(self, data: np.ndarray, tags: np.ndarray, ctr: np.ndarray) -> None:
+        self.data, self.tags, self.ctr = data, tags, ctr
+        self.n_slots = int(data.shape[0])
+
+    def available(self) -> int:
+        return int(self.ctr[0] - self.ctr[1])
+
+    def write_slot(self) -> int:
+        """Producer. Index of the slot to fill, or -1 when the ring is full."""
+        n = int(self.ctr[0])
+        return -1 if n - int(self.ctr[1]) >= self.n_slots else n % self.n_slots
+
+    def commit(self, slot: int, tag: int) -> None:
+        """Producer. Publish the filled ``slot`` with ``tag``."""
+        self.tags[slot] = tag
+        self.ctr[0] += 1
+
+    def oldest(self) -> int:
+        """Consumer. Slot of the oldest record (check ``available()`` first)."""
+        return int(self.ctr[1]) % self.n_slots
+
+    def release(self) -> None:
+        """Consumer. Drop the oldest record."""
+        self.ctr[1] += 1
+
+
+class Channel:
+    def __init__(self, n_slots: int, block_size: int, n_outputs: int, buf: Any = None) -> None:
+        self.args = (n_slots, block_size, n_outputs)
+        self.block_size, self.n_outputs = block_size, n_outputs
+        self.buf = bytearray(self.nbytes(*self.args)) if buf is None else buf
+        pos = 0
+
+        def take(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+            nonlocal pos
+            a = np.ndarray(shape, dtype, buffer=self.buf, offset=pos)
+            pos += -(-a.nbytes // _ALIGN) * _ALIGN
+            return a
+
+        def ring(shape: tuple[int, ...], dtype: Any, n: int) -> SlotRing:
+            return SlotRing(take((n, *shape), dtype), take((n,), np.int64), take((2,), np.int64))
+
+        self.ctl = take((8,), np.int64)
+        self.inp = ring((2, block_size), np.float32, n_slots)
+        self.out = ring((2 * n_outputs, block_size), np.float32, n_slots)
+        self.midi = ring((2 + MIDI_MAX_BYTES,), np.int64, N_MIDI_SLOTS)
+        self.notes = ring((5,), np.int64, N_NOTE_SLOTS)
+        self.timings_ms = take((N_TIMINGS,), np.float64)
+        self.peaks = take((1 + n_outputs,), np.float32)
+        self._error = take((ERROR_BYTES,), np.uint8)
+        self.size = pos
+
+    @staticmethod
+    def nbytes(n_slots: int, block_size: int, n_outputs: int) -> int:
+        def size(*shape: int, itemsize: int = 8) -> int:
+            return -(-math.prod(shape) * itemsize // _ALIGN) * _ALIGN
+
+        def ring(n: int, *shape: int, itemsize: int) -> int:
+            return size(n, *shape, itemsize=itemsize) + size(n) + size(2)
+
+        return (
+            size(8)
+            + ring(n_slots, 2, block_size, itemsize=4)
+            + ring(n_slots, 2 * n_outputs, block_size, itemsize=4)
+            + ring(N_MIDI_SLOTS, 2 + MIDI_MAX_BYTES, itemsize=8)
+            + ring(N_NOTE_SLOTS, 5, itemsize=8)
+            + size(N_TIMINGS)
+            + size(1 + n_outputs, itemsize=4)
+            + size(ERROR_BYTES, itemsize=1)
+        )
+
+    def set_error(self, message: str) -> None:
+        data = message.encode("utf-8", "replace")[:ERROR_BYTES]
+        self._error[: len(data)] = np.frombuffer(data, np.uint8)
+        self.ctl[ERROR_LEN] = len(data)
+
+    def error(self) -> str | None:
+        n = int(self.ctl[ERROR_LEN])
+        return bytes(self._error[:n]).decode("utf-8", "replace") if n else None
+
+    def detached(self) -> Channel:
+        """A private copy (same contents), so a shared block can be closed."""
+        return Channel(*self.args, buf=bytearray(self.buf[: self.size]))
+
+
+def serve(processor: Any, ch: Channel, gains: Sequence[float] | None, wait: Callable[[float], None]) -> None:
+    """Worker (thread or child process). Process every input block as soon as it is complete,
+    until ``ch.ctl[STOP]``; ``wait(timeout_s)`` sleeps until woken."""
+    b = ch.block_size
+    block = np.zeros((2, b), np.float32)
+    gain = None if gains is None else np.repeat(np.asarray(gains, np.float32), 2)[:, None]
+    ctl, inp, out, midi, notes = ch.ctl, ch.inp, ch.out, ch.midi, ch.notes
+    expected = 0
+    while not ctl[STOP]:
+        wait(WAKE_TIMEOUT_S)
+        while inp.available() and not ctl[STOP]:
+            k = inp.oldest()
+            tag = int(inp.tags[k])
+            block[:] = inp.data[k]
+            inp.release()
+            if tag != expected:  # input was dropped: restart the stream state
+                processor.reset()
+                ctl[N_GAPS] += 1
+            expected = tag + 1
+            events = []
+            while midi.available():  # the callback publishes a cycle's MIDI before its audio
+                k = midi.oldest()
+                if midi.tags[k] > tag:
+                    break
+                if midi.tags[k] == tag:
+                    rec = midi.data[k]
+                    events.append((int(rec[0]), bytes(rec[2 : 2 + rec[1]].astype(np.uint8))))
+                midi.release()
+            t0 = time.perf_counter()
+            res = processor.process(block, events)
+            stems = res.stems.reshape(-1, b)
+            if gain is not None:
+                stems = stems * gain
+            dt_ms = 1000.0 * (time.perf_counter() - t0)
+            for ev in res.notes:
+                k = notes.write_slot()
+                if k < 0:
+                    ctl[N_NOTE_DROPS] += 1
+                    continue
+                notes.data[k] = (ev.sample, ev.stem, ev.note, ev.velocity, int(ev.on))
+                notes.commit(k, tag)
+            k = out.write_slot()
+            if k >= 0:
+                out.data[k] = stems
+                out.commit(k, tag)
+            n = int(ctl[N_BLOCKS])
+            ch.timings_ms[n % N_TIMINGS] = dt_ms
+            ctl[N_BLOCKS] = n + 1
+            peaks = ch.peaks
+            peaks[0] = max(peaks[0], float(np.abs(block).max()))
+            np.maximum(peaks[1:], np.abs(res.stems).max(axis=(1, 2)), out=peaks[1:])
+
+
+class ThreadWorker:
+    """The worker as a thread of this process (shares the GIL with the audio callback)."""
+
+    def __init__(self, processor: Any, channel: Channel, gains: Sequence[float] | None) -> None:
+        self.processor, self.channel, self.gains = processor, channel, gains
+        self._event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Main thread."""
+        self.channel.ctl[STOP] = 0
+        self._thread = threading.Thread(target=self._run, name="stembridge-worker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            serve(self.processor, self.channel, self.gains, self._wait)
+        except Exception as e:  # reported by the main thread as one line
+            self.channel.set_error(f"{type(e).__name__}: {e}")
+
+    def _wait(self, timeout_s: float) -> None:
+        self._event.wait(timeout_s)
+        self._event.clear()
+
+    def wake(self) -> None:
+        """Audio callback."""
+        self._event.set()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Main thread."""
+        self.channel.ctl[STOP] = 1
+        self._event.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def error(self) -> str | None:
+        return self.channel.error()
+
+
+class ProcessWorker:
+    """The worker as a child process ("spawn"), fed through a shared-memory ``Channel``."""
+
+    def __init__(self, processor: Any, channel_args: tuple[int, int, int], gains: Sequence[float] | None) -> None:
+        from multiprocessing import shared_memory
+
+        self.spec = {
+            "model_path": str(processor.model.path),
+            "n_threads": _n_threads(processor.model),
+            "sample_rate": int(processor.sample_rate),
+            "block_size": int(processor.max_block_size),
+            "channel_map": getattr(processor, "_channel_map", None),
+            "score_offset_ms": float(getattr(processor, "_score_offset_ms", 0.0)),
+        }
+        self.gains = None if gains is None else [float(g) for g in gains]
+        self._shm: Any = shared_memory.SharedMemory(create=True, size=Channel.nbytes(*channel_args))
+        self.channel = Channel(*channel_args, buf=self._shm.buf)
+        self._proc: Any = None
+        self._wake_fd = -1
+        self._stopping = False
+
+    def start(self) -> None:
+        """Main thread. Spawn the child and wait until its model is warm (or it failed)."""
+        import multiprocessing as mp
+
+        from bridge.errors import StembridgeError
+
+        ctx = mp.get_context("spawn")
+        reader, writer = ctx.Pipe(duplex=False)
+        self.channel.ctl[STOP] = 0
+        self._proc = ctx.Process(
+            target=_child_main,
+            args=(self.spec, self._shm.name, self.channel.args, self.gains, reader),
+            name="stembridge-worker",
+            daemon=True,
+        )
+        self._proc.start()
+        reader.close()
+        self._writer = writer  # keeps the fd open
+        self._wake_fd = writer.fileno()
+        os.set_blocking(self._wake_fd, False)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self.channel.ctl[READY]:
+            err = self.error()
+            if err or time.monotonic() > deadline:
+                self.stop()
+                raise StembridgeError(f"the inference worker failed to start: {err or 'timed out'}")
+            time.sleep(0.01)
+
+    def wake(self) -> None:
+        """Audio callback. One byte into a non-blocking pipe; a full pipe already wakes the child."""
+        try:
+            os.write(self._wake_fd, b"\0")
+        except OSError:
+            pass
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Main thread. Stop and join the child; the channel becomes a private copy, the shared
+        block is freed."""
+        self._stopping = True
+        self.channel.ctl[STOP] = 1
+        if self._proc is not None:
+            self.wake()
+            self._proc.join(timeout_s)
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(timeout_s)
+            self._writer.close()
+        if self._shm is not None:
+            self.channel = self.channel.detached()
+            shm, self._shm = self._shm, None
+            shm.close()
+            shm.unlink()
+
+    def error(self) -> str | None:
+        """Main thread. The child's error, or how it died."""
+        err = self.channel.error()
+        if err or self._proc is None or self._stopping or self._proc.is_alive():
+            return err
+        return f"the worker process exited with code {self._proc.exitcode}"
+
+
+def _n_threads(model: Any) -> int:
+    try:
+        return max(1, int(model.session.get_session_options().intra_op_num_threads))
+    except Exception:
+        return 1
+
+
+def _attach(name: str) -> Any:
+    """Child. Attach to the parent's shared block without registering it with the resource
+    tracker (the parent owns and unlinks it)."""
+    from multiprocessing import resource_tracker, shared_memory
+
+    register = resource_tracker.register
+    resource_tracker.register = lambda *a, **k: None  # type: ignore[assignment]
+    try:
+        return shared_memory.SharedMemory(name=name)
+    finally:
+        resource_tracker.register = register  # type: ignore[assignment]
+
+
+def _child_main(
+    spec: dict[str, Any], shm_name: str, channel_args: tuple[int, int, int], gains: Any, reader: Any
+) -> None:
+    """Child process. Build and warm the Processor, mark READY, serve until STOP or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    shm = _attach(shm_name)
+    ch = Channel(*channel_args, buf=shm.buf)
+    parent = os.getppid()
+    try:
+        from bridge.engine import Processor
+        from bridge.model import OnnxModel
+
+        proc = Processor(OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False))
+        proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
+        proc.prepare(spec["sample_rate"], spec["block_size"], 2)
+        fd = reader.fileno()
+        os.set_blocking(fd, False)
+
+        def wait(timeout_s: float) -> None:
+            ready, _, _ = select.select([fd], [], [], timeout_s)
+            if ready:
+                try:
+                    os.read(fd, 4096)
+                except OSError:
+                    pass
+            elif os.getppid() != parent:  # orphaned: the parent died without stopping us
+                ch.ctl[STOP] = 1
+
+        ch.ctl[READY] = 1
+        serve(proc, ch, gains, wait)
+    except BaseException as e:
+        ch.set_error(f"{type(e).__name__}: {e}")
+        os._exit(1)
+    os._exit(0)  # no interpreter teardown: the numpy views would keep the shared block busy
