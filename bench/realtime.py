@@ -1,4 +1,5 @@
-"""Real-time benchmark: worker time (p50/p99), deadline misses and xruns vs block size and rate.
+"""Real-time benchmark: worker time (p50/p99), deadline misses and xruns vs block size, rate
+and worker mode (thread or child process).
 
 For every rate and block size a private ``jackd -d dummy`` server (real clock, no sound card)
 is started, ``stembridge run --backend jack`` runs in its own process for ``--seconds`` while a
@@ -7,6 +8,7 @@ figures. The model is the registry default when it is registered, else ``test-ti
 
     .venv/bin/python bench/realtime.py                       # 44100 and 48000 Hz x 64..1024 frames
     .venv/bin/python bench/realtime.py --rates 48000 --blocks 256 --seconds 60
+    .venv/bin/python bench/realtime.py --workers process thread --blocks 256
     .venv/bin/python bench/realtime.py --plot out/bench_realtime.png
 
 Python is soft real time; figures depend on the machine's load. Target: p99 worker time under
@@ -41,7 +43,7 @@ def pick_model(name: str | None) -> str:
     return default if default in names else "test-tiny"
 
 
-def one_run(model: str, rate: int, block: int, seconds: float, queue_blocks: int) -> dict:
+def one_run(model: str, rate: int, block: int, seconds: float, queue_blocks: int, worker: str) -> dict:
     from bridge.model import read_metadata, resolve
 
     stems = (*read_metadata(resolve(model)[0]).stems, "other")
@@ -50,7 +52,7 @@ def one_run(model: str, rate: int, block: int, seconds: float, queue_blocks: int
         cfg = Path(tmp) / "cfg.toml"
         cfg.write_text(f"[realtime]\nqueue_blocks = {queue_blocks}\n")
         cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", model, "--quiet"]
-        cmd += ["--duration", str(seconds), "--stats", str(stats), "--config", str(cfg)]
+        cmd += ["--duration", str(seconds), "--stats", str(stats), "--config", str(cfg), "--worker", worker]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
         import os
 
@@ -89,28 +91,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", type=int, nargs="+", default=[44100, 48000])
     ap.add_argument("--blocks", type=int, nargs="+", default=[64, 128, 256, 512, 1024])
     ap.add_argument("--seconds", type=float, default=10.0, help="run length per configuration (default 10)")
+    ap.add_argument("--workers", nargs="+", choices=("process", "thread"), default=["process", "thread"])
     ap.add_argument("--queue-blocks", type=int, default=2, help="bridge queue in blocks (default 2)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--plot", type=Path, default=None, help="write a plot of p99 / period (needs matplotlib)")
     args = ap.parse_args(argv)
     model = pick_model(args.model)
     print(f"model {model}, jackd -d dummy, {args.seconds:g} s per row, queue {args.queue_blocks} blocks")
-    header = f"{'rate':>6} {'block':>5} {'period ms':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99/period':>10} "
-    header += f"{'max ms':>7} {'misses':>6} {'xruns':>5} {'blocks':>6} {'latency ms':>10}"
+    header = f"{'worker':>7} {'rate':>6} {'block':>5} {'period ms':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99/period':>10} "
+    header += f"{'max ms':>7} {'cb p99':>6} {'cb max':>6} {'misses':>6} {'xruns':>5} {'blocks':>6} {'latency ms':>10}"
     print(header)
     rows = []
     for rate in args.rates:
         for block in args.blocks:
-            s = one_run(model, rate, block, args.seconds, args.queue_blocks)
-            period = 1000.0 * block / rate
-            row = dict(s, period_ms=period, model=model)
-            rows.append(row)
-            print(
-                f"{rate:>6} {block:>5} {period:>9.2f} {s['worker_ms_p50']:>7.2f} {s['worker_ms_p99']:>7.2f} "
-                f"{s['worker_ms_p99'] / period:>9.0%} {s['worker_ms_max']:>7.2f} {s['deadline_misses']:>6} "
-                f"{s['xruns']:>5} {s['blocks']:>6} {s['latency_ms']:>10.1f}",
-                flush=True,
-            )
+            for worker in args.workers:
+                s = one_run(model, rate, block, args.seconds, args.queue_blocks, worker)
+                period = 1000.0 * block / rate
+                rows.append(dict(s, period_ms=period, model=model, worker=worker))
+                print(
+                    f"{worker:>7} {rate:>6} {block:>5} {period:>9.2f} "
+                    f"{s['worker_ms_p50']:>7.2f} {s['worker_ms_p99']:>7.2f} "
+                    f"{s['worker_ms_p99'] / period:>9.0%} {s['worker_ms_max']:>7.2f} "
+                    f"{s['callback_ms_p99']:>6.2f} {s['callback_ms_max']:>6.2f} {s['deadline_misses']:>6} "
+                    f"{s['xruns']:>5} {s['blocks']:>6} {s['latency_ms']:>10.1f}",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     if args.plot:
@@ -121,10 +126,10 @@ def main(argv: list[str] | None = None) -> int:
 
         fig, ax = plt.subplots(figsize=(6, 4))
         for rate in args.rates:
-            r = [x for x in rows if x["sample_rate"] == rate]
-            ax.plot(
-                [x["block_size"] for x in r], [x["worker_ms_p99"] / x["period_ms"] for x in r], "o-", label=f"{rate} Hz"
-            )
+            for worker in args.workers:
+                r = [x for x in rows if x["sample_rate"] == rate and x["worker"] == worker]
+                p99 = [x["worker_ms_p99"] / x["period_ms"] for x in r]
+                ax.plot([x["block_size"] for x in r], p99, "o-", label=f"{rate} Hz, {worker}")
         ax.axhline(0.5, color="gray", ls="--", label="target 50%")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("block size (frames)")

@@ -39,6 +39,7 @@ worker never shifts the output in time. Each ring is single producer / single co
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -121,6 +122,7 @@ class RealtimeHost:
         self._fade[:n_fade] = np.linspace(0.0, 1.0, n_fade + 1, dtype=np.float32)[1:]
         self._fade[n_fade:] = 1.0
         self._model_live = True  # callback: False after a miss until a block fades back in
+        self._callback_ms = np.zeros(N_TIMINGS, np.float64)  # callback: time spent in cycle()
         # counters
         self.n_cycles = 0
         self.deadline_misses = 0
@@ -160,6 +162,10 @@ class RealtimeHost:
         n = min(self.n_blocks, N_TIMINGS)
         return self._ch.timings_ms[:n].copy()
 
+    def callback_ms(self) -> np.ndarray:
+        """Main thread. The most recent times spent in ``cycle`` (the audio callback), in ms."""
+        return self._callback_ms[: min(self.n_cycles, N_TIMINGS)].copy()
+
     def take_meters(self) -> np.ndarray:
         """Main thread. Peak levels (input, then each stem) since the last call."""
         peaks = self._ch.peaks
@@ -173,6 +179,8 @@ class RealtimeHost:
         p50, p99, mx = (
             (float(np.percentile(t, 50)), float(np.percentile(t, 99)), float(t.max())) if t.size else (0, 0, 0)
         )
+        c = self.callback_ms()
+        c99, cmx = (float(np.percentile(c, 99)), float(c.max())) if c.size else (0.0, 0.0)
         return {
             "latency_samples": self.latency_samples,
             "latency_ms": 1000.0 * self.latency_samples / self.sample_rate,
@@ -189,6 +197,8 @@ class RealtimeHost:
             "worker_ms_p50": round(p50, 4),
             "worker_ms_p99": round(p99, 4),
             "worker_ms_max": round(float(mx), 4),
+            "callback_ms_p99": round(c99, 4),
+            "callback_ms_max": round(cmx, 4),
             "budget_ms": 1000.0 * self.block_size / self.sample_rate,
             "queue_blocks": self.queue_blocks,
             "sample_rate": self.sample_rate,
@@ -206,6 +216,7 @@ class RealtimeHost:
         note_sink: NoteSink | None = None,
     ) -> None:
         """Audio callback thread. Copy one block in and one block out; never waits."""
+        t0 = time.perf_counter()
         b = self.block_size
         j = self.n_cycles
         ch = self._ch
@@ -289,4 +300,5 @@ class RealtimeHost:
                 self.n_late_notes += 1
             if note_sink is not None:
                 note_sink(offset, stem, note, vel, bool(on))
+        self._callback_ms[j % N_TIMINGS] = 1000.0 * (time.perf_counter() - t0)
         self.n_cycles = j + 1

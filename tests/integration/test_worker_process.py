@@ -1,0 +1,70 @@
+"""``stembridge run --worker process`` on a private ``jackd -d dummy``: a killed worker process
+ends the run with one line and a valid stats file. (The recorded-stems, notes and latency
+facts are asserted in both worker modes by ``test_jack_bridge.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bridge.rt_jackd import PrivateJackd
+from tests.conftest import TEST_MODEL
+from tests.integration.test_jack_bridge import RATE, ROOT, _wait_for_port_env
+
+pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")
+
+
+def worker_children(pid: int) -> list[int]:
+    """Pids of the multiprocessing children of ``pid`` that are not its resource tracker."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+            found.append(int(d.name))
+    return found
+
+
+def test_killed_worker_process_ends_run_with_one_line(tmp_path):
+    stats = tmp_path / "stats.json"
+    with PrivateJackd(RATE, 256) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--quiet"]
+            + ["--worker", "process", "--stats", str(stats)],
+            cwd=ROOT,
+            env=server.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_port_env(server, "stembridge:other_R", 120.0)
+            time.sleep(1.0)
+            children = worker_children(proc.pid)
+            assert len(children) == 1, children
+            os.kill(children[0], signal.SIGKILL)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 1, err
+    assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "worker" in lines[0], err
+    data = json.loads(stats.read_text())
+    assert data["worker"] == "process" and data["blocks"] > 0 and data["error"]
+    assert data["worker_ms_p99"] >= data["worker_ms_p50"] > 0
