@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--worker",
         choices=("process", "thread"),
         default=None,
-        help="where inference runs: a child process or a thread (default: the one measured to keep time better)",
+        help="where inference runs: a child process (default; keeps the audio callback off the GIL) or a thread",
     )
 
     sub.add_parser("devices", help="list audio devices, JACK ports and MIDI ports")

@@ -59,7 +59,7 @@ from bridge.rt_worker import (
 )
 
 NoteSink = Callable[[int, int, int, int, bool], None]
-DEFAULT_WORKER = "thread"
+DEFAULT_WORKER = "process"  # measured: the callback keeps time better (bench/realtime.py)
 RING_SECONDS = 2.0  # capacity of the input and output rings
 STATS_KEYS = (
     "latency_samples",

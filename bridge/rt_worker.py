@@ -34,6 +34,7 @@ import select
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -252,6 +253,7 @@ class ProcessWorker:
         self.gains = None if gains is None else [float(g) for g in gains]
         self._shm: Any = shared_memory.SharedMemory(create=True, size=Channel.nbytes(*channel_args))
         self.channel = Channel(*channel_args, buf=self._shm.buf)
+        self._unlink = weakref.finalize(self, _unlink_quietly, self._shm)  # also if never stopped
         self._proc: Any = None
         self._wake_fd = -1
         self._stopping = False
@@ -307,7 +309,7 @@ class ProcessWorker:
             self.channel = self.channel.detached()
             shm, self._shm = self._shm, None
             shm.close()
-            shm.unlink()
+            self._unlink()
 
     def error(self) -> str | None:
         """Main thread. The child's error, or how it died."""
@@ -315,6 +317,13 @@ class ProcessWorker:
         if err or self._proc is None or self._stopping or self._proc.is_alive():
             return err
         return f"the worker process exited with code {self._proc.exitcode}"
+
+
+def _unlink_quietly(shm: Any) -> None:
+    try:
+        shm.unlink()
+    except OSError:
+        pass
 
 
 def _n_threads(model: Any) -> int:
