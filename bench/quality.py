@@ -1,0 +1,493 @@
+#!/usr/bin/env python3
+"""Separation and transcription quality on the held-out set (MuseScore General, new arrangements).
+
+Renders N tracks of a corpus seed never used for training (``plan_track(seed, i)`` with
+``soundfont=SOUNDFONT_HELDOUT``; cached under ``--cache``, re-used when present), then for every
+track runs the model through the real offline path (``separate_file`` with a ``Processor``, what
+``stembridge separate`` runs) blind and with the true score (``all_src.mid`` as ``--score``), and
+scores the stems and ``notes.mid`` against the true stems and notes:
+
+- SI-SDRi (SI-SDR(est) - SI-SDR(mix) vs the true stem, mono) and SDR (D Eq. 1.3), median over
+  the tracks where the true stem is not silent (below -60 dB re the mix it is skipped);
+- note onset F1 (mir_eval, 50 ms, offsets ignored; drums onset + drum class), mean over the
+  tracks where the stem has true notes; ``blind-inst F1``: every pitched note the model wrote,
+  stems pooled, against every pitched note of the track (``other`` instruments included).
+
+Reference rows from the same tracks: the ideal ratio mask at the model's STFT (the ceiling of
+any magnitude-mask model) and basic-pitch's shipped ONNX model on the mixture (instrument-blind,
+scored like ``blind-inst F1``; optional: the row says why when it cannot run).
+
+    .venv/bin/python bench/quality.py                           # registry default model, 12 x 20 s
+    .venv/bin/python bench/quality.py --model test-tiny --tracks 3 --seconds 10 --json out/q.json
+    .venv/bin/python bench/quality.py --plot out/quality.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from bench.metrics import ideal_ratio_mask, is_silent, onset_f1, sdr, si_sdr  # noqa: E402
+
+HELDOUT_SEED = 9001  # never used for a training corpus
+ROWS = ("model blind", "model + score", "IRM ceiling", "basic-pitch")
+TARGETS = {
+    "blind_si_sdri_overall_db": 6.0,
+    "blind_si_sdri_per_stem_db": 3.0,
+    "blind_onset_f1_pitched_avg": 0.5,
+    "blind_onset_f1_drums": 0.6,
+    "score_gain_db": 1.5,
+}
+
+
+# --------------------------------------------------------------------------- held-out set
+
+
+def render_heldout(root: Path, seed: int, n_tracks: int, seconds: float, log=print) -> list[Path]:
+    """Track directories of the held-out set under ``root/s{seed}_{seconds}s``, rendering missing ones."""
+    from export.data.render import SOUNDFONT_HELDOUT
+    from export.data.track import plan_track, render_track
+
+    if not Path(SOUNDFONT_HELDOUT).is_file():
+        raise SystemExit(
+            f"held-out soundfont missing: {SOUNDFONT_HELDOUT} (apt-get install musescore-general-soundfont)"
+        )
+    folder = root / f"s{seed}_{seconds:g}s"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n_tracks):
+        plan = plan_track(seed, i, seconds, seconds)
+        track_dir = folder / plan.name
+        if not (track_dir / "metadata.yaml").is_file():
+            t0 = time.perf_counter()
+            tmp = folder / f"{plan.name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            render_track(plan, tmp, soundfont=SOUNDFONT_HELDOUT)
+            tmp.rename(track_dir)
+            log(f"  rendered {track_dir} ({plan.arrangement.source}) in {time.perf_counter() - t0:.1f} s")
+        out.append(track_dir)
+    return out
+
+
+def pitched_notes_of(midi_path: Path) -> np.ndarray:
+    """Every non-drum note (n, 4) ``onset, offset, pitch, velocity`` of a MIDI file, all instruments."""
+    import pretty_midi
+
+    rows = [
+        (n.start, n.end, n.pitch, n.velocity)
+        for inst in pretty_midi.PrettyMIDI(str(midi_path)).instruments
+        if not inst.is_drum
+        for n in inst.notes
+    ]
+    return np.asarray(rows, np.float64).reshape(-1, 4)
+
+
+# --------------------------------------------------------------------------- basic-pitch
+
+
+def _librosa_shim() -> types.ModuleType:
+    """The four librosa functions basic-pitch's ONNX inference path calls (librosa not installed)."""
+    import soundfile as sf
+    import soxr
+
+    def load(path, sr=22050, mono=True, **_):
+        x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        x = x.mean(axis=1) if mono else x.T
+        if sr is not None and rate != sr:
+            x = soxr.resample(x, rate, sr, quality="HQ").astype(np.float32)  # librosa's default: soxr_hq
+            rate = sr
+        return x, rate
+
+    def cqt_frequencies(n_bins, fmin, bins_per_octave=12, **_):
+        return fmin * 2.0 ** (np.arange(n_bins) / bins_per_octave)
+
+    def frames_to_time(frames, sr=22050, hop_length=512, **_):
+        return np.asarray(frames) * hop_length / sr
+
+    def midi_to_hz(notes):
+        return 440.0 * 2.0 ** ((np.asarray(notes, np.float64) - 69.0) / 12.0)
+
+    def hz_to_midi(freqs):
+        return 12.0 * (np.log2(np.asarray(freqs, np.float64)) - np.log2(440.0)) + 69.0
+
+    mod = types.ModuleType("librosa")
+    mod.load, mod.midi_to_hz, mod.hz_to_midi = load, midi_to_hz, hz_to_midi
+    mod.core = types.SimpleNamespace(cqt_frequencies=cqt_frequencies, frames_to_time=frames_to_time)
+    return mod
+
+
+def load_basic_pitch():
+    """(transcribe(audio_path) -> notes (n, 4), description) or (None, why it is unavailable)."""
+    try:
+        logging.disable(logging.WARNING)
+        import basic_pitch
+    except ImportError:
+        return None, "basic-pitch not installed (pip install basic-pitch==0.4.0 --no-deps)"
+    finally:
+        logging.disable(logging.NOTSET)
+    onnx_path = Path(basic_pitch.__file__).parent / "saved_models" / "icassp_2022" / "nmp.onnx"
+    if not onnx_path.is_file():
+        return None, f"basic-pitch {getattr(basic_pitch, '__version__', '?')} ships no {onnx_path.name}"
+    shims = {}
+    for name in ("librosa", "resampy"):
+        try:
+            __import__(name)
+        except ImportError:
+            shims[name] = _librosa_shim() if name == "librosa" else types.ModuleType("resampy")
+    sys.modules.update(shims)
+    try:
+        from basic_pitch.inference import Model, predict
+
+        model = Model(onnx_path)
+    except Exception as e:  # noqa: BLE001 - any failure makes the row unavailable, with the reason
+        return None, f"basic-pitch inference unavailable: {type(e).__name__}: {e}"
+    finally:
+        for name in shims:
+            sys.modules.pop(name, None)
+
+    def transcribe(audio_path: Path) -> np.ndarray:
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, _, events = predict(audio_path, model)  # package defaults: onset 0.5, frame 0.3, 127.7 ms
+        return np.asarray([(s, e, p, 127 * a) for s, e, p, a, *_ in events], np.float64).reshape(-1, 4)
+
+    how = "onnxruntime" + (f", librosa shim ({', '.join(shims)} not installed)" if shims else "")
+    return transcribe, f"basic-pitch {_version('basic-pitch')} {onnx_path.name} via {how}"
+
+
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "?"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _read_mono(path: Path, n: int) -> np.ndarray:
+    import soundfile as sf
+
+    x, _ = sf.read(str(path), dtype="float64", always_2d=True)
+    x = x.mean(axis=1)
+    return x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))
+
+
+def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple[str, ...]) -> dict:
+    """{stem: {si_sdri, sdr}} for the stems whose true signal is not silent."""
+    out = {}
+    for k, name in enumerate(names):
+        if is_silent(refs[k], mix):
+            continue
+        out[name] = {"si_sdri": si_sdr(est[k], refs[k]) - si_sdr(mix, refs[k]), "sdr": sdr(est[k], refs[k])}
+    return out
+
+
+def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_size: int) -> dict:
+    """Scores of every row on one track: {row: {"sep": {stem: ...}, "f1": {stem: F1}, "inst_blind_f1": x}}."""
+    import soundfile as sf
+
+    from bridge.backends.offline import separate_file
+    from bridge.score import read_score_file
+    from export.data.slakh import load_track
+
+    meta = processor.meta
+    pred_stems = tuple(meta.stems)
+    all_names = (*pred_stems, "other")
+    truth = load_track(track_dir, stems=pred_stems)
+    mix_path = track_dir / "mix.flac"
+    mix, _ = sf.read(str(mix_path), dtype="float64", always_2d=True)
+    mix = mix.mean(axis=1)
+    n = len(mix)
+    refs = np.concatenate([truth["stems"], truth["other"][None]]).astype(np.float64)
+    refs = np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
+    true_notes = truth["notes"]
+    score_path = track_dir / "all_src.mid"
+    union_ref = pitched_notes_of(score_path)
+    rows: dict[str, dict] = {}
+
+    for row, score in (("model blind", None), ("model + score", score_path)):
+        out_dir = work / row.replace(" ", "").replace("+", "_")
+        res = separate_file(processor, mix_path, out_dir, block_size=block_size, fmt="wav", score_path=score)
+        by_name = {p.stem: p for p in res.stem_paths}
+        est = np.stack([_read_mono(by_name[s], n) for s in all_names])
+        est_notes = read_score_file(res.notes_path, pred_stems)
+        f1 = {}
+        for k, s in enumerate(pred_stems):
+            if len(true_notes[k]):
+                f1[s] = onset_f1(true_notes[k], est_notes[k], drums=s == "drums")[2]
+        pooled = [a for s, a in zip(pred_stems, est_notes) if s != "drums"]
+        pooled_notes = np.concatenate(pooled) if pooled else np.zeros((0, 4))
+        rows[row] = {
+            "sep": _sep_scores(est, mix, refs, all_names),
+            "f1": f1,
+            "inst_blind_f1": onset_f1(union_ref, pooled_notes)[2] if len(union_ref) else None,
+            "n_notes": res.n_notes,
+            "wall_s": res.wall_s,
+        }
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+    est = ideal_ratio_mask(mix, refs, meta.n_fft, meta.hop)
+    rows["IRM ceiling"] = {"sep": _sep_scores(est, mix, refs, all_names), "f1": {}, "inst_blind_f1": None}
+
+    if transcribe is not None:
+        t0 = time.perf_counter()
+        bp_notes = transcribe(mix_path)
+        rows["basic-pitch"] = {
+            "sep": {},
+            "f1": {},
+            "inst_blind_f1": onset_f1(union_ref, bp_notes)[2] if len(union_ref) else None,
+            "n_notes": len(bp_notes),
+            "wall_s": time.perf_counter() - t0,
+        }
+    return rows
+
+
+def summarize(per_track: list[dict], pred_stems: tuple[str, ...]) -> dict:
+    """Medians / means over tracks per row and stem, with the counts they rest on."""
+    all_names = (*pred_stems, "other")
+    pitched = [s for s in pred_stems if s != "drums"]
+    summary: dict[str, dict] = {}
+    for row in ROWS:
+        tracks = [t[row] for t in per_track if row in t]
+        if not tracks:
+            continue
+        stems = {}
+        for s in all_names:
+            si = [t["sep"][s]["si_sdri"] for t in tracks if s in t["sep"]]
+            sd = [t["sep"][s]["sdr"] for t in tracks if s in t["sep"]]
+            f1 = [t["f1"][s] for t in tracks if s in t["f1"]]
+            stems[s] = {
+                "si_sdri_median": float(np.median(si)) if si else None,
+                "sdr_median": float(np.median(sd)) if sd else None,
+                "onset_f1_mean": float(np.mean(f1)) if f1 else None,
+                "n_scored_sep": len(si),
+                "n_scored_f1": len(f1),
+            }
+        pooled_si = [t["sep"][s]["si_sdri"] for t in tracks for s in pred_stems if s in t["sep"]]
+        pooled_sd = [t["sep"][s]["sdr"] for t in tracks for s in pred_stems if s in t["sep"]]
+        pitched_f1 = [stems[s]["onset_f1_mean"] for s in pitched if stems[s]["onset_f1_mean"] is not None]
+        blind = [t["inst_blind_f1"] for t in tracks if t.get("inst_blind_f1") is not None]
+        summary[row] = {
+            "stems": stems,
+            "si_sdri_overall_median": float(np.median(pooled_si)) if pooled_si else None,
+            "sdr_overall_median": float(np.median(pooled_sd)) if pooled_sd else None,
+            "onset_f1_pitched_avg": float(np.mean(pitched_f1)) if pitched_f1 else None,
+            "inst_blind_f1_mean": float(np.mean(blind)) if blind else None,
+            "n_tracks": len(tracks),
+        }
+    return summary
+
+
+def check_targets(summary: dict, pred_stems: tuple[str, ...]) -> list[dict]:
+    """The issue's targets for the shipped model, each with the measured value and pass/fail."""
+    b, sc = summary.get("model blind"), summary.get("model + score")
+    out = []
+
+    def add(name: str, value, target: float) -> None:
+        out.append({"target": name, "value": value, "min": target, "pass": value is not None and value >= target})
+
+    add("blind SI-SDRi overall median (dB)", b["si_sdri_overall_median"], TARGETS["blind_si_sdri_overall_db"])
+    for s in pred_stems:
+        add(f"blind SI-SDRi {s} median (dB)", b["stems"][s]["si_sdri_median"], TARGETS["blind_si_sdri_per_stem_db"])
+    add("blind onset F1 pitched avg", b["onset_f1_pitched_avg"], TARGETS["blind_onset_f1_pitched_avg"])
+    if "drums" in pred_stems:
+        add("blind onset F1 drums", b["stems"]["drums"]["onset_f1_mean"], TARGETS["blind_onset_f1_drums"])
+    gain = None
+    if b["si_sdri_overall_median"] is not None and sc["si_sdri_overall_median"] is not None:
+        gain = sc["si_sdri_overall_median"] - b["si_sdri_overall_median"]
+    add("score gain: SI-SDRi overall median (dB)", gain, TARGETS["score_gain_db"])
+    return out
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_tables(summary: dict, pred_stems: tuple[str, ...], notes: dict[str, str]) -> None:
+    all_names = (*pred_stems, "other")
+    w = 14
+    blocks = (
+        ("SI-SDRi median (dB)", "si_sdri_median", "si_sdri_overall_median", "+.2f", "overall"),
+        ("SDR median (dB)", "sdr_median", "sdr_overall_median", "+.2f", "overall"),
+    )
+    for title, key, overall, spec, extra in blocks:
+        print(f"\n{title}")
+        print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in all_names) + f"{extra:>9}")
+        for row, r in summary.items():
+            if all(r["stems"][s][key] is None for s in all_names):
+                continue
+            cells = "".join(f"{_fmt(r['stems'][s][key], spec):>9}" for s in all_names)
+            print(f"{row:<{w}}{cells}{_fmt(r[overall], spec):>9}")
+    print("\nnote onset F1 (mean over tracks; 50 ms; drums onset + class)")
+    print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in pred_stems) + f"{'pitched':>9}{'inst-blind':>11}")
+    for row, r in summary.items():
+        cells = "".join(f"{_fmt(r['stems'][s]['onset_f1_mean'], '.3f'):>9}" for s in pred_stems)
+        print(f"{row:<{w}}{cells}{_fmt(r['onset_f1_pitched_avg'], '.3f'):>9}{_fmt(r['inst_blind_f1_mean'], '.3f'):>11}")
+    ref = summary.get("model blind") or next(iter(summary.values()))
+    counts = ", ".join(f"{s} {ref['stems'][s]['n_scored_sep']}/{ref['stems'][s]['n_scored_f1']}" for s in all_names)
+    print(f"\nscored (separation / notes) of {ref['n_tracks']} tracks: {counts}")
+    for row in ROWS:
+        if row in notes:
+            print(f"{row}: {notes[row]}")
+
+
+def print_targets(targets: list[dict]) -> None:
+    print("\ntargets (issue 3, shipped model on this held-out set)")
+    for t in targets:
+        mark = "PASS" if t["pass"] else "FAIL"
+        print(f"  {mark}  {t['target']:<42} {_fmt(t['value'], '.3f'):>8}  (>= {t['min']:g})")
+
+
+def plot(summary: dict, pred_stems: tuple[str, ...], path: Path, title: str) -> str | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed: no plot (pip install matplotlib)"
+    all_names = (*pred_stems, "other")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    sep_rows = [r for r in summary if any(summary[r]["stems"][s]["si_sdri_median"] is not None for s in all_names)]
+    x = np.arange(len(all_names))
+    width = 0.8 / max(1, len(sep_rows))
+    for i, row in enumerate(sep_rows):
+        v = [summary[row]["stems"][s]["si_sdri_median"] for s in all_names]
+        axes[0].bar(x + i * width, [np.nan if a is None else a for a in v], width, label=row)
+    axes[0].axhline(TARGETS["blind_si_sdri_per_stem_db"], color="k", lw=0.8, ls="--", label="per-stem target")
+    axes[0].set_xticks(x + width * (len(sep_rows) - 1) / 2, all_names)
+    axes[0].set_ylabel("median SI-SDRi (dB)")
+    axes[0].legend(fontsize=8)
+    labels = [*pred_stems, "pitched", "inst-blind"]
+    f1_rows = [
+        r
+        for r in summary
+        if summary[r]["inst_blind_f1_mean"] is not None
+        or any(summary[r]["stems"][s]["onset_f1_mean"] is not None for s in pred_stems)
+    ]
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(f1_rows))
+    for i, row in enumerate(f1_rows):
+        r = summary[row]
+        v = [r["stems"][s]["onset_f1_mean"] for s in pred_stems] + [r["onset_f1_pitched_avg"], r["inst_blind_f1_mean"]]
+        axes[1].bar(x + i * width, [np.nan if a is None else a for a in v], width, label=row)
+    axes[1].set_xticks(x + width * (len(f1_rows) - 1) / 2, labels)
+    axes[1].set_ylim(0, 1)
+    axes[1].set_ylabel("note onset F1")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model name or .onnx path (default: registry default)")
+    ap.add_argument("--tracks", type=int, default=12, help="held-out tracks (default 12)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="seconds per track (default 20)")
+    ap.add_argument("--seed", type=int, default=HELDOUT_SEED, help=f"corpus seed (default {HELDOUT_SEED})")
+    ap.add_argument("--cache", type=Path, default=Path("out/heldout"), help="render cache (default out/heldout)")
+    ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    ap.add_argument("--block-size", type=int, default=4096, help="samples per block (default 4096)")
+    ap.add_argument("--no-basic-pitch", action="store_true", help="skip the basic-pitch row")
+    ap.add_argument("--json", type=Path, default=None, help="write every number here")
+    ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
+    args = ap.parse_args(argv)
+
+    from bridge.engine import Processor
+    from bridge.model import OnnxModel
+
+    t_start = time.perf_counter()
+    model = OnnxModel(args.model, n_threads=args.threads)
+    meta = model.meta
+    processor = Processor(model)
+    pred_stems = tuple(meta.stems)
+    print(f"# model {meta.name} {meta.version} ({model.path if hasattr(model, 'path') else args.model})")
+    print(f"# held-out set: seed {args.seed}, {args.tracks} tracks x {args.seconds:g} s, MuseScore General")
+    tracks = render_heldout(args.cache, args.seed, args.tracks, args.seconds)
+
+    notes: dict[str, str] = {"IRM ceiling": f"|S_i| / sum_j |S_j| at n_fft {meta.n_fft}, hop {meta.hop}, mix phase"}
+    transcribe = None
+    if args.no_basic_pitch:
+        notes["basic-pitch"] = "unavailable: skipped (--no-basic-pitch)"
+    else:
+        transcribe, why = load_basic_pitch()
+        notes["basic-pitch"] = why if transcribe is not None else f"unavailable: {why}"
+    per_track = []
+    with tempfile.TemporaryDirectory(prefix="sbq_") as tmp:
+        for i, track_dir in enumerate(tracks):
+            t0 = time.perf_counter()
+            rows = evaluate_track(track_dir, processor, Path(tmp) / track_dir.name, transcribe, args.block_size)
+            per_track.append({"track": track_dir.name, **rows})
+            b = rows["model blind"]["sep"]
+            si = np.median([v["si_sdri"] for k, v in b.items() if k != "other"]) if b else float("nan")
+            print(
+                f"  [{i + 1}/{len(tracks)}] {track_dir.name}: blind SI-SDRi median {si:+.2f} dB "
+                f"({time.perf_counter() - t0:.1f} s)",
+                flush=True,
+            )
+    summary = summarize([{k: v for k, v in t.items() if k != "track"} for t in per_track], pred_stems)
+    print_tables(summary, pred_stems, notes)
+    targets = check_targets(summary, pred_stems)
+    print_targets(targets)
+    wall = time.perf_counter() - t_start
+    print(f"\n# wall time {wall:.1f} s")
+
+    if args.plot is not None:
+        why = plot(
+            summary, pred_stems, args.plot, f"{meta.name} on held-out set (seed {args.seed}, {len(tracks)} tracks)"
+        )
+        print(why or f"# plot written: {args.plot}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "model": {"name": meta.name, "version": meta.version, "n_fft": meta.n_fft, "hop": meta.hop},
+            "heldout": {
+                "seed": args.seed,
+                "tracks": [str(t) for t in tracks],
+                "seconds": args.seconds,
+                "soundfont": "MuseScore_General_Full.sf3",
+            },
+            "metrics": {
+                "si_sdri": "D Eq. 1.5 (mono)",
+                "sdr": "D Eq. 1.3",
+                "onset_f1": "mir_eval, 50 ms, no offsets",
+                "silent_stem_db": -60.0,
+            },
+            "row_notes": notes,
+            "summary": summary,
+            "targets": targets,
+            "per_track": per_track,
+            "wall_s": wall,
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        }
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+        print(f"# json written: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
