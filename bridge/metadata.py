@@ -147,7 +147,7 @@ def _decode(key: str, value: Any) -> Any:
         return value
     try:
         return json.loads(value)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # a crafted deep nesting must not escape
         if key not in REQUIRED_KEYS:
             return value  # free-form extra keys may be plain strings
         raise ModelError(f"model metadata key '{key}' is not valid JSON: {value[:60]!r}") from None

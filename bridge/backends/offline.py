@@ -7,14 +7,18 @@ Public API
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
 
-Interrupted runs (Ctrl-C, SIGTERM, a full disk) close every file first, so what was written
-so far stays a valid WAV/FLAC; the notes file is written atomically at the end.
+Interrupted runs (Ctrl-C, SIGTERM, a full disk, a read error) close every stem file first,
+so what was written so far stays a valid WAV/FLAC, then write the notes found so far to
+``notes.mid`` (atomically: a complete file or none) unless the output folder is gone, and
+re-raise. A rerun into the same folder overwrites: the stem files are truncated when the run
+opens them and a ``notes.mid`` of an earlier run is removed then, so after any run, finished or
+not, every file in the folder comes from that run.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +26,7 @@ import numpy as np
 
 from bridge.audio_io import StemWriters, open_audio
 from bridge.engine import Processor, restamp
+from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi
 from bridge.notes import NoteEvent
 from bridge.score import read_score_file
@@ -63,9 +68,11 @@ def separate_file(
         processor.set_score_notes(score)
         latency = processor.latency_samples
         writers = StemWriters(out_dir, processor.stems, sr, n_ch, fmt)
+        notes_path = out_dir / "notes.mid"
         events: list[NoteEvent] = []
+        n_in = 0  # input samples consumed
         try:
-            n_in = 0  # input samples consumed
+            notes_path.unlink(missing_ok=True)  # an earlier run's notes never sit beside these stems
             n_out = 0  # aligned output samples written
             tail = np.zeros((n_ch, block_size), np.float32)
 
@@ -91,11 +98,18 @@ def separate_file(
                 emit(tail[:, : min(block_size, n_total + latency - n_in)])
             for ev in processor.end_notes():
                 events.append(restamp(ev, n_in + ev.sample - latency))
+            writers.check()
+        except BaseException:
+            writers.close()
+            _save_notes_so_far(notes_path, events, processor.meta.stems, sr, n_in - latency)
+            raise
         finally:
             writers.close()
-        notes_path = out_dir / "notes.mid"
         events = [restamp(e, min(max(e.sample, 0), n_total)) for e in events]
-        write_notes_midi(notes_path, events, processor.meta.stems, sr)
+        try:
+            write_notes_midi(notes_path, events, processor.meta.stems, sr)
+        except OSError as e:
+            raise InputError(f"cannot write {notes_path}: {e.strerror or e}") from None
     finally:
         reader.close()
     return SeparateResult(
@@ -110,3 +124,18 @@ def separate_file(
         n_bad_samples=processor.n_bad_samples,
         wall_s=time.perf_counter() - t0,
     )
+
+
+def _save_notes_so_far(
+    notes_path: Path, events: list[NoteEvent], stems: Sequence[str], sample_rate: int, n_done: int
+) -> None:
+    """After an interruption: the notes decoded so far (held ones end at ``n_done``), written
+    atomically; nothing when the folder is gone or the write fails (the caller re-raises)."""
+    if not notes_path.parent.is_dir():
+        return
+    n_done = max(n_done, 0)
+    kept = [restamp(e, min(max(e.sample, 0), n_done)) for e in events]
+    try:
+        write_notes_midi(notes_path, kept, stems, sample_rate)
+    except (OSError, ValueError):
+        pass
