@@ -26,6 +26,7 @@ Checkpoints hold only tensors and plain dicts (``torch.load(..., weights_only=Tr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -106,6 +107,18 @@ def _merge(base: dict, over: dict) -> dict:
     for k, v in over.items():
         out[k] = _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
     return out
+
+
+def apply_override(cfg: dict[str, Any], item: str) -> None:
+    """Set ``cfg[section][key]`` from ``"section.key=VALUE"`` (VALUE parsed as TOML) in place."""
+    name, sep, text = item.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or section not in cfg or not isinstance(cfg[section], dict) or key not in cfg[section]:
+        raise ValueError(f"--set {item!r}: expected SECTION.KEY=VALUE with a known key")
+    try:
+        cfg[section][key] = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"--set {item!r}: value is not TOML ({e})") from None
 
 
 def load_config(path: str | os.PathLike | None) -> dict[str, Any]:
@@ -566,7 +579,7 @@ def _onset_events(onset_p: np.ndarray, th: float) -> list:
     return [(a, a + 0.05, KEY_LOW + int(b)) for a, b in zip(ts, k)]
 
 
-def tune_decode(raw: list, stems: list[str], grid=(0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> tuple[dict, dict]:
+def tune_decode(raw: list, stems: list[str], grid=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> tuple[dict, dict]:
     """Per-stem onset threshold maximising onset F1 and frame threshold maximising frame F1.
 
     ``raw``: list of (frame_p, onset_p, frame_ref, onset_ref), each (B, T, S, K).
@@ -674,6 +687,18 @@ def _plain(obj):
     return json.loads(json.dumps(obj))
 
 
+def _init_record(path: str | None) -> dict[str, Any] | None:
+    """What a fine-tune started from: the checkpoint, its sha256 and its training card (if beside it)."""
+    if not path:
+        return None
+    p = Path(path)
+    rec: dict[str, Any] = {"checkpoint": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+    card = p.with_name(p.name.removesuffix(".pt") + ".card.json")
+    if card.is_file():
+        rec["training"] = json.loads(card.read_text()).get("training")
+    return rec
+
+
 def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history) -> None:
     atomic_save(
         {
@@ -717,9 +742,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--finalize", action="store_true", help="only tune decode thresholds of OUT/final.pt")
+    ap.add_argument(
+        "--init",
+        default=None,
+        metavar="CKPT",
+        help="fine-tune: start from the weights of this checkpoint (weights only; fresh optimiser and schedule)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (VALUE in TOML syntax), e.g. --set loss.onset_pos_weight=20",
+    )
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
+    for item in args.set:
+        try:
+            apply_override(cfg, item)
+        except ValueError as e:
+            ap.error(str(e))
     if args.corpus:
         cfg["data"]["corpus"] = args.corpus
     if args.max_steps is not None:
@@ -774,6 +817,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_rng_state(ck["torch_rng"])
         rng = np.random.default_rng(seed + step)
         print(f"[train] resumed at step {step}, epoch {epoch}", flush=True)
+    elif args.init:
+        ck = torch.load(args.init, map_location="cpu", weights_only=True)
+        try:
+            model.load_state_dict(ck["model"])  # feature statistics are buffers: they come along
+        except (KeyError, RuntimeError) as e:
+            raise SystemExit(f"stembridge train: error: --init {args.init}: does not fit the config's model ({e})")
+        print(f"[train] initialised from {args.init}", flush=True)
     else:
         mean, std = feature_stats(train_cache, rng, cfg)
         model.front.feat_mean.copy_(mean)
@@ -858,6 +908,7 @@ def main(argv: list[str] | None = None) -> int:
             "crop_frames": tc["crop_frames"],
             "wall_clock_hours": round(wall / 3600, 3),
             "command": "stembridge train " + " ".join(sys.argv[1:] if argv is None else argv),
+            "init_from": _init_record(args.init),
             "config": _plain(cfg),
         },
         "metrics": {"validation": res, "validation_with_score": res_score},

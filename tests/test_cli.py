@@ -42,6 +42,16 @@ def test_help_imports_neither_torch_nor_onnxruntime() -> None:
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.parametrize(("command", "option"), [("corpus", "--out"), ("train", "--config"), ("export", "--out")])
+def test_training_commands_take_their_options(command: str, option: str) -> None:
+    """``stembridge corpus --out DIR ...`` reaches the corpus parser (options first, as in the README)."""
+    res = stembridge(command, "--help")
+    assert res.returncode == 0, res.stderr
+    assert f"stembridge {command}" in res.stdout and option in res.stdout
+    bad = stembridge(command, "--no-such-option")
+    assert bad.returncode == 2 and f"stembridge {command}: error" in bad.stderr and "Traceback" not in bad.stderr
+
+
 @pytest.mark.parametrize(("rate", "n_channels", "subtype"), [(44100, 2, "PCM_16"), (48000, 1, "FLOAT")])
 def test_separate_writes_aligned_stems_and_notes(tmp_path: Path, rate: int, n_channels: int, subtype: str) -> None:
     x = (0.5 * noise(n_channels, int(rate * 1.7), seed=11)).T

@@ -115,6 +115,35 @@ def test_two_step_training_and_resume(corpus, tmp_path):
     assert set(card["decode"]["onset_threshold"]) == set(STEMS)
 
 
+def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
+        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
+        "[valid]\nn_crops = 1\ncrop_frames = 64\n"
+    )
+    base = ["--config", str(cfg), "--corpus", str(corpus)]
+    assert tr.main([*base, "--out", str(tmp_path / "a"), "--max-steps", "1"]) == 0
+    init = tmp_path / "a" / "final.pt"
+    start = torch.load(init, map_location="cpu", weights_only=True)["model"]
+    out = tmp_path / "b"
+    args = [*base, "--out", str(out), "--max-steps", "1", "--init", str(init), "--set", "loss.onset_pos_weight=25"]
+    assert tr.main(args) == 0
+    card = json.loads((out / "final.card.json").read_text())
+    assert card["training"]["config"]["loss"]["onset_pos_weight"] == 25
+    assert card["training"]["init_from"]["checkpoint"] == str(init)
+    tuned = torch.load(out / "final.pt", map_location="cpu", weights_only=True)["model"]
+    # the feature statistics come from the initial checkpoint, the weights moved on from it
+    assert torch.equal(tuned["front.feat_mean"], start["front.feat_mean"])
+    assert not torch.equal(tuned["front.proj.weight"], start["front.proj.weight"])
+    with pytest.raises(SystemExit):
+        tr.main([*base, "--out", str(out), "--set", "loss.no_such_key=1"])
+    wide = tmp_path / "wide.toml"
+    wide.write_text(cfg.read_text().replace("hidden = 16", "hidden = 24"))
+    with pytest.raises(SystemExit, match="does not fit"):
+        tr.main(["--config", str(wide), "--corpus", str(corpus), "--out", str(tmp_path / "c"), "--init", str(init)])
+
+
 def test_dc_loss_zero_for_perfect_embedding():
     y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 50)), 3).float()
     w = torch.ones(2, 50)
