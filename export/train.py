@@ -579,7 +579,10 @@ def _onset_events(onset_p: np.ndarray, th: float) -> list:
     return [(a, a + 0.05, KEY_LOW + int(b)) for a, b in zip(ts, k)]
 
 
-def tune_decode(raw: list, stems: list[str], grid=(0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)) -> tuple[dict, dict]:
+DECODE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+
+def tune_decode(raw: list, stems: list[str], grid=DECODE_GRID) -> tuple[dict, dict]:
     """Per-stem onset threshold maximising onset F1 and frame threshold maximising frame F1.
 
     ``raw``: list of (frame_p, onset_p, frame_ref, onset_ref), each (B, T, S, K).
@@ -822,7 +825,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             model.load_state_dict(ck["model"])  # feature statistics are buffers: they come along
         except (KeyError, RuntimeError) as e:
-            raise SystemExit(f"stembridge train: error: --init {args.init}: does not fit the config's model ({e})")
+            why = str(e).strip().splitlines()[0]
+            msg = f"stembridge train: error: --init {args.init} does not fit the config's model: {why}"
+            raise SystemExit(msg) from None
         print(f"[train] initialised from {args.init}", flush=True)
     else:
         mean, std = feature_stats(train_cache, rng, cfg)
