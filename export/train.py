@@ -12,7 +12,7 @@ Pipeline
    computes the STFT of the mix and of every source in torch (the bridge's framing: frame k
    covers samples [(k+1)*hop - n_fft, (k+1)*hop), periodic Hann, unnormalised rFFT), the
    tPSA targets, the dominant-source labels for deep clustering, note rolls
-   (``export.models.piano_roll.notes_to_roll``) and a corrupted score.
+   (``bridge.score.notes_to_roll`` / ``onsets_to_roll``: the runtime's frame rule) and a corrupted score.
 3. Loss = w_mask * L1(tPSA on masked magnitude) + w_frame * BCE(note_frame) + w_onset *
    BCE(note_onset) + w_activity * BCE(activity) + w_dc * deep clustering (efficient form, on
    the band-centre bins of a random subset of bands, silent bins dropped).
@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bridge.score import notes_to_roll, onsets_to_roll
 from export.models.cerberus import Cerberus, CerberusConfig, count_parameters
-from export.models.piano_roll import notes_to_roll
 
 try:  # Python 3.11+
     import tomllib
@@ -290,15 +291,13 @@ def corrupt_notes(
 
 
 def rolls_for(notes: np.ndarray, n_stems: int, k0: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """notes (n, 5) -> frame, onset rolls (n_frames, n_stems, n_keys) float32."""
-    fr = np.zeros((n_frames, n_stems, N_KEYS), np.float32)
-    on = np.zeros_like(fr)
-    for s in range(n_stems):
-        sel = notes[notes[:, 0] == s][:, 1:]
-        if len(sel):
-            f, o = notes_to_roll(sel, n_frames, start_frame=k0)
-            fr[:, s], on[:, s] = f, o
-    return fr, on
+    """notes (n, 5) ``[stem, onset_s, offset_s, pitch, velocity]`` -> frame, onset rolls
+    (n_frames, n_stems, n_keys) float32 for frames ``k0..``, by the runtime's frame rule."""
+    grid = types.SimpleNamespace(
+        sample_rate=SAMPLE_RATE, hop=HOP, n_fft=N_FFT, key_low=KEY_LOW, n_keys=N_KEYS, stems=range(n_stems)
+    )
+    per_stem = [notes[notes[:, 0] == s][:, 1:] for s in range(n_stems)]
+    return notes_to_roll(per_stem, n_frames, grid, k0), onsets_to_roll(per_stem, n_frames, grid, k0)
 
 
 def make_batch(

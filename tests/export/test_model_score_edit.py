@@ -10,7 +10,7 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime")
 
-from export.models.piano_roll import notes_to_roll  # noqa: E402
+from bridge.score import notes_to_roll  # noqa: E402
 
 MODEL = Path(__file__).resolve().parents[2] / "models_onnx" / "band.onnx"
 SR, N_FFT, HOP = 44100, 2048, 512
@@ -49,7 +49,11 @@ def _spec(x: np.ndarray) -> np.ndarray:
 def _stem_energy(sess, spec, notes, stem: int) -> np.ndarray:
     t = spec.shape[0]
     score = np.zeros((1, t, 5, 88), np.float32)
-    score[0, :, stem] = notes_to_roll(notes, t)[0]
+    per_stem = [notes if s == stem else np.zeros((0, 4)) for s in range(len(STEMS))]
+    meta = type(
+        "Grid", (), {"sample_rate": SR, "hop": HOP, "n_fft": N_FFT, "key_low": 21, "n_keys": 88, "stems": STEMS}
+    )
+    score[0] = notes_to_roll(per_stem, t, meta)
     state = np.zeros((1, sess.get_inputs()[2].shape[1]), np.float32)
     masks = sess.run(["masks"], {"spec": spec[None], "score": score, "state_in": state})[0][0]
     return ((masks * spec[:, None, :]) ** 2).sum((0, 2))  # (stems,)

@@ -14,7 +14,6 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 from export import train as tr  # noqa: E402
-from export.models.piano_roll import notes_to_roll  # noqa: E402
 
 SR = 44100
 STEMS = ("drums", "bass", "piano", "guitar", "strings")
@@ -79,13 +78,16 @@ def corpus(tmp_path, monkeypatch):
     return make_corpus(tmp_path / "corpus")
 
 
-def test_notes_to_roll_frame_centres():
+def test_training_rolls_follow_the_frame_centres():
     # frame k centre = ((k+1)*512 - 1024)/44100 s; frame 3 centre = 1024/44100 s
     c3 = 1024 / SR
-    fr, on = notes_to_roll(np.array([[c3 - 1e-4, c3 + 512 / SR + 1e-4, 60, 100]]), 8)
-    assert fr[:, 60 - 21].nonzero()[0].tolist() == [3, 4]
-    assert on[:, 60 - 21].nonzero()[0].tolist() == [3]
-    fr, on = notes_to_roll(np.array([[0.0, 1.0, 60, 0]]), 8)  # velocity 0: silent
+    fr, on = tr.rolls_for(np.array([[2, c3 - 1e-4, c3 + 512 / SR + 1e-4, 60, 100]]), 5, 0, 8)
+    assert fr.shape == on.shape == (8, 5, 88)
+    assert fr[:, 2, 60 - 21].nonzero()[0].tolist() == [3, 4] and fr.sum() == 2
+    assert on[:, 2, 60 - 21].nonzero()[0].tolist() == [3] and on.sum() == 1
+    fr, on = tr.rolls_for(np.array([[2, c3 - 1e-4, c3 + 512 / SR + 1e-4, 60, 100]]), 5, 2, 8)  # crop at frame 2
+    assert fr[:, 2, 60 - 21].nonzero()[0].tolist() == [1, 2]
+    fr, on = tr.rolls_for(np.array([[0, 0.0, 1.0, 60, 0]]), 5, 0, 8)  # velocity 0: silent
     assert not fr.any() and not on.any()
 
 
