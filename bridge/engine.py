@@ -186,6 +186,11 @@ class Processor:
         if self.prepared:
             self._live_score = self._new_live_score()
 
+    @property
+    def live_score_settings(self) -> tuple[dict[int, str] | None, float]:
+        """``(channel_map, score_offset_ms)`` as last given to ``set_live_score``."""
+        return self._channel_map, self._score_offset_ms
+
     def _new_live_score(self) -> LiveScore:
         live = LiveScore(self.meta, self._channel_map)
         live.score_offset_ms = self._score_offset_ms

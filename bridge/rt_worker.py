@@ -242,13 +242,14 @@ class ProcessWorker:
     def __init__(self, processor: Any, channel_args: tuple[int, int, int], gains: Sequence[float] | None) -> None:
         from multiprocessing import shared_memory
 
+        channel_map, score_offset_ms = processor.live_score_settings
         self.spec = {
             "model_path": str(processor.model.path),
             "n_threads": _n_threads(processor.model),
             "sample_rate": int(processor.sample_rate),
             "block_size": int(processor.max_block_size),
-            "channel_map": getattr(processor, "_channel_map", None),
-            "score_offset_ms": float(getattr(processor, "_score_offset_ms", 0.0)),
+            "channel_map": channel_map,
+            "score_offset_ms": float(score_offset_ms),
         }
         self.gains = None if gains is None else [float(g) for g in gains]
         self._shm: Any = shared_memory.SharedMemory(create=True, size=Channel.nbytes(*channel_args))

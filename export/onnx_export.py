@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bridge.metadata import OPTIONAL_KEYS, REQUIRED_KEYS
 from export.metadata import build_metadata, check_roundtrip, git_commit, write_card, write_onnx_metadata
 from export.models.cerberus import Cerberus, CerberusConfig, count_parameters, macs_per_frame
 
@@ -254,29 +255,7 @@ def export_model(
 
 def _meta_args(meta: dict[str, Any]) -> dict[str, Any]:
     """Map a metadata dict back onto ``build_metadata`` keyword arguments."""
-    known = {
-        "schema_version",
-        "name",
-        "version",
-        "sample_rate",
-        "n_fft",
-        "hop",
-        "window",
-        "stems",
-        "key_low",
-        "n_keys",
-        "active_keys",
-        "lookahead_frames",
-        "latency_samples",
-        "state_size",
-        "score_conditioned",
-        "decode",
-        "training",
-        "metrics",
-        "git_commit",
-        "description",
-        "license",
-    }
+    known = set(REQUIRED_KEYS) | set(OPTIONAL_KEYS)  # the schema's keys; anything else is extra
     return {
         "name": meta["name"],
         "stems": meta["stems"],
