@@ -31,8 +31,10 @@ memory in process mode), and wakes the worker without blocking; the worker calls
 ``Processor.process`` and writes the stems and note events into two more rings, tagged
 likewise. The callback never waits: if
 the block it needs is not there it counts a deadline miss and plays the fallback (stems silent,
-``other`` = the dry input delayed by ``latency_samples``), and the next block that arrives in
-time is crossfaded back in over ``crossfade_ms``. Stale blocks are skipped by tag, so a late
+``other`` = the dry input delayed by ``latency_samples``; the stems glide from their last
+sample to silence over ``crossfade_ms`` and ``other`` takes the difference, so the switch
+does not click and the outputs still sum to the input), and the next
+block that arrives in time is crossfaded back in over ``crossfade_ms``. Stale blocks are skipped by tag, so a late
 worker never shifts the output in time. Each ring is single producer / single consumer.
 """
 
@@ -121,7 +123,9 @@ class RealtimeHost:
         self._fade = np.zeros(b, np.float32)
         self._fade[:n_fade] = np.linspace(0.0, 1.0, n_fade + 1, dtype=np.float32)[1:]
         self._fade[n_fade:] = 1.0
+        self._fade_out = 1.0 - self._fade
         self._model_live = True  # callback: False after a miss until a block fades back in
+        self._cb_last = np.zeros(2 * self.n_outputs, np.float32)  # callback: last sample played per output
         self._callback_ms = np.zeros(N_TIMINGS, np.float64)  # callback: time spent in cycle()
         # counters
         self.n_cycles = 0
@@ -279,13 +283,22 @@ class RealtimeHost:
                     outs[k][:] = out[k] * fade + self._cb_dry[c] * (1.0 - fade)
                 self._model_live = True
         else:
-            if w >= 0:
-                self.deadline_misses += 1
-                self._model_live = False
             for k in range(n_out - 2):
                 outs[k][:] = 0.0
             outs[n_out - 2][:] = self._cb_dry[0]
             outs[n_out - 1][:] = self._cb_dry[1]
+            if w >= 0:
+                self.deadline_misses += 1
+                if self._model_live:  # into the fallback: stems glide from their last sample to 0,
+                    fade_out = self._fade_out  # and ``other`` takes the rest, so the sum stays the input
+                    last = self._cb_last
+                    for k in range(n_out - 2):
+                        if last[k] != 0.0:
+                            outs[k] += last[k] * fade_out
+                            outs[n_out - 2 + k % 2] -= last[k] * fade_out
+                    self._model_live = False
+        for k in range(n_out):
+            self._cb_last[k] = outs[k][-1]
 
         notes = ch.notes
         while notes.available():

@@ -124,6 +124,36 @@ def test_worker_process_death_is_reported_and_stats_stay_valid(processor):
     assert stats["worker_ms_p99"] >= stats["worker_ms_p50"] > 0
 
 
+def test_switch_into_the_fallback_does_not_click(processor):
+    """A worker lost mid-stream: the stems glide to silence, ``other`` takes the rest."""
+    processor.reset()
+    host = RealtimeHost(processor, B, queue_blocks=2, worker="process")
+    t = np.arange(24 * B) / 44100
+    x = np.stack([0.5 * np.sin(2 * np.pi * 55 * t), 0.4 * np.sin(2 * np.pi * 55 * t + 1)]).astype(np.float32)
+    host.start()
+    try:
+        first = drive(host, x[:, : 12 * B], wait_worker=True)
+        os.kill(host._worker._proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while host.worker_error is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        rest = drive(host, x[:, 12 * B :], wait_worker=False)
+    finally:
+        host.stop()
+    assert host.deadline_misses == 10  # the 2 queued blocks were computed before the kill
+    out = np.concatenate([first, rest], axis=2)  # (n_outputs, 2, n)
+    edge = 14 * B
+    stems = out[:-1]
+    live_step = np.abs(np.diff(stems[:, :, edge - 4 * B : edge], axis=2)).max(axis=2)  # (stems, 2)
+    last = np.abs(stems[:, :, edge - 1])
+    assert last.max() > 2 * live_step.flat[last.argmax()]  # a hard switch would jump more than any live step
+    switch_step = np.abs(stems[:, :, edge] - stems[:, :, edge - 1])
+    assert np.all(switch_step <= 1.5 * live_step + 1e-6)  # the switch steps like the live signal
+    assert not stems[:, :, edge + B :].any()  # then silent
+    lat = host.latency_samples
+    np.testing.assert_allclose(out.sum(axis=0)[:, lat:], x[:, :-lat], atol=1e-5)  # the sum is the input throughout
+
+
 def test_config_parsing(tmp_path):
     stems = ("drums", "bass", "piano", "guitar", "strings")
     p = tmp_path / "c.toml"
