@@ -6,7 +6,8 @@ Public API
   warm up the ``Processor`` at the backend's rate and block size, start the worker
   (``rt_host.RealtimeHost``; a thread or a child process, ``--worker``), then start the
   stream; print a live status line on stderr until Ctrl-C / SIGTERM, ``--duration``
-  seconds, or a failure (server shutdown, worker error or exit, stalled callback).
+  seconds, or a failure (server shutdown, a MIDI port given by name gone, worker error or
+  exit, stalled callback).
   ``--stats FILE`` is written atomically on every exit path.
   Returns 0 on a normal stop; failures raise ``StembridgeError`` (one line in the CLI).
 - ``open_backend(name, args)``: the backend object for ``jack`` or ``portaudio``.
@@ -26,6 +27,7 @@ from typing import Any
 from bridge.errors import DeviceError, InputError, StembridgeError
 
 STATUS_INTERVAL_S = 0.25
+PORT_CHECK_INTERVAL_S = 1.0  # how often the MIDI ports given by name are looked for
 STALL_TIMEOUT_S = 10.0  # no callback for this long ends the run
 SWITCH_INTERVAL_S = 0.0005
 
@@ -141,10 +143,13 @@ def _main_loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, sa
 
 def _loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any, tty: bool) -> None:
     t0 = last_line = time.monotonic()
-    last_cycles, last_progress = host.n_cycles, t0
+    last_cycles, last_progress, last_check = host.n_cycles, t0, t0
     while True:
         time.sleep(STATUS_INTERVAL_S)
         now = time.monotonic()
+        if now - last_check >= PORT_CHECK_INTERVAL_S:
+            last_check = now
+            backend.check_ports()
         if backend.failure:
             raise DeviceError(backend.failure)
         if host.worker_error:

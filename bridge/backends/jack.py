@@ -48,6 +48,7 @@ class JackBackend:
         self.failure: str | None = None
         self._host: RealtimeHost | None = None
         self._active = False
+        self._watched: dict[str, str] = {}  # external MIDI ports we connected -> role, for check_ports
 
     def open(self) -> tuple[int, int]:
         """Main thread. Connect to the running server; returns (sample_rate, block_size)."""
@@ -97,9 +98,13 @@ class JackBackend:
             except Exception as e:
                 raise DeviceError(f"cannot connect JACK port '{name}' to {target.name}: {e}") from None
         if midi_in:
-            self._connect_midi(self._find_port(midi_in, is_output=True), self._score_in.name)
+            source = self._find_port(midi_in, is_output=True)
+            self._connect_midi(source, self._score_in.name)
+            self._watched[source] = "score MIDI input"
         if midi_out:
-            self._connect_midi(self._notes_out.name, self._find_port(midi_out, is_output=False))
+            dest = self._find_port(midi_out, is_output=False)
+            self._connect_midi(self._notes_out.name, dest)
+            self._watched[dest] = "notes MIDI output"
 
     def _find_port(self, pattern: str, is_output: bool) -> str:
         """Main thread. The first MIDI port whose full name contains ``pattern``."""
@@ -163,6 +168,18 @@ class JackBackend:
             self.failure = f"the JACK sample rate changed to {samplerate}; restart stembridge"
 
     # ------------------------------------------------------------------ main thread
+    def check_ports(self) -> None:
+        """Main thread. Set ``failure`` when a MIDI port given by ``--midi-in``/``--midi-out``
+        is gone (its client closed or the device unplugged)."""
+        if self.client is None or self.failure is not None:
+            return
+        for name, role in self._watched.items():
+            try:
+                self.client.get_port_by_name(name)
+            except Exception:
+                self.failure = f"the {role} port '{name}' disappeared (device unplugged or its client closed)"
+                return
+
     def port_names(self) -> dict[str, list[str]]:
         """Main thread. Full names of this client's ports by role."""
         return {

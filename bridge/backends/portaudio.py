@@ -65,6 +65,7 @@ class PortAudioBackend:
         self._midi_in: Any = None
         self._midi_out: Any = None
         self._midi_queue: deque[tuple[float, bytes]] = deque()
+        self._watched: list[tuple[Any, str, str]] = []  # (rtmidi object, port name, role)
         self._last_cb_s = 0.0
 
     def open(self) -> tuple[int, int]:
@@ -128,14 +129,17 @@ class PortAudioBackend:
         from bridge.devices import find_midi_port
 
         try:
-            if self.midi_in_spec:
-                self._midi_in.open_port(find_midi_port(self._midi_in.get_ports(), self.midi_in_spec, "input"))
-            else:
-                self._midi_in.open_virtual_port(VIRTUAL_IN)
-            if self.midi_out_spec:
-                self._midi_out.open_port(find_midi_port(self._midi_out.get_ports(), self.midi_out_spec, "output"))
-            else:
-                self._midi_out.open_virtual_port(VIRTUAL_OUT)
+            for port, spec, kind, virtual, role in (
+                (self._midi_in, self.midi_in_spec, "input", VIRTUAL_IN, "score MIDI input"),
+                (self._midi_out, self.midi_out_spec, "output", VIRTUAL_OUT, "notes MIDI output"),
+            ):
+                if spec:
+                    names = port.get_ports()
+                    k = find_midi_port(names, spec, kind)
+                    port.open_port(k)
+                    self._watched.append((port, names[k], role))
+                else:
+                    port.open_virtual_port(virtual)
         except DeviceError:
             raise
         except Exception as e:  # virtual ports unsupported (Windows): name ports instead
@@ -183,6 +187,20 @@ class PortAudioBackend:
             self.failure = "the audio stream stopped (device unplugged or closed)"
 
     # ------------------------------------------------------------------ main thread
+    def check_ports(self) -> None:
+        """Main thread. Set ``failure`` when a named MIDI port (``--midi-in``/``--midi-out``) is
+        no longer listed by the OS (device unplugged, loopMIDI port removed)."""
+        if self.failure is not None:
+            return
+        for port, name, role in self._watched:
+            try:
+                present = name in port.get_ports()
+            except Exception:
+                present = False
+            if not present:
+                self.failure = f"the {role} port '{name}' disappeared (device unplugged or port removed)"
+                return
+
     def close(self) -> None:
         self._closing = True
         stream, self.stream = self.stream, None

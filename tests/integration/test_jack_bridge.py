@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -280,3 +281,74 @@ def test_cli_duration_config_and_stats(jackd, tmp_path):
     assert data["latency_samples"] == sum(data["latency_terms"].values())
     assert data["sample_rate"] == RATE and data["block_size"] == BLOCK and data["blocks"] > 0
     assert "latency" in r.stderr and "stopped after" in r.stderr
+
+
+def _start_run(server: PrivateJackd, stats: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL]
+        + ["--stats", str(stats), *extra],
+        cwd=ROOT,
+        env=server.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _assert_valid_stats(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    for key in ("latency_samples", "latency_terms", "blocks", "xruns", "deadline_misses"):
+        assert key in data
+    assert data["worker_ms_p99"] >= data["worker_ms_p50"] >= 0
+    return data
+
+
+def test_unplugged_midi_port_ends_run_with_one_line(tmp_path):
+    """The score's MIDI source (another client's port, given by --midi-in) goes away mid-run."""
+    import jack
+
+    stats = tmp_path / "stats.json"
+    with PrivateJackd(RATE, 256) as server:
+        keyboard = jack.Client("keyboard", servername=server.name, no_start_server=True)
+        keyboard.midi_outports.register("out")
+        keyboard.activate()
+        proc = _start_run(server, stats, "--midi-in", "keyboard:out", "--quiet")
+        try:
+            deadline = time.monotonic() + 120
+            while not keyboard.get_all_connections("keyboard:out") and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()[1]
+                time.sleep(0.2)
+            assert [p.name for p in keyboard.get_all_connections("keyboard:out")] == ["stembridge:score_in"]
+            time.sleep(0.5)
+            keyboard.deactivate()
+            keyboard.close()  # unplugged
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 4, err
+    assert len(lines) == 1 and "keyboard:out" in lines[0] and "disappeared" in lines[0], err
+    data = _assert_valid_stats(stats)
+    assert data["blocks"] > 0 and "disappeared" in data["error"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_during_run_stops_cleanly_with_stats(tmp_path, sig):
+    stats = tmp_path / "stats.json"
+    with PrivateJackd(RATE, 256) as server:
+        proc = _start_run(server, stats)
+        try:
+            _wait_for_port_env(server, "stembridge:other_R", 120.0)
+            time.sleep(1.0)
+            proc.send_signal(sig)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "stopped after" in err.splitlines()[-1], err
+    data = _assert_valid_stats(stats)
+    assert data["blocks"] > 0 and data["error"] is None
