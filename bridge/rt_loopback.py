@@ -2,7 +2,7 @@
 
 Public API
 ----------
-- ``Loopback(audio, score_events, n_record_samples, bridge="stembridge")``: two JACK clients
+- ``Loopback(audio, score_events, n_record_samples, bridge="stembridge", loop=False)``: two JACK clients
   in this process, ``<name>-play`` (audio ``out_L``/``out_R`` and MIDI ``score_out``, connected
   to the bridge's ``in_L``/``in_R``/``score_in``) and ``<name>-rec`` (one input per bridge
   output port). Two clients, not one, so the graph runs player -> bridge -> recorder in one
@@ -19,7 +19,8 @@ Public API
   - ``close()`` (main thread).
 
 ``audio`` is (2, n) float32, ``score_events`` a list of ``(sample, bytes)`` relative to the
-start of the audio. The process callbacks run on JACK's thread and only copy.
+start of the audio. ``loop=True`` plays audio and score over and over (soak runs; record
+nothing with ``n_record_samples=0``). The process callbacks run on JACK's thread and only copy.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Loopback:
         n_record_samples: int,
         bridge: str = "stembridge",
         name: str | None = None,
+        loop: bool = False,
     ) -> None:
         self.audio = np.ascontiguousarray(audio, np.float32)
         self.score_events = sorted(score_events, key=lambda e: e[0])
@@ -51,6 +53,8 @@ class Loopback:
         self._armed = False
         self._done = threading.Event()
         self._next_event = 0
+        self.loop = bool(loop)
+        self._loop_base = 0  # loop mode: sample position of the current pass over the score
         self.midi: dict[str, list[tuple[int, bytes]]] = {}
         self.recorded = np.zeros((0, self.n_record), np.float32)
 
@@ -97,15 +101,21 @@ class Loopback:
             self.start_frame = t
         pos = t - self.start_frame
         n_audio = self.audio.shape[1]
-        if pos < n_audio:
-            k = min(frames, n_audio - pos)
+        done = 0
+        while done < frames and (self.loop or pos + done < n_audio) and n_audio:
+            a = (pos + done) % n_audio if self.loop else pos + done
+            k = min(frames - done, n_audio - a)
             for c, p in enumerate(self._outs):
-                p.get_array()[:k] = self.audio[c, pos : pos + k]
+                p.get_array()[done : done + k] = self.audio[c, a : a + k]
+            done += k
         ev = self.score_events
-        while self._next_event < len(ev) and ev[self._next_event][0] < pos + frames:
+        while ev and self._next_event < len(ev) and self._loop_base + ev[self._next_event][0] < pos + frames:
             sample, data = ev[self._next_event]
-            self._score.write_midi_event(max(0, sample - pos), data)
+            self._score.write_midi_event(max(0, self._loop_base + sample - pos), data)
             self._next_event += 1
+            if self.loop and self._next_event == len(ev):
+                self._next_event = 0
+                self._loop_base += n_audio
 
     def _rec_cb(self, frames: int) -> None:
         if self.start_frame is None:

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Soak: a long real-time run on a private ``jackd -d dummy`` server, memory and counters.
+
+``stembridge run --backend jack`` runs in its own process for ``--seconds`` while a test client
+in this process plays the shipped example (``examples/demo/mix.flac`` resampled to the server
+rate, and its score ``score.mid`` as live MIDI) into it in a loop. Every ``--every`` seconds the
+resident memory (VmRSS from /proc) of the bridge process and of its inference worker process is
+sampled. Growth is measured from the end of ``--warmup`` seconds to the end of the run. The
+run's ``--stats`` JSON gives blocks, xruns, deadline misses and worker times.
+
+    .venv/bin/python bench/soak.py                           # 600 s at 48 kHz / 128 frames
+    .venv/bin/python bench/soak.py --seconds 60 --json out/soak.json
+
+Targets (Reliability issue): resident memory growth under 5 MB after warm-up, zero xruns.
+Linux only (reads /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.realtime import pick_model  # noqa: E402
+from bridge.rt_jackd import PrivateJackd  # noqa: E402
+from bridge.rt_loopback import Loopback  # noqa: E402
+
+DEMO = ROOT / "examples" / "demo"
+TARGET_GROWTH_MB = 5.0
+
+
+def rss_kb(pid: int) -> int | None:
+    """Resident set size of ``pid`` in KiB (None once it has exited)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def load_demo(rate: int) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
+    """The example mix (2, n) at ``rate`` and its score as ``(sample, bytes)`` events."""
+    import soundfile as sf
+    import soxr
+
+    from bridge.score import score_file_messages
+
+    x, sr = sf.read(DEMO / "mix.flac", dtype="float32", always_2d=True)
+    if sr != rate:
+        x = soxr.resample(x, sr, rate)
+    mix = np.ascontiguousarray(x.T[:2] if x.shape[1] >= 2 else np.repeat(x.T, 2, axis=0), np.float32)
+    events = [
+        (int(round(t * rate)), bytes(m.bytes()))
+        for t, m in score_file_messages(DEMO / "score.mid")
+        if not m.is_meta and t * rate < mix.shape[1]
+    ]
+    return mix, events
+
+
+def soak(model: str, rate: int, block: int, seconds: float, warmup: float, every: float, worker: str) -> dict:
+    from bridge.model import read_metadata, resolve
+
+    stems = (*read_metadata(resolve(model)[0]).stems, "other")
+    mix, events = load_demo(rate)
+    samples: list[tuple[float, int, int]] = []  # (t_s, bridge kB, worker kB)
+    with tempfile.TemporaryDirectory() as tmp, PrivateJackd(rate, block) as server:
+        stats_path = Path(tmp) / "stats.json"
+        cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", model, "--quiet"]
+        cmd += ["--duration", str(seconds), "--stats", str(stats_path), "--worker", worker]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
+        os.environ["JACK_DEFAULT_SERVER"] = server.name
+        lb = Loopback(mix, events, 0, loop=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                lb.open(stems)
+                break
+            except Exception:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise
+                lb.close()
+                lb = Loopback(mix, events, 0, loop=True)
+                time.sleep(0.3)
+        lb.start()
+        t0 = time.monotonic()
+        tty, next_line = sys.stdout.isatty(), 0.0
+        try:
+            while proc.poll() is None:
+                kids = children(proc.pid)
+                main_kb = rss_kb(proc.pid)
+                worker_kb = sum(rss_kb(c) or 0 for c in kids)
+                if main_kb is not None:
+                    samples.append((time.monotonic() - t0, main_kb, worker_kb))
+                    t = samples[-1][0]
+                    line = f"{t:6.0f} s  bridge {main_kb / 1024:7.1f} MB  worker {worker_kb / 1024:7.1f} MB"
+                    if tty:
+                        print("\r" + line, end="", flush=True)
+                    elif t >= next_line:
+                        print(line, flush=True)
+                        next_line += 60.0
+                time.sleep(every)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            lb.close()
+            if proc.poll() is None:
+                proc.kill()
+        if tty:
+            print()
+        if proc.returncode != 0:
+            raise SystemExit(f"soak: the run failed: {err.strip()}")
+        stats = json.loads(stats_path.read_text())
+    after = [s for s in samples if s[0] >= warmup]
+    if len(after) < 2:
+        raise SystemExit(f"soak: too few samples after the {warmup:g} s warm-up; run longer")
+    first, last = after[0], after[-1]
+    peak_main = max(s[1] for s in after)
+    peak_worker = max(s[2] for s in after)
+    return {
+        "model": model,
+        "sample_rate": rate,
+        "block_size": block,
+        "seconds": seconds,
+        "warmup_s": warmup,
+        "worker": worker,
+        "rss_mb_after_warmup": {"bridge": first[1] / 1024, "worker": first[2] / 1024},
+        "rss_mb_end": {"bridge": last[1] / 1024, "worker": last[2] / 1024},
+        "rss_growth_mb": {"bridge": (last[1] - first[1]) / 1024, "worker": (last[2] - first[2]) / 1024},
+        "rss_peak_growth_mb": {"bridge": (peak_main - first[1]) / 1024, "worker": (peak_worker - first[2]) / 1024},
+        "rss_samples": samples,
+        "stats": stats,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", default=None, help="model (default: registry default if registered, else test-tiny)")
+    ap.add_argument("--seconds", type=float, default=600.0, help="run length (default 600)")
+    ap.add_argument("--rate", type=int, default=48000)
+    ap.add_argument("--block", type=int, default=128)
+    ap.add_argument("--warmup", type=float, default=60.0, help="seconds before memory growth is counted (60)")
+    ap.add_argument("--every", type=float, default=2.0, help="memory sampling interval in seconds (2)")
+    ap.add_argument("--worker", choices=("process", "thread"), default="process")
+    ap.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
+    args = ap.parse_args(argv)
+    if not Path("/proc/self/status").exists():
+        raise SystemExit("soak: needs Linux /proc to read resident memory")
+    model = pick_model(args.model)
+    print(
+        f"soak: model {model}, jackd -d dummy {args.rate} Hz / {args.block} frames, {args.seconds:g} s, "
+        f"{args.worker} worker, {platform.node()} ({os.cpu_count()} CPUs)"
+    )
+    r = soak(model, args.rate, args.block, args.seconds, args.warmup, args.every, args.worker)
+    s = r["stats"]
+    g = r["rss_growth_mb"]
+    print(
+        f"blocks {s['blocks']}  xruns {s['xruns']}  deadline misses {s['deadline_misses']}  "
+        f"worker p50 {s['worker_ms_p50']:.2f} ms  p99 {s['worker_ms_p99']:.2f} ms  (period {s['budget_ms']:.2f} ms)"
+    )
+    print(
+        f"resident memory after {args.warmup:g} s warm-up: bridge {r['rss_mb_after_warmup']['bridge']:.1f} MB, "
+        f"worker {r['rss_mb_after_warmup']['worker']:.1f} MB; growth to the end: bridge {g['bridge']:+.2f} MB, "
+        f"worker {g['worker']:+.2f} MB (peak {r['rss_peak_growth_mb']['bridge']:+.2f} / "
+        f"{r['rss_peak_growth_mb']['worker']:+.2f} MB)"
+    )
+    ok_mem = max(g["bridge"], g["worker"]) < TARGET_GROWTH_MB
+    print(
+        f"target: growth < {TARGET_GROWTH_MB:g} MB: {'PASS' if ok_mem else 'MISS'}; zero xruns: "
+        f"{'PASS' if s['xruns'] == 0 else 'MISS'}"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(r, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
