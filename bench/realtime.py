@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from bridge.model import default_model_name, list_models  # noqa: E402
 from bridge.rt_jackd import PrivateJackd  # noqa: E402
-from bridge.rt_loopback import Loopback  # noqa: E402
+from bridge.rt_loopback import Loopback, open_when_ready  # noqa: E402
 
 
 def pick_model(name: str | None) -> str:
@@ -61,18 +60,7 @@ def one_run(model: str, rate: int, block: int, seconds: float, queue_blocks: int
         n = int((seconds + 30) * rate)
         t = np.arange(n) / rate
         x = (0.2 * rng.standard_normal((2, n)) + 0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-        lb = Loopback(x, [], n)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                lb.open(stems)
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                lb.close()
-                lb = Loopback(x, [], n)
-                time.sleep(0.3)
+        lb = open_when_ready(lambda: Loopback(x, [], n), stems, lambda: proc.poll() is None)
         lb.start()
         try:
             _, err = proc.communicate(timeout=seconds + 180)

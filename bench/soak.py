@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.realtime import pick_model  # noqa: E402
 from bridge.rt_jackd import PrivateJackd  # noqa: E402
-from bridge.rt_loopback import Loopback  # noqa: E402
+from bridge.rt_loopback import Loopback, open_when_ready  # noqa: E402
 
 DEMO = ROOT / "examples" / "demo"
 TARGET_GROWTH_MB = 5.0
@@ -92,18 +92,7 @@ def soak(model: str, rate: int, block: int, seconds: float, warmup: float, every
         cmd += ["--duration", str(seconds), "--stats", str(stats_path), "--worker", worker]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
         os.environ["JACK_DEFAULT_SERVER"] = server.name
-        lb = Loopback(mix, events, 0, loop=True)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                lb.open(stems)
-                break
-            except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise
-                lb.close()
-                lb = Loopback(mix, events, 0, loop=True)
-                time.sleep(0.3)
+        lb = open_when_ready(lambda: Loopback(mix, events, 0, loop=True), stems, lambda: proc.poll() is None)
         lb.start()
         t0 = time.monotonic()
         tty, next_line = sys.stdout.isatty(), 0.0

@@ -17,6 +17,8 @@ Public API
     ``midi``: ``{port: [(sample, bytes), ...]}`` for ``notes_out`` and ``<stem>_notes`` with
     samples relative to ``start_frame``.
   - ``close()`` (main thread).
+- ``open_when_ready(make, stems, bridge_alive, timeout_s=120) -> Loopback``: retry ``open``
+  on fresh Loopbacks until the bridge's ports exist.
 
 ``audio`` is (2, n) float32, ``score_events`` a list of ``(sample, bytes)`` relative to the
 start of the audio. ``loop=True`` plays audio and score over and over (soak runs; record
@@ -26,8 +28,9 @@ nothing with ``n_record_samples=0``). The process callbacks run on JACK's thread
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -145,6 +148,27 @@ class Loopback:
                 c.close()
             except Exception:
                 pass
+
+
+def open_when_ready(
+    make: Callable[[], Loopback], stems: Sequence[str], bridge_alive: Callable[[], bool], timeout_s: float = 120.0
+) -> Loopback:
+    """Main thread. A ``make()``-built Loopback opened once the bridge's ports exist (the bridge
+    loads and warms its model first). Raises ``RuntimeError`` when ``bridge_alive()`` turns
+    False or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lb = make()
+        try:
+            lb.open(stems)
+            return lb
+        except Exception:
+            lb.close()
+        if not bridge_alive():
+            raise RuntimeError("the bridge exited before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the bridge did not come up within {timeout_s:.0f} s")
+        time.sleep(0.3)
 
 
 def rec_port_names(stems: Sequence[str]) -> list[str]:

@@ -29,7 +29,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +118,7 @@ def run_demo(model: str, mix: np.ndarray, score: list[tuple[int, bytes]], out: P
     from bridge.midi_io import write_notes_midi
     from bridge.model import read_metadata, resolve
     from bridge.notes import NoteEvent
-    from bridge.rt_loopback import Loopback
+    from bridge.rt_loopback import Loopback, open_when_ready
 
     meta = read_metadata(resolve(model)[0])
     stems = (*meta.stems, "other")
@@ -129,23 +128,15 @@ def run_demo(model: str, mix: np.ndarray, score: list[tuple[int, bytes]], out: P
     print(f"demo: {' '.join(cmd[1:])}")
     bridge = subprocess.Popen(cmd, cwd=ROOT, env=env)
     n_record = mix.shape[1] + 2 * RATE  # the latency is well under 2 s
-    lb = Loopback(mix, score, n_record)
     try:
-        deadline = time.monotonic() + 120
-        while True:  # wait for the bridge's ports (it loads and warms the model first)
-            try:
-                lb.open(stems)
-                break
-            except Exception:
-                lb.close()
-                if bridge.poll() is not None:
-                    print("demo: the bridge exited before it was ready", file=sys.stderr)
-                    return 1
-                if time.monotonic() > deadline:
-                    print("demo: the bridge did not come up within 120 s", file=sys.stderr)
-                    return 1
-                lb = Loopback(mix, score, n_record)
-                time.sleep(0.3)
+        lb = open_when_ready(lambda: Loopback(mix, score, n_record), stems, lambda: bridge.poll() is None)
+    except RuntimeError as e:
+        print(f"demo: {e}", file=sys.stderr)
+        if bridge.poll() is None:
+            bridge.send_signal(signal.SIGTERM)
+            bridge.wait(30)
+        return 1
+    try:
         print(f"demo: playing {mix.shape[1] / RATE:.1f} s of audio and {len(score)} score messages in real time")
         lb.start()
         if not lb.wait(n_record / RATE + 60):

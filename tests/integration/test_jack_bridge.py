@@ -217,18 +217,30 @@ def _wait_for_port(name: str, timeout_s: float) -> None:
     raise AssertionError(f"port {name} did not appear in {timeout_s} s")
 
 
+def _start_run(server: PrivateJackd, stats: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL]
+        + ["--stats", str(stats), *extra],
+        cwd=ROOT,
+        env=server.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _assert_valid_stats(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    for key in ("latency_samples", "latency_terms", "blocks", "xruns", "deadline_misses"):
+        assert key in data
+    assert data["worker_ms_p99"] >= data["worker_ms_p50"] >= 0
+    return data
+
+
 def test_server_shutdown_ends_run_with_one_line(tmp_path):
     stats = tmp_path / "stats.json"
     with PrivateJackd(RATE, 256) as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--quiet"]
-            + ["--stats", str(stats)],
-            cwd=ROOT,
-            env=server.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = _start_run(server, stats, "--quiet")
         try:
             _wait_for_port_env(server, "stembridge:other_R", 120.0)
             time.sleep(1.0)
@@ -241,10 +253,7 @@ def test_server_shutdown_ends_run_with_one_line(tmp_path):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert proc.returncode == 4, err
     assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "JACK" in lines[0], err
-    data = json.loads(stats.read_text())
-    for key in ("latency_samples", "latency_terms", "blocks", "xruns", "deadline_misses"):
-        assert key in data
-    assert data["worker_ms_p50"] >= 0 and data["worker_ms_p99"] >= data["worker_ms_p50"]
+    data = _assert_valid_stats(stats)
     assert data["blocks"] > 0 and data["error"]
 
 
@@ -281,26 +290,6 @@ def test_cli_duration_config_and_stats(jackd, tmp_path):
     assert data["latency_samples"] == sum(data["latency_terms"].values())
     assert data["sample_rate"] == RATE and data["block_size"] == BLOCK and data["blocks"] > 0
     assert "latency" in r.stderr and "stopped after" in r.stderr
-
-
-def _start_run(server: PrivateJackd, stats: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL]
-        + ["--stats", str(stats), *extra],
-        cwd=ROOT,
-        env=server.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _assert_valid_stats(path: Path) -> dict:
-    data = json.loads(path.read_text())
-    for key in ("latency_samples", "latency_terms", "blocks", "xruns", "deadline_misses"):
-        assert key in data
-    assert data["worker_ms_p99"] >= data["worker_ms_p50"] >= 0
-    return data
 
 
 def test_unplugged_midi_port_ends_run_with_one_line(tmp_path):

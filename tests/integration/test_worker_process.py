@@ -5,20 +5,16 @@ facts are asserted in both worker modes by ``test_jack_bridge.py``.)
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from bridge.rt_jackd import PrivateJackd
-from tests.conftest import TEST_MODEL
-from tests.integration.test_jack_bridge import RATE, ROOT, _wait_for_port_env
+from tests.integration.test_jack_bridge import RATE, _assert_valid_stats, _start_run, _wait_for_port_env
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")
 
@@ -42,15 +38,7 @@ def worker_children(pid: int) -> list[int]:
 def test_killed_worker_process_ends_run_with_one_line(tmp_path):
     stats = tmp_path / "stats.json"
     with PrivateJackd(RATE, 256) as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--quiet"]
-            + ["--worker", "process", "--stats", str(stats)],
-            cwd=ROOT,
-            env=server.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = _start_run(server, stats, "--quiet", "--worker", "process")
         try:
             _wait_for_port_env(server, "stembridge:other_R", 120.0)
             time.sleep(1.0)
@@ -65,6 +53,6 @@ def test_killed_worker_process_ends_run_with_one_line(tmp_path):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert proc.returncode == 1, err
     assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "worker" in lines[0], err
-    data = json.loads(stats.read_text())
+    data = _assert_valid_stats(stats)
     assert data["worker"] == "process" and data["blocks"] > 0 and data["error"]
     assert data["worker_ms_p99"] >= data["worker_ms_p50"] > 0
