@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -217,8 +218,12 @@ def _wait_for_port(name: str, timeout_s: float) -> None:
     raise AssertionError(f"port {name} did not appear in {timeout_s} s")
 
 
-def _start_run(server: PrivateJackd, stats: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
+def _run_and_interrupt(
+    server: PrivateJackd, stats: Path, interrupt: Callable[[subprocess.Popen], None], *extra: str
+) -> tuple[int, list[str]]:
+    """``stembridge run`` on ``server``; once its ports exist (and 1 s more) ``interrupt(proc)``.
+    Returns the exit status and the non-empty stderr lines."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL]
         + ["--stats", str(stats), *extra],
         cwd=ROOT,
@@ -227,6 +232,16 @@ def _start_run(server: PrivateJackd, stats: Path, *extra: str) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        _wait_for_port_env(server, "stembridge:other_R", 120.0)
+        time.sleep(1.0)
+        interrupt(proc)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, [ln for ln in err.splitlines() if ln.strip()]
 
 
 def _assert_valid_stats(path: Path) -> dict:
@@ -240,19 +255,9 @@ def _assert_valid_stats(path: Path) -> dict:
 def test_server_shutdown_ends_run_with_one_line(tmp_path):
     stats = tmp_path / "stats.json"
     with PrivateJackd(RATE, 256) as server:
-        proc = _start_run(server, stats, "--quiet")
-        try:
-            _wait_for_port_env(server, "stembridge:other_R", 120.0)
-            time.sleep(1.0)
-            server.kill()
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert proc.returncode == 4, err
-    assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "JACK" in lines[0], err
+        rc, lines = _run_and_interrupt(server, stats, lambda proc: server.kill(), "--quiet")
+    assert rc == 4, lines
+    assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "JACK" in lines[0], lines
     data = _assert_valid_stats(stats)
     assert data["blocks"] > 0 and data["error"]
 
@@ -297,28 +302,19 @@ def test_unplugged_midi_port_ends_run_with_one_line(tmp_path):
     import jack
 
     stats = tmp_path / "stats.json"
+
+    def unplug(proc: subprocess.Popen) -> None:
+        assert [p.name for p in keyboard.get_all_connections("keyboard:out")] == ["stembridge:score_in"]
+        keyboard.deactivate()
+        keyboard.close()
+
     with PrivateJackd(RATE, 256) as server:
         keyboard = jack.Client("keyboard", servername=server.name, no_start_server=True)
         keyboard.midi_outports.register("out")
         keyboard.activate()
-        proc = _start_run(server, stats, "--midi-in", "keyboard:out", "--quiet")
-        try:
-            deadline = time.monotonic() + 120
-            while not keyboard.get_all_connections("keyboard:out") and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()[1]
-                time.sleep(0.2)
-            assert [p.name for p in keyboard.get_all_connections("keyboard:out")] == ["stembridge:score_in"]
-            time.sleep(0.5)
-            keyboard.deactivate()
-            keyboard.close()  # unplugged
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert proc.returncode == 4, err
-    assert len(lines) == 1 and "keyboard:out" in lines[0] and "disappeared" in lines[0], err
+        rc, lines = _run_and_interrupt(server, stats, unplug, "--midi-in", "keyboard:out", "--quiet")
+    assert rc == 4, lines
+    assert len(lines) == 1 and "keyboard:out" in lines[0] and "disappeared" in lines[0], lines
     data = _assert_valid_stats(stats)
     assert data["blocks"] > 0 and "disappeared" in data["error"]
 
@@ -327,17 +323,8 @@ def test_unplugged_midi_port_ends_run_with_one_line(tmp_path):
 def test_signal_during_run_stops_cleanly_with_stats(tmp_path, sig):
     stats = tmp_path / "stats.json"
     with PrivateJackd(RATE, 256) as server:
-        proc = _start_run(server, stats)
-        try:
-            _wait_for_port_env(server, "stembridge:other_R", 120.0)
-            time.sleep(1.0)
-            proc.send_signal(sig)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err and "stopped after" in err.splitlines()[-1], err
+        rc, lines = _run_and_interrupt(server, stats, lambda proc: proc.send_signal(sig))
+    assert rc == 0, lines
+    assert not any("Traceback" in ln for ln in lines) and "stopped after" in lines[-1], lines
     data = _assert_valid_stats(stats)
     assert data["blocks"] > 0 and data["error"] is None

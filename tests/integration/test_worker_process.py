@@ -8,13 +8,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import time
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from bridge.rt_jackd import PrivateJackd
-from tests.integration.test_jack_bridge import RATE, _assert_valid_stats, _start_run, _wait_for_port_env
+from tests.integration.test_jack_bridge import RATE, _assert_valid_stats, _run_and_interrupt
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")
 
@@ -37,22 +37,16 @@ def worker_children(pid: int) -> list[int]:
 
 def test_killed_worker_process_ends_run_with_one_line(tmp_path):
     stats = tmp_path / "stats.json"
+
+    def kill_worker(proc: subprocess.Popen) -> None:
+        children = worker_children(proc.pid)
+        assert len(children) == 1, children
+        os.kill(children[0], signal.SIGKILL)
+
     with PrivateJackd(RATE, 256) as server:
-        proc = _start_run(server, stats, "--quiet", "--worker", "process")
-        try:
-            _wait_for_port_env(server, "stembridge:other_R", 120.0)
-            time.sleep(1.0)
-            children = worker_children(proc.pid)
-            assert len(children) == 1, children
-            os.kill(children[0], signal.SIGKILL)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert proc.returncode == 1, err
-    assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "worker" in lines[0], err
+        rc, lines = _run_and_interrupt(server, stats, kill_worker, "--quiet", "--worker", "process")
+    assert rc == 1, lines
+    assert len(lines) == 1 and lines[0].startswith("stembridge: error:") and "worker" in lines[0], lines
     data = _assert_valid_stats(stats)
     assert data["worker"] == "process" and data["blocks"] > 0 and data["error"]
     assert data["worker_ms_p99"] >= data["worker_ms_p50"] > 0
