@@ -20,6 +20,7 @@ copies; ``sys.setswitchinterval`` is lowered so the worker's Python code yields 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from typing import Any
@@ -90,6 +91,8 @@ def run_bridge(args: argparse.Namespace) -> int:
         )
         stats.update(host.stats())
         host.start()  # a worker process is warm when this returns
+        gc.collect()
+        gc.freeze()  # the model, buffers and modules are never scanned again: shorter GC pauses
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         if name == "jack":
             backend.start(host, processor.stems, connect=args.connect, midi_in=args.midi_in, midi_out=args.midi_out)

@@ -28,6 +28,7 @@ under the GIL in thread mode), so a consumer never sees a half-written record.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import select
@@ -375,6 +376,8 @@ def _child_main(
             elif os.getppid() != parent:  # orphaned: the parent died without stopping us
                 ch.ctl[STOP] = 1
 
+        gc.collect()
+        gc.freeze()  # what warm-up allocated is never scanned again: shorter collector pauses
         ch.ctl[READY] = 1
         serve(proc, ch, gains, wait)
     except BaseException as e:
