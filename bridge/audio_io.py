@@ -15,6 +15,7 @@ Public API
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -45,9 +46,13 @@ class AudioReader:
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a directory, not an audio file")
         try:
-            self._f = sf.SoundFile(str(self.path))
+            with _native_stderr_silenced():  # libmpg123 prints notes on garbage while libsndfile probes
+                self._f = sf.SoundFile(str(self.path))
         except _READ_ERRORS as e:
-            raise InputError(f"{self.path}: not a readable audio file ({_first_line(e)})") from None
+            why = _first_line(e)
+            if "does not exist" in why:  # libsndfile's text for any file it cannot open; this one exists
+                why = "format not recognised, or the data is corrupt"
+            raise InputError(f"{self.path}: not a readable audio file ({why})") from None
         self.sample_rate = int(self._f.samplerate)
         self.n_channels = int(self._f.channels)
         self.n_samples = int(self._f.frames)
@@ -174,6 +179,27 @@ def _unblock_signals(previous: set[int | signal.Signals] | None) -> None:
     """Restore the mask; a signal that arrived meanwhile is delivered now."""
     if previous is not None:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside the block (C libraries' chatter), when it can."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _first_line(e: BaseException) -> str:

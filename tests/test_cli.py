@@ -137,7 +137,12 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0MTrk\x00\x00\x00\xff\x90")
     data = (tmp_path / "good.wav").read_bytes()
     (tmp_path / "trunc.mid").write_bytes(b"MThd\x00\x00")
+    rng = np.random.default_rng(5)  # MPEG-looking garbage: libsndfile's mp3 decoder chatters on stderr
+    (tmp_path / "garbage.mp3").write_bytes(b"ID3\x03" + bytes(6) + rng.integers(0, 256, 3000, np.uint8).tobytes())
+    (tmp_path / "sync.wav").write_bytes(b"\xff\xfb\x90\x00" + rng.integers(0, 256, 3000, np.uint8).tobytes())
     cases = [
+        ("separate", tmp_path / "garbage.mp3", "-o", tmp_path / "o", "-m", "test-tiny"),
+        ("separate", tmp_path / "sync.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
         ("separate", tmp_path / "missing.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
         ("separate", tmp_path / "text.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
         ("separate", tmp_path / "empty.wav", "-o", tmp_path / "o", "-m", "test-tiny"),
