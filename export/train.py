@@ -74,6 +74,8 @@ DEFAULTS: dict[str, Any] = {
         "gain_db_range": 6.0,
         "threads": 2,
         "refresh_corpus": True,
+        "device": "cpu",  # "cpu", "cuda" or "auto" (cuda when available)
+        "loader_workers": 0,  # >0: batches are drawn in that many worker processes
     },
     "loss": {
         "mask": 1.0,
@@ -147,50 +149,70 @@ def _split_names(root: Path, split: str) -> list[Path]:
     return [Path(t) if not isinstance(t, Path) else t for t in tracks]
 
 
+def _cache_track(tdir: Path, out_dir: Path, stems: list[str]) -> str | None:
+    """Cache one track (int16 sources + notes); returns its name, or None for a half-rendered track."""
+    name = Path(tdir).name
+    try:
+        tr = _reader().load_track(tdir, stems=tuple(stems), sample_rate=SAMPLE_RATE)
+    except Exception as e:  # noqa: BLE001 - a half-rendered track: skip it this time
+        print(f"[cache] skipping {name}: {e}", flush=True)
+        return None
+    src = np.concatenate([np.asarray(tr["stems"], np.float32), np.asarray(tr["other"], np.float32)[None]], 0)
+    scale = float(max(np.abs(src).max(), 1e-6)) / 32000.0
+    q = np.round(src / scale).astype(np.int16)
+    notes = []
+    for si, arr in enumerate(tr["notes"]):
+        arr = np.asarray(arr, np.float64).reshape(-1, 4)
+        notes.append(np.concatenate([np.full((len(arr), 1), si, np.float64), arr], 1))
+    notes_arr = np.concatenate(notes, 0) if notes else np.zeros((0, 5))
+    np.save(out_dir / f"{name}.audio.npy", q)
+    np.savez(out_dir / f"{name}.tmp.npz", scale=np.float64(scale), notes=notes_arr)
+    os.replace(out_dir / f"{name}.tmp.npz", out_dir / f"{name}.meta.npz")  # marks the track done
+    return name
+
+
 def build_cache(
-    corpus: Path, cache_dir: Path, split: str, stems: list[str], max_tracks: int = 0, min_age_s: float = 0.0
+    corpus: Path,
+    cache_dir: Path,
+    split: str,
+    stems: list[str],
+    max_tracks: int = 0,
+    min_age_s: float = 0.0,
+    jobs: int = 1,
 ) -> list[Path]:
     """Cache the tracks of ``split`` as int16 sources + notes (incremental: tracks already cached
     are skipped, and tracks modified less than ``min_age_s`` ago are left for a later call, so a
-    corpus that is still being rendered can be picked up as it grows). Returns cached track stems."""
+    corpus that is still being rendered can be picked up as it grows), in ``jobs`` processes.
+    Returns cached track stems, in corpus order."""
     out_dir = cache_dir / split
     out_dir.mkdir(parents=True, exist_ok=True)
-    slakh = _reader()
     tracks = _split_names(corpus, split)
     if max_tracks:
         tracks = tracks[:max_tracks]
-    names = []
-    t0 = time.time()
-    n_new = 0
+    todo = []
     for tdir in tracks:
-        name = Path(tdir).name
-        if (out_dir / f"{name}.meta.npz").exists():
-            names.append(name)
+        if (out_dir / f"{Path(tdir).name}.meta.npz").exists():
             continue
         if min_age_s > 0:
             newest = max((p.stat().st_mtime for p in Path(tdir).rglob("*")), default=time.time())
             if time.time() - newest < min_age_s:
                 continue
-        try:
-            tr = slakh.load_track(tdir, stems=tuple(stems), sample_rate=SAMPLE_RATE)
-        except Exception as e:  # noqa: BLE001 - a half-rendered track: skip it this time
-            print(f"[cache] skipping {name}: {e}", flush=True)
-            continue
-        src = np.concatenate([np.asarray(tr["stems"], np.float32), np.asarray(tr["other"], np.float32)[None]], 0)
-        scale = float(max(np.abs(src).max(), 1e-6)) / 32000.0
-        q = np.round(src / scale).astype(np.int16)
-        notes = []
-        for si, arr in enumerate(tr["notes"]):
-            arr = np.asarray(arr, np.float64).reshape(-1, 4)
-            notes.append(np.concatenate([np.full((len(arr), 1), si, np.float64), arr], 1))
-        notes_arr = np.concatenate(notes, 0) if notes else np.zeros((0, 5))
-        np.save(out_dir / f"{name}.audio.npy", q)
-        np.savez(out_dir / f"{name}.tmp.npz", scale=np.float64(scale), notes=notes_arr)
-        os.replace(out_dir / f"{name}.tmp.npz", out_dir / f"{name}.meta.npz")  # marks the track done
-        names.append(name)
-        n_new += 1
-        if n_new % 20 == 0:
-            print(f"[cache] {split}: {n_new} new tracks ({time.time() - t0:.0f} s)", flush=True)
+        todo.append(tdir)
+    t0 = time.time()
+    if jobs > 1 and len(todo) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = list(pool.map(_cache_track, todo, [out_dir] * len(todo), [stems] * len(todo), chunksize=4))
+    else:
+        done = []
+        for n, tdir in enumerate(todo, 1):
+            done.append(_cache_track(tdir, out_dir, stems))
+            if n % 20 == 0:
+                print(f"[cache] {split}: {n}/{len(todo)} new tracks ({time.time() - t0:.0f} s)", flush=True)
+    if todo:
+        print(f"[cache] {split}: {sum(d is not None for d in done)} new tracks ({time.time() - t0:.0f} s)", flush=True)
+    names = [Path(t).name for t in tracks if (out_dir / f"{Path(t).name}.meta.npz").exists()]
     return [out_dir / n for n in names]
 
 
@@ -248,7 +270,9 @@ _WINDOW: dict[str, torch.Tensor] = {}
 
 def stft_frames(x: torch.Tensor) -> torch.Tensor:
     """Complex STFT of pre-framed-aligned audio (..., (T-1)*hop + n_fft) -> (..., T, n_bins)."""
-    w = _WINDOW.setdefault("w", torch.hann_window(N_FFT, periodic=True))
+    w = _WINDOW.get(str(x.device))
+    if w is None:
+        w = _WINDOW[str(x.device)] = torch.hann_window(N_FFT, periodic=True, device=x.device)
     shp = x.shape[:-1]
     s = torch.stft(x.reshape(-1, x.shape[-1]), N_FFT, HOP, window=w, center=False, return_complex=True)
     return s.reshape(*shp, s.shape[-2], s.shape[-1]).transpose(-1, -2)
@@ -346,6 +370,38 @@ def make_batch(
     }
 
 
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless training batches, drawn in a DataLoader worker with its own random stream."""
+
+    def __init__(self, cache: TrackCache, cfg: dict, seed: int, start_step: int):
+        self.cache, self.cfg, self.seed, self.start_step = cache, cfg, seed, start_step
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, self.start_step, info.id if info else 0])
+        tc = self.cfg["train"]
+        while True:
+            yield make_batch(self.cache, rng, self.cfg, tc["batch_size"], tc["crop_frames"])
+
+
+def training_batches(cache: TrackCache, rng: np.random.Generator, cfg: dict, start_step: int, pin: bool = False):
+    """Endless training batches: in this process from ``rng`` (``train.loader_workers`` = 0, exactly
+    reproducible), or from that many DataLoader worker processes (one random stream each)."""
+    tc = cfg["train"]
+    n_workers = int(tc.get("loader_workers", 0))
+    if n_workers <= 0:
+        while True:
+            yield make_batch(cache, rng, cfg, tc["batch_size"], tc["crop_frames"])
+    loader = torch.utils.data.DataLoader(
+        _BatchStream(cache, cfg, int(cfg["seed"]), start_step),
+        batch_size=None,
+        num_workers=n_workers,
+        pin_memory=pin,
+        prefetch_factor=4,
+    )
+    yield from loader
+
+
 def spectra(src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """src (B, n_src+1, samples) -> mix STFT (B,T,F) and source STFTs (B, n_src+1, T, F)."""
     s = stft_frames(src)
@@ -385,8 +441,8 @@ def compute_losses(model: Cerberus, batch: dict, cfg: dict, gen: torch.Generator
     est = out["masks"] * mag.unsqueeze(2)  # (B,T,S,F)
     norm = mag.mean().clamp_min(1e-4)
     l_mask = (est - tgt).abs().mean() / norm
-    pw_f = torch.tensor(lc["frame_pos_weight"])
-    pw_o = torch.tensor(lc["onset_pos_weight"])
+    pw_f = torch.tensor(lc["frame_pos_weight"], device=mag.device)
+    pw_o = torch.tensor(lc["onset_pos_weight"], device=mag.device)
     l_frame = F.binary_cross_entropy_with_logits(out["note_frame_logit"], batch["frame"], pos_weight=pw_f)
     l_onset = F.binary_cross_entropy_with_logits(out["note_onset_logit"], batch["onset"], pos_weight=pw_o)
     # activity: stem frame energy above activity_rel_db of the mix and above activity_abs_db absolute
@@ -399,7 +455,7 @@ def compute_losses(model: Cerberus, batch: dict, cfg: dict, gen: torch.Generator
     if lc["dc"] > 0:
         nb = model.cfg.n_bands
         k = min(lc["dc_bands"], nb)
-        bands = torch.randperm(nb, generator=gen)[:k]
+        bands = torch.randperm(nb, generator=gen)[:k].to(model.dc_bins.device)
         bins = model.dc_bins[bands]
         step_t = max(1, int(lc.get("dc_frame_step", 1)))
         feats = out["features"][:, ::step_t]
@@ -520,7 +576,9 @@ def validate(
         if with_score:
             batch["score"] = batch["frame"].clone()
         mix, srcs = spectra(batch["src"])
-        out = model.forward_train(mix.abs(), batch["score"])
+        dev = model.dc_bins.device
+        out = model.forward_train(mix.abs().to(dev), batch["score"].to(dev))
+        out = {k: v.cpu() for k, v in out.items() if k in ("masks", "note_frame_logit", "note_onset_logit")}
         est = out["masks"].transpose(1, 2) * mix.unsqueeze(1)  # (B,S,T,F)
         length = batch["src"].shape[-1]
         y = istft_frames(est, length)
@@ -728,6 +786,18 @@ def feature_stats(cache: TrackCache, rng: np.random.Generator, cfg: dict, n: int
     return x.mean(0), x.std(0).clamp_min(0.05)
 
 
+def pick_device(name: str) -> torch.device:
+    """``cpu``, ``cuda[:N]`` or ``auto`` -> a torch device; one-line error if CUDA is asked for but absent."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit(f"stembridge train: error: device {name} asked for, but torch sees no CUDA device")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise SystemExit(f"stembridge train: error: unknown device {name!r} (cpu, cuda or auto)") from None
+
+
 def lr_at(step: int, frac: float, cfg: dict) -> float:
     """Cosine from lr to lr_final over the time/step budget (``frac`` in [0, 1]); short warm-up."""
     tc = cfg["train"]
@@ -744,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--max-minutes", type=float, default=None)
     ap.add_argument("--finalize", action="store_true", help="only tune decode thresholds of OUT/final.pt")
+    ap.add_argument("--device", default=None, help="cpu, cuda or auto (overrides train.device; default cpu)")
     ap.add_argument(
         "--init",
         default=None,
@@ -771,8 +842,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg["train"]["max_steps"] = args.max_steps
     if args.max_minutes is not None:
         cfg["train"]["max_minutes"] = args.max_minutes
+    if args.device is not None:
+        cfg["train"]["device"] = args.device
     tc = cfg["train"]
     torch.set_num_threads(int(tc["threads"]))
+    device = pick_device(str(tc.get("device", "cpu")))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.finalize:
@@ -786,12 +860,13 @@ def main(argv: list[str] | None = None) -> int:
     stems = list(cfg["stems"])
     t_cache = time.time()
     min_age = 120.0 if tc.get("refresh_corpus", True) else 0.0
+    jobs = max(1, int(tc.get("loader_workers", 0)))
     train_paths = build_cache(
-        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], min_age
+        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], min_age, jobs
     )
     try:
         valid_paths = build_cache(
-            corpus, out / "cache", cfg["data"]["valid_split"], stems, cfg["data"]["max_tracks"], min_age
+            corpus, out / "cache", cfg["data"]["valid_split"], stems, cfg["data"]["max_tracks"], min_age, jobs
         )
     except Exception as e:  # noqa: BLE001
         print(f"[train] no validation split ({e}); validating on training tracks", flush=True)
@@ -806,14 +881,14 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    model = Cerberus(CerberusConfig.from_dict({**cfg["model"], "n_stems": len(stems)}))
+    model = Cerberus(CerberusConfig.from_dict({**cfg["model"], "n_stems": len(stems)})).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     step, epoch, elapsed0, history = 0, 0, 0.0, []
     last = out / "last.pt"
     if args.resume and last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optim"])
+        opt.load_state_dict(ck["optim"])  # moves the optimiser state to the parameters' device
         step, epoch, elapsed0 = ck["step"], ck["epoch"], ck["elapsed_s"]
         history = ck.get("history", [])
         torch.set_rng_state(ck["torch_rng"])
@@ -832,13 +907,18 @@ def main(argv: list[str] | None = None) -> int:
         mean, std = feature_stats(train_cache, rng, cfg)
         model.front.feat_mean.copy_(mean)
         model.front.feat_std.copy_(std)
-    print(f"[train] parameters: {count_parameters(model)} exported, {count_parameters(model, False)} total", flush=True)
+    print(
+        f"[train] parameters: {count_parameters(model)} exported, {count_parameters(model, False)} total; "
+        f"device {device}, {int(tc.get('loader_workers', 0))} loader workers",
+        flush=True,
+    )
 
     epoch_steps = tc["epoch_steps"] or max(1, train_cache.total_frames // (tc["batch_size"] * tc["crop_frames"]))
     budget_s = tc["max_minutes"] * 60
     t_start = time.time() - elapsed0
     gen = torch.Generator().manual_seed(seed)
     model.train()
+    batches = training_batches(train_cache, rng, cfg, step, pin=device.type == "cuda")
     t_log, run_loss, n_log = time.time(), {}, 0
     best = -1e9
     while step < tc["max_steps"]:
@@ -848,7 +928,7 @@ def main(argv: list[str] | None = None) -> int:
             break
         for g in opt.param_groups:
             g["lr"] = lr_at(step, frac, cfg)
-        batch = make_batch(train_cache, rng, cfg, tc["batch_size"], tc["crop_frames"])
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(batches).items()}
         loss, parts, _ = compute_losses(model, batch, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -874,10 +954,12 @@ def main(argv: list[str] | None = None) -> int:
             if tc.get("refresh_corpus", True):
                 new = train_cache.add(
                     build_cache(
-                        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], 120.0
+                        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], 120.0, jobs
                     )
                 )
                 if new:
+                    batches.close()  # the loader workers hold the old track list
+                    batches = training_batches(train_cache, rng, cfg, step, pin=device.type == "cuda")
                     hours = train_cache.total_frames * HOP / SAMPLE_RATE / 3600
                     print(f"[train] +{new} new tracks: {len(train_cache)} tracks ({hours:.2f} h)", flush=True)
             res = validate(model, valid_cache, cfg)
@@ -895,9 +977,9 @@ def main(argv: list[str] | None = None) -> int:
     res.update(step=step, epoch=epoch, elapsed_min=round(wall / 60, 1), final=True)
     history.append(res)
     save_checkpoint(last, model, opt, cfg, step, epoch, wall, history)
-    atomic_save(
-        {"model": model.state_dict(), "config": _plain({**cfg, "model": model.cfg.as_dict()})}, out / "final.pt"
-    )
+    batches.close()
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_save({"model": weights, "config": _plain({**cfg, "model": model.cfg.as_dict()})}, out / "final.pt")
     card = {
         "stems": stems,
         "training": {

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from export.data.render import SOUNDFONT_HELDOUT, SOUNDFONTS_TRAIN, fluidsynth_version
+from export.data.render import SOUNDFONT_HELDOUT, fluidsynth_version, train_soundfonts
 from export.data.track import SAMPLE_RATE, plan_track, render_track, track_duration_s, track_name
 
 GENERATOR_VERSION = 1
@@ -163,7 +163,7 @@ def build_corpus(
     bar.close()
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     tracks = [_read_summary(out / track_name(i)) for i in range(len(durations))]
-    fonts = {Path(soundfont).name: Path(soundfont)} if soundfont else SOUNDFONTS_TRAIN
+    fonts = {Path(soundfont).name: Path(soundfont)} if soundfont else train_soundfonts()
     manifest = {
         "format": "slakh2100",
         "seed": seed,
@@ -227,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.soundfont is not None and not args.soundfont.is_file():
         print(f"error: soundfont {args.soundfont} not found", file=sys.stderr)
         return 2
+    if args.soundfont is None:
+        try:
+            train_soundfonts()
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     t0 = time.time()
     m = build_corpus(
         args.out,

@@ -1,6 +1,8 @@
 """Render parts stem by stem with the FluidSynth CLI and mix them exactly in numpy.
 
-- ``SOUNDFONTS_TRAIN``: soundfonts used for training (FluidR3_GM, TimGM6mb).
+- ``SOUNDFONTS_TRAIN``: soundfonts used for training (FluidR3_GM, TimGM6mb); ``train_soundfonts()``
+  gives them, or the files listed in ``STEMBRIDGE_TRAIN_SOUNDFONTS`` (a machine without the Debian
+  packages, e.g. a GPU box given FluidR3Mono_GM.sf3 + TimGM6mb.sf2).
 - ``SOUNDFONT_HELDOUT``: MuseScore General, reserved for the held-out benchmark; never for training.
 - ``part_to_midi(part, qpm, meter, duration_s)``: a ``pretty_midi.PrettyMIDI`` of one part.
 - ``render_midi(midi_path, soundfont, sample_rate) -> (n_samples,) float32``: FluidSynth, mono.
@@ -30,6 +32,24 @@ SOUNDFONT_HELDOUT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
 DRUM_KITS = (0, 0, 0, 8, 16, 24, 25, 32, 40)
 FLUIDSYNTH_GAIN = 0.5
 MIDI_RESOLUTION = 960
+
+
+def train_soundfonts() -> dict[str, Path]:
+    """Training soundfonts by name: ``SOUNDFONTS_TRAIN``, or the files in the environment variable
+    ``STEMBRIDGE_TRAIN_SOUNDFONTS`` (``os.pathsep``-separated; a font's name is its file stem).
+    The held-out MuseScore General soundfont is refused."""
+    listed = os.environ.get("STEMBRIDGE_TRAIN_SOUNDFONTS", "")
+    if not listed.strip():
+        return dict(SOUNDFONTS_TRAIN)
+    fonts = {}
+    for item in filter(None, listed.split(os.pathsep)):
+        path = Path(item)
+        if path.name.startswith(SOUNDFONT_HELDOUT.name.split("_Full")[0]):
+            raise RuntimeError(f"{path} is the held-out benchmark soundfont: never used for training")
+        if not path.is_file():
+            raise RuntimeError(f"training soundfont {path} not found (STEMBRIDGE_TRAIN_SOUNDFONTS)")
+        fonts[path.stem] = path
+    return fonts
 
 
 def fluidsynth_binary() -> str:

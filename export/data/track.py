@@ -27,7 +27,7 @@ import yaml
 from export.data import gm
 from export.data.arrange import generate_arrangement
 from export.data.augment import augment_stem
-from export.data.render import DRUM_KITS, SOUNDFONTS_TRAIN, fit_length, mix_stems, part_to_midi, render_midi
+from export.data.render import DRUM_KITS, fit_length, mix_stems, part_to_midi, render_midi, train_soundfonts
 from export.data.song import Arrangement
 
 SAMPLE_RATE = 44100
@@ -71,7 +71,9 @@ def plan_track(
     """Plan track ``index`` of the corpus of ``seed``: same inputs, same arrangement."""
     duration_s = track_duration_s(seed, index, min_s, max_s)
     rng = np.random.default_rng([seed, index, 1])
-    soundfont = str(rng.choice(sorted(SOUNDFONTS_TRAIN), p=[0.6, 0.4]))
+    fonts = sorted(train_soundfonts())
+    weights = [0.6, 0.4] if len(fonts) == 2 else [1 / len(fonts)] * len(fonts)
+    soundfont = str(rng.choice(fonts, p=weights))
     if rng.random() < classical_p:
         from export.data.classical import classical_arrangement
 
@@ -96,7 +98,7 @@ def render_track(
     ``soundfont``: a path overriding the planned training soundfont (held-out renders).
     """
     track_dir = Path(track_dir)
-    sf_path = Path(soundfont) if soundfont is not None else SOUNDFONTS_TRAIN[plan.soundfont]
+    sf_path = Path(soundfont) if soundfont is not None else train_soundfonts()[plan.soundfont]
     arr = plan.arrangement
     n_samples = int(round(plan.duration_s * sample_rate))
     (track_dir / "stems").mkdir(parents=True, exist_ok=True)
