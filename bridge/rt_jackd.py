@@ -4,12 +4,15 @@ Public API
 ----------
 - ``jack_server_running(name=None) -> bool``: whether a JACK server answers (``name`` or
   ``JACK_DEFAULT_SERVER`` / the default server).
-- ``PrivateJackd(sample_rate=44100, block_size=256, sync=False, name=None)``: context manager
-  (main thread) that starts ``jackd -n NAME -d dummy`` with a unique server name, waits until
+- ``PrivateJackd(sample_rate=44100, block_size=256, sync=False, name=None, realtime=True)``:
+  context manager (main thread) that starts ``jackd -n NAME -d dummy`` with a unique server name, waits until
   it answers, and always kills it on exit. ``name`` and ``env()`` (a copy of ``os.environ``
   with ``JACK_DEFAULT_SERVER`` set) let clients and subprocesses reach it; ``kill()`` stops it
   early (to test a server going away). ``sync=True`` runs it synchronously (``-S``: the server
   waits for slow clients instead of skipping them, for tests on a loaded machine).
+  ``realtime=True`` asks for real-time scheduling (``-R``, as a musician's server runs: the
+  server's and every client's process thread get SCHED_FIFO); where the system refuses it
+  (no CAP_SYS_NICE / rtprio limit) jackd says so in its log and runs without it.
 """
 
 from __future__ import annotations
@@ -49,12 +52,14 @@ class PrivateJackd:
         sync: bool = False,
         name: str | None = None,
         timeout_s: float = 20.0,
+        realtime: bool = True,
     ) -> None:
         self.sample_rate = sample_rate
         self.block_size = block_size
         self.sync = sync
         self.name = name or f"stembridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.timeout_s = timeout_s
+        self.realtime = realtime
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -66,7 +71,8 @@ class PrivateJackd:
         jackd = shutil.which("jackd")
         if jackd is None:
             raise DeviceError("jackd is not installed (Debian/Ubuntu: apt-get install jackd2)")
-        cmd = [jackd, "-n", self.name, "--no-realtime", "-t", "10000" if self.sync else "2000"]
+        scheduling = "-R" if self.realtime else "--no-realtime"
+        cmd = [jackd, "-n", self.name, scheduling, "-t", "10000" if self.sync else "2000"]
         if self.sync:
             cmd.append("-S")
         cmd += ["-d", "dummy", "-r", str(self.sample_rate), "-p", str(self.block_size)]
