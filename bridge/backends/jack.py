@@ -11,6 +11,7 @@ Public API
     callbacks, activate, connect ``in_L`` / ``in_R`` from the given ports.
   - ``failure``: a one-line reason once the server shut down or the buffer size / rate
     changed (set from JACK's threads, read by the main thread).
+  - ``notices``: lines for the user after ``open`` (a server without real-time scheduling).
   - ``close()`` (main thread): deactivate and close; safe after a server shutdown.
 
 Ports: audio in ``in_L``, ``in_R``; audio out ``<stem>_L``, ``<stem>_R`` for every stem
@@ -46,6 +47,7 @@ class JackBackend:
         self.client_name = client_name
         self.client: Any = None
         self.failure: str | None = None
+        self.notices: list[str] = []
         self._host: RealtimeHost | None = None
         self._active = False
         self._watched: dict[str, str] = {}  # external MIDI ports we connected -> role, for check_ports
@@ -60,6 +62,11 @@ class JackBackend:
             self.client = jack.Client(self.client_name, no_start_server=True)
         except jack.JackOpenError:
             raise DeviceError("no JACK server is running (start jackd, or use --backend portaudio)") from None
+        if not self.client.realtime:
+            self.notices.append(
+                "the JACK server runs without real-time scheduling: expect xruns (start jackd with -R; "
+                "your user needs the audio group's rtprio limit)"
+            )
         return int(self.client.samplerate), int(self.client.blocksize)
 
     def start(

@@ -328,3 +328,20 @@ def test_signal_during_run_stops_cleanly_with_stats(tmp_path, sig):
     assert not any("Traceback" in ln for ln in lines) and "stopped after" in lines[-1], lines
     data = _assert_valid_stats(stats)
     assert data["blocks"] > 0 and data["error"] is None
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_server_without_realtime_scheduling_is_reported(realtime):
+    """A server started --no-realtime gets one notice at start (xruns ahead); an -R server none."""
+    with PrivateJackd(RATE, 256, realtime=realtime) as server:
+        r = subprocess.run(
+            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--duration", "0.5"],
+            cwd=ROOT,
+            env=server.env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert r.returncode == 0, r.stderr
+    notice = [ln for ln in r.stderr.splitlines() if "without real-time scheduling" in ln]
+    assert len(notice) == (0 if realtime else 1), r.stderr
