@@ -218,6 +218,19 @@ def _wait_for_port(name: str, timeout_s: float) -> None:
     raise AssertionError(f"port {name} did not appear in {timeout_s} s")
 
 
+def _run_for(server: PrivateJackd, duration_s: float, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``stembridge run --duration`` on ``server`` with the test model; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL]
+        + ["--duration", str(duration_s), *extra],
+        cwd=ROOT,
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
 def _run_and_interrupt(
     server: PrivateJackd, stats: Path, interrupt: Callable[[subprocess.Popen], None], *extra: str
 ) -> tuple[int, list[str]]:
@@ -280,15 +293,7 @@ def test_cli_duration_config_and_stats(jackd, tmp_path):
         '[score]\nchannels = { "10" = "drums", "1" = "piano" }\noffset_ms = 5.0\n\n[realtime]\nqueue_blocks = 3\n'
     )
     stats = tmp_path / "stats.json"
-    r = subprocess.run(
-        [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--duration", "2"]
-        + ["--config", str(cfg), "--stats", str(stats)],
-        cwd=ROOT,
-        env=jackd.env(),
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    r = _run_for(jackd, 2.0, "--config", str(cfg), "--stats", str(stats))
     assert r.returncode == 0, r.stderr
     data = json.loads(stats.read_text())
     assert data["latency_terms"]["queue"] == 3 * BLOCK
@@ -334,14 +339,7 @@ def test_signal_during_run_stops_cleanly_with_stats(tmp_path, sig):
 def test_server_without_realtime_scheduling_is_reported(realtime):
     """A server started --no-realtime gets one notice at start (xruns ahead); an -R server none."""
     with PrivateJackd(RATE, 256, realtime=realtime) as server:
-        r = subprocess.run(
-            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--duration", "0.5"],
-            cwd=ROOT,
-            env=server.env(),
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        r = _run_for(server, 0.5)
     assert r.returncode == 0, r.stderr
     notice = [ln for ln in r.stderr.splitlines() if "without real-time scheduling" in ln]
     assert len(notice) == (0 if realtime else 1), r.stderr
