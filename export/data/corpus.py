@@ -70,6 +70,7 @@ def _build_one(out: str, seed: int, index: int, settings: dict) -> tuple[int, di
         settings["max_s"],
         settings["classical_fraction"],
         cache_dir=out_p / ".cache" / "music21",
+        stem_soundfonts=settings.get("stem_soundfonts", False),
     )
     plan.augment = settings["augment"]
     if settings.get("split"):
@@ -123,11 +124,13 @@ def build_corpus(
     soundfont: Path | str | None = None,
     split: str | None = None,
     progress: bool = True,
+    stem_soundfonts: bool = False,
 ) -> dict:
     """Render (or resume) a corpus into ``out``; returns the manifest written to ``out/manifest.json``.
 
     ``soundfont`` overrides the training soundfonts for every track (held-out renders only);
-    ``split`` forces every track's split (e.g. ``"test"``).
+    ``split`` forces every track's split (e.g. ``"test"``); ``stem_soundfonts`` draws a training
+    soundfont per stem instead of per track.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +142,7 @@ def build_corpus(
         "augment": augment,
         "soundfont": str(soundfont) if soundfont else None,
         "split": split,
+        "stem_soundfonts": stem_soundfonts,
     }
     todo = [i for i in range(len(durations)) if not is_complete(out / track_name(i))]
     t0 = time.time()
@@ -208,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classical-fraction", type=float, default=0.25, help="share of music21 corpus tracks")
     p.add_argument("--no-augment", action="store_true", help="no per-stem gain/EQ/reverb")
     p.add_argument(
+        "--stem-soundfonts",
+        action="store_true",
+        help="draw each stem's training soundfont on its own instead of one per track (more timbre mixes)",
+    )
+    p.add_argument(
         "--soundfont",
         type=Path,
         default=None,
@@ -247,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         soundfont=args.soundfont,
         split="test" if args.soundfont is not None else None,
         progress=not args.quiet,
+        stem_soundfonts=args.stem_soundfonts,
     )
     print(f"{m['n_tracks']} tracks, {m['hours']:.3f} h of audio in {args.out} ({time.time() - t0:.0f} s)")
     return 0

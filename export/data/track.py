@@ -7,7 +7,9 @@ Layout of a track directory::
     TrackNNNNN/MIDI/SNN.mid        that stem's notes; all_src.mid holds them all
     TrackNNNNN/metadata.yaml       Slakh keys (UUID, audio_dir, midi_dir, stems: {SNN: ...}) + ours
 
-- ``plan_track(seed, index, ...) -> TrackPlan``: arrangement, soundfont, split (cheap, pure).
+- ``plan_track(seed, index, ...) -> TrackPlan``: arrangement, soundfont, split (cheap, pure);
+  ``stem_soundfonts=True`` draws each part's soundfont on its own (more timbre combinations per
+  mix) from a separate random stream, so the arrangement is the same either way.
 - ``render_track(plan, track_dir, soundfont=None)``: render and write; ``soundfont`` overrides
   the planned one (e.g. ``SOUNDFONT_HELDOUT`` for the benchmark set).
 """
@@ -48,6 +50,7 @@ class TrackPlan:
     split: str
     arrangement: Arrangement
     augment: bool = True
+    part_soundfonts: list[str] | None = None  # one training soundfont name per part, or the track's
 
 
 def track_name(index: int) -> str:
@@ -67,6 +70,7 @@ def plan_track(
     max_s: float = 40.0,
     classical_p: float = 0.25,
     cache_dir: Path | str | None = None,
+    stem_soundfonts: bool = False,
 ) -> TrackPlan:
     """Plan track ``index`` of the corpus of ``seed``: same inputs, same arrangement."""
     duration_s = track_duration_s(seed, index, min_s, max_s)
@@ -84,7 +88,11 @@ def plan_track(
         if part.is_drum:
             part.program = int(rng.choice(DRUM_KITS))
     split = "validation" if index % VALIDATION_EVERY == VALIDATION_EVERY - 1 else "train"
-    return TrackPlan(seed, index, track_name(index), duration_s, soundfont, split, arr)
+    plan = TrackPlan(seed, index, track_name(index), duration_s, soundfont, split, arr)
+    if stem_soundfonts:
+        font_rng = np.random.default_rng([seed, index, 3])
+        plan.part_soundfonts = [str(font_rng.choice(fonts)) for _ in arr.parts]
+    return plan
 
 
 def render_track(
@@ -98,7 +106,11 @@ def render_track(
     ``soundfont``: a path overriding the planned training soundfont (held-out renders).
     """
     track_dir = Path(track_dir)
-    sf_path = Path(soundfont) if soundfont is not None else train_soundfonts()[plan.soundfont]
+    fonts = train_soundfonts() if soundfont is None else {}
+    sf_path = Path(soundfont) if soundfont is not None else fonts[plan.soundfont]
+    part_fonts = [sf_path] * len(plan.arrangement.parts)
+    if soundfont is None and plan.part_soundfonts is not None:
+        part_fonts = [fonts[name] for name in plan.part_soundfonts]
     arr = plan.arrangement
     n_samples = int(round(plan.duration_s * sample_rate))
     (track_dir / "stems").mkdir(parents=True, exist_ok=True)
@@ -114,7 +126,7 @@ def render_track(
             all_src.instruments.append(pm.instruments[0])
             mid = Path(tmp) / f"{sid}.mid"
             pm.write(str(mid))
-            x = fit_length(render_midi(mid, sf_path, sample_rate), n_samples)
+            x = fit_length(render_midi(mid, part_fonts[k], sample_rate), n_samples)
             settings: dict = {}
             if plan.augment:
                 x, settings = augment_stem(aug_rng, x, sample_rate)
@@ -125,7 +137,7 @@ def render_track(
                 "is_drum": bool(part.is_drum),
                 "midi_program_name": gm.program_name(part.program, part.is_drum),
                 "midi_saved": True,
-                "plugin_name": sf_path.name,
+                "plugin_name": part_fonts[k].name,
                 "program_num": int(part.program),
                 "n_notes": int(len(part.notes)),
                 "role": part.role,
@@ -154,7 +166,7 @@ def render_track(
         "time_signature": arr.meter.name,
         "duration_s": plan.duration_s,
         "sample_rate": sample_rate,
-        "soundfont": sf_path.name,
+        "soundfont": "+".join(sorted({f.name for f in part_fonts})) or sf_path.name,
         "stems": meta_stems,
     }
     with open(track_dir / "metadata.yaml", "w") as f:

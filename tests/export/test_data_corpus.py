@@ -90,3 +90,47 @@ def test_validation_split_every_tenth_track():
 
     splits = [plan_track(1, i, classical_p=0.0).split for i in range(20)]
     assert splits.count("validation") == 2 and splits[9] == "validation"
+
+
+def test_stem_soundfonts_keep_the_arrangement_and_mix_fonts_per_stem(tmp_path):
+    from export.data.track import plan_track
+
+    plain = plan_track(5, 3, 4.0, 6.0, classical_p=0.0)
+    mixed = plan_track(5, 3, 4.0, 6.0, classical_p=0.0, stem_soundfonts=True)
+    assert plain.part_soundfonts is None
+    assert len(plain.arrangement.parts) == len(mixed.arrangement.parts)
+    for a, b in zip(plain.arrangement.parts, mixed.arrangement.parts):
+        assert a.program == b.program
+        np.testing.assert_array_equal(np.asarray(a.notes), np.asarray(b.notes))
+    assert mixed.part_soundfonts is not None and len(mixed.part_soundfonts) == len(mixed.arrangement.parts)
+    assert set(mixed.part_soundfonts) <= {"FluidR3_GM", "TimGM6mb"}
+    fonts_seen = set()
+    for index in range(4):
+        fonts_seen |= set(plan_track(5, index, 4.0, 6.0, classical_p=0.0, stem_soundfonts=True).part_soundfonts)
+    assert fonts_seen == {"FluidR3_GM", "TimGM6mb"}
+
+    out = tmp_path / "c"
+    assert (
+        corpus.main(
+            [
+                "--out",
+                str(out),
+                "--tracks",
+                "1",
+                "--seed",
+                "5",
+                "--segment-seconds",
+                "4",
+                "6",
+                "--jobs",
+                "1",
+                "--quiet",
+                "--stem-soundfonts",
+            ]
+        )
+        == 0
+    )
+    meta = yaml.safe_load((out / "Track00001" / "metadata.yaml").read_text())
+    plan = plan_track(5, 0, 4.0, 6.0, cache_dir=out / ".cache" / "music21", stem_soundfonts=True)
+    assert [s["plugin_name"] for s in meta["stems"].values()] == [f"{n}.sf2" for n in plan.part_soundfonts]
+    assert json.loads((out / "manifest.json").read_text())["generator"]["stem_soundfonts"] is True
