@@ -24,13 +24,18 @@ sum of the predicted stems). Frame ``k`` of a stream covers input samples
 ``[(k + 1) * hop - n_fft, (k + 1) * hop)`` (samples before 0 are zeros); its time stamp is
 the frame centre. Key ``j`` is MIDI note ``key_low + j``; ``active_keys`` says per stem which
 MIDI notes that stem can emit (drums: General MIDI drum classes).
+
+``decode`` holds the note-decoding settings (see ``bridge.notes``): ``onset_threshold`` and
+``frame_threshold`` (a probability in (0, 1) per stem) and ``min_note_ms``, all required;
+optional ``frame_onset_threshold`` (per stem, in [0, 1); 0 or absent: off) lets a pitched
+note also start where its frame probability rises across that value with no onset peak.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.errors import ModelError
@@ -59,6 +64,7 @@ REQUIRED_KEYS = (
 OPTIONAL_KEYS = ("training", "metrics", "git_commit", "sha256", "description", "license")
 SUPPORTED_WINDOWS = ("hann",)
 DECODE_KEYS = ("onset_threshold", "frame_threshold", "min_note_ms")
+OPTIONAL_DECODE_KEYS = ("frame_onset_threshold",)
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class ModelMetadata:
     frame_threshold: dict[str, float]
     min_note_ms: float
     extra: dict[str, Any]
+    frame_onset_threshold: dict[str, float] = field(default_factory=dict)  # stem -> p; 0 / absent: off
 
     @property
     def n_bins(self) -> int:
@@ -122,6 +129,8 @@ class ModelMetadata:
                 "min_note_ms": self.min_note_ms,
             },
         }
+        if any(self.frame_onset_threshold.values()):
+            out["decode"]["frame_onset_threshold"] = dict(self.frame_onset_threshold)
         out.update(self.extra)
         return out
 
@@ -167,7 +176,7 @@ def _str(raw: Mapping[str, Any], key: str) -> str:
     return v
 
 
-def _per_stem_float(d: Any, key: str, stems: tuple[str, ...]) -> dict[str, float]:
+def _per_stem_float(d: Any, key: str, stems: tuple[str, ...], allow_zero: bool = False) -> dict[str, float]:
     if isinstance(d, (int, float)) and not isinstance(d, bool):
         d = {s: float(d) for s in stems}
     if not isinstance(d, dict) or set(d) != set(stems):
@@ -175,8 +184,10 @@ def _per_stem_float(d: Any, key: str, stems: tuple[str, ...]) -> dict[str, float
     out = {}
     for s in stems:
         v = d[s]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0.0 < v < 1.0):
-            raise ModelError(f"model metadata 'decode.{key}.{s}' must be a probability in (0, 1), got {v!r}")
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if not number or not ((v >= 0.0 if allow_zero else v > 0.0) and v < 1.0):
+            span = "[0, 1)" if allow_zero else "(0, 1)"
+            raise ModelError(f"model metadata 'decode.{key}.{s}' must be a probability in {span}, got {v!r}")
         out[s] = float(v)
     return out
 
@@ -261,6 +272,9 @@ def validate_metadata(raw_in: Mapping[str, Any]) -> ModelMetadata:
         raise ModelError(f"model metadata key 'decode' must be an object with {', '.join(DECODE_KEYS)}")
     onset_threshold = _per_stem_float(dec["onset_threshold"], "onset_threshold", stems)
     frame_threshold = _per_stem_float(dec["frame_threshold"], "frame_threshold", stems)
+    frame_onset_threshold = {}
+    if dec.get("frame_onset_threshold") is not None:
+        frame_onset_threshold = _per_stem_float(dec["frame_onset_threshold"], "frame_onset_threshold", stems, True)
     mn = dec["min_note_ms"]
     if isinstance(mn, bool) or not isinstance(mn, (int, float)) or not (0 <= mn <= 10000):
         raise ModelError(f"model metadata 'decode.min_note_ms' must be a number in [0, 10000], got {mn!r}")
@@ -286,4 +300,5 @@ def validate_metadata(raw_in: Mapping[str, Any]) -> ModelMetadata:
         frame_threshold=frame_threshold,
         min_note_ms=float(mn),
         extra=extra,
+        frame_onset_threshold=frame_onset_threshold,
     )

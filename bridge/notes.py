@@ -17,6 +17,10 @@ Decoding rules (per stem ``s`` and active key, thresholds from the model metadat
 - Onset: a rising edge of the onset probability across ``onset_threshold[s]`` (this frame
   ``>=`` it, the previous one below), so a long onset plateau triggers once and a new onset
   needs the probability to dip below the threshold first. No look-ahead.
+- Frame onsets (pitched stems whose ``frame_onset_threshold[s]`` is set, > 0): a rising edge of
+  the frame probability across it also counts as an onset, for a key with no note held (a
+  held note is only re-struck by the onset head). A weak onset head then still starts the
+  notes its frame head hears; the velocity comes from ``max(onset, frame)`` probability.
 - Pitched stems: a note starts at an onset when the frame probability is
   ``>= START_FRAME_FRACTION * frame_threshold[s]`` (0.75); it is held while the frame
   probability stays ``>= SUSTAIN_FRACTION * frame_threshold[s]`` (0.5): hysteresis. The
@@ -89,6 +93,9 @@ class NoteDecoder:
             self._active[s, keys] = True
         self._drum = np.array([stem == DRUM_STEM for stem in meta.stems], dtype=bool)[:, None]
         self._onset_thr = np.array([meta.onset_threshold[s] for s in meta.stems], dtype=np.float32)[:, None]
+        fo = np.array([meta.frame_onset_threshold.get(s, 0.0) for s in meta.stems], dtype=np.float32)[:, None]
+        self._frame_onset_on = (fo > 0) & ~self._drum  # (n_stems, 1)
+        self._frame_onset_thr = np.where(self._frame_onset_on, fo, np.float32(np.inf))
         frame_thr = np.array([meta.frame_threshold[s] for s in meta.stems], dtype=np.float32)[:, None]
         self._start_thr = START_FRAME_FRACTION * frame_thr
         self._sustain_thr = SUSTAIN_FRACTION * frame_thr
@@ -107,6 +114,7 @@ class NoteDecoder:
         self._releasing = np.zeros(self._shape, dtype=bool)
         self._on_frame = np.zeros(self._shape, dtype=np.int64)
         self._prev_above = np.zeros(self._shape, dtype=bool)
+        self._prev_frame_above = np.zeros(self._shape, dtype=bool)
 
     def _sample(self, frame: int) -> int:
         return (frame + 1) * self.meta.hop - self.meta.n_fft // 2
@@ -131,10 +139,16 @@ class NoteDecoder:
             above = o >= self._onset_thr
             onset = above & ~self._prev_above & active
             self._prev_above = above
+            f_above = f >= self._frame_onset_thr
+            frame_onset = f_above & ~self._prev_frame_above & active & ~held
+            self._prev_frame_above = f_above
+            if frame_onset.any():
+                onset = onset | frame_onset
+                o = np.where(frame_onset, np.maximum(o, f), o)
             if not (held.any() or onset.any()):
                 continue
             aged = (k - on_frame) >= min_frames
-            can_start = onset & (drum | (f >= self._start_thr))
+            can_start = onset & (drum | (f >= self._start_thr) | frame_onset)
             retrigger = held & can_start & np.where(drum, True, aged & ~releasing)
             drop = held & ~drum & ~releasing & ~retrigger & (f < self._sustain_thr)
             expire = held & aged & (drum | releasing)

@@ -78,13 +78,23 @@ def test_first_frame_offsets_times() -> None:
     assert [e.sample for e in ev] == [t(102), t(105)]
 
 
-def test_split_invariance() -> None:
+FRAME_ONSETS = {"drums": 0.5, "bass": 0.5, "piano": 0.0, "guitar": 0.6, "strings": 0.3}
+
+
+def with_frame_onsets(meta_raw_decode: dict | None = None, **kw: object) -> ModelMetadata:
+    dec = {"onset_threshold": 0.5, "frame_threshold": 0.4, "min_note_ms": 0.0, "frame_onset_threshold": FRAME_ONSETS}
+    dec.update(meta_raw_decode or {})
+    return make_meta(decode=dec, **kw)
+
+
+@pytest.mark.parametrize("frame_onsets", [False, True])
+def test_split_invariance(frame_onsets: bool) -> None:
     rng = np.random.default_rng(1)
     n = 300
     onset = (rng.random((n, 5, 88)) ** 8).astype(np.float32)
     frame = np.clip(onset + rng.random((n, 5, 88)) ** 3, 0, 1).astype(np.float32)
     frame[rng.random(frame.shape) < 0.01] = np.nan
-    meta = make_meta(min_note_ms=60.0)
+    meta = with_frame_onsets({"min_note_ms": 60.0}) if frame_onsets else make_meta(min_note_ms=60.0)
     whole = NoteDecoder(meta).decode(7, frame, onset)
     assert len(whole) > 100
     for seed in range(3):
@@ -246,3 +256,42 @@ def test_events_to_notes_and_pairing() -> None:
     np.testing.assert_allclose(notes[0], [[8.0, 8.0, 36, 100]])
     assert len(events_to_notes(ev, 100.0)) == 3
     assert len(pair_events(ev)) == 4
+
+
+def test_frame_onsets_start_notes_the_onset_head_missed() -> None:
+    frame, onset = probs(30, [(BASS, 40, 3, 10, 0.0), (PIANO, 60, 3, 10, 0.0), (BASS, 45, 12, 20, 0.8)])
+    frame[:, DRUMS, 36 - 21] = np.where(np.arange(30) >= 5, 1.0, 0.0)  # drums ignore frame onsets
+    assert [e.note for e in NoteDecoder(make_meta()).decode(0, frame, onset)] == [45, 45]
+    ev = NoteDecoder(with_frame_onsets()).decode(0, frame, onset)
+    assert ev == [
+        NoteEvent(t(3), BASS, 40, 114, True),  # velocity from the frame probability 0.9
+        NoteEvent(t(10), BASS, 40, 0, False),
+        NoteEvent(t(12), BASS, 45, 114, True),  # onset and frame rise at once: one note
+        NoteEvent(t(20), BASS, 45, 0, False),
+    ]
+
+
+def test_frame_onsets_do_not_restrike_held_notes() -> None:
+    frame, onset = probs(30, [(BASS, 40, 2, 25, 0.8)])
+    frame[8:10, BASS, 40 - 21] = 0.3  # below the frame-onset threshold, above sustain
+    ev = NoteDecoder(with_frame_onsets()).decode(0, frame, onset)
+    assert [(e.sample, e.on) for e in ev] == [(t(2), True), (t(25), False)]
+    frame[8:10, BASS, 40 - 21] = 0.0  # the note ends; the frame rise at 10 starts a new one
+    ev = NoteDecoder(with_frame_onsets()).decode(0, frame, onset)
+    assert [(e.sample, e.on) for e in ev] == [(t(2), True), (t(8), False), (t(10), True), (t(25), False)]
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1, "0.5", {"bass": 0.5}, float("nan")])
+def test_frame_onset_threshold_is_validated(bad: object) -> None:
+    from bridge.errors import ModelError
+
+    with pytest.raises(ModelError, match="frame_onset_threshold"):
+        with_frame_onsets({"frame_onset_threshold": bad})
+
+
+def test_frame_onset_threshold_round_trips_and_is_optional() -> None:
+    meta = with_frame_onsets()
+    assert meta.frame_onset_threshold == FRAME_ONSETS
+    assert validate_metadata(meta.as_dict()).frame_onset_threshold == FRAME_ONSETS
+    assert make_meta().frame_onset_threshold == {}
+    assert "frame_onset_threshold" not in make_meta().as_dict()["decode"]

@@ -115,6 +115,7 @@ def test_two_step_training_and_resume(corpus, tmp_path):
     assert tr.main(["--config", str(cfg), "--corpus", str(corpus), "--out", str(out), "--finalize"]) == 0
     card = json.loads((out / "final.card.json").read_text())
     assert set(card["decode"]["onset_threshold"]) == set(STEMS)
+    assert set(card["decode"]["frame_onset_threshold"]) == set(STEMS)
 
 
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
