@@ -186,6 +186,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  model latency {meta.latency_samples} samples ({1000 * meta.latency_samples / meta.sample_rate:.1f} ms)")
     print(f"  score conditioned: {'yes' if meta.score_conditioned else 'no'}; recurrent state {meta.state_size} floats")
     print(f"  notes: keys {meta.key_low}-{meta.key_low + meta.n_keys - 1}; min note {meta.min_note_ms:g} ms")
+    for s in meta.stems:
+        fo = meta.frame_onset_threshold.get(s, 0.0)
+        frame_onsets = f", frame onsets at {fo:g}" if fo > 0 and s != "drums" else ""
+        print(
+            f"    {s}: onset threshold {meta.onset_threshold[s]:g}, "
+            f"frame threshold {meta.frame_threshold[s]:g}{frame_onsets}"
+        )
     for key in ("description", "training", "metrics"):
         if key in meta.extra:
             print(f"  {key}: {json.dumps(meta.extra[key], sort_keys=True)[:400]}")

@@ -191,3 +191,15 @@ def test_info_and_models() -> None:
     assert meta["stems"] == ["drums", "bass", "piano", "guitar", "strings"]
     res = stembridge("models")
     assert res.returncode == 0 and "test-tiny" in res.stdout
+
+
+def test_info_lists_decode_settings_per_stem() -> None:
+    res = stembridge("info", "band")
+    assert res.returncode == 0, res.stderr
+    from bridge.model import read_metadata, resolve
+
+    meta = read_metadata(resolve("band")[0])
+    for s in meta.stems:
+        line = next(ln for ln in res.stdout.splitlines() if ln.strip().startswith(f"{s}: onset threshold"))
+        assert f"onset threshold {meta.onset_threshold[s]:g}" in line
+        assert ("frame onsets at" in line) == (s != "drums" and meta.frame_onset_threshold.get(s, 0.0) > 0)
