@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := jackd2 libjack-jackd2-0 libportaudio2 libsndfile1 fluidsynth fluid-soundfont-gm \
-	timgm6mb-soundfont musescore-general-soundfont libasound2
+	timgm6mb-soundfont csound-soundfont musescore-general-soundfont libasound2
 STAMP := $(VENV)/.installed
 
 .PHONY: all setup system-deps demo demo-offline test lint typecheck pytest bench clean
