@@ -64,7 +64,6 @@ REQUIRED_KEYS = (
 OPTIONAL_KEYS = ("training", "metrics", "git_commit", "sha256", "description", "license")
 SUPPORTED_WINDOWS = ("hann",)
 DECODE_KEYS = ("onset_threshold", "frame_threshold", "min_note_ms")
-OPTIONAL_DECODE_KEYS = ("frame_onset_threshold",)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ Decoding rules (per stem ``s`` and active key, thresholds from the model metadat
   ``>=`` it, the previous one below), so a long onset plateau triggers once and a new onset
   needs the probability to dip below the threshold first. No look-ahead.
 - Frame onsets (pitched stems whose ``frame_onset_threshold[s]`` is set, > 0): a rising edge of
-  the frame probability across it also counts as an onset, for a key with no note held (a
-  held note is only re-struck by the onset head). A weak onset head then still starts the
-  notes its frame head hears; the velocity comes from ``max(onset, frame)`` probability.
+  the frame probability across ``max(frame_onset_threshold[s], start threshold)`` also counts
+  as an onset, for a key with no note held (a held note is only re-struck by the onset head).
+  A weak onset head then still starts the notes its frame head hears.
 - Pitched stems: a note starts at an onset when the frame probability is
   ``>= START_FRAME_FRACTION * frame_threshold[s]`` (0.75); it is held while the frame
   probability stays ``>= SUSTAIN_FRACTION * frame_threshold[s]`` (0.5): hysteresis. The
@@ -34,7 +34,7 @@ Decoding rules (per stem ``s`` and active key, thresholds from the model metadat
   centre at least ``max(DRUM_NOTE_MS, min_note_ms)`` (50 ms) after it; a new hit of a
   sounding drum note ends it first.
 - Velocity: ``onset_velocity(p) = clip(round(127 * p), 1, 127)`` with ``p`` the onset
-  probability at the onset frame.
+  probability at the onset frame (``max(onset, frame)`` probability for a frame onset).
 - Event time ``sample``: the centre of the frame that decided it,
   ``(k + 1) * hop - n_fft // 2`` at the model rate (the engine may shift it by its latency).
   Events come out in time order; at one sample, note-offs before note-ons.
@@ -94,10 +94,11 @@ class NoteDecoder:
         self._drum = np.array([stem == DRUM_STEM for stem in meta.stems], dtype=bool)[:, None]
         self._onset_thr = np.array([meta.onset_threshold[s] for s in meta.stems], dtype=np.float32)[:, None]
         fo = np.array([meta.frame_onset_threshold.get(s, 0.0) for s in meta.stems], dtype=np.float32)[:, None]
-        self._frame_onset_on = (fo > 0) & ~self._drum  # (n_stems, 1)
-        self._frame_onset_thr = np.where(self._frame_onset_on, fo, np.float32(np.inf))
+        frame_onset_on = (fo > 0) & ~self._drum  # (n_stems, 1)
         frame_thr = np.array([meta.frame_threshold[s] for s in meta.stems], dtype=np.float32)[:, None]
         self._start_thr = START_FRAME_FRACTION * frame_thr
+        # a frame onset must also pass the start test: never below the start threshold
+        self._frame_onset_thr = np.where(frame_onset_on, np.maximum(fo, self._start_thr), np.float32(np.inf))
         self._sustain_thr = SUSTAIN_FRACTION * frame_thr
         min_frames = self._ms_to_frames(meta.min_note_ms)
         drum_frames = self._ms_to_frames(max(DRUM_NOTE_MS, meta.min_note_ms))
@@ -148,7 +149,7 @@ class NoteDecoder:
             if not (held.any() or onset.any()):
                 continue
             aged = (k - on_frame) >= min_frames
-            can_start = onset & (drum | (f >= self._start_thr) | frame_onset)
+            can_start = onset & (drum | (f >= self._start_thr))
             retrigger = held & can_start & np.where(drum, True, aged & ~releasing)
             drop = held & ~drum & ~releasing & ~retrigger & (f < self._sustain_thr)
             expire = held & aged & (drum | releasing)

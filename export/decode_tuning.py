@@ -7,9 +7,11 @@
   ``(frame_p, onset_p, frame_ref, onset_ref)``, each (batch, n_frames, n_stems, n_keys).
   A frame-onset threshold of 0 means frame onsets stay off for that stem.
 
-The reference notes come from the true piano rolls, decoded as the trainer's validation does
-(``export.train._roll_to_notes``), so the scores match ``validation.onset_f1`` in the card
-when the thresholds are the same.
+- ``decoder_metadata(stems, decode)`` and ``bridge_notes(meta, frame_p, onset_p)``: the notes the
+  bridge would write for validation crops; ``export.train.validate`` scores onset F1 with them.
+
+The reference notes come from the true piano rolls (``export.train._roll_to_notes``), as in
+``validate``, so the tuned scores match the card's ``validation.onset_f1`` for the same decode.
 """
 
 from __future__ import annotations
@@ -18,21 +20,27 @@ from typing import Any
 
 import numpy as np
 
-from bridge.metadata import validate_metadata
+from bridge.metadata import ModelMetadata, validate_metadata
 from bridge.notes import NoteDecoder, events_to_notes
-from export.metadata import build_metadata
+from export.metadata import build_metadata, default_decode
 
 ONSET_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 FRAME_ONSET_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0: off
 
 
-def _decode_crops(meta, frame_p: np.ndarray, onset_p: np.ndarray) -> list[list[np.ndarray]]:
-    """Per crop, per stem notes (n, 4) [onset_s, offset_s, pitch, velocity] from (B, T, S, K) probs."""
+def decoder_metadata(stems: list[str], decode: dict[str, Any]) -> ModelMetadata:
+    """Metadata of the fixed front end with ``decode`` (missing keys from ``default_decode``)."""
+    return validate_metadata(build_metadata("validation", stems, 0, decode={**default_decode(stems), **decode}))
+
+
+def bridge_notes(meta: ModelMetadata, frame_p: np.ndarray, onset_p: np.ndarray) -> list[list[list[tuple]]]:
+    """What the bridge would write: per crop, per stem [(onset_s, offset_s, midi)] from (B, T, S, K) probs."""
     out = []
     for b in range(frame_p.shape[0]):
         dec = NoteDecoder(meta)
         events = dec.decode(0, frame_p[b], onset_p[b]) + dec.flush(frame_p.shape[1])
-        out.append(events_to_notes(events, meta.sample_rate, len(meta.stems)))
+        notes = events_to_notes(events, meta.sample_rate, len(meta.stems))
+        out.append([[(float(a), float(z), int(m)) for a, z, m, _v in n] for n in notes])
     return out
 
 
@@ -54,14 +62,12 @@ def tune_onsets(
     best: dict[str, tuple[float, float, float]] = {s: (-1.0, 0.5, 0.0) for s in stems}
     for on_th in onset_grid:
         for fo_th in frame_onset_grid:
-            dec = {**decode, "onset_threshold": on_th, "frame_onset_threshold": fo_th}
-            meta = validate_metadata(build_metadata("tuning", stems, 0, decode=dec))
+            meta = decoder_metadata(stems, {**decode, "onset_threshold": on_th, "frame_onset_threshold": fo_th})
             counts = np.zeros((len(stems), 3), np.int64)  # n_ref, n_est, n_match
             for (fp, op, _fref, _oref), chunk_refs in zip(raw, refs):
-                for crop_notes, crop_refs in zip(_decode_crops(meta, fp, op), chunk_refs):
+                for crop_notes, crop_refs in zip(bridge_notes(meta, fp, op), chunk_refs):
                     for s, name in enumerate(stems):
-                        est = [(float(a), float(b), int(p)) for a, b, p, _v in crop_notes[s]]
-                        _, nr, ne, nm = onset_f1(crop_refs[s], est, name == "drums")
+                        _, nr, ne, nm = onset_f1(crop_refs[s], crop_notes[s], name == "drums")
                         counts[s] += (nr, ne, nm)
             for s, name in enumerate(stems):
                 if name == "drums" and fo_th > 0:

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from bridge.score import notes_to_roll, onsets_to_roll
-from export.decode_tuning import tune_onsets
+from export.decode_tuning import bridge_notes, decoder_metadata, tune_onsets
 from export.models.cerberus import Cerberus, CerberusConfig, count_parameters
 
 try:  # Python 3.11+
@@ -572,10 +572,7 @@ def validate(
     for _ in range(vc["n_crops"]):
         ti = int(rng.integers(0, len(cache)))
         fixed.append((ti, int(rng.integers(0, max(cache.n_frames[ti] - n_frames, 1)))))
-    decode = decode or {
-        "onset_threshold": {s: (0.3 if s == "drums" else 0.5) for s in stems},
-        "frame_threshold": {s: 0.4 for s in stems},
-    }
+    note_meta = decoder_metadata(stems, decode or {})
     sdr = {s: [] for s in stems}
     sdr_in = {s: [] for s in stems}
     counts = {s: [0, 0, 0] for s in stems}
@@ -599,6 +596,7 @@ def validate(
         if return_raw:
             raw.append((fp, op, batch["frame"].numpy(), batch["onset"].numpy()))
         cut = N_FFT  # skip the zero-padded pre-roll (and the inexact overlap-add edges)
+        est_notes = bridge_notes(note_meta, fp, op)
         for b in range(len(chunk)):
             for s, name in enumerate(stems):
                 r = ref[b, s, cut:-cut]
@@ -606,10 +604,7 @@ def validate(
                     sdr[name].append(si_sdr(y[b, s, cut:-cut], r))
                     sdr_in[name].append(si_sdr(mixw[b, cut:-cut], r))
                 ref_n = _roll_to_notes(batch["frame"][b, :, s].numpy(), batch["onset"][b, :, s].numpy())
-                est_n = decode_notes(
-                    fp[b, :, s], op[b, :, s], decode["onset_threshold"][name], decode["frame_threshold"][name]
-                )
-                _, nr, ne, nm = onset_f1(ref_n, est_n, name == "drums")
+                _, nr, ne, nm = onset_f1(ref_n, est_notes[b][s], name == "drums")
                 c = counts[name]
                 c[0] += nr
                 c[1] += ne

@@ -295,3 +295,22 @@ def test_frame_onset_threshold_round_trips_and_is_optional() -> None:
     assert validate_metadata(meta.as_dict()).frame_onset_threshold == FRAME_ONSETS
     assert make_meta().frame_onset_threshold == {}
     assert "frame_onset_threshold" not in make_meta().as_dict()["decode"]
+
+
+def test_frame_onsets_never_start_below_the_start_threshold() -> None:
+    frame, onset = probs(30, [(BASS, 40, 3, 20, 0.0)])
+    frame[3:6, BASS, 40 - 21] = 0.25  # above a 0.1 frame-onset threshold, below start (0.75 * 0.4)
+    dec = {"frame_onset_threshold": {**FRAME_ONSETS, "bass": 0.1}}
+    ev = NoteDecoder(with_frame_onsets(dec)).decode(0, frame, onset)
+    assert [(e.sample, e.on) for e in ev] == [(t(6), True), (t(20), False)]  # starts once start passes
+
+
+def test_reset_forgets_frame_onset_history() -> None:
+    frame, onset = probs(20, [(BASS, 40, 0, 20, 0.0)])
+    dec = NoteDecoder(with_frame_onsets())
+    first = dec.decode(0, frame[:10], onset[:10])
+    assert [e.on for e in first] == [True]
+    dec.flush(10)
+    dec.reset()
+    again = dec.decode(10, frame[10:], onset[10:])  # probability already high: a new stream's first frame rises
+    assert [(e.sample, e.on) for e in again] == [(t(10), True)]
