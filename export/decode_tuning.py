@@ -1,5 +1,9 @@
 """Tune note decoding on validation outputs with the bridge's own decoder (``bridge.notes``).
 
+- ``tune_decode(raw, stems) -> (decode, scores)``: what ``train --finalize`` writes into the
+  model card: ``tune_frames`` then ``tune_onsets``; scores ``{stem: {onset_f1, frame_f1}}``.
+- ``tune_frames(raw, stems) -> ({stem: frame_threshold}, {stem: frame F1})``: the frame
+  threshold maximising frame-level F1 of ``frame_p >= threshold`` against the true roll.
 - ``tune_onsets(raw, stems, decode, ...) -> (decode, scores)``: per stem, the onset threshold
   and (pitched stems) the frame-onset threshold that maximise onset F1 (mir_eval, 50 ms) of
   ``NoteDecoder`` on the validation crops, frame threshold and minimum length as given.
@@ -24,7 +28,7 @@ from bridge.metadata import ModelMetadata, validate_metadata
 from bridge.notes import NoteDecoder, events_to_notes
 from export.metadata import build_metadata, default_decode
 
-ONSET_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 FRAME_ONSET_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0: off
 
 
@@ -48,7 +52,7 @@ def tune_onsets(
     raw: list,
     stems: list[str],
     decode: dict[str, Any],
-    onset_grid: tuple[float, ...] = ONSET_GRID,
+    onset_grid: tuple[float, ...] = THRESHOLD_GRID,
     frame_onset_grid: tuple[float, ...] = FRAME_ONSET_GRID,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Best (onset, frame-onset) threshold per stem; returns (new decode dict, {stem: {onset_f1, ...}})."""
@@ -81,3 +85,30 @@ def tune_onsets(
     new["frame_onset_threshold"] = {s: best[s][2] for s in stems}
     scores = {s: {"onset_f1": round(best[s][0], 3)} for s in stems}
     return new, scores
+
+
+def tune_frames(raw: list, stems: list[str], grid: tuple[float, ...] = THRESHOLD_GRID) -> tuple[dict, dict]:
+    """Per stem, the frame threshold with the best frame-level F1, and that F1 (3 decimals)."""
+    thresholds, scores = {}, {}
+    for s, name in enumerate(stems):
+        best = (-1.0, 0.4)
+        for th in grid:
+            tp = fp_ = fn = 0
+            for fp, _op, fref, _oref in raw:
+                est = fp[:, :, s] >= th
+                ref = fref[:, :, s] > 0.5
+                tp += int((est & ref).sum())
+                fp_ += int((est & ~ref).sum())
+                fn += int((~est & ref).sum())
+            f1 = 2 * tp / (2 * tp + fp_ + fn) if tp else 0.0
+            if f1 > best[0]:
+                best = (f1, th)
+        thresholds[name], scores[name] = best[1], round(best[0], 3)
+    return thresholds, scores
+
+
+def tune_decode(raw: list, stems: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Frame thresholds, then onset and frame-onset thresholds; ``{stem: {onset_f1, frame_f1}}``."""
+    frame_threshold, frame_f1 = tune_frames(raw, stems)
+    decode, onset_scores = tune_onsets(raw, stems, {**default_decode(stems), "frame_threshold": frame_threshold})
+    return decode, {s: {"onset_f1": onset_scores[s]["onset_f1"], "frame_f1": frame_f1[s]} for s in stems}

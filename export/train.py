@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from bridge.score import notes_to_roll, onsets_to_roll
-from export.decode_tuning import bridge_notes, decoder_metadata, tune_onsets
+from export.decode_tuning import bridge_notes, decoder_metadata, tune_decode
 from export.models.cerberus import Cerberus, CerberusConfig, count_parameters
 
 try:  # Python 3.11+
@@ -634,55 +634,6 @@ def validate(
     return res
 
 
-def _onset_events(onset_p: np.ndarray, th: float) -> list:
-    """Rising edges of ``onset_p >= th`` (T, K) -> [(onset_s, offset_s, midi)] (offset = +50 ms)."""
-    on = onset_p >= th
-    rise = on & ~np.concatenate([np.zeros_like(on[:1]), on[:-1]], 0)
-    t, k = np.nonzero(rise)
-    ts = frame_centre(t)
-    return [(a, a + 0.05, KEY_LOW + int(b)) for a, b in zip(ts, k)]
-
-
-DECODE_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-
-
-def tune_decode(raw: list, stems: list[str], grid=DECODE_GRID) -> tuple[dict, dict]:
-    """Per-stem onset threshold maximising onset F1 and frame threshold maximising frame F1.
-
-    ``raw``: list of (frame_p, onset_p, frame_ref, onset_ref), each (B, T, S, K).
-    Returns (decode dict for the metadata, {stem: {onset_f1, frame_f1}} at the chosen values).
-    """
-    on_th, fr_th, scores = {}, {}, {}
-    for s, name in enumerate(stems):
-        best_on = (-1.0, 0.5)
-        for th in grid:
-            nr = ne = nm = 0
-            for fp, op, _fref, oref in raw:
-                for b in range(fp.shape[0]):
-                    ref_n = _onset_events(oref[b, :, s].astype(np.float32), 0.5)
-                    est_n = _onset_events(op[b, :, s], th)
-                    _, r, e, m = onset_f1(ref_n, est_n, name == "drums")
-                    nr, ne, nm = nr + r, ne + e, nm + m
-            f1 = 2 * nm / (nr + ne) if nr + ne else 0.0
-            if f1 > best_on[0]:
-                best_on = (f1, th)
-        best_fr = (-1.0, 0.4)
-        for th in grid:
-            tp = fp_ = fn = 0
-            for fp, _op, fref, _oref in raw:
-                est = fp[:, :, s] >= th
-                ref = fref[:, :, s] > 0.5
-                tp += int((est & ref).sum())
-                fp_ += int((est & ~ref).sum())
-                fn += int((~est & ref).sum())
-            f1 = 2 * tp / (2 * tp + fp_ + fn) if tp else 0.0
-            if f1 > best_fr[0]:
-                best_fr = (f1, th)
-        on_th[name], fr_th[name] = best_on[1], best_fr[1]
-        scores[name] = {"onset_f1": round(best_on[0], 3), "frame_f1": round(best_fr[0], 3)}
-    return {"onset_threshold": on_th, "frame_threshold": fr_th, "min_note_ms": 30.0}, scores
-
-
 def _corpus_soundfonts(corpus: Path) -> list[str]:
     """Distinct ``soundfont`` values in the corpus tracks' metadata.yaml (best effort)."""
     found: set[str] = set()
@@ -704,11 +655,7 @@ def finalize(out: Path, cfg: dict) -> dict:
     paths = [Path(str(p)[: -len(".meta.npz")]) for p in sorted(vdir.glob("*.meta.npz"))]
     cache = TrackCache(paths)
     res = validate(model, cache, cfg, return_raw=True)
-    raw = res.pop("_raw")
-    decode, tuned = tune_decode(raw, stems)
-    decode, tuned_bridge = tune_onsets(raw, stems, decode)
-    for name in stems:
-        tuned[name]["onset_f1_bridge_decoder"] = tuned_bridge[name]["onset_f1"]
+    decode, tuned = tune_decode(res.pop("_raw"), stems)
     res = validate(model, cache, cfg, decode=decode)
     res_score = validate(model, cache, cfg, decode=decode, with_score=True)
     card_path = out / "final.card.json"
