@@ -173,6 +173,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     import json
 
     from bridge.model import read_metadata, resolve
+    from bridge.notes import DRUM_STEM
 
     path, sha = resolve(args.model)
     meta = read_metadata(path)
@@ -188,7 +189,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  notes: keys {meta.key_low}-{meta.key_low + meta.n_keys - 1}; min note {meta.min_note_ms:g} ms")
     for s in meta.stems:
         fo = meta.frame_onset_threshold.get(s, 0.0)
-        frame_onsets = f", frame onsets at {fo:g}" if fo > 0 and s != "drums" else ""
+        frame_onsets = f", frame onsets at {fo:g}" if fo > 0 and s != DRUM_STEM else ""
         print(
             f"    {s}: onset threshold {meta.onset_threshold[s]:g}, "
             f"frame threshold {meta.frame_threshold[s]:g}{frame_onsets}"

@@ -99,6 +99,7 @@ class NoteDecoder:
         self._start_thr = START_FRAME_FRACTION * frame_thr
         # a frame onset must also pass the start test: never below the start threshold
         self._frame_onset_thr = np.where(frame_onset_on, np.maximum(fo, self._start_thr), np.float32(np.inf))
+        self._frame_onsets = bool(frame_onset_on.any())  # off: the per-frame loop skips them
         self._sustain_thr = SUSTAIN_FRACTION * frame_thr
         min_frames = self._ms_to_frames(meta.min_note_ms)
         drum_frames = self._ms_to_frames(max(DRUM_NOTE_MS, meta.min_note_ms))
@@ -140,12 +141,13 @@ class NoteDecoder:
             above = o >= self._onset_thr
             onset = above & ~self._prev_above & active
             self._prev_above = above
-            f_above = f >= self._frame_onset_thr
-            frame_onset = f_above & ~self._prev_frame_above & active & ~held
-            self._prev_frame_above = f_above
-            if frame_onset.any():
-                onset = onset | frame_onset
-                o = np.where(frame_onset, np.maximum(o, f), o)
+            if self._frame_onsets:
+                f_above = f >= self._frame_onset_thr
+                frame_onset = f_above & ~self._prev_frame_above & active & ~held
+                self._prev_frame_above = f_above
+                if frame_onset.any():
+                    onset = onset | frame_onset
+                    o = np.where(frame_onset, np.maximum(o, f), o)
             if not (held.any() or onset.any()):
                 continue
             aged = (k - on_frame) >= min_frames
