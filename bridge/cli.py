@@ -1,6 +1,7 @@
 """The ``stembridge`` command.
 
-Subcommands: ``separate`` (files -> stems + notes), ``info`` (a model's metadata), ``models``
+Subcommands: ``separate`` (files -> stems + notes; ``--parts``: one stem per part of the score),
+``parts`` (the parts a score file yields), ``info`` (a model's metadata), ``models``
 (the registry), ``run`` (real-time bridge), ``devices`` (audio devices, JACK and MIDI ports),
 and the training side ``corpus``, ``train``, ``export`` (need the ``train`` extra).
 
@@ -21,7 +22,10 @@ from typing import Any
 from bridge import __version__
 from bridge.errors import StembridgeError
 
-EPILOG_SEPARATE = "Writes OUT/<track>/<stem>.<fmt> and OUT/<track>/notes.mid, aligned with the input."
+EPILOG_SEPARATE = (
+    "Writes OUT/<track>/<stem>.<fmt> and OUT/<track>/notes.mid, aligned with the input; with --parts, "
+    "OUT/<track>/<part>.<fmt> for every part of the score and OUT/<track>/residual.<fmt>."
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -44,11 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     _add_model_args(p)
     p.add_argument("--score", type=Path, default=None, help="MIDI score of the parts (one file applies to every input)")
+    p.add_argument(
+        "--parts",
+        action="store_true",
+        help="one stem per part of --score (track, or channel) + residual, separated by the score itself",
+    )
     p.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default 4096)")
     p.add_argument(
         "--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)"
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
+
+    p = sub.add_parser("parts", help="list the parts a score file yields (what separate --parts writes)")
+    p.add_argument("score", type=Path, help="MIDI score file")
 
     p = sub.add_parser("info", help="show a model's metadata")
     p.add_argument("model", nargs="?", default=None, help="model name or .onnx path (default: registry default)")
@@ -125,22 +137,35 @@ class Progress:
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
-    from bridge.backends.offline import separate_file
-    from bridge.engine import Processor
+    from bridge.backends.offline import SeparateResult, separate_file, separate_parts_file
     from bridge.errors import InputError
 
     if args.block_size < 1 or args.block_size > 1 << 20:
         raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
     if args.score is not None and not args.score.is_file():
         raise InputError(f"{args.score}: no such score file")
-    processor = Processor(args.model, n_threads=args.threads)
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
-    failed = 0
-    for path in args.inputs:
-        try:
-            res = separate_file(
+    run: Callable[[Path], SeparateResult]
+    if args.parts:
+        from bridge.parts.score_parts import read_parts
+
+        if args.score is None:
+            raise InputError("--parts needs --score SCORE.mid (the parts come from the score)")
+        parts = read_parts(args.score)
+
+        def run(path: Path) -> SeparateResult:
+            return separate_parts_file(
+                parts, path, args.out / path.stem, args.block_size, args.format, Progress(path.name, not args.quiet)
+            )
+    else:
+        from bridge.engine import Processor
+
+        processor = Processor(args.model, n_threads=args.threads)
+
+        def run(path: Path) -> SeparateResult:
+            return separate_file(
                 processor,
                 path,
                 args.out / path.stem,
@@ -149,6 +174,11 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 score_path=args.score,
                 progress=Progress(path.name, not args.quiet),
             )
+
+    failed = 0
+    for path in args.inputs:
+        try:
+            res = run(path)
         except InputError as e:
             print(f"stembridge: error: {e}", file=sys.stderr)
             failed += 1
@@ -167,6 +197,18 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if res.n_bad_samples:
             print(f"  warning: {res.n_bad_samples} NaN/Inf input samples were replaced by silence", file=sys.stderr)
     return 2 if failed else 0
+
+
+def cmd_parts(args: argparse.Namespace) -> int:
+    from bridge.parts.score_parts import gm_program_name, read_parts
+
+    parts = read_parts(args.score)
+    width = max(len(p.name) for p in parts)
+    print(f"{'part (file name)':<{width}}  channel  program                      notes")
+    for p in parts:
+        program = "drums" if p.is_drum else f"{p.program:3d} {gm_program_name(p.program)}"
+        print(f"{p.name:<{width}}  {p.channel + 1:7d}  {program:<27}  {p.n_notes:5d}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -245,6 +287,7 @@ def _forward(module: str) -> Callable[[argparse.Namespace], int]:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "separate": cmd_separate,
+    "parts": cmd_parts,
     "info": cmd_info,
     "models": cmd_models,
     "run": cmd_run,

@@ -66,6 +66,20 @@ def resampler_lag_samples(rate_in: int, rate_out: int, quality: str = RESAMPLE_Q
     return lag
 
 
+def clean_block(audio: np.ndarray, n_channels: int) -> tuple[np.ndarray, int]:
+    """A block (n_channels, n) as float32 with non-finite samples zeroed and magnitudes clipped
+    to ``MAX_ABS_SAMPLE``, and the number of non-finite samples. Raises ``InputError`` on a wrong shape."""
+    if audio.ndim != 2 or audio.shape[0] != n_channels:
+        raise InputError(f"expected audio of shape ({n_channels}, n), got {audio.shape}")
+    x = np.asarray(audio, dtype=np.float32)
+    finite = np.isfinite(x)
+    n_bad = 0
+    if not finite.all():
+        n_bad = int(x.size - finite.sum())
+        x = np.where(finite, x, 0.0).astype(np.float32)
+    return np.clip(x, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE), n_bad
+
+
 @dataclass
 class BlockResult:
     """Output of one ``process`` call."""
@@ -210,15 +224,9 @@ class Processor:
         """audio (n_channels, n_samples) host rate -> BlockResult delayed by latency_samples."""
         self._require_prepared()
         meta = self.meta
-        if audio.ndim != 2 or audio.shape[0] != self.n_channels:
-            raise InputError(f"expected audio of shape ({self.n_channels}, n), got {audio.shape}")
-        n = audio.shape[1]
-        x = np.asarray(audio, dtype=np.float32)
-        finite = np.isfinite(x)
-        if not finite.all():
-            self.n_bad_samples += int(x.size - finite.sum())
-            x = np.where(finite, x, 0.0).astype(np.float32)
-        x = np.clip(x, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE)
+        x, n_bad = clean_block(audio, self.n_channels)
+        self.n_bad_samples += n_bad
+        n = x.shape[1]
 
         block_start = self._n_in
         for offset, msg in midi_events:

@@ -7,6 +7,7 @@ Public API
 - ``STEM_PROGRAMS``: the GM program written for each pitched stem (unknown stems: 0).
 - ``write_notes_midi(path, events, stems, sample_rate, latency_samples=0)``: a type-1 MIDI
   file, written atomically.
+- ``write_parts_midi(path, parts, end_s=None)``: the notes of score parts, one track per part.
 - ``event_to_message(event, stems) -> mido.Message``: a ``NoteEvent`` as a channel message
   on the stem's channel (``instruments.stem_channel``; drums on channel 10).
 - ``MemoryPort``: an in-memory mido output port that keeps what is sent (for tests).
@@ -51,6 +52,42 @@ def _track(name: str, timed: list[tuple[int, int, mido.Message]]) -> mido.MidiTr
     return track
 
 
+def _conductor() -> mido.MidiTrack:
+    conductor = mido.MidiTrack()
+    conductor.append(mido.MetaMessage("track_name", name="stembridge", time=0))
+    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(TEMPO_BPM), time=0))
+    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    conductor.append(mido.MetaMessage("end_of_track", time=0))
+    return conductor
+
+
+def write_parts_midi(path: str | os.PathLike[str], parts: Sequence[Any], end_s: float | None = None) -> None:
+    """Write the notes of score parts (``bridge.parts.ScorePart``: ``name``, ``channel``,
+    ``program``, ``is_drum``, ``notes`` [onset_s, offset_s, pitch, velocity]) as a type-1 MIDI file:
+    the conductor track, then one track per part named after it, on its channel, with its program.
+    With ``end_s``, notes starting at or after it are left out and later offsets end there
+    (what an interrupted run had reached). Written atomically."""
+    mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    mid.tracks.append(_conductor())
+    for part in parts:
+        ch = int(part.channel)
+        timed: list[tuple[int, int, mido.Message]] = []
+        if not part.is_drum:
+            timed.append((0, -1, mido.Message("program_change", channel=ch, program=int(part.program))))
+        for on_s, off_s, pitch, vel in part.notes.tolist():
+            if end_s is not None:
+                if on_s >= end_s:
+                    continue
+                off_s = min(off_s, end_s)
+            on_tick = max(0, round(on_s * TICKS_PER_SECOND))
+            off_tick = max(round(off_s * TICKS_PER_SECOND), on_tick + 1)
+            velocity = min(max(int(vel), 1), 127)
+            timed.append((on_tick, 1, mido.Message("note_on", channel=ch, note=int(pitch), velocity=velocity)))
+            timed.append((off_tick, 0, mido.Message("note_off", channel=ch, note=int(pitch), velocity=0)))
+        mid.tracks.append(_track(part.name, timed))
+    _save_atomic(mid, os.fspath(path))
+
+
 def write_notes_midi(
     path: str | os.PathLike[str],
     events: Iterable[NoteEvent],
@@ -68,12 +105,7 @@ def write_notes_midi(
     """
     stems = tuple(stems)
     mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    conductor = mido.MidiTrack()
-    conductor.append(mido.MetaMessage("track_name", name="stembridge", time=0))
-    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(TEMPO_BPM), time=0))
-    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    conductor.append(mido.MetaMessage("end_of_track", time=0))
-    mid.tracks.append(conductor)
+    mid.tracks.append(_conductor())
 
     def tick(sample: int) -> int:
         return max(0, round((sample - latency_samples) * TICKS_PER_SECOND / sample_rate))

@@ -14,8 +14,11 @@ Public API
 - ``frame_time_samples(frame, hop, n_fft)``: model-rate sample time of a frame's centre.
 - ``notes_to_roll(notes_per_stem, n_frames, meta_like, first_frame=0)
   -> (n_frames, n_stems, n_keys) float32``: frame (sounding) targets.
+- ``note_spans(notes_per_stem, meta_like)`` and ``spans_to_roll(spans, n_frames, meta_like,
+  first_frame=0)``: ``notes_to_roll`` in two steps, for a score rolled many times.
 - ``onsets_to_roll(notes_per_stem, n_frames, meta_like, first_frame=0)
   -> (n_frames, n_stems, n_keys) float32``: onset targets.
+- ``open_midi_file(path) -> mido.MidiFile``: parsed, or one-line ``InputError``.
 - ``score_file_messages(path) -> list[(time_s, mido.Message)]``: channel messages of a
   MIDI file with the tempo map applied (all tracks merged).
 - ``read_score_file(path, stems, channel_map=None, key_low=21, n_keys=88)
@@ -193,6 +196,22 @@ def _fill_spans(
     return out
 
 
+def note_spans(notes_per_stem: Sequence[Any], meta_like: MetaLike) -> tuple[np.ndarray, ...]:
+    """``(start_frame, end_frame, stem_index, key_index)`` int64 arrays (n_notes,): the frames
+    ``[start, end)`` each note marks under the frame rule, for ``spans_to_roll``."""
+    on, off, s, k = _flatten_notes(notes_per_stem, meta_like)
+    start, end, _ = _frame_spans(on, off, meta_like.hop, meta_like.n_fft)
+    return start, end, s, k
+
+
+def spans_to_roll(
+    spans: tuple[np.ndarray, ...], n_frames: int, meta_like: MetaLike, first_frame: int = 0
+) -> np.ndarray:
+    """``(n_frames, n_stems, n_keys)`` float32 roll of ``note_spans`` output for frames ``first_frame..``."""
+    start, end, s, k = spans
+    return _fill_spans(start, end, s, k, int(n_frames), len(meta_like.stems), meta_like.n_keys, int(first_frame))
+
+
 def notes_to_roll(
     notes_per_stem: Sequence[Any], n_frames: int, meta_like: MetaLike, first_frame: int = 0
 ) -> np.ndarray:
@@ -286,12 +305,9 @@ class _NoteTracker:
 # --------------------------------------------------------------------------- files
 
 
-def score_file_messages(path: str | os.PathLike[str]) -> list[tuple[float, mido.Message]]:
-    """Channel messages of a MIDI file, tracks merged, as ``(time_s, message)`` in time order.
-
-    The tempo map (``set_tempo`` in any track) is honoured. Raises ``InputError`` with one
-    line naming the file when it is missing, empty, truncated, corrupt or not MIDI.
-    """
+def open_midi_file(path: str | os.PathLike[str]) -> mido.MidiFile:
+    """A MIDI file parsed by mido, or ``InputError`` with one line naming the file when it is
+    missing, empty, truncated, corrupt, not MIDI or SMPTE-timed."""
     name = os.fspath(path)
     try:
         if os.path.getsize(name) == 0:
@@ -302,6 +318,34 @@ def score_file_messages(path: str | os.PathLike[str]) -> list[tuple[float, mido.
             raise InputError(
                 f"score file '{name}' has an unsupported time division ({tpb}); SMPTE timing is not supported"
             )
+        # decode every message now, so a corrupt event fails here with the file's name
+        for track in mid.tracks:
+            for _ in track:
+                pass
+        return mid
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"score file '{name}' does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"score file '{name}' is a directory") from None
+    except MemoryError:
+        raise InputError(f"score file '{name}' is not a readable MIDI file (too large)") from None
+    except Exception as exc:  # mido raises many types (OSError, EOFError, ValueError, KeyError...)
+        detail = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        raise InputError(f"score file '{name}' is not a readable MIDI file: {detail}") from None
+
+
+def score_file_messages(path: str | os.PathLike[str]) -> list[tuple[float, mido.Message]]:
+    """Channel messages of a MIDI file, tracks merged, as ``(time_s, message)`` in time order.
+
+    The tempo map (``set_tempo`` in any track) is honoured. Raises ``InputError`` with one
+    line naming the file when it is missing, empty, truncated, corrupt or not MIDI.
+    """
+    name = os.fspath(path)
+    mid = open_midi_file(name)
+    tpb = int(mid.ticks_per_beat)
+    try:
         out: list[tuple[float, mido.Message]] = []
         tempo = 500000
         t_s = 0.0
@@ -316,15 +360,7 @@ def score_file_messages(path: str | os.PathLike[str]) -> list[tuple[float, mido.
                 continue
             if msg.type in ("note_on", "note_off", "program_change", "control_change"):
                 out.append((t_s, msg))
-    except InputError:
-        raise
-    except FileNotFoundError:
-        raise InputError(f"score file '{name}' does not exist") from None
-    except IsADirectoryError:
-        raise InputError(f"score file '{name}' is a directory") from None
-    except MemoryError:
-        raise InputError(f"score file '{name}' is not a readable MIDI file (too large)") from None
-    except Exception as exc:  # mido raises many types (OSError, EOFError, ValueError, KeyError...)
+    except Exception as exc:
         detail = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
         raise InputError(f"score file '{name}' is not a readable MIDI file: {detail}") from None
     return out

@@ -6,6 +6,9 @@ Public API
   -> SeparateResult``: stream one file through a prepared-on-demand ``Processor`` and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
+- ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None)
+  -> SeparateResult``: the same for the parts of a score (``bridge.parts``): one stem per part
+  plus ``residual``, and the parts' notes in ``notes.mid``.
 
 Interrupted runs (Ctrl-C, SIGTERM, a full disk, a read error) close every stem file first,
 so what was written so far stays a valid WAV/FLAC, then write the notes found so far to
@@ -27,8 +30,10 @@ import numpy as np
 from bridge.audio_io import StemWriters, open_audio
 from bridge.engine import Processor, restamp
 from bridge.errors import InputError
-from bridge.midi_io import write_notes_midi
+from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
+from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
+from bridge.parts.score_parts import ScorePart
 from bridge.score import read_score_file
 
 
@@ -56,16 +61,75 @@ def separate_file(
     progress: Callable[[int, int, int], None] | None = None,
 ) -> SeparateResult:
     """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block."""
+    score = read_score_file(score_path, processor.meta.stems) if score_path is not None else None
+    stems = processor.meta.stems
+
+    def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
+        if n_done is None:
+            write_notes_midi(path, events, stems, sample_rate)
+        else:
+            _save_notes_so_far(path, events, stems, sample_rate, n_done)
+
+    def start(sample_rate: int, n_channels: int) -> None:
+        _prepare(processor, sample_rate, n_channels, block_size)
+        processor.set_score_notes(score)
+
+    return _separate(processor, start, write_notes, in_path, out_dir, block_size, fmt, progress)
+
+
+def separate_parts_file(
+    parts: Sequence[ScorePart],
+    in_path: Path,
+    out_dir: Path,
+    block_size: int = 4096,
+    fmt: str = "wav",
+    progress: Callable[[int, int, int], None] | None = None,
+    settings: PartsSettings | None = None,
+) -> SeparateResult:
+    """One stem per part of the score (``OUT/<part>.<fmt>``) + ``residual``, and ``notes.mid`` with
+    the parts' notes (one track per part, named after it, on its channel and program)."""
+    processor = PartsProcessor([PartSpec(p.name, p.is_drum) for p in parts], settings)
+
+    def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
+        end_s = None if n_done is None else max(n_done, 0) / sample_rate
+        try:
+            write_parts_midi(path, parts, end_s=end_s)
+        except (OSError, ValueError):
+            if n_done is None:
+                raise
+
+    def start(sample_rate: int, n_channels: int) -> None:
+        processor.prepare(sample_rate, block_size, n_channels)
+        processor.set_part_notes([p.notes for p in parts])
+
+    res = _separate(processor, start, write_notes, in_path, out_dir, block_size, fmt, progress)
+    res.n_notes = sum(p.n_notes for p in parts)
+    return res
+
+
+def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size: int) -> None:
+    if not processor.prepared or processor.sample_rate != sample_rate or processor.n_channels != n_channels:
+        processor.prepare(sample_rate, block_size, n_channels)
+    else:
+        processor.reset()
+
+
+def _separate(
+    processor: Processor | PartsProcessor,
+    start: Callable[[int, int], None],
+    write_notes: Callable[[Path, list[NoteEvent], int, int | None], None],
+    in_path: Path,
+    out_dir: Path,
+    block_size: int,
+    fmt: str,
+    progress: Callable[[int, int, int], None] | None,
+) -> SeparateResult:
+    """Stream one file through ``processor`` (prepared by ``start(rate, channels)``) into stem files."""
     t0 = time.perf_counter()
     reader = open_audio(in_path)
     try:
-        score = read_score_file(score_path, processor.meta.stems) if score_path is not None else None
         sr, n_ch, n_total = reader.sample_rate, reader.n_channels, reader.n_samples
-        if not processor.prepared or processor.sample_rate != sr or processor.n_channels != n_ch:
-            processor.prepare(sr, block_size, n_ch)
-        else:
-            processor.reset()
-        processor.set_score_notes(score)
+        start(sr, n_ch)
         latency = processor.latency_samples
         writers = StemWriters(out_dir, processor.stems, sr, n_ch, fmt)
         notes_path = out_dir / "notes.mid"
@@ -96,18 +160,20 @@ def separate_file(
                     progress(n_in, n_total, sr)
             while n_out < n_total:
                 emit(tail[:, : min(block_size, n_total + latency - n_in)])
-            for ev in processor.end_notes():
-                events.append(restamp(ev, n_in + ev.sample - latency))
+            if isinstance(processor, Processor):
+                for ev in processor.end_notes():
+                    events.append(restamp(ev, n_in + ev.sample - latency))
             writers.check()
         except BaseException:
             writers.close()
-            _save_notes_so_far(notes_path, events, processor.meta.stems, sr, n_in - latency)
+            if notes_path.parent.is_dir():
+                write_notes(notes_path, events, sr, n_in - latency)
             raise
         finally:
             writers.close()
         events = [restamp(e, min(max(e.sample, 0), n_total)) for e in events]
         try:
-            write_notes_midi(notes_path, events, processor.meta.stems, sr)
+            write_notes(notes_path, events, sr, None)
         except OSError as e:
             raise InputError(f"cannot write {notes_path}: {e.strerror or e}") from None
     finally:

@@ -1,0 +1,253 @@
+"""Streaming score-informed decomposition: magnitude frames + score gates in, part masks out.
+
+Each sounding (part, pitch) of the score owns a spectral template (``templates.py``): a
+harmonic comb for pitched parts, a broadband spectrum for drum notes, plus one background
+template that takes what the score does not explain. A frame's magnitude spectrum ``v`` is
+modelled as ``W h`` with activations ``h >= 0`` allowed only for the templates the score gates
+on in that frame (KL multiplicative updates keep the others at exactly 0). Part ``p``'s mask is
+``(W_p h_p)^a / sum_q (W_q h_q)^a`` (``a`` = ``mask_power``), the background's share going to
+the residual, so parts + residual = 1.
+
+Templates adapt online to the recording. The multiplicative update of a template is the
+running average of the spectrum it explained (``W_k . sum_t h_kt v_t / (W h)_t``), so each
+template keeps exponentially forgotten statistics over the past ``memory_s`` seconds and is
+re-estimated every ``update_every_frames`` frames (at frame indices that are multiples of it,
+so the output does not depend on how frames are batched), blended with its starting comb by
+a prior worth ``prior_frames`` frames. Support stays the comb's support, and a template that
+did not sound keeps its shape. A new pitch of a part starts from the harmonic amplitudes the
+part's nearest adapted pitch has learned (``share_timbre``).
+
+Public API
+----------
+- ``DecompositionSettings``: the knobs, with measured defaults.
+- ``ScoreDecomposition(sample_rate, n_fft, hop, is_drum, settings)``:
+  ``masks(mag, active, first_frame) -> (n_frames, n_parts, n_bins) float32`` with ``mag``
+  (n_frames, n_bins) and ``active`` (n_frames, n_parts, 129) bool (pitches, then the attack
+  slot); frames must come in order (``first_frame`` continues the previous call).
+  ``reset()`` forgets everything learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bridge.parts.templates import (
+    background_template,
+    drum_template,
+    harmonic_template,
+    n_partials_of,
+    partial_amplitudes,
+)
+
+N_PITCHES = 128
+ATTACK_SLOT = N_PITCHES  # the gate column of a pitched part's broadband attack component
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class DecompositionSettings:
+    """Knobs of the decomposition; the defaults are the ones ``bench/parts.py`` measured best."""
+
+    n_iter: int = 12  # multiplicative updates of the activations per frame
+    update_every_frames: int = 16  # template re-estimation period
+    memory_s: float = 20.0  # forgetting time constant of the template statistics
+    prior_frames: float = 8.0  # weight of the starting template, in frames of evidence
+    mask_power: float = 1.0  # exponent of the soft masks
+    background: bool = False  # a free broadband component whose share goes to the residual (measured: worse)
+    share_timbre: bool = True  # new pitches start from the part's learned partial amplitudes
+    share_min_frames: float = 20.0  # evidence a template needs before others copy it
+
+
+class ScoreDecomposition:
+    """Online score-gated NMF (KL) on magnitude frames; see the module docstring."""
+
+    def __init__(
+        self,
+        sample_rate: int,
+        n_fft: int,
+        hop: int,
+        is_drum: Sequence[bool],
+        settings: DecompositionSettings | None = None,
+    ) -> None:
+        self.sample_rate, self.n_fft, self.hop = int(sample_rate), int(n_fft), int(hop)
+        self.n_bins = n_fft // 2 + 1
+        self.is_drum = tuple(bool(d) for d in is_drum)
+        self.n_parts = len(self.is_drum)
+        self.settings = settings or DecompositionSettings()
+        self._decay_per_frame = float(np.exp(-hop / (sample_rate * self.settings.memory_s)))
+        self.reset()
+
+    # ------------------------------------------------------------------ state
+    def reset(self) -> None:
+        """Forget every template and statistic (the next frame starts from the combs)."""
+        self._index: dict[tuple[int, int], int] = {}
+        self._part_of: list[int] = []
+        self._pitch_of: list[int] = []
+        cap = 64
+        self._W = np.zeros((cap, self.n_bins), np.float32)  # current templates, unit sum
+        self._W0 = np.zeros((cap, self.n_bins), np.float32)  # starting templates
+        self._S = np.zeros((cap, self.n_bins), np.float64)  # explained spectra, forgotten
+        self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten
+        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._next_frame = 0
+        if self.settings.background:
+            self._new_template(-1, -1, background_template(self.n_bins))
+
+    def _new_template(self, part: int, pitch: int, w0: np.ndarray) -> int:
+        k = len(self._part_of)
+        if k == self._W.shape[0]:
+            grow = self._W.shape[0]
+            self._W = np.concatenate([self._W, np.zeros((grow, self.n_bins), np.float32)])
+            self._W0 = np.concatenate([self._W0, np.zeros((grow, self.n_bins), np.float32)])
+            self._S = np.concatenate([self._S, np.zeros((grow, self.n_bins), np.float64)])
+            self._C = np.concatenate([self._C, np.zeros(grow, np.float64)])
+        self._W[k] = w0
+        self._W0[k] = w0
+        self._part_of.append(part)
+        self._pitch_of.append(pitch)
+        self._index[(part, pitch)] = k
+        return k
+
+    def _template_for(self, part: int, pitch: int) -> int:
+        k = self._index.get((part, pitch))
+        if k is not None:
+            return k
+        if self.is_drum[part] or pitch == ATTACK_SLOT:
+            return self._new_template(part, pitch, drum_template(self.n_bins))
+        amps = self._learned_amplitudes(part, pitch)
+        return self._new_template(part, pitch, harmonic_template(pitch, self.sample_rate, self.n_fft, amps))
+
+    def _learned_amplitudes(self, part: int, pitch: int) -> np.ndarray | None:
+        """Partial amplitudes of the part's nearest well-adapted pitch, or None."""
+        s = self.settings
+        if not s.share_timbre:
+            return None
+        best, best_d = -1, 1e9
+        for (p, q), k in self._index.items():
+            if p == part and self._C[k] >= s.share_min_frames and abs(q - pitch) < best_d:
+                best, best_d = k, abs(q - pitch)
+        if best < 0:
+            return None
+        q = self._pitch_of[best]
+        n_h = n_partials_of(pitch, self.sample_rate)
+        amps = partial_amplitudes(self._W[best], q, self.sample_rate, self.n_fft, n_h)
+        have = int(np.count_nonzero(amps))
+        if have == 0:
+            return None
+        # partials the model pitch cannot show (above its top) fall off as 1/h from its last one
+        h = np.arange(1, n_h + 1, dtype=np.float64)
+        last = max(have - 1, 0)
+        tail = amps[last] * (last + 1) / h
+        amps = np.where(amps > 0, amps, tail)
+        # keep a floor so no partial is switched off for good
+        return np.maximum(amps, 0.02 * amps.max())
+
+    # ------------------------------------------------------------------ masks
+    def masks(self, mag: np.ndarray, active: np.ndarray, first_frame: int) -> np.ndarray:
+        """mag (T, F), active (T, P, 129) bool -> masks (T, P, F) float32 (residual = 1 - sum)."""
+        n_frames = mag.shape[0]
+        if first_frame != self._next_frame:
+            raise ValueError(f"frames must come in order: expected frame {self._next_frame}, got {first_frame}")
+        out = np.zeros((n_frames, self.n_parts, self.n_bins), np.float32)
+        period = self.settings.update_every_frames
+        t = 0
+        while t < n_frames:
+            k = first_frame + t
+            end = min(n_frames, t + period - k % period)
+            out[t:end] = self._segment(mag[t:end], active[t:end])
+            t = end
+            if (first_frame + t) % period == 0:
+                self._update_templates()
+        self._next_frame = first_frame + n_frames
+        return out
+
+    def _segment(self, mag: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Frames within one update period (same templates): activations and masks."""
+        n_t = mag.shape[0]
+        out = np.zeros((n_t, self.n_parts, self.n_bins), np.float32)
+        tt, pp, qq = np.nonzero(active)
+        pairs = sorted(set(zip(pp.tolist(), qq.tolist())))
+        cols = [self._template_for(p, q) for p, q in pairs]
+        col_of = {pq: i for i, pq in enumerate(pairs)}
+        n_bg = 1 if self.settings.background else 0
+        n_k = len(cols) + n_bg
+        if n_k == 0:
+            return out
+        gate = np.zeros((n_k, n_t), np.float32)
+        if pairs:
+            gate[[col_of[(p, q)] for p, q in zip(pp.tolist(), qq.tolist())], tt] = 1.0
+        all_cols = np.asarray(cols + ([0] if n_bg else []), np.int64)
+        if n_bg:
+            gate[-1] = 1.0
+        W = self._W[all_cols].T  # (F, K) unit-sum columns
+        V = np.ascontiguousarray(mag.T, dtype=np.float32)  # (F, T)
+        n_on = np.maximum(gate.sum(axis=0), 1.0)
+        H = gate * (V.sum(axis=0) / n_on)[None, :]  # each template starts with an equal share
+        for _ in range(self.settings.n_iter):
+            lam = W @ H + _EPS
+            H *= W.T @ (V / lam)
+        lam = W @ H + _EPS
+        self._pending.append((V, all_cols, H, lam))
+
+        # part masks: contiguous column groups (pairs are sorted by part)
+        a = self.settings.mask_power
+        part_ids = np.asarray([p for p, _ in pairs], np.int64)
+        contrib: list[np.ndarray | None] = []
+        for p in range(self.n_parts):
+            sel = np.nonzero(part_ids == p)[0]
+            if len(sel) == 0:
+                contrib.append(None)
+                continue
+            contrib.append(W[:, sel] @ H[sel])  # (F, T)
+        if a == 1.0:
+            denom = lam
+        else:
+            denom = np.zeros_like(lam)
+            for c in contrib:
+                if c is not None:
+                    denom += c**a
+            if n_bg:
+                denom += (W[:, -1:] @ H[-1:]) ** a
+            denom += _EPS
+        for p, c in enumerate(contrib):
+            if c is not None:
+                out[:, p] = ((c if a == 1.0 else c**a) / denom).T
+        return out
+
+    def _update_templates(self) -> None:
+        """Fold the pending frames into the statistics and re-estimate the templates that sounded."""
+        if not self._pending and not self._part_of:
+            return
+        n_k = len(self._part_of)
+        n_new = sum(v.shape[1] for v, _, _, _ in self._pending)
+        self._S[:n_k] *= self._decay_per_frame**n_new
+        self._C[:n_k] *= self._decay_per_frame**n_new
+        touched: set[int] = set()
+        age = n_new
+        for V, cols, H, lam in self._pending:
+            n_t = V.shape[1]
+            age -= n_t
+            w_t = self._decay_per_frame ** (age + np.arange(n_t - 1, -1, -1, dtype=np.float64))
+            R = (V / lam) * w_t[None, :].astype(np.float32)  # (F, T)
+            M = (R @ H.T).T  # (K, F)
+            share = H / np.maximum(H.sum(axis=0, keepdims=True), _EPS)
+            evidence = ((share > 0.01) * w_t[None, :]).sum(axis=1)
+            for i, k in enumerate(cols.tolist()):
+                if evidence[i] <= 0.0:
+                    continue
+                self._S[k] += self._W[k] * M[i]
+                self._C[k] += evidence[i]
+                touched.add(k)
+        self._pending.clear()
+        beta = self.settings.prior_frames
+        for k in touched:
+            s = self._S[k]
+            total = s.sum()
+            if total <= 0.0:
+                continue
+            c = self._C[k]
+            w = (c / (c + beta)) * (s / total) + (beta / (c + beta)) * self._W0[k]
+            self._W[k] = (w / max(w.sum(), _EPS)).astype(np.float32)
