@@ -1,0 +1,255 @@
+"""Score-informed parts (bridge.parts): real FluidSynth renders of two violins, the processor,
+the score reader and the CLI (``separate --parts``, ``parts``)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import mido
+import numpy as np
+import pytest
+import soundfile as sf
+
+from bridge.cli import main
+from bridge.parts.processor import PartSpec, PartsProcessor
+from bridge.parts.score_parts import part_file_name, read_parts
+
+SR = 44100
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+VIOLIN = 40
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("fluidsynth") and SOUNDFONT.is_file()), reason="needs fluidsynth and FluidR3_GM"
+)
+
+# two violins: a high line and a low line that overlap in time (onset_s, offset_s, pitch)
+HIGH = [(0.1 + 0.5 * i, 0.55 + 0.5 * i, p) for i, p in enumerate([79, 81, 83, 84, 83, 81, 79, 78])]
+LOW = [(0.1 + 1.0 * i, 1.0 + 1.0 * i, p) for i, p in enumerate([55, 57, 59, 55])]
+
+
+def write_midi(path: Path, parts: list[tuple[str, int, int, list[tuple[float, float, int]]]], mtype: int = 1) -> Path:
+    """parts: (track name, channel 0-based, program, notes); 120 bpm, 480 ticks per beat."""
+    mid = mido.MidiFile(type=mtype, ticks_per_beat=480)
+    tracks = [mido.MidiTrack() for _ in range(1 if mtype == 0 else len(parts))]
+    events: list[list[tuple[int, mido.Message]]] = [[] for _ in tracks]
+    for i, (name, ch, program, notes) in enumerate(parts):
+        t = 0 if mtype == 0 else i
+        if name and mtype == 1:
+            tracks[t].append(mido.MetaMessage("track_name", name=name, time=0))
+        events[t].append((0, mido.Message("program_change", channel=ch, program=program)))
+        for on, off, pitch in notes:
+            events[t].append((round(on * 960), mido.Message("note_on", channel=ch, note=pitch, velocity=90)))
+            events[t].append((round(off * 960), mido.Message("note_off", channel=ch, note=pitch, velocity=0)))
+    for track, evs in zip(tracks, events):
+        now = 0
+        for tick, msg in sorted(evs, key=lambda e: (e[0], e[1].type == "note_on")):
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        mid.tracks.append(track)
+    mid.save(str(path))
+    return path
+
+
+def render(path: Path, midi: Path, seconds: float) -> np.ndarray:
+    """FluidSynth render (n_samples,) mono float32, cut or padded to ``seconds``."""
+    wav = path.with_suffix(".wav")
+    subprocess.run(
+        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SR), "-F", str(wav), str(SOUNDFONT), str(midi)],
+        check=True,
+        capture_output=True,
+    )
+    x, sr = sf.read(wav, dtype="float32", always_2d=True)
+    assert sr == SR
+    n = int(seconds * SR)
+    x = x.mean(axis=1)[:n]
+    return np.pad(x, (0, n - len(x)))
+
+
+@pytest.fixture(scope="module")
+def violins(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    d = tmp_path_factory.mktemp("violins")
+    hi = render(d / "hi", write_midi(d / "hi.mid", [("Violin I", 0, VIOLIN, HIGH)]), 4.5)
+    lo = render(d / "lo", write_midi(d / "lo.mid", [("Violin II", 1, VIOLIN, LOW)]), 4.5)
+    mix = hi + lo
+    sf.write(d / "mix.wav", np.stack([mix, mix], axis=1), SR, subtype="FLOAT")
+    score = write_midi(d / "score.mid", [("Violin I", 0, VIOLIN, HIGH), ("Violin II", 1, VIOLIN, LOW)])
+    return {"dir": d, "hi": hi, "lo": lo, "mix": mix, "score": score}
+
+
+def notes_array(notes: list[tuple[float, float, int]]) -> np.ndarray:
+    return np.asarray([(a, b, p, 90) for a, b, p in notes], np.float64).reshape(-1, 4)
+
+
+def separate(mix: np.ndarray, notes: list[np.ndarray], block: int = 4096, n_channels: int = 1) -> np.ndarray:
+    """Offline run of the processor, latency removed: (n_parts + 1, n_channels, n)."""
+    proc = PartsProcessor([PartSpec(f"p{i}") for i in range(len(notes))])
+    proc.prepare(SR, block, n_channels)
+    proc.set_part_notes(notes)
+    x = np.tile(mix[None], (n_channels, 1)).astype(np.float32)
+    lat = proc.latency_samples
+    padded = np.concatenate([x, np.zeros((n_channels, lat), np.float32)], axis=1)
+    out = np.concatenate([proc.process(padded[:, i : i + block]).stems for i in range(0, padded.shape[1], block)], 2)
+    return out[:, :, lat : lat + x.shape[1]]
+
+
+def own_over_other_db(est: np.ndarray, own: np.ndarray, other: np.ndarray) -> float:
+    """Energy of ``est`` explained by ``own`` over that explained by ``other`` (least squares), dB."""
+    basis = np.stack([own, other], axis=1).astype(np.float64)
+    coef, *_ = np.linalg.lstsq(basis, est.astype(np.float64), rcond=None)
+    e_own = coef[0] ** 2 * float(own @ own)
+    e_other = coef[1] ** 2 * float(other @ other)
+    return float(10 * np.log10(e_own / max(e_other, 1e-20)))
+
+
+def test_each_violin_stem_holds_its_own_notes(violins: dict) -> None:
+    out = separate(violins["mix"], [notes_array(HIGH), notes_array(LOW)])
+    hi_db = own_over_other_db(out[0, 0], violins["hi"], violins["lo"])
+    lo_db = own_over_other_db(out[1, 0], violins["lo"], violins["hi"])
+    assert hi_db > 10.0, hi_db
+    assert lo_db > 10.0, lo_db
+
+
+def test_parts_and_residual_sum_to_the_input(violins: dict) -> None:
+    out = separate(violins["mix"], [notes_array(HIGH), notes_array(LOW)], n_channels=2)
+    np.testing.assert_allclose(out.sum(axis=0), np.tile(violins["mix"][None], (2, 1)), atol=1e-5)
+
+
+def test_output_does_not_depend_on_block_size(violins: dict) -> None:
+    notes = [notes_array(HIGH), notes_array(LOW)]
+    a = separate(violins["mix"], notes, block=4096)
+    b = separate(violins["mix"], notes, block=300)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_moving_a_phrase_moves_its_energy(violins: dict) -> None:
+    """The high line's bar 2 (1.1-2.1 s) given to the low part in the score: the energy follows."""
+    moved = [n for n in HIGH if 1.0 < n[0] < 2.0]
+    kept = [n for n in HIGH if n not in moved]
+    a = separate(violins["mix"], [notes_array(HIGH), notes_array(LOW)])
+    b = separate(violins["mix"], [notes_array(kept), notes_array(LOW + moved)])
+    window = slice(int(1.25 * SR), int(1.95 * SR))
+    hi_truth = violins["hi"][window]
+
+    def share(est: np.ndarray) -> float:  # how much of the high line's phrase this stem holds
+        return float(est[window] @ hi_truth / (hi_truth @ hi_truth))
+
+    assert share(a[0, 0]) > 0.7 and share(a[1, 0]) < 0.2
+    assert share(b[1, 0]) > 0.7 and share(b[0, 0]) < 0.2
+
+
+def test_a_part_without_notes_is_silent_there(violins: dict) -> None:
+    """The low part rests from 2.0 s on in the score: its stem is silent once the release tail ended."""
+    low_early = [n for n in LOW if n[1] <= 2.0]
+    out = separate(violins["mix"], [notes_array(HIGH), notes_array(low_early)])
+    rest = slice(int(2.4 * SR), int(4.0 * SR))
+    assert np.sqrt(np.mean(violins["mix"][rest] ** 2)) > 1e-3
+    assert np.max(np.abs(out[1, 0, rest])) == 0.0
+
+
+def test_live_midi_gives_the_offline_stems(violins: dict) -> None:
+    """The same score pushed as live MIDI (channel 1 -> part 0, channel 2 -> part 1) gives the same output."""
+    notes = [notes_array(HIGH), notes_array(LOW)]
+    offline = separate(violins["mix"], notes, block=512)
+    proc = PartsProcessor([PartSpec("a"), PartSpec("b")])
+    proc.prepare(SR, 512, 1)
+    proc.set_live_channels({0: 0, 1: 1})
+    events = []
+    for ch, part in enumerate((HIGH, LOW)):
+        for on, off, pitch in part:
+            events.append((round(on * SR), bytes([0x90 | ch, pitch, 90])))
+            events.append((round(off * SR), bytes([0x80 | ch, pitch, 0])))
+    lat = proc.latency_samples
+    x = np.concatenate([violins["mix"], np.zeros(lat, np.float32)])[None].astype(np.float32)
+    blocks = []
+    for i in range(0, x.shape[1], 512):
+        due = [(t - i, m) for t, m in events if i <= t < i + 512]
+        blocks.append(proc.process(x[:, i : i + 512], due).stems)
+    live = np.concatenate(blocks, axis=2)[:, :, lat : lat + len(violins["mix"])]
+    np.testing.assert_allclose(live, offline, atol=1e-5)
+
+
+# ---------------------------------------------------------------------- the score's parts
+
+
+def test_part_names_follow_the_track_names(tmp_path: Path) -> None:
+    path = write_midi(
+        tmp_path / "s.mid",
+        [
+            ("Violin I", 0, 40, HIGH),
+            ("Violin I", 1, 40, LOW),
+            ("", 2, 71, LOW),
+            ("residual", 3, 0, LOW),
+            ("Kit", 9, 0, [(0.0, 0.1, 36)]),
+        ],
+    )
+    parts = read_parts(path)
+    assert [p.name for p in parts] == ["Violin_I", "Violin_I-2", "ch3-Clarinet", "residual-2", "Kit"]
+    assert [p.channel for p in parts] == [0, 1, 2, 3, 9]
+    assert [p.is_drum for p in parts] == [False, False, False, False, True]
+    assert [p.n_notes for p in parts] == [len(HIGH), len(LOW), len(LOW), len(LOW), 1]
+    np.testing.assert_allclose(parts[0].notes[:, :3], notes_array(HIGH)[:, :3], atol=1e-3)
+    assert part_file_name("Flûte 1/2") == "Fl_te_1_2"
+
+
+def test_type0_file_has_one_part_per_channel(tmp_path: Path) -> None:
+    path = write_midi(tmp_path / "t0.mid", [("", 0, 40, HIGH), ("", 1, 42, LOW), ("", 9, 0, [(0.0, 0.1, 38)])], 0)
+    parts = read_parts(path)
+    assert [p.name for p in parts] == ["ch1-Violin", "ch2-Cello", "ch10-Drums"]
+    assert [p.program for p in parts[:2]] == [40, 42]
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def test_separate_parts_writes_one_file_per_part(violins: dict, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "separate",
+                str(violins["dir"] / "mix.wav"),
+                "--score",
+                str(violins["score"]),
+                "--parts",
+                "-o",
+                str(out),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    folder = out / "mix"
+    assert sorted(p.name for p in folder.iterdir()) == ["Violin_I.wav", "Violin_II.wav", "notes.mid", "residual.wav"]
+    stems = [
+        sf.read(folder / f"{n}.wav", dtype="float32", always_2d=True)[0] for n in ("Violin_I", "Violin_II", "residual")
+    ]
+    mix = sf.read(violins["dir"] / "mix.wav", dtype="float32", always_2d=True)[0]
+    assert all(s.shape == mix.shape for s in stems)
+    np.testing.assert_allclose(sum(stems), mix, atol=1e-5)
+    mid = mido.MidiFile(str(folder / "notes.mid"))
+    names = [next(m.name for m in t if m.type == "track_name") for t in mid.tracks[1:]]
+    assert names == ["Violin_I", "Violin_II"]
+    assert [sum(1 for m in t if m.type == "note_on") for t in mid.tracks[1:]] == [len(HIGH), len(LOW)]
+    main(["parts", str(violins["score"])])
+    listing = capsys.readouterr().out
+    assert "Violin_I " in listing and "Violin_II" in listing and " 40 Violin" in listing
+
+
+@pytest.mark.parametrize(
+    ("score", "message"),
+    [("empty", "has no notes"), ("garbage", "not a readable MIDI file"), (None, "--parts needs --score")],
+)
+def test_bad_scores_fail_in_one_line_and_write_nothing(
+    violins: dict, tmp_path: Path, capsys, score: str | None, message: str
+) -> None:
+    args = ["separate", str(violins["dir"] / "mix.wav"), "--parts", "-o", str(tmp_path / "out"), "-q"]
+    if score == "empty":
+        args += ["--score", str(write_midi(tmp_path / "empty.mid", [("Violin", 0, 40, [])]))]
+    elif score == "garbage":
+        (tmp_path / "bad.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+        args += ["--score", str(tmp_path / "bad.mid")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("stembridge: error:") and message in err[0]
+    assert not (tmp_path / "out").exists()
