@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := jackd2 libjack-jackd2-0 libportaudio2 libsndfile1 fluidsynth fluid-soundfont-gm \
-	timgm6mb-soundfont csound-soundfont musescore-general-soundfont libasound2
+	timgm6mb-soundfont csound-soundfont musescore-general-soundfont libasound2 fluid-soundfont-gs \
+	opl3-soundfont avldrums.lv2-soundfont freepats hydrogen-drumkits
 STAMP := $(VENV)/.installed
 
 .PHONY: all setup system-deps demo demo-offline test lint typecheck pytest bench clean

@@ -2,10 +2,14 @@
 
     python -m export.data.corpus --out corpus/train --hours 3 --seed 1 --jobs 2
 
-Track ``i`` depends only on (seed, i) and the settings, so the same seed gives the same MIDI and
-audio, runs resume (finished tracks are skipped; each is written to ``OUT/.tmp`` and renamed when
-complete) and ``--jobs`` does not change the result. ``OUT/manifest.json`` records soundfonts
-(path, sha256), seed, versions, hours, track list with splits and the generator settings.
+Track ``i`` depends only on (seed, i), the settings and the timbres installed, so the same seed gives
+the same MIDI and audio, runs resume (finished tracks are skipped; each is written to ``OUT/.tmp``
+and renamed when complete) and ``--jobs`` does not change the result. Each stem gets one timbre
+from ``--sources`` (default every source: soundfonts, procedural synth voices, Hydrogen drum
+kits); ``--holdout`` timbres only ever play validation tracks. ``OUT/manifest.json`` records
+every timbre (path, sha256), the held-out ones, seed, versions, hours, the track list with splits
+and timbres, and the generator settings. ``--sources legacy`` renders as generator version 1 did
+(one soundfont per track or per stem, first augmentation).
 
 API: ``main(argv) -> int``, ``build_corpus(out, hours=..., seed=..., ...) -> dict`` (the manifest),
 ``render_heldout(out, n_tracks, seed, soundfont=SOUNDFONT_HELDOUT) -> dict`` for the benchmark.
@@ -25,12 +29,23 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from export.data.render import SOUNDFONT_HELDOUT, fluidsynth_version, train_soundfonts
+from export.data.sources import (
+    DEFAULT_HOLDOUT,
+    SOURCES,
+    catalogue,
+    choose_timbre,
+    is_held_out,
+    parse_holdout,
+    parse_sources,
+)
+from export.data.synth import SYNTH_VERSION
 from export.data.track import SAMPLE_RATE, plan_track, render_track, track_duration_s, track_name
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 PACKAGES = ("numpy", "scipy", "soundfile", "pretty_midi", "music21", "PyYAML", "soxr")
 
 
@@ -71,6 +86,8 @@ def _build_one(out: str, seed: int, index: int, settings: dict) -> tuple[int, di
         settings["classical_fraction"],
         cache_dir=out_p / ".cache" / "music21",
         stem_soundfonts=settings.get("stem_soundfonts", False),
+        sources=tuple(settings["sources"]) if settings.get("sources") else None,
+        holdout=tuple(settings.get("holdout") or ()),
     )
     plan.augment = settings["augment"]
     if settings.get("split"):
@@ -91,6 +108,7 @@ def _summary(name: str, meta: dict) -> dict:
         "soundfont": meta["soundfont"],
         "source": meta["source"],
         "n_stems": len(meta["stems"]),
+        "timbres": meta.get("timbres", sorted({f"sf2:{Path(n).stem}" for n in meta["soundfont"].split("+") if n})),
     }
 
 
@@ -99,6 +117,21 @@ def _read_summary(track_dir: Path) -> dict:
 
     with open(track_dir / "metadata.yaml") as f:
         return _summary(track_dir.name, yaml.safe_load(f))
+
+
+def _timbre_manifest(timbres: list, holdout: tuple[str, ...]) -> dict:
+    """Every timbre by source: file (sha256) or synth version, and whether it is held out."""
+    out: dict = {}
+    for t in timbres:
+        entry: dict = {"pitched": t.pitched, "drums": t.drums, "held_out": is_held_out(t, holdout)}
+        if t.source == "sf2":
+            entry |= {"path": t.path, "sha256": sha256_file(t.path)}
+        elif t.source == "drumkits":
+            entry |= {"path": t.path, "sha256": sha256_file(Path(t.path) / "drumkit.xml")}
+        else:
+            entry["version"] = SYNTH_VERSION
+        out.setdefault(t.source, {})[t.name] = entry
+    return out
 
 
 def _versions() -> dict:
@@ -125,13 +158,21 @@ def build_corpus(
     split: str | None = None,
     progress: bool = True,
     stem_soundfonts: bool = False,
+    sources: tuple[str, ...] | None = SOURCES,
+    holdout: tuple[str, ...] = DEFAULT_HOLDOUT,
 ) -> dict:
     """Render (or resume) a corpus into ``out``; returns the manifest written to ``out/manifest.json``.
 
-    ``soundfont`` overrides the training soundfonts for every track (held-out renders only);
-    ``split`` forces every track's split (e.g. ``"test"``); ``stem_soundfonts`` draws a training
+    ``sources``: timbre sources drawn per stem (``export.data.sources``), None for the legacy
+    soundfont-only corpus; ``holdout``: ``source[:timbre]`` ids kept for validation tracks.
+    ``soundfont`` overrides every timbre for every track (held-out renders only); ``split`` forces
+    every track's split (e.g. ``"test"``); ``stem_soundfonts`` (legacy only) draws a training
     soundfont per stem instead of per track.
     """
+    if soundfont is not None:
+        sources, holdout = None, ()
+    if sources is None:
+        holdout = ()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     durations = plan_durations(seed, hours, n_tracks, min_s, max_s)
@@ -143,7 +184,14 @@ def build_corpus(
         "soundfont": str(soundfont) if soundfont else None,
         "split": split,
         "stem_soundfonts": stem_soundfonts,
+        "sources": list(sources) if sources is not None else None,
+        "holdout": list(holdout),
     }
+    timbres = catalogue(sources) if sources is not None else []
+    if sources is not None:  # fail before rendering when no timbre can play a part
+        for is_drum in (False, True):
+            for split_name in ("train", "validation"):
+                choose_timbre(np.random.default_rng(0), 0, is_drum, timbres, holdout, split_name)
     todo = [i for i in range(len(durations)) if not is_complete(out / track_name(i))]
     t0 = time.time()
     bar = tqdm(
@@ -168,6 +216,8 @@ def build_corpus(
     shutil.rmtree(out / ".tmp", ignore_errors=True)
     tracks = [_read_summary(out / track_name(i)) for i in range(len(durations))]
     fonts = {Path(soundfont).name: Path(soundfont)} if soundfont else train_soundfonts()
+    if sources is not None:
+        fonts = {t.name: Path(t.path) for t in timbres if t.source == "sf2"}
     manifest = {
         "format": "slakh2100",
         "seed": seed,
@@ -178,6 +228,8 @@ def build_corpus(
         "render_seconds_this_run": round(time.time() - t0, 1),
         "soundfonts": {k: {"path": str(p), "sha256": sha256_file(p)} for k, p in fonts.items()},
         "heldout_soundfont_never_used_for_training": str(SOUNDFONT_HELDOUT),
+        "timbre_sources": _timbre_manifest(timbres, holdout) if sources is not None else None,
+        "validation_timbres_held_out": list(holdout),
         "versions": _versions(),
         "generator": settings | {"hours_requested": hours, "n_tracks_requested": n_tracks},
         "tracks": tracks,
@@ -196,7 +248,7 @@ def render_heldout(
 def build_parser() -> argparse.ArgumentParser:
     """The ``stembridge corpus`` argument parser."""
     p = argparse.ArgumentParser(prog="stembridge corpus", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="output directory (Slakh2100 layout)")
+    p.add_argument("--out", type=Path, help="output directory (Slakh2100 layout); required unless --list-sources")
     p.add_argument("--hours", type=float, default=3.0, help="hours of audio to render (default 3)")
     p.add_argument("--tracks", type=int, default=None, help="render exactly this many tracks instead of --hours")
     p.add_argument("--seed", type=int, default=1)
@@ -210,11 +262,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="track length range in seconds (default 20 40)",
     )
     p.add_argument("--classical-fraction", type=float, default=0.25, help="share of music21 corpus tracks")
-    p.add_argument("--no-augment", action="store_true", help="no per-stem gain/EQ/reverb")
+    p.add_argument("--no-augment", action="store_true", help="no per-stem gain/EQ/compression/reverb")
+    p.add_argument(
+        "--sources",
+        default="all",
+        help=f"timbre sources drawn per stem, comma-separated from {','.join(SOURCES)} (default all "
+        "installed); 'legacy': one soundfont per track as generator version 1",
+    )
+    p.add_argument(
+        "--holdout",
+        default=",".join(DEFAULT_HOLDOUT),
+        help="timbres (source or source:timbre, comma-separated) used only by validation tracks "
+        f"(default {','.join(DEFAULT_HOLDOUT)}; 'none' holds out nothing)",
+    )
+    p.add_argument("--list-sources", action="store_true", help="print the installed timbres and exit")
     p.add_argument(
         "--stem-soundfonts",
         action="store_true",
-        help="draw each stem's training soundfont on its own instead of one per track (more timbre mixes)",
+        help="with --sources legacy: draw each stem's soundfont on its own instead of one per track",
     )
     p.add_argument(
         "--soundfont",
@@ -229,6 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``stembridge corpus``; returns the exit status."""
     args = build_parser().parse_args(argv)
+    try:
+        sources = None if args.sources.strip() == "legacy" else parse_sources(args.sources)
+        holdout = parse_holdout(args.holdout)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.list_sources:
+        try:
+            timbres = catalogue(sources or SOURCES)
+        except RuntimeError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for t in timbres:
+            kind = "+".join(k for k, on in (("pitched", t.pitched), ("drums", t.drums)) if on)
+            held = "  (held out: validation only)" if is_held_out(t, holdout) else ""
+            print(f"{t.id:40s} {kind:14s} {t.path}{held}")
+        return 0
+    if args.out is None:
+        print("error: --out is required", file=sys.stderr)
+        return 2
     min_s, max_s = args.segment_seconds
     if not 0 < min_s <= max_s:
         print("error: --segment-seconds needs 0 < MIN <= MAX", file=sys.stderr)
@@ -239,7 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.soundfont is None:
         try:
             train_soundfonts()
-        except RuntimeError as e:
+            if sources is not None:
+                timbres = catalogue(sources)
+                for is_drum in (False, True):
+                    for split_name in ("train", "validation"):
+                        choose_timbre(np.random.default_rng(0), 0, is_drum, timbres, holdout, split_name)
+        except (RuntimeError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
     t0 = time.time()
@@ -257,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         split="test" if args.soundfont is not None else None,
         progress=not args.quiet,
         stem_soundfonts=args.stem_soundfonts,
+        sources=sources,
+        holdout=holdout,
     )
     print(f"{m['n_tracks']} tracks, {m['hours']:.3f} h of audio in {args.out} ({time.time() - t0:.0f} s)")
     return 0

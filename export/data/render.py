@@ -1,9 +1,16 @@
 """Render parts stem by stem with the FluidSynth CLI and mix them exactly in numpy.
 
-- ``SOUNDFONTS_TRAIN``: soundfonts used for training (FluidR3_GM, TimGM6mb); ``train_soundfonts()``
-  gives them, or the files listed in ``STEMBRIDGE_TRAIN_SOUNDFONTS`` (a machine without the Debian
-  packages, e.g. a GPU box given FluidR3Mono_GM.sf3 + TimGM6mb.sf2).
+- ``SOUNDFONTS_TRAIN``: General MIDI soundfonts used for training (every Debian GM soundfont except
+  MuseScore General: FluidR3_GM, TimGM6mb, csound's sf_GMbank, the OPL-3 FM bank);
+  ``train_soundfonts()`` gives those installed, or the files listed in
+  ``STEMBRIDGE_TRAIN_SOUNDFONTS`` (a machine without the Debian packages, e.g. a GPU box given
+  FluidR3Mono_GM.sf3 + TimGM6mb.sf2).
+- ``DRUM_SOUNDFONTS``: drum-only soundfonts (avldrums: one kit at bank 0 program 0, so drum parts
+  are rendered on a melodic channel); ``drum_soundfonts()`` gives those installed.
 - ``SOUNDFONT_HELDOUT``: MuseScore General, reserved for the held-out benchmark; never for training.
+  ``is_heldout_soundfont(path)`` recognises it through symlinks (``default-GM.sf3`` may point to
+  it), by name and by content; ``check_training_soundfont(path)`` raises on it.
+- ``soundfont_presets(path) -> set[(bank, program)]``: the presets a soundfont defines.
 - ``part_to_midi(part, qpm, meter, duration_s)``: a ``pretty_midi.PrettyMIDI`` of one part.
 - ``render_midi(midi_path, soundfont, sample_rate) -> (n_samples,) float32``: FluidSynth, mono.
 - ``mix_stems(stems, peak_dbfs) -> (stems, mix, gain)``: scale so the mix peaks at ``peak_dbfs``.
@@ -15,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +33,110 @@ from export.data.song import Meter, Part
 
 SF2_DIR = Path("/usr/share/sounds/sf2")
 SOUNDFONTS_TRAIN = {
-    "FluidR3_GM": SF2_DIR / "FluidR3_GM.sf2",
-    "TimGM6mb": SF2_DIR / "TimGM6mb.sf2",
+    "FluidR3_GM": SF2_DIR / "FluidR3_GM.sf2",  # fluid-soundfont-gm
+    "TimGM6mb": SF2_DIR / "TimGM6mb.sf2",  # timgm6mb-soundfont
+    "sf_GMbank": SF2_DIR / "sf_GMbank.sf2",  # csound-soundfont
+    "OPL-3_FM_128M": SF2_DIR / "OPL-3_FM_128M.sf2",  # opl3-soundfont
+}
+# fluid-soundfont-gs (FluidR3_GS.sf2) is installed but holds only GS sound-effect variations (no
+# bank-0 instruments), so it cannot render a part on its own and is not listed.
+DRUM_SOUNDFONTS = {
+    "Black_Pearl_4_LV2": SF2_DIR / "Black_Pearl_4_LV2.sf2",  # avldrums.lv2-soundfont
+    "Red_Zeppelin_4_LV2": SF2_DIR / "Red_Zeppelin_4_LV2.sf2",
 }
 SOUNDFONT_HELDOUT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
+HELDOUT_NAME_PREFIX = "musescore"
 DRUM_KITS = (0, 0, 0, 8, 16, 24, 25, 32, 40)
 FLUIDSYNTH_GAIN = 0.5
 MIDI_RESOLUTION = 960
 
 
+def is_heldout_soundfont(path: Path | str) -> bool:
+    """True when ``path`` is (or links to, or is a renamed copy of) MuseScore General."""
+    path = Path(path)
+    real = path.resolve()
+    if any(p.name.lower().startswith(HELDOUT_NAME_PREFIX) for p in (path, real)):
+        return True
+    heldout = SOUNDFONT_HELDOUT.resolve()
+    if real == heldout:
+        return True
+    if heldout.is_file() and real.is_file() and real.stat().st_size == heldout.stat().st_size:
+        return _sha256(real) == _sha256(heldout)
+    return False
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_training_soundfont(path: Path | str) -> Path:
+    """``path`` as a Path; raises RuntimeError when it is the held-out benchmark soundfont."""
+    if is_heldout_soundfont(path):
+        raise RuntimeError(f"{path} is the held-out benchmark soundfont: never used for training")
+    return Path(path)
+
+
 def train_soundfonts() -> dict[str, Path]:
-    """Training soundfonts by name: ``SOUNDFONTS_TRAIN``, or the files in the environment variable
-    ``STEMBRIDGE_TRAIN_SOUNDFONTS`` (``os.pathsep``-separated; a font's name is its file stem).
-    The held-out MuseScore General soundfont is refused."""
+    """Installed General MIDI training soundfonts by name (``SOUNDFONTS_TRAIN``), or the files in
+    the environment variable ``STEMBRIDGE_TRAIN_SOUNDFONTS`` (``os.pathsep``-separated; a font's
+    name is its file stem). The held-out MuseScore General soundfont is refused."""
     listed = os.environ.get("STEMBRIDGE_TRAIN_SOUNDFONTS", "")
     if not listed.strip():
-        return dict(SOUNDFONTS_TRAIN)
+        return {k: check_training_soundfont(p) for k, p in SOUNDFONTS_TRAIN.items() if p.is_file()}
     fonts = {}
     for item in filter(None, listed.split(os.pathsep)):
-        path = Path(item)
-        if path.name.startswith(SOUNDFONT_HELDOUT.name.split("_Full")[0]):
-            raise RuntimeError(f"{path} is the held-out benchmark soundfont: never used for training")
+        path = check_training_soundfont(item)
         if not path.is_file():
             raise RuntimeError(f"training soundfont {path} not found (STEMBRIDGE_TRAIN_SOUNDFONTS)")
         fonts[path.stem] = path
     return fonts
+
+
+def drum_soundfonts() -> dict[str, Path]:
+    """Installed drum-only soundfonts by name (``DRUM_SOUNDFONTS``); none when
+    ``STEMBRIDGE_TRAIN_SOUNDFONTS`` lists the fonts explicitly."""
+    if os.environ.get("STEMBRIDGE_TRAIN_SOUNDFONTS", "").strip():
+        return {}
+    return {k: check_training_soundfont(p) for k, p in DRUM_SOUNDFONTS.items() if p.is_file()}
+
+
+@lru_cache(maxsize=64)
+def soundfont_presets(path: Path | str) -> frozenset[tuple[int, int]]:
+    """(bank, program) of every preset in an SF2/SF3 file (its ``pdta/phdr`` chunk)."""
+    import struct
+
+    with open(path, "rb") as f:
+        riff, _, form = struct.unpack("<4sI4s", f.read(12))
+        if riff != b"RIFF" or form != b"sfbk":
+            return frozenset()
+        while True:
+            head = f.read(12)
+            if len(head) < 12:
+                return frozenset()
+            cid, size, kind = struct.unpack("<4sI4s", head)
+            if cid == b"LIST" and kind == b"pdta":
+                break
+            f.seek(size - 4 + (size & 1), 1)
+        end = f.tell() + size - 4
+        while f.tell() < end:
+            cid, size = struct.unpack("<4sI", f.read(8))
+            if cid == b"phdr":
+                data = f.read(size)
+                break
+            f.seek(size + (size & 1), 1)
+        else:
+            return frozenset()
+    out = set()
+    for k in range(len(data) // 38 - 1):  # the last record is the terminal "EOP"
+        program, bank = struct.unpack("<HH", data[38 * k + 20 : 38 * k + 24])
+        out.add((int(bank), int(program)))
+    return frozenset(out)
 
 
 def fluidsynth_binary() -> str:

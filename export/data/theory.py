@@ -75,7 +75,7 @@ def voicing(chord_pcs: tuple[int, ...], center: int, n_voices: int, prev: list[i
     candidates = []
     for inv in range(len(chord_pcs)):
         pcs = chord_pcs[inv:] + chord_pcs[:inv]
-        notes = []
+        notes: list[int] = []
         p = fold(pcs[0], center - 6, center + 5)
         for k in range(n_voices):
             pc = pcs[k % len(pcs)]

@@ -10,8 +10,18 @@ Layout of a track directory::
 - ``plan_track(seed, index, ...) -> TrackPlan``: arrangement, soundfont, split (cheap, pure);
   ``stem_soundfonts=True`` draws each part's soundfont on its own (more timbre combinations per
   mix) from a separate random stream, so the arrangement is the same either way.
+  ``sources=("sf2", "synth", "drumkits")`` instead draws one timbre per part from those sources
+  (``export.data.sources.choose_timbre``, its own random stream; train tracks never get a timbre
+  of ``holdout``, validation tracks get one where one fits) and turns on the second augmentation
+  (``augment.augment_stem_v2``: EQ, compression, room reverb, gain).
 - ``render_track(plan, track_dir, soundfont=None)``: render and write; ``soundfont`` overrides
-  the planned one (e.g. ``SOUNDFONT_HELDOUT`` for the benchmark set).
+  the planned one (e.g. ``SOUNDFONT_HELDOUT`` for the benchmark set: every stem in that font,
+  byte-identical to earlier renders). Each stem's metadata records ``timbre_source``, ``timbre``
+  (and ``timbre_params`` for synth voices); the track's ``timbres`` lists ``source:timbre`` ids.
+
+Random streams of track ``index``: ``[seed, index, 0]`` duration, ``1`` arrangement, ``2``
+augmentation, ``3`` per-stem soundfonts (legacy), ``5`` timbres, ``[seed, index, 6, k]`` the synth
+voice of stem ``k``.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ import yaml
 
 from export.data import gm
 from export.data.arrange import generate_arrangement
-from export.data.augment import augment_stem
+from export.data.augment import augment_stem, augment_stem_v2
 from export.data.render import DRUM_KITS, fit_length, mix_stems, part_to_midi, render_midi, train_soundfonts
 from export.data.song import Arrangement
 
@@ -51,6 +61,8 @@ class TrackPlan:
     arrangement: Arrangement
     augment: bool = True
     part_soundfonts: list[str] | None = None  # one training soundfont name per part, or the track's
+    part_timbres: list[dict] | None = None  # one timbre choice per part (sources.choose_timbre)
+    augment_version: int = 1
 
 
 def track_name(index: int) -> str:
@@ -71,13 +83,19 @@ def plan_track(
     classical_p: float = 0.25,
     cache_dir: Path | str | None = None,
     stem_soundfonts: bool = False,
+    sources: tuple[str, ...] | None = None,
+    holdout: tuple[str, ...] = (),
 ) -> TrackPlan:
     """Plan track ``index`` of the corpus of ``seed``: same inputs, same arrangement."""
     duration_s = track_duration_s(seed, index, min_s, max_s)
     rng = np.random.default_rng([seed, index, 1])
     fonts = sorted(train_soundfonts())
     weights = [0.6, 0.4] if len(fonts) == 2 else [1 / len(fonts)] * len(fonts)
-    soundfont = str(rng.choice(fonts, p=weights))
+    if fonts:
+        soundfont = str(rng.choice(fonts, p=weights))
+    else:  # no soundfont here (synth/drumkit sources only): the same single draw keeps the stream
+        rng.random()
+        soundfont = ""
     if rng.random() < classical_p:
         from export.data.classical import classical_arrangement
 
@@ -92,6 +110,15 @@ def plan_track(
     if stem_soundfonts:
         font_rng = np.random.default_rng([seed, index, 3])
         plan.part_soundfonts = [str(font_rng.choice(fonts)) for _ in arr.parts]
+    if sources is not None:
+        from export.data.sources import catalogue, choose_timbre
+
+        timbres = catalogue(sources)
+        timbre_rng = np.random.default_rng([seed, index, 5])
+        plan.part_timbres = [
+            choose_timbre(timbre_rng, part.program, part.is_drum, timbres, holdout, split) for part in arr.parts
+        ]
+        plan.augment_version = 2
     return plan
 
 
@@ -106,11 +133,19 @@ def render_track(
     ``soundfont``: a path overriding the planned training soundfont (held-out renders).
     """
     track_dir = Path(track_dir)
-    fonts = train_soundfonts() if soundfont is None else {}
-    sf_path = Path(soundfont) if soundfont is not None else fonts[plan.soundfont]
-    part_fonts = [sf_path] * len(plan.arrangement.parts)
-    if soundfont is None and plan.part_soundfonts is not None:
-        part_fonts = [fonts[name] for name in plan.part_soundfonts]
+    timbres = None
+    if soundfont is None and plan.part_timbres is not None:
+        from export.data import sources
+
+        timbres = sources.catalogue(sources.SOURCES)
+        sf_path = Path("sources")
+        part_fonts: list[Path] = []
+    else:
+        fonts = train_soundfonts() if soundfont is None else {}
+        sf_path = Path(soundfont) if soundfont is not None else fonts[plan.soundfont]
+        part_fonts = [sf_path] * len(plan.arrangement.parts)
+        if soundfont is None and plan.part_soundfonts is not None:
+            part_fonts = [fonts[name] for name in plan.part_soundfonts]
     arr = plan.arrangement
     n_samples = int(round(plan.duration_s * sample_rate))
     (track_dir / "stems").mkdir(parents=True, exist_ok=True)
@@ -124,12 +159,29 @@ def render_track(
             pm = part_to_midi(part, arr.qpm, arr.meter, plan.duration_s)
             pm.write(str(track_dir / "MIDI" / f"{sid}.mid"))
             all_src.instruments.append(pm.instruments[0])
-            mid = Path(tmp) / f"{sid}.mid"
-            pm.write(str(mid))
-            x = fit_length(render_midi(mid, part_fonts[k], sample_rate), n_samples)
+            timbre_meta: dict = {}
+            if timbres is not None:
+                assert plan.part_timbres is not None
+                choice = plan.part_timbres[k]
+                voice_rng = np.random.default_rng([plan.seed, plan.index, 6, k])
+                x = sources.render_part(
+                    part, choice, timbres, arr.qpm, arr.meter, plan.duration_s, sample_rate, voice_rng, Path(tmp)
+                )
+                plugin = sources.plugin_name(choice, timbres)
+                timbre_meta = {"timbre_source": choice["source"], "timbre": choice["timbre"]}
+                if "params" in choice:
+                    timbre_meta["timbre_params"] = choice["params"]
+            else:
+                mid = Path(tmp) / f"{sid}.mid"
+                pm.write(str(mid))
+                x = fit_length(render_midi(mid, part_fonts[k], sample_rate), n_samples)
+                plugin = part_fonts[k].name
             settings: dict = {}
             if plan.augment:
-                x, settings = augment_stem(aug_rng, x, sample_rate)
+                if plan.augment_version >= 2:
+                    x, settings = augment_stem_v2(aug_rng, x, sample_rate)
+                else:
+                    x, settings = augment_stem(aug_rng, x, sample_rate)
             audio.append(x)
             meta_stems[sid] = {
                 "audio_rendered": True,
@@ -137,10 +189,11 @@ def render_track(
                 "is_drum": bool(part.is_drum),
                 "midi_program_name": gm.program_name(part.program, part.is_drum),
                 "midi_saved": True,
-                "plugin_name": part_fonts[k].name,
+                "plugin_name": plugin,
                 "program_num": int(part.program),
                 "n_notes": int(len(part.notes)),
                 "role": part.role,
+                **timbre_meta,
                 "augmentation": settings,
             }
     all_src.write(str(track_dir / "all_src.mid"))
@@ -149,8 +202,16 @@ def render_track(
     for k, x in enumerate(stems):
         sf.write(str(track_dir / "stems" / f"S{k:02d}.flac"), x, sample_rate, subtype="PCM_24")
     sf.write(str(track_dir / "mix.flac"), mix, sample_rate, subtype="PCM_24")
+    if timbres is not None:
+        timbre_ids = sorted({f"{m['timbre_source']}:{m['timbre']}" for m in meta_stems.values()})
+        fonts_used = sorted({m["plugin_name"] for m in meta_stems.values() if m["timbre_source"] == "sf2"})
+        soundfont_field = "+".join(fonts_used)
+        uuid_key = "+".join(timbre_ids)
+    else:
+        soundfont_field = "+".join(sorted({f.name for f in part_fonts})) or sf_path.name
+        uuid_key = sf_path.name
     meta = {
-        "UUID": str(uuid.uuid5(UUID_NAMESPACE, f"{plan.seed}/{plan.index}/{sf_path.name}")),
+        "UUID": str(uuid.uuid5(UUID_NAMESPACE, f"{plan.seed}/{plan.index}/{uuid_key}")),
         "audio_dir": "stems",
         "midi_dir": "MIDI",
         "normalized": True,
@@ -166,9 +227,11 @@ def render_track(
         "time_signature": arr.meter.name,
         "duration_s": plan.duration_s,
         "sample_rate": sample_rate,
-        "soundfont": "+".join(sorted({f.name for f in part_fonts})) or sf_path.name,
+        "soundfont": soundfont_field,
         "stems": meta_stems,
     }
+    if timbres is not None:
+        meta["timbres"] = timbre_ids
     with open(track_dir / "metadata.yaml", "w") as f:
         yaml.safe_dump(meta, f, sort_keys=False)
     return meta

@@ -11,7 +11,8 @@ import soundfile as sf
 import yaml
 
 from export.data import corpus
-from export.data.render import SOUNDFONT_HELDOUT
+from export.data.render import SOUNDFONT_HELDOUT, drum_soundfonts, train_soundfonts
+from export.data.sources import SOURCES
 
 pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="fluidsynth not installed")
 
@@ -52,7 +53,8 @@ def test_slakh_layout_and_metadata(two_builds):
         for key in ("UUID", "audio_dir", "midi_dir", "stems", "split", "normalized", "overall_gain"):
             assert key in meta
         assert meta["audio_dir"] == "stems" and meta["midi_dir"] == "MIDI"
-        assert meta["soundfont"] in ("FluidR3_GM.sf2", "TimGM6mb.sf2")
+        assert "MuseScore" not in meta["soundfont"]
+        assert meta["timbres"] and all(t.split(":")[0] in SOURCES for t in meta["timbres"])
         mix, sr = sf.read(str(t / "mix.flac"), dtype="float32")
         assert sr == 44100 and mix.ndim == 1
         assert 4.0 * sr <= len(mix) <= 6.0 * sr + 1
@@ -60,7 +62,7 @@ def test_slakh_layout_and_metadata(two_builds):
         total = np.zeros_like(mix)
         for sid, info in meta["stems"].items():
             assert sid.startswith("S") and len(sid) == 3
-            for k in ("inst_class", "program_num", "is_drum", "midi_program_name", "plugin_name"):
+            for k in ("inst_class", "program_num", "is_drum", "midi_program_name", "plugin_name", "timbre_source"):
                 assert k in info
             assert info["audio_rendered"] is True
             stem, sr2 = sf.read(str(t / "stems" / f"{sid}.flac"), dtype="float32")
@@ -70,7 +72,11 @@ def test_slakh_layout_and_metadata(two_builds):
         assert np.abs(total - mix).max() < 1e-4
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["seed"] == 11 and manifest["n_tracks"] == 2
-    assert set(manifest["soundfonts"]) == {"FluidR3_GM", "TimGM6mb"}
+    assert set(manifest["soundfonts"]) == set(train_soundfonts()) | set(drum_soundfonts())
+    assert set(manifest["timbre_sources"]) <= set(SOURCES)
+    assert {t for tr in manifest["tracks"] for t in tr["timbres"]} <= {
+        f"{src}:{name}" for src, names in manifest["timbre_sources"].items() for name in names
+    } | {f"synth:{k}" for k in ("additive", "fm", "pluck", "bowed", "drums")}
     assert all(len(v["sha256"]) == 64 for v in manifest["soundfonts"].values())
     assert str(SOUNDFONT_HELDOUT) not in json.dumps(manifest["soundfonts"])
     assert {t["split"] for t in manifest["tracks"]} <= {"train", "validation"}
@@ -103,11 +109,11 @@ def test_stem_soundfonts_keep_the_arrangement_and_mix_fonts_per_stem(tmp_path):
         assert a.program == b.program
         np.testing.assert_array_equal(np.asarray(a.notes), np.asarray(b.notes))
     assert mixed.part_soundfonts is not None and len(mixed.part_soundfonts) == len(mixed.arrangement.parts)
-    assert set(mixed.part_soundfonts) <= {"FluidR3_GM", "TimGM6mb"}
+    assert set(mixed.part_soundfonts) <= set(train_soundfonts())
     fonts_seen = set()
-    for index in range(4):
+    for index in range(8):
         fonts_seen |= set(plan_track(5, index, 4.0, 6.0, classical_p=0.0, stem_soundfonts=True).part_soundfonts)
-    assert fonts_seen == {"FluidR3_GM", "TimGM6mb"}
+    assert len(fonts_seen) >= 2
 
     out = tmp_path / "c"
     assert (
@@ -125,6 +131,8 @@ def test_stem_soundfonts_keep_the_arrangement_and_mix_fonts_per_stem(tmp_path):
                 "--jobs",
                 "1",
                 "--quiet",
+                "--sources",
+                "legacy",
                 "--stem-soundfonts",
             ]
         )
@@ -132,5 +140,6 @@ def test_stem_soundfonts_keep_the_arrangement_and_mix_fonts_per_stem(tmp_path):
     )
     meta = yaml.safe_load((out / "Track00001" / "metadata.yaml").read_text())
     plan = plan_track(5, 0, 4.0, 6.0, cache_dir=out / ".cache" / "music21", stem_soundfonts=True)
-    assert [s["plugin_name"] for s in meta["stems"].values()] == [f"{n}.sf2" for n in plan.part_soundfonts]
+    fonts = train_soundfonts()
+    assert [s["plugin_name"] for s in meta["stems"].values()] == [fonts[n].name for n in plan.part_soundfonts]
     assert json.loads((out / "manifest.json").read_text())["generator"]["stem_soundfonts"] is True
