@@ -25,7 +25,8 @@ Threads: the stream callback (PortAudio's thread) only calls ``RealtimeHost.cycl
 ``send_message``; the rtmidi input callback only appends to a deque. PortAudio status flags
 (input overflow, output underflow) count as xruns.
 
-Not exercised on a machine without a sound card beyond device listing.
+Exercised by ``tests/integration/test_portaudio_bridge.py`` through PortAudio's JACK host API on a
+private ``jackd -d dummy`` (a test client's ports are the "device").
 """
 
 from __future__ import annotations
@@ -192,6 +193,12 @@ class PortAudioBackend:
         no longer listed by the OS (device unplugged, loopMIDI port removed)."""
         if self.failure is not None:
             return
+        stream = self.stream
+        if stream is not None and not stream.active and not stream.stopped:
+            # the host API lost the device without calling the finished callback (PortAudio's
+            # JACK host API when the JACK server goes away)
+            self.failure = "the audio stream stopped (device unplugged or closed)"
+            return
         for port, name, role in self._watched:
             try:
                 present = name in port.get_ports()
@@ -204,7 +211,14 @@ class PortAudioBackend:
     def close(self) -> None:
         self._closing = True
         stream, self.stream = self.stream, None
-        if stream is not None:
+        if stream is not None and not stream.active and not stream.stopped:
+            # the device vanished under a running stream: PortAudio's stop, close and exit
+            # handler (Pa_Terminate) can wait forever for a callback that never comes (JACK host
+            # API after a server shutdown), so leave the stream and PortAudio to process exit
+            import atexit
+
+            atexit.unregister(self._sd._exit_handler)
+        elif stream is not None:
             try:
                 stream.stop()
                 stream.close()
