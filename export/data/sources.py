@@ -7,6 +7,8 @@ Sources (each stem is rendered by exactly one timbre of one source, recorded in 
 - ``synth``: procedural voices (``export.data.synth``); the timbre is the voice kind
   (additive, fm, pluck, bowed, drums) and its random parameters are stored with the stem.
 - ``drumkits``: Hydrogen's sampled kits (``export.data.drumkits``), drums only.
+- ``freepats``: Debian's freepats sampled instruments and drums (``export.data.freepats``); the
+  patch file of each stem is recorded.
 
 API:
 
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.data import drumkits, synth
+from export.data import drumkits, freepats, synth
 from export.data.render import (
     check_training_soundfont,
     drum_soundfonts,
@@ -39,10 +41,10 @@ from export.data.render import (
 )
 from export.data.song import Meter, Part
 
-SOURCES = ("sf2", "synth", "drumkits")
+SOURCES = ("sf2", "synth", "drumkits", "freepats")
 # Probability weights of the sources (renormalised over those that can play a part).
-PITCHED_WEIGHTS = {"sf2": 0.6, "synth": 0.4}
-DRUM_WEIGHTS = {"sf2": 0.4, "drumkits": 0.4, "synth": 0.2}
+PITCHED_WEIGHTS = {"sf2": 0.45, "synth": 0.35, "freepats": 0.2}
+DRUM_WEIGHTS = {"sf2": 0.35, "drumkits": 0.35, "synth": 0.15, "freepats": 0.15}
 DEFAULT_HOLDOUT = ("sf2:TimGM6mb", "drumkits:BJA_Pacific")
 
 
@@ -105,6 +107,8 @@ def catalogue(sources: tuple[str, ...] = SOURCES) -> list[Timbre]:
     if "drumkits" in sources:
         for name, path in drumkits.available_kits().items():
             out.append(Timbre("drumkits", name, False, True, str(path)))
+    if "freepats" in sources and freepats.available():
+        out.append(Timbre("freepats", "freepats", True, True, str(freepats.freepats_dir())))
     return sorted(out, key=lambda t: t.id)
 
 
@@ -136,6 +140,9 @@ def choose_timbre(
         voice = synth.draw_voice(rng, program, is_drum)
         choice["timbre"] = voice["kind"]
         choice["params"] = voice
+    elif timbre.source == "freepats" and not is_drum:
+        patch = freepats.program_patch(program)
+        choice["patch"] = patch.name if patch is not None else ""
     elif timbre.source == "sf2" and is_drum:
         presets = soundfont_presets(timbre.path)
         if (0, 0) in presets and not any(b == 128 for b, _ in presets):
@@ -153,6 +160,8 @@ def plugin_name(choice: dict, timbres: list[Timbre]) -> str:
         return Path(path).name
     if choice["source"] == "drumkits":
         return f"hydrogen:{choice['timbre']}"
+    if choice["source"] == "freepats":
+        return f"freepats:{choice.get('patch') or 'Drum_000'}"
     return f"stembridge-synth:{choice['timbre']}"
 
 
@@ -172,6 +181,8 @@ def render_part(
     source = choice["source"]
     if source == "synth":
         return synth.render_voice(part.notes, choice["params"], sample_rate, n_samples, rng)
+    if source == "freepats":
+        return freepats.render_freepats(part.notes, part.program, part.is_drum, sample_rate, n_samples)
     path = next(t.path for t in timbres if t.source == source and t.name == choice["timbre"])
     if source == "drumkits":
         return drumkits.render_kit(part.notes, drumkits.load_kit(Path(path)), sample_rate, n_samples)
