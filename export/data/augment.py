@@ -7,6 +7,8 @@
   chain: random EQ (0-3 peaking bands, low/high shelves, sometimes a band limit), a feed-forward
   compressor, a room reverb (noise tail with a pre-delay and early reflections, darker as it
   decays) and a gain. Deterministic given ``rng``; every output has the input's length.
+- ``level_stem(audio, sample_rate, target_dbfs) -> (audio, gain_db)``: scale so the RMS over the
+  active 50 ms frames (within 50 dB of the loudest) is ``target_dbfs``.
 - ``compress(audio, sample_rate, threshold_db, ratio, attack_ms, release_ms, makeup_db)``.
 """
 
@@ -174,3 +176,18 @@ def augment_stem_v2(rng: np.random.Generator, audio: np.ndarray, sample_rate: in
     if not np.all(np.isfinite(out)):
         raise RuntimeError("augmentation produced non-finite audio")
     return out.astype(np.float32), settings
+
+
+def level_stem(audio: np.ndarray, sample_rate: int, target_dbfs: float) -> tuple[np.ndarray, float]:
+    """Scale (n_samples,) audio so its RMS over active 50 ms frames (within 50 dB of the loudest
+    frame) is ``target_dbfs``; silent audio is returned as is. Returns (audio, gain_db)."""
+    hop = max(1, int(0.05 * sample_rate))
+    n = len(audio) // hop * hop
+    if n == 0:
+        return audio.astype(np.float32), 0.0
+    power = np.mean(np.square(audio[:n].astype(np.float64)).reshape(-1, hop), axis=1)
+    if power.max() <= 1e-14:
+        return audio.astype(np.float32), 0.0
+    active = power[power >= power.max() * 1e-5]
+    gain_db = round(float(target_dbfs - 10.0 * np.log10(active.mean())), 3)
+    return (audio * np.float32(10.0 ** (gain_db / 20.0))).astype(np.float32), gain_db

@@ -38,12 +38,13 @@ import yaml
 
 from export.data import gm
 from export.data.arrange import generate_arrangement
-from export.data.augment import augment_stem, augment_stem_v2
+from export.data.augment import augment_stem, augment_stem_v2, level_stem
 from export.data.render import DRUM_KITS, fit_length, mix_stems, part_to_midi, render_midi, train_soundfonts
 from export.data.song import Arrangement
 
 SAMPLE_RATE = 44100
 PEAK_DBFS = -1.0
+STEM_LEVEL_DBFS = -20.0  # RMS of a stem's active part before augmentation (timbre-source corpora)
 VALIDATION_EVERY = 10  # every 10th track (index % 10 == 9) is validation
 UUID_NAMESPACE = uuid.UUID("6f1c3c0e-5b1e-4c55-9a55-5eb2b1d9e0a1")
 
@@ -177,6 +178,10 @@ def render_track(
                 x = fit_length(render_midi(mid, part_fonts[k], sample_rate), n_samples)
                 plugin = part_fonts[k].name
             settings: dict = {}
+            if timbres is not None:
+                # sources differ by 20 dB in level; level them so loudness says nothing of the source
+                x, level_gain_db = level_stem(x, sample_rate, STEM_LEVEL_DBFS)
+                timbre_meta["level_gain_db"] = level_gain_db
             if plan.augment:
                 if plan.augment_version >= 2:
                     x, settings = augment_stem_v2(aug_rng, x, sample_rate)
