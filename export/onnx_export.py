@@ -1,15 +1,20 @@
-"""Export a trained Cerberus checkpoint to ONNX with validated metadata, parity checks and index.
+"""Export a trained checkpoint (any ``export.models`` architecture) to ONNX with validated
+metadata, parity checks and index.
 
 ``stembridge export --checkpoint CKPT --out models_onnx/NAME.onnx [--name NAME] [--version V]``
 ``stembridge export --tiny --out models_onnx/test-tiny.onnx`` (random seeded test model)
+``stembridge export --tiny --arch harmonic --out /tmp/h.onnx --no-index`` (random harmonic network,
+at its default size, e.g. for ``bench/speed.py``)
 
 Public API
 ----------
 - ``main(argv) -> int``: the CLI.
-- ``load_checkpoint(path) -> (Cerberus, dict)``: model + checkpoint extras (``weights_only``).
+- ``load_checkpoint(path) -> (nn.Module, dict)``: model (the class its ``config.model.arch``
+  names, Cerberus when absent) + checkpoint extras (``weights_only``).
 - ``export_model(model, out_path, meta, ...) -> dict``: write .onnx + sidecar card + index entry,
   check metadata round-trip, torch/onnxruntime parity and chunked-vs-whole equality.
-- ``make_tiny_model(seed) -> Cerberus``: small random model with non-degenerate masks.
+- ``make_tiny_model(seed, arch="cerberus") -> nn.Module``: small random model with non-degenerate
+  masks (the harmonic network at its default size, which is already small).
 - ``measure_ms_per_frame(onnx_path, ...) -> dict``: onnxruntime timing on one thread.
 """
 
@@ -30,7 +35,9 @@ import torch
 
 from bridge.metadata import OPTIONAL_KEYS, REQUIRED_KEYS
 from export.metadata import build_metadata, check_roundtrip, git_commit, write_card, write_onnx_metadata
-from export.models.cerberus import Cerberus, CerberusConfig, count_parameters, macs_per_frame
+from export.models import build_model, count_parameters, macs_per_frame, model_arch
+from export.models.cerberus import Cerberus, CerberusConfig
+from export.models.harmonic import Harmonic, HarmonicConfig
 
 INPUT_NAMES = ["spec", "score", "state_in"]
 OUTPUT_NAMES = ["masks", "note_frame", "note_onset", "activity", "state_out"]
@@ -47,19 +54,30 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[Cerberus, dict[str, Any]]:
-    """Load ``{"model": state_dict, "config": dict, ...}`` saved by ``export.train`` (weights only)."""
+def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Load ``{"model": state_dict, "config": dict, ...}`` saved by ``export.train`` (weights only);
+    ``config.model.arch`` picks the class (Cerberus for checkpoints from before the field)."""
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
-    cfg = CerberusConfig.from_dict(ckpt["config"]["model"] if "model" in ckpt["config"] else ckpt["config"])
-    model = Cerberus(cfg)
+    model = build_model(ckpt["config"]["model"] if "model" in ckpt["config"] else ckpt["config"])
     model.load_state_dict(ckpt["model"])
     model.eval()
     return model, ckpt
 
 
-def make_tiny_model(seed: int = 0) -> Cerberus:
+def make_tiny_model(seed: int = 0, arch: str = "cerberus") -> torch.nn.Module:
     """Random, seeded small model whose masks spread over (0, 1) (for engine tests)."""
     torch.manual_seed(seed)
+    if arch == "harmonic":
+        hm = Harmonic(HarmonicConfig())
+        with torch.no_grad():  # input scale typical of |STFT| of music at full scale (frames of 2048 samples)
+            hm.log_mean.fill_(2.0)
+            hm.log_std.fill_(1.5)
+            hm.lin_mean.fill_(1.0)
+            hm.lin_std.fill_(1.5)
+            hm.mask_out.mul_(4.0)
+        return hm.eval()
+    if arch != "cerberus":
+        raise ValueError(f"unknown model arch {arch!r}")
     model = Cerberus(CerberusConfig(**TINY_CONFIG))
     with torch.no_grad():
         model.mask_head.linear.weight.mul_(10.0)
@@ -76,7 +94,7 @@ def make_tiny_model(seed: int = 0) -> Cerberus:
     return model
 
 
-def _random_inputs(model: Cerberus, batch: int, n_frames: int, seed: int = 1):
+def _random_inputs(model: torch.nn.Module, batch: int, n_frames: int, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     cfg = model.cfg
     spec = torch.rand(batch, n_frames, cfg.n_bins, generator=g) ** 4 * 30.0
@@ -85,7 +103,7 @@ def _random_inputs(model: Cerberus, batch: int, n_frames: int, seed: int = 1):
     return spec, score, state
 
 
-def torch_to_onnx(model: Cerberus, out_path: str | os.PathLike, opset: int = 17) -> None:
+def torch_to_onnx(model: torch.nn.Module, out_path: str | os.PathLike, opset: int = 17) -> None:
     """Plain torch.onnx.export (classic exporter) with dynamic batch and frame axes."""
     model.eval()
     spec, score, state = _random_inputs(model, 1, 8)
@@ -123,7 +141,7 @@ def _session(onnx_path: str | os.PathLike, threads: int = 1):
     return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: Cerberus, onnx_path: str | os.PathLike, tol: float = PARITY_TOL) -> dict[str, float]:
+def check_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, tol: float = PARITY_TOL) -> dict[str, float]:
     """Max |torch - onnxruntime| per output on random input (B=2, T=37); raise if > tol.
 
     Also runs the graph in chunks (13 + 1 + 23 frames) through state_in/state_out and checks it
@@ -212,7 +230,7 @@ def update_index(
 
 
 def export_model(
-    model: Cerberus,
+    model: torch.nn.Module,
     out_path: str | os.PathLike,
     meta: dict[str, Any],
     *,
@@ -234,11 +252,12 @@ def export_model(
     metrics = dict(meta.get("metrics") or {})
     metrics["onnx_parity_max_abs_err"] = max(parity.values())
     metrics["parameters_exported"] = count_parameters(model)
-    metrics["macs_per_frame"] = macs_per_frame(model.cfg)
+    metrics["macs_per_frame"] = macs_per_frame(model)
     if timing:
         metrics["onnxruntime_cpu"] = measure_ms_per_frame(tmp)
     meta["metrics"] = metrics
-    meta.setdefault("architecture", {"type": "causal-cerberus-gru", **model.cfg.as_dict()})
+    arch_type = {"cerberus": "causal-cerberus-gru", "harmonic": "causal-harmonic-gru"}[model_arch(model)]
+    meta.setdefault("architecture", {"type": arch_type, **model.cfg.as_dict()})
     meta = build_metadata(**_meta_args(meta))  # re-validate with the additions
     write_onnx_metadata(tmp, meta)
     check_roundtrip(tmp, meta)
@@ -279,6 +298,12 @@ TINY_DESCRIPTION = (
     "of numpy rfft(hann_periodic(2048) * frame) of the channel mean, unnormalised."
 )
 
+UNTRAINED_HARMONIC = (
+    "UNTRAINED model: random seeded weights of the causal pitch-equivariant (harmonic) network at its default "
+    "size, for contract tests and speed measurements only. Input: magnitude of numpy "
+    "rfft(hann_periodic(2048) * frame) of the channel mean, unnormalised."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="stembridge export", description=__doc__.split("\n\n")[0])
@@ -287,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", help="model name (default: the file stem)")
     ap.add_argument("--version", default="1.0.0")
     ap.add_argument("--tiny", action="store_true", help="export the random seeded test model instead")
+    ap.add_argument(
+        "--arch", default="cerberus", choices=("cerberus", "harmonic"), help="architecture of the --tiny model"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--description", default=None)
     ap.add_argument("--no-index", action="store_true", help="do not update index.json")
@@ -296,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or out.stem
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.tiny:
-        model = make_tiny_model(args.seed)
+        model = make_tiny_model(args.seed, args.arch)
         training = {"trained": False, "seed": args.seed, "note": "random weights"}
         card_extra: dict[str, Any] = {}
         decode = None
-        description = args.description or TINY_DESCRIPTION
+        description = args.description or (TINY_DESCRIPTION if args.arch == "cerberus" else UNTRAINED_HARMONIC)
         stems = DEFAULT_STEMS
     elif args.checkpoint:
         model, ckpt = load_checkpoint(args.checkpoint)

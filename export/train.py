@@ -1,4 +1,5 @@
-"""Train the causal Cerberus network on a Slakh2100-layout corpus.
+"""Train a causal stembridge network (``[model] arch``: ``cerberus``, the default, or ``harmonic``)
+on a Slakh2100-layout corpus.
 
 ``stembridge train --config export/configs/band.toml [--corpus DIR] [--out runs/band] [--resume]``
 
@@ -8,19 +9,23 @@ Pipeline
    cached in ``OUT/cache/<split>/``: per track an int16 array (n_sources + 1, n_samples) of the
    stems plus ``other`` (``mix`` = their sum, so per-stem gain augmentation is exact) with its
    scale, and the notes as (n, 5) ``[stem, onset_s, offset_s, pitch, velocity]``.
-2. Each step draws random crops of ``crop_frames`` frames, optionally re-gains the stems,
+2. Each step draws random crops of ``crop_frames`` frames (with ``train.sample_offset``, each crop
+   starts a random 0..hop-1 samples off the frame grid, the notes shifted with it, so the model
+   sees every position of the frames against the audio), optionally re-gains the stems,
    computes the STFT of the mix and of every source in torch (the bridge's framing: frame k
    covers samples [(k+1)*hop - n_fft, (k+1)*hop), periodic Hann, unnormalised rFFT), the
    tPSA targets, the dominant-source labels for deep clustering, note rolls
    (``bridge.score.notes_to_roll`` / ``onsets_to_roll``: the runtime's frame rule) and a corrupted score.
 3. Loss = w_mask * L1(tPSA on masked magnitude) + w_frame * BCE(note_frame) + w_onset *
    BCE(note_onset) + w_activity * BCE(activity) + w_dc * deep clustering (efficient form, on
-   the band-centre bins of a random subset of bands, silent bins dropped).
+   the band-centre bins of a random subset of bands, silent bins dropped; only for a model with a
+   deep-clustering head, ``has_dc``: the harmonic network has none).
 4. Checkpoints (atomic) every ``ckpt_every`` steps and every epoch, ``--resume`` continues;
    validation each epoch: SI-SDR of the masked stems (mix phase, iSTFT) and note onset F1
    (mir_eval) on fixed validation crops.
 
-Checkpoints hold only tensors and plain dicts (``torch.load(..., weights_only=True)``).
+Checkpoints hold only tensors and plain dicts (``torch.load(..., weights_only=True)``); their
+``config.model`` records the architecture (``arch``) with its hyper-parameters.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import torch.nn.functional as F
 
 from bridge.score import notes_to_roll, onsets_to_roll
 from export.decode_tuning import bridge_notes, decoder_metadata, tune_decode
-from export.models.cerberus import Cerberus, CerberusConfig, count_parameters
+from export.models import build_model, count_parameters, model_arch, model_config
 
 try:  # Python 3.11+
     import tomllib
@@ -59,7 +64,7 @@ N_KEYS = 88
 DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "stems": ["drums", "bass", "piano", "guitar", "strings"],
-    "model": {},
+    "model": {"arch": "cerberus"},
     "data": {"corpus": "corpus/train", "train_split": "train", "valid_split": "validation", "max_tracks": 0},
     "train": {
         "batch_size": 12,
@@ -73,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
         "log_every": 20,
         "grad_clip": 1.0,
         "gain_db_range": 6.0,
+        "sample_offset": False,  # crops start at random sample offsets off the frame grid
         "threads": 2,
         "refresh_corpus": True,
         "device": "cpu",  # "cpu", "cuda" or "auto" (cuda when available)
@@ -84,6 +90,7 @@ DEFAULTS: dict[str, Any] = {
         "onset": 1.0,
         "activity": 0.2,
         "dc": 0.1,
+        "mask_frame_step": 1,  # >1: the mask loss on every n-th frame, random phase (harmonic model only)
         "onset_pos_weight": 4.0,
         "frame_pos_weight": 2.0,
         "dc_bands": 16,
@@ -251,11 +258,12 @@ class TrackCache:
     def total_frames(self) -> int:
         return int(self.n_frames.sum())
 
-    def crop(self, ti: int, k0: int, n_frames: int) -> np.ndarray:
-        """Samples of frames k0..k0+n_frames-1: (n_src + 1, (n_frames - 1) * hop + n_fft) float32."""
+    def crop(self, ti: int, k0: int, n_frames: int, offset_samples: int = 0) -> np.ndarray:
+        """Samples of frames k0..k0+n_frames-1, all ``offset_samples`` later than the frame grid:
+        (n_src + 1, (n_frames - 1) * hop + n_fft) float32."""
         a = self.audio[ti]
-        s0 = (k0 + 1) * HOP - N_FFT
-        s1 = (k0 + n_frames) * HOP
+        s0 = (k0 + 1) * HOP - N_FFT + offset_samples
+        s1 = (k0 + n_frames) * HOP + offset_samples
         out = np.zeros((a.shape[0], s1 - s0), np.float32)
         lo, hi = max(s0, 0), min(s1, a.shape[1])
         if hi > lo:
@@ -332,19 +340,26 @@ def make_batch(
     n_batch: int,
     n_frames: int,
     train: bool = True,
-    fixed: list[tuple[int, int]] | None = None,
+    fixed: list[tuple[int, ...]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Random (or ``fixed`` (track, k0)) crops -> tensors for ``compute_losses``."""
+    """Random (or ``fixed`` (track, k0[, offset_samples])) crops -> tensors for ``compute_losses``.
+
+    Training crops (``train`` and ``train.sample_offset``) start a random 0..hop-1 samples after
+    frame k0's grid position; the notes move the other way, so the rolls still follow the
+    runtime's frame rule for the audio the frames actually cover."""
     stems = cfg["stems"]
     n_st = len(stems)
+    offsets = train and bool(cfg["train"].get("sample_offset", False))
     audio, fr, on, sc_in = [], [], [], []
     for b in range(n_batch):
         if fixed is not None:
-            ti, k0 = fixed[b]
+            ti, k0 = fixed[b][:2]
+            off = int(fixed[b][2]) if len(fixed[b]) > 2 else 0
         else:
             ti = int(rng.choice(len(cache), p=cache.n_frames / cache.n_frames.sum()))
             k0 = int(rng.integers(0, max(cache.n_frames[ti] - n_frames, 1)))
-        x = cache.crop(ti, k0, n_frames)
+            off = int(rng.integers(0, HOP)) if offsets else 0
+        x = cache.crop(ti, k0, n_frames, off)
         if train and cfg["train"]["gain_db_range"] > 0:
             g = 10 ** (rng.uniform(-1, 1, (x.shape[0], 1)) * cfg["train"]["gain_db_range"] / 20)
             x = x * g.astype(np.float32)
@@ -353,6 +368,9 @@ def make_batch(
         t0 = (k0 - 2) * HOP / SAMPLE_RATE
         t1 = (k0 + n_frames + 2) * HOP / SAMPLE_RATE
         nsel = notes[(notes[:, 2] > t0) & (notes[:, 1] < t1)] if len(notes) else notes.reshape(0, 5)
+        if off:
+            nsel = nsel.copy()
+            nsel[:, 1:3] -= off / SAMPLE_RATE
         f, o = rolls_for(nsel, n_st, k0, n_frames)
         fr.append(f)
         on.append(o)
@@ -428,19 +446,27 @@ def dc_loss(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return ((vv - 2 * vy + yy) / n**2).mean()
 
 
-def compute_losses(model: Cerberus, batch: dict, cfg: dict, gen: torch.Generator | None = None):
+def compute_losses(model: torch.nn.Module, batch: dict, cfg: dict, gen: torch.Generator | None = None):
     """Forward + all losses. Returns (total, parts dict of floats, outputs)."""
     lc = cfg["loss"]
     n_st = len(cfg["stems"])
     mix, srcs = spectra(batch["src"])
     mag = _cabs(mix)  # (B,T,F)
     src_mag = _cabs(srcs)  # (B, n_src+1, T, F)
-    out = model.forward_train(mag, batch["score"])
+    step_m = int(lc.get("mask_frame_step", 1))
+    if step_m > 1 and getattr(model, "supports_mask_frames", False):
+        # the mask loss on every step_m-th frame from a random phase (the global torch RNG: resumable)
+        sel = slice(int(torch.randint(step_m, (1,))), None, step_m)
+        out = model.forward_train(mag, batch["score"], mask_frames=sel)
+    else:
+        sel = slice(None)
+        out = model.forward_train(mag, batch["score"])
     # tPSA target: clamp(|S| cos(dphi), 0, |X|) = clamp(Re(S conj X)/|X|, 0, |X|)
-    re = srcs.real[:, :n_st] * mix.real.unsqueeze(1) + srcs.imag[:, :n_st] * mix.imag.unsqueeze(1)
-    tgt = torch.minimum((re / (mag.unsqueeze(1) + 1e-8)).clamp_min(0.0), mag.unsqueeze(1)).transpose(1, 2)
-    est = out["masks"] * mag.unsqueeze(2)  # (B,T,S,F)
-    norm = mag.mean().clamp_min(1e-4)
+    mix_m, srcs_m, mag_m = mix[:, sel], srcs[:, :n_st, sel], mag[:, sel]
+    re = srcs_m.real * mix_m.real.unsqueeze(1) + srcs_m.imag * mix_m.imag.unsqueeze(1)
+    tgt = torch.minimum((re / (mag_m.unsqueeze(1) + 1e-8)).clamp_min(0.0), mag_m.unsqueeze(1)).transpose(1, 2)
+    est = out["masks"] * mag_m.unsqueeze(2)  # (B,T',S,F)
+    norm = mag_m.mean().clamp_min(1e-4)
     l_mask = (est - tgt).abs().mean() / norm
     pw_f = torch.tensor(lc["frame_pos_weight"], device=mag.device)
     pw_o = torch.tensor(lc["onset_pos_weight"], device=mag.device)
@@ -453,7 +479,7 @@ def compute_losses(model: Cerberus, batch: dict, cfg: dict, gen: torch.Generator
     act = (e_src > e_mix * 10 ** (lc["activity_rel_db"] / 10)) & (e_src > ref * 10 ** (lc["activity_abs_db"] / 10))
     l_act = F.binary_cross_entropy_with_logits(out["activity_logit"], act.float())
     parts = {"mask": l_mask, "frame": l_frame, "onset": l_onset, "activity": l_act}
-    if lc["dc"] > 0:
+    if lc["dc"] > 0 and getattr(model, "has_dc", True):
         nb = model.cfg.n_bands
         k = min(lc["dc_bands"], nb)
         bands = torch.randperm(nb, generator=gen)[:k].to(model.dc_bins.device)
@@ -554,7 +580,7 @@ def _roll_to_notes(frame_roll: np.ndarray, onset_roll: np.ndarray) -> list:
 
 @torch.no_grad()
 def validate(
-    model: Cerberus,
+    model: torch.nn.Module,
     cache: TrackCache,
     cfg: dict,
     decode: dict | None = None,
@@ -583,7 +609,7 @@ def validate(
         if with_score:
             batch["score"] = batch["frame"].clone()
         mix, srcs = spectra(batch["src"])
-        dev = model.dc_bins.device
+        dev = next(model.parameters()).device
         out = model.forward_train(mix.abs().to(dev), batch["score"].to(dev))
         out = {k: v.cpu() for k, v in out.items() if k in ("masks", "note_frame_logit", "note_onset_logit")}
         est = out["masks"].transpose(1, 2) * mix.unsqueeze(1)  # (B,S,T,F)
@@ -647,7 +673,7 @@ def _corpus_soundfonts(corpus: Path) -> list[str]:
 def finalize(out: Path, cfg: dict) -> dict:
     """Tune decode thresholds on validation for ``OUT/final.pt`` and rewrite ``final.card.json``."""
     ck = torch.load(out / "final.pt", map_location="cpu", weights_only=True)
-    model = Cerberus(CerberusConfig.from_dict(ck["config"]["model"]))
+    model = build_model(ck["config"]["model"])
     model.load_state_dict(ck["model"])
     stems = list(ck["config"]["stems"])
     cfg = {**cfg, "stems": stems, "valid": ck["config"]["valid"]}
@@ -667,13 +693,7 @@ def finalize(out: Path, cfg: dict) -> dict:
         "validation split: frame F1 (frame threshold); onset F1 of bridge.notes.NoteDecoder "
         "(onset and frame-onset thresholds)"
     )
-    card["description"] = (
-        "Causal score-informed Cerberus: log-magnitude front end, residual score module, one-layer GRU "
-        f"({model.cfg.hidden} units), band softmax masks over {len(stems)} stems + residual gated by per-stem "
-        "activity, note frame/onset heads (88 keys per stem). Trained on a synthetic FluidSynth-rendered "
-        "corpus in Slakh2100 layout with score dropout/corruption; works with no, partial or sloppy score. "
-        "Input: |rfft(hann_periodic(2048) * frame)| of the channel mean, unnormalised, hop 512 at 44.1 kHz."
-    )
+    card["description"] = _description(model, stems)
     card.setdefault("metrics", {})
     card["metrics"].update(
         {"validation": res, "validation_with_score": res_score, "decode_tuning_validation_f1": tuned}
@@ -685,6 +705,29 @@ def finalize(out: Path, cfg: dict) -> dict:
         flush=True,
     )
     return card
+
+
+def _description(model: torch.nn.Module, stems: list[str]) -> str:
+    """The model card's description of a trained network."""
+    if model_arch(model) == "harmonic":
+        c = model.cfg
+        return (
+            "Causal pitch-equivariant network: log-frequency map (3 bins per semitone) from the STFT, harmonic "
+            "stacking (h = 0.5, 1..7), causal convolutions and a GRU "
+            f"({c.gru_hidden} units per semitone) shared across pitch, note frame/onset heads shared across keys "
+            f"(drums: 9 GM classes), masks at full STFT resolution over {len(stems)} stems + residual from "
+            "the pitch features, a harmonic comb of the note probabilities and the bin's own magnitude. Trained on "
+            "a synthetic corpus in Slakh2100 layout with score dropout/corruption and crops at random sample "
+            "offsets. Input: |rfft(hann_periodic(2048) * frame)| of the channel mean, unnormalised, hop 512 at "
+            "44.1 kHz."
+        )
+    return (
+        "Causal score-informed Cerberus: log-magnitude front end, residual score module, one-layer GRU "
+        f"({model.cfg.hidden} units), band softmax masks over {len(stems)} stems + residual gated by per-stem "
+        "activity, note frame/onset heads (88 keys per stem). Trained on a synthetic FluidSynth-rendered "
+        "corpus in Slakh2100 layout with score dropout/corruption; works with no, partial or sloppy score. "
+        "Input: |rfft(hann_periodic(2048) * frame)| of the channel mean, unnormalised, hop 512 at 44.1 kHz."
+    )
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -725,7 +768,7 @@ def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history
         {
             "model": model.state_dict(),
             "optim": opt.state_dict(),
-            "config": _plain({**cfg, "model": model.cfg.as_dict()}),
+            "config": _plain({**cfg, "model": model_config(model)}),
             "step": int(step),
             "epoch": int(epoch),
             "elapsed_s": float(elapsed_s),
@@ -741,10 +784,32 @@ def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history
 
 def feature_stats(cache: TrackCache, rng: np.random.Generator, cfg: dict, n: int = 16) -> tuple[torch.Tensor, ...]:
     """Per-bin mean/std of log1p(|X|) over ``n`` random crops."""
+    x = torch.log1p(_stats_mag(cache, rng, cfg, n)).reshape(-1, N_FFT // 2 + 1)
+    return x.mean(0), x.std(0).clamp_min(0.05)
+
+
+def _stats_mag(cache: TrackCache, rng: np.random.Generator, cfg: dict, n: int = 16) -> torch.Tensor:
+    """|X| of the mix over ``n`` random crops of 200 frames: (n, 200, n_bins)."""
     b = make_batch(cache, rng, cfg, n, 200, train=False)
     mix, _ = spectra(b["src"])
-    x = torch.log1p(mix.abs()).reshape(-1, mix.shape[-1])
-    return x.mean(0), x.std(0).clamp_min(0.05)
+    return mix.abs()
+
+
+def set_input_stats(model: torch.nn.Module, cache: TrackCache, rng: np.random.Generator, cfg: dict) -> None:
+    """Input normalisation from the training data: the model's own ``set_input_stats`` (global, for
+    the harmonic network), or Cerberus' per-bin ``front.feat_mean`` / ``feat_std``."""
+    if hasattr(model, "set_input_stats"):
+        model.set_input_stats(_stats_mag(cache, rng, cfg))
+        return
+    mean, std = feature_stats(cache, rng, cfg)
+    model.front.feat_mean.copy_(mean)
+    model.front.feat_std.copy_(std)
+
+
+def model_config_for(cfg: dict) -> dict[str, Any]:
+    """The ``[model]`` section completed with what the stem list fixes (n_stems, drum_stem)."""
+    stems = list(cfg["stems"])
+    return {**cfg["model"], "n_stems": len(stems), "drum_stem": stems.index("drums") if "drums" in stems else -1}
 
 
 def pick_device(name: str) -> torch.device:
@@ -767,7 +832,7 @@ def lr_at(step: int, frac: float, cfg: dict) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="stembridge train", description="Train the causal Cerberus network.")
+    ap = argparse.ArgumentParser(prog="stembridge train", description="Train a causal stembridge network.")
     ap.add_argument("--config", default=None, help="TOML config (export/configs/band.toml)")
     ap.add_argument("--corpus", default=None, help="Slakh-layout corpus root (overrides data.corpus)")
     ap.add_argument("--out", default="runs/band", help="run directory (cache, checkpoints, log)")
@@ -842,12 +907,19 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    model = Cerberus(CerberusConfig.from_dict({**cfg["model"], "n_stems": len(stems)})).to(device)
+    try:
+        model = build_model(model_config_for(cfg)).to(device)
+    except ValueError as e:
+        raise SystemExit(f"stembridge train: error: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     step, epoch, elapsed0, history = 0, 0, 0.0, []
     last = out / "last.pt"
     if args.resume and last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck_arch = ck["config"]["model"].get("arch", "cerberus")
+        if ck_arch != model_arch(model):
+            msg = f"stembridge train: error: {last} holds a {ck_arch} model, the config asks for {model_arch(model)}"
+            raise SystemExit(msg)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])  # moves the optimiser state to the parameters' device
         step, epoch, elapsed0 = ck["step"], ck["epoch"], ck["elapsed_s"]
@@ -865,11 +937,10 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(msg) from None
         print(f"[train] initialised from {args.init}", flush=True)
     else:
-        mean, std = feature_stats(train_cache, rng, cfg)
-        model.front.feat_mean.copy_(mean)
-        model.front.feat_std.copy_(std)
+        set_input_stats(model, train_cache, rng, cfg)
     print(
-        f"[train] parameters: {count_parameters(model)} exported, {count_parameters(model, False)} total; "
+        f"[train] arch {model_arch(model)}; parameters: {count_parameters(model)} exported, "
+        f"{count_parameters(model, False)} total; "
         f"device {device}, {int(tc.get('loader_workers', 0))} loader workers",
         flush=True,
     )
@@ -940,7 +1011,7 @@ def main(argv: list[str] | None = None) -> int:
     save_checkpoint(last, model, opt, cfg, step, epoch, wall, history)
     batches.close()
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_save({"model": weights, "config": _plain({**cfg, "model": model.cfg.as_dict()})}, out / "final.pt")
+    atomic_save({"model": weights, "config": _plain({**cfg, "model": model_config(model)})}, out / "final.pt")
     card = {
         "stems": stems,
         "training": {

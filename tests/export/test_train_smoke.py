@@ -147,6 +147,75 @@ def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
         tr.main(["--config", str(wide), "--corpus", str(corpus), "--out", str(tmp_path / "c"), "--init", str(init)])
 
 
+HARMONIC_TOML = (
+    '[model]\narch = "harmonic"\nconv_a = 8\nconv_b = 8\ngru_hidden = 8\nmask_hidden = 8\nn_context = 4\n'
+    "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
+    "log_every = 1\nckpt_every = 1\nsample_offset = true\n"
+    "[loss]\ndc = 0.1\nmask_frame_step = 4\n"  # dc > 0 must be skipped cleanly: the model has no dc head
+    "[valid]\nn_crops = 2\ncrop_frames = 64\n"
+)
+
+
+def test_harmonic_training_resume_and_export(corpus, tmp_path):
+    from bridge.metadata import validate_metadata
+    from export import onnx_export as ox
+    from export.metadata import read_onnx_metadata
+    from export.models.harmonic import Harmonic
+
+    cfg = tmp_path / "harm.toml"
+    cfg.write_text(HARMONIC_TOML)
+    out = tmp_path / "run"
+    base = ["--config", str(cfg), "--corpus", str(corpus), "--out", str(out)]
+    assert tr.main([*base, "--max-steps", "2"]) == 0
+    ck = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["step"] == 2 and ck["config"]["model"]["arch"] == "harmonic"
+    assert ck["config"]["model"]["drum_stem"] == 0 and ck["config"]["model"]["gru_hidden"] == 8
+    assert float(ck["model"]["log_std"]) != 1.0  # global input statistics were set from the data
+    assert tr.main([*base, "--max-steps", "3", "--resume"]) == 0
+    assert torch.load(out / "last.pt", map_location="cpu", weights_only=True)["step"] == 3
+    card = json.loads((out / "final.card.json").read_text())
+    assert "si_sdr_db" in card["metrics"]["validation"]
+    assert tr.main([*base, "--finalize"]) == 0
+    assert "pitch-equivariant" in json.loads((out / "final.card.json").read_text())["description"]
+    model, _ = ox.load_checkpoint(out / "final.pt")
+    assert isinstance(model, Harmonic)
+    onnx_path = tmp_path / "models" / "harm.onnx"
+    assert ox.main(["--checkpoint", str(out / "final.pt"), "--out", str(onnx_path), "--no-timing"]) == 0
+    meta = validate_metadata(read_onnx_metadata(onnx_path))
+    assert meta.state_size == model.state_size
+    assert json.loads(onnx_path.with_suffix(".json").read_text())["architecture"]["type"] == "causal-harmonic-gru"
+    # a cerberus config cannot resume a harmonic run
+    band = tmp_path / "band.toml"
+    band.write_text("[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\n")
+    with pytest.raises(SystemExit, match="harmonic"):
+        tr.main(["--config", str(band), "--corpus", str(corpus), "--out", str(out), "--resume", "--max-steps", "4"])
+
+
+def test_crops_at_sample_offsets_move_audio_and_notes_together(corpus, tmp_path):
+    cfg = tr.load_config(None)
+    paths = tr.build_cache(corpus, tmp_path / "cache", "train", list(STEMS))
+    cache = tr.TrackCache(paths)
+    rng = np.random.default_rng(0)
+    # a crop one full hop off the grid at frame k0 is the on-grid crop at frame k0 + 1, notes included
+    a = tr.make_batch(cache, rng, cfg, 1, 40, train=False, fixed=[(0, 30, tr.HOP)])
+    b = tr.make_batch(cache, rng, cfg, 1, 40, train=False, fixed=[(0, 31, 0)])
+    for k in ("src", "frame", "onset"):
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert float(b["frame"].sum()) > 0
+    c = tr.make_batch(cache, rng, cfg, 1, 40, train=False, fixed=[(0, 30, 200)])
+    torch.testing.assert_close(c["src"][..., : -200 - 1], cache_crop(cache, 0, 30, 40)[..., 200:-1])
+    # training batches draw their offsets only when asked to
+    on = {**cfg, "train": {**cfg["train"], "sample_offset": True, "gain_db_range": 0.0}}
+    off = {**cfg, "train": {**cfg["train"], "sample_offset": False, "gain_db_range": 0.0}}
+    x = tr.make_batch(cache, np.random.default_rng(5), on, 4, 20)["src"]
+    y = tr.make_batch(cache, np.random.default_rng(5), off, 4, 20)["src"]
+    assert not torch.equal(x, y)
+
+
+def cache_crop(cache, ti: int, k0: int, n_frames: int) -> torch.Tensor:
+    return torch.from_numpy(cache.crop(ti, k0, n_frames))[None]
+
+
 def test_dc_loss_zero_for_perfect_embedding():
     y = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 50)), 3).float()
     w = torch.ones(2, 50)
