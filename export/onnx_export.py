@@ -35,7 +35,7 @@ import torch
 
 from bridge.metadata import OPTIONAL_KEYS, REQUIRED_KEYS
 from export.metadata import build_metadata, check_roundtrip, git_commit, write_card, write_onnx_metadata
-from export.models import build_model, count_parameters, macs_per_frame, model_arch
+from export.models import StemModel, build_model, count_parameters, macs_per_frame, model_arch
 from export.models.cerberus import Cerberus, CerberusConfig
 from export.models.harmonic import Harmonic, HarmonicConfig
 
@@ -54,7 +54,7 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[StemModel, dict[str, Any]]:
     """Load ``{"model": state_dict, "config": dict, ...}`` saved by ``export.train`` (weights only);
     ``config.model.arch`` picks the class (Cerberus for checkpoints from before the field)."""
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -64,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict[str,
     return model, ckpt
 
 
-def make_tiny_model(seed: int = 0, arch: str = "cerberus") -> torch.nn.Module:
+def make_tiny_model(seed: int = 0, arch: str = "cerberus") -> StemModel:
     """Random, seeded small model whose masks spread over (0, 1) (for engine tests)."""
     torch.manual_seed(seed)
     if arch == "harmonic":
@@ -94,7 +94,7 @@ def make_tiny_model(seed: int = 0, arch: str = "cerberus") -> torch.nn.Module:
     return model
 
 
-def _random_inputs(model: torch.nn.Module, batch: int, n_frames: int, seed: int = 1):
+def _random_inputs(model: StemModel, batch: int, n_frames: int, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     cfg = model.cfg
     spec = torch.rand(batch, n_frames, cfg.n_bins, generator=g) ** 4 * 30.0
@@ -103,7 +103,7 @@ def _random_inputs(model: torch.nn.Module, batch: int, n_frames: int, seed: int 
     return spec, score, state
 
 
-def torch_to_onnx(model: torch.nn.Module, out_path: str | os.PathLike, opset: int = 17) -> None:
+def torch_to_onnx(model: StemModel, out_path: str | os.PathLike, opset: int = 17) -> None:
     """Plain torch.onnx.export (classic exporter) with dynamic batch and frame axes."""
     model.eval()
     spec, score, state = _random_inputs(model, 1, 8)
@@ -141,7 +141,7 @@ def _session(onnx_path: str | os.PathLike, threads: int = 1):
     return ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: torch.nn.Module, onnx_path: str | os.PathLike, tol: float = PARITY_TOL) -> dict[str, float]:
+def check_parity(model: StemModel, onnx_path: str | os.PathLike, tol: float = PARITY_TOL) -> dict[str, float]:
     """Max |torch - onnxruntime| per output on random input (B=2, T=37); raise if > tol.
 
     Also runs the graph in chunks (13 + 1 + 23 frames) through state_in/state_out and checks it
@@ -230,7 +230,7 @@ def update_index(
 
 
 def export_model(
-    model: torch.nn.Module,
+    model: StemModel,
     out_path: str | os.PathLike,
     meta: dict[str, Any],
     *,

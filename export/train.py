@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,9 @@ import torch.nn.functional as F
 
 from bridge.score import notes_to_roll, onsets_to_roll
 from export.decode_tuning import bridge_notes, decoder_metadata, tune_decode
-from export.models import build_model, count_parameters, model_arch, model_config
+from export.models import StemModel, build_model, count_parameters, model_arch, model_config
+from export.models.cerberus import Cerberus
+from export.models.harmonic import Harmonic
 
 try:  # Python 3.11+
     import tomllib
@@ -340,7 +343,7 @@ def make_batch(
     n_batch: int,
     n_frames: int,
     train: bool = True,
-    fixed: list[tuple[int, ...]] | None = None,
+    fixed: Sequence[tuple[int, ...]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Random (or ``fixed`` (track, k0[, offset_samples])) crops -> tensors for ``compute_losses``.
 
@@ -446,7 +449,7 @@ def dc_loss(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return ((vv - 2 * vy + yy) / n**2).mean()
 
 
-def compute_losses(model: torch.nn.Module, batch: dict, cfg: dict, gen: torch.Generator | None = None):
+def compute_losses(model: StemModel, batch: dict, cfg: dict, gen: torch.Generator | None = None):
     """Forward + all losses. Returns (total, parts dict of floats, outputs)."""
     lc = cfg["loss"]
     n_st = len(cfg["stems"])
@@ -454,7 +457,7 @@ def compute_losses(model: torch.nn.Module, batch: dict, cfg: dict, gen: torch.Ge
     mag = _cabs(mix)  # (B,T,F)
     src_mag = _cabs(srcs)  # (B, n_src+1, T, F)
     step_m = int(lc.get("mask_frame_step", 1))
-    if step_m > 1 and getattr(model, "supports_mask_frames", False):
+    if step_m > 1 and isinstance(model, Harmonic):
         # the mask loss on every step_m-th frame from a random phase (the global torch RNG: resumable)
         sel = slice(int(torch.randint(step_m, (1,))), None, step_m)
         out = model.forward_train(mag, batch["score"], mask_frames=sel)
@@ -479,7 +482,7 @@ def compute_losses(model: torch.nn.Module, batch: dict, cfg: dict, gen: torch.Ge
     act = (e_src > e_mix * 10 ** (lc["activity_rel_db"] / 10)) & (e_src > ref * 10 ** (lc["activity_abs_db"] / 10))
     l_act = F.binary_cross_entropy_with_logits(out["activity_logit"], act.float())
     parts = {"mask": l_mask, "frame": l_frame, "onset": l_onset, "activity": l_act}
-    if lc["dc"] > 0 and getattr(model, "has_dc", True):
+    if lc["dc"] > 0 and isinstance(model, Cerberus):  # the harmonic network has no deep-clustering head
         nb = model.cfg.n_bands
         k = min(lc["dc_bands"], nb)
         bands = torch.randperm(nb, generator=gen)[:k].to(model.dc_bins.device)
@@ -580,7 +583,7 @@ def _roll_to_notes(frame_roll: np.ndarray, onset_roll: np.ndarray) -> list:
 
 @torch.no_grad()
 def validate(
-    model: torch.nn.Module,
+    model: StemModel,
     cache: TrackCache,
     cfg: dict,
     decode: dict | None = None,
@@ -707,9 +710,9 @@ def finalize(out: Path, cfg: dict) -> dict:
     return card
 
 
-def _description(model: torch.nn.Module, stems: list[str]) -> str:
+def _description(model: StemModel, stems: list[str]) -> str:
     """The model card's description of a trained network."""
-    if model_arch(model) == "harmonic":
+    if isinstance(model, Harmonic):
         c = model.cfg
         return (
             "Causal pitch-equivariant network: log-frequency map (3 bins per semitone) from the STFT, harmonic "
@@ -795,10 +798,10 @@ def _stats_mag(cache: TrackCache, rng: np.random.Generator, cfg: dict, n: int = 
     return mix.abs()
 
 
-def set_input_stats(model: torch.nn.Module, cache: TrackCache, rng: np.random.Generator, cfg: dict) -> None:
+def set_input_stats(model: StemModel, cache: TrackCache, rng: np.random.Generator, cfg: dict) -> None:
     """Input normalisation from the training data: the model's own ``set_input_stats`` (global, for
     the harmonic network), or Cerberus' per-bin ``front.feat_mean`` / ``feat_std``."""
-    if hasattr(model, "set_input_stats"):
+    if isinstance(model, Harmonic):
         model.set_input_stats(_stats_mag(cache, rng, cfg))
         return
     mean, std = feature_stats(cache, rng, cfg)

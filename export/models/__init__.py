@@ -4,7 +4,8 @@ Public API
 ----------
 - ``ARCHS``: the architecture names, ``"cerberus"`` (the shipped band model, the default) and
   ``"harmonic"`` (pitch-equivariant).
-- ``build_model(model_cfg) -> nn.Module``: the network for a ``[model]`` config dict (its
+- ``StemModel``: the union of the network classes.
+- ``build_model(model_cfg) -> StemModel``: the network for a ``[model]`` config dict (its
   ``arch`` key chooses the class, default ``"cerberus"``; unknown keys are ignored).
 - ``model_arch(model) -> str`` and ``model_config(model) -> dict``: the name and the plain config
   dict (with ``arch``) a checkpoint records.
@@ -13,17 +14,19 @@ Public API
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 from torch import nn
 
 from export.models import cerberus, harmonic
 
+StemModel: TypeAlias = cerberus.Cerberus | harmonic.Harmonic
+
 ARCHS = ("cerberus", "harmonic")
 DEFAULT_ARCH = "cerberus"
 
 
-def build_model(model_cfg: dict[str, Any] | None) -> nn.Module:
+def build_model(model_cfg: dict[str, Any] | None) -> StemModel:
     """The network for ``model_cfg`` (``arch`` key: ``cerberus`` or ``harmonic``)."""
     d = dict(model_cfg or {})
     arch = str(d.pop("arch", DEFAULT_ARCH))
@@ -38,9 +41,9 @@ def model_arch(model: nn.Module) -> str:
     return "harmonic" if isinstance(model, harmonic.Harmonic) else "cerberus"
 
 
-def model_config(model: nn.Module) -> dict[str, Any]:
+def model_config(model: StemModel) -> dict[str, Any]:
     """``{"arch": ..., **cfg.as_dict()}``: what checkpoints store under ``config.model``."""
-    return {"arch": model_arch(model), **model.cfg.as_dict()}  # type: ignore[operator]
+    return {"arch": model_arch(model), **model.cfg.as_dict()}
 
 
 def count_parameters(model: nn.Module, exported_only: bool = True) -> int:
@@ -52,7 +55,17 @@ def count_parameters(model: nn.Module, exported_only: bool = True) -> int:
 def macs_per_frame(model: nn.Module) -> int:
     if isinstance(model, harmonic.Harmonic):
         return harmonic.macs_per_frame(model.cfg)
-    return cerberus.macs_per_frame(model.cfg)  # type: ignore[arg-type]
+    assert isinstance(model, cerberus.Cerberus)
+    return cerberus.macs_per_frame(model.cfg)
 
 
-__all__ = ["ARCHS", "DEFAULT_ARCH", "build_model", "count_parameters", "macs_per_frame", "model_arch", "model_config"]
+__all__ = [
+    "ARCHS",
+    "DEFAULT_ARCH",
+    "StemModel",
+    "build_model",
+    "count_parameters",
+    "macs_per_frame",
+    "model_arch",
+    "model_config",
+]

@@ -238,6 +238,15 @@ class Harmonic(nn.Module):
 
     has_dc = False  # no deep-clustering head: the trainer skips that loss
     supports_mask_frames = True  # forward_train(..., mask_frames=slice)
+    # buffers (declared for the type checker)
+    log_mean: torch.Tensor
+    log_std: torch.Tensor
+    lin_mean: torch.Tensor
+    lin_std: torch.Tensor
+    regions_t: torch.Tensor
+    drum_place: torch.Tensor
+    drum_off: torch.Tensor
+    comb: torch.Tensor
 
     def __init__(self, cfg: HarmonicConfig | None = None):
         super().__init__()
