@@ -119,6 +119,39 @@ def _read_summary(track_dir: Path) -> dict:
         return _summary(track_dir.name, yaml.safe_load(f))
 
 
+STAMP = ".generator.json"
+
+
+def check_settings(out: Path, seed: int, settings: dict, timbre_ids: list[str]) -> None:
+    """Refuse to resume a corpus rendered with other settings (seed, generator version, sources,
+    held-out timbres, installed timbres, lengths, ...): the finished tracks would not match the new
+    ones. Writes ``out/.generator.json`` on the first run; a corpus from before it is checked
+    against its manifest. Raises RuntimeError naming what differs."""
+    stamp = {"generator": GENERATOR_VERSION, "seed": seed, **settings, "timbres": timbre_ids}
+    path = out / STAMP
+    old: dict | None = None
+    if path.is_file():
+        old = json.loads(path.read_text())
+    elif (out / "manifest.json").is_file():
+        m = json.loads((out / "manifest.json").read_text())
+        gen = m.get("generator", {})
+        old = {k: gen.get(k, stamp[k] if k not in ("sources", "holdout") else None) for k in settings}
+        old |= {"generator": m.get("versions", {}).get("generator"), "seed": m.get("seed"), "timbres": None}
+        if old["sources"] is None:
+            old["holdout"] = []
+        if old["generator"] == GENERATOR_VERSION:
+            old["timbres"] = timbre_ids  # manifests of this version list their timbres elsewhere
+    if old is None:
+        path.write_text(json.dumps(stamp, indent=1))
+        return
+    diff = [k for k in stamp if old.get(k) != stamp[k]]
+    if diff:
+        raise RuntimeError(
+            f"{out} holds a corpus rendered with other settings ({', '.join(diff)} differ); "
+            "render into a new folder, or pass the settings it was made with"
+        )
+
+
 def _timbre_manifest(timbres: list, holdout: tuple[str, ...]) -> dict:
     """Every timbre by source: file (sha256) or synth version, and whether it is held out."""
     out: dict = {}
@@ -192,6 +225,7 @@ def build_corpus(
         for is_drum in (False, True):
             for split_name in ("train", "validation"):
                 choose_timbre(np.random.default_rng(0), 0, is_drum, timbres, holdout, split_name)
+    check_settings(out, seed, settings, [t.id for t in timbres])
     todo = [i for i in range(len(durations)) if not is_complete(out / track_name(i))]
     t0 = time.time()
     bar = tqdm(
@@ -333,23 +367,27 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
     t0 = time.time()
-    m = build_corpus(
-        args.out,
-        hours=None if args.tracks else args.hours,
-        seed=args.seed,
-        jobs=args.jobs,
-        min_s=min_s,
-        max_s=max_s,
-        n_tracks=args.tracks,
-        classical_fraction=args.classical_fraction,
-        augment=not args.no_augment,
-        soundfont=args.soundfont,
-        split="test" if args.soundfont is not None else None,
-        progress=not args.quiet,
-        stem_soundfonts=args.stem_soundfonts,
-        sources=sources,
-        holdout=holdout,
-    )
+    try:
+        m = build_corpus(
+            args.out,
+            hours=None if args.tracks else args.hours,
+            seed=args.seed,
+            jobs=args.jobs,
+            min_s=min_s,
+            max_s=max_s,
+            n_tracks=args.tracks,
+            classical_fraction=args.classical_fraction,
+            augment=not args.no_augment,
+            soundfont=args.soundfont,
+            split="test" if args.soundfont is not None else None,
+            progress=not args.quiet,
+            stem_soundfonts=args.stem_soundfonts,
+            sources=sources,
+            holdout=holdout,
+        )
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"{m['n_tracks']} tracks, {m['hours']:.3f} h of audio in {args.out} ({time.time() - t0:.0f} s)")
     return 0
 

@@ -236,6 +236,9 @@ def test_sampled_and_synth_corpus_is_reproducible_from_its_seed(tmp_path):
         m["generator"].pop("jobs", None)
     assert ma == mb
     assert set(ma["timbre_sources"]) <= {"synth", "drumkits", "freepats"}
+    # resuming with other sources would mix two corpora: refused
+    assert corpus.main(["--out", str(a), *ARGS, "--sources", "synth", "--holdout", "none"]) == 2
+    assert corpus.main(["--out", str(a), *ARGS, *src]) == 0
     for track in (a / "Track00001", a / "Track00002"):
         meta = yaml.safe_load((track / "metadata.yaml").read_text())
         assert not meta["source"].lower().startswith("music21:bach/bwv255")
