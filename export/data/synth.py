@@ -159,20 +159,20 @@ def _draw_kit(rng: np.random.Generator) -> dict:
         "kick_hz": _r(rng.uniform(40.0, 70.0), 2),
         "kick_sweep": _r(rng.uniform(2.0, 6.0), 3),
         "kick_sweep_s": _r(_log_uniform(rng, 0.01, 0.06)),
-        "kick_decay_s": _r(rng.uniform(0.15, 0.6)),
+        "kick_decay_s": _r(rng.uniform(0.25, 0.9)),
         "kick_click_db": _r(rng.uniform(-30.0, -8.0)),
         "snare_hz": _r(rng.uniform(150.0, 260.0), 2),
         "snare_noise_db": _r(rng.uniform(-6.0, 3.0)),
-        "snare_decay_s": _r(rng.uniform(0.08, 0.3)),
+        "snare_decay_s": _r(rng.uniform(0.15, 0.5)),
         "snare_band_hz": [_r(_log_uniform(rng, 800.0, 3000.0), 1), _r(_log_uniform(rng, 5000.0, 14000.0), 1)],
         "tom_hz": _r(rng.uniform(70.0, 110.0), 2),
-        "tom_decay_s": _r(rng.uniform(0.2, 0.7)),
+        "tom_decay_s": _r(rng.uniform(0.3, 1.0)),
         "hat_hz": _r(_log_uniform(rng, 5000.0, 10000.0), 1),
-        "hat_decay_s": _r(_log_uniform(rng, 0.02, 0.09)),
-        "hat_open_decay_s": _r(rng.uniform(0.25, 0.9)),
+        "hat_decay_s": _r(_log_uniform(rng, 0.05, 0.25)),
+        "hat_open_decay_s": _r(rng.uniform(0.4, 1.4)),
         "metal_base_hz": _r(rng.uniform(250.0, 600.0), 2),
-        "cymbal_decay_s": _r(rng.uniform(0.9, 2.5)),
-        "ride_decay_s": _r(rng.uniform(1.2, 3.0)),
+        "cymbal_decay_s": _r(rng.uniform(1.5, 4.0)),
+        "ride_decay_s": _r(rng.uniform(2.0, 5.0)),
         "velocity_gamma": _r(rng.uniform(1.0, 2.0)),
         "lowpass_hz": _r(_log_uniform(rng, 8000.0, 20000.0), 1),
         "body": [],
@@ -403,8 +403,9 @@ def _render_drums(out: np.ndarray, notes: np.ndarray, kit: dict, sample_rate: in
         out[start:end] += gain * hit[: end - start]
 
 
-def _decay(n: int, sample_rate: int, tau_s: float) -> np.ndarray:
-    return np.exp(-np.arange(n) / (max(tau_s, 1e-4) * sample_rate))
+def _decay(n: int, sample_rate: int, t60_s: float) -> np.ndarray:
+    """Exponential decay reaching -60 dB after ``t60_s``."""
+    return np.exp(-6.9 * np.arange(n) / (max(t60_s, 1e-4) * sample_rate))
 
 
 def _band_noise(rng: np.random.Generator, n: int, sample_rate: int, lo: float, hi: float) -> np.ndarray:
@@ -428,7 +429,7 @@ def _drum_hit(name: str, kit: dict, sample_rate: int, rng: np.random.Generator) 
         else:
             f_end = kit["tom_hz"] * {"tom_low": 1.0, "tom_mid": 1.35, "tom_high": 1.8}[name]
             decay, sweep = kit["tom_decay_s"], 1.6
-        n = int(decay * 5 * sr)
+        n = int(decay * 1.2 * sr)
         t = np.arange(n) / sr
         freq = f_end * (1.0 + (sweep - 1.0) * np.exp(-t / kit["kick_sweep_s"]))
         x = np.sin(2 * np.pi * np.cumsum(freq) / sr) * _decay(n, sr, decay)
@@ -437,16 +438,16 @@ def _drum_hit(name: str, kit: dict, sample_rate: int, rng: np.random.Generator) 
         return x
     if name in ("snare", "clap", "stick"):
         decay = kit["snare_decay_s"] * (0.5 if name == "stick" else 1.0)
-        n = int(decay * 5 * sr)
+        n = int(decay * 1.2 * sr)
         t = np.arange(n) / sr
         tone = np.sin(2 * np.pi * kit["snare_hz"] * t) + 0.5 * np.sin(2 * np.pi * kit["snare_hz"] * 1.47 * t)
         noise = _band_noise(rng, n, sr, *kit["snare_band_hz"]) * 3.0
         if name == "clap":  # three quick bursts then a tail
-            env = sum(_decay(n, sr, 0.008) * (np.arange(n) >= int(k * 0.011 * sr)) for k in range(3))
+            env = sum(_decay(n, sr, 0.05) * (np.arange(n) >= int(k * 0.011 * sr)) for k in range(3))
             return noise * env * 0.7 + noise * _decay(n, sr, decay) * 0.3
         if name == "stick":
-            return 0.7 * _band_noise(rng, n, sr, 2000.0, 9000.0) * _decay(n, sr, 0.01) + 0.3 * tone * _decay(
-                n, sr, 0.02
+            return 0.7 * _band_noise(rng, n, sr, 2000.0, 9000.0) * _decay(n, sr, 0.07) + 0.3 * tone * _decay(
+                n, sr, 0.12
             )
         w = 10 ** (kit["snare_noise_db"] / 20)
         return (tone * _decay(n, sr, decay * 0.4) + w * noise * _decay(n, sr, decay)) / (1 + w)
@@ -454,7 +455,7 @@ def _drum_hit(name: str, kit: dict, sample_rate: int, rng: np.random.Generator) 
         decay = kit["hat_open_decay_s"] if name == "hat_open" else kit["hat_decay_s"]
         if name == "hat_pedal":
             decay *= 0.7
-        n = int(decay * 5 * sr)
+        n = int(decay * 1.2 * sr)
         metal = _metal(rng, n, sr, kit["metal_base_hz"])
         noise = rng.standard_normal(n)
         mix = 0.2 * noise if name == "shaker" else 0.5 * metal + 0.5 * noise
@@ -466,8 +467,8 @@ def _drum_hit(name: str, kit: dict, sample_rate: int, rng: np.random.Generator) 
     if name in ("crash", "ride", "ride_bell", "cowbell"):
         decay = kit["cymbal_decay_s"] if name == "crash" else kit["ride_decay_s"]
         if name == "cowbell":
-            decay = 0.12
-        n = int(decay * 4 * sr)
+            decay = 0.5
+        n = int(decay * 1.2 * sr)
         t = np.arange(n) / sr
         metal = _metal(rng, n, sr, kit["metal_base_hz"] * (1.7 if name == "cowbell" else 1.0))
         if name == "cowbell":
