@@ -64,9 +64,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bridge.instruments import DRUM_CLASSES, KEY_LOW
+
 HARMONICS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
-DRUM_CLASSES = (36, 38, 42, 45, 46, 47, 49, 50, 51)  # bridge.instruments.DRUM_CLASSES (no bridge import here)
-KEY_LOW = 21
 OFF_KEY_LOGIT = -12.0
 
 
