@@ -343,3 +343,118 @@ def test_server_without_realtime_scheduling_is_reported(realtime):
     assert r.returncode == 0, r.stderr
     notice = [ln for ln in r.stderr.splitlines() if "without real-time scheduling" in ln]
     assert len(notice) == (0 if realtime else 1), r.stderr
+
+
+def test_unplugged_midi_out_port_ends_run_with_one_line(tmp_path):
+    """The notes' MIDI destination (another client's port, given by --midi-out) goes away mid-run."""
+    import jack
+
+    stats = tmp_path / "stats.json"
+
+    def unplug(proc: subprocess.Popen) -> None:
+        assert [p.name for p in synth.get_all_connections("synth:in")] == ["stembridge:notes_out"]
+        synth.deactivate()
+        synth.close()
+
+    with PrivateJackd(RATE, 256) as server:
+        synth = jack.Client("synth", servername=server.name, no_start_server=True)
+        synth.midi_inports.register("in")
+        synth.activate()
+        rc, lines = _run_and_interrupt(server, stats, unplug, "--midi-out", "synth:in", "--quiet")
+    assert rc == 4, lines
+    assert len(lines) == 1 and "synth:in" in lines[0] and "disappeared" in lines[0], lines
+    assert lines[0].startswith("stembridge: error: the notes MIDI output port"), lines
+    data = _assert_valid_stats(stats)
+    assert data["blocks"] > 0 and "disappeared" in data["error"]
+
+
+def test_connect_wires_the_inputs(tmp_path):
+    """``--connect A B`` connects A to in_L and B to in_R; a port that does not exist ends the
+    run with exit 4 and one line naming it."""
+    import jack
+
+    stats = tmp_path / "stats.json"
+    seen: dict[str, list[str]] = {}
+
+    def look(proc: subprocess.Popen) -> None:
+        for name in ("stembridge:in_L", "stembridge:in_R"):
+            seen[name] = [p.name for p in source.get_all_connections(name)]
+        proc.send_signal(signal.SIGINT)
+
+    with PrivateJackd(RATE, 256) as server:
+        source = jack.Client("daw", servername=server.name, no_start_server=True)
+        source.outports.register("bus_L")
+        source.outports.register("bus_R")
+        source.activate()
+        rc, lines = _run_and_interrupt(server, stats, look, "--connect", "daw:bus_L", "daw:bus_R", "--quiet")
+        assert rc == 0, lines
+        assert seen == {"stembridge:in_L": ["daw:bus_L"], "stembridge:in_R": ["daw:bus_R"]}
+        bad = _run_for(server, 5.0, "--connect", "daw:nosuch", "--quiet")
+        source.close()
+    assert bad.returncode == 4, bad.stderr
+    err = [ln for ln in bad.stderr.splitlines() if ln.strip()]
+    assert len(err) == 1 and err[0].startswith("stembridge: error:") and "daw:nosuch" in err[0], err
+
+
+def test_gain_db_scales_its_stems_only(tmp_path):
+    """``[gain_db]`` through the CLI: drums at -6 dB and piano at +3 dB on the recorded outputs.
+    Undoing exactly those gains makes the outputs sum back to the input (delayed by the reported
+    latency, to 1e-4) outside the glides of late blocks; the plain sum does not."""
+    from bridge.model import read_metadata, resolve
+    from bridge.rt_loopback import open_when_ready
+
+    stems = read_metadata(resolve(TEST_MODEL)[0]).all_stems
+    gains_db = {"drums": -6.0, "piano": 3.0}
+    cfg = tmp_path / "gains.toml"
+    body = "".join(f"{s} = {db}\n" for s, db in gains_db.items())
+    cfg.write_text(f"[realtime]\nqueue_blocks = {QUEUE_BLOCKS}\n\n[gain_db]\n{body}")
+    stats = tmp_path / "stats.json"
+    x = noise(2, 2 * RATE, seed=11)
+    n_record = x.shape[1] + RATE
+    with PrivateJackd(RATE, BLOCK, sync=True) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", TEST_MODEL, "--quiet"]
+            + ["--config", str(cfg), "--stats", str(stats)],
+            cwd=ROOT,
+            env=server.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            old = os.environ.get("JACK_DEFAULT_SERVER")
+            os.environ["JACK_DEFAULT_SERVER"] = server.name
+            try:
+                lb = open_when_ready(lambda: Loopback(x, [], n_record), stems, lambda: proc.poll() is None)
+            finally:
+                if old is None:
+                    os.environ.pop("JACK_DEFAULT_SERVER", None)
+                else:
+                    os.environ["JACK_DEFAULT_SERVER"] = old
+            try:
+                time.sleep(0.5)
+                lb.start()
+                assert lb.wait(120.0), "the recording did not finish"
+            finally:
+                lb.close()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, err
+    data = json.loads(stats.read_text())
+    latency = data["latency_samples"]
+    rec = lb.recorded.reshape(len(stems), 2, n_record)
+    expected = np.zeros((2, n_record), np.float32)
+    expected[:, latency : latency + x.shape[1]] = x[:, : n_record - latency]
+    gain = {s: 10.0 ** (gains_db.get(s, 0.0) / 20.0) for s in stems}
+    restored = sum(rec[i] / gain[s] for i, s in enumerate(stems))
+    assert np.abs(rec[stems.index("drums")]).max() > 1e-2 and np.abs(rec[stems.index("piano")]).max() > 1e-2
+    wrong = np.abs(restored - expected) > 1e-4
+    # a late block glides the (gained) stems to silence with `other` taking the difference, so
+    # the raw outputs, not the un-gained ones, sum to the input during that 5 ms glide
+    glide = int(round(0.005 * RATE))
+    assert wrong.sum(axis=1).max() <= data["deadline_misses"] * glide, (wrong.sum(axis=1), data["deadline_misses"])
+    assert np.abs(rec.sum(axis=0) - expected).max() > 1e-2  # the gains are really applied
