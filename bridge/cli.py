@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--midi-out", default=None, help="notes MIDI output port (name substring); default: a virtual port")
     p.add_argument("--config", type=Path, default=None, help="TOML config (channel map, score offset, gains)")
     p.add_argument(
+        "--parts",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CHANNELS",
+        help="one stem per score channel instead of the model's stems: 1-based channels (1,2,10), "
+        "or the [parts] table of --config when none are given",
+    )
+    p.add_argument(
         "--connect", nargs="*", default=None, metavar="PORT", help="JACK: connect in_L/in_R from these ports"
     )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
@@ -99,6 +108,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("devices", help="list audio devices, JACK ports and MIDI ports")
+
+    p = sub.add_parser(
+        "batch",
+        help="separate a catalogue on Ray (local or a cluster), with a manifest and resume",
+        epilog="Writes OUT/<track>/ as separate does, one folder per input, and OUT/manifest.jsonl. "
+        "Exit status: the number of failed inputs (101: more than 100). Needs the cluster extra (Ray).",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="audio files, folders, or .txt lists of paths")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--model", "-m", default=None, help="registered model name or path to a .onnx")
+    p.add_argument("--score-dir", type=Path, default=None, help="scores: DIR/<input name>.mid goes with each input")
+    p.add_argument("--parts", action="store_true", help="one stem per part of each input's score (needs --score-dir)")
+    p.add_argument("--workers", "-j", type=int, default=None, help="worker actors (default: cores, or the cluster's)")
+    p.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else start one here)")
+    p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default cpu)")
+    p.add_argument("--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     for name, help_text in (
         ("corpus", "render a synthetic multitrack training corpus (Slakh2100 layout)"),
@@ -270,6 +296,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return print_devices()
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from bridge.batch.run import cmd_batch as run_batch_command
+
+    return run_batch_command(args)
+
+
 def _forward(module: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         import importlib
@@ -292,6 +324,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": cmd_models,
     "run": cmd_run,
     "devices": cmd_devices,
+    "batch": cmd_batch,
     "corpus": _forward("export.data.corpus"),
     "train": _forward("export.train"),
     "export": _forward("export.onnx_export"),

@@ -2,8 +2,9 @@
 
 Public API
 ----------
-- ``run_bridge(args) -> int`` (main thread): load the model, open the backend, prepare and
-  warm up the ``Processor`` at the backend's rate and block size, start the worker
+- ``run_bridge(args) -> int`` (main thread): load the model (or, with ``--parts``, set up a
+  ``PartsProcessor`` for the score's channels), open the backend, prepare and warm up the
+  processor at the backend's rate and block size, start the worker
   (``rt_host.RealtimeHost``; a thread or a child process, ``--worker``), then start the
   stream; print a live status line on stderr until Ctrl-C / SIGTERM, ``--duration``
   seconds, or a failure (server shutdown, a MIDI port given by name gone, worker error or
@@ -26,6 +27,7 @@ import time
 from typing import Any
 
 from bridge.errors import DeviceError, InputError, StembridgeError
+from bridge.instruments import DRUM_CHANNEL
 
 STATUS_INTERVAL_S = 0.25
 PORT_CHECK_INTERVAL_S = 1.0  # how often the MIDI ports given by name are looked for
@@ -61,15 +63,14 @@ def _choose_backend(args: argparse.Namespace) -> str:
 def run_bridge(args: argparse.Namespace) -> int:
     """Main thread. Run until stopped; see the module docstring."""
     from bridge.engine import Processor
-    from bridge.rt_config import apply_score_config, load_config
+    from bridge.rt_config import apply_score_config
     from bridge.rt_host import DEFAULT_WORKER, RealtimeHost
     from bridge.rt_status import status_line, write_stats
 
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
     name = _choose_backend(args)
-    processor = Processor(args.model, n_threads=args.threads)
-    config = load_config(args.config, processor.meta.stems)
+    processor, config, label = _make_processor(args)
     backend = open_backend(name, args)
     host: RealtimeHost | None = None
     stats: dict[str, Any] = {"backend": name, "error": None, "latency_samples": None, "latency_terms": {}}
@@ -81,7 +82,8 @@ def run_bridge(args: argparse.Namespace) -> int:
         sample_rate, block_size = backend.open()
         stats.update(sample_rate=sample_rate, block_size=block_size)
         processor.prepare(sample_rate, block_size, 2)  # allocates and warms the model up
-        apply_score_config(processor, config)
+        if isinstance(processor, Processor):
+            apply_score_config(processor, config)
         host = RealtimeHost(
             processor,
             block_size,
@@ -94,13 +96,21 @@ def run_bridge(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()  # the model, buffers and modules are never scanned again: shorter GC pauses
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        with_notes = isinstance(processor, Processor)  # parts send no notes
         if name == "jack":
-            backend.start(host, processor.stems, connect=args.connect, midi_in=args.midi_in, midi_out=args.midi_out)
+            backend.start(
+                host,
+                processor.stems,
+                connect=args.connect,
+                midi_in=args.midi_in,
+                midi_out=args.midi_out,
+                with_notes=with_notes,
+            )
         else:
-            backend.start(host, processor.stems)
+            backend.start(host, processor.stems, with_notes=with_notes)
         terms = ", ".join(f"{k} {v}" for k, v in host.latency_terms.items())
         say(
-            f"stembridge: {name} {sample_rate} Hz, {block_size} frames, model {processor.meta.name}; "
+            f"stembridge: {name} {sample_rate} Hz, {block_size} frames, {label}; "
             f"latency {host.latency_samples} samples = {1000 * host.latency_samples / sample_rate:.2f} ms ({terms})"
         )
         for line in getattr(backend, "notices", []):
@@ -132,6 +142,29 @@ def run_bridge(args: argparse.Namespace) -> int:
     )
     processor.release()
     return 0
+
+
+def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """Main thread. The processor (the model's, or the score parts' with ``--parts``), the
+    config, and a label for the start line."""
+    from bridge.engine import Processor
+    from bridge.rt_config import load_config, parse_parts_option
+
+    if getattr(args, "parts", None) is None:
+        model = Processor(args.model, n_threads=args.threads)
+        return model, load_config(args.config, model.meta.stems), f"model {model.meta.name}"
+    from bridge.parts.processor import PartSpec, PartsProcessor
+
+    config = load_config(args.config, (), parts_option=args.parts)
+    part_of_channel = parse_parts_option(args.parts) if args.parts else config.parts
+    if not part_of_channel:
+        raise InputError("--parts needs channels: --parts 1,2,10 or a [parts] channels table in --config")
+    channels = sorted(part_of_channel)
+    specs = [PartSpec(part_of_channel[c], is_drum=c == DRUM_CHANNEL) for c in channels]
+    processor = PartsProcessor(specs)
+    processor.set_live_channels({c: i for i, c in enumerate(channels)})
+    names = ", ".join(f"{s.name} (ch {c + 1})" for s, c in zip(specs, channels))
+    return processor, config, f"score parts {names}"
 
 
 def _main_loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any) -> None:

@@ -2,10 +2,12 @@
 
 Public API
 ----------
-- ``RealtimeConfig``: ``channel_map`` ({channel_0_based: stem}), ``score_offset_ms``,
+- ``RealtimeConfig``: ``parts`` ({channel_0_based: part name}, for ``run --parts``),
+  ``channel_map`` ({channel_0_based: stem}), ``score_offset_ms``,
   ``queue_blocks``, ``gain_db`` ({stem: dB}).
-- ``load_config(path, stems) -> RealtimeConfig`` (main thread): read and validate; every
-  problem raises ``InputError`` with one line naming the file and the key.
+- ``load_config(path, stems, parts_option=None) -> RealtimeConfig`` (main thread): read and
+  validate; every problem raises ``InputError`` with one line naming the file and the key.
+- ``parse_parts_option(raw) -> {channel_0_based: part name}``: ``--parts 1,2,10``.
 - ``apply_score_config(processor, config)`` (main thread, after ``prepare``): install the
   channel map and the score offset in the processor's live score.
 
@@ -14,6 +16,9 @@ Example::
     [score]
     channels = { "10" = "drums", "1" = "piano", "2" = "bass" }   # 1-based MIDI channels
     offset_ms = 0.0                                               # > 0 delays the score
+
+    [parts]                   # stembridge run --parts: one stem per channel
+    channels = { "1" = "violin", "2" = "cello", "10" = "drums" }
 
     [realtime]
     queue_blocks = 2          # extra latency in blocks between the callback and the worker
@@ -41,6 +46,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 @dataclass
 class RealtimeConfig:
+    parts: dict[int, str] = field(default_factory=dict)  # [parts] channels: 0-based channel -> part name
     channel_map: ChannelMap | None = None
     score_offset_ms: float = 0.0
     queue_blocks: int = 2
@@ -57,9 +63,45 @@ def _number(raw: Any, where: str) -> float:
     return float(raw)
 
 
-def load_config(path: Path | None, stems: Sequence[str]) -> RealtimeConfig:
-    """Main thread. ``stems``: the model's predicted stems (``other`` is always allowed)."""
+def parse_parts_option(raw: str) -> dict[int, str]:
+    """``--parts 1,2,10`` -> {0: "ch1", 1: "ch2", 9: "ch10"}; ``InputError`` naming a bad item."""
+    out: dict[int, str] = {}
+    for item in (s.strip() for s in raw.split(",")):
+        if not item.isdigit() or not 1 <= int(item) <= 16:
+            raise InputError(f"--parts: {item!r} is not a MIDI channel 1-16")
+        if int(item) - 1 in out:
+            raise InputError(f"--parts: channel {item} is given twice")
+        out[int(item) - 1] = f"ch{int(item)}"
+    return out
+
+
+def _parse_parts_table(raw: Any, where: str) -> dict[int, str]:
+    """``{ "1" = "violin", "10" = "drums" }`` -> {0: "violin", 9: "drums"} (names made file-safe)."""
+    from bridge.parts.score_parts import part_file_name
+
+    if not isinstance(raw, dict) or not raw:
+        raise InputError(f"{where} must be a non-empty table of channel = part name")
+    out: dict[int, str] = {}
+    for key, name in raw.items():
+        if not str(key).strip().isdigit() or not 1 <= int(str(key)) <= 16:
+            raise InputError(f"{where} entry {key!r}: channel must be a number 1-16")
+        if not isinstance(name, str) or not name.strip():
+            raise InputError(f"{where} entry {key!r}: the part needs a name")
+        safe = part_file_name(name.strip())
+        if safe == "residual" or safe in out.values():
+            raise InputError(f"{where} entry {key!r}: part name {safe!r} is taken")
+        out[int(str(key)) - 1] = safe
+    return out
+
+
+def load_config(path: Path | None, stems: Sequence[str], parts_option: str | None = None) -> RealtimeConfig:
+    """Main thread. ``stems``: the model's predicted stems (``other`` is always allowed).
+
+    With ``parts_option`` (the ``--parts`` value; ``""`` when given without channels) the stems
+    are the score's parts: from ``--parts`` or the ``[parts]`` table, plus ``residual``."""
     cfg = RealtimeConfig()
+    if parts_option:
+        cfg.parts = parse_parts_option(parts_option)
     if path is None:
         return cfg
     try:
@@ -88,10 +130,15 @@ def load_config(path: Path | None, stems: Sequence[str]) -> RealtimeConfig:
         if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 64:
             raise InputError(f"{path}: [realtime] queue_blocks must be an integer 1-64, got {q!r}")
         cfg.queue_blocks = q
+    if parts_option is not None:
+        if "parts" in data and not parts_option:
+            table = data["parts"].get("channels") if isinstance(data["parts"], dict) else None
+            cfg.parts = _parse_parts_table(table, f"{path}: [parts] channels")
+        stems = tuple(cfg.parts.values())
     gains = data.get("gain_db", {})
     if not isinstance(gains, dict):
         raise InputError(f"{path}: [gain_db] must be a table of stem = dB")
-    allowed = (*stems, "other")
+    allowed = (*stems, "residual" if parts_option is not None else "other")
     for stem, db in gains.items():
         if stem not in allowed:
             raise InputError(f"{path}: [gain_db] unknown stem {stem!r} (one of {', '.join(allowed)})")

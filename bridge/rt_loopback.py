@@ -8,7 +8,8 @@ Public API
   output port). Two clients, not one, so the graph runs player -> bridge -> recorder in one
   cycle without a feedback loop.
 
-  - ``open(stems)`` (main thread): register, activate, connect to the bridge's ports.
+  - ``open(stems, note_stems=None)`` (main thread): register, activate, connect to the bridge's
+    ports (``<stem>_notes`` of ``note_stems``, default every stem but the last; ``()`` for parts).
   - ``start()`` (main thread): play from the next cycle; ``start_frame`` is then the JACK
     frame time of the first played sample.
   - ``wait(timeout_s) -> bool`` (main thread): True once ``n_record_samples`` were recorded.
@@ -17,7 +18,7 @@ Public API
     ``midi``: ``{port: [(sample, bytes), ...]}`` for ``notes_out`` and ``<stem>_notes`` with
     samples relative to ``start_frame``.
   - ``close()`` (main thread).
-- ``open_when_ready(make, stems, bridge_alive, timeout_s=120) -> Loopback``: retry ``open``
+- ``open_when_ready(make, stems, bridge_alive, timeout_s=120, note_stems=None) -> Loopback``: retry ``open``
   on fresh Loopbacks until the bridge's ports exist.
 
 ``audio`` is (2, n) float32, ``score_events`` a list of ``(sample, bytes)`` relative to the
@@ -61,14 +62,15 @@ class Loopback:
         self.midi: dict[str, list[tuple[int, bytes]]] = {}
         self.recorded = np.zeros((0, self.n_record), np.float32)
 
-    def open(self, stems: Sequence[str]) -> None:
+    def open(self, stems: Sequence[str], note_stems: Sequence[str] | None = None) -> None:
         jack = _quiet_jack()
         self._play = jack.Client(self.name + "-play", no_start_server=True)
         self._rec = jack.Client(self.name + "-rec", no_start_server=True)
         self._outs = [self._play.outports.register("out_L"), self._play.outports.register("out_R")]
         self._score = self._play.midi_outports.register("score_out")
         out_names = [f"{s}_{side}" for s in stems for side in ("L", "R")]
-        note_names = ["notes_out", *(f"{s}_notes" for s in stems[:-1])]
+        note_stems = stems[:-1] if note_stems is None else note_stems
+        note_names = ["notes_out", *(f"{s}_notes" for s in note_stems)]
         self._rec_ins = [self._rec.inports.register(n) for n in out_names]
         self._rec_midi = [self._rec.midi_inports.register(n) for n in note_names]
         self.midi = {n: [] for n in note_names}
@@ -151,7 +153,11 @@ class Loopback:
 
 
 def open_when_ready(
-    make: Callable[[], Loopback], stems: Sequence[str], bridge_alive: Callable[[], bool], timeout_s: float = 120.0
+    make: Callable[[], Loopback],
+    stems: Sequence[str],
+    bridge_alive: Callable[[], bool],
+    timeout_s: float = 120.0,
+    note_stems: Sequence[str] | None = None,
 ) -> Loopback:
     """Main thread. A ``make()``-built Loopback opened once the bridge's ports exist (the bridge
     loads and warms its model first). Raises ``RuntimeError`` when ``bridge_alive()`` turns
@@ -160,7 +166,7 @@ def open_when_ready(
     while True:
         lb = make()
         try:
-            lb.open(stems)
+            lb.open(stems, note_stems)
             return lb
         except Exception:
             lb.close()

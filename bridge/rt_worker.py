@@ -16,8 +16,10 @@ Public API
 - ``ThreadWorker(processor, channel, gains)`` and ``ProcessWorker(processor, channel_args,
   gains)``: ``start()`` / ``stop()`` / ``error()`` (main thread) and ``wake()`` (audio
   callback: never blocks). ``ProcessWorker.channel`` is the shared channel; its child builds
-  its own ``OnnxModel`` / ``Processor`` from the model path (nothing unpicklable crosses) and
-  is woken through a non-blocking pipe (``os.write`` of one byte; a full pipe is ignored).
+  its own processor from ``worker_spec(processor)`` (plain data: a model path and the live
+  score settings, or the parts and their channels; nothing unpicklable crosses) with
+  ``build_processor(spec)``, and is woken through a non-blocking pipe (``os.write`` of one
+  byte; a full pipe is ignored).
 - ``WORKER_MODES``: ``("process", "thread")``.
 
 Memory ordering: each ring has one producer and one consumer; the producer copies a record,
@@ -243,15 +245,7 @@ class ProcessWorker:
     def __init__(self, processor: Any, channel_args: tuple[int, int, int], gains: Sequence[float] | None) -> None:
         from multiprocessing import shared_memory
 
-        channel_map, score_offset_ms = processor.live_score_settings
-        self.spec = {
-            "model_path": str(processor.model.path),
-            "n_threads": _n_threads(processor.model),
-            "sample_rate": int(processor.sample_rate),
-            "block_size": int(processor.max_block_size),
-            "channel_map": channel_map,
-            "score_offset_ms": float(score_offset_ms),
-        }
+        self.spec = worker_spec(processor)
         self.gains = None if gains is None else [float(g) for g in gains]
         self._shm: Any = shared_memory.SharedMemory(create=True, size=Channel.nbytes(*channel_args))
         self.channel = Channel(*channel_args, buf=self._shm.buf)
@@ -348,6 +342,41 @@ def _attach(name: str) -> Any:
         resource_tracker.register = register  # type: ignore[assignment]
 
 
+def worker_spec(processor: Any) -> dict[str, Any]:
+    """Main thread. What a child process needs to build the same processor (plain data)."""
+    spec: dict[str, Any] = {"sample_rate": int(processor.sample_rate), "block_size": int(processor.max_block_size)}
+    if hasattr(processor, "parts"):  # a bridge.parts PartsProcessor
+        spec["parts"] = [(p.name, bool(p.is_drum)) for p in processor.parts]
+        spec["part_of_channel"] = dict(processor.part_of_channel)
+        return spec
+    channel_map, score_offset_ms = processor.live_score_settings
+    spec.update(
+        model_path=str(processor.model.path),
+        n_threads=_n_threads(processor.model),
+        channel_map=channel_map,
+        score_offset_ms=float(score_offset_ms),
+    )
+    return spec
+
+
+def build_processor(spec: dict[str, Any]) -> Any:
+    """Child process. The processor ``worker_spec`` describes, prepared for 2 channels (warm)."""
+    if "parts" in spec:
+        from bridge.parts.processor import PartSpec, PartsProcessor
+
+        parts = PartsProcessor([PartSpec(name, is_drum) for name, is_drum in spec["parts"]])
+        parts.set_live_channels(spec["part_of_channel"])
+        parts.prepare(spec["sample_rate"], spec["block_size"], 2)
+        return parts
+    from bridge.engine import Processor
+    from bridge.model import OnnxModel
+
+    proc = Processor(OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False))
+    proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
+    proc.prepare(spec["sample_rate"], spec["block_size"], 2)
+    return proc
+
+
 def _child_main(
     spec: dict[str, Any], shm_name: str, channel_args: tuple[int, int, int], gains: Any, reader: Any
 ) -> None:
@@ -357,12 +386,7 @@ def _child_main(
     ch = Channel(*channel_args, buf=shm.buf)
     parent = os.getppid()
     try:
-        from bridge.engine import Processor
-        from bridge.model import OnnxModel
-
-        proc = Processor(OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False))
-        proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
-        proc.prepare(spec["sample_rate"], spec["block_size"], 2)
+        proc = build_processor(spec)
         fd = reader.fileno()
         os.set_blocking(fd, False)
 

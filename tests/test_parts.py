@@ -51,17 +51,17 @@ def write_midi(path: Path, parts: list[tuple[str, int, int, list[tuple[float, fl
     return path
 
 
-def render(path: Path, midi: Path, seconds: float) -> np.ndarray:
-    """FluidSynth render (n_samples,) mono float32, cut or padded to ``seconds``."""
+def render(path: Path, midi: Path, seconds: float, rate: int = SR) -> np.ndarray:
+    """FluidSynth render (n_samples,) mono float32 at ``rate``, cut or padded to ``seconds``."""
     wav = path.with_suffix(".wav")
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SR), "-F", str(wav), str(SOUNDFONT), str(midi)],
+        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(rate), "-F", str(wav), str(SOUNDFONT), str(midi)],
         check=True,
         capture_output=True,
     )
     x, sr = sf.read(wav, dtype="float32", always_2d=True)
-    assert sr == SR
-    n = int(seconds * SR)
+    assert sr == rate
+    n = int(seconds * rate)
     x = x.mean(axis=1)[:n]
     return np.pad(x, (0, n - len(x)))
 

@@ -17,7 +17,8 @@ Public API
 Ports: audio in ``in_L``, ``in_R``; audio out ``<stem>_L``, ``<stem>_R`` for every stem
 including ``other``; MIDI in ``score_in`` (score messages, sample-accurate offsets passed to
 the processor); MIDI out ``notes_out`` (every stem, one channel per stem, drums on channel 10)
-and ``<stem>_notes`` per predicted stem (same channels), events at their exact offset.
+and ``<stem>_notes`` per predicted stem (same channels; none with ``with_notes=False``, as for
+score parts), events at their exact offset.
 
 Threads: the process callback runs on JACK's real-time thread and only calls
 ``RealtimeHost.cycle``; the xrun and shutdown callbacks run on JACK's notification threads and
@@ -76,13 +77,14 @@ class JackBackend:
         connect: Sequence[str] | None = None,
         midi_in: str | None = None,
         midi_out: str | None = None,
+        with_notes: bool = True,
     ) -> None:
         """Main thread. Register ports, set callbacks, activate; connect ``in_L``/``in_R`` from
         ``connect``, ``score_in`` from the MIDI port ``midi_in``, ``notes_out`` to ``midi_out``."""
         client = self.client
         self._host = host
         all_stems = tuple(stems)
-        predicted = all_stems[:-1]
+        predicted = all_stems[:-1] if with_notes else ()  # no notes ports for score parts
         self._ins = [client.inports.register("in_L"), client.inports.register("in_R")]
         self._outs = [client.outports.register(f"{s}_{side}") for s in all_stems for side in ("L", "R")]
         self._score_in = client.midi_inports.register("score_in")

@@ -88,10 +88,11 @@ class PortAudioBackend:
         self._sd = sd
         return int(self.sample_rate), self.block_size
 
-    def start(self, host: RealtimeHost, stems: Sequence[str]) -> None:
-        """Main thread. Open MIDI, then start the duplex stream."""
+    def start(self, host: RealtimeHost, stems: Sequence[str], with_notes: bool = True) -> None:
+        """Main thread. Open MIDI, then start the duplex stream (``with_notes=False``: the
+        stems send no notes, e.g. score parts)."""
         self._host = host
-        predicted = tuple(stems)[:-1]
+        predicted = tuple(stems)[:-1] if with_notes else ()
         self._channels = [stem_channel(s, predicted) for s in predicted]
         self._n_out = 2 * len(stems)
         self._open_midi()

@@ -88,6 +88,11 @@ class PartsProcessor:
     def n_parts(self) -> int:
         return len(self.parts)
 
+    @property
+    def part_of_channel(self) -> dict[int, int]:
+        """Live MIDI routing as last given to ``set_live_channels`` (0-based channel -> part)."""
+        return dict(self._part_of_channel)
+
     # ------------------------------------------------------------------ prepare / reset / release
     def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
         """Main thread. Allocate buffers and fix the latency."""
