@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0  # pinned: the CPU build; a plain `torch` pulls a CUDA build
-	$(PY) -m pip install -q -e '.[jack,train,dev]'
+	$(PY) -m pip install -q -e '.[jack,train,cluster,dev]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,0 +1,204 @@
+"""One input file to one track folder, written atomically; the Ray actor that does it.
+
+Public API
+----------
+- ``BatchWorker(model, provider, parts)``: the actor class (the driver wraps it with
+  ``ray.remote``). It loads one ``Processor`` (one onnxruntime session, one intra-op thread)
+  when created and keeps it for every file; ``ready() -> dict`` says who it is and whether the
+  model loaded (``error``: one line, or None); ``run(job) -> record``.
+- ``process_job(processor, job, worker) -> record``: the work itself, without Ray. Writes
+  ``OUT/<track>/`` exactly as ``stembridge separate`` does (``separate_file``, or
+  ``separate_parts_file`` with the parts of the job's score), first into
+  ``partial_dir(out, track)`` beside it, then renamed into place once every file is complete and
+  fsynced; a failure removes the partial folder and leaves an earlier ``OUT/<track>/`` as it was.
+  Never raises for a bad input: the record's ``status`` is ``failed`` and ``error`` its one line.
+- ``partial_dir(out, track) -> Path``: ``OUT/<parent>/.<name>.partial``.
+
+A job is a dict: ``path``, ``track``, ``out``, ``score`` (path or None), ``score_sha256``,
+``model`` (identity dict), ``format``, ``block_size``, ``parts``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import DeviceError, InputError, StembridgeError
+
+
+def partial_dir(out: Path, track: str) -> Path:
+    final = out / track
+    return final.parent / f".{final.name}.partial"
+
+
+def load_processor(model: str | None, provider: str) -> Any:
+    """The Processor a worker keeps: one onnxruntime session, one intra-op thread."""
+    from bridge.engine import Processor
+    from bridge.model import OnnxModel
+
+    providers = None
+    if provider == "cuda":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise DeviceError(
+                f"--provider cuda: onnxruntime on {socket.gethostname()} has no CUDA provider "
+                "(there: pip uninstall onnxruntime && pip install 'stembridge[gpu]')"
+            )
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return Processor(OnnxModel(model, n_threads=1, providers=providers))
+
+
+class BatchWorker:
+    """A Ray actor holding one model session; called by the driver, one file per ``run``."""
+
+    def __init__(self, model: str | None, provider: str, parts: bool) -> None:
+        self.processor = None
+        self.error: str | None = None
+        self.exit_code = 0
+        self.identity = _identity()
+        try:
+            if not parts:
+                self.processor = load_processor(model, provider)
+        except StembridgeError as e:
+            self.error, self.exit_code = str(e), e.exit_code
+
+    def ready(self) -> dict[str, Any]:
+        return {**self.identity, "error": self.error, "exit_code": self.exit_code}
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        return process_job(self.processor, job, self.identity)
+
+
+def _identity() -> dict[str, Any]:
+    node = None
+    try:
+        import ray
+
+        if ray.is_initialized():
+            node = ray.get_runtime_context().get_node_id()[:12]
+    except ImportError:
+        pass
+    return {"host": socket.gethostname(), "pid": os.getpid(), "node": node}
+
+
+def new_record(job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
+    """A manifest record for ``job``, status ``failed`` until the work succeeds."""
+    return {
+        "path": job["path"],
+        "track": job["track"],
+        "sha256": None,
+        "size": None,
+        "mtime_ns": None,
+        "score": job["score"],
+        "score_sha256": job["score_sha256"],
+        "model": job["model"],
+        "format": job["format"],
+        "status": "failed",
+        "error": None,
+        "audio_s": None,
+        "seconds": None,
+        "x_real_time": None,
+        "worker": f"{worker['host']}:{worker['pid']}" if worker["host"] else None,
+        "node": worker["node"],
+    }
+
+
+def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    path, out, track = Path(job["path"]), Path(job["out"]), job["track"]
+    record = new_record(job, worker)
+    tmp = partial_dir(out, track)
+    try:
+        record.update(_fingerprint(path))
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if job["parts"]:
+            from bridge.backends.offline import separate_parts_file
+            from bridge.parts.score_parts import read_parts
+
+            res = separate_parts_file(read_parts(Path(job["score"])), path, tmp, job["block_size"], job["format"])
+        else:
+            from bridge.backends.offline import separate_file
+
+            score = Path(job["score"]) if job["score"] else None
+            res = separate_file(processor, path, tmp, job["block_size"], job["format"], score_path=score)
+        _fsync_tree(tmp)
+        _replace(tmp, out / track)
+        record["status"] = "ok"
+        record["audio_s"] = round(res.n_samples / res.sample_rate, 3)
+    except StembridgeError as e:
+        record["error"] = str(e)
+    except OSError as e:
+        record["error"] = f"{e.filename or path}: {e.strerror or e}"
+    except Exception as e:  # a bug or a library failure on this file: it fails alone
+        lines = str(e).strip().splitlines()
+        record["error"] = f"{path}: internal error: {type(e).__name__}: {lines[0][:300] if lines else ''}"
+    finally:
+        if record["status"] != "ok":
+            shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    record["seconds"] = round(seconds, 3)
+    if record["audio_s"]:
+        record["x_real_time"] = round(record["audio_s"] / max(seconds, 1e-9), 2)
+    return record
+
+
+def _fingerprint(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an audio file")
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    from bridge.batch.plan import sha256_file
+
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256_file(path)}
+
+
+def _fsync_tree(folder: Path) -> None:
+    for p in folder.iterdir():
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)
+
+
+def _replace(tmp: Path, final: Path) -> None:
+    """Rename the complete ``tmp`` folder to ``final``; an earlier ``final`` is moved aside first
+    and removed after, so ``final`` is always either the old folder or the complete new one."""
+    old = None
+    if final.exists() or final.is_symlink():
+        old = final.parent / f".{final.name}.old"
+        _remove(old)
+        final.rename(old)
+    tmp.rename(final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
