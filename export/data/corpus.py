@@ -12,7 +12,8 @@ and timbres, and the generator settings. ``--sources legacy`` renders as generat
 (one soundfont per track or per stem, first augmentation).
 
 API: ``main(argv) -> int``, ``build_corpus(out, hours=..., seed=..., ...) -> dict`` (the manifest),
-``render_heldout(out, n_tracks, seed, soundfont=SOUNDFONT_HELDOUT) -> dict`` for the benchmark.
+``render_heldout(out, n_tracks, seed, soundfont=SOUNDFONT_HELDOUT) -> dict`` for the benchmark,
+``check_settings(out, seed, settings, timbre_ids)`` (refuses to resume a folder made otherwise).
 """
 
 from __future__ import annotations

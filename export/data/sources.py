@@ -15,7 +15,10 @@ API:
 - ``SOURCES``: every source name; ``parse_sources("sf2,synth") -> tuple`` (``"all"`` = every one).
 - ``catalogue(sources) -> list[Timbre]``: the timbres installed on this machine, sorted.
 - ``parse_holdout("sf2:TimGM6mb,drumkits") -> tuple[str, ...]``: held-out timbre ids
-  (``source`` or ``source:timbre``); ``is_held_out(timbre, holdout)``.
+  (``source`` or ``source:timbre`` as ``stembridge corpus --list-sources`` prints them; the synth
+  source lists ``synth:pitched`` and ``synth:drums``); ``is_held_out(timbre, holdout)``.
+  ``DEFAULT_HOLDOUT`` keeps TimGM6mb and the BJA_Pacific kit for validation tracks (neither shares
+  samples with a training timbre; the Black Pearl and Millo kits come in several packagings).
 - ``choose_timbre(rng, program, is_drum, timbres, holdout, split) -> dict``: one part's timbre,
   ``{"source", "timbre", ...}``; train tracks never get a held-out timbre, validation tracks get
   one whenever one fits the part.
