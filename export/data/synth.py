@@ -27,6 +27,7 @@ SYNTH_VERSION = 1
 PITCHED_KINDS = ("additive", "fm", "pluck", "bowed")
 TABLE_SIZE = 2048
 MAX_NOTE_S = 8.0
+N_DRUM_VARIANTS = 4
 
 # Kinds (with weights) by Slakh class block of 8 GM programs; index = program // 8.
 _KINDS_BY_BLOCK: tuple[dict[str, float], ...] = (
@@ -385,11 +386,17 @@ def _render_drums(out: np.ndarray, notes: np.ndarray, kit: dict, sample_rate: in
     onsets = notes[:, 0]
     voices = [_DRUM_VOICE.get(int(p), "stick") for p in notes[:, 2]]
     hat_onsets = np.array([on for on, v in zip(onsets, voices) if v in _HATS])
+    cache: dict[str, list[np.ndarray]] = {}
     for (on, _, _, vel), name in zip(notes, voices):
         start = int(round(on * sample_rate))
         if start >= n_samples:
             continue
-        hit = _drum_hit(name, kit, sample_rate, rng)
+        # a few recorded-like variants per drum, picked per hit (as sampled kits' round robins)
+        variants = cache.setdefault(name, [])
+        pick = int(rng.integers(N_DRUM_VARIANTS))
+        while len(variants) <= pick:
+            variants.append(_drum_hit(name, kit, sample_rate, rng))
+        hit = variants[pick]
         if name == "hat_open":  # choked by the next hat
             later = hat_onsets[hat_onsets > on + 1e-6]
             if len(later):
