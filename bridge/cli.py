@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--score", type=Path, default=None, help="MIDI score of the parts (one file applies to every input)")
     p.add_argument(
+        "--class-stems-from",
+        choices=("parts", "network"),
+        default="parts",
+        help="with --score: class stems from the score's parts summed per GM class (default; drums from "
+        "the network) or from the score-conditioned network alone",
+    )
+    p.add_argument(
         "--parts",
         action="store_true",
         help="one stem per part of --score (track, or channel) + residual, separated by the score itself",
@@ -199,6 +206,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 fmt=args.format,
                 score_path=args.score,
                 progress=Progress(path.name, not args.quiet),
+                stems_from_parts=args.class_stems_from == "parts",
             )
 
     failed = 0

@@ -253,3 +253,19 @@ def test_bad_scores_fail_in_one_line_and_write_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("stembridge: error:") and message in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_class_stems_with_a_score_come_from_the_parts(violins: dict, tmp_path: Path) -> None:
+    """Both violins are GM strings: with the score, ``strings`` holds both (the untrained test model
+    alone could not); the class stems still sum to the input."""
+    out = tmp_path / "out"
+    args = ["separate", str(violins["dir"] / "mix.wav"), "--model", "test-tiny", "-o", str(out), "-q"]
+    assert main([*args, "--score", str(violins["score"])]) == 0
+    stems = {p.stem: sf.read(p, dtype="float32", always_2d=True)[0] for p in (out / "mix").glob("*.wav")}
+    mix = sf.read(violins["dir"] / "mix.wav", dtype="float32", always_2d=True)[0]
+    np.testing.assert_allclose(sum(stems.values()), mix, atol=1e-5)
+    resid = mix - stems["strings"]
+    assert 10 * np.log10(np.sum(mix**2) / np.sum(resid**2)) > 15.0
+    assert main([*args, "--score", str(violins["score"]), "--class-stems-from", "network"]) == 0
+    network = sf.read(out / "mix" / "strings.wav", dtype="float32", always_2d=True)[0]
+    assert not np.allclose(network, stems["strings"], atol=1e-3)

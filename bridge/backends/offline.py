@@ -2,8 +2,10 @@
 
 Public API
 ----------
-- ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None)
-  -> SeparateResult``: stream one file through a prepared-on-demand ``Processor`` and write
+- ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None,
+  stems_from_parts=True) -> SeparateResult``: stream one file through a prepared-on-demand
+  ``Processor`` (with a score: its class stems from the score's parts, see
+  ``bridge.parts.classes``) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
 - ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None)
@@ -32,8 +34,9 @@ from bridge.engine import Processor, restamp
 from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
+from bridge.parts.classes import ScoredClasses
 from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
-from bridge.parts.score_parts import ScorePart
+from bridge.parts.score_parts import ScorePart, read_parts
 from bridge.score import read_score_file
 
 
@@ -59,9 +62,15 @@ def separate_file(
     fmt: str = "wav",
     score_path: Path | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    stems_from_parts: bool = True,
 ) -> SeparateResult:
-    """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block."""
+    """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block.
+
+    With a score and ``stems_from_parts``, the class stems come from the score's parts
+    (``bridge.parts.classes.ScoredClasses``); the network still writes the notes."""
     score = read_score_file(score_path, processor.meta.stems) if score_path is not None else None
+    parts = read_parts(score_path) if score_path is not None and stems_from_parts else None
+    runner: Processor | ScoredClasses = processor if parts is None else ScoredClasses(processor, parts)
     stems = processor.meta.stems
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
@@ -71,10 +80,13 @@ def separate_file(
             _save_notes_so_far(path, events, stems, sample_rate, n_done)
 
     def start(sample_rate: int, n_channels: int) -> None:
-        _prepare(processor, sample_rate, n_channels, block_size)
-        processor.set_score_notes(score)
+        if isinstance(runner, ScoredClasses):
+            runner.prepare(sample_rate, block_size, n_channels)
+        else:
+            _prepare(processor, sample_rate, n_channels, block_size)
+        runner.set_score_notes(score)
 
-    return _separate(processor, start, write_notes, in_path, out_dir, block_size, fmt, progress)
+    return _separate(runner, start, write_notes, in_path, out_dir, block_size, fmt, progress)
 
 
 def separate_parts_file(
@@ -115,7 +127,7 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
 
 
 def _separate(
-    processor: Processor | PartsProcessor,
+    processor: Processor | PartsProcessor | ScoredClasses,
     start: Callable[[int, int], None],
     write_notes: Callable[[Path, list[NoteEvent], int, int | None], None],
     in_path: Path,
@@ -160,7 +172,7 @@ def _separate(
                     progress(n_in, n_total, sr)
             while n_out < n_total:
                 emit(tail[:, : min(block_size, n_total + latency - n_in)])
-            if isinstance(processor, Processor):
+            if not isinstance(processor, PartsProcessor):
                 for ev in processor.end_notes():
                     events.append(restamp(ev, n_in + ev.sample - latency))
             writers.check()
