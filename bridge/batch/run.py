@@ -45,6 +45,7 @@ class Summary:
     audio_s: float = 0.0
     wall_s: float = 0.0
     n_workers: int = 0
+    startup_s: float = 0.0  # Ray started or joined, first worker's model loaded
     manifest: Path | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -56,11 +57,15 @@ class Summary:
         speed = self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
         out = [
             f"batch: {self.n_inputs} inputs: {self.n_ok} done, {self.n_skipped} skipped (done before), "
-            f"{self.n_failed} failed",
-            f"  {self.audio_s / 3600:.3f} h of audio in {_hms(self.wall_s)} on {self.n_workers} workers: "
-            f"{speed:.1f}x real time ({speed / max(self.n_workers, 1):.1f}x per worker)",
-            f"  manifest: {self.manifest}",
+            f"{self.n_failed} failed"
         ]
+        if self.n_workers:
+            out.append(
+                f"  {self.audio_s / 3600:.3f} h of audio in {_hms(self.wall_s)} on {self.n_workers} workers "
+                f"(first ready after {self.startup_s:.1f} s): {speed:.1f}x real time, "
+                f"{speed / self.n_workers:.1f}x per worker"
+            )
+        out.append(f"  manifest: {self.manifest}")
         out += [f"  failed: {error}" for _, error in self.failures]
         return out
 
@@ -226,6 +231,7 @@ def _run_jobs(
     seconds = _durations(todo)
     queue = collections.deque(sorted(todo, key=lambda j: -seconds[j["path"]]))  # longest first: short tail
     attempts: collections.Counter[str] = collections.Counter()
+    t_start = time.perf_counter()
     _start_ray(ray, address, workers)
     try:
         resources = ray.cluster_resources()
@@ -287,6 +293,7 @@ def _run_jobs(
                         err.exit_code = result["exit_code"]
                         raise err
                     idle.append(actor)
+                    summary.startup_s = summary.startup_s or time.perf_counter() - t_start
                     continue
                 assert job is not None
                 n_left -= 1
