@@ -125,7 +125,15 @@ def read_metadata(path: str | Path) -> ModelMetadata:
     """Validated metadata of a model file (name or path); raises ModelError."""
     p, _ = resolve(path)
     sess = _session(p, 1, None)
-    return validate_metadata(dict(sess.get_modelmeta().custom_metadata_map))
+    return _validated(sess, p)
+
+
+def _validated(sess: Any, path: Path) -> ModelMetadata:
+    """The session's metadata, validated; a ``ModelError`` names the file."""
+    try:
+        return validate_metadata(dict(sess.get_modelmeta().custom_metadata_map))
+    except ModelError as e:
+        raise ModelError(f"model {path}: {e}") from None
 
 
 def _check_tensors(sess: Any, meta: ModelMetadata, path: Path) -> None:
@@ -182,7 +190,7 @@ class OnnxModel:
                     "the file is corrupt or was replaced"
                 )
         self.session = _session(self.path, n_threads, providers)
-        self.meta = validate_metadata(dict(self.session.get_modelmeta().custom_metadata_map))
+        self.meta = _validated(self.session, self.path)
         _check_tensors(self.session, self.meta, self.path)
         self._score_zero: np.ndarray | None = None
 
