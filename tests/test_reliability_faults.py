@@ -2,7 +2,8 @@
 
 Each test runs the CLI in a subprocess on 40 s of audio with ``--block-size 1024`` and strikes
 once the first stem file has grown past a few blocks, so the run is mid-way. Afterwards:
-one line on stderr saying what happened, no traceback, a non-zero exit, every stem file
+one line on stderr saying what happened (naming the folder where it is about the folder), no
+traceback, the documented exit status (130 interrupted, 2 a folder removed or a full disk), every stem file
 written so far a valid WAV (libsndfile opens it, frames > 0, header sizes finalised) and
 ``notes.mid`` either absent or a valid MIDI file.
 """
@@ -130,7 +131,7 @@ def test_signal_mid_run_leaves_valid_files(long_wav: Path, tmp_path: Path, sig: 
     wait_mid_run(proc, out / "long" / "drums.wav")
     proc.send_signal(sig)
     rc, err = finish(proc)
-    assert rc != 0
+    assert rc == 130  # README: interrupted
     assert "interrupted" in one_line(err)
     assert_valid_outputs(out / "long")
     assert (out / "long" / "notes.mid").exists()  # the notes found so far are kept
@@ -142,8 +143,9 @@ def test_output_folder_removed_mid_run(long_wav: Path, tmp_path: Path) -> None:
     wait_mid_run(proc, out / "long" / "drums.wav")
     shutil.rmtree(out)
     rc, err = finish(proc)
-    assert rc != 0
-    assert "removed" in one_line(err)
+    assert rc == 2  # an input/output problem the user can fix
+    line = one_line(err)
+    assert "removed" in line and str(out / "long") in line, line  # names the folder
     assert not (out / "long").exists()  # nothing recreated it behind the user's back
 
 
@@ -156,9 +158,9 @@ def test_disk_full_mid_run(long_wav: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = start(long_wav, out, preexec_fn=_limit_file_size)
     rc, err = finish(proc)
-    assert rc != 0
+    assert rc == 2
     line = one_line(err)
-    assert "writing stems" in line and "failed" in line, line
+    assert "writing stems" in line and "failed" in line and str(out / "long") in line, line
     assert_valid_outputs(out / "long")
     assert os.path.getsize(out / "long" / "drums.wav") <= 3_000_000
 
@@ -183,7 +185,7 @@ def test_rerun_overwrites_predictably(long_wav: Path, tmp_path: Path) -> None:
     wait_mid_run(proc, out / "long" / "drums.wav")
     proc.send_signal(signal.SIGINT)
     rc, err = finish(proc)
-    assert rc != 0 and "interrupted" in one_line(err)
+    assert rc == 130 and "interrupted" in one_line(err)
     assert_valid_outputs(out / "long")
     assert (out / "long" / "notes.mid").stat().st_mtime_ns != first_notes
     # a complete rerun gives complete files again
