@@ -1,7 +1,8 @@
 """The ``stembridge`` command.
 
-Subcommands: ``separate`` (files -> stems + notes; ``--parts``: one stem per part of the score),
-``parts`` (the parts a score file yields), ``info`` (a model's metadata), ``models``
+Subcommands: ``separate`` (files -> stems + notes; ``--parts``: one stem per part of the score;
+``--align``: the score aligned to each input first), ``parts`` (the parts a score file yields),
+``align`` (a score warped onto a recording's timeline), ``info`` (a model's metadata), ``models``
 (the registry), ``run`` (real-time bridge), ``devices`` (audio devices, JACK and MIDI ports),
 and the training side ``corpus``, ``train``, ``export`` (need the ``train`` extra).
 
@@ -60,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="one stem per part of --score (track, or channel) + residual, separated by the score itself",
     )
+    p.add_argument(
+        "--align",
+        action="store_true",
+        help="first align --score to each input (a score not played to a click), write OUT/<track>/aligned.mid "
+        "and separate with it; blind class stems when the score does not match",
+    )
     p.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default 4096)")
     p.add_argument(
         "--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)"
@@ -68,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("parts", help="list the parts a score file yields (what separate --parts writes)")
     p.add_argument("score", type=Path, help="MIDI score file")
+
+    p = sub.add_parser(
+        "align",
+        help="warp a score onto a recording's timeline (a score not played to a click)",
+        epilog="Writes the score with every track, channel, program and name kept, events at the recording's "
+        "times, one fixed tempo. Exit 2 with one line when the score does not match the recording.",
+    )
+    p.add_argument("mix", type=Path, metavar="MIX", help="the recording (audio file)")
+    p.add_argument("score", type=Path, metavar="SCORE", help="MIDI score of the piece")
+    p.add_argument("-o", "--out", type=Path, required=True, help="aligned MIDI file to write")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of the warping path over the two feature matrices")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
 
     p = sub.add_parser("info", help="show a model's metadata")
     p.add_argument("model", nargs="?", default=None, help="model name or .onnx path (default: registry default)")
@@ -180,6 +199,10 @@ def cmd_separate(args: argparse.Namespace) -> int:
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
+    if getattr(args, "align", False):
+        from bridge.align.command import separate_aligned
+
+        return separate_aligned(args, cmd_separate)
     run: Callable[[Path], SeparateResult]
     if args.parts:
         from bridge.parts.score_parts import read_parts
@@ -243,6 +266,12 @@ def cmd_parts(args: argparse.Namespace) -> int:
         program = "drums" if p.is_drum else f"{p.program:3d} {gm_program_name(p.program)}"
         print(f"{p.name:<{width}}  {p.channel + 1:7d}  {program:<27}  {p.n_notes:5d}")
     return 0
+
+
+def cmd_align(args: argparse.Namespace) -> int:
+    from bridge.align.command import cmd_align as run_align
+
+    return run_align(args)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -328,6 +357,7 @@ def _forward(module: str) -> Callable[[argparse.Namespace], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "separate": cmd_separate,
     "parts": cmd_parts,
+    "align": cmd_align,
     "info": cmd_info,
     "models": cmd_models,
     "run": cmd_run,

@@ -1,0 +1,145 @@
+"""Offline alignment of a score to a recording, its confidence, and warping notes through it.
+
+The score's features start ``PAD_S`` before its time 0 and end ``PAD_S`` after its last note
+(silence both sides), so a late start or a long tail in the recording is matched by silence.
+The warping path (``bridge.align.dtw.mrdtw``) becomes a strictly increasing map from score
+seconds to recording seconds: per score frame the mean of the recording frames it is paired
+with, linear in between, slope 1 outside the path.
+
+Confidence: the mean local cost along the best path at ``BASELINE_HOP_S`` frames, against the
+same for the score cut into ``SHUFFLE_BLOCK_S`` blocks put in a random order (the best path a
+score made of the same material but not this performance would get):
+``confidence = 1 - cost / shuffled_cost``. A matching score scores well above ``MIN_CONFIDENCE``,
+another piece near 0.
+
+Public API
+----------
+- ``Alignment``: ``score_s``/``recording_s`` (the map's knots, seconds), ``confidence``,
+  ``reliable``, ``mean_cost``, ``shuffled_cost``, ``audio``/``score`` (``Features``), ``path``
+  (fine frames), ``score_start_s``, ``wall_s``; ``warp(t_score_s) -> t_recording_s``.
+- ``align_notes(x, sample_rate, notes) -> Alignment``: x (n_samples,) mono; notes (n, >=4)
+  of every part together.
+- ``align_file(audio_path, parts) -> Alignment``.
+- ``warp_parts(parts, alignment) -> list[ScorePart]``: every note's onset and offset warped.
+- ``MIN_CONFIDENCE``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bridge.align.dtw import dtw_band, local_cost, mrdtw
+from bridge.align.features import HOP_S, Features, audio_features, load_audio_mono, score_features
+from bridge.parts.score_parts import ScorePart
+
+PAD_S = 1.0
+BASELINE_HOP_S = 0.2
+SHUFFLE_BLOCK_S = 2.0
+N_SHUFFLES = 2
+MIN_CONFIDENCE = 0.2
+MIN_SLOPE = 0.05  # recording seconds per score second, at least (the map stays strictly increasing)
+
+
+@dataclass
+class Alignment:
+    score_s: np.ndarray  # (n_knots,) increasing
+    recording_s: np.ndarray  # (n_knots,) increasing
+    confidence: float
+    mean_cost: float
+    shuffled_cost: float
+    audio: Features
+    score: Features
+    path: np.ndarray  # (n_steps, 2) fine frames [recording, score]
+    score_start_s: float
+    wall_s: float
+
+    @property
+    def reliable(self) -> bool:
+        return self.confidence >= MIN_CONFIDENCE
+
+    def warp(self, t_score_s: np.ndarray | float) -> np.ndarray:
+        """Score seconds -> recording seconds (slope 1 beyond the ends of the path)."""
+        t = np.asarray(t_score_s, np.float64)
+        out = np.interp(t, self.score_s, self.recording_s)
+        out = np.where(t < self.score_s[0], self.recording_s[0] + (t - self.score_s[0]), out)
+        return np.where(t > self.score_s[-1], self.recording_s[-1] + (t - self.score_s[-1]), out)
+
+
+def _warp_knots(path: np.ndarray, hop_s: float, score_start_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(score_s, recording_s) knots: per score frame the mean recording frame, strictly increasing."""
+    j = path[:, 1]
+    uniq, first = np.unique(j, return_index=True)
+    sums = np.add.reduceat(path[:, 0].astype(np.float64), first)
+    counts = np.diff(np.append(first, len(j)))
+    rec = sums / counts * hop_s
+    score = score_start_s + uniq * hop_s
+    # strictly increasing: each step at least MIN_SLOPE times the score step
+    rec = np.maximum.accumulate(rec - MIN_SLOPE * score) + MIN_SLOPE * score
+    return score, rec
+
+
+def _shuffled(feat: Features, block: int, rng: np.random.Generator) -> Features:
+    n_blocks = -(-feat.n_frames // block)
+    order = rng.permutation(n_blocks)
+    idx = np.concatenate([np.arange(b * block, min((b + 1) * block, feat.n_frames)) for b in order])
+    return Features(feat.chroma[:, idx], feat.onsets[:, idx], feat.hop_s)
+
+
+def _mean_path_cost(audio: Features, score: Features) -> float:
+    n, m = audio.n_frames, score.n_frames
+    lo, hi = np.zeros(n, np.int64), np.full(n, m, np.int64)
+    path, total = dtw_band(functools.partial(local_cost, audio, score), n, m, lo, hi)
+    return total / len(path)
+
+
+def confidence_of(audio: Features, score: Features, seed: int = 0) -> tuple[float, float, float]:
+    """(confidence, mean path cost, shuffled-score mean path cost) at ``BASELINE_HOP_S`` frames."""
+    factor = max(1, round(BASELINE_HOP_S / audio.hop_s), -(-max(audio.n_frames, score.n_frames) // 1500))
+    a, s = audio.downsample(factor), score.downsample(factor)
+    cost = _mean_path_cost(a, s)
+    rng = np.random.default_rng(seed)
+    block = max(2, round(SHUFFLE_BLOCK_S / s.hop_s))
+    shuffled = float(np.mean([_mean_path_cost(a, _shuffled(s, block, rng)) for _ in range(N_SHUFFLES)]))
+    return 1.0 - cost / max(shuffled, 1e-9), cost, shuffled
+
+
+def align_notes(x: np.ndarray, sample_rate: int, notes: np.ndarray) -> Alignment:
+    """Align notes (n, >=4) ``[onset_s, offset_s, pitch, velocity]`` to the mono signal ``x``."""
+    t0 = time.perf_counter()
+    notes = np.asarray(notes, np.float64)
+    start_s = min(0.0, float(notes[:, 0].min())) - PAD_S
+    end_s = float(notes[:, 1].max()) + PAD_S
+    audio = audio_features(x, sample_rate)
+    score = score_features(notes, int(np.ceil((end_s - start_s) / HOP_S)) + 1, start_s)
+    res = mrdtw(audio, score)
+    conf, cost, shuffled = confidence_of(audio, score)
+    score_s, rec_s = _warp_knots(res.path, HOP_S, start_s)
+    return Alignment(score_s, rec_s, conf, cost, shuffled, audio, score, res.path, start_s, time.perf_counter() - t0)
+
+
+def align_file(audio_path: str | Path, parts: Sequence[ScorePart]) -> Alignment:
+    """Align the parts of a score (``bridge.parts.score_parts.read_parts``) to an audio file."""
+    x, sr = load_audio_mono(audio_path)
+    if len(x) < sr // 10:
+        from bridge.errors import InputError
+
+        raise InputError(f"{audio_path}: too short to align ({len(x) / sr:.2f} s)")
+    return align_notes(x, sr, np.concatenate([p.notes for p in parts]))
+
+
+def warp_parts(parts: Sequence[ScorePart], alignment: Alignment) -> list[ScorePart]:
+    """The parts with every note's onset and offset moved onto the recording's timeline."""
+    out = []
+    for p in parts:
+        notes = p.notes.copy()
+        notes[:, 0] = alignment.warp(notes[:, 0])
+        notes[:, 1] = np.maximum(alignment.warp(notes[:, 1]), notes[:, 0] + 1e-3)
+        out.append(dataclasses.replace(p, notes=notes))
+    return out
