@@ -78,30 +78,54 @@ def test_no_worker_means_misses_and_delayed_dry_fallback(processor, worker):
 
 @pytest.mark.parametrize("worker", ["thread", "process"])
 def test_late_blocks_are_skipped_and_crossfaded_back(processor, worker):
+    """Late blocks: stems silent and ``other`` dry; the next block in time glides back in, and a
+    worker that stops glides out again. At both switches no stem steps by more than a live
+    step plus what a 5 ms (crossfade_ms) linear fade adds per sample; a hard switch would jump
+    by the signal itself. The sum is the delayed input throughout."""
     processor.reset()
     host = RealtimeHost(processor, B, queue_blocks=1, worker=worker)
-    x = noise(2, 30 * B, seed=3)
+    t = np.arange(40 * B) / 44100  # a low tone: live steps are small next to the level
+    x = np.stack([0.5 * np.sin(2 * np.pi * 55 * t), 0.4 * np.sin(2 * np.pi * 55 * t + 1)]).astype(np.float32)
     out = np.zeros((2 * host.n_outputs, x.shape[1]), np.float32)
-    for k in range(10):  # no worker: 9 misses
+
+    def cycle(k: int) -> None:
         s = slice(k * B, (k + 1) * B)
         host.cycle([x[0, s], x[1, s]], list(out[:, s]))
+
+    for k in range(10):  # no worker: 9 misses
+        cycle(k)
     host.start()
     try:
         time.sleep(0.5)  # the worker catches up on the 10 queued blocks (now stale)
         for k in range(10, 30):
-            s = slice(k * B, (k + 1) * B)
             before = host.n_blocks
-            host.cycle([x[0, s], x[1, s]], list(out[:, s]))
+            cycle(k)
             deadline = time.monotonic() + 10
             while host.n_blocks == before and time.monotonic() < deadline:
                 time.sleep(0.001)
     finally:
         host.stop()
-    assert host.deadline_misses == 9  # cycles 1-9; block 9 was computed during the pause, in time for cycle 10
+    for k in range(30, 40):  # the worker is gone: block 29 is still played, then 9 misses
+        cycle(k)
+    assert host.deadline_misses == 9 + 9  # cycles 1-9; block 9 was computed during the pause, in time for cycle 10
     outs = out.reshape(host.n_outputs, 2, -1)
-    total = outs.sum(axis=0)
     lat = host.latency_samples
-    np.testing.assert_allclose(total[:, lat:], x[:, :-lat], atol=1e-5)  # the sum stays the delayed input
+    np.testing.assert_allclose(outs.sum(axis=0)[:, lat:], x[:, :-lat], atol=1e-5)  # the sum stays the delayed input
+
+    stems = outs[:-1]
+    n_fade = round(0.005 * 44100)
+    edge_in, edge_out = 10 * B, 31 * B
+    assert not stems[:, :, :edge_in].any() and not stems[:, :, edge_out + B :].any()
+    live = stems[:, :, edge_in + B : edge_out]  # the model's output, no fade in it
+    live_step = np.abs(np.diff(live, axis=2)).max(axis=2)  # (stems, 2)
+    peak = np.abs(live).max(axis=2)
+    allowed = 1.5 * live_step + 1.5 * peak / n_fade + 1e-6
+    for edge in (edge_in, edge_out):
+        step = np.abs(np.diff(stems[:, :, edge - 1 : edge + n_fade + 1], axis=2)).max(axis=2)
+        assert np.all(step <= allowed), (edge, step, allowed)
+    # not void: a hard switch at either edge would step far beyond what is allowed
+    assert np.any(np.abs(stems[:, :, edge_in + n_fade]) > 3 * allowed)
+    assert np.any(np.abs(stems[:, :, edge_out - 1]) > 3 * allowed)
 
 
 def test_worker_process_death_is_reported_and_stats_stay_valid(processor):
