@@ -4,12 +4,14 @@
 1. Scaling: ``--minutes`` of stereo 44.1 kHz audio in ``--files`` files (noise + tones, 16-bit
    WAV) through ``run_batch`` (what ``stembridge batch`` runs) once per ``--workers`` count, each
    into a fresh output folder (removed afterwards: 40 minutes are ~5 GB of float stems).
-   Reports wall time, x real time overall and per worker, and the scaling efficiency
-   ``(speed_n / n) / speed_1``.
+   Reports wall time, x real time overall and per worker, the scaling efficiency
+   ``(speed_n / n) / speed_1``, and x real time per CPU second of the workers (``cpu_s`` in the
+   manifest): what one dedicated core does, whatever else runs on the machine.
 2. Overhead: ``--overhead-files`` short files through ``stembridge separate`` (one process, one
    model) and through ``batch --workers 1``; the batch's extra cost per file is
    ``(batch wall - Ray start and first model load - separate wall) / n_files``: hashing the
-   input, fsync and rename of the track folder, the manifest line, the Ray call.
+   input, fsync and rename of the track folder, the manifest line, the Ray call; the same in
+   CPU seconds (workers' ``cpu_s`` against the CPU time of ``separate``), and the driver's CPU.
 
 Prints a table; ``--json FILE`` writes the raw figures. On a cluster, point it at the head and
 at a folder every node sees:
@@ -57,9 +59,9 @@ def run(inputs: list[Path], out: Path, model: str, workers: int | None, address:
     from bridge.batch.run import run_batch
 
     shutil.rmtree(out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     s = run_batch(inputs, out, model=model, workers=workers, address=address, quiet=True)
-    wall = time.perf_counter() - t0
+    wall, driver_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     recs = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     shutil.rmtree(out, ignore_errors=True)
     if s.n_failed:
@@ -73,6 +75,9 @@ def run(inputs: list[Path], out: Path, model: str, workers: int | None, address:
         "x_real_time": s.audio_s / wall,
         "x_real_time_per_worker": s.audio_s / wall / s.n_workers,
         "file_seconds_sum": sum(r["seconds"] for r in recs),
+        "worker_cpu_s": sum(r["cpu_s"] for r in recs),
+        "driver_cpu_s": driver_cpu,
+        "x_real_time_per_cpu_s": s.audio_s / sum(r["cpu_s"] for r in recs),
         "nodes": len({r["node"] for r in recs}),
     }
 
@@ -98,41 +103,55 @@ def main(argv: list[str] | None = None) -> int:
     )
     long_inputs = make_inputs(args.dir / "long", args.files, args.minutes * 60 / args.files, seed=0)
     scaling = []
-    header = ("workers", "audio_min", "wall_s", "start_s", "x_real_time", "per_worker", "eff")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 9, 8, 7, 11, 10, 5))))
+    header = ("workers", "audio_min", "wall_s", "start_s", "x_real_time", "per_worker", "eff", "per_cpu_s")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 9, 8, 7, 11, 10, 5, 9))))
     for n in args.workers:
         r = run(long_inputs, args.dir / "out", args.model, n, args.address)
         r["efficiency"] = r["x_real_time_per_worker"] / scaling[0]["x_real_time_per_worker"] if scaling else 1.0
         scaling.append(r)
         print(
             f"{r['workers']:>7} {r['audio_s'] / 60:>9.1f} {r['wall_s']:>8.1f} {r['startup_s']:>7.1f} "
-            f"{r['x_real_time']:>11.1f} {r['x_real_time_per_worker']:>10.1f} {r['efficiency']:>5.2f}",
+            f"{r['x_real_time']:>11.1f} {r['x_real_time_per_worker']:>10.1f} {r['efficiency']:>5.2f} "
+            f"{r['x_real_time_per_cpu_s']:>9.1f}",
             flush=True,
         )
 
     short = make_inputs(args.dir / "short", args.overhead_files, args.overhead_seconds, seed=1000)
     sep_out = args.dir / "separate"
     shutil.rmtree(sep_out, ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         code = stembridge(["separate", *map(str, short), "-o", str(sep_out), "-m", args.model, "-q"])
-    sep_wall = time.perf_counter() - t0
+    sep_wall, sep_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     shutil.rmtree(sep_out, ignore_errors=True)
     if code:
         raise SystemExit(f"separate failed ({code})")
     b = run(short, args.dir / "out", args.model, 1, args.address)
     per_file = (b["wall_s"] - b["startup_s"] - sep_wall) / len(short)
-    overhead = {"n_files": len(short), "separate_wall_s": sep_wall, "batch": b, "overhead_per_file_s": per_file}
+    cpu_per_file = (b["worker_cpu_s"] - sep_cpu) / len(short)
+    overhead = {
+        "n_files": len(short),
+        "separate_wall_s": sep_wall,
+        "separate_cpu_s": sep_cpu,
+        "batch": b,
+        "overhead_per_file_s": per_file,
+        "worker_cpu_overhead_per_file_s": cpu_per_file,
+        "driver_cpu_per_file_s": b["driver_cpu_s"] / len(short),
+    }
     print(
         f"\n# overhead: {len(short)} x {args.overhead_seconds:g} s files, 1 worker\n"
-        f"separate {sep_wall:.1f} s; batch {b['wall_s']:.1f} s of which {b['startup_s']:.1f} s Ray start + model load; "
-        f"overhead {1000 * per_file:.0f} ms per file"
+        f"separate {sep_wall:.1f} s wall, {sep_cpu:.1f} s CPU; batch {b['wall_s']:.1f} s wall of which "
+        f"{b['startup_s']:.1f} s Ray start + model load, workers {b['worker_cpu_s']:.1f} s CPU, "
+        f"driver {b['driver_cpu_s']:.1f} s CPU\n"
+        f"overhead per file: {1000 * per_file:.0f} ms wall, {1000 * cpu_per_file:.0f} ms worker CPU, "
+        f"{1000 * overhead['driver_cpu_per_file_s']:.0f} ms driver CPU"
     )
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
-        result = {"machine": machine, "model": args.model, "scaling": scaling, "overhead": overhead}
+        load = os.getloadavg()[0]
+        result = {"machine": machine, "model": args.model, "load_end": load, "scaling": scaling, "overhead": overhead}
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

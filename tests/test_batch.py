@@ -147,8 +147,10 @@ def test_argument_errors_end_in_one_line(tmp_path: Path, capsys, case: str, mess
 def test_inputs_from_folders_and_lists(tmp_path: Path) -> None:
     d = tmp_path / "cat"
     (d / "album" / ".hidden").mkdir(parents=True)
+    (d / "out" / "album" / "01").mkdir(parents=True)  # OUT inside the catalogue: its stems are no inputs
     for name in ("album/01.wav", "album/02.flac", "album/.hidden/x.wav", "top.mp3", "notes.txt", "cover.jpg"):
         (d / name).write_bytes(b"")
+    (d / "out" / "album" / "01" / "drums.wav").write_bytes(b"")
     (tmp_path / "list.txt").write_text("# a catalogue\ncat/top.mp3\n\n/abs/elsewhere/far.wav\n")
     items = collect_inputs([d, tmp_path / "list.txt"], d / "out")
     assert [(i.path, i.track) for i in items] == [
@@ -229,7 +231,7 @@ def test_manifest_has_one_line_per_input_with_what_was_done(catalogue: dict) -> 
         assert rec["size"] == path.stat().st_size
         assert rec["model"] == {"name": MODEL, "version": "1.0.0", "sha256": tiny["sha256"]}
         assert rec["format"] == "wav" and rec["worker"] and rec["node"]
-        assert rec["seconds"] > 0
+        assert rec["seconds"] > 0 and rec["cpu_s"] >= 0
         if track in ("bad", "empty"):
             assert rec["status"] == "failed" and rec["error"].startswith(str(path)) and "\n" not in rec["error"]
             assert rec["audio_s"] is None

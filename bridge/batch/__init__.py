@@ -10,7 +10,7 @@ Output, per input: ``OUT/<track>/`` exactly as ``stembridge separate`` writes it
 a hidden ``.<track>.partial`` folder first and renamed into place when complete; plus one line in
 ``OUT/manifest.jsonl`` (path, track, sha256/size/mtime of the input, score and its sha256,
 model name/version/sha256 -- ``parts`` for ``--parts`` --, format, status ok/failed, error line,
-audio_s, seconds, x_real_time, worker and node). A rerun skips inputs done before with the same
+audio_s, seconds, cpu_s, x_real_time, worker and node). A rerun skips inputs done before with the same
 input, model, score and format, and redoes failed ones; a worker that dies has its file redone
 by a fresh worker (a file that kills its worker three times fails). The exit status is the
 number of failed inputs (101: more than 100).

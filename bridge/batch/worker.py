@@ -102,6 +102,7 @@ def new_record(job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
         "error": None,
         "audio_s": None,
         "seconds": None,
+        "cpu_s": None,
         "x_real_time": None,
         "worker": f"{worker['host']}:{worker['pid']}" if worker["host"] else None,
         "node": worker["node"],
@@ -109,7 +110,7 @@ def new_record(job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
 
 
 def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     path, out, track = Path(job["path"]), Path(job["out"]), job["track"]
     record = new_record(job, worker)
     tmp = partial_dir(out, track)
@@ -143,6 +144,7 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
             shutil.rmtree(tmp, ignore_errors=True)
     seconds = time.perf_counter() - t0
     record["seconds"] = round(seconds, 3)
+    record["cpu_s"] = round(time.process_time() - cpu0, 3)
     if record["audio_s"]:
         record["x_real_time"] = round(record["audio_s"] / max(seconds, 1e-9), 2)
     return record
