@@ -2,7 +2,8 @@
 full-scale clipping, digital silence, -120 dBFS noise, and a sample-rate change between runs.
 
 For each: every output sample is finite, the stems sum to the sanitised input delayed by
-``latency_samples`` (within 1e-5), and every note-on gets its note-off once ``end_notes()``
+``latency_samples`` (within 1e-5 absolute for every sample; a sample clipped to
+``MAX_ABS_SAMPLE`` within float32 rounding of its value), and every note-on gets its note-off once ``end_notes()``
 has been called (no stuck notes).
 """
 
@@ -62,8 +63,13 @@ def _assert_sound(proc: Processor, x: np.ndarray, out: np.ndarray, events: list[
     lat = proc.latency_samples
     clean = _sanitised(x)
     total = out.sum(axis=0, dtype=np.float64)
-    scale = max(1.0, float(np.abs(clean).max()))
-    np.testing.assert_allclose(total[:, lat : lat + x.shape[1]] / scale, clean / scale, atol=1e-5)
+    err = np.abs(total[:, lat : lat + x.shape[1]] - clean)
+    audio = np.abs(clean) < MAX_ABS_SAMPLE  # every sample but the clipped ones
+    assert audio.mean() > 0.99  # the check below covers the signal, not a few samples
+    # the README's promise: the stems sum back to the input to 1e-5, absolute, sample by sample
+    assert err[audio].max() <= 1e-5, float(err[audio].max())
+    # a sample clipped to MAX_ABS_SAMPLE is beyond float32's 1e-5 resolution: float32 rounding only
+    assert np.all(err[~audio] <= 4 * np.finfo(np.float32).eps * np.abs(clean[~audio])), err[~audio]
     assert np.abs(total[:, :lat]).max() == 0
     _assert_no_stuck_notes(events)
 
