@@ -18,6 +18,10 @@ more examples:
   on every channel no key stays on (no stuck notes).
 - ``metadata``: ``validate_metadata`` on mutated and random dicts (as ONNX props strings or
   decoded). Only ``ModelError``; what passes round-trips.
+
+And the converse, so a reader that refuses everything fails: valid WAV/FLAC files of every
+subtype are accepted and decode to the samples written; type-0 and type-1 scores, with and
+without running status, decode to the same notes per stem at the right times.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 import mido
 import numpy as np
+import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -171,6 +176,47 @@ def test_audio_corner_cases() -> None:
     check_audio(BASE_AUDIO[2][:42])  # FLAC STREAMINFO cut short
 
 
+# The converse of the fuzzing: valid files of every WAV/FLAC subtype libsndfile writes are
+# accepted and decoded to the samples written (within the subtype's quantisation step).
+_BITS = {"PCM_U8": 8, "PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32, "FLOAT": 24, "DOUBLE": 24}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype", "n_channels", "rate"),
+    [
+        ("WAV", "PCM_U8", 1, 8000),
+        ("WAV", "PCM_16", 2, 44100),
+        ("WAV", "PCM_24", 2, 48000),
+        ("WAV", "PCM_32", 1, 96000),
+        ("WAV", "FLOAT", 6, 44100),
+        ("WAV", "DOUBLE", 2, 22050),
+        ("FLAC", "PCM_S8", 1, 32000),
+        ("FLAC", "PCM_16", 2, 44100),
+        ("FLAC", "PCM_24", 2, 192000),
+    ],
+)
+def test_valid_audio_of_every_subtype_is_accepted_and_decoded(fmt: str, subtype: str, n_channels: int, rate: int):
+    from bridge.audio_io import open_audio
+
+    n = 1500
+    t = np.arange(n) / rate
+    x = np.stack([0.8 * np.sin(2 * np.pi * (200 + 50 * c) * t + c) for c in range(n_channels)], axis=1)
+    data = _encode(x.astype(np.float32), fmt, subtype, rate)
+    assert check_audio(data) == "accepted"
+    path = _TMP / f"valid.{fmt.lower()}"
+    path.write_bytes(data)
+    reader = open_audio(path)
+    try:
+        assert (reader.sample_rate, reader.n_channels, reader.n_samples) == (rate, n_channels, n)
+        blocks = list(reader.blocks(256))
+    finally:
+        reader.close()
+    assert [b.shape[1] for b in blocks] == [256] * (n // 256) + [n % 256]
+    y = np.concatenate(blocks, axis=1)
+    step = 2.0 ** -(_BITS[subtype] - 1)
+    np.testing.assert_allclose(y, x.T, atol=step)
+
+
 # --------------------------------------------------------------------------- score files
 
 
@@ -278,6 +324,58 @@ def test_score_file_odd_but_valid_syntax() -> None:
     assert piano[:, 2].tolist() == [60, 64, 70]
     assert piano[2, 0] == piano[2, 1] == 0.0  # the 0-length note is kept, 0 long
     np.testing.assert_allclose(piano[:2, 1], 0.5)
+
+
+def _notes(per_stem: list[np.ndarray], stem: str) -> list[tuple[float, float, int, int]]:
+    return [(float(a), float(b), int(c), int(d)) for a, b, c, d in per_stem[STEMS.index(stem)]]
+
+
+@pytest.mark.parametrize("running_status", [False, True])
+def test_valid_type0_and_type1_scores_are_decoded(running_status: bool) -> None:
+    """The same music as a type-0 file (one track) and a type-1 file (tempo track + one track
+    per part), with and without running status: the same notes per stem, at the right times.
+    Tempo 120 bpm at 480 ticks per beat: 480 ticks = 0.5 s."""
+    rs = running_status
+    tempo = ("meta", 0, 0x51, (500000).to_bytes(3, "big"))
+    bass = [
+        ("ch", 0, (0xC0, 1, 33, 0), False),  # channel 2: a bass program
+        ("ch", 0, (0x90, 1, 40, 90), False),
+        ("ch", 480, (0x90, 1, 40, 0), rs),  # note-on velocity 0 = note-off
+        ("ch", 0, (0x90, 1, 43, 80), rs),
+        ("ch", 240, (0x80, 1, 43, 0), False),
+    ]
+    drums = [("ch", 0, (0x99, 9, 36, 100), False), ("ch", 240, (0x89, 9, 36, 0), False)]
+    piano = [("ch", 960, (0x90, 0, 60, 70), False), ("ch", 480, (0x90, 0, 60, 0), rs)]  # channel 1, no program: piano
+    expected = {
+        "bass": [(0.0, 0.5, 40, 90), (0.5, 0.75, 43, 80)],
+        "drums": [(0.0, 0.25, 36, 100)],
+        "piano": [(1.0, 1.5, 60, 70)],
+        "guitar": [],
+        "strings": [],
+    }
+    type1 = _build_midi(480, 1, [[tempo], bass, drums, piano])
+    # type 0: the three parts merged in time order in one track (delta times recomputed)
+    merged: list[tuple] = []
+    for track in (bass, drums, piano):
+        t = 0
+        for ev in track:
+            t += ev[1]
+            merged.append((t, ev))
+    merged.sort(key=lambda e: e[0])
+    events, last = [tempo], 0
+    for t, ev in merged:
+        events.append((ev[0], t - last, ev[2], False))
+        last = t
+    type0 = _build_midi(480, 0, [events])
+    for name, data in (("type0.mid", type0), ("type1.mid", type1)):
+        assert check_score_file(data) == "accepted"
+        path = _TMP / name
+        path.write_bytes(data)
+        per_stem = read_score_file(path, STEMS)
+        for stem, notes in expected.items():
+            got = _notes(per_stem, stem)
+            assert len(got) == len(notes), (name, stem, got)
+            np.testing.assert_allclose(np.array(got, float).reshape(-1, 4), np.array(notes, float).reshape(-1, 4))
 
 
 # --------------------------------------------------------------------------- live streams
