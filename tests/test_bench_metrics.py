@@ -154,3 +154,42 @@ def test_librosa_shim_matches_librosa_formulas():
         lr.core.cqt_frequencies(3, fmin=32.7, bins_per_octave=36), 32.7 * 2 ** (np.arange(3) / 36)
     )
     assert lr.core.frames_to_time(10, sr=22050, hop_length=256) == pytest.approx(10 * 256 / 22050)
+
+
+def test_targets_fail_just_below_their_thresholds_and_pass_at_them():
+    """Each target fails a hair below its threshold (and at a missing value) and passes at it."""
+    from bench.quality import TARGETS, check_targets, summarize
+
+    stems = ("drums", "bass")
+
+    def track(si_d, si_b, f1_d, f1_b):
+        sep = {"drums": {"si_sdri": si_d, "sdr": si_d}, "bass": {"si_sdri": si_b, "sdr": si_b}}
+        return {"sep": sep, "f1": {"drums": f1_d, "bass": f1_b}, "inst_blind_f1": 0.5}
+
+    def targets(si_d, si_b, f1_d, f1_b, gain):
+        per_track = [
+            {"model blind": track(si_d, si_b, f1_d, f1_b), "model + score": track(si_d + gain, si_b + gain, f1_d, f1_b)}
+        ]
+        return {t["target"]: t for t in check_targets(summarize(per_track, stems), stems)}
+
+    per_stem = TARGETS["blind_si_sdri_per_stem_db"]
+    overall = TARGETS["blind_si_sdri_overall_db"]
+    f1_p, f1_d, gain = TARGETS["blind_onset_f1_pitched_avg"], TARGETS["blind_onset_f1_drums"], TARGETS["score_gain_db"]
+    eps = 1e-6
+    at = targets(overall, overall, f1_d, f1_p, gain)
+    assert all(t["pass"] for t in at.values()), at
+    below = targets(per_stem - eps, overall, f1_d - eps, f1_p - eps, gain - eps)
+    assert not below["blind SI-SDRi drums median (dB)"]["pass"]
+    assert below["blind SI-SDRi bass median (dB)"]["pass"]
+    assert not below["blind SI-SDRi overall median (dB)"]["pass"]  # median of per_stem - eps and overall
+    assert not below["blind onset F1 drums"]["pass"] and not below["blind onset F1 pitched avg"]["pass"]
+    assert not below["score gain: SI-SDRi overall median (dB)"]["pass"]
+    assert below["score gain: SI-SDRi overall median (dB)"]["value"] == pytest.approx(gain - eps)
+    # a stem with nothing to score has no value: its target fails rather than passes
+    no_bass = track(10.0, 10.0, 1.0, 1.0)
+    del no_bass["sep"]["bass"]
+    t = {
+        x["target"]: x
+        for x in check_targets(summarize([{"model blind": no_bass, "model + score": no_bass}], stems), stems)
+    }
+    assert t["blind SI-SDRi bass median (dB)"]["value"] is None and not t["blind SI-SDRi bass median (dB)"]["pass"]
