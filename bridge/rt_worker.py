@@ -394,9 +394,11 @@ def _child_main(
             ready, _, _ = select.select([fd], [], [], timeout_s)
             if ready:
                 try:
-                    os.read(fd, 4096)
+                    data = os.read(fd, 4096)
                 except OSError:
-                    pass
+                    data = b"\0"
+                if not data:  # end of file: every writer is gone, the parent died without stopping us
+                    ch.ctl[STOP] = 1
             elif os.getppid() != parent:  # orphaned: the parent died without stopping us
                 ch.ctl[STOP] = 1
 
