@@ -82,22 +82,43 @@ def test_checkpoint_loads_weights_only(exported):
 
 
 class Evil:
-    """An arbitrary object: must never be unpickled from a checkpoint."""
+    """An arbitrary object: must never be unpickled from a checkpoint. Unpickling it would
+    touch ``marker`` (its ``__reduce__`` is a call to ``Path.touch``)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
 
 
 def test_checkpoint_with_pickled_object_is_refused(tmp_path):
+    import pickle
+
+    marker = tmp_path / "unpickled"
     p = tmp_path / "evil.pt"
-    torch.save({"model": {}, "config": {"x": Evil()}}, p)
-    with pytest.raises(Exception):  # noqa: B017 - torch raises UnpicklingError
+    torch.save({"model": {}, "config": {"x": Evil(marker)}}, p)
+    with pytest.raises(pickle.UnpicklingError):
         ox.load_checkpoint(p)
+    assert not marker.exists(), "the checkpoint's object was unpickled"
 
 
-def test_bad_metadata_refused_before_writing(tmp_path):
+def test_bad_metadata_refused_before_writing(exported, tmp_path):
     with pytest.raises(ModelError):
         build_metadata("bad", ["drums", "other"], 8)  # 'other' is not a predicted stem
     with pytest.raises(ModelError):
         build_metadata("bad", ["drums"], 8, decode={"onset_threshold": 2.0, "frame_threshold": 0.5, "min_note_ms": 1})
-    assert not list(tmp_path.iterdir())
+    # through the export command: a checkpoint whose card holds a bad decode threshold
+    _, ckpt, _ = exported
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(ckpt.read_bytes())
+    decode = {"onset_threshold": 2.0, "frame_threshold": 0.5, "min_note_ms": 30}
+    bad.with_suffix(".card.json").write_text(json.dumps({"decode": decode}))
+    out_dir = tmp_path / "models"
+    out_dir.mkdir()
+    with pytest.raises(ModelError, match="onset_threshold"):
+        ox.main(["--checkpoint", str(bad), "--out", str(out_dir / "bad.onnx"), "--no-timing"])
+    assert not list(out_dir.iterdir())  # no .onnx, no card, no index.json
 
 
 def test_roundtrip_detects_tampering(exported, tmp_path):
