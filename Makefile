@@ -52,6 +52,7 @@ pytest: $(STAMP)
 	$(PY) -m pytest -q
 
 test: lint typecheck pytest
+	$(PY) bench/check_results.py  # every results file BENCHMARKS.md / README.md name exists
 
 bench: $(STAMP)
 	$(PY) bench/speed.py

@@ -12,6 +12,7 @@ smallest failing input). The figures go into BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import Counter
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", "--examples", type=int, default=5000, help="max examples per target (default 5000)")
     ap.add_argument("--targets", nargs="*", choices=sorted(TARGETS), default=list(TARGETS))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
 
     rows = []
@@ -72,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"|{'-' * 14}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 9}|{'-' * 10}|-------")
     for name, tried, acc, rej, wall_s, rate, status in rows:
         print(f"| {name:<12} | {tried:>12} | {acc:>8} | {rej:>8} | {wall_s:>7.1f} | {rate:>8.0f} | {status}")
+    if args.json:
+        keys = ("target", "inputs_tried", "accepted", "refused", "time_s", "inputs_per_s", "result")
+        doc = {"max_examples": args.examples, "seed": args.seed, "rows": [dict(zip(keys, r)) for r in rows]}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if failed else 0
 
 

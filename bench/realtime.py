@@ -3,13 +3,17 @@ and worker mode (thread or child process).
 
 For every rate and block size a private ``jackd -d dummy`` server (real clock, no sound card)
 is started, ``stembridge run --backend jack`` runs in its own process for ``--seconds`` while a
-test client in this process plays noise + tones into it; the run's ``--stats`` JSON gives the
-figures. The model is the registry default when it is registered, else ``test-tiny``.
+test client in this process plays the shipped example into it, over and over: ``examples/demo/
+mix.flac`` resampled to the server rate and its score ``score.mid`` as live MIDI on ``score_in``
+(the same material as ``bench/soak.py``). The run's ``--stats`` JSON gives the figures. The
+model is the registry default when it is registered, else ``test-tiny``. ``--no-realtime``
+starts the server without real-time scheduling (to compare with ``-R``, the default).
 
     .venv/bin/python bench/realtime.py                       # 44100 and 48000 Hz x 64..1024 frames
     .venv/bin/python bench/realtime.py --rates 48000 --blocks 256 --seconds 60
     .venv/bin/python bench/realtime.py --workers process thread --blocks 256
     .venv/bin/python bench/realtime.py --plot out/bench_realtime.png
+    .venv/bin/python bench/realtime.py --rates 48000 --blocks 256 --seconds 20 --no-realtime --json out/nort.json
 
 Python is soft real time; figures depend on the machine's load. Target: p99 worker time under
 50% of the period at 48 kHz / 256 frames.
@@ -23,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -42,11 +44,15 @@ def pick_model(name: str | None) -> str:
     return default if default in names else "test-tiny"
 
 
-def one_run(model: str, rate: int, block: int, seconds: float, queue_blocks: int, worker: str) -> dict:
+def one_run(
+    model: str, rate: int, block: int, seconds: float, queue_blocks: int, worker: str, realtime: bool = True
+) -> dict:
+    from bench.soak import load_demo  # here: bench.soak imports this module
     from bridge.model import read_metadata, resolve
 
     stems = (*read_metadata(resolve(model)[0]).stems, "other")
-    with tempfile.TemporaryDirectory() as tmp, PrivateJackd(rate, block) as server:
+    mix, events = load_demo(rate)
+    with tempfile.TemporaryDirectory() as tmp, PrivateJackd(rate, block, realtime=realtime) as server:
         stats = Path(tmp) / "stats.json"
         cfg = Path(tmp) / "cfg.toml"
         cfg.write_text(f"[realtime]\nqueue_blocks = {queue_blocks}\n")
@@ -56,11 +62,7 @@ def one_run(model: str, rate: int, block: int, seconds: float, queue_blocks: int
         import os
 
         os.environ["JACK_DEFAULT_SERVER"] = server.name
-        rng = np.random.default_rng(0)
-        n = int((seconds + 30) * rate)
-        t = np.arange(n) / rate
-        x = (0.2 * rng.standard_normal((2, n)) + 0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
-        lb = open_when_ready(lambda: Loopback(x, [], n), stems, lambda: proc.poll() is None)
+        lb = open_when_ready(lambda: Loopback(mix, events, 0, loop=True), stems, lambda: proc.poll() is None)
         lb.start()
         try:
             _, err = proc.communicate(timeout=seconds + 180)
@@ -81,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="run length per configuration (default 10)")
     ap.add_argument("--workers", nargs="+", choices=("process", "thread"), default=["process", "thread"])
     ap.add_argument("--queue-blocks", type=int, default=2, help="bridge queue in blocks (default 2)")
+    ap.add_argument("--no-realtime", action="store_true", help="start jackd --no-realtime instead of -R")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--plot", type=Path, default=None, help="write a plot of p99 / period (needs matplotlib)")
     args = ap.parse_args(argv)
     model = pick_model(args.model)
-    print(f"model {model}, jackd -d dummy, {args.seconds:g} s per row, queue {args.queue_blocks} blocks")
+    scheduling = "--no-realtime" if args.no_realtime else "-R"
+    print(
+        f"model {model}, jackd {scheduling} -d dummy, {args.seconds:g} s per row, queue {args.queue_blocks} blocks, "
+        "playing examples/demo/mix.flac + score.mid in a loop"
+    )
     header = f"{'worker':>7} {'rate':>6} {'block':>5} {'period ms':>9} {'p50 ms':>7} {'p99 ms':>7} {'p99/period':>10} "
     header += f"{'max ms':>7} {'cb p99':>6} {'cb max':>6} {'misses':>6} {'xruns':>5} {'blocks':>6} {'latency ms':>10}"
     print(header)
@@ -93,9 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     for rate in args.rates:
         for block in args.blocks:
             for worker in args.workers:
-                s = one_run(model, rate, block, args.seconds, args.queue_blocks, worker)
+                s = one_run(model, rate, block, args.seconds, args.queue_blocks, worker, not args.no_realtime)
                 period = 1000.0 * block / rate
-                rows.append(dict(s, period_ms=period, model=model, worker=worker))
+                rows.append(
+                    dict(s, period_ms=period, model=model, worker=worker, jackd_realtime=not args.no_realtime)
+                    | {"input": "examples/demo/mix.flac + score.mid, looped"}
+                )
                 print(
                     f"{worker:>7} {rate:>6} {block:>5} {period:>9.2f} "
                     f"{s['worker_ms_p50']:>7.2f} {s['worker_ms_p99']:>7.2f} "
@@ -105,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))
     if args.plot:
         import matplotlib

@@ -7,6 +7,7 @@ thread and the process pinned to one core. Prints a table; `--plot FILE` writes 
 
     .venv/bin/python bench/speed.py                 # default + test models, 60 s of audio
     .venv/bin/python bench/speed.py --seconds 30 --models band --blocks 4096 16384
+    .venv/bin/python bench/speed.py --json bench/results/speed.json   # also keep the rows as JSON
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs per cell; the best is reported (default 3)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {args.seconds:g} s stereo at {args.rate} Hz, onnxruntime intra-op threads = 1, best of {args.repeats}")
     print(f"{'model':<12} {'block':>7} {'wall_s':>8} {'x_real_time':>12} {'latency_ms':>11}")
     rows = []
+    records = []
     for name in names:
         proc = Processor(OnnxModel(name, n_threads=1))
         for block in args.blocks:
@@ -66,7 +69,23 @@ def main(argv: list[str] | None = None) -> int:
             speed = args.seconds / best
             rows.append((name, block, speed))
             lat_ms = 1000 * proc.latency_samples / args.rate
+            records.append(
+                {"model": name, "model_version": proc.meta.version, "block_size": block, "wall_s": best}
+                | {"x_real_time": speed, "latency_ms": lat_ms}
+            )
             print(f"{name:<12} {block:>7} {best:>8.2f} {speed:>12.1f} {lat_ms:>11.2f}", flush=True)
+    if args.json:
+        import json
+
+        import onnxruntime
+
+        machine = {"processor": platform.processor() or platform.machine(), "n_cpus": os.cpu_count()}
+        machine |= {"pinned_to_one_core": not args.no_pin, "python": platform.python_version()}
+        machine |= {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+        run = {"seconds": args.seconds, "rate": args.rate, "repeats": args.repeats, "best_of": args.repeats}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": machine, "run": run, "rows": records}, indent=2) + "\n")
+        print(f"json: {args.json}")
     if args.plot:
         import matplotlib
 
