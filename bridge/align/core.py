@@ -6,7 +6,7 @@ The warping path (``bridge.align.dtw.mrdtw``) becomes a strictly increasing map 
 seconds to recording seconds: per score frame the mean of the recording frames it is paired
 with, linear in between, slope 1 outside the path.
 
-Confidence: the mean local cost along the best path at ``BASELINE_HOP_S`` frames, against the
+Confidence: the mean chroma cost along the best path at ``BASELINE_HOP_S`` frames, against the
 same for the score cut into ``SHUFFLE_BLOCK_S`` blocks put in a random order (the best path a
 score made of the same material but not this performance would get):
 ``confidence = 1 - cost / shuffled_cost``. A matching score scores well above ``MIN_CONFIDENCE``,
@@ -18,7 +18,7 @@ Public API
   ``reliable``, ``mean_cost``, ``shuffled_cost``, ``audio``/``score`` (``Features``), ``path``
   (fine frames), ``score_start_s``, ``wall_s``; ``warp(t_score_s) -> t_recording_s``.
 - ``align_notes(x, sample_rate, notes) -> Alignment``: x (n_samples,) mono; notes (n, >=4)
-  of every part together.
+  of every part together (a fifth column: attack time, see ``features.score_features``).
 - ``align_file(audio_path, parts) -> Alignment``.
 - ``warp_parts(parts, alignment) -> list[ScorePart]``: every note's onset and offset warped.
 - ``MIN_CONFIDENCE``.
@@ -36,14 +36,21 @@ from pathlib import Path
 import numpy as np
 
 from bridge.align.dtw import dtw_band, local_cost, mrdtw
-from bridge.align.features import HOP_S, Features, audio_features, load_audio_mono, score_features
+from bridge.align.features import (
+    HOP_S,
+    Features,
+    attack_s_for_program,
+    audio_features,
+    load_audio_mono,
+    score_features,
+)
 from bridge.parts.score_parts import ScorePart
 
 PAD_S = 1.0
 BASELINE_HOP_S = 0.2
 SHUFFLE_BLOCK_S = 2.0
 N_SHUFFLES = 2
-MIN_CONFIDENCE = 0.2
+MIN_CONFIDENCE = 0.3
 MIN_SLOPE = 0.05  # recording seconds per score second, at least (the map stays strictly increasing)
 
 
@@ -92,10 +99,12 @@ def _shuffled(feat: Features, block: int, rng: np.random.Generator) -> Features:
     return Features(feat.chroma[:, idx], feat.onsets[:, idx], feat.hop_s)
 
 
-def _mean_path_cost(audio: Features, score: Features) -> float:
+def _mean_path_cost(audio: Features, score: Features, margin: int) -> float:
+    """Mean chroma cost along the best path (onsets left out: they are noisy on bowed strings)."""
     n, m = audio.n_frames, score.n_frames
     lo, hi = np.zeros(n, np.int64), np.full(n, m, np.int64)
-    path, total = dtw_band(functools.partial(local_cost, audio, score), n, m, lo, hi)
+    cost = functools.partial(local_cost, audio, score, onset_weight=0.0)
+    path, total = dtw_band(cost, n, m, lo, hi, margin, margin)
     return total / len(path)
 
 
@@ -103,10 +112,11 @@ def confidence_of(audio: Features, score: Features, seed: int = 0) -> tuple[floa
     """(confidence, mean path cost, shuffled-score mean path cost) at ``BASELINE_HOP_S`` frames."""
     factor = max(1, round(BASELINE_HOP_S / audio.hop_s), -(-max(audio.n_frames, score.n_frames) // 1500))
     a, s = audio.downsample(factor), score.downsample(factor)
-    cost = _mean_path_cost(a, s)
+    margin = round(PAD_S / s.hop_s)
+    cost = _mean_path_cost(a, s, margin)
     rng = np.random.default_rng(seed)
     block = max(2, round(SHUFFLE_BLOCK_S / s.hop_s))
-    shuffled = float(np.mean([_mean_path_cost(a, _shuffled(s, block, rng)) for _ in range(N_SHUFFLES)]))
+    shuffled = float(np.mean([_mean_path_cost(a, _shuffled(s, block, rng), margin) for _ in range(N_SHUFFLES)]))
     return 1.0 - cost / max(shuffled, 1e-9), cost, shuffled
 
 
@@ -118,7 +128,8 @@ def align_notes(x: np.ndarray, sample_rate: int, notes: np.ndarray) -> Alignment
     end_s = float(notes[:, 1].max()) + PAD_S
     audio = audio_features(x, sample_rate)
     score = score_features(notes, int(np.ceil((end_s - start_s) / HOP_S)) + 1, start_s)
-    res = mrdtw(audio, score)
+    margin = int(round(PAD_S / HOP_S))
+    res = mrdtw(audio, score, open_start=margin, open_end=margin)
     conf, cost, shuffled = confidence_of(audio, score)
     score_s, rec_s = _warp_knots(res.path, HOP_S, start_s)
     return Alignment(score_s, rec_s, conf, cost, shuffled, audio, score, res.path, start_s, time.perf_counter() - t0)
@@ -131,7 +142,10 @@ def align_file(audio_path: str | Path, parts: Sequence[ScorePart]) -> Alignment:
         from bridge.errors import InputError
 
         raise InputError(f"{audio_path}: too short to align ({len(x) / sr:.2f} s)")
-    return align_notes(x, sr, np.concatenate([p.notes for p in parts]))
+    notes = [
+        np.column_stack([p.notes[:, :4], np.full(p.n_notes, attack_s_for_program(p.program, p.is_drum))]) for p in parts
+    ]
+    return align_notes(x, sr, np.concatenate(notes))
 
 
 def warp_parts(parts: Sequence[ScorePart], alignment: Alignment) -> list[ScorePart]:

@@ -1,26 +1,30 @@
 """Multiresolution DTW in numpy: a full DTW on coarse features, refined in a band at finer ones.
 
 Steps (1, 0), (0, 1), (1, 1), all of weight 1 (as synctoolbox's default), from (0, 0) to
-(n - 1, m - 1). Rows (the recording's frames) are computed one at a time, every row in a few
-vectorised numpy calls: the vertical and diagonal predecessors come from the previous row and
-the horizontal run is a running minimum over the row's prefix sums,
-``D[j] = S[j] + min_{k <= j}(E[k] - S[k])`` with ``S`` the row's cumulative cost and ``E`` the
-cost reached without a horizontal step. Memory is the band (one step code per cell), so a
-5-minute piece at 20 ms (15000 x 15000 frames) needs a few MB.
+(n - 1, m - 1), or from and to anywhere within the open margins of the score. Rows (the
+recording's frames) are computed one at a time, every row in a few vectorised numpy calls: the
+vertical and diagonal predecessors come from the previous row and the horizontal run is a
+running minimum over the row's prefix sums, ``D[j] = S[j] + min_{k <= j}(E[k] - S[k])`` with
+``S`` the row's cumulative cost and ``E`` the cost reached without a horizontal step. Memory is
+the band (one step code per cell), so a 5-minute piece at 20 ms (15000 x 15000 frames) needs a
+few MB.
 
 Local cost of frames a (recording) and b (score): ``(1 - <chroma_a, chroma_b>) +
 ONSET_WEIGHT * |onsets_a - onsets_b|``.
 
 Public API
 ----------
-- ``mrdtw(audio, score, factors=None, radius=RADIUS) -> DtwResult``: features from
-  ``bridge.align.features``; ``factors`` the downsampling of each level, coarsest first,
-  ending in 1 (default: chosen from the length so the coarse level has at most ~1000 frames).
+- ``mrdtw(audio, score, factors=None, radius=RADIUS, open_start=0, open_end=0) -> DtwResult``:
+  features from ``bridge.align.features``; the path may begin within the first ``open_start``
+  score frames and end within the last ``open_end``; ``factors`` the downsampling of each
+  level, coarsest first, ending in 1 (default: chosen from the length so the coarse level has
+  at most ~1000 frames).
 - ``DtwResult``: ``path`` (n_steps, 2) int [recording frame, score frame], ``cost`` (total),
   ``mean_cost`` (per step), ``coarse_mean_cost``, ``factors``.
-- ``dtw_band(cost_row, n, m, lo, hi) -> (path, total_cost)``: the banded core; ``cost_row(i, lo,
-  hi)`` gives row ``i``'s local costs for score frames ``lo..hi-1``.
-- ``local_cost(audio, score, i, lo, hi)``: that row of local costs.
+- ``dtw_band(cost_row, n, m, lo, hi, open_start=0, open_end=0) -> (path, total_cost)``: the
+  banded core; ``cost_row(i, lo, hi)`` gives row ``i``'s local costs for score frames
+  ``lo..hi-1``.
+- ``local_cost(audio, score, i, lo, hi, onset_weight=ONSET_WEIGHT)``: that row of local costs.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d
 
 from bridge.align.features import Features
 
-ONSET_WEIGHT = 0.5
+ONSET_WEIGHT = 0.25
 RADIUS = 12  # band half-width in frames of the finer level, around the coarser path
 COARSE_MAX_FRAMES = 1000
 _DIAG, _UP, _LEFT = 0, 1, 2
@@ -49,22 +53,35 @@ class DtwResult:
     factors: tuple[int, ...]
 
 
-def local_cost(audio: Features, score: Features, i: int, lo: int, hi: int) -> np.ndarray:
+def local_cost(
+    audio: Features, score: Features, i: int, lo: int, hi: int, onset_weight: float = ONSET_WEIGHT
+) -> np.ndarray:
     """Local costs of recording frame ``i`` against score frames ``lo..hi-1`` (float64)."""
     a_c = audio.chroma[:, i]
     a_o = audio.onsets[:, i]
     s_c = score.chroma[:, lo:hi]
     s_o = score.onsets[:, lo:hi]
     chroma = 1.0 - a_c @ s_c
+    if onset_weight == 0.0:
+        return chroma.astype(np.float64)
     d = s_o - a_o[:, None]
     onset = np.sqrt(np.einsum("ij,ij->j", d, d))
-    return chroma.astype(np.float64) + ONSET_WEIGHT * onset
+    return chroma.astype(np.float64) + onset_weight * onset
 
 
 def dtw_band(
-    cost_row: Callable[[int, int, int], np.ndarray], n: int, m: int, lo: np.ndarray, hi: np.ndarray
+    cost_row: Callable[[int, int, int], np.ndarray],
+    n: int,
+    m: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    open_start: int = 0,
+    open_end: int = 0,
 ) -> tuple[np.ndarray, float]:
-    """DTW over the band ``lo[i] <= j < hi[i]`` (both nondecreasing, ``lo[0] = 0``, ``hi[-1] = m``)."""
+    """DTW over the band ``lo[i] <= j < hi[i]`` (both nondecreasing, ``lo[0] = 0``, ``hi[-1] = m``).
+
+    The path may start at any ``(0, j <= open_start)`` and end at any ``(n - 1, j >= m - 1 - open_end)``
+    (the score's silent margins need not be matched by a recording that starts or ends mid-note)."""
     offsets = np.concatenate([[0], np.cumsum(hi - lo)]).astype(np.int64)
     steps = np.empty(int(offsets[-1]), np.int8)
     prev = np.empty(0)
@@ -75,7 +92,9 @@ def dtw_band(
         if i == 0:
             row = np.cumsum(c)
             step = np.full(b - a, _LEFT, np.int8)
-            step[0] = _DIAG
+            free = min(open_start + 1, b)
+            row[:free] = c[:free]
+            step[:free] = _DIAG
         else:
             up = np.full(b - a, np.inf)
             diag = np.full(b - a, np.inf)
@@ -96,13 +115,15 @@ def dtw_band(
             step = np.where(left, _LEFT, np.where(use_up, _UP, _DIAG)).astype(np.int8)
         steps[offsets[i] : offsets[i + 1]] = step
         prev, prev_lo, prev_hi = row, a, b
-    total = float(prev[m - 1 - prev_lo])
+    first = max(m - 1 - open_end, prev_lo)
+    j = first + int(np.argmin(prev[first - prev_lo :]))
+    total = float(prev[j - prev_lo])
     # backtrack
     path = []
-    i, j = n - 1, m - 1
+    i = n - 1
     while True:
         path.append((i, j))
-        if i == 0 and j == 0:
+        if i == 0 and (j == 0 or steps[offsets[0] + j] == _DIAG):
             break
         code = steps[offsets[i] + j - lo[i]]
         if i == 0 or code == _LEFT:
@@ -142,7 +163,14 @@ def default_factors(n: int, m: int) -> tuple[int, ...]:
     return tuple(factors[::-1])
 
 
-def mrdtw(audio: Features, score: Features, factors: tuple[int, ...] | None = None, radius: int = RADIUS) -> DtwResult:
+def mrdtw(
+    audio: Features,
+    score: Features,
+    factors: tuple[int, ...] | None = None,
+    radius: int = RADIUS,
+    open_start: int = 0,
+    open_end: int = 0,
+) -> DtwResult:
     """Multiresolution DTW of ``audio`` against ``score`` (see the module docstring)."""
     n, m = audio.n_frames, score.n_frames
     factors = default_factors(n, m) if factors is None else tuple(factors)
@@ -157,7 +185,7 @@ def mrdtw(audio: Features, score: Features, factors: tuple[int, ...] | None = No
             lo, hi = np.zeros(nl, np.int64), np.full(nl, ml, np.int64)
         else:
             lo, hi = _band_from_path(path, prev_factor // f, nl, ml, radius)
-        path, total = dtw_band(functools.partial(local_cost, a, s), nl, ml, lo, hi)
+        path, total = dtw_band(functools.partial(local_cost, a, s), nl, ml, lo, hi, open_start // f, open_end // f)
         if level == 0:
             coarse_mean = total / len(path)
         prev_factor = f

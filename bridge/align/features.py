@@ -12,7 +12,9 @@ centred on ``k * HOP_S``):
 
 The recording's pitch energy comes from an STFT (``N_FFT`` at ``ANALYSIS_RATE``) pooled per
 MIDI pitch; the score's is synthesised from its notes directly (each note and its first
-``N_HARMONICS`` partials at 0.6^(h-1) of the fundamental's amplitude), no soundfont needed.
+``N_HARMONICS`` partials at 0.6^(h-1) of the fundamental's amplitude, building up over an attack
+time that depends on the instrument, ringing ``RELEASE_S`` after the note-off), no soundfont
+needed.
 
 Public API
 ----------
@@ -21,8 +23,9 @@ Public API
 - ``audio_features(x, sample_rate) -> Features``: x (n_samples,) mono.
 - ``load_audio_mono(path) -> (x, sample_rate)``: a file as mono float32 (``InputError`` on a bad file).
 - ``score_features(notes, n_frames=None, start_s=0.0) -> Features``: notes (n, >=4)
-  ``[onset_s, offset_s, pitch, velocity]`` of every part together; frame ``k`` is the score at
-  ``start_s + k * HOP_S``.
+  ``[onset_s, offset_s, pitch, velocity(, attack_s)]`` of every part together; frame ``k`` is the
+  score at ``start_s + k * HOP_S``.
+- ``attack_s_for_program(program, is_drum) -> float``: the attack time synthesised for a part.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ PITCH_LOW, PITCH_HIGH = 24, 108  # pitches pooled from the STFT (C1-C8)
 N_HARMONICS = 8
 RELEASE_S = 0.1  # decay time of the synthesised release tail
 RELEASE_FRAMES = 15
+DEFAULT_ATTACK_S = 0.05
+ONSET_AT = 0.5  # where in the attack the recording's onset feature peaks
 ONSET_NORM_S = 1.5
 ONSET_DECAY_FRAMES = 8
 SILENCE_DB = -55.0  # a frame this far below the loudest is silence
@@ -166,8 +171,19 @@ def load_audio_mono(path: str | Path) -> tuple[np.ndarray, int]:
     return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32), sr
 
 
+def attack_s_for_program(program: int, is_drum: bool = False) -> float:
+    """How long a General MIDI program's sound takes to build up (a coarse guess per family)."""
+    if is_drum or program < 16 or 24 <= program < 40 or program in (45, 46, 47, 105, 106, 107, 108):
+        return 0.01  # struck and plucked: piano, chromatic percussion, guitars, basses, pizzicato, harp
+    if 40 <= program < 56:
+        return 0.12  # bowed strings and ensembles
+    return DEFAULT_ATTACK_S  # organs, winds, brass, voices, synths
+
+
 def score_features(notes: np.ndarray, n_frames: int | None = None, start_s: float = 0.0) -> Features:
-    """Chroma and onsets synthesised from notes (n, >=4) ``[onset_s, offset_s, pitch, velocity]``."""
+    """Chroma and onsets synthesised from notes (n, >=4) ``[onset_s, offset_s, pitch, velocity]``
+    with an optional fifth column, the attack time in seconds (``DEFAULT_ATTACK_S`` without it;
+    ``attack_s_for_program`` gives one per General MIDI program)."""
     notes = np.asarray(notes, np.float64).reshape(-1, notes.shape[-1] if np.ndim(notes) > 1 else 4)
     end_s = float(notes[:, 1].max()) if len(notes) else 0.0
     if n_frames is None:
@@ -179,6 +195,7 @@ def score_features(notes: np.ndarray, n_frames: int | None = None, start_s: floa
     off = np.clip(np.round((notes[:, 1] - start_s) / HOP_S).astype(int), 0, n_frames)
     off = np.maximum(off, on + 1)
     amp = np.clip(notes[:, 3], 1, 127) / 127.0
+    attack_frames = (notes[:, 4] if notes.shape[1] > 4 else np.full(len(notes), DEFAULT_ATTACK_S)) / HOP_S
     for h in range(1, N_HARMONICS + 1):
         shift = int(round(12 * np.log2(h)))
         power = (amp * 0.6 ** (h - 1)) ** 2
@@ -187,7 +204,11 @@ def score_features(notes: np.ndarray, n_frames: int | None = None, start_s: floa
         np.add.at(delta, (rows, on), power)
         np.add.at(delta, (rows, off), -power)
         energy += np.cumsum(delta, axis=1)[:, :n_frames]
-        np.add.at(attacks, (rows, on), power)
+        np.add.at(attacks, (rows, np.minimum(on + np.round(ONSET_AT * attack_frames).astype(int), n_frames - 1)), power)
+        for d in range(int(np.ceil(attack_frames.max(initial=0.0)))):  # the sound builds up over the attack
+            head = np.minimum(on + d, n_frames - 1)
+            ramp = np.minimum((d + 0.5) / np.maximum(attack_frames, 1e-9), 1.0) ** 2
+            np.add.at(energy, (rows, head), -power * (1.0 - ramp) * (on + d < off))
         for d in range(RELEASE_FRAMES):  # instruments ring on after the note-off
             tail = np.minimum(off + d, n_frames - 1)
             np.add.at(energy, (rows, tail), power * np.exp(-(d + 1) * HOP_S / RELEASE_S) * (off + d < n_frames))
