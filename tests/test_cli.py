@@ -281,3 +281,20 @@ def test_moving_a_part_between_channels_moves_its_stem(demo_crop, tmp_path: Path
     shifted = _separate_band(src, x, tmp_path / "moved", "--score", moved, "--class-stems-from", source)
     db = {s: 20 * np.log10(_rms(shifted[s]) / max(_rms(scored[s]), 1e-12)) for s in ("bass", "piano")}
     assert db["piano"] < -6.0 and db["bass"] > 1.0, db
+
+
+def test_device_errors_exit_4_with_one_line_naming_the_device(tmp_path: Path) -> None:
+    """README: 4 for a device. No JACK server under the name given; an audio device that no
+    PortAudio device matches (the line names it)."""
+    import os
+
+    env = dict(os.environ, JACK_DEFAULT_SERVER=f"stembridge-none-{os.getpid()}")
+    stats = tmp_path / "stats.json"
+    for args, name in (
+        (("run", "--backend", "jack", "-m", "test-tiny", "--stats", stats), "JACK"),
+        (("run", "--backend", "portaudio", "-m", "test-tiny", "--input", "no-such-device-xyz"), "no-such-device-xyz"),
+    ):
+        cmd = [sys.executable, "-m", "bridge", *map(str, args)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+        assert_one_line_error(res, 4, name)
+    assert json.loads(stats.read_text())["error"].startswith("no JACK server")  # stats written on this path too
