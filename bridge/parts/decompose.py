@@ -22,8 +22,8 @@ Public API
 - ``DecompositionSettings``: the knobs, with measured defaults.
 - ``ScoreDecomposition(sample_rate, n_fft, hop, is_drum, settings)``:
   ``masks(mag, active, first_frame) -> (n_frames, n_parts, n_bins) float32`` with ``mag``
-  (n_frames, n_bins) and ``active`` (n_frames, n_parts, 129) bool (pitches, then the attack
-  slot); frames must come in order (``first_frame`` continues the previous call).
+  (n_frames, n_bins) and ``active`` (n_frames, n_parts, 128) bool; frames must come in order
+  (``first_frame`` continues the previous call).
   ``reset()`` forgets everything learned.
 """
 
@@ -40,10 +40,10 @@ from bridge.parts.templates import (
     harmonic_template,
     n_partials_of,
     partial_amplitudes,
+    smoothing_bands,
 )
 
 N_PITCHES = 128
-ATTACK_SLOT = N_PITCHES  # the gate column of a pitched part's broadband attack component
 _EPS = 1e-12
 
 
@@ -59,6 +59,7 @@ class DecompositionSettings:
     background: bool = False  # a free broadband component whose share goes to the residual (measured: worse)
     share_timbre: bool = True  # new pitches start from the part's learned partial amplitudes
     share_min_frames: float = 20.0  # evidence a template needs before others copy it
+    smooth_drums: bool = True  # drum templates stay smooth envelopes (1/3-octave bands)
 
 
 class ScoreDecomposition:
@@ -78,6 +79,8 @@ class ScoreDecomposition:
         self.n_parts = len(self.is_drum)
         self.settings = settings or DecompositionSettings()
         self._decay_per_frame = float(np.exp(-hop / (sample_rate * self.settings.memory_s)))
+        self._bands = smoothing_bands(sample_rate, n_fft)
+        self._band_width = self._bands.sum(axis=0)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -115,7 +118,7 @@ class ScoreDecomposition:
         k = self._index.get((part, pitch))
         if k is not None:
             return k
-        if self.is_drum[part] or pitch == ATTACK_SLOT:
+        if self.is_drum[part]:
             return self._new_template(part, pitch, drum_template(self.n_bins))
         amps = self._learned_amplitudes(part, pitch)
         return self._new_template(part, pitch, harmonic_template(pitch, self.sample_rate, self.n_fft, amps))
@@ -147,7 +150,7 @@ class ScoreDecomposition:
 
     # ------------------------------------------------------------------ masks
     def masks(self, mag: np.ndarray, active: np.ndarray, first_frame: int) -> np.ndarray:
-        """mag (T, F), active (T, P, 129) bool -> masks (T, P, F) float32 (residual = 1 - sum)."""
+        """mag (T, F), active (T, P, 128) bool -> masks (T, P, F) float32 (residual = 1 - sum)."""
         n_frames = mag.shape[0]
         if first_frame != self._next_frame:
             raise ValueError(f"frames must come in order: expected frame {self._next_frame}, got {first_frame}")
@@ -249,5 +252,8 @@ class ScoreDecomposition:
             if total <= 0.0:
                 continue
             c = self._C[k]
+            if self.settings.smooth_drums and self._part_of[k] >= 0 and self.is_drum[self._part_of[k]]:
+                s = self._bands @ ((self._bands.T @ s) / self._band_width)  # an envelope, not lines
+                total = s.sum()
             w = (c / (c + beta)) * (s / total) + (beta / (c + beta)) * self._W0[k]
             self._W[k] = (w / max(w.sum(), _EPS)).astype(np.float32)

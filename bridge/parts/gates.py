@@ -2,15 +2,16 @@
 
 The same frame rule as the class path (``bridge.score``: a note marks the frames whose centre
 it sounds at, and always its onset frame), on a 128-pitch roll per part, then held on for a
-release tail after each note ends (``release_s``; drum hits are short, so a drum part's tail
-is its decay). The tail only looks back, so gates are causal: frame ``k`` needs the score up to
+release tail after each note ends (per part and pitch: a drum hit's tail is its decay, long for
+cymbals, short for a closed hat). The tail only looks back, so gates are causal: frame ``k`` needs the score up to
 half a hop after its centre, which live audio reaches before the frame is computed.
 
 Public API
 ----------
 - ``GateGrid(sample_rate, n_fft, hop, n_parts)``: the ``MetaLike`` of ``bridge.score`` for parts
   (stems ``p0, p1, ...``, keys 0-127).
-- ``PartGates(grid, release_frames)``: ``rows(first_frame, n_frames) -> (n_frames, n_parts, 128)``
+- ``PartGates(grid, release_frames)``: ``release_frames`` (n_parts, 128) per part and pitch;
+  ``rows(first_frame, n_frames) -> (n_frames, n_parts, 128)``
   bool, from either ``set_notes(notes_per_part)`` (a whole score: per part (n_notes, 4)
   ``[onset_s, offset_s, pitch, velocity]``) or live MIDI through ``live`` (a ``LiveScore`` whose
   channel map sends each part's channel to it: ``set_live_channels({channel_0_based: part})``).
@@ -47,15 +48,13 @@ class GateGrid:
 class PartGates:
     """Score -> gate rows per part; offline (whole score) or live (MIDI pushed as it comes)."""
 
-    def __init__(
-        self, grid: GateGrid, release_frames: Sequence[int], is_drum: Sequence[bool], attack_frames: int = 0
-    ) -> None:
-        if len(release_frames) != grid.n_parts or len(is_drum) != grid.n_parts:
-            raise ValueError("one release length and one drum flag per part")
-        self.is_drum = tuple(bool(d) for d in is_drum)
-        self.attack_frames = int(attack_frames)
+    def __init__(self, grid: GateGrid, release_frames: np.ndarray) -> None:
+        """``release_frames``: (n_parts, 128) int, the tail of each part's pitches in frames."""
+        release_frames = np.asarray(release_frames, np.int64)
+        if release_frames.shape != (grid.n_parts, N_PITCHES):
+            raise ValueError(f"release_frames must be ({grid.n_parts}, {N_PITCHES}), got {release_frames.shape}")
         self.grid = grid
-        self.release_frames = np.asarray(release_frames, np.int64)
+        self.release_frames = release_frames
         self._spans: tuple[np.ndarray, ...] | None = None
         self.live = LiveScore(grid, {})
 
@@ -74,9 +73,8 @@ class PartGates:
         self.live.reset()
 
     def rows(self, first_frame: int, n_frames: int) -> np.ndarray:
-        """(n_frames, n_parts, 129) bool gates for frames ``first_frame ..``: pitches 0-127, then
-        the part's attack slot (on for ``attack_frames`` frames from any note's first frame)."""
-        back = max(int(self.release_frames.max()) if len(self.release_frames) else 0, self.attack_frames) + 1
+        """(n_frames, n_parts, 128) bool gates for frames ``first_frame ..``."""
+        back = int(self.release_frames.max()) + 1 if self.release_frames.size else 1
         start = first_frame - back
         lo = max(start, 0)
         if self._spans is not None:
@@ -85,16 +83,10 @@ class PartGates:
             roll = self.live.roll(lo, n_frames + back - (lo - start))
         if start < 0:
             roll = np.concatenate([np.zeros((-start, *roll.shape[1:]), roll.dtype), roll])
-        on = roll > 0  # (back + n_frames, P, 128)
-        rises = (on[1:] & ~on[:-1]).any(axis=2)  # (back + n_frames - 1, P): a note starts here
-        zero = np.zeros((1, *on.shape[1:]), np.int32)
-        counts = np.cumsum(np.concatenate([zero, on.astype(np.int32)]), axis=0)
-        rise_counts = np.cumsum(np.concatenate([zero[:, :, 0], rises.astype(np.int32)]), axis=0)
-        out = np.zeros((n_frames, self.grid.n_parts, N_PITCHES + 1), bool)
-        idx = np.arange(n_frames) + back  # row of frame first_frame + i in `on`
-        for p, d in enumerate(self.release_frames.tolist()):
-            # held on for release_frames after the last marked frame: a causal running max
-            out[:, p, :N_PITCHES] = (counts[idx + 1, p] - counts[idx - d, p]) > 0
-            if self.attack_frames and not self.is_drum[p]:
-                out[:, p, N_PITCHES] = (rise_counts[idx, p] - rise_counts[idx - self.attack_frames, p]) > 0
-        return out
+        # held on for release_frames after the last marked frame: a causal running max
+        zero = np.zeros((1, *roll.shape[1:]), np.int32)
+        counts = np.cumsum(np.concatenate([zero, (roll > 0).astype(np.int32)]), axis=0)  # (1 + back + T, P, 128)
+        idx = np.arange(n_frames)[:, None, None] + back  # row of frame first_frame + i in the roll
+        parts = np.arange(self.grid.n_parts)[None, :, None]
+        pitches = np.arange(N_PITCHES)[None, None, :]
+        return (counts[idx + 1, parts, pitches] - counts[idx - self.release_frames[None], parts, pitches]) > 0

@@ -9,7 +9,7 @@ host rate (no resampling term). The STFT is 2048 / 512 at rates up to 50 kHz (40
 Public API
 ----------
 - ``PartSpec(name, is_drum=False)``: what the processor needs of a part.
-- ``PartsSettings``: release tails and the decomposition's knobs.
+- ``PartsSettings``: release tails and the decomposition's knobs; ``DRUM_RELEASE_S``: drum decays.
 - ``PartsProcessor(parts, settings=None)``:
 
   - ``prepare(sample_rate, max_block_size, n_channels)`` (main thread): allocate, fix
@@ -57,9 +57,31 @@ class PartsSettings:
     """Release tails (how long after a note's end its template may still sound) and the decomposition."""
 
     release_s: float = 0.15
-    drum_release_s: float = 0.35
-    attack_s: float = 0.0  # a pitched part's broadband attack component sounds this long after each onset
+    drum_release_s: float = 0.3  # drum notes without an entry in DRUM_RELEASE_S
     decomposition: DecompositionSettings = field(default_factory=DecompositionSettings)
+
+
+# decay of GM drum sounds (s), the release tail of a drum part's pitches
+DRUM_RELEASE_S = {
+    **dict.fromkeys((35, 36), 0.2),  # kicks
+    **dict.fromkeys((37, 38, 39, 40), 0.25),  # snares, side stick, clap
+    **dict.fromkeys((42, 44), 0.12),  # closed / pedal hat
+    46: 0.5,  # open hat
+    **dict.fromkeys((41, 43, 45, 47, 48, 50), 0.35),  # toms
+    **dict.fromkeys((49, 52, 55, 57), 1.0),  # crashes, china, splash
+    **dict.fromkeys((51, 53, 59), 0.6),  # rides
+}
+
+
+def release_frames(parts: Sequence[PartSpec], settings: PartsSettings, frames_per_s: float) -> np.ndarray:
+    """(n_parts, 128) release tails in frames: ``release_s`` for pitched parts, the drum table for drums."""
+    out = np.full((len(parts), 128), settings.release_s, np.float64)
+    for i, p in enumerate(parts):
+        if p.is_drum:
+            out[i] = settings.drum_release_s
+            for pitch, s in DRUM_RELEASE_S.items():
+                out[i, pitch] = s
+    return np.rint(out * frames_per_s).astype(np.int64)
 
 
 def stft_size_for(sample_rate: int) -> tuple[int, int]:
@@ -107,12 +129,7 @@ class PartsProcessor:
         self.latency_terms = {"stft_overlap": n_fft - hop, "frame_buffering": hop - 1}
         self.latency_samples = sum(self.latency_terms.values())
         grid = GateGrid(sample_rate, n_fft, hop, self.n_parts)
-        release = [
-            round((self.settings.drum_release_s if p.is_drum else self.settings.release_s) * sample_rate / hop)
-            for p in self.parts
-        ]
-        attack = round(self.settings.attack_s * sample_rate / hop)
-        self._gates = PartGates(grid, release, [p.is_drum for p in self.parts], attack)
+        self._gates = PartGates(grid, release_frames(self.parts, self.settings, sample_rate / hop))
         self._gates.set_notes(self._notes)
         if self._part_of_channel:
             self._gates.set_live_channels(self._part_of_channel)

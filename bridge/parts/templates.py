@@ -12,6 +12,8 @@ Public API
   peak value of each partial of an (adapted) template, the inverse of ``harmonic_template``.
 - ``drum_template(n_bins) -> (n_bins,) float32``: a smooth broadband start for a drum sound
   (every bin positive, adapted freely). Unit sum.
+- ``smoothing_bands(sample_rate, n_fft)``: the band matrix that keeps an adapted drum
+  template a smooth envelope (no harmonic lines, which belong to the pitched parts).
 - ``background_template(n_bins)``: the same shape, for the component that takes what the score
   does not explain.
 """
@@ -91,6 +93,24 @@ def drum_template(n_bins: int) -> np.ndarray:
     k = np.arange(n_bins, dtype=np.float64)
     out = 1.0 / np.sqrt(1.0 + k / 5.0)
     return (out / out.sum()).astype(np.float32)
+
+
+def smoothing_bands(sample_rate: int, n_fft: int, per_octave: float = 3.0, low_hz: float = 40.0) -> np.ndarray:
+    """(n_bins, n_bands) triangular bands centred ``per_octave`` per octave from ``low_hz``, a
+    partition of unity (every row sums to 1): ``B @ ((B.T @ w) / B.sum(0))`` is ``w`` smoothed to
+    a spectral envelope without harmonic fine structure (what a drum template may be)."""
+    n_bins = n_fft // 2 + 1
+    hz = np.arange(n_bins) * sample_rate / n_fft
+    top = sample_rate / 2
+    n = int(np.floor(np.log2(top / low_hz) * per_octave)) + 1
+    centres = np.concatenate([[0.0], low_hz * 2.0 ** (np.arange(n) / per_octave), [top]])
+    bands = np.zeros((n_bins, len(centres) - 2))
+    for j in range(1, len(centres) - 1):
+        lo, c, hi = centres[j - 1], centres[j], centres[j + 1]
+        bands[:, j - 1] = np.clip(np.minimum((hz - lo) / (c - lo), (hi - hz) / (hi - c)), 0.0, None)
+    bands[hz <= centres[1], 0] = 1.0  # below the first centre: the first band alone
+    bands[hz >= centres[-2], -1] = 1.0  # above the last centre: the last band alone
+    return bands
 
 
 def background_template(n_bins: int) -> np.ndarray:
