@@ -8,9 +8,10 @@ with, linear in between, slope 1 outside the path.
 
 Confidence: the mean chroma cost along the best path at ``BASELINE_HOP_S`` frames, against the
 same for the score cut into ``SHUFFLE_BLOCK_S`` blocks put in a random order (the best path a
-score made of the same material but not this performance would get):
-``confidence = 1 - cost / shuffled_cost``. A matching score scores well above ``MIN_CONFIDENCE``,
-another piece near 0.
+score made of the same material but not this performance would get), ``match = 1 - cost /
+shuffled_cost``, times a penalty on an erratic tempo, ``exp(-(spread / TEMPO_SPREAD_SCALE)^2)``
+with ``spread`` the clipped RMS spread of the log local tempo over ``TEMPO_WINDOW_S`` windows
+(``tempo_spread``). A matching score scores well above ``MIN_CONFIDENCE``, another piece near 0.
 
 Public API
 ----------
@@ -21,6 +22,7 @@ Public API
   of every part together (a fifth column: attack time, see ``features.score_features``).
 - ``align_file(audio_path, parts) -> Alignment``.
 - ``warp_parts(parts, alignment) -> list[ScorePart]``: every note's onset and offset warped.
+- ``tempo_spread(score_s, recording_s, start_s, end_s) -> float``.
 - ``MIN_CONFIDENCE``.
 """
 
@@ -51,6 +53,8 @@ BASELINE_HOP_S = 0.2
 SHUFFLE_BLOCK_S = 2.0
 N_SHUFFLES = 2
 MIN_CONFIDENCE = 0.3
+TEMPO_WINDOW_S = 2.0
+TEMPO_SPREAD_SCALE = 0.4
 MIN_SLOPE = 0.05  # recording seconds per score second, at least (the map stays strictly increasing)
 
 
@@ -120,6 +124,19 @@ def confidence_of(audio: Features, score: Features, seed: int = 0) -> tuple[floa
     return 1.0 - cost / max(shuffled, 1e-9), cost, shuffled
 
 
+def tempo_spread(score_s: np.ndarray, rec_s: np.ndarray, start_s: float, end_s: float) -> float:
+    """Spread (RMS around the median, each window's deviation clipped to a factor of 2) of the
+    log local tempo of the map over ``TEMPO_WINDOW_S`` windows of the score: a performance
+    drifts and holds a note or stops now and then, a wrong score's path lurches everywhere."""
+    t = np.arange(start_s, end_s - TEMPO_WINDOW_S, TEMPO_WINDOW_S / 2)
+    if len(t) < 3:
+        return 0.0
+    slope = (np.interp(t + TEMPO_WINDOW_S, score_s, rec_s) - np.interp(t, score_s, rec_s)) / TEMPO_WINDOW_S
+    log_tempo = np.log(np.maximum(slope, MIN_SLOPE))
+    deviation = np.clip(log_tempo - np.median(log_tempo), -np.log(2.0), np.log(2.0))
+    return float(np.sqrt(np.mean(deviation**2)))
+
+
 def align_notes(x: np.ndarray, sample_rate: int, notes: np.ndarray) -> Alignment:
     """Align notes (n, >=4) ``[onset_s, offset_s, pitch, velocity]`` to the mono signal ``x``."""
     t0 = time.perf_counter()
@@ -130,8 +147,10 @@ def align_notes(x: np.ndarray, sample_rate: int, notes: np.ndarray) -> Alignment
     score = score_features(notes, int(np.ceil((end_s - start_s) / HOP_S)) + 1, start_s)
     margin = int(round(PAD_S / HOP_S))
     res = mrdtw(audio, score, open_start=margin, open_end=margin)
-    conf, cost, shuffled = confidence_of(audio, score)
+    match, cost, shuffled = confidence_of(audio, score)
     score_s, rec_s = _warp_knots(res.path, HOP_S, start_s)
+    spread = tempo_spread(score_s, rec_s, start_s + PAD_S, end_s - PAD_S)
+    conf = match * float(np.exp(-((spread / TEMPO_SPREAD_SCALE) ** 2)))
     return Alignment(score_s, rec_s, conf, cost, shuffled, audio, score, res.path, start_s, time.perf_counter() - t0)
 
 

@@ -2,9 +2,9 @@
 
 Three panels sharing axes: the recording's chroma along the bottom (time in seconds), the
 score's chroma up the left side (score seconds), and in the middle the local cost matrix
-(chroma term, at most ``MAX_CELLS`` per side) with the warping path drawn over it. A path that
-follows the dark valley from corner to corner is an alignment that worked; one that wanders
-over a uniform grey matrix is not. Needs matplotlib (``InputError`` with one line without it).
+(chroma term, dark = similar, at most ``MAX_CELLS`` per side) with the warping path drawn over
+it. A path that follows the dark valley from corner to corner is an alignment that worked; one
+that wanders over a uniform grey matrix is not. Needs matplotlib (``InputError`` with one line without it).
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def plot_alignment(alignment: Alignment, path: str | os.PathLike[str], title: st
     fig = plt.figure(figsize=(9, 8))
     grid = fig.add_gridspec(2, 2, width_ratios=(1, 5), height_ratios=(5, 1), wspace=0.05, hspace=0.05)
     ax = fig.add_subplot(grid[0, 1])
-    ax.imshow(cost.T, origin="lower", aspect="auto", cmap="gray_r", extent=(0, rec_end, sc0, sc1))
+    ax.imshow(cost.T, origin="lower", aspect="auto", cmap="gray", extent=(0, rec_end, sc0, sc1))
     p = alignment.path
     ax.plot(p[:, 0] * audio.hop_s, sc0 + p[:, 1] * score.hop_s, color="tab:red", lw=1.2, label="warping path")
-    ax.set_title(title or f"alignment (confidence {alignment.confidence:.2f})")
+    ax.set_title(f"{title or 'alignment'} (confidence {alignment.confidence:.2f})")
     ax.legend(loc="upper left")
     ax.tick_params(labelbottom=False, labelleft=False)
     ax_s = fig.add_subplot(grid[0, 0], sharey=ax)
