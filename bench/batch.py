@@ -18,6 +18,7 @@ at a folder every node sees:
 
     .venv/bin/python bench/batch.py                                  # here: 40 min on 1 and 2 workers
     .venv/bin/python bench/batch.py --address HEAD:6379 --dir /shared/bench --workers 8 16 32
+    .venv/bin/python bench/batch.py --address HEAD:6379 --dir /shared/bench --provider cuda --workers 1 2 4
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,12 +57,14 @@ def make_inputs(folder: Path, n_files: int, seconds: float, seed: int) -> list[P
     return paths
 
 
-def run(inputs: list[Path], out: Path, model: str, workers: int | None, address: str | None) -> dict:
+def run(inputs: list[Path], out: Path, args: argparse.Namespace, workers: int) -> dict:
     from bridge.batch.run import run_batch
 
     shutil.rmtree(out, ignore_errors=True)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    s = run_batch(inputs, out, model=model, workers=workers, address=address, quiet=True)
+    s = run_batch(
+        inputs, out, model=args.model, workers=workers, address=args.address, provider=args.provider, quiet=True
+    )
     wall, driver_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     recs = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     shutil.rmtree(out, ignore_errors=True)
@@ -86,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=40.0, help="audio for the scaling runs (default 40)")
     ap.add_argument("--files", type=int, default=12, help="files the minutes are split into (default 12)")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
+    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="worker counts (default 1 2; none: skip)")
     ap.add_argument("--overhead-files", type=int, default=20, help="short files for the overhead run (default 20)")
     ap.add_argument("--overhead-seconds", type=float, default=10.0, help="seconds per short file (default 10)")
+    ap.add_argument("--overhead-repeats", type=int, default=3, help="separate/batch rounds, median (default 3)")
     ap.add_argument("--model", default="band", help="model (default band)")
     ap.add_argument("--address", default=None, help="Ray cluster to join (default: a local instance per run)")
+    ap.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default cpu)")
     ap.add_argument("--dir", type=Path, default=Path("out/bench/batch"), help="work folder (default out/bench/batch)")
     ap.add_argument("--json", type=Path, default=None, help="write the raw figures here")
     args = ap.parse_args(argv)
@@ -101,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at start; model {args.model}"
     )
-    long_inputs = make_inputs(args.dir / "long", args.files, args.minutes * 60 / args.files, seed=0)
+    long_inputs = (
+        make_inputs(args.dir / "long", args.files, args.minutes * 60 / args.files, seed=0) if args.workers else []
+    )
     scaling = []
     header = ("workers", "audio_min", "wall_s", "start_s", "x_real_time", "per_worker", "eff", "per_cpu_s")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 9, 8, 7, 11, 10, 5, 9))))
+    if args.workers:
+        print(" ".join(f"{h:>{w}}" for h, w in zip(header, (7, 9, 8, 7, 11, 10, 5, 9))))
     for n in args.workers:
-        r = run(long_inputs, args.dir / "out", args.model, n, args.address)
+        r = run(long_inputs, args.dir / "out", args, n)
         r["efficiency"] = r["x_real_time_per_worker"] / scaling[0]["x_real_time_per_worker"] if scaling else 1.0
         scaling.append(r)
         print(
@@ -117,34 +126,43 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     short = make_inputs(args.dir / "short", args.overhead_files, args.overhead_seconds, seed=1000)
-    sep_out = args.dir / "separate"
-    shutil.rmtree(sep_out, ignore_errors=True)
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = stembridge(["separate", *map(str, short), "-o", str(sep_out), "-m", args.model, "-q"])
-    sep_wall, sep_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    shutil.rmtree(sep_out, ignore_errors=True)
-    if code:
-        raise SystemExit(f"separate failed ({code})")
-    b = run(short, args.dir / "out", args.model, 1, args.address)
-    per_file = (b["wall_s"] - b["startup_s"] - sep_wall) / len(short)
-    cpu_per_file = (b["worker_cpu_s"] - sep_cpu) / len(short)
-    overhead = {
-        "n_files": len(short),
-        "separate_wall_s": sep_wall,
-        "separate_cpu_s": sep_cpu,
-        "batch": b,
-        "overhead_per_file_s": per_file,
-        "worker_cpu_overhead_per_file_s": cpu_per_file,
-        "driver_cpu_per_file_s": b["driver_cpu_s"] / len(short),
-    }
+    rounds = []
+    for _ in range(args.overhead_repeats):  # separate and batch alternate: both see the same load drift
+        sep_out = args.dir / "separate"
+        shutil.rmtree(sep_out, ignore_errors=True)
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = stembridge(["separate", *map(str, short), "-o", str(sep_out), "-m", args.model, "-q"])
+        sep_wall, sep_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        shutil.rmtree(sep_out, ignore_errors=True)
+        if code:
+            raise SystemExit(f"separate failed ({code})")
+        b = run(short, args.dir / "out", args, 1)
+        rounds.append(
+            {
+                "separate_wall_s": sep_wall,
+                "separate_cpu_s": sep_cpu,
+                "batch": b,
+                "overhead_per_file_s": (b["wall_s"] - b["startup_s"] - sep_wall) / len(short),
+                "worker_cpu_overhead_per_file_s": (b["worker_cpu_s"] - sep_cpu) / len(short),
+                "driver_cpu_per_file_s": b["driver_cpu_s"] / len(short),
+            }
+        )
+    keys = ("overhead_per_file_s", "worker_cpu_overhead_per_file_s", "driver_cpu_per_file_s")
+    median = {k: statistics.median(r[k] for r in rounds) for k in keys}
+    overhead = {"n_files": len(short), "file_s": args.overhead_seconds, "rounds": rounds, "median": median}
+    print(f"\n# overhead: {len(short)} x {args.overhead_seconds:g} s files, 1 worker, {len(rounds)} rounds")
+    for r in rounds:
+        b = r["batch"]
+        print(
+            f"separate {r['separate_wall_s']:.1f} s wall, {r['separate_cpu_s']:.1f} s CPU; batch {b['wall_s']:.1f} s "
+            f"wall of which {b['startup_s']:.1f} s Ray start + model load, workers {b['worker_cpu_s']:.1f} s CPU, "
+            f"driver {b['driver_cpu_s']:.1f} s CPU"
+        )
     print(
-        f"\n# overhead: {len(short)} x {args.overhead_seconds:g} s files, 1 worker\n"
-        f"separate {sep_wall:.1f} s wall, {sep_cpu:.1f} s CPU; batch {b['wall_s']:.1f} s wall of which "
-        f"{b['startup_s']:.1f} s Ray start + model load, workers {b['worker_cpu_s']:.1f} s CPU, "
-        f"driver {b['driver_cpu_s']:.1f} s CPU\n"
-        f"overhead per file: {1000 * per_file:.0f} ms wall, {1000 * cpu_per_file:.0f} ms worker CPU, "
-        f"{1000 * overhead['driver_cpu_per_file_s']:.0f} ms driver CPU"
+        f"overhead per file (median): {1000 * median['overhead_per_file_s']:.0f} ms wall, "
+        f"{1000 * median['worker_cpu_overhead_per_file_s']:.0f} ms worker CPU, "
+        f"{1000 * median['driver_cpu_per_file_s']:.0f} ms driver CPU"
     )
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")
     if args.json:

@@ -345,6 +345,40 @@ def test_a_worker_killed_mid_file_has_its_file_redone(tmp_path: Path) -> None:
     no_partials(out)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT])
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(tmp_path: Path, sig: int) -> None:
+    """Ctrl-C while one file is done and another half-way: exit 130, the finished one in the
+    manifest, no partial folder; the same command again skips it and does the other."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    sf.write(src / "long.wav", noise(1, 44100 * 90, seed=8).T, 44100)
+    sf.write(src / "short.wav", noise(1, 44100, seed=9).T, 44100)
+    cmd = [sys.executable, "-m", "bridge", "batch", str(src), "-o", str(out), "-m", MODEL, "--workers", "2"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=RAY_ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            done = (out / "manifest.jsonl").read_text() if (out / "manifest.jsonl").is_file() else ""
+            if '"short"' in done and (out / ".long.partial").is_dir():
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None and not (out / "long").exists(), "the long file finished too soon"
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "stembridge: interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", "short"]
+    assert [r["status"] for r in manifest(out).values()] == ["ok"]
+    res = stembridge("batch", src, "-o", out, "-m", MODEL, "--workers", "2", "-q")
+    assert res.returncode == 0 and "2 inputs: 1 done, 1 skipped" in res.stdout, (res.stdout, res.stderr)
+    assert sorted(manifest(out)) == ["long", "short"]
+    no_partials(out)
+
+
 # ---------------------------------------------------------------------- two Ray nodes on this machine
 def free_port() -> int:
     with socket.socket() as s:

@@ -19,6 +19,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -196,6 +197,9 @@ def _durations(jobs: list[dict[str, Any]]) -> dict[str, float]:
 def _start_ray(ray: Any, address: str | None, workers: int | None) -> None:
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+    # Ray's core installs its own SIGTERM handler (a stack dump, then exit); keep ours, so that
+    # SIGTERM and Ctrl-C stop the batch cleanly: workers shut down, partial folders removed
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -206,6 +210,11 @@ def _start_ray(ray: Any, address: str | None, workers: int | None) -> None:
         hint = " (is it up? With token authentication, set RAY_AUTH_MODE=token and the cluster's token)"
         where = f"join the Ray cluster at {address}" if address else "start a local Ray instance"
         raise DeviceError(f"cannot {where}: {_first_line(e)}{hint if address else ''}") from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                with contextlib.suppress(ValueError):  # not the main thread
+                    signal.signal(sig, handler)
 
 
 def n_cores() -> int:
@@ -232,6 +241,7 @@ def _run_jobs(
     queue = collections.deque(sorted(todo, key=lambda j: -seconds[j["path"]]))  # longest first: short tail
     attempts: collections.Counter[str] = collections.Counter()
     t_start = time.perf_counter()
+    bar: Progress | None = None
     _start_ray(ray, address, workers)
     try:
         resources = ray.cluster_resources()
@@ -301,6 +311,8 @@ def _run_jobs(
                 _finish(result, summary, manifest, bar, seconds[job["path"]])
         bar.close()
     except BaseException:
+        if bar is not None:
+            bar.message("")  # end the bar's line before the error
         ray.shutdown()
         for job in todo:  # actors killed mid-file leave a hidden partial folder: remove it
             _remove_partial(job)
@@ -364,9 +376,11 @@ class Progress:
         self.draw(self.n_workers, force=self.tty)
 
     def message(self, line: str) -> None:
+        """Print ``line`` above the bar (an empty line: just end the bar's line)."""
         if self.enabled and self.tty:
             self.stream.write("\r\x1b[K")
-        print(line, file=self.stream, flush=True)
+        if line or (self.enabled and self.tty):
+            print(line, file=self.stream, flush=True)
         self.last = -1e9
 
     def draw(self, n_workers: int, force: bool = False) -> None:
