@@ -188,6 +188,15 @@ def test_parts_job_writes_what_separate_parts_writes(tmp_path: Path) -> None:
     no_partials(tmp_path / "b")
 
 
+def test_cuda_without_gpus_ends_in_one_line(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", noise(1, 4410).T, 44100)
+    env = {**RAY_ENV, "CUDA_VISIBLE_DEVICES": ""}  # Ray sees no GPU, whatever this machine has
+    res = stembridge("batch", tmp_path / "a.wav", "-o", tmp_path / "out", "--provider", "cuda", "-q", env=env)
+    assert res.returncode == 4, res.stderr
+    assert res.stderr.strip().splitlines() == ["stembridge: error: --provider cuda: the Ray cluster has no GPUs"]
+    assert "Traceback" not in res.stderr
+
+
 # ---------------------------------------------------------------------- one local Ray run, then a resume
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory: pytest.TempPathFactory) -> dict:

@@ -34,6 +34,7 @@ from bridge.errors import DeviceError, InputError, StembridgeError
 INSTALL_HINT = "'batch' needs Ray: pip install 'stembridge[cluster]' (or: pip install ray)"
 MAX_ATTEMPTS = 3  # a file whose worker dies this many times fails (it crashes the worker)
 LOCAL_OBJECT_STORE_BYTES = 256 << 20  # only paths and records travel through Ray
+MAX_FAILURES_LISTED = 20  # in the summary; the manifest has them all
 EXIT_MORE_FAILED = 101  # exit status: 1-100 = that many inputs failed, 101 = more than 100
 
 
@@ -67,7 +68,9 @@ class Summary:
                 f"{speed / self.n_workers:.1f}x per worker"
             )
         out.append(f"  manifest: {self.manifest}")
-        out += [f"  failed: {error}" for _, error in self.failures]
+        out += [f"  failed: {error}" for _, error in self.failures[:MAX_FAILURES_LISTED]]
+        if len(self.failures) > MAX_FAILURES_LISTED:
+            out.append(f"  ... and {len(self.failures) - MAX_FAILURES_LISTED} more failed (see the manifest)")
         return out
 
 
