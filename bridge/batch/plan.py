@@ -16,12 +16,11 @@ Runs on the driver only (no Ray here). Public API
 - ``Manifest(path)``: ``append(record)`` (one JSON line, flushed and fsynced) and
   ``compact(order)`` (rewrite atomically with one line per track).
 - ``is_done(record, job, out) -> bool``: the resume rule (see the function).
-- ``sha256_file(path)``.
+- ``sha256_file(path)``: ``bridge.model.sha256_of``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Any
 
 from bridge.atomic import atomic_write
 from bridge.errors import InputError
+from bridge.model import sha256_of as sha256_file
 
 AUDIO_EXTENSIONS = frozenset(".wav .wave .flac .mp3 .ogg .oga .opus .aif .aiff .aifc .au .snd .caf .w64 .rf64".split())
 LIST_EXTENSIONS = frozenset((".txt", ".list", ".lst"))
@@ -109,24 +109,16 @@ def model_identity(model: str | None, parts: bool) -> dict[str, Any]:
 
         return {"name": "parts", "version": __version__, "sha256": None}
     from bridge.errors import ModelError
-    from bridge.model import read_metadata, resolve, sha256_of
+    from bridge.model import read_metadata, resolve
 
     path, expected = resolve(model)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    sha = sha256_of(path)
+    sha = sha256_file(path)
     if expected and sha != expected:
         raise ModelError(f"model {path.name} sha256 {sha[:12]}... does not match the index ({expected[:12]}...)")
     meta = read_metadata(path)
     return {"name": meta.name, "version": meta.version, "sha256": sha}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
