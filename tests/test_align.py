@@ -143,3 +143,31 @@ def test_separate_align_with_another_piece_falls_back_to_blind_stems(piece: dict
     assert len(err) == 1 and err[0].startswith("stembridge: warning:") and "blind class stems" in err[0]
     names = sorted(p.name for p in (out / "mix").iterdir())
     assert "aligned.mid" not in names and "other.wav" in names and "residual.wav" not in names
+
+
+def test_the_live_follower_holds_through_a_stop_and_follows_after_it(piece: dict) -> None:
+    """The render with 2 s of silence inserted at 8 s: the followed position does not move during
+    the silence and is back on the performance a few seconds after it."""
+    from bridge.align.core import score_notes
+    from bridge.align.follow import ScoreFollower
+
+    cut = int(8.0 * SR)
+    x = np.concatenate([piece["mix"][:cut], np.zeros(2 * SR, np.float32), piece["mix"][cut:]])
+    straight = read_parts(piece["score"])
+    follower = ScoreFollower(score_notes(straight))
+    follower.prepare(SR)
+    times, positions = [], []
+    for i in range(0, len(x), 1000):
+        follower.process(x[i : i + 1000])
+        times.append(follower.recording_s)
+        positions.append(follower.position_s)
+    times_a, pos_a = np.asarray(times), np.asarray(positions)
+    silent = (times_a > 8.3) & (times_a < 9.9)
+    assert np.ptp(pos_a[silent]) < 0.05
+    # after the stop: the score position each performed onset maps to, against the notated onset
+    notes = np.asarray([(a, b, p, 90) for a, b, p in piece["top"] + piece["low"]], np.float64)
+    performed = np.asarray([a for a, _, _ in piece["perf"][0] + piece["perf"][1]])
+    performed = np.where(performed >= 8.0, performed + 2.0, performed)
+    late = performed > 13.0
+    err = np.abs(np.interp(performed[late], times_a, pos_a) - notes[late, 0])
+    assert np.median(err) < 0.15, np.median(err)

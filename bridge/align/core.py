@@ -21,6 +21,7 @@ Public API
 - ``align_notes(x, sample_rate, notes) -> Alignment``: x (n_samples,) mono; notes (n, >=4)
   of every part together (a fifth column: attack time, see ``features.score_features``).
 - ``align_file(audio_path, parts) -> Alignment``.
+- ``score_notes(parts) -> (n, 5)``: every part's notes with the attack time of its program.
 - ``warp_parts(parts, alignment) -> list[ScorePart]``: every note's onset and offset warped.
 - ``tempo_spread(score_s, recording_s, start_s, end_s) -> float``.
 - ``MIN_CONFIDENCE``.
@@ -161,10 +162,15 @@ def align_file(audio_path: str | Path, parts: Sequence[ScorePart]) -> Alignment:
         from bridge.errors import InputError
 
         raise InputError(f"{audio_path}: too short to align ({len(x) / sr:.2f} s)")
+    return align_notes(x, sr, score_notes(parts))
+
+
+def score_notes(parts: Sequence[ScorePart]) -> np.ndarray:
+    """Every part's notes together, (n, 5) ``[onset_s, offset_s, pitch, velocity, attack_s]``."""
     notes = [
         np.column_stack([p.notes[:, :4], np.full(p.n_notes, attack_s_for_program(p.program, p.is_drum))]) for p in parts
     ]
-    return align_notes(x, sr, np.concatenate(notes))
+    return np.concatenate(notes)
 
 
 def warp_parts(parts: Sequence[ScorePart], alignment: Alignment) -> list[ScorePart]:
