@@ -13,6 +13,11 @@ Public API
   ``realtime=True`` asks for real-time scheduling (``-R``, as a musician's server runs: the
   server's and every client's process thread get SCHED_FIFO); where the system refuses it
   (no CAP_SYS_NICE / rtprio limit) jackd says so in its log and runs without it.
+- ``reclaim_dead_servers() -> int``: free the JACK server registry slots of private servers
+  (``stembridge-*``) whose jackd is gone. JACK2 keeps 8 slots and frees a dead server's slot
+  only when a server of the same name starts again, so every private server that died without
+  unregistering (SIGKILL, a crash) would hold one for good and, after 8, no jackd could start
+  ("Too many servers already active"). ``PrivateJackd`` calls it before starting jackd.
 """
 
 from __future__ import annotations
@@ -44,6 +49,55 @@ def jack_server_running(name: str | None = None) -> bool:
     return True
 
 
+# JACK2's shm registry (/dev/shm/jack-shm-registry, common/shm.h): a header of six 32-bit
+# fields (magic 'JACK', protocol, type, size, hdr_len, entry_len), then MAX_SERVERS entries of
+# {pid_t pid; char name[JACK_SERVER_NAME_SIZE + 1]} padded to 264 bytes; names are
+# "jack-<uid>:<server name>".
+_REGISTRY = "/dev/shm/jack-shm-registry"
+_MAGIC, _MAX_SERVERS, _SERVER_AT, _SERVER_SIZE = 0x4A41434B, 8, 24, 264
+
+
+def reclaim_dead_servers(prefix: str = "stembridge-") -> int:
+    """Main thread. Zero the registry slots of servers named ``prefix*`` whose pid is gone;
+    returns how many. Touches nothing when the registry is missing or its layout is not the
+    one described above (another JACK version)."""
+    import mmap
+    import struct
+
+    try:
+        fd = os.open(_REGISTRY, os.O_RDWR)
+    except OSError:
+        return 0
+    n = 0
+    try:
+        size = os.fstat(fd).st_size
+        end = _SERVER_AT + _MAX_SERVERS * _SERVER_SIZE
+        if size < end:
+            return 0
+        with mmap.mmap(fd, end) as m:
+            magic, _, _, _, hdr_len = struct.unpack_from("<IIIII", m, 0)
+            if magic != _MAGIC or not end <= hdr_len <= end + 8:
+                return 0
+            for i in range(_MAX_SERVERS):
+                at = _SERVER_AT + i * _SERVER_SIZE
+                pid = struct.unpack_from("<i", m, at)[0]
+                name = bytes(m[at + 4 : at + _SERVER_SIZE]).split(b"\0", 1)[0].decode(errors="replace")
+                if pid <= 0 or f":{prefix}" not in name:
+                    continue
+                try:
+                    os.kill(pid, 0)
+                    continue  # still running (or another user's)
+                except ProcessLookupError:
+                    pass
+                except PermissionError:
+                    continue
+                m[at : at + _SERVER_SIZE] = bytes(_SERVER_SIZE)
+                n += 1
+    finally:
+        os.close(fd)
+    return n
+
+
 class PrivateJackd:
     def __init__(
         self,
@@ -71,6 +125,7 @@ class PrivateJackd:
         jackd = shutil.which("jackd")
         if jackd is None:
             raise DeviceError("jackd is not installed (Debian/Ubuntu: apt-get install jackd2)")
+        reclaim_dead_servers()
         scheduling = "-R" if self.realtime else "--no-realtime"
         cmd = [jackd, "-n", self.name, scheduling, "-t", "10000" if self.sync else "2000"]
         if self.sync:
@@ -98,7 +153,7 @@ class PrivateJackd:
             return
         proc.terminate()
         try:
-            proc.wait(5.0)
+            proc.wait(15.0)  # longer than the client timeout (-t 10 s): a SIGKILLed server leaks its registry slot
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5.0)
