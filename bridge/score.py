@@ -24,7 +24,7 @@ Public API
 - ``read_score_file(path, stems, channel_map=None, key_low=21, n_keys=88)
   -> list[(n_notes, 4) float64]``: notes per stem ``[onset_s, offset_s, pitch, velocity]``.
 - ``LiveScore(meta, channel_map=None)``: real-time score; ``push(sample_index, message)``,
-  ``roll(first_frame, n_frames, out=None)``, ``score_offset_ms``, ``reset()``.
+  ``roll(first_frame, n_frames, out=None)``, ``spans(first_frame)``, ``score_offset_ms``, ``reset()``.
 
 Frame rule (shared by every function here)
 ------------------------------------------
@@ -471,6 +471,13 @@ class LiveScore:
     def roll(self, first_frame: int, n_frames: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows for frames ``first_frame .. first_frame + n_frames - 1``: (n_frames, n_stems, n_keys)
         float32, written into ``out`` when given (it must have that shape and dtype float32)."""
+        start, end, s_idx, k_idx = self.spans(first_frame)
+        meta = self.meta
+        return _fill_spans(start, end, s_idx, k_idx, int(n_frames), self._n_stems, meta.n_keys, int(first_frame), out)
+
+    def spans(self, first_frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``note_spans`` of every note that may still mark frame ``first_frame`` or later (held
+        notes end far in the future); finished notes that end before it are forgotten."""
         meta, tracker = self.meta, self._tracker
         notes = tracker.done
         held = list(tracker.held.values())
@@ -490,4 +497,4 @@ class LiveScore:
             keep = end[: len(notes)] > first_frame
             if not keep.all():
                 tracker.done = [note for note, k in zip(notes, keep.tolist()) if k]
-        return _fill_spans(start, end, s_idx, k_idx, int(n_frames), self._n_stems, meta.n_keys, int(first_frame), out)
+        return start, end, s_idx, k_idx

@@ -246,7 +246,7 @@ class ScoreDecomposition:
                 touched.add(k)
         self._pending.clear()
         beta = self.settings.prior_frames
-        for k in touched:
+        for k in sorted(touched):
             s = self._S[k]
             total = s.sum()
             if total <= 0.0:

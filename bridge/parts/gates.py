@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridge.score import LiveScore, note_spans, spans_to_roll
+from bridge.score import LiveScore, note_spans
 
 N_PITCHES = 128
 
@@ -74,19 +74,17 @@ class PartGates:
 
     def rows(self, first_frame: int, n_frames: int) -> np.ndarray:
         """(n_frames, n_parts, 128) bool gates for frames ``first_frame ..``."""
-        back = int(self.release_frames.max()) + 1 if self.release_frames.size else 1
-        start = first_frame - back
-        lo = max(start, 0)
+        back = int(self.release_frames.max()) if self.release_frames.size else 0
         if self._spans is not None:
-            roll = spans_to_roll(self._spans, n_frames + back - (lo - start), self.grid, first_frame=lo)
+            start, end, part, pitch = self._spans
         else:
-            roll = self.live.roll(lo, n_frames + back - (lo - start))
-        if start < 0:
-            roll = np.concatenate([np.zeros((-start, *roll.shape[1:]), roll.dtype), roll])
-        # held on for release_frames after the last marked frame: a causal running max
-        zero = np.zeros((1, *roll.shape[1:]), np.int32)
-        counts = np.cumsum(np.concatenate([zero, (roll > 0).astype(np.int32)]), axis=0)  # (1 + back + T, P, 128)
-        idx = np.arange(n_frames)[:, None, None] + back  # row of frame first_frame + i in the roll
-        parts = np.arange(self.grid.n_parts)[None, :, None]
-        pitches = np.arange(N_PITCHES)[None, None, :]
-        return (counts[idx + 1, parts, pitches] - counts[idx - self.release_frames[None], parts, pitches]) > 0
+            start, end, part, pitch = self.live.spans(max(first_frame - back, 0))
+        # a note marks [start, end + its release tail); only the notes that reach these frames
+        end = end + self.release_frames[part, pitch]
+        hit = np.nonzero((start < first_frame + n_frames) & (end > first_frame))[0]
+        out = np.zeros((n_frames, self.grid.n_parts, N_PITCHES), bool)
+        lo = np.clip(start[hit] - first_frame, 0, n_frames).tolist()
+        hi = np.clip(end[hit] - first_frame, 0, n_frames).tolist()
+        for a, b, p, q in zip(lo, hi, part[hit].tolist(), pitch[hit].tolist()):
+            out[a:b, p, q] = True
+        return out

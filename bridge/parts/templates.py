@@ -20,6 +20,8 @@ Public API
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 MAX_PARTIAL_HZ = 16000.0
@@ -51,25 +53,38 @@ def n_partials_of(pitch: float, sample_rate: int) -> int:
     return int(max(1, min(MAX_PARTIALS, np.floor(top / f0))))
 
 
-def harmonic_template(pitch: float, sample_rate: int, n_fft: int, amplitudes: np.ndarray | None = None) -> np.ndarray:
-    """Harmonic comb of ``pitch`` on the rFFT grid, (n_fft // 2 + 1,) float32, unit sum."""
+@lru_cache(maxsize=4096)
+def _comb_layout(pitch: float, sample_rate: int, n_fft: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The support of ``pitch``'s comb: bin indices, the partial (0-based) owning each (the one
+    whose lobe is largest there) and the lobe value, computed once per (pitch, rate, n_fft)."""
     n_bins = n_fft // 2 + 1
     bin_hz = sample_rate / n_fft
     f0 = midi_to_hz(pitch)
     n_h = n_partials_of(pitch, sample_rate)
-    if amplitudes is None:
-        amplitudes = 1.0 / np.arange(1, n_h + 1)
-    amps = np.zeros(n_h)
-    m = min(n_h, len(amplitudes))
-    amps[:m] = np.maximum(np.asarray(amplitudes[:m], np.float64), 0.0)
     h = np.arange(1, n_h + 1, dtype=np.float64)[:, None]  # (H, 1)
     bins = np.arange(n_bins, dtype=np.float64)[None, :]  # (1, F)
     tol = 2.0 ** (VIBRATO_CENTS / 1200.0) - 1.0
     centre = h * f0 / bin_hz
     stretch = h * f0 * (np.sqrt(1.0 + INHARMONICITY * h * h) - 1.0) / bin_hz
     inside = (bins > centre * (1.0 - tol) - MAIN_LOBE_BINS) & (bins < centre * (1.0 + tol) + stretch + MAIN_LOBE_BINS)
-    shape = np.maximum(_hann_lobe(bins - centre), SUPPORT_FLOOR) * amps[:, None]
-    out = np.where(inside & (amps[:, None] > 0), shape, 0.0).max(axis=0)
+    shape = np.where(inside, np.maximum(_hann_lobe(bins - centre), SUPPORT_FLOOR), -1.0)
+    owner = shape.argmax(axis=0)
+    value = shape.max(axis=0)
+    keep = np.nonzero(value > 0)[0]
+    return keep, owner[keep], value[keep]
+
+
+def harmonic_template(pitch: float, sample_rate: int, n_fft: int, amplitudes: np.ndarray | None = None) -> np.ndarray:
+    """Harmonic comb of ``pitch`` on the rFFT grid, (n_fft // 2 + 1,) float32, unit sum."""
+    n_h = n_partials_of(pitch, sample_rate)
+    if amplitudes is None:
+        amplitudes = 1.0 / np.arange(1, n_h + 1)
+    amps = np.zeros(n_h)
+    m = min(n_h, len(amplitudes))
+    amps[:m] = np.maximum(np.asarray(amplitudes[:m], np.float64), 0.0)
+    bins, owner, value = _comb_layout(pitch, int(sample_rate), int(n_fft))
+    out = np.zeros(n_fft // 2 + 1)
+    out[bins] = value * amps[owner]
     total = out.sum()
     return (out / total if total > 0 else out).astype(np.float32)
 
