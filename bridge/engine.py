@@ -80,6 +80,22 @@ def clean_block(audio: np.ndarray, n_channels: int) -> tuple[np.ndarray, int]:
     return np.clip(x, -MAX_ABS_SAMPLE, MAX_ABS_SAMPLE), n_bad
 
 
+def assemble_block(x: np.ndarray, dry_fifo: RingBuffer, stem_fifo: RingBuffer, n_stems: int) -> np.ndarray:
+    """The output block for input ``x`` (n_channels, n): the next n samples of every stem from
+    ``stem_fifo`` (n_stems * n_channels rows) and, last, the delayed input from ``dry_fifo`` (``x``
+    goes in) minus their sum, so the stems sum to the input: (n_stems + 1, n_channels, n)."""
+    n_channels, n = x.shape
+    dry_fifo.write(x)
+    dry = np.empty((n_channels, n), np.float32)
+    dry_fifo.read(n, dry)
+    flat = np.empty((n_stems * n_channels, n), np.float32)
+    stem_fifo.read(n, flat)
+    stems = np.empty((n_stems + 1, n_channels, n), np.float32)
+    stems[:-1] = flat.reshape(n_stems, n_channels, n)
+    stems[-1] = dry - stems[:-1].sum(axis=0)
+    return stems
+
+
 @dataclass
 class BlockResult:
     """Output of one ``process`` call."""
@@ -237,15 +253,7 @@ class Processor:
         model_x = self._rs_in.resample_chunk(x.T).T if self.resampling and n else x
         self._run_frames(np.ascontiguousarray(model_x, dtype=np.float32))
 
-        # assemble the output block
-        self._dry_fifo.write(x)
-        dry = np.empty((self.n_channels, n), np.float32)
-        self._dry_fifo.read(n, dry)
-        flat = np.empty((meta.n_stems * self.n_channels, n), np.float32)
-        self._stem_fifo.read(n, flat)
-        stems = np.empty((meta.n_stems + 1, self.n_channels, n), np.float32)
-        stems[:-1] = flat.reshape(meta.n_stems, self.n_channels, n)
-        stems[-1] = dry - stems[:-1].sum(axis=0)
+        stems = assemble_block(x, self._dry_fifo, self._stem_fifo, meta.n_stems)
         return BlockResult(stems=stems, notes=self._due_notes(block_start, n), activity=self.activity.copy())
 
     def _run_frames(self, model_x: np.ndarray) -> None:

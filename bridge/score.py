@@ -19,6 +19,8 @@ Public API
 - ``onsets_to_roll(notes_per_stem, n_frames, meta_like, first_frame=0)
   -> (n_frames, n_stems, n_keys) float32``: onset targets.
 - ``open_midi_file(path) -> mido.MidiFile``: parsed, or one-line ``InputError``.
+- ``tick_seconds(mid, ticks) -> seconds``: absolute ticks of a ``mido.MidiFile`` through its
+  tempo map (every ``set_tempo`` of every track).
 - ``score_file_messages(path) -> list[(time_s, mido.Message)]``: channel messages of a
   MIDI file with the tempo map applied (all tracks merged).
 - ``read_score_file(path, stems, channel_map=None, key_low=21, n_keys=88)
@@ -334,6 +336,34 @@ def open_midi_file(path: str | os.PathLike[str]) -> mido.MidiFile:
     except Exception as exc:  # mido raises many types (OSError, EOFError, ValueError, KeyError...)
         detail = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
         raise InputError(f"score file '{name}' is not a readable MIDI file: {detail}") from None
+
+
+def _tempo_changes(mid: mido.MidiFile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ticks, tempo in us per beat, seconds at that tick) of every tempo segment."""
+    changes: list[tuple[int, int]] = []
+    for track in mid.tracks:
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.is_meta and msg.type == "set_tempo" and msg.tempo > 0:
+                changes.append((tick, int(msg.tempo)))
+    changes.sort(key=lambda c: c[0])
+    ticks, tempos, seconds = [0], [500000], [0.0]
+    for tick, tempo in changes:
+        if tick == ticks[-1]:
+            tempos[-1] = tempo
+            continue
+        seconds.append(seconds[-1] + (tick - ticks[-1]) * tempos[-1] * 1e-6 / mid.ticks_per_beat)
+        ticks.append(tick)
+        tempos.append(tempo)
+    return np.asarray(ticks, np.int64), np.asarray(tempos, np.float64), np.asarray(seconds)
+
+
+def tick_seconds(mid: mido.MidiFile, ticks: np.ndarray) -> np.ndarray:
+    """Absolute ticks -> seconds through the file's tempo map."""
+    t, tempo, sec = _tempo_changes(mid)
+    k = np.searchsorted(t, ticks, side="right") - 1
+    return sec[k] + (ticks - t[k]) * tempo[k] * 1e-6 / mid.ticks_per_beat
 
 
 def score_file_messages(path: str | os.PathLike[str]) -> list[tuple[float, mido.Message]]:

@@ -20,35 +20,7 @@ import numpy as np
 
 from bridge.errors import InputError
 from bridge.midi_io import TEMPO_BPM, TICKS_PER_BEAT, TICKS_PER_SECOND
-from bridge.score import open_midi_file
-
-
-def _tempo_changes(mid: mido.MidiFile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ticks, tempo in us per beat, seconds at that tick) of every tempo segment."""
-    changes: list[tuple[int, int]] = []
-    for track in mid.tracks:
-        tick = 0
-        for msg in track:
-            tick += msg.time
-            if msg.is_meta and msg.type == "set_tempo" and msg.tempo > 0:
-                changes.append((tick, int(msg.tempo)))
-    changes.sort(key=lambda c: c[0])
-    ticks, tempos, seconds = [0], [500000], [0.0]
-    for tick, tempo in changes:
-        if tick == ticks[-1]:
-            tempos[-1] = tempo
-            continue
-        seconds.append(seconds[-1] + (tick - ticks[-1]) * tempos[-1] * 1e-6 / mid.ticks_per_beat)
-        ticks.append(tick)
-        tempos.append(tempo)
-    return np.asarray(ticks, np.int64), np.asarray(tempos, np.float64), np.asarray(seconds)
-
-
-def tick_seconds(mid: mido.MidiFile, ticks: np.ndarray) -> np.ndarray:
-    """Absolute ticks -> seconds through the file's tempo map."""
-    t, tempo, sec = _tempo_changes(mid)
-    k = np.searchsorted(t, ticks, side="right") - 1
-    return sec[k] + (ticks - t[k]) * tempo[k] * 1e-6 / mid.ticks_per_beat
+from bridge.score import open_midi_file, tick_seconds
 
 
 def write_aligned_midi(

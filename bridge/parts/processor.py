@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bridge.engine import BlockResult, clean_block
+from bridge.engine import BlockResult, assemble_block, clean_block
 from bridge.errors import InputError
 from bridge.parts.decompose import DecompositionSettings, ScoreDecomposition
 from bridge.parts.gates import GateGrid, PartGates
@@ -199,12 +199,4 @@ class PartsProcessor:
             out = self._synthesis.push(masks[:, :, None, :] * spectra[:, None, :, :])  # (P, C, n)
             self._stem_fifo.write(np.ascontiguousarray(out.reshape(self.n_parts * self.n_channels, -1)))
 
-        self._dry_fifo.write(x)
-        dry = np.empty((self.n_channels, n), np.float32)
-        self._dry_fifo.read(n, dry)
-        flat = np.empty((self.n_parts * self.n_channels, n), np.float32)
-        self._stem_fifo.read(n, flat)
-        stems = np.empty((self.n_parts + 1, self.n_channels, n), np.float32)
-        stems[:-1] = flat.reshape(self.n_parts, self.n_channels, n)
-        stems[-1] = dry - stems[:-1].sum(axis=0)
-        return BlockResult(stems=stems)
+        return BlockResult(stems=assemble_block(x, self._dry_fifo, self._stem_fifo, self.n_parts))

@@ -32,7 +32,7 @@ import numpy as np
 from bridge.errors import InputError
 from bridge.instruments import DRUM_CHANNEL
 from bridge.parts.processor import RESIDUAL
-from bridge.score import _NoteTracker, open_midi_file
+from bridge.score import _NoteTracker, open_midi_file, tick_seconds
 
 # fmt: off
 _GM_NAMES = (
@@ -90,48 +90,16 @@ def part_file_name(raw: str) -> str:
     return _UNSAFE.sub("_", raw)
 
 
-class _TempoMap:
-    """Ticks -> seconds through every ``set_tempo`` of the file (type 1: all tracks share it)."""
-
-    def __init__(self, mid: mido.MidiFile) -> None:
-        self.tpb = int(mid.ticks_per_beat)
-        changes: list[tuple[int, int]] = []
-        tracks = mid.tracks if mid.type != 2 else mid.tracks[:1]
-        for track in tracks:
-            tick = 0
-            for msg in track:
-                tick += msg.time
-                if msg.is_meta and msg.type == "set_tempo" and msg.tempo > 0:
-                    changes.append((tick, int(msg.tempo)))
-        changes.sort(key=lambda c: c[0])
-        self.ticks = [0]
-        self.tempos = [500000]
-        self.seconds = [0.0]
-        for tick, tempo in changes:
-            s = self.seconds[-1] + mido.tick2second(tick - self.ticks[-1], self.tpb, self.tempos[-1])
-            if tick == self.ticks[-1]:
-                self.tempos[-1] = tempo
-                continue
-            self.ticks.append(tick)
-            self.tempos.append(tempo)
-            self.seconds.append(s)
-
-    def seconds_at(self, tick: int) -> float:
-        i = int(np.searchsorted(self.ticks, tick, side="right")) - 1
-        return self.seconds[i] + mido.tick2second(tick - self.ticks[i], self.tpb, self.tempos[i])
-
-
-def _track_parts(track: mido.MidiTrack, tempo: _TempoMap) -> tuple[str, dict[int, np.ndarray], dict[int, int]]:
+def _track_parts(mid: mido.MidiFile, track: mido.MidiTrack) -> tuple[str, dict[int, np.ndarray], dict[int, int]]:
     """The track's name, its notes per channel, and each channel's program at its first note."""
     channels = tuple(f"c{c}" for c in range(16))
     tracker = _NoteTracker(channels, {c: f"c{c}" for c in range(16)}, 0, 128)
     name = ""
     program = [-1] * 16
     program_at_first = [-1] * 16
-    tick, t_s = 0, 0.0
-    for msg in track:
-        tick += msg.time
-        t_s = tempo.seconds_at(tick)
+    seconds = tick_seconds(mid, np.cumsum([msg.time for msg in track], dtype=np.int64)).tolist()
+    t_s = 0.0
+    for msg, t_s in zip(track, seconds):
         if msg.is_meta:
             if msg.type == "track_name" and not name:
                 name = str(msg.name).strip()
@@ -159,10 +127,9 @@ def read_parts(path: str | os.PathLike[str]) -> list[ScorePart]:
     """The parts of a MIDI file, in track then channel order (see the module docstring)."""
     name = os.fspath(path)
     mid = open_midi_file(name)
-    tempo = _TempoMap(mid)
     raw: list[tuple[str, int, int, int, np.ndarray]] = []
     for t, track in enumerate(mid.tracks):
-        track_name, per_channel, programs = _track_parts(track, tempo)
+        track_name, per_channel, programs = _track_parts(mid, track)
         for ch in sorted(per_channel):
             raw.append((track_name if mid.type != 0 else "", t, ch, programs[ch], per_channel[ch]))
     if not raw:
