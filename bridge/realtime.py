@@ -153,7 +153,7 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if getattr(args, "parts", None) is None:
         model = Processor(args.model, n_threads=args.threads)
         return model, load_config(args.config, model.meta.stems), f"model {model.meta.name}"
-    from bridge.parts.processor import PartSpec, PartsProcessor
+    from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
 
     config = load_config(args.config, (), parts_option=args.parts)
     part_of_channel = parse_parts_option(args.parts) if args.parts else config.parts
@@ -161,7 +161,7 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
         raise InputError("--parts needs channels: --parts 1,2,10 or a [parts] channels table in --config")
     channels = sorted(part_of_channel)
     specs = [PartSpec(part_of_channel[c], is_drum=c == DRUM_CHANNEL) for c in channels]
-    processor = PartsProcessor(specs)
+    processor = PartsProcessor(specs, PartsSettings(low_latency=config.parts_low_latency))
     processor.set_live_channels({c: i for i, c in enumerate(channels)})
     names = ", ".join(f"{s.name} (ch {c + 1})" for s, c in zip(specs, channels))
     return processor, config, f"score parts {names}"

@@ -19,6 +19,7 @@ Example::
 
     [parts]                   # stembridge run --parts: one stem per channel
     channels = { "1" = "violin", "2" = "cello", "10" = "drums" }
+    low_latency = false       # true: 46 ms window instead of 93 ms (worse separation)
 
     [realtime]
     queue_blocks = 2          # extra latency in blocks between the callback and the worker
@@ -47,6 +48,7 @@ except ModuleNotFoundError:  # Python 3.10
 @dataclass
 class RealtimeConfig:
     parts: dict[int, str] = field(default_factory=dict)  # [parts] channels: 0-based channel -> part name
+    parts_low_latency: bool = False  # [parts] low_latency: the 46 ms window
     channel_map: ChannelMap | None = None
     score_offset_ms: float = 0.0
     queue_blocks: int = 2
@@ -131,9 +133,15 @@ def load_config(path: Path | None, stems: Sequence[str], parts_option: str | Non
             raise InputError(f"{path}: [realtime] queue_blocks must be an integer 1-64, got {q!r}")
         cfg.queue_blocks = q
     if parts_option is not None:
-        if "parts" in data and not parts_option:
-            table = data["parts"].get("channels") if isinstance(data["parts"], dict) else None
-            cfg.parts = _parse_parts_table(table, f"{path}: [parts] channels")
+        parts = data.get("parts", {})
+        if not isinstance(parts, dict):
+            raise InputError(f"{path}: [parts] must be a table")
+        if "channels" in parts and not parts_option:
+            cfg.parts = _parse_parts_table(parts["channels"], f"{path}: [parts] channels")
+        if "low_latency" in parts:
+            if not isinstance(parts["low_latency"], bool):
+                raise InputError(f"{path}: [parts] low_latency must be true or false")
+            cfg.parts_low_latency = parts["low_latency"]
         stems = tuple(cfg.parts.values())
     gains = data.get("gain_db", {})
     if not isinstance(gains, dict):

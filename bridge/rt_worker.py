@@ -348,6 +348,7 @@ def worker_spec(processor: Any) -> dict[str, Any]:
     if hasattr(processor, "parts"):  # a bridge.parts PartsProcessor
         spec["parts"] = [(p.name, bool(p.is_drum)) for p in processor.parts]
         spec["part_of_channel"] = dict(processor.part_of_channel)
+        spec["low_latency"] = bool(processor.settings.low_latency)
         return spec
     channel_map, score_offset_ms = processor.live_score_settings
     spec.update(
@@ -362,9 +363,10 @@ def worker_spec(processor: Any) -> dict[str, Any]:
 def build_processor(spec: dict[str, Any]) -> Any:
     """Child process. The processor ``worker_spec`` describes, prepared for 2 channels (warm)."""
     if "parts" in spec:
-        from bridge.parts.processor import PartSpec, PartsProcessor
+        from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
 
-        parts = PartsProcessor([PartSpec(name, is_drum) for name, is_drum in spec["parts"]])
+        specs = [PartSpec(name, is_drum) for name, is_drum in spec["parts"]]
+        parts = PartsProcessor(specs, PartsSettings(low_latency=spec["low_latency"]))
         parts.set_live_channels(spec["part_of_channel"])
         parts.prepare(spec["sample_rate"], spec["block_size"], 2)
         return parts

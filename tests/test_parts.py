@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from bridge.cli import main
-from bridge.parts.processor import PartSpec, PartsProcessor
+from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
 from bridge.parts.score_parts import part_file_name, read_parts
 
 SR = 44100
@@ -269,3 +269,29 @@ def test_class_stems_with_a_score_come_from_the_parts(violins: dict, tmp_path: P
     assert main([*args, "--score", str(violins["score"]), "--class-stems-from", "network"]) == 0
     network = sf.read(out / "mix" / "strings.wav", dtype="float32", always_2d=True)[0]
     assert not np.allclose(network, stems["strings"], atol=1e-3)
+
+
+def test_live_parts_config(tmp_path: Path) -> None:
+    """``[parts]``: channels -> names (file-safe), low_latency, gains by part name; bad entries in one line."""
+    from bridge.errors import InputError
+    from bridge.rt_config import load_config, parse_parts_option
+
+    cfg = tmp_path / "p.toml"
+    cfg.write_text('[parts]\nchannels = { "1" = "Violin I", "10" = "kit" }\nlow_latency = true\n[gain_db]\nkit = -6\n')
+    c = load_config(cfg, (), parts_option="")
+    assert c.parts == {0: "Violin_I", 9: "kit"} and c.parts_low_latency and c.gain_db == {"kit": -6.0}
+    assert parse_parts_option("1,2,10") == {0: "ch1", 1: "ch2", 9: "ch10"}
+    proc = PartsProcessor([PartSpec("a")], PartsSettings(low_latency=True))
+    proc.prepare(SR, 256, 2)
+    assert proc.latency_samples == 2047
+    for bad, words in (
+        ('[parts]\nchannels = { "17" = "x" }\n', "channel must be a number 1-16"),
+        ('[parts]\nchannels = { "1" = "residual" }\n', "is taken"),
+        ("[parts]\nlow_latency = 1\n", "low_latency must be true or false"),
+        ('[parts]\nchannels = { "1" = "a" }\n[gain_db]\ndrums = 1\n', "unknown stem 'drums'"),
+    ):
+        cfg.write_text(bad)
+        with pytest.raises(InputError, match=words):
+            load_config(cfg, (), parts_option="")
+    with pytest.raises(InputError, match="not a MIDI channel"):
+        parse_parts_option("1,x")

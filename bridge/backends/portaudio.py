@@ -42,6 +42,7 @@ from bridge.rt_host import RealtimeHost
 
 VIRTUAL_IN = "stembridge score"
 VIRTUAL_OUT = "stembridge notes"
+STALLED_S = 2.0  # no callback for this long: the stream is not stopped (stopping would wait forever)
 
 
 class PortAudioBackend:
@@ -68,6 +69,7 @@ class PortAudioBackend:
         self._midi_queue: deque[tuple[float, bytes]] = deque()
         self._watched: list[tuple[Any, str, str]] = []  # (rtmidi object, port name, role)
         self._last_cb_s = 0.0
+        self._started_s = 0.0
 
     def open(self) -> tuple[int, int]:
         """Main thread. Resolve devices and the rate; returns (sample_rate, block_size)."""
@@ -113,6 +115,7 @@ class PortAudioBackend:
                 callback=self._callback,
                 finished_callback=self._finished,
             )
+            self._started_s = time.perf_counter()
             self.stream.start()
         except self._sd.PortAudioError as e:
             raise DeviceError(f"cannot open the audio stream: {e}") from None
@@ -212,10 +215,12 @@ class PortAudioBackend:
     def close(self) -> None:
         self._closing = True
         stream, self.stream = self.stream, None
-        if stream is not None and not stream.active and not stream.stopped:
-            # the device vanished under a running stream: PortAudio's stop, close and exit
-            # handler (Pa_Terminate) can wait forever for a callback that never comes (JACK host
-            # API after a server shutdown), so leave the stream and PortAudio to process exit
+        quiet_s = time.perf_counter() - max(self._last_cb_s, self._started_s)
+        if stream is not None and ((not stream.active and not stream.stopped) or quiet_s > STALLED_S):
+            # the device vanished under a running stream, or its callback stopped coming:
+            # PortAudio's stop, close and exit handler (Pa_Terminate) wait for a callback that
+            # never comes (JACK host API after a server shutdown, or a stalled JACK graph), so
+            # leave the stream and PortAudio to process exit
             import atexit
 
             atexit.unregister(self._sd._exit_handler)

@@ -9,7 +9,8 @@ selection set (seed 9002) and so come from it; ``other`` is the delayed input mi
 rest, so the stems sum back to the input. Notes are the network's (with the score).
 
 The two paths' latencies differ where the network resamples; the faster one is delayed to the
-slower one, so ``latency_samples`` is the larger (at 44.1 kHz both are 2047 samples).
+slower one, so ``latency_samples`` is the larger (at 44.1 kHz the parts' 4095 samples against
+the network's 2047).
 
 Public API
 ----------

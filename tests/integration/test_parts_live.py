@@ -105,7 +105,7 @@ def test_parts_live_equal_offline(tmp_path: Path) -> None:
     )
     st = json.loads(stats.read_text())
     latency = st["latency_samples"]
-    assert st["latency_terms"]["stft_overlap"] + st["latency_terms"]["frame_buffering"] == 2047
+    assert st["latency_terms"]["stft_overlap"] + st["latency_terms"]["frame_buffering"] == 4095
     assert st["deadline_misses"] == 0, st
     rec = lb.recorded.reshape(len(STEMS), 2, n_record)[:, :, latency : latency + x.shape[1]]
     np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
