@@ -123,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--connect", nargs="*", default=None, metavar="PORT", help="JACK: connect in_L/in_R from these ports"
     )
+    p.add_argument(
+        "--send",
+        default=None,
+        metavar="STEMS",
+        help="send only these stems (drums,bass; with --parts: part names, residual); JACK creates only their ports",
+    )
+    p.add_argument(
+        "--monitor",
+        default=None,
+        metavar="MIX",
+        help='send one stereo mix of stems with gains in dB ("drums=-6,bass"); unlisted stems are left out',
+    )
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--stats", type=Path, default=None, help="write run statistics as JSON here on exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no live status line")

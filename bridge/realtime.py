@@ -9,6 +9,9 @@ Public API
   stream; print a live status line on stderr until Ctrl-C / SIGTERM, ``--duration``
   seconds, or a failure (server shutdown, a MIDI port given by name gone, worker error or
   exit, stalled callback).
+  ``--send drums,bass`` / ``--monitor "drums=-6,bass"`` (or ``[realtime] send`` / ``monitor``
+  in the config; the option wins) choose what goes out (``rt_host.OutputRoute``); unknown
+  stems end in ``InputError`` before any device is opened.
   ``--stats FILE`` is written atomically on every exit path.
   Returns 0 on a normal stop; failures raise ``StembridgeError`` (one line in the CLI).
 - ``open_backend(name, args)``: the backend object for ``jack`` or ``portaudio``.
@@ -64,18 +67,19 @@ def run_bridge(args: argparse.Namespace) -> int:
     """Main thread. Run until stopped; see the module docstring."""
     from bridge.engine import Processor
     from bridge.rt_config import apply_score_config
-    from bridge.rt_host import DEFAULT_WORKER, RealtimeHost
+    from bridge.rt_host import DEFAULT_WORKER, OutputRoute, RealtimeHost
     from bridge.rt_status import status_line, write_stats
 
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
     name = _choose_backend(args)
     processor, config, label = _make_processor(args)
+    send, monitor = _choose_outputs(args, config, processor.stems)
     backend = open_backend(name, args)
     host: RealtimeHost | None = None
     stats: dict[str, Any] = {"backend": name, "error": None, "latency_samples": None, "latency_terms": {}}
     stats.update(blocks=0, xruns=0, deadline_misses=0, worker_ms_p50=0.0, worker_ms_p99=0.0)
-    stats.update(sample_rate=None, block_size=None)
+    stats.update(sample_rate=None, block_size=None, send=list(send) if send else None, monitor=monitor)
     say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if not args.quiet else (lambda msg: None)
     old_switch = sys.getswitchinterval()
     try:
@@ -97,6 +101,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         gc.freeze()  # the model, buffers and modules are never scanned again: shorter GC pauses
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         with_notes = isinstance(processor, Processor)  # parts send no notes
+        route = OutputRoute(processor.stems, block_size, send=send, monitor=monitor)
         if name == "jack":
             backend.start(
                 host,
@@ -105,14 +110,19 @@ def run_bridge(args: argparse.Namespace) -> int:
                 midi_in=args.midi_in,
                 midi_out=args.midi_out,
                 with_notes=with_notes,
+                route=route,
             )
         else:
-            backend.start(host, processor.stems, with_notes=with_notes)
+            backend.start(host, processor.stems, with_notes=with_notes, route=route)
         terms = ", ".join(f"{k} {v}" for k, v in host.latency_terms.items())
         say(
             f"stembridge: {name} {sample_rate} Hz, {block_size} frames, {label}; "
             f"latency {host.latency_samples} samples = {1000 * host.latency_samples / sample_rate:.2f} ms ({terms})"
         )
+        if monitor is not None:
+            say("stembridge: monitor mix " + " + ".join(f"{s} {db:+.1f} dB" for s, db in monitor.items()))
+        elif send is not None:
+            say("stembridge: sending " + ", ".join(send))
         for line in getattr(backend, "notices", []):
             say(f"stembridge: {line}")
         _main_loop(host, backend, processor.stems, args, say, status_line)
@@ -142,6 +152,23 @@ def run_bridge(args: argparse.Namespace) -> int:
     )
     processor.release()
     return 0
+
+
+def _choose_outputs(
+    args: argparse.Namespace, config: Any, stems: Any
+) -> tuple[tuple[str, ...] | None, dict[str, float] | None]:
+    """Main thread. ``(send, monitor)`` from ``--send`` / ``--monitor``, else the config; both
+    None: every stem goes out. ``InputError`` for unknown stems or both given."""
+    from bridge.rt_config import parse_monitor, parse_send
+
+    raw_send, raw_monitor = getattr(args, "send", None), getattr(args, "monitor", None)
+    if raw_send is not None and raw_monitor is not None:
+        raise InputError("--send and --monitor exclude each other: send stems, or one stereo mix of them")
+    if raw_send is not None:
+        return parse_send(raw_send, stems), None
+    if raw_monitor is not None:
+        return None, parse_monitor(raw_monitor, stems)
+    return config.send, config.monitor
 
 
 def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:

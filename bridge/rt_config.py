@@ -4,10 +4,15 @@ Public API
 ----------
 - ``RealtimeConfig``: ``parts`` ({channel_0_based: part name}, for ``run --parts``),
   ``channel_map`` ({channel_0_based: stem}), ``score_offset_ms``,
-  ``queue_blocks``, ``gain_db`` ({stem: dB}).
+  ``queue_blocks``, ``gain_db`` ({stem: dB}), ``send`` (stems sent live, or None for all),
+  ``monitor`` ({stem: dB} summed into one stereo pair, or None).
 - ``load_config(path, stems, parts_option=None) -> RealtimeConfig`` (main thread): read and
   validate; every problem raises ``InputError`` with one line naming the file and the key.
 - ``parse_parts_option(raw) -> {channel_0_based: part name}``: ``--parts 1,2,10``.
+- ``parse_send(raw, stems, where) -> tuple`` / ``parse_monitor(raw, stems, where) -> dict``:
+  ``--send drums,bass`` (or a TOML list) and ``--monitor "drums=-6,bass"`` (or a TOML table
+  of stem = dB) checked against ``stems`` (every output, ``other``/``residual`` included);
+  ``InputError`` naming the first unknown stem.
 - ``apply_score_config(processor, config)`` (main thread, after ``prepare``): install the
   channel map and the score offset in the processor's live score.
 
@@ -23,6 +28,8 @@ Example::
 
     [realtime]
     queue_blocks = 2          # extra latency in blocks between the callback and the worker
+    send = ["drums", "bass"]  # only these stems go out (JACK: only their ports; --send)
+    # monitor = { drums = -6.0, bass = 0.0 }   # or: one stereo pair, their sum (--monitor)
 
     [gain_db]
     drums = -3.0              # per-stem output gain (stems and `other`)
@@ -53,6 +60,8 @@ class RealtimeConfig:
     score_offset_ms: float = 0.0
     queue_blocks: int = 2
     gain_db: dict[str, float] = field(default_factory=dict)
+    send: tuple[str, ...] | None = None  # [realtime] send: stems sent live (None: all)
+    monitor: dict[str, float] | None = None  # [realtime] monitor: stem -> dB of the stereo mix
 
     def gains(self, all_stems: Sequence[str]) -> list[float]:
         """Linear gain per output stem (``other`` included), in output order."""
@@ -75,6 +84,42 @@ def parse_parts_option(raw: str) -> dict[int, str]:
             raise InputError(f"--parts: channel {item} is given twice")
         out[int(item) - 1] = f"ch{int(item)}"
     return out
+
+
+def _check_stem(name: str, stems: Sequence[str], where: str) -> str:
+    if name not in stems:
+        raise InputError(f"{where}: unknown stem {name!r} (one of {', '.join(stems)})")
+    return name
+
+
+def parse_send(raw: Any, stems: Sequence[str], where: str = "--send") -> tuple[str, ...]:
+    """``"drums,bass"`` or ``["drums", "bass"]`` -> the named stems in ``stems`` order."""
+    items = [s.strip() for s in raw.split(",")] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s for s in items):
+        raise InputError(f"{where} must name at least one stem: drums,bass")
+    chosen = {_check_stem(s, stems, where) for s in items}
+    return tuple(s for s in stems if s in chosen)
+
+
+def parse_monitor(raw: Any, stems: Sequence[str], where: str = "--monitor") -> dict[str, float]:
+    """``"drums=-6,bass"`` or ``{drums = -6, bass = 0}`` -> {stem: dB} in ``stems`` order
+    (a stem without ``=dB`` plays at 0 dB)."""
+    table: dict[str, Any] = {}
+    if isinstance(raw, str):
+        for item in (s.strip() for s in raw.split(",")):
+            name, _, db = item.partition("=")
+            try:
+                table[name.strip()] = float(db) if db.strip() else 0.0
+            except ValueError:
+                raise InputError(f"{where}: {item!r} is not stem or stem=dB") from None
+    elif isinstance(raw, dict):
+        table = dict(raw)
+    if not table or not all(table):
+        raise InputError(f"{where} must name at least one stem: drums=-6,bass")
+    for name, db in table.items():
+        _check_stem(name, stems, where)
+        table[name] = _number(db, f"{where} {name}")
+    return {s: float(table[s]) for s in stems if s in table}
 
 
 def _parse_parts_table(raw: Any, where: str) -> dict[int, str]:
@@ -132,6 +177,7 @@ def load_config(path: Path | None, stems: Sequence[str], parts_option: str | Non
         if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 64:
             raise InputError(f"{path}: [realtime] queue_blocks must be an integer 1-64, got {q!r}")
         cfg.queue_blocks = q
+    route = {k: rt[k] for k in ("send", "monitor") if k in rt}
     if parts_option is not None:
         parts = data.get("parts", {})
         if not isinstance(parts, dict):
@@ -151,6 +197,12 @@ def load_config(path: Path | None, stems: Sequence[str], parts_option: str | Non
         if stem not in allowed:
             raise InputError(f"{path}: [gain_db] unknown stem {stem!r} (one of {', '.join(allowed)})")
         cfg.gain_db[stem] = _number(db, f"{path}: [gain_db] {stem}")
+    if "send" in route:
+        cfg.send = parse_send(route["send"], allowed, f"{path}: [realtime] send")
+    if "monitor" in route:
+        cfg.monitor = parse_monitor(route["monitor"], allowed, f"{path}: [realtime] monitor")
+    if cfg.send is not None and cfg.monitor is not None:
+        raise InputError(f"{path}: [realtime] has both send and monitor; choose one")
     return cfg
 
 

@@ -25,6 +25,13 @@ Public API
     ``n_input_overflows``, ``n_late_notes``, ``n_gaps``, ``worker_error`` (also set when the
     worker process died).
 
+- ``OutputRoute(stems, block_size, send=None, monitor=None)`` (built on the main thread): what
+  the device gets from the host's outputs. ``names``: the stereo outputs the device has (the
+  ``send`` stems in stem order, or ``("monitor",)`` for a ``monitor`` mix {stem: dB});
+  ``n_channels = 2 * len(names)``. On the audio thread, per block: ``outs = route.full(dev)``
+  gives the ``2 * n_stems`` arrays for ``cycle`` (the device's own arrays where a stem is sent
+  as is, pre-allocated scratch otherwise), then ``route.finish(dev)`` writes the monitor mix.
+
 Threading: the callback writes the block's score MIDI, then the input block, into
 pre-allocated rings of a ``rt_worker.Channel`` (records tagged with the cycle index; shared
 memory in process mode), and wakes the worker without blocking; the worker calls
@@ -75,6 +82,56 @@ STATS_KEYS = (
     "sample_rate",
     "block_size",
 )
+
+
+class OutputRoute:
+    def __init__(
+        self,
+        stems: Sequence[str],
+        block_size: int,
+        send: Sequence[str] | None = None,
+        monitor: dict[str, float] | None = None,
+    ) -> None:
+        if send is not None and monitor is not None:
+            raise ValueError("send and monitor exclude each other")
+        stems = tuple(stems)
+        self.send: tuple[str, ...] | None = None if monitor is not None else stems if send is None else tuple(send)
+        self.monitor = dict(monitor) if monitor is not None else None
+        self.names: tuple[str, ...] = self.send if self.send is not None else ("monitor",)
+        self.n_channels = 2 * len(self.names)
+        self.identity = self.send == stems
+        n = 2 * len(stems)
+        self._scratch = np.zeros((n, int(block_size)), np.float32)
+        self._outs: list[np.ndarray] = list(self._scratch)
+        self._tmp = np.zeros(int(block_size), np.float32)
+        # send: (host output k, device channel d); monitor: (host output k, linear gain), by side
+        self._pairs = [(2 * stems.index(s) + c, 2 * i + c) for i, s in enumerate(self.send or ()) for c in (0, 1)]
+        self._mix = [
+            [(2 * stems.index(s) + c, 10.0 ** (db / 20.0)) for s, db in (self.monitor or {}).items()] for c in (0, 1)
+        ]
+
+    def full(self, dev: Sequence[np.ndarray]) -> Sequence[np.ndarray]:
+        """Audio thread. The ``2 * n_stems`` arrays ``RealtimeHost.cycle`` fills."""
+        if self.identity:
+            return dev
+        outs = self._outs
+        for k, d in self._pairs:
+            outs[k] = dev[d]
+        return outs
+
+    def finish(self, dev: Sequence[np.ndarray]) -> None:
+        """Audio thread. Write the monitor mix into the device's two arrays (no-op for send)."""
+        if self.monitor is None:
+            return
+        scratch, tmp = self._scratch, self._tmp
+        for c in (0, 1):
+            out = dev[c]
+            out[:] = 0.0
+            if len(out) != len(tmp):  # a block of the wrong size: silence, as cycle() plays
+                continue
+            for k, g in self._mix[c]:
+                np.multiply(scratch[k], g, out=tmp)
+                out += tmp
 
 
 class RealtimeHost:

@@ -7,18 +7,26 @@ Public API
   - ``open() -> (sample_rate, block_size)`` (main thread): connect to the server named by
     ``JACK_DEFAULT_SERVER`` (or the default one); never starts a server. ``DeviceError`` if
     none runs.
-  - ``start(host, stems, connect=None)`` (main thread): register ports, install the
-    callbacks, activate, connect ``in_L`` / ``in_R`` from the given ports.
+  - ``start(host, stems, connect=None, ..., route=None)`` (main thread): register ports,
+    publish the latency on them, install the callbacks, activate, connect ``in_L`` / ``in_R``
+    from the given ports. ``route`` (``rt_host.OutputRoute``): which audio outputs exist.
   - ``failure``: a one-line reason once the server shut down or the buffer size / rate
     changed (set from JACK's threads, read by the main thread).
   - ``notices``: lines for the user after ``open`` (a server without real-time scheduling).
   - ``close()`` (main thread): deactivate and close; safe after a server shutdown.
 
 Ports: audio in ``in_L``, ``in_R``; audio out ``<stem>_L``, ``<stem>_R`` for every stem
-including ``other``; MIDI in ``score_in`` (score messages, sample-accurate offsets passed to
-the processor); MIDI out ``notes_out`` (every stem, one channel per stem, drums on channel 10)
-and ``<stem>_notes`` per predicted stem (same channels; none with ``with_notes=False``, as for
-score parts), events at their exact offset.
+including ``other`` (with ``--send``: only the chosen stems, in stem order; with ``--monitor``:
+``monitor_L``, ``monitor_R``, the gain-weighted sum; MIDI ports unchanged); MIDI in ``score_in``
+(score messages, sample-accurate offsets passed to the processor); MIDI out ``notes_out``
+(every stem, one channel per stem, drums on channel 10) and ``<stem>_notes`` per predicted stem
+(same channels; none with ``with_notes=False``, as for score parts), events at their exact
+offset.
+
+Latency: every port publishes the bridge's ``latency_samples`` the JACK way
+(``bridge.jack_latency``): outputs' capture latency = the inputs' + ``latency_samples``,
+inputs' playback latency = the outputs' + ``latency_samples``, set before activation and
+recomputed in JACK's latency callback on every graph change; ``jack_lsp -l`` shows it.
 
 Threads: the process callback runs on JACK's real-time thread and only calls
 ``RealtimeHost.cycle``; the xrun and shutdown callbacks run on JACK's notification threads and
@@ -32,7 +40,7 @@ from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.instruments import stem_channel
-from bridge.rt_host import RealtimeHost
+from bridge.rt_host import OutputRoute, RealtimeHost
 
 
 def _quiet_jack() -> Any:
@@ -51,6 +59,7 @@ class JackBackend:
         self.notices: list[str] = []
         self._host: RealtimeHost | None = None
         self._active = False
+        self.latency: Any = None  # jack_latency.PortLatency once started
         self._watched: dict[str, str] = {}  # external MIDI ports we connected -> role, for check_ports
 
     def open(self) -> tuple[int, int]:
@@ -78,6 +87,7 @@ class JackBackend:
         midi_in: str | None = None,
         midi_out: str | None = None,
         with_notes: bool = True,
+        route: OutputRoute | None = None,
     ) -> None:
         """Main thread. Register ports, set callbacks, activate; connect ``in_L``/``in_R`` from
         ``connect``, ``score_in`` from the MIDI port ``midi_in``, ``notes_out`` to ``midi_out``."""
@@ -86,13 +96,27 @@ class JackBackend:
         all_stems = tuple(stems)
         predicted = all_stems[:-1] if with_notes else ()  # no notes ports for score parts
         self._ins = [client.inports.register("in_L"), client.inports.register("in_R")]
-        self._outs = [client.outports.register(f"{s}_{side}") for s in all_stems for side in ("L", "R")]
+        self._route = route or OutputRoute(all_stems, host.block_size)
+        self._outs = [client.outports.register(f"{s}_{side}") for s in self._route.names for side in ("L", "R")]
         self._score_in = client.midi_inports.register("score_in")
         self._notes_out = client.midi_outports.register("notes_out")
         self._stem_notes = [client.midi_outports.register(f"{s}_notes") for s in predicted]
         self._channels = [stem_channel(s, predicted) for s in predicted]
         self._block_size = host.block_size
         self._sample_rate = host.sample_rate
+        from bridge.jack_latency import PortLatency
+
+        try:
+            latency = PortLatency(
+                client,
+                [*self._ins, self._score_in],
+                [*self._outs, self._notes_out, *self._stem_notes],
+                host.latency_samples,
+            )
+            latency.install()
+            self.latency = latency
+        except (OSError, AttributeError, RuntimeError) as e:  # a libjack without the latency API
+            self.notices.append(f"the ports do not publish their latency ({e})")
         client.set_process_callback(self._process)
         client.set_xrun_callback(self._xrun)
         client.set_shutdown_callback(self._shutdown)
@@ -114,6 +138,8 @@ class JackBackend:
             dest = self._find_port(midi_out, is_output=False)
             self._connect_midi(self._notes_out.name, dest)
             self._watched[dest] = "notes MIDI output"
+        if self.latency is not None:
+            self.latency.recompute()
 
     def _find_port(self, pattern: str, is_output: bool) -> str:
         """Main thread. The first MIDI port whose full name contains ``pattern``."""
@@ -143,12 +169,9 @@ class JackBackend:
         for p in self._stem_notes:
             p.clear_buffer()
         midi = [(offset, bytes(data)) for offset, data in self._score_in.incoming_midi_events()]
-        host.cycle(
-            [p.get_array() for p in self._ins],
-            [p.get_array() for p in self._outs],
-            midi,
-            self._send_note,
-        )
+        dev = [p.get_array() for p in self._outs]
+        host.cycle([p.get_array() for p in self._ins], self._route.full(dev), midi, self._send_note)
+        self._route.finish(dev)
 
     def _send_note(self, offset: int, stem: int, note: int, velocity: int, on: bool) -> None:
         """JACK real-time thread (called from ``RealtimeHost.cycle``)."""

@@ -7,9 +7,11 @@ Public API
 
   - ``open() -> (sample_rate, block_size)`` (main thread): resolve the devices (number or name
     substring, see ``bridge.devices``); the rate defaults to the input device's.
-  - ``start(host, stems)`` (main thread): open the MIDI ports, then a duplex stream with 2
-    input channels and ``2 * len(stems)`` output channels (``stem0_L, stem0_R, ..., other_R``)
-    on the output device (for BlackHole 16ch, VB-Cable, an ASIO loopback).
+  - ``start(host, stems, route=None)`` (main thread): open the MIDI ports, then a duplex
+    stream with 2 input channels and 2 output channels per output of ``route``
+    (``rt_host.OutputRoute``; default every stem: ``stem0_L, stem0_R, ..., other_R``, for
+    BlackHole 16ch, VB-Cable, an ASIO loopback). With ``--send drums`` or ``--monitor
+    "drums=-6,bass"`` a plain stereo interface is enough.
   - ``failure``: one-line reason when the stream ended by itself; ``notices``: lines for the
     user (e.g. no MIDI). ``close()`` (main thread).
 
@@ -38,7 +40,7 @@ from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.instruments import stem_channel
-from bridge.rt_host import RealtimeHost
+from bridge.rt_host import OutputRoute, RealtimeHost
 
 VIRTUAL_IN = "stembridge score"
 VIRTUAL_OUT = "stembridge notes"
@@ -90,19 +92,22 @@ class PortAudioBackend:
         self._sd = sd
         return int(self.sample_rate), self.block_size
 
-    def start(self, host: RealtimeHost, stems: Sequence[str], with_notes: bool = True) -> None:
+    def start(
+        self, host: RealtimeHost, stems: Sequence[str], with_notes: bool = True, route: OutputRoute | None = None
+    ) -> None:
         """Main thread. Open MIDI, then start the duplex stream (``with_notes=False``: the
         stems send no notes, e.g. score parts)."""
         self._host = host
         predicted = tuple(stems)[:-1] if with_notes else ()
         self._channels = [stem_channel(s, predicted) for s in predicted]
-        self._n_out = 2 * len(stems)
+        self._route = route or OutputRoute(stems, host.block_size)
+        self._n_out = self._route.n_channels
         self._open_midi()
         max_out = int(self._out_info["max_output_channels"])
         if max_out < self._n_out:
             raise DeviceError(
-                f"output device has {max_out} channels; {self._n_out} are needed (2 per stem), "
-                "e.g. BlackHole 16ch or a multichannel loopback"
+                f"output device has {max_out} channels; {self._n_out} are needed (2 per stem sent), "
+                'e.g. BlackHole 16ch, or send fewer stems (--send drums) or a stereo mix (--monitor "drums,bass")'
             )
         try:
             self.stream = self._sd.Stream(
@@ -172,12 +177,14 @@ class PortAudioBackend:
         while q:
             t_ev, data = q.popleft()
             midi.append((min(frames - 1, max(0, int((t_ev - prev) / span * frames))), data))
+        dev = [outdata[:, k] for k in range(self._n_out)]
         host.cycle(
             [indata[:, 0], indata[:, 1]],
-            [outdata[:, k] for k in range(self._n_out)],
+            self._route.full(dev),
             midi,
             self._send_note if self._midi_out is not None else None,
         )
+        self._route.finish(dev)
 
     def _send_note(self, offset: int, stem: int, note: int, velocity: int, on: bool) -> None:
         ch = self._channels[stem]
