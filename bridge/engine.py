@@ -20,7 +20,8 @@ Public API
 - ``BlockResult``: ``stems``, ``notes``, ``activity`` (n_stems,) last frame's stem activity.
 
 Signal path: non-finite input samples become 0 (counted in ``n_bad_samples``); host rates
-other than the model's go through python-soxr streams (in and out); a streaming STFT of every
+other than the model's go through low-delay polyphase streams (``bridge.resample``, in and
+out; python-soxr only for rate pairs too awkward for a polyphase table); a streaming STFT of every
 channel; masks from the channel-mean magnitude applied to every channel; overlap-add;
 ``other`` = the input delayed by ``latency_samples`` minus the sum of the predicted stems, so
 stems always sum to the (delayed) input. Output is independent of the block sizes used.
@@ -31,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from fractions import Fraction
 
 import numpy as np
 
@@ -39,31 +40,20 @@ from bridge.errors import InputError
 from bridge.metadata import ModelMetadata
 from bridge.model import OnnxModel
 from bridge.notes import NoteDecoder, NoteEvent
+from bridge.resample import open_stream, stream_lag_samples
 from bridge.ring import RingBuffer
 from bridge.score import LiveScore, notes_to_roll
 from bridge.stft import StreamingAnalysis, StreamingSynthesis
 
-RESAMPLE_QUALITY = "HQ"
 MAX_ABS_SAMPLE = 1000.0  # larger magnitudes are clipped: no overflow, no NaN downstream
 
 
-@lru_cache(maxsize=32)
-def resampler_lag_samples(rate_in: int, rate_out: int, quality: str = RESAMPLE_QUALITY) -> float:
-    """Worst-case output shortfall of a soxr stream, in output samples.
-
-    After n input samples a python-soxr stream has emitted at least
-    ``n * rate_out / rate_in - lag`` output samples (its output is content-aligned but
-    emitted in bursts). Measured by feeding one sample at a time, the worst case.
-    """
-    import soxr
-
-    rs = soxr.ResampleStream(rate_in, rate_out, 1, dtype="float32", quality=quality)
-    one = np.zeros(1, np.float32)
-    n_out, lag = 0, 0.0
-    for n_in in range(1, 16385):
-        n_out += len(rs.resample_chunk(one))
-        lag = max(lag, n_in * rate_out / rate_in - n_out)
-    return lag
+def resampler_lag_samples(rate_in: int, rate_out: int) -> Fraction:
+    """Worst-case output shortfall of the stream ``bridge.resample.open_stream`` returns, in
+    output samples: after n input samples it has emitted at least ``n * rate_out / rate_in - lag``
+    output samples (content-aligned, emitted as soon as computable). Exact for the polyphase
+    stream (its filter's group delay); measured, plus half a sample, for a python-soxr one."""
+    return stream_lag_samples(rate_in, rate_out)
 
 
 def clean_block(audio: np.ndarray, n_channels: int) -> tuple[np.ndarray, int]:
@@ -141,7 +131,9 @@ class Processor:
         if self.resampling:
             lag_in = resampler_lag_samples(sample_rate, meta.sample_rate)
             lag_out = resampler_lag_samples(meta.sample_rate, sample_rate)
-            total = math.ceil((lag_in + sum(model_terms.values())) * ratio + lag_out) + 1
+            # exact: the stem FIFO never runs short (see resampler_lag_samples)
+            ratio_exact = Fraction(sample_rate, meta.sample_rate)
+            total = math.ceil((lag_in + sum(model_terms.values())) * ratio_exact + lag_out)
             terms = {k: int(round(v * ratio)) for k, v in model_terms.items()}
             terms["resampling"] = total - sum(terms.values())
         else:
@@ -183,18 +175,8 @@ class Processor:
         self.n_bad_samples = 0
         self.activity = np.zeros(meta.n_stems, np.float32)
         if self.resampling:
-            import soxr
-
-            self._rs_in = soxr.ResampleStream(
-                self.sample_rate, meta.sample_rate, self.n_channels, dtype="float32", quality=RESAMPLE_QUALITY
-            )
-            self._rs_out = soxr.ResampleStream(
-                meta.sample_rate,
-                self.sample_rate,
-                meta.n_stems * self.n_channels,
-                dtype="float32",
-                quality=RESAMPLE_QUALITY,
-            )
+            self._rs_in = open_stream(self.sample_rate, meta.sample_rate, self.n_channels)
+            self._rs_out = open_stream(meta.sample_rate, self.sample_rate, meta.n_stems * self.n_channels)
 
     def release(self) -> None:
         """Main thread. Free the model session; prepare() must be called again before use."""

@@ -16,7 +16,7 @@ def _run(proc: Processor, x: np.ndarray, block: int, rate: int) -> np.ndarray:
     return np.concatenate(outs, axis=2)
 
 
-@pytest.mark.parametrize("rate", [44100, 48000])
+@pytest.mark.parametrize("rate", [44100, 48000, 88200])
 def test_block_size_invariance(tiny_model, rate: int) -> None:
     proc = Processor(tiny_model)
     x = noise(2, 12000, seed=3)
@@ -43,7 +43,7 @@ def test_stems_sum_to_delayed_input(tiny_model, rate: int, n_channels: int) -> N
     assert 0.01 < np.abs(predicted).mean() / np.abs(x).mean() < 0.99
 
 
-@pytest.mark.parametrize("rate", [44100, 48000])
+@pytest.mark.parametrize("rate", [44100, 48000, 96000])
 def test_impulse_and_stem_path_come_out_at_latency(tiny_model, rate: int) -> None:
     proc = Processor(tiny_model)
     x = np.zeros((1, 30000), np.float32)
@@ -75,6 +75,28 @@ def test_latency_terms_named(tiny_model) -> None:
     proc.prepare(48000, 256, 2)
     assert proc.latency_terms["resampling"] > 0
     assert proc.latency_samples == sum(proc.latency_terms.values())
+
+
+@pytest.mark.parametrize("rate", [48000, 88200, 96000])
+def test_resampling_adds_at_most_3_ms(tiny_model, rate: int) -> None:
+    """The in and out polyphase stages together (issue 13): the ``resampling`` term, which also
+    absorbs the rounding of the model terms to host samples, stays within 3 ms."""
+    proc = Processor(tiny_model)
+    proc.prepare(rate, 64, 2)
+    assert 0 < proc.latency_terms["resampling"] <= 0.003 * rate
+
+
+@pytest.mark.parametrize("rate", [48000, 96000])
+def test_impulse_through_the_stem_path_peaks_at_latency(tiny_model, rate: int) -> None:
+    """An impulse's energy in the predicted stems (host -> 44.1 kHz -> STFT -> host) peaks at
+    exactly the reported latency, with block size 1: the stem FIFO never runs short."""
+    proc = Processor(tiny_model)
+    x = np.zeros((1, 12000), np.float32)
+    x[0, 3000] = 1.0
+    out = _run(proc, x, 1, rate)
+    pred = out[:-1, 0].sum(axis=0)
+    assert int(np.argmax(np.abs(pred))) == 3000 + proc.latency_samples
+    assert np.all(out[-1, 0, : proc.latency_samples] == 0)
 
 
 def test_zero_length_blocks_and_bad_samples(tiny_model) -> None:
