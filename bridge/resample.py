@@ -162,6 +162,9 @@ class PolyphaseStream:
         t = r * d.down + d.delay_fine
         self._newest = t // d.up
         self._coef = np.ascontiguousarray(d.branches[t % d.up, ::-1])[:, :, None]  # (L + chunk, K, 1)
+        self._store = np.zeros((0, self.n_channels), np.float32)  # input samples, see _alloc
+        self._fill = 0
+        self._alloc(d.n_taps - 1 + 4 * _CHUNK_OUT)
         self.reset()
 
     @property
@@ -169,12 +172,40 @@ class PolyphaseStream:
         return self.design.lag_samples
 
     def reset(self) -> None:
-        """Clear the stream: the next chunk starts a new signal (zeros before it)."""
+        """Clear the stream: the next chunk starts a new signal (zeros before it). Keeps the store."""
         k = self.design.n_taps
-        self._buf = np.zeros((k - 1, self.n_channels), np.float32)
-        self._buf_start = -(k - 1)  # absolute input index of _buf[0]
+        self._store[: k - 1] = 0.0
+        self._store_start = -(k - 1)  # absolute input index of _store[0]
+        self._fill = k - 1  # rows of _store in use
         self._n_in = 0
         self._k_next = 0  # next output index
+
+    def _alloc(self, n_rows: int) -> None:
+        """A store of n_rows input samples and its read-only window view (rows, C, K):
+        windows[i, c, j] = store[i + j, c], made once per allocation, not per chunk."""
+        k = self.design.n_taps
+        store = np.zeros((n_rows, self.n_channels), np.float32)
+        store[: self._fill] = self._store[: self._fill]
+        self._store = store
+        s0, s1 = store.strides
+        self._windows = as_strided(store, (n_rows - k + 1, self.n_channels, k), (s0, s1, s0), writeable=False)
+
+    def _append(self, x: np.ndarray) -> None:
+        n = x.shape[0]
+        if self._fill + n > self._store.shape[0]:
+            # drop the inputs no output needs any more (older than the next output's oldest)
+            d = self.design
+            keep_from = min((self._k_next * d.down + d.delay_fine) // d.up - (d.n_taps - 1), self._n_in)
+            drop = keep_from - self._store_start
+            if drop > 0:
+                self._store[: self._fill - drop] = self._store[drop : self._fill]
+                self._fill -= drop
+                self._store_start = keep_from
+            if self._fill + n > self._store.shape[0]:
+                self._alloc(2 * (self._fill + n))
+        self._store[self._fill : self._fill + n] = x
+        self._fill += n
+        self._n_in += n
 
     def resample_chunk(self, x: np.ndarray) -> np.ndarray:
         """x (n, n_channels) -> every output now computable, (n_out, n_channels) float32."""
@@ -182,34 +213,21 @@ class PolyphaseStream:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_channels:
             raise ValueError(f"expected (n, {self.n_channels}), got {x.shape}")
-        up, down, k = d.up, d.down, d.n_taps
         if x.shape[0]:
-            self._buf = np.concatenate((self._buf, x))
-            self._n_in += x.shape[0]
+            self._append(x)
+        up, down = d.up, d.down
         # outputs with (k*M + delay) // L <= n_in - 1
         k_end = max(0, (self._n_in * up - 1 - d.delay_fine) // down + 1)
         n_out = max(0, k_end - self._k_next)
-        out = np.empty((n_out, self.n_channels), np.float32)
+        out = np.empty((n_out, self.n_channels, 1), np.float32)
         for a in range(0, n_out, _CHUNK_OUT):
-            k0 = self._k_next + a
             n = min(n_out - a, _CHUNK_OUT)
-            q, r = divmod(k0, up)
-            first = self._newest[r : r + n] + (q * down - self._buf_start - (k - 1))  # (n,) oldest input used
-            buf = self._buf
-            windows = as_strided(  # (n_buf - K + 1, C, K) read-only view: windows[i, c, j] = buf[i + j, c]
-                buf,
-                (buf.shape[0] - k + 1, self.n_channels, k),
-                (buf.strides[0], buf.strides[1], buf.strides[0]),
-                writeable=False,
-            )
-            out[a : a + n] = np.matmul(windows[first], self._coef[r : r + n])[:, :, 0]
-        self._k_next = max(self._k_next, k_end)
-        # keep the inputs the next output needs (newest - K + 1 onwards)
-        keep_from = min((self._k_next * down + d.delay_fine) // up - (k - 1), self._n_in)
-        if keep_from > self._buf_start:
-            self._buf = self._buf[keep_from - self._buf_start :]
-            self._buf_start = keep_from
-        return out
+            q, r = divmod(self._k_next + a, up)
+            # store row of the oldest input each output uses
+            first = self._newest[r : r + n] + (q * down - self._store_start - (d.n_taps - 1))
+            np.matmul(self._windows[first], self._coef[r : r + n], out=out[a : a + n])
+        self._k_next += n_out
+        return out[:, :, 0]
 
 
 def uses_polyphase(rate_in: int, rate_out: int) -> bool:

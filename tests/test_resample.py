@@ -36,9 +36,9 @@ def _tone_fit(y: np.ndarray, f: float, rate: int, start: int) -> tuple[float, fl
 @pytest.mark.parametrize("rates", [(48000, MODEL_RATE), (MODEL_RATE, 48000), (96000, MODEL_RATE), (MODEL_RATE, 88200)])
 def test_block_size_invariance_is_bit_exact(rates: tuple[int, int]) -> None:
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((9000, 3)).astype(np.float32)
+    x = rng.standard_normal((40000, 3)).astype(np.float32)  # longer than the initial store: compaction, growth
     ref = PolyphaseStream(*rates, 3).resample_chunk(x)
-    for blocks in ([1], [64], [255, 0, 1, 7], [4096, 3], [20000]):
+    for blocks in ([3], [64], [255, 0, 1, 7], [4096, 3], [20000], [17000, 1, 23000]):
         out = _feed(PolyphaseStream(*rates, 3), x, blocks)
         assert out.shape == ref.shape
         assert np.array_equal(out, ref), blocks
