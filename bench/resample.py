@@ -185,6 +185,57 @@ def compare_designs() -> list[dict[str, object]]:
     return rows
 
 
+def _separate(proc: object, x: np.ndarray, rate: int, block: int) -> np.ndarray:
+    """Mono mix (n,) through the Processor at ``rate``: stems (n_stems + 1, n), latency removed."""
+    proc.prepare(rate, block, 1)  # type: ignore[attr-defined]
+    lat = proc.latency_samples  # type: ignore[attr-defined]
+    xx = np.concatenate([x, np.zeros(lat + block, np.float32)])[None]
+    out = [proc.process(xx[:, i : i + block]).stems[:, 0] for i in range(0, xx.shape[1], block)]  # type: ignore[attr-defined]
+    return np.concatenate(out, axis=1)[:, lat : lat + len(x)]
+
+
+def quality_rows(model: str | None, tracks: list[Path], block: int) -> dict[str, dict[str, float]]:
+    """Median SI-SDRi per stem (blind) over ``tracks``: 44.1 kHz native, and the same tracks at
+    48 kHz (stems resampled offline by soxr VHQ) through the polyphase stages and through soxr HQ."""
+    import bridge.engine as engine
+    from bench.metrics import is_silent, si_sdr
+    from bridge.resample import soxr_lag_samples
+    from export.data.slakh import load_track
+
+    proc = engine.Processor(model, n_threads=1)
+    names = (*proc.meta.stems, "other")
+
+    def soxr_stream(a: int, b: int, c: int) -> object:
+        import soxr
+
+        return soxr.ResampleStream(a, b, c, dtype="float32", quality="HQ")
+
+    results: dict[str, dict[str, list[float]]] = {}
+    for label, rate, use_soxr in (
+        ("44.1 kHz native", 44100, False),
+        ("48 kHz polyphase", 48000, False),
+        ("48 kHz soxr HQ", 48000, True),
+    ):
+        saved = engine.open_stream, engine.resampler_lag_samples
+        if use_soxr:  # the streams and lags the Processor used before
+            engine.open_stream = soxr_stream  # type: ignore[assignment]
+            engine.resampler_lag_samples = lambda a, b: Fraction(soxr_lag_samples(a, b)).limit_denominator(1 << 20) + 1  # type: ignore[assignment]
+        try:
+            per_stem: dict[str, list[float]] = {n: [] for n in names}
+            for track in tracks:
+                truth = load_track(track, stems=tuple(proc.meta.stems), sample_rate=rate, with_notes=False)
+                mix = truth["mix"]
+                refs = np.concatenate([truth["stems"], truth["other"][None]])
+                est = _separate(proc, mix, rate, block)
+                for k, name in enumerate(names):
+                    if not is_silent(refs[k], mix):
+                        per_stem[name].append(si_sdr(est[k], refs[k]) - si_sdr(mix, refs[k]))
+        finally:
+            engine.open_stream, engine.resampler_lag_samples = saved  # type: ignore[assignment]
+        results[label] = {n: float(np.median(v)) for n, v in per_stem.items() if v}
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", nargs="*", type=int, default=[48000, 88200, 96000], help="host rates in Hz")
@@ -192,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model name/path for the latency terms (default: the default)")
     ap.add_argument("--no-soxr", action="store_true", help="skip the python-soxr comparison columns")
     ap.add_argument("--designs", action="store_true", help="also compare filter designs (88.2 <-> 44.1 kHz)")
+    ap.add_argument("--quality", type=int, default=0, help="also: SI-SDRi on N held-out tracks, 44.1 vs 48 kHz")
+    ap.add_argument("--quality-cache", type=Path, default=Path("out/heldout"), help="held-out render cache")
+    ap.add_argument("--quality-seed", type=int, default=None, help="held-out corpus seed (bench/quality.py's)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
 
@@ -264,13 +318,34 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {d['design']} | {d['taps']} | {d['ripple_db']:.3f} dB | {d['stopband_db']:.1f} dB "
                 f"| {d['delay_ms_1k']:.3f} ms | {d['delay_ms_16k']:.3f} ms |"
             )
+    quality: dict[str, dict[str, float]] = {}
+    if args.quality:
+        from bench.quality import HELDOUT_SEED, render_heldout
+
+        seed = HELDOUT_SEED if args.quality_seed is None else args.quality_seed
+        tracks = render_heldout(args.quality_cache, seed, args.quality, 20.0)
+        quality = quality_rows(args.model, tracks, 4096)
+        names = list(next(iter(quality.values())))
+        print(
+            f"\n| blind SI-SDRi, median of {len(tracks)} tracks (seed {seed}), block 4096 | " + " | ".join(names) + " |"
+        )
+        print("|---|" + "---|" * len(names))
+        for label, row in quality.items():
+            print(f"| {label} | " + " | ".join(f"{row.get(n, float('nan')):+.2f}" for n in names) + " |")
     if args.json:
         import scipy
 
         args.json.parent.mkdir(parents=True, exist_ok=True)
         machine = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__}
         machine["processor"] = platform.processor() or platform.machine()
-        payload = {"block": args.block, "model": proc.meta.name, "machine": machine, "rows": rows, "designs": designs}
+        payload = {
+            "block": args.block,
+            "model": proc.meta.name,
+            "machine": machine,
+            "rows": rows,
+            "designs": designs,
+            "quality": quality,
+        }
         args.json.write_text(json.dumps(payload, indent=1))
         print(f"wrote {args.json}")
     return 0
