@@ -52,7 +52,7 @@ def resampler_lag_samples(rate_in: int, rate_out: int) -> Fraction:
     """Worst-case output shortfall of the stream ``bridge.resample.open_stream`` returns, in
     output samples: after n input samples it has emitted at least ``n * rate_out / rate_in - lag``
     output samples (content-aligned, emitted as soon as computable). Exact for the polyphase
-    stream (its filter's group delay); measured, plus half a sample, for a python-soxr one."""
+    stream (its filter's group delay); measured, plus one sample, for a python-soxr one."""
     return stream_lag_samples(rate_in, rate_out)
 
 
@@ -131,7 +131,9 @@ class Processor:
         if self.resampling:
             lag_in = resampler_lag_samples(sample_rate, meta.sample_rate)
             lag_out = resampler_lag_samples(meta.sample_rate, sample_rate)
-            # exact: the stem FIFO never runs short (see resampler_lag_samples)
+            # exact arithmetic on the exact worst-case lags: the stem FIFO never runs short, even
+            # with 1-sample blocks (the bound is at most a sample above the minimum: the in and out
+            # worst cases do not coincide)
             ratio_exact = Fraction(sample_rate, meta.sample_rate)
             total = math.ceil((lag_in + sum(model_terms.values())) * ratio_exact + lag_out)
             terms = {k: int(round(v * ratio)) for k, v in model_terms.items()}
