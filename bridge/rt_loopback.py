@@ -9,7 +9,9 @@ Public API
   cycle without a feedback loop.
 
   - ``open(stems, note_stems=None)`` (main thread): register, activate, connect to the bridge's
-    ports (``<stem>_notes`` of ``note_stems``, default every stem but the last; ``()`` for parts).
+    ports: ``<name>_L``/``<name>_R`` for each name in ``stems`` (every stem; the ``--send``
+    ones; ``("monitor",)`` for ``--monitor``) and ``<stem>_notes`` of ``note_stems`` (default
+    every name in ``stems`` but the last; ``()`` for parts).
   - ``start()`` (main thread): play from the next cycle; ``start_frame`` is then the JACK
     frame time of the first played sample.
   - ``wait(timeout_s) -> bool`` (main thread): True once ``n_record_samples`` were recorded.
