@@ -15,19 +15,23 @@ Public API
   stream where the polyphase table would be too large (``FALLBACK_MAX_TAPS``).
 - ``stream_lag_samples(rate_in, rate_out) -> Fraction``: the worst-case output shortfall of the
   stream ``open_stream`` returns (exact for the polyphase stream, measured + 1 for soxr).
+- ``kaiser_order`` / ``kaiser_lowpass``: ``scipy.signal.kaiserord`` and ``firwin`` with a Kaiser
+  window, in numpy (the live path does not import scipy; a test compares them).
 
 Filter (``design``): f_lo = min(rate_in, rate_out); passband to ``min(16 kHz, 0.4 f_lo)``,
 stopband from ``f_lo - min(18 kHz, 0.45 f_lo)`` (44.1 <-> 48 kHz: 16.0 / 26.1 kHz), ``ATTEN_DB``
 Kaiser attenuation (ripple ~1e-4, 0.001 dB). The stopband edge is the lowest frequency that can
 fold into 0..18 kHz at the lower rate, so nothing aliases or images into 0..18 kHz; 18..22 kHz
-is a transition band (a tone there comes through partly, its alias lands above 18 kHz).
+is a transition band (a tone there comes through partly; its aliases and images land above
+18 kHz).
 
 Timing: output k is the input at time ``k * rate_in / rate_out`` (content-aligned, as soxr):
 it is computed at fine time ``t = k*M + delay_fine`` from input samples ``t//L - K + 1 .. t//L``
 and emitted as soon as input sample ``t//L`` has arrived. The filter's group delay
 ``delay_fine / M`` output samples therefore shows up as output withheld, never as a shift:
 after n input samples the stream has emitted ``n_out(n) >= n * rate_out / rate_in - lag``
-samples, ``lag <= delay_fine / M``, computed exactly from integers. The Processor adds the
+samples, ``lag <= delay_fine / M`` (equal for the 48/88.2/96 kHz pairs: 0.248 ms a stage),
+computed exactly from integers. The Processor adds the
 in and out lags to its integer latency (``bridge.engine.Processor.prepare``).
 """
 
@@ -90,15 +94,36 @@ def _ratio(rate_in: int, rate_out: int) -> tuple[int, int]:
     return int(rate_out) // g, int(rate_in) // g
 
 
+def kaiser_order(atten_db: float, width: float) -> tuple[int, float]:
+    """(numtaps, beta) of a Kaiser-window lowpass: ``scipy.signal.kaiserord(atten_db, width)``,
+    width as a fraction of Nyquist. Numpy only, so that the live path does not import scipy
+    (about a second); ``tests/test_resample.py`` checks it against scipy."""
+    a = abs(atten_db)
+    if a > 50:
+        beta = 0.1102 * (a - 8.7)
+    elif a > 21:
+        beta = 0.5842 * (a - 21) ** 0.4 + 0.07886 * (a - 21)
+    else:
+        beta = 0.0
+    return int(math.ceil((a - 7.95) / 2.285 / (math.pi * width) + 1)), beta
+
+
+def kaiser_lowpass(n_taps: int, cutoff_hz: float, fs: float, beta: float) -> np.ndarray:
+    """Linear-phase lowpass, unit DC gain: ``scipy.signal.firwin(n_taps, cutoff_hz,
+    window=("kaiser", beta), fs=fs)`` in numpy (float64)."""
+    c = cutoff_hz / (0.5 * fs)
+    m = np.arange(n_taps) - 0.5 * (n_taps - 1)
+    h = c * np.sinc(c * m) * np.kaiser(n_taps, beta)
+    return h / h.sum()
+
+
 def prototype_length(rate_in: int, rate_out: int) -> int:
     """Length of the Kaiser prototype (odd) that ``design`` would build, without building it."""
-    from scipy.signal import kaiserord
-
     up, _ = _ratio(rate_in, rate_out)
     f_pass, f_stop = band_edges(rate_in, rate_out)
     fs_fine = float(rate_in) * up
-    n, _beta = kaiserord(ATTEN_DB, (f_stop - f_pass) / (0.5 * fs_fine))
-    return int(n) | 1
+    n, _beta = kaiser_order(ATTEN_DB, (f_stop - f_pass) / (0.5 * fs_fine))
+    return n | 1
 
 
 def _lag(up: int, down: int, n_taps: int, delay_fine: int) -> Fraction:
@@ -116,17 +141,15 @@ def _lag(up: int, down: int, n_taps: int, delay_fine: int) -> Fraction:
 @lru_cache(maxsize=32)
 def design(rate_in: int, rate_out: int) -> ResampleDesign:
     """The polyphase filter for ``rate_in -> rate_out`` (cached). Main thread (it allocates)."""
-    from scipy.signal import firwin, kaiserord
-
     rate_in, rate_out = int(rate_in), int(rate_out)
     if rate_in <= 0 or rate_out <= 0:
         raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
     up, down = _ratio(rate_in, rate_out)
     f_pass, f_stop = band_edges(rate_in, rate_out)
     fs_fine = float(rate_in) * up
-    n, beta = kaiserord(ATTEN_DB, (f_stop - f_pass) / (0.5 * fs_fine))
-    n = int(n) | 1  # odd: integer group delay
-    h = firwin(n, 0.5 * (f_pass + f_stop), window=("kaiser", beta), fs=fs_fine) * up
+    n, beta = kaiser_order(ATTEN_DB, (f_stop - f_pass) / (0.5 * fs_fine))
+    n |= 1  # odd: integer group delay
+    h = kaiser_lowpass(n, 0.5 * (f_pass + f_stop), fs_fine, beta) * up
     n_taps = -(-n // up)
     padded = np.zeros(n_taps * up)
     padded[:n] = h

@@ -131,6 +131,21 @@ def test_awkward_ratio_falls_back_to_soxr() -> None:
     assert stream_lag_samples(rate, MODEL_RATE) > 0
 
 
+def test_numpy_kaiser_design_matches_scipy() -> None:
+    from scipy.signal import firwin, kaiserord
+
+    from bridge.resample import kaiser_lowpass, kaiser_order
+
+    for atten, width in ((80.0, 0.05), (60.0, 0.2), (30.0, 0.1)):
+        n, beta = kaiser_order(atten, width)
+        n_ref, beta_ref = kaiserord(atten, width)
+        assert n == n_ref and beta == pytest.approx(beta_ref, rel=1e-12)
+    n, beta = kaiser_order(80.0, 10100 / (0.5 * 7056000))
+    h = kaiser_lowpass(n | 1, 21050.0, 7056000.0, beta)
+    ref = firwin(n | 1, 21050.0, window=("kaiser", beta), fs=7056000.0)
+    np.testing.assert_allclose(h, ref, rtol=0, atol=1e-12)
+
+
 def test_zero_length_and_wrong_shape() -> None:
     rs = PolyphaseStream(48000, MODEL_RATE, 2)
     assert rs.resample_chunk(np.zeros((0, 2), np.float32)).shape == (0, 2)
