@@ -257,21 +257,7 @@ def test_score_changes_the_stems_through_the_cli(demo_crop, tmp_path: Path, sour
         assert _rms(scored[s] - blind[s]) > 0.2 * _rms(blind[s]), s
 
 
-@pytest.mark.parametrize(
-    "source",
-    [
-        pytest.param(
-            "parts",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bridge.parts.score_parts takes a part's program from program changes in its own "
-                "track only, so notes moved onto channel 1 keep program 0 (piano) although the bass "
-                "track set channel 1 to a bass program (GM: programs are per channel, file-wide)",
-            ),
-        ),
-        "network",
-    ],
-)
+@pytest.mark.parametrize("source", ["parts", "network"])
 def test_moving_a_part_between_channels_moves_its_stem(demo_crop, tmp_path: Path, source: str) -> None:
     """The piano part moved onto the bass channel: energy moves from the piano stem to the bass
     stem (measured with the score-conditioned network: piano -12.4 dB, bass +2.5 dB)."""

@@ -35,7 +35,7 @@ from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
 from bridge.parts.classes import ScoredClasses
-from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
+from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
 from bridge.score import read_score_file
 
@@ -100,7 +100,7 @@ def separate_parts_file(
 ) -> SeparateResult:
     """One stem per part of the score (``OUT/<part>.<fmt>``) + ``residual``, and ``notes.mid`` with
     the parts' notes (one track per part, named after it, on its channel and program)."""
-    processor = PartsProcessor([PartSpec(p.name, p.is_drum) for p in parts], settings)
+    processor = PartsProcessor([spec_of(p) for p in parts], settings)
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
         end_s = None if n_done is None else max(n_done, 0) / sample_rate

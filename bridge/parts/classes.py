@@ -29,7 +29,7 @@ import numpy as np
 from bridge.engine import BlockResult, Processor, restamp
 from bridge.instruments import stem_for_program
 from bridge.notes import NoteEvent
-from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
+from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
 
@@ -51,7 +51,7 @@ class ScoredClasses:
         self.stems = model.stems
         self.parts = tuple(parts)
         self.model_stems = tuple(s for s in model_stems if s in self.meta.stems)
-        self._parts = PartsProcessor([PartSpec(p.name, p.is_drum) for p in self.parts], settings)
+        self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings)
         self._parts.set_part_notes([p.notes for p in self.parts])
         # class stem index of every part (-1: `other`, or a class the network provides)
         predicted = list(self.meta.stems)

@@ -10,7 +10,8 @@ selection set, seed 9002: median SI-SDRi 9.1 dB with 4096, 7.9 dB with 2048, 8.1
 
 Public API
 ----------
-- ``PartSpec(name, is_drum=False)``: what the processor needs of a part.
+- ``PartSpec(name, is_drum=False)``: what the processor needs of a part; ``spec_of(score_part)``
+  (a percussive GM program counts as drums: ``PERCUSSIVE_PROGRAMS``).
 - ``PartsSettings``: release tails and the decomposition's knobs; ``DRUM_RELEASE_S``: drum decays.
 - ``PartsProcessor(parts, settings=None)``:
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +50,21 @@ RESIDUAL = "residual"
 
 @dataclass(frozen=True)
 class PartSpec:
-    """A part as the processor sees it: its stem name and whether it is a drum part."""
+    """A part as the processor sees it: its stem name and whether its notes are drum-like
+    (broadband templates: channel 10, or a percussive GM program, see ``spec_of``)."""
 
     name: str
     is_drum: bool = False
+
+
+# GM programs whose notes are unpitched or inharmonic hits: Agogo, Woodblock, Taiko Drum, Melodic
+# Tom, Synth Drum, Reverse Cymbal and the sound effects (120-127)
+PERCUSSIVE_PROGRAMS = frozenset((113, 115, 116, 117, 118, 119, *range(120, 128)))
+
+
+def spec_of(part: Any) -> PartSpec:
+    """The ``PartSpec`` of a score part (``name``, ``program``, ``is_drum``, as ``ScorePart``)."""
+    return PartSpec(part.name, bool(part.is_drum) or int(part.program) in PERCUSSIVE_PROGRAMS)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ in the file with every character outside ``A-Za-z0-9._-`` replaced by ``_`` (``V
 ``Violin_I``); a track without a name (and every part of a type-0 file, whose one track name is
 the song's) is ``ch<N>-<GM program name>`` (``ch1-Violin``, ``ch10-Drums``); repeated names get
 ``-2``, ``-3`` (a part called ``residual`` too: that is the residual's name). Channel 10
-parts are drum parts. Notes follow ``bridge.score``'s rules (note-on
+parts are drum parts. A part's program is its own track's program change on its channel, else
+its channel's from any track (GM programs are per channel), else 0. Notes follow ``bridge.score``'s rules (note-on
 with velocity 0 is a note-off, a repeated note-on ends the held one, controllers 120 / 123 end
 every note, notes still on at the end end at the last event) and the tempo map of the whole file.
 
@@ -90,8 +91,11 @@ def part_file_name(raw: str) -> str:
     return _UNSAFE.sub("_", raw)
 
 
-def _track_parts(mid: mido.MidiFile, track: mido.MidiTrack) -> tuple[str, dict[int, np.ndarray], dict[int, int]]:
-    """The track's name, its notes per channel, and each channel's program at its first note."""
+def _track_parts(
+    mid: mido.MidiFile, track: mido.MidiTrack, changes: list[tuple[float, int, int]]
+) -> tuple[str, dict[int, np.ndarray], dict[int, int]]:
+    """The track's name, its notes per channel, and each channel's program at its first note in
+    this track (-1: none); appends the track's ``(time_s, channel, program)`` changes to ``changes``."""
     channels = tuple(f"c{c}" for c in range(16))
     tracker = _NoteTracker(channels, {c: f"c{c}" for c in range(16)}, 0, 128)
     name = ""
@@ -108,8 +112,9 @@ def _track_parts(mid: mido.MidiFile, track: mido.MidiTrack) -> tuple[str, dict[i
             continue
         if msg.type == "program_change":
             program[msg.channel] = msg.program
+            changes.append((t_s, msg.channel, msg.program))
         if msg.type == "note_on" and msg.velocity > 0 and program_at_first[msg.channel] < 0:
-            program_at_first[msg.channel] = max(program[msg.channel], 0)
+            program_at_first[msg.channel] = program[msg.channel]
         status, *data = msg.bytes()
         tracker.message(t_s, status, data[0], data[1] if len(data) > 1 else 0)
     tracker.all_off(t_s)
@@ -120,7 +125,14 @@ def _track_parts(mid: mido.MidiFile, track: mido.MidiTrack) -> tuple[str, dict[i
     for ch, rows in per_channel.items():
         a = np.asarray(rows, np.float64).reshape(-1, 4)
         notes[ch] = a[np.lexsort((a[:, 2], a[:, 0]))]
-    return name, notes, {ch: max(program_at_first[ch], 0) for ch in notes}
+    return name, notes, {ch: program_at_first[ch] for ch in notes}
+
+
+def _program_at(changes: list[tuple[float, int, int]], channel: int, time_s: float) -> int:
+    """The channel's program at ``time_s`` from every track's program changes (GM programs are
+    per channel, file-wide); 0 (piano) before any."""
+    before = [(t, p) for t, ch, p in changes if ch == channel and t <= time_s + 1e-9]
+    return max(before, key=lambda c: c[0])[1] if before else 0
 
 
 def read_parts(path: str | os.PathLike[str]) -> list[ScorePart]:
@@ -128,10 +140,15 @@ def read_parts(path: str | os.PathLike[str]) -> list[ScorePart]:
     name = os.fspath(path)
     mid = open_midi_file(name)
     raw: list[tuple[str, int, int, int, np.ndarray]] = []
+    changes: list[tuple[float, int, int]] = []
     for t, track in enumerate(mid.tracks):
-        track_name, per_channel, programs = _track_parts(mid, track)
+        track_name, per_channel, programs = _track_parts(mid, track, changes)
         for ch in sorted(per_channel):
             raw.append((track_name if mid.type != 0 else "", t, ch, programs[ch], per_channel[ch]))
+    # a part without a program change of its own takes its channel's, from any track
+    raw = [
+        (n, t, ch, p if p >= 0 else _program_at(changes, ch, float(notes[0, 0])), notes) for n, t, ch, p, notes in raw
+    ]
     if not raw:
         raise InputError(f"score file '{name}' has no notes")
     parts: list[ScorePart] = []
