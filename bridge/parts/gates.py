@@ -3,8 +3,10 @@
 The same frame rule as the class path (``bridge.score``: a note marks the frames whose centre
 it sounds at, and always its onset frame), on a 128-pitch roll per part, then held on for a
 release tail after each note ends (per part and pitch: a drum hit's tail is its decay, long for
-cymbals, short for a closed hat). The tail only looks back, so gates are causal: frame ``k`` needs the score up to
-half a hop after its centre, which live audio reaches before the frame is computed.
+cymbals, short for a closed hat), and opened one frame early (a score that lags the audio, and
+notes that start within a frame), which the live score already knows when that frame is
+computed. Gates are causal: frame ``k`` needs the score up to one and a half hops after its
+centre, which live audio reaches (``n_fft / 2`` after the centre) before the frame is computed.
 
 Public API
 ----------
@@ -48,13 +50,16 @@ class GateGrid:
 class PartGates:
     """Score -> gate rows per part; offline (whole score) or live (MIDI pushed as it comes)."""
 
-    def __init__(self, grid: GateGrid, release_frames: np.ndarray) -> None:
+    def __init__(self, grid: GateGrid, release_frames: np.ndarray, lead: bool = True) -> None:
         """``release_frames``: (n_parts, 128) int, the tail of each part's pitches in frames."""
         release_frames = np.asarray(release_frames, np.int64)
         if release_frames.shape != (grid.n_parts, N_PITCHES):
             raise ValueError(f"release_frames must be ({grid.n_parts}, {N_PITCHES}), got {release_frames.shape}")
         self.grid = grid
         self.release_frames = release_frames
+        # frame k is computed once the audio reaches its end, n_fft / 2 past its centre, and the
+        # score up to there is known: a gate may open up to n_fft / (2 hop) - 1/2 frames early
+        self.lead_frames = max(0, int(grid.n_fft / (2 * grid.hop) - 0.5)) if lead else 0
         self._spans: tuple[np.ndarray, ...] | None = None
         self.live = LiveScore(grid, {})
 
@@ -81,6 +86,7 @@ class PartGates:
             start, end, part, pitch = self.live.spans(max(first_frame - back, 0))
         # a note marks [start, end + its release tail); only the notes that reach these frames
         end = end + self.release_frames[part, pitch]
+        start = start - self.lead_frames
         hit = np.nonzero((start < first_frame + n_frames) & (end > first_frame))[0]
         out = np.zeros((n_frames, self.grid.n_parts, N_PITCHES), bool)
         lo = np.clip(start[hit] - first_frame, 0, n_frames).tolist()
