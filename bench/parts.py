@@ -11,8 +11,8 @@ on the sets of ``bench/parts_sets.py`` and scores every part's stem against its 
 - (d) robustness: (a) and (c) with the score jittered by +-30 ms per note, shifted by 50 ms, with
   10 % of the notes deleted and 10 % wrong notes added (the cost against the clean score).
 
-Reference rows from the same cases: the ideal ratio mask at the parts' STFT (2048 / 512, the
-ceiling of any magnitude mask) and, on (a), the class model with the score (``--model``) for each
+Reference rows from the same cases: the ideal ratio mask at the parts' STFT (4096 / 1024, the
+ceiling of any magnitude mask at it) and, on (a), the class model with the score (``--model``) for each
 part that is the only one of its class stem in its track.
 
     .venv/bin/python bench/parts.py                                     # every set, 20 s cases
@@ -87,7 +87,9 @@ def evaluate_case(case: Path, work: Path, processor, block_size: int, perturbati
 
     stems, wall = run_parts(case, work, parts, block_size)
     add("parts", stems)
-    add("IRM ceiling", list(ideal_ratio_mask(mix, np.stack(refs), 2048, 512)))
+    from bridge.parts.processor import stft_size_for
+
+    add("IRM ceiling", list(ideal_ratio_mask(mix, np.stack(refs), *stft_size_for(44100))))  # the parts' STFT
     if perturbations:
         for i, kind in enumerate(PERTURBATIONS):
             rng = np.random.default_rng([seed, i])
