@@ -111,7 +111,9 @@ class PrivateJackd:
         self.sample_rate = sample_rate
         self.block_size = block_size
         self.sync = sync
-        self.name = name or f"stembridge-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # at most 23 characters: jackd2 1.9.21's jack_lsp aborts (glibc malloc assertion) on a
+        # server name of 24 or more, so the JACK tools could not inspect a longer-named server
+        self.name = name or f"stembridge-{os.getpid()}-{uuid.uuid4().hex[:4]}"
         self.timeout_s = timeout_s
         self.realtime = realtime
         self.proc: subprocess.Popen[bytes] | None = None
