@@ -377,8 +377,14 @@ def test_connect_wires_the_inputs(tmp_path):
     seen: dict[str, list[str]] = {}
 
     def look(proc: subprocess.Popen) -> None:
-        for name in ("stembridge:in_L", "stembridge:in_R"):
-            seen[name] = [p.name for p in source.get_all_connections(name)]
+        # the bridge connects right after activating: on a loaded machine that can take a while
+        deadline = time.monotonic() + 30.0
+        while True:
+            for name in ("stembridge:in_L", "stembridge:in_R"):
+                seen[name] = [p.name for p in source.get_all_connections(name)]
+            if all(seen.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
 
     with PrivateJackd(RATE, 256) as server:
