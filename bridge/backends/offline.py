@@ -22,6 +22,7 @@ not, every file in the folder comes from that run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -103,12 +104,7 @@ def separate_parts_file(
     processor = PartsProcessor([spec_of(p) for p in parts], settings)
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
-        end_s = None if n_done is None else max(n_done, 0) / sample_rate
-        try:
-            write_parts_midi(path, parts, end_s=end_s)
-        except (OSError, ValueError):
-            if n_done is None:
-                raise
+        write_parts_midi(path, parts, end_s=None if n_done is None else max(n_done, 0) / sample_rate)
 
     def start(sample_rate: int, n_channels: int) -> None:
         processor.prepare(sample_rate, block_size, n_channels)
@@ -172,14 +168,14 @@ def _separate(
                     progress(n_in, n_total, sr)
             while n_out < n_total:
                 emit(tail[:, : min(block_size, n_total + latency - n_in)])
-            if not isinstance(processor, PartsProcessor):
-                for ev in processor.end_notes():
-                    events.append(restamp(ev, n_in + ev.sample - latency))
+            for ev in processor.end_notes():
+                events.append(restamp(ev, n_in + ev.sample - latency))
             writers.check()
         except BaseException:
             writers.close()
-            if notes_path.parent.is_dir():
-                write_notes(notes_path, events, sr, n_in - latency)
+            if notes_path.parent.is_dir():  # the notes so far; a failed write must not hide the interruption
+                with contextlib.suppress(OSError, ValueError):
+                    write_notes(notes_path, events, sr, n_in - latency)
             raise
         finally:
             writers.close()
@@ -207,13 +203,7 @@ def _separate(
 def _save_notes_so_far(
     notes_path: Path, events: list[NoteEvent], stems: Sequence[str], sample_rate: int, n_done: int
 ) -> None:
-    """After an interruption: the notes decoded so far (held ones end at ``n_done``), written
-    atomically; nothing when the folder is gone or the write fails (the caller re-raises)."""
-    if not notes_path.parent.is_dir():
-        return
+    """After an interruption: the notes decoded so far (held ones end at ``n_done``), written atomically."""
     n_done = max(n_done, 0)
     kept = [restamp(e, min(max(e.sample, 0), n_done)) for e in events]
-    try:
-        write_notes_midi(notes_path, kept, stems, sample_rate)
-    except (OSError, ValueError):
-        pass
+    write_notes_midi(notes_path, kept, stems, sample_rate)

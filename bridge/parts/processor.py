@@ -25,7 +25,8 @@ Public API
   - ``set_part_notes(notes_per_part)``: the whole score, per part (n_notes, 4)
     ``[onset_s, offset_s, pitch, velocity]`` (offline files); ``None`` for live MIDI.
   - ``set_live_channels({channel_0_based: part_index})``: which MIDI channel feeds which part.
-  - ``reset()`` (the inference thread, between streams), ``release()`` (main thread).
+  - ``reset()`` (the inference thread, between streams), ``release()`` (main thread),
+    ``end_notes()`` (always empty: the parts write no note events).
 
 Output is independent of the block sizes used (templates adapt on a fixed frame schedule).
 """
@@ -40,6 +41,7 @@ import numpy as np
 
 from bridge.engine import BlockResult, assemble_block, clean_block
 from bridge.errors import InputError
+from bridge.notes import NoteEvent
 from bridge.parts.decompose import DecompositionSettings, ScoreDecomposition
 from bridge.parts.gates import GateGrid, PartGates
 from bridge.ring import RingBuffer
@@ -177,6 +179,10 @@ class PartsProcessor:
         self._dry_fifo.fill_zeros(self.latency_samples)
         self._n_in = 0
         self.n_bad_samples = 0
+
+    def end_notes(self) -> list[NoteEvent]:
+        """No note events come from the parts (their notes are the score's): always empty."""
+        return []
 
     def release(self) -> None:
         """Main thread. prepare() must be called again before use."""
