@@ -41,6 +41,7 @@ from bridge.parts.templates import (
     n_partials_of,
     partial_amplitudes,
     smoothing_bands,
+    warm_layouts,
 )
 
 N_PITCHES = 128
@@ -81,6 +82,8 @@ class ScoreDecomposition:
         self._decay_per_frame = float(np.exp(-hop / (sample_rate * self.settings.memory_s)))
         self._bands = smoothing_bands(sample_rate, n_fft)
         self._band_width = self._bands.sum(axis=0)
+        if not all(self.is_drum):
+            warm_layouts(self.sample_rate, self.n_fft)
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -94,7 +97,8 @@ class ScoreDecomposition:
         self._W0 = np.zeros((cap, self.n_bins), np.float32)  # starting templates
         self._S = np.zeros((cap, self.n_bins), np.float64)  # explained spectra, forgotten
         self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten
-        self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
+        self._C_ready = np.zeros(0, np.float64)  # evidence as of the last re-estimation (for sharing)
         self._next_frame = 0
         if self.settings.background:
             self._new_template(-1, -1, background_template(self.n_bins))
@@ -130,7 +134,8 @@ class ScoreDecomposition:
             return None
         best, best_d = -1, 1e9
         for (p, q), k in self._index.items():
-            if p == part and self._C[k] >= s.share_min_frames and abs(q - pitch) < best_d:
+            ready = k < len(self._C_ready) and self._C_ready[k] >= s.share_min_frames
+            if p == part and ready and abs(q - pitch) < best_d:
                 best, best_d = k, abs(q - pitch)
         if best < 0:
             return None
@@ -193,7 +198,7 @@ class ScoreDecomposition:
             lam = W @ H + _EPS
             H *= W.T @ (V / lam)
         lam = W @ H + _EPS
-        self._pending.append((V, all_cols, H, lam))
+        self._fold(V, all_cols, H, lam)
 
         # part masks: contiguous column groups (pairs are sorted by part)
         a = self.settings.mask_power
@@ -220,31 +225,29 @@ class ScoreDecomposition:
                 out[:, p] = ((c if a == 1.0 else c**a) / denom).T
         return out
 
-    def _update_templates(self) -> None:
-        """Fold the pending frames into the statistics and re-estimate the templates that sounded."""
-        if not self._pending and not self._part_of:
-            return
+    def _fold(self, V: np.ndarray, cols: np.ndarray, H: np.ndarray, lam: np.ndarray) -> None:
+        """Fold one segment's frames into the forgotten statistics (every segment, so the cost
+        is spread over the frames instead of falling on the frame that re-estimates)."""
         n_k = len(self._part_of)
-        n_new = sum(v.shape[1] for v, _, _, _ in self._pending)
-        self._S[:n_k] *= self._decay_per_frame**n_new
-        self._C[:n_k] *= self._decay_per_frame**n_new
-        touched: set[int] = set()
-        age = n_new
-        for V, cols, H, lam in self._pending:
-            n_t = V.shape[1]
-            age -= n_t
-            w_t = self._decay_per_frame ** (age + np.arange(n_t - 1, -1, -1, dtype=np.float64))
-            R = (V / lam) * w_t[None, :].astype(np.float32)  # (F, T)
-            M = (R @ H.T).T  # (K, F)
-            share = H / np.maximum(H.sum(axis=0, keepdims=True), _EPS)
-            evidence = ((share > 0.01) * w_t[None, :]).sum(axis=1)
-            for i, k in enumerate(cols.tolist()):
-                if evidence[i] <= 0.0:
-                    continue
-                self._S[k] += self._W[k] * M[i]
-                self._C[k] += evidence[i]
-                touched.add(k)
-        self._pending.clear()
+        n_t = V.shape[1]
+        self._S[:n_k] *= self._decay_per_frame**n_t
+        self._C[:n_k] *= self._decay_per_frame**n_t
+        w_t = self._decay_per_frame ** np.arange(n_t - 1, -1, -1, dtype=np.float64)
+        R = (V / lam) * w_t[None, :].astype(np.float32)  # (F, T)
+        M = (R @ H.T).T  # (K, F)
+        share = H / np.maximum(H.sum(axis=0, keepdims=True), _EPS)
+        evidence = ((share > 0.01) * w_t[None, :]).sum(axis=1)
+        for i, k in enumerate(cols.tolist()):
+            if evidence[i] <= 0.0:
+                continue
+            self._S[k] += self._W[k] * M[i]
+            self._C[k] += evidence[i]
+            self._touched.add(k)
+
+    def _update_templates(self) -> None:
+        """Re-estimate the templates that sounded since the last re-estimation."""
+        touched, self._touched = self._touched, set()
+        self._C_ready = self._C[: len(self._part_of)].copy()
         beta = self.settings.prior_frames
         for k in sorted(touched):
             s = self._S[k]

@@ -8,6 +8,8 @@ Public API
   Hann window's main lobe, widened for vibrato and shifted upward for inharmonicity at high
   partials; partial ``h`` has amplitude ``amplitudes[h - 1]`` (default ``1 / h``). Bins outside
   every partial's support are exactly 0, so multiplicative updates keep them 0. Unit sum.
+- ``warm_layouts(sample_rate, n_fft)``: compute every MIDI pitch's comb layout now (the main
+  thread, at prepare), so a new live pitch costs the real-time thread a lookup.
 - ``partial_amplitudes(template, pitch, sample_rate, n_fft, n_partials) -> (n_partials,)``: the
   peak value of each partial of an (adapted) template, the inverse of ``harmonic_template``.
 - ``drum_template(n_bins) -> (n_bins,) float32``: a smooth broadband start for a drum sound
@@ -72,6 +74,12 @@ def _comb_layout(pitch: float, sample_rate: int, n_fft: int) -> tuple[np.ndarray
     value = shape.max(axis=0)
     keep = np.nonzero(value > 0)[0]
     return keep, owner[keep], value[keep]
+
+
+def warm_layouts(sample_rate: int, n_fft: int) -> None:
+    """Fill the layout cache for MIDI pitches 0..127 at this rate and window."""
+    for pitch in range(128):
+        _comb_layout(float(pitch), int(sample_rate), int(n_fft))
 
 
 def harmonic_template(pitch: float, sample_rate: int, n_fft: int, amplitudes: np.ndarray | None = None) -> np.ndarray:
