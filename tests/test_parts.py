@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from bridge.cli import main
+from bridge.parts.decompose import DecompositionSettings
 from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
 from bridge.parts.score_parts import part_file_name, read_parts
 
@@ -81,9 +82,15 @@ def notes_array(notes: list[tuple[float, float, int]]) -> np.ndarray:
     return np.asarray([(a, b, p, 90) for a, b, p in notes], np.float64).reshape(-1, 4)
 
 
-def separate(mix: np.ndarray, notes: list[np.ndarray], block: int = 4096, n_channels: int = 1) -> np.ndarray:
+def separate(
+    mix: np.ndarray,
+    notes: list[np.ndarray],
+    block: int = 4096,
+    n_channels: int = 1,
+    settings: PartsSettings | None = None,
+) -> np.ndarray:
     """Offline run of the processor, latency removed: (n_parts + 1, n_channels, n)."""
-    proc = PartsProcessor([PartSpec(f"p{i}") for i in range(len(notes))])
+    proc = PartsProcessor([PartSpec(f"p{i}") for i in range(len(notes))], settings)
     proc.prepare(SR, block, n_channels)
     proc.set_part_notes(notes)
     x = np.tile(mix[None], (n_channels, 1)).astype(np.float32)
@@ -139,12 +146,38 @@ def test_moving_a_phrase_moves_its_energy(violins: dict) -> None:
 
 
 def test_a_part_without_notes_is_silent_there(violins: dict) -> None:
-    """The low part rests from 2.0 s on in the score: its stem is silent once the release tail ended."""
+    """The low violin rests from 2.0 s on (score and audio): its stem is silent once the release
+    tail ended, though the high line goes on playing pitches whose partials its old notes share."""
+    d = violins["dir"]
     low_early = [n for n in LOW if n[1] <= 2.0]
-    out = separate(violins["mix"], [notes_array(HIGH), notes_array(low_early)])
+    lo = render(d / "lo_early", write_midi(d / "lo_early.mid", [("Violin II", 1, VIOLIN, low_early)]), 4.5)
+    mix = violins["hi"] + lo
+    out = separate(mix, [notes_array(HIGH), notes_array(low_early)])
     rest = slice(int(2.4 * SR), int(4.0 * SR))
-    assert np.sqrt(np.mean(violins["mix"][rest] ** 2)) > 1e-3
+    assert np.sqrt(np.mean(mix[rest] ** 2)) > 1e-3
     assert np.max(np.abs(out[1, 0, rest])) == 0.0
+
+
+def test_a_note_missing_from_the_score_stays_in_its_part(violins: dict) -> None:
+    """Violin I's fifth note is left out of the score: in that rest its part may sound a pitch it
+    played before, so the note lands in Violin I and not in Violin II (with the recovery off
+    the note is lost to Violin I)."""
+    gap = HIGH[4]
+    score = [notes_array([n for n in HIGH if n != gap]), notes_array(LOW)]
+    a, b = int((gap[0] + 0.05) * SR), int(gap[1] * SR)
+
+    def energy_db(x: np.ndarray, ref: np.ndarray) -> float:
+        return float(10 * np.log10(np.sum(x[a:b] ** 2) / np.sum(ref[a:b] ** 2)))
+
+    for memory_s, want_low in ((10.0, True), (0.0, False)):
+        settings = PartsSettings(decomposition=DecompositionSettings(unscored_memory_s=memory_s))
+        out = separate(violins["mix"], score, settings=settings)
+        held = energy_db(out[0, 0], violins["hi"])  # Violin I stem against Violin I's audio
+        leak = energy_db(out[1, 0] - violins["lo"], violins["lo"])  # Violin II's error there
+        if want_low:
+            assert held > -6.0 and leak < -6.0, (held, leak)
+        else:
+            assert held < -15.0 and leak > -3.0, (held, leak)
 
 
 def test_live_midi_gives_the_offline_stems(violins: dict) -> None:

@@ -17,6 +17,15 @@ a prior worth ``prior_frames`` frames. Support stays the comb's support, and a t
 did not sound keeps its shape. A new pitch of a part starts from the harmonic amplitudes the
 part's nearest adapted pitch has learned (``share_timbre``).
 
+Notes the score missed: in a part's rests (a drum part: always), the pitches it played in the
+last ``unscored_memory_s`` seconds stay candidates. After the scored fit, a pitched candidate
+whose fundamental finds magnitude the scored notes leave unexplained (a deleted note shows its
+fundamental; an old pitch whose upper partials coincide with another part's notes does not)
+joins a second fit with an L1 weight, so the note lands in its own part rather than in the
+parts whose partials it shares. Unscored activations never teach the templates. On the
+selection sets (seeds 9002 / 9202) this took the cost of deleting 10 % of the notes on
+chamber music from 4.1 to 2.9 dB and left clean scores as they were (band +0.2 dB).
+
 Public API
 ----------
 - ``DecompositionSettings``: the knobs, with measured defaults.
@@ -37,6 +46,7 @@ import numpy as np
 from bridge.parts.templates import (
     background_template,
     drum_template,
+    fundamental_bins,
     harmonic_template,
     n_partials_of,
     partial_amplitudes,
@@ -61,6 +71,12 @@ class DecompositionSettings:
     share_timbre: bool = True  # new pitches start from the part's learned partial amplitudes
     share_min_frames: float = 20.0  # evidence a template needs before others copy it
     smooth_drums: bool = True  # drum templates stay smooth envelopes (1/3-octave bands)
+    unscored_memory_s: float = 10.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
+    unscored_penalty: float = 0.1  # L1 weight (> 0) on unscored activations in the part's rests
+    unscored_f0_share: float = 0.01  # unexplained magnitude a pitched candidate's fundamental must find (share of the frame)
+    unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
+    unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
+    unscored_playing_penalty: float = float("inf")  # the L1 weight while the part has scored notes (inf: only in rests)
 
 
 class ScoreDecomposition:
@@ -78,6 +94,7 @@ class ScoreDecomposition:
         self.n_bins = n_fft // 2 + 1
         self.is_drum = tuple(bool(d) for d in is_drum)
         self.n_parts = len(self.is_drum)
+        self._drum_col = np.asarray(self.is_drum, bool)[:, None]
         self.settings = settings or DecompositionSettings()
         self._decay_per_frame = float(np.exp(-hop / (sample_rate * self.settings.memory_s)))
         self._bands = smoothing_bands(sample_rate, n_fft)
@@ -100,6 +117,7 @@ class ScoreDecomposition:
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
         self._C_ready = np.zeros(0, np.float64)  # evidence as of the last re-estimation (for sharing)
         self._next_frame = 0
+        self._last_on = np.full((self.n_parts, N_PITCHES), -(10**9), np.int64)  # last scored frame per pitch
         if self.settings.background:
             self._new_template(-1, -1, background_template(self.n_bins))
 
@@ -165,19 +183,40 @@ class ScoreDecomposition:
         while t < n_frames:
             k = first_frame + t
             end = min(n_frames, t + period - k % period)
-            out[t:end] = self._segment(mag[t:end], active[t:end])
+            out[t:end] = self._segment(mag[t:end], active[t:end], k)
             t = end
             if (first_frame + t) % period == 0:
                 self._update_templates()
         self._next_frame = first_frame + n_frames
         return out
 
-    def _segment(self, mag: np.ndarray, active: np.ndarray) -> np.ndarray:
+    def _unscored(self, active: np.ndarray, first: int) -> np.ndarray:
+        """(T, P, 128) float32: the L1 weight on each pitch a part played (scored) within
+        ``unscored_memory_s`` and the score leaves off in the frame, where a note the score
+        missed may sound (``unscored_penalty`` in the part's rests, ``unscored_playing_penalty``
+        while it plays); 0 elsewhere."""
+        s = self.settings
+        out = np.zeros(active.shape, np.float32)
+        memory = s.unscored_memory_s * self.sample_rate / self.hop
+        for t in range(active.shape[0]):
+            self._last_on[active[t]] = first + t
+            if memory > 0:
+                loose = (self._last_on >= first + t - memory) & ~active[t]
+                playing = active[t].any(axis=1, keepdims=True) & ~self._drum_col  # a drum kit is never "playing"
+                if np.isfinite(s.unscored_playing_penalty):
+                    out[t] = loose * np.where(playing, s.unscored_playing_penalty, s.unscored_penalty)
+                else:
+                    out[t] = (loose & ~playing) * s.unscored_penalty
+        return out
+
+    def _segment(self, mag: np.ndarray, active: np.ndarray, first: int) -> np.ndarray:
         """Frames within one update period (same templates): activations and masks."""
         n_t = mag.shape[0]
         out = np.zeros((n_t, self.n_parts, self.n_bins), np.float32)
+        penalty = self._unscored(active, first)
         tt, pp, qq = np.nonzero(active)
-        pairs = sorted(set(zip(pp.tolist(), qq.tolist())))
+        st, sp, sq = np.nonzero(penalty)
+        pairs = sorted(set(zip(pp.tolist(), qq.tolist())) | set(zip(sp.tolist(), sq.tolist())))
         cols = [self._template_for(p, q) for p, q in pairs]
         col_of = {pq: i for i, pq in enumerate(pairs)}
         n_bg = 1 if self.settings.background else 0
@@ -194,11 +233,17 @@ class ScoreDecomposition:
         V = np.ascontiguousarray(mag.T, dtype=np.float32)  # (F, T)
         n_on = np.maximum(gate.sum(axis=0), 1.0)
         H = gate * (V.sum(axis=0) / n_on)[None, :]  # each template starts with an equal share
+        on = np.nonzero(gate.any(axis=1))[0]  # the scored fit needs only the scored columns
+        Ws, Hs = (W, H) if len(on) == n_k else (np.ascontiguousarray(W[:, on]), H[on])
         for _ in range(self.settings.n_iter):
-            lam = W @ H + _EPS
-            H *= W.T @ (V / lam)
+            lam = Ws @ Hs + _EPS
+            Hs *= Ws.T @ (V / lam)
+        if len(on) < n_k:
+            H[on] = Hs
+        if len(st):
+            H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq))
         lam = W @ H + _EPS
-        self._fold(V, all_cols, H, lam)
+        self._fold(V, all_cols, H * gate, lam)  # only scored notes teach the templates
 
         # part masks: contiguous column groups (pairs are sorted by part)
         a = self.settings.mask_power
@@ -224,6 +269,50 @@ class ScoreDecomposition:
             if c is not None:
                 out[:, p] = ((c if a == 1.0 else c**a) / denom).T
         return out
+
+    def _unscored_notes(self, W, V, H, gate, pairs, penalty, where) -> np.ndarray:
+        """Second pass over the unscored candidates (``where`` = frames, parts, pitches; column
+        ``i`` is ``pairs[i]``). A pitched candidate is admitted where the magnitude its first
+        partial finds unexplained by the scored notes is at least ``unscored_f0_share`` of the
+        frame's (a note the score missed shows its fundamental; a part's old pitch whose upper
+        partials coincide with another part's notes does not); a drum candidate where at least
+        ``unscored_admit`` of its template-weighted magnitude is unexplained. Admitted ones join
+        the fit with an L1 weight; those explaining under ``unscored_min_share`` of the frame are
+        dropped. W (F, K) unit-sum, V (F, T), H / gate (K, T) -> H."""
+        s = self.settings
+        st, sp, sq = where
+        col_of = {pq: i for i, pq in enumerate(pairs)}
+        loose = np.zeros_like(gate)
+        loose[[col_of[(p, q)] for p, q in zip(sp.tolist(), sq.tolist())], st] = penalty[st, sp, sq]
+        lam = W @ H + _EPS
+        unexplained = np.maximum(V - lam, 0.0)
+        total = np.maximum(V.sum(axis=0), _EPS)  # (T,)
+        cand = np.unique(np.nonzero(loose)[0])
+        drum = np.asarray([self.is_drum[pairs[i][0]] for i in cand.tolist()], bool)
+        if drum.any():
+            d = cand[drum]
+            ok = W[:, d].T @ unexplained >= s.unscored_admit * (W[:, d].T @ V)
+            loose[d] *= ok
+        if not drum.all():
+            c = cand[~drum]
+            f0 = [fundamental_bins(pairs[i][1], self.sample_rate, self.n_fft) for i in c.tolist()]
+            rows = np.repeat(np.arange(len(c)), [len(b) for b in f0])
+            at_f0 = np.zeros((len(c), self.n_bins), np.float32)
+            at_f0[rows, np.concatenate(f0)] = 1.0
+            loose[c] *= at_f0 @ unexplained >= s.unscored_f0_share * total[None, :]
+        if not loose.any():
+            return H
+        use = np.nonzero(gate.any(axis=1) | loose.any(axis=1))[0]  # scored and admitted columns
+        Wu, loose = np.ascontiguousarray(W[:, use]), loose[use]
+        Hu = H[use] + (loose > 0) * (Wu.T @ unexplained)  # start from what they find unexplained
+        shrink = (1.0 / (1.0 + loose)).astype(np.float32)  # L1 on the unscored
+        for _ in range(max(1, s.n_iter // 2)):
+            lam = Wu @ Hu + _EPS
+            Hu *= (Wu.T @ (V / lam)) * shrink
+        Hu[(loose > 0) & (Hu < s.unscored_min_share * total[None, :])] = 0.0  # W unit-sum: H is explained magnitude
+        H = H.copy()
+        H[use] = Hu
+        return H
 
     def _fold(self, V: np.ndarray, cols: np.ndarray, H: np.ndarray, lam: np.ndarray) -> None:
         """Fold one segment's frames into the forgotten statistics (every segment, so the cost

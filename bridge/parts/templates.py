@@ -10,6 +10,7 @@ Public API
   every partial's support are exactly 0, so multiplicative updates keep them 0. Unit sum.
 - ``warm_layouts(sample_rate, n_fft)``: compute every MIDI pitch's comb layout now (the main
   thread, at prepare), so a new live pitch costs the real-time thread a lookup.
+- ``fundamental_bins(pitch, sample_rate, n_fft) -> (n,) int``: the bins of the comb's first partial.
 - ``partial_amplitudes(template, pitch, sample_rate, n_fft, n_partials) -> (n_partials,)``: the
   peak value of each partial of an (adapted) template, the inverse of ``harmonic_template``.
 - ``drum_template(n_bins) -> (n_bins,) float32``: a smooth broadband start for a drum sound
@@ -80,6 +81,12 @@ def warm_layouts(sample_rate: int, n_fft: int) -> None:
     """Fill the layout cache for MIDI pitches 0..127 at this rate and window."""
     for pitch in range(128):
         _comb_layout(float(pitch), int(sample_rate), int(n_fft))
+
+
+def fundamental_bins(pitch: float, sample_rate: int, n_fft: int) -> np.ndarray:
+    """Bin indices of ``pitch``'s first partial (its support in ``harmonic_template``)."""
+    bins, owner, _ = _comb_layout(pitch, int(sample_rate), int(n_fft))
+    return bins[owner == 0]
 
 
 def harmonic_template(pitch: float, sample_rate: int, n_fft: int, amplitudes: np.ndarray | None = None) -> np.ndarray:
