@@ -66,7 +66,7 @@ class DecompositionSettings:
     update_every_frames: int = 16  # template re-estimation period
     memory_s: float = 20.0  # forgetting time constant of the template statistics
     prior_frames: float = 8.0  # weight of the starting template, in frames of evidence
-    mask_power: float = 1.0  # exponent of the soft masks
+    mask_power: float = 1.5  # exponent of the soft masks (selection sets: band +0.34 dB, chamber +0.15 over 1.0)
     background: bool = False  # a free broadband component whose share goes to the residual (measured: worse)
     share_timbre: bool = True  # new pitches start from the part's learned partial amplitudes
     share_min_frames: float = 20.0  # evidence a template needs before others copy it
@@ -77,6 +77,17 @@ class DecompositionSettings:
     unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
     unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
     unscored_playing_penalty: float = float("inf")  # the L1 weight while the part has scored notes (inf: only in rests)
+
+
+def _power(x: np.ndarray, a: float) -> np.ndarray:
+    """``x ** a`` for x >= 0, in place where it can be (1.5 and 2 without ``pow``)."""
+    if a == 1.0:
+        return x
+    if a == 1.5:
+        return np.multiply(x, np.sqrt(x), out=x)
+    if a == 2.0:
+        return np.multiply(x, x, out=x)
+    return np.power(x, a, out=x)
 
 
 class ScoreDecomposition:
@@ -245,29 +256,25 @@ class ScoreDecomposition:
         lam = W @ H + _EPS
         self._fold(V, all_cols, H * gate, lam)  # only scored notes teach the templates
 
-        # part masks: contiguous column groups (pairs are sorted by part)
+        # part masks: contiguous column groups (pairs are sorted by part); silent columns skipped
         a = self.settings.mask_power
         part_ids = np.asarray([p for p, _ in pairs], np.int64)
-        contrib: list[np.ndarray | None] = []
+        sounding = H.any(axis=1)
+        contrib: list[tuple[int, np.ndarray]] = []
         for p in range(self.n_parts):
-            sel = np.nonzero(part_ids == p)[0]
-            if len(sel) == 0:
-                contrib.append(None)
-                continue
-            contrib.append(W[:, sel] @ H[sel])  # (F, T)
+            sel = np.nonzero((part_ids == p) & sounding[: len(pairs)])[0]
+            if len(sel):
+                contrib.append((p, _power(W[:, sel] @ H[sel], a)))  # (F, T)
         if a == 1.0:
             denom = lam
         else:
-            denom = np.zeros_like(lam)
-            for c in contrib:
-                if c is not None:
-                    denom += c**a
+            denom = np.full_like(lam, _EPS)
+            for _, c in contrib:
+                denom += c
             if n_bg:
-                denom += (W[:, -1:] @ H[-1:]) ** a
-            denom += _EPS
-        for p, c in enumerate(contrib):
-            if c is not None:
-                out[:, p] = ((c if a == 1.0 else c**a) / denom).T
+                denom += _power(W[:, -1:] @ H[-1:], a)
+        for p, c in contrib:
+            out[:, p] = (c / denom).T
         return out
 
     def _unscored_notes(self, W, V, H, gate, pairs, penalty, where) -> np.ndarray:
