@@ -17,6 +17,9 @@ Public API
   bool, from either ``set_notes(notes_per_part)`` (a whole score: per part (n_notes, 4)
   ``[onset_s, offset_s, pitch, velocity]``) or live MIDI through ``live`` (a ``LiveScore`` whose
   channel map sends each part's channel to it: ``set_live_channels({channel_0_based: part})``).
+  ``follow()`` adds a second live score, ``followed`` (channel ``i`` = part ``i``, up to 16
+  parts), fed by a score follower; a part whose own channel sent MIDI on ``live``
+  (``override(part)``) is no longer driven by it.
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ class PartGates:
         self.lead_frames = max(0, int(grid.n_fft / (2 * grid.hop) - 0.5)) if lead else 0
         self._spans: tuple[np.ndarray, ...] | None = None
         self.live = LiveScore(grid, {})
+        self.followed: LiveScore | None = None
+        self._overridden = np.zeros(grid.n_parts, bool)
+
+    def follow(self) -> None:
+        """Gates also from ``followed`` (channel ``i`` -> part ``i``, the first 16 parts)."""
+        self.followed = LiveScore(self.grid, {i: f"p{i}" for i in range(min(self.grid.n_parts, 16))})
+
+    def override(self, part: int) -> None:
+        """Live MIDI came for ``part``: the follower stops driving it (until ``reset``)."""
+        self._overridden[part] = True
 
     def set_notes(self, notes_per_part: Sequence[np.ndarray] | None) -> None:
         """A whole score (offline); ``None`` switches to the live score."""
@@ -76,6 +89,9 @@ class PartGates:
 
     def reset(self) -> None:
         self.live.reset()
+        if self.followed is not None:
+            self.followed.reset()
+        self._overridden[:] = False
 
     def rows(self, first_frame: int, n_frames: int) -> np.ndarray:
         """(n_frames, n_parts, 128) bool gates for frames ``first_frame ..``."""
@@ -84,6 +100,10 @@ class PartGates:
             start, end, part, pitch = self._spans
         else:
             start, end, part, pitch = self.live.spans(max(first_frame - back, 0))
+            if self.followed is not None:
+                f = self.followed.spans(max(first_frame - back, 0))
+                keep = ~self._overridden[f[2]]
+                start, end, part, pitch = (np.concatenate([a, b[keep]]) for a, b in zip((start, end, part, pitch), f))
         # a note marks [start, end + its release tail); only the notes that reach these frames
         end = end + self.release_frames[part, pitch]
         start = start - self.lead_frames
