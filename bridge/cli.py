@@ -121,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
         "or the [parts] table of --config when none are given",
     )
     p.add_argument(
+        "--follow",
+        type=Path,
+        default=None,
+        metavar="SCORE",
+        help="one stem per part of this MIDI score, which the live audio is followed through (not played "
+        "to a click); MIDI on a part's channel (score_in) overrides the follower for that part",
+    )
+    p.add_argument(
         "--connect", nargs="*", default=None, metavar="PORT", help="JACK: connect in_L/in_R from these ports"
     )
     p.add_argument(

@@ -2,7 +2,7 @@
 
 Public API
 ----------
-- ``run_bridge(args) -> int`` (main thread): load the model (or, with ``--parts``, set up a
+- ``run_bridge(args) -> int`` (main thread): load the model (or, with ``--parts`` / ``--follow``, set up a
   ``PartsProcessor`` for the score's channels), open the backend, prepare and warm up the
   processor at the backend's rate and block size, start the worker
   (``rt_host.RealtimeHost``; a thread or a child process, ``--worker``), then start the
@@ -177,6 +177,10 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     from bridge.engine import Processor
     from bridge.rt_config import load_config, parse_parts_option
 
+    if getattr(args, "follow", None) is not None:
+        if args.parts:
+            raise InputError("--follow takes the parts from its score: give --parts without channels")
+        return _followed_parts(args)
     if getattr(args, "parts", None) is None:
         model = Processor(args.model, n_threads=args.threads)
         return model, load_config(args.config, model.meta.stems), f"model {model.meta.name}"
@@ -192,6 +196,23 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     processor.set_live_channels({c: i for i, c in enumerate(channels)})
     names = ", ".join(f"{s.name} (ch {c + 1})" for s, c in zip(specs, channels))
     return processor, config, f"score parts {names}"
+
+
+def _followed_parts(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """``run --follow SCORE``: the score's parts, driven by the live score follower (MIDI on a
+    part's channel overrides it for that part)."""
+    from bridge.parts.following import FollowedParts
+    from bridge.parts.processor import PartsSettings
+    from bridge.parts.score_parts import read_parts
+    from bridge.rt_config import load_config
+
+    parts = read_parts(args.follow)
+    processor = FollowedParts(parts)
+    config = load_config(args.config, (), followed_parts=[p.name for p in processor.score_parts])
+    if config.parts_low_latency:
+        processor = FollowedParts(parts, settings=PartsSettings(low_latency=True))
+    label = ", ".join(f"{p.name} (ch {p.channel + 1})" for p in processor.score_parts)
+    return processor, config, f"score parts {label}, followed from {args.follow}"
 
 
 def _main_loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any) -> None:

@@ -6,7 +6,7 @@ Public API
   ``channel_map`` ({channel_0_based: stem}), ``score_offset_ms``,
   ``queue_blocks``, ``gain_db`` ({stem: dB}), ``send`` (stems sent live, or None for all),
   ``monitor`` ({stem: dB} summed into one stereo pair, or None).
-- ``load_config(path, stems, parts_option=None) -> RealtimeConfig`` (main thread): read and
+- ``load_config(path, stems, parts_option=None, followed_parts=None) -> RealtimeConfig`` (main thread): read and
   validate; every problem raises ``InputError`` with one line naming the file and the key.
 - ``parse_parts_option(raw) -> {channel_0_based: part name}``: ``--parts 1,2,10``.
 - ``parse_send(raw, stems, where) -> tuple`` / ``parse_monitor(raw, stems, where) -> dict``:
@@ -141,11 +141,20 @@ def _parse_parts_table(raw: Any, where: str) -> dict[int, str]:
     return out
 
 
-def load_config(path: Path | None, stems: Sequence[str], parts_option: str | None = None) -> RealtimeConfig:
+def load_config(
+    path: Path | None,
+    stems: Sequence[str],
+    parts_option: str | None = None,
+    followed_parts: Sequence[str] | None = None,
+) -> RealtimeConfig:
     """Main thread. ``stems``: the model's predicted stems (``other`` is always allowed).
 
     With ``parts_option`` (the ``--parts`` value; ``""`` when given without channels) the stems
-    are the score's parts: from ``--parts`` or the ``[parts]`` table, plus ``residual``."""
+    are the score's parts: from ``--parts`` or the ``[parts]`` table, plus ``residual``. With
+    ``followed_parts`` (``run --follow``: the followed score's part names) those are the stems,
+    plus ``residual``, and the ``[parts]`` channels are not used."""
+    if followed_parts is not None:
+        parts_option = ""
     cfg = RealtimeConfig()
     if parts_option:
         cfg.parts = parse_parts_option(parts_option)
@@ -189,6 +198,8 @@ def load_config(path: Path | None, stems: Sequence[str], parts_option: str | Non
                 raise InputError(f"{path}: [parts] low_latency must be true or false")
             cfg.parts_low_latency = parts["low_latency"]
         stems = tuple(cfg.parts.values())
+        if followed_parts is not None:
+            cfg.parts, stems = {}, tuple(followed_parts)
     gains = data.get("gain_db", {})
     if not isinstance(gains, dict):
         raise InputError(f"{path}: [gain_db] must be a table of stem = dB")

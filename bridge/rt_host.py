@@ -56,6 +56,9 @@ import numpy as np
 from bridge.engine import Processor
 from bridge.ring import RingBuffer
 from bridge.rt_worker import (
+    FOLLOW_CONF,
+    FOLLOW_NONE,
+    FOLLOW_POS_MS,
     MIDI_MAX_BYTES,
     N_BLOCKS,
     N_GAPS,
@@ -227,6 +230,14 @@ class RealtimeHost:
         """Main thread. The most recent times spent in ``cycle`` (the audio callback), in ms."""
         return self._callback_ms[: min(self.n_cycles, N_TIMINGS)].copy()
 
+    def follow_state(self) -> tuple[float | None, float] | None:
+        """Main thread. ``(score position s or None before anything was heard, confidence 0..1)``
+        while a followed score drives the parts (``run --follow``); ``None`` otherwise."""
+        if not hasattr(self.processor, "score_parts"):
+            return None
+        pos = int(self._ch.ctl[FOLLOW_POS_MS])
+        return (None if pos == FOLLOW_NONE else pos / 1000.0), int(self._ch.ctl[FOLLOW_CONF]) / 1000.0
+
     def take_meters(self) -> np.ndarray:
         """Main thread. Peak levels (input, then each stem) since the last call."""
         peaks = self._ch.peaks
@@ -266,7 +277,14 @@ class RealtimeHost:
             "block_size": self.block_size,
             "first_frame_time": self.first_frame_time,
             "worker_error": self.worker_error,
+            **self._follow_stats(),
         }
+
+    def _follow_stats(self) -> dict[str, object]:
+        state = self.follow_state()
+        if state is None:
+            return {}
+        return {"follow_position_s": state[0], "follow_confidence": state[1]}
 
     # ------------------------------------------------------------------ audio callback
     def cycle(

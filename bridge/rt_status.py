@@ -37,9 +37,14 @@ def status_line(host: RealtimeHost, stems: Sequence[str]) -> str:
     budget_ms = 1000.0 * host.block_size / host.sample_rate
     lat_ms = 1000.0 * host.latency_samples / host.sample_rate
     meters = " ".join(f"{s[:3]}{meter_db(float(p))}" for s, p in zip(stems, peaks[1:]))
+    follow = host.follow_state()
+    score = ""
+    if follow is not None:
+        pos, conf = follow
+        score = f" | score {'--' if pos is None else f'{pos:.2f} s'} conf {conf:.2f}"
     return (
         f"lat {lat_ms:.1f} ms ({host.latency_samples} smp) | in{meter_db(float(peaks[0]))} | {meters} | "
-        f"worker p99 {p99:.2f}/{budget_ms:.2f} ms | miss {host.deadline_misses} | xrun {host.xruns}"
+        f"worker p99 {p99:.2f}/{budget_ms:.2f} ms | miss {host.deadline_misses} | xrun {host.xruns}{score}"
     )
 
 

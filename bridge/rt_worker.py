@@ -51,7 +51,8 @@ ERROR_BYTES = 512
 WAKE_TIMEOUT_S = 0.05
 STARTUP_TIMEOUT_S = 180.0
 WORKER_MODES = ("process", "thread")
-STOP, READY, N_BLOCKS, N_GAPS, N_NOTE_DROPS, ERROR_LEN = range(6)
+STOP, READY, N_BLOCKS, N_GAPS, N_NOTE_DROPS, ERROR_LEN, FOLLOW_POS_MS, FOLLOW_CONF = range(8)
+FOLLOW_NONE = -(1 << 62)  # FOLLOW_POS_MS before a followed score was heard
 _ALIGN = 64
 
 
@@ -154,6 +155,8 @@ def serve(processor: Any, ch: Channel, gains: Sequence[float] | None, wait: Call
     gain = None if gains is None else np.repeat(np.asarray(gains, np.float32), 2)[:, None]
     ctl, inp, out, midi, notes = ch.ctl, ch.inp, ch.out, ch.midi, ch.notes
     expected = 0
+    following = hasattr(processor, "score_parts")  # a bridge.parts.following FollowedParts
+    ctl[FOLLOW_POS_MS] = FOLLOW_NONE
     while not ctl[STOP]:
         wait(WAKE_TIMEOUT_S)
         while inp.available() and not ctl[STOP]:
@@ -191,6 +194,10 @@ def serve(processor: Any, ch: Channel, gains: Sequence[float] | None, wait: Call
             if k >= 0:
                 out.data[k] = stems
                 out.commit(k, tag)
+            if following:
+                pos = processor.position_s
+                ctl[FOLLOW_POS_MS] = FOLLOW_NONE if pos is None else round(1000.0 * pos)
+                ctl[FOLLOW_CONF] = round(1000.0 * processor.confidence)
             n = int(ctl[N_BLOCKS])
             ch.timings_ms[n % N_TIMINGS] = dt_ms
             ctl[N_BLOCKS] = n + 1
@@ -345,6 +352,11 @@ def _attach(name: str) -> Any:
 def worker_spec(processor: Any) -> dict[str, Any]:
     """Main thread. What a child process needs to build the same processor (plain data)."""
     spec: dict[str, Any] = {"sample_rate": int(processor.sample_rate), "block_size": int(processor.max_block_size)}
+    if hasattr(processor, "score_parts"):  # a bridge.parts FollowedParts
+        spec["follow"] = [
+            (p.name, p.track_name, p.track, p.channel, p.program, p.is_drum, p.notes.tolist())
+            for p in processor.score_parts
+        ]
     if hasattr(processor, "parts"):  # a bridge.parts PartsProcessor
         spec["parts"] = [(p.name, bool(p.is_drum)) for p in processor.parts]
         spec["part_of_channel"] = dict(processor.part_of_channel)
@@ -365,9 +377,17 @@ def build_processor(spec: dict[str, Any]) -> Any:
     if "parts" in spec:
         from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
 
-        specs = [PartSpec(name, is_drum) for name, is_drum in spec["parts"]]
-        parts = PartsProcessor(specs, PartsSettings(low_latency=spec["low_latency"]))
-        parts.set_live_channels(spec["part_of_channel"])
+        settings = PartsSettings(low_latency=spec["low_latency"])
+        if "follow" in spec:
+            from bridge.parts.following import FollowedParts
+            from bridge.parts.score_parts import ScorePart
+
+            score = [ScorePart(*p[:6], np.asarray(p[6], np.float64).reshape(-1, 4)) for p in spec["follow"]]
+            parts = FollowedParts(score, spec["part_of_channel"], settings)
+        else:
+            specs = [PartSpec(name, is_drum) for name, is_drum in spec["parts"]]
+            parts = PartsProcessor(specs, settings)
+            parts.set_live_channels(spec["part_of_channel"])
         parts.prepare(spec["sample_rate"], spec["block_size"], 2)
         return parts
     from bridge.engine import Processor

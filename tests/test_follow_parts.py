@@ -39,7 +39,9 @@ def run(proc: PartsProcessor, mix: np.ndarray, events: dict[int, list] | None = 
     proc.prepare(SR, block, 1)
     lat = proc.latency_samples
     x = np.concatenate([mix, np.zeros(lat)]).astype(np.float32)[None]
-    out = [proc.process(x[:, i : i + block], (events or {}).get(i // block, ())).stems for i in range(0, x.shape[1], block)]
+    out = [
+        proc.process(x[:, i : i + block], (events or {}).get(i // block, ())).stems for i in range(0, x.shape[1], block)
+    ]
     return np.concatenate(out, axis=2)[:, 0, lat : lat + len(mix)]
 
 

@@ -14,6 +14,6 @@ Modules
 - ``midi``: ``write_aligned_midi`` (the score file with every event moved, tempo map replaced).
 - ``plot``: ``plot_alignment`` (the path over the two feature matrices).
 - ``command``: ``stembridge align`` and ``separate --align``.
-- ``follow``: ``ScoreFollower``, an on-line follower for live input (first version, not wired
-  into ``stembridge run`` yet).
+- ``follow``: ``ScoreFollower``, an on-line follower for live input (first version; it drives
+  ``bridge.parts.following.FollowedParts``, ``stembridge run --follow``).
 """

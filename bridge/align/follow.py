@@ -15,7 +15,8 @@ Confidence: ``1 - recent cost at the position / recent mean cost over the band``
 averages over ``CONFIDENCE_S``), clipped to [0, 1]: near 0 when the recording does not look like
 the score here, higher when it does.
 
-Status: a first version, not wired into ``stembridge run`` yet and short of the issue's live
+Status: a first version (``bridge.parts.following.FollowedParts`` runs it for ``stembridge run
+--follow``), short of the issue's live
 targets (>= 80 % of onsets within 100 ms). Measured on ``bench/align.py``'s 30 s chamber renders
 (the score position at each performed onset against the notated onset): median 42-176 ms,
 47-58 % within 100 ms, p90 0.7-1.0 s; on ``tests/test_align.py``'s flute + piano render it holds

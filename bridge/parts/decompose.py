@@ -73,7 +73,7 @@ class DecompositionSettings:
     smooth_drums: bool = True  # drum templates stay smooth envelopes (1/3-octave bands)
     unscored_memory_s: float = 10.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
     unscored_penalty: float = 0.1  # L1 weight (> 0) on unscored activations in the part's rests
-    unscored_f0_share: float = 0.01  # unexplained magnitude a pitched candidate's fundamental must find (share of the frame)
+    unscored_f0_share: float = 0.01  # unexplained share of the frame a pitched candidate's fundamental must find
     unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
     unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
     unscored_playing_penalty: float = float("inf")  # the L1 weight while the part has scored notes (inf: only in rests)

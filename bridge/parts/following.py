@@ -2,11 +2,12 @@
 followed (``bridge.align.follow.ScoreFollower``) and the followed score drives the parts.
 
 ``FollowedParts`` is a ``PartsProcessor`` whose gates come from the score file moved onto the
-performance as it is heard: every block, the follower's score position (plus ``LEAD_S``) says which notes of each part sound now; note-ons and
-note-offs for the changes go into the gates' ``followed`` live score, stamped at the block. A
-jump of the position (a restart, a skipped bar) ends every sounding note and starts those of
-the new place. MIDI arriving on the parts' channels at the same time (``score_in``) overrides the
-follower for those parts, as ``run --parts`` takes it, from the first message on.
+performance as it is heard: every block, the follower's score position (plus ``LEAD_S``) says
+which notes of each part sound now; note-ons and note-offs for the changes go into the gates'
+``followed`` live score, stamped at the block. A jump of the position (a restart, a skipped
+bar) ends every sounding note and starts those of the new place. MIDI arriving on the parts'
+channels at the same time (``score_in``) overrides the follower for those parts, from the
+first message on.
 
 Public API
 ----------

@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bridge.parts.following import FollowedParts
 from bridge.parts.processor import PartSpec, PartsProcessor
+from bridge.parts.score_parts import read_parts
 from bridge.rt_jackd import PrivateJackd
 from bridge.rt_loopback import Loopback, open_when_ready
 from tests.test_parts import HIGH, LOW, SOUNDFONT, VIOLIN, notes_array, render, write_midi
@@ -50,18 +52,18 @@ def score_events() -> list[tuple[int, bytes]]:
     return sorted(ev, key=lambda e: e[0])
 
 
-def test_parts_live_equal_offline(tmp_path: Path) -> None:
-    hi = render(tmp_path / "hi", write_midi(tmp_path / "hi.mid", [("a", 0, VIOLIN, HIGH)]), 4.5, RATE)
-    lo = render(tmp_path / "lo", write_midi(tmp_path / "lo.mid", [("b", 1, VIOLIN, LOW)]), 4.5, RATE)
-    mix = hi + lo
-    x = np.stack([mix, mix]).astype(np.float32)
+def run_bridge(
+    tmp_path: Path, args: list[str], x: np.ndarray, events: list, stems: tuple[str, ...]
+) -> tuple[np.ndarray, dict, list[str]]:
+    """``stembridge run --backend jack ARGS`` on a private server, fed ``x`` (2, n) and ``events``
+    by a stand-in DAW: (recorded (n_stems, 2, n) aligned by the reported latency, stats, ports)."""
     cfg = tmp_path / "rt.toml"
     cfg.write_text("[realtime]\nqueue_blocks = 32\n")
     stats = tmp_path / "stats.json"
     n_record = x.shape[1] + RATE // 2
     with PrivateJackd(RATE, BLOCK, sync=True) as server:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--parts", "1,2", "--quiet"]
+            [sys.executable, "-m", "bridge", "run", "--backend", "jack", *args, "--quiet"]
             + ["--config", str(cfg), "--stats", str(stats)],
             cwd=ROOT,
             env=server.env(),
@@ -74,7 +76,7 @@ def test_parts_live_equal_offline(tmp_path: Path) -> None:
             os.environ["JACK_DEFAULT_SERVER"] = server.name
             try:
                 lb = open_when_ready(
-                    lambda: Loopback(x, score_events(), n_record), STEMS, lambda: proc.poll() is None, note_stems=()
+                    lambda: Loopback(x, events, n_record), stems, lambda: proc.poll() is None, note_stems=()
                 )
                 import jack
 
@@ -99,15 +101,24 @@ def test_parts_live_equal_offline(tmp_path: Path) -> None:
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, err
+    st = json.loads(stats.read_text())
+    latency = st["latency_samples"]
+    rec = lb.recorded.reshape(len(stems), 2, n_record)[:, :, latency : latency + x.shape[1]]
+    return rec, st, ports
+
+
+def test_parts_live_equal_offline(tmp_path: Path) -> None:
+    hi = render(tmp_path / "hi", write_midi(tmp_path / "hi.mid", [("a", 0, VIOLIN, HIGH)]), 4.5, RATE)
+    lo = render(tmp_path / "lo", write_midi(tmp_path / "lo.mid", [("b", 1, VIOLIN, LOW)]), 4.5, RATE)
+    mix = hi + lo
+    x = np.stack([mix, mix]).astype(np.float32)
+    rec, st, ports = run_bridge(tmp_path, ["--parts", "1,2"], x, score_events(), STEMS)
     assert ports == sorted(
         [f"stembridge:{s}_{side}" for s in STEMS for side in "LR"]
         + ["stembridge:in_L", "stembridge:in_R", "stembridge:notes_out", "stembridge:score_in"]
     )
-    st = json.loads(stats.read_text())
-    latency = st["latency_samples"]
     assert st["latency_terms"]["stft_overlap"] + st["latency_terms"]["frame_buffering"] == 4095
     assert st["deadline_misses"] == 0, st
-    rec = lb.recorded.reshape(len(STEMS), 2, n_record)[:, :, latency : latency + x.shape[1]]
     np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
 
     offline = PartsProcessor([PartSpec("ch1"), PartSpec("ch2")])
@@ -122,3 +133,31 @@ def test_parts_live_equal_offline(tmp_path: Path) -> None:
         offline_db = si_sdr_db(out[k], truth)
         assert abs(live_db - offline_db) <= 0.3, (k, live_db, offline_db)
         assert live_db > 10.0
+
+
+def test_run_follow_separates_the_parts_of_the_followed_score(tmp_path: Path) -> None:
+    """``run --follow SCORE``: no MIDI comes in; the bridge follows the audio through the score
+        file, names its outputs after the score's tracks, reports the followed position and
+        confidence, and each recorded part is within 1 dB (SI-SDR against the true violin) of
+    ``FollowedParts`` run offline on the same file in the same blocks (the follower's 20 ms frames
+        fall on another grid when the stream starts with silence)."""
+    hi = render(tmp_path / "hi", write_midi(tmp_path / "hi.mid", [("a", 0, VIOLIN, HIGH)]), 4.5, RATE)
+    lo = render(tmp_path / "lo", write_midi(tmp_path / "lo.mid", [("b", 1, VIOLIN, LOW)]), 4.5, RATE)
+    score = write_midi(tmp_path / "score.mid", [("Violin I", 0, VIOLIN, HIGH), ("Violin II", 1, VIOLIN, LOW)])
+    x = np.stack([hi + lo, hi + lo]).astype(np.float32)
+    stems = ("Violin_I", "Violin_II", "residual")
+    rec, st, ports = run_bridge(tmp_path, ["--follow", str(score)], x, [], stems)
+    assert sorted(f"stembridge:{s}_L" for s in stems) == [
+        p for p in ports if p.endswith("_L") and p != "stembridge:in_L"
+    ]
+    assert st["follow_position_s"] is not None and st["follow_position_s"] > 3.0, st
+    assert 0.0 <= st["follow_confidence"] <= 1.0
+    np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
+    offline = FollowedParts(read_parts(score))
+    offline.prepare(RATE, BLOCK, 1)
+    lat = offline.latency_samples
+    padded = np.concatenate([x[:1], np.zeros((1, lat), np.float32)], axis=1)
+    out = np.concatenate([offline.process(padded[:, i : i + BLOCK]).stems for i in range(0, padded.shape[1], BLOCK)], 2)
+    for k, truth in enumerate((hi, lo)):
+        live_db, offline_db = si_sdr_db(rec[k, 0], truth), si_sdr_db(out[k, 0, lat : lat + x.shape[1]], truth)
+        assert abs(live_db - offline_db) <= 1.0 and live_db > 4.0, (k, live_db, offline_db)
