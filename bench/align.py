@@ -12,7 +12,10 @@ starting at 0). Reported per case and overall:
   confidence, alignment wall time;
 - per-part SI-SDRi of ``separate_parts_file`` (what ``separate --parts`` runs) given the aligned
   score, the true performed score, and the unaligned straight score;
-- the alignment time of a 5-minute piece (``--long-seconds``; its onset errors too).
+- the alignment time of a 5-minute piece (``--long-seconds``; its onset errors too);
+- live: the straight score followed block by block (``FollowedParts``, what ``run --follow``
+  runs; 1024-sample blocks): each performed onset's error as the score position reported when
+  the audio reached it, share within 100 ms, and the per-part SI-SDRi of its stems.
 
     .venv/bin/python bench/align.py                         # 4 pieces of 30 s + one of 300 s
     .venv/bin/python bench/align.py --pieces 2 --seconds 20 --long-seconds 0 --json out/align.json
@@ -162,6 +165,9 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
         "unaligned_err_median_ms": 1000 * float(np.median(unaligned)),
         "errors_ms": (1000 * err).round(1).tolist(),
     }
+    live_err, live_stems = _follow_live(folder, straight_parts, straight[:, 0], truth[:, 0])
+    out["live_errors_ms"] = (1000 * live_err).round(1).tolist()
+    out["live_within_100ms"] = float(np.mean(live_err < 0.1))
     if separation:
         mix = _read(folder / "mix.wav")
         refs = [_read(folder / "parts" / f"{k}.wav")[: len(mix)] for k in range(len(straight_parts))]
@@ -171,14 +177,35 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
             "unaligned": straight_parts,
         }
         out["si_sdri"] = {}
-        for row, parts in scores.items():
-            stems = _separate(parts, folder, work)
+        for row, parts in (*scores.items(), ("followed live", straight_parts)):
+            stems = live_stems if row == "followed live" else _separate(parts, folder, work)
             out["si_sdri"][row] = {
                 p.name: si_sdr(est, ref) - si_sdr(mix, ref)
                 for p, est, ref in zip(parts, stems, refs)
                 if not is_silent(ref, mix)
             }
     return out
+
+
+def _follow_live(folder: Path, parts, notated_s: np.ndarray, performed_s: np.ndarray, block: int = 1024):
+    """The straight score followed live (``FollowedParts``, what ``run --follow`` runs) through the
+    recording in ``block``-sample blocks: each performed onset's error (s) as the score position
+    the follower reported when the audio reached it, against the notated onset; the part stems."""
+    from bridge.parts.following import FollowedParts
+
+    mix = _read(folder / "mix.wav").astype(np.float32)
+    proc = FollowedParts(parts)
+    proc.prepare(SR, block, 1)
+    lat = proc.latency_samples
+    x = np.concatenate([mix, np.zeros(lat, np.float32)])[None]
+    times, positions, outs = [], [], []
+    for i in range(0, x.shape[1], block):
+        outs.append(proc.process(x[:, i : i + block]).stems)
+        times.append((i + block) / SR)
+        positions.append(proc.position_s if proc.position_s is not None else proc._follower.start_s)
+    stems = np.concatenate(outs, axis=2)[:, 0, lat : lat + len(mix)]
+    err = np.abs(np.interp(performed_s, times, positions) - notated_s)
+    return err, list(stems[: len(parts)])
 
 
 def summarize(results: list[dict]) -> dict:
@@ -190,6 +217,10 @@ def summarize(results: list[dict]) -> dict:
         "onset_err_p90_ms": float(np.percentile(err, 90)) if len(err) else None,
         "within_50ms": float(np.mean(err < 50.0)) if len(err) else None,
     }
+    live = np.concatenate([r["live_errors_ms"] for r in results]) if results else np.zeros(0)
+    summary["live_onset_err_median_ms"] = float(np.median(live)) if len(live) else None
+    summary["live_onset_err_p90_ms"] = float(np.percentile(live, 90)) if len(live) else None
+    summary["live_within_100ms"] = float(np.mean(live < 100.0)) if len(live) else None
     rows: dict[str, list[float]] = {}
     for r in results:
         for row, per_part in r.get("si_sdri", {}).items():
@@ -252,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'onset error':<28}{summary['onset_err_median_ms']:>8.1f}ms{summary['onset_err_p90_ms']:>8.1f}ms"
         f"{100 * summary['within_50ms']:>9.1f}%"
+    )
+    print(
+        f"{'live follower (--follow)':<28}{summary['live_onset_err_median_ms']:>8.1f}ms"
+        f"{summary['live_onset_err_p90_ms']:>8.1f}ms{100 * summary['live_within_100ms']:>9.1f}% within 100 ms"
     )
     print(
         f"confidence: own score >= {summary['confidence_min']:.2f}; another piece's score <= "

@@ -471,6 +471,14 @@ def compute_losses(model: StemModel, batch: dict, cfg: dict, gen: torch.Generato
     est = out["masks"] * mag_m.unsqueeze(2)  # (B,T',S,F)
     norm = mag_m.mean().clamp_min(1e-4)
     l_mask = (est - tgt).abs().mean() / norm
+    if lc.get("mask_residual", False):
+        # the residual slot (what no stem takes) against the `other` source: a network can no
+        # longer lower the loss by sending what it is unsure of to the residual (all-zero stems)
+        res_m = srcs[:, n_st, sel]
+        re_r = res_m.real * mix_m.real + res_m.imag * mix_m.imag
+        tgt_r = torch.minimum((re_r / (mag_m + 1e-8)).clamp_min(0.0), mag_m)
+        est_r = (1.0 - out["masks"].sum(2)).clamp_min(0.0) * mag_m
+        l_mask = (l_mask * n_st + (est_r - tgt_r).abs().mean() / norm) / (n_st + 1)
     pw_f = torch.tensor(lc["frame_pos_weight"], device=mag.device)
     pw_o = torch.tensor(lc["onset_pos_weight"], device=mag.device)
     l_frame = F.binary_cross_entropy_with_logits(out["note_frame_logit"], batch["frame"], pos_weight=pw_f)

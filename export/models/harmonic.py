@@ -46,7 +46,10 @@ Architecture (every step per frame or causal along time; block-wise == whole-seq
    to the linear bins (2-tap, fixed), plus each stem's note_frame probabilities rendered through
    a fixed key -> linear-bin harmonic comb (drums: learned class templates), plus the bin's own
    normalised log magnitude; ReLU; 1x1 -> n_stems + 1 logits (+ a learned per-slot, per-bin
-   prior); softmax over slots, residual dropped. Optional soft activity gate with a floor
+   prior; with ``salience``, also a per-position, per-stem salience from the features spread to
+   the bins through a fixed position -> bin harmonic comb, so the masks get evidence at the
+   resolution of the partials even where the note heads are unsure); softmax over slots,
+   residual dropped. Optional soft activity gate with a floor
    (``gate_floor`` < 1: masks * (floor + (1 - floor) * activity)); 1.0 (default) = no gating,
    so a stem with energy is never silenced by its activity head.
 
@@ -94,6 +97,7 @@ class HarmonicConfig:
     mask_hidden: int = 16
     comb_harmonics: int = 20
     gate_floor: float = 1.0
+    salience: int = 0  # 1: per-position, per-stem salience spread to the bins by a harmonic comb feeds the masks
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -160,15 +164,16 @@ def semitone_interp(cfg: HarmonicConfig) -> tuple[np.ndarray, np.ndarray, np.nda
     return lo, lo + 1, w
 
 
-def harmonic_comb(cfg: HarmonicConfig) -> np.ndarray:
-    """(n_keys, n_bins) fixed comb: for key k (MIDI 21 + k), Gaussian bumps of height 1 at its first
-    ``comb_harmonics`` partials (width: the Hann main lobe, widened by 10 cents x partial
-    frequency), max over partials; entries under 1e-3 are exactly 0."""
+def harmonic_comb(cfg: HarmonicConfig, pitches: np.ndarray | None = None) -> np.ndarray:
+    """(n_pitches, n_bins) fixed comb: for each MIDI pitch (default the keys, MIDI 21 + k), Gaussian
+    bumps of height 1 at its first ``comb_harmonics`` partials (width: the Hann main lobe, widened
+    by 10 cents x partial frequency), max over partials; entries under 1e-3 are exactly 0."""
     df = cfg.sample_rate / cfg.n_fft
     f_lin = np.arange(cfg.n_bins) * df
-    out = np.zeros((cfg.n_keys, cfg.n_bins), np.float64)
-    for k in range(cfg.n_keys):
-        f0 = float(_midi_to_hz(KEY_LOW + k))
+    pitches = KEY_LOW + np.arange(cfg.n_keys) if pitches is None else np.asarray(pitches)
+    out = np.zeros((len(pitches), cfg.n_bins), np.float64)
+    for k, pitch in enumerate(pitches.tolist()):
+        f0 = float(_midi_to_hz(pitch))
         for h in range(1, cfg.comb_harmonics + 1):
             fh = h * f0
             if fh >= cfg.sample_rate / 2:
@@ -310,6 +315,12 @@ class Harmonic(nn.Module):
         self.mask_out = nn.Parameter(torch.randn(cfg.n_stems + 1, cfg.mask_hidden) / math.sqrt(cfg.mask_hidden))
         self.comb_gain = nn.Parameter(torch.ones(cfg.n_stems, 1))
         self.mask_prior = nn.Parameter(torch.zeros(cfg.n_stems + 1, cfg.n_bins))
+        if cfg.salience:  # zero-initialised: a network without it loads and starts out the same
+            self.sal_head = nn.Linear(d + cfg.n_context, cfg.n_stems)
+            pos_comb = harmonic_comb(cfg, cfg.midi_low + np.arange(cfg.n_pos))
+            self.register_buffer("pos_comb", torch.from_numpy(pos_comb), persistent=False)
+            self.mask_sal = nn.Parameter(torch.zeros(cfg.mask_hidden, cfg.n_stems))
+            self.sal_gain = nn.Parameter(torch.zeros(cfg.n_stems, 1))
         with torch.no_grad():  # notes start rare rather than at 0.5
             self.note_head.bias[: cfg.n_stems].fill_(-3.0)
             self.note_head.bias[cfg.n_stems :].fill_(-4.0)
@@ -432,7 +443,8 @@ class Harmonic(nn.Module):
             spec, activity_m = spec[:, mask_frames], activity[:, mask_frames]
         else:
             activity_m = activity
-        m = torch.relu(self.mask_in(torch.cat([feat, ctx_p], dim=-1)))  # (B,T,P,Hm)
+        fc = torch.cat([feat, ctx_p], dim=-1)
+        m = torch.relu(self.mask_in(fc))  # (B,T,P,Hm)
         m = self.mask_pos(m).transpose(2, 3)  # (B,T,Hm,P)
         mi = self.interp(m)  # (B,T,Hm,n_bins): a MatMul is far faster than Gather in onnxruntime
         comb = torch.matmul(frame_p, self.comb)  # (B,T,S,n_bins)
@@ -442,8 +454,13 @@ class Harmonic(nn.Module):
             comb = torch.cat([comb[:, :, :ds], d_ev.unsqueeze(2), comb[:, :, ds + 1 :]], dim=2)
         own = (torch.log1p(cfg.input_gain * spec.clamp_min(0.0)) - self.lin_mean) / self.lin_std
         h = mi + torch.matmul(self.mask_comb, comb) + self.mask_own * own.unsqueeze(2)
+        if cfg.salience:  # each stem's pitch salience at its partials: harmonic-resolution evidence
+            sal = torch.matmul(torch.sigmoid(self.sal_head(fc)).transpose(2, 3), self.pos_comb)  # (B,T,S,n_bins)
+            h = h + torch.matmul(self.mask_sal, sal)
         logits = torch.matmul(self.mask_out, torch.relu(h)) + self.mask_prior  # (B,T,S+1,n_bins)
         stem_logits = logits[:, :, :n_st] + self.comb_gain * comb
+        if cfg.salience:
+            stem_logits = stem_logits + self.sal_gain * sal
         logits = torch.cat([stem_logits, logits[:, :, n_st:]], dim=2)
         e = torch.exp(logits - logits.amax(dim=2, keepdim=True))  # softmax over slots, spelled out:
         masks = e[:, :, :n_st] / e.sum(dim=2, keepdim=True)  # onnxruntime's Softmax on axis 2 transposes
@@ -504,6 +521,7 @@ def macs_per_frame(cfg: HarmonicConfig) -> int:
         + p * ((d + cfg.n_context) * cfg.mask_hidden + cfg.mask_hidden**2)
         + s * cfg.n_keys * cfg.n_bins
         + cfg.n_bins * cfg.mask_hidden * (s + 1 + s + 2)
+        + (p * (d + cfg.n_context) * s + s * p * cfg.n_bins + cfg.n_bins * cfg.mask_hidden * s if cfg.salience else 0)
     )
 
 

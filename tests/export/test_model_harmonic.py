@@ -3,6 +3,8 @@ the flat state, ONNX parity, pitch equivariance of the front end, masks never ga
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -29,14 +31,17 @@ def _inputs(b=2, t=20, seed=0):
     return spec, score
 
 
-@pytest.fixture(scope="module")
-def model():
+@pytest.fixture(scope="module", params=[0, 1], ids=["plain", "salience"])
+def model(request):
     torch.manual_seed(0)
-    m = Harmonic(HarmonicConfig()).eval()
+    m = Harmonic(HarmonicConfig(salience=request.param)).eval()
     with torch.no_grad():
         m.log_mean.fill_(2.0)
         m.log_std.fill_(1.5)
         m.mask_out.mul_(4.0)  # masks spread over (0, 1)
+        if request.param:  # the salience path starts at zero weight: give it some
+            m.mask_sal.normal_(0.0, 0.1)
+            m.sal_gain.fill_(0.3)
     m.requires_grad_(False)
     return m
 
@@ -110,7 +115,7 @@ def test_activity_never_silences_a_stem(model):
     m1, _, _, act, _ = silent(spec, score, silent.initial_state(2))
     assert float(act.max()) < 1e-6
     torch.testing.assert_close(m1, m0)  # gate_floor = 1: no gating
-    gated = Harmonic(HarmonicConfig(gate_floor=0.3)).eval()
+    gated = Harmonic(dataclasses.replace(model.cfg, gate_floor=0.3)).eval()
     gated.load_state_dict(silent.state_dict())
     m2, *_ = gated(spec, score, gated.initial_state(2))
     torch.testing.assert_close(m2, 0.3 * m0, rtol=1e-5, atol=1e-7)  # a floor, never zero

@@ -226,3 +226,24 @@ def test_dc_loss_zero_for_perfect_embedding():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_the_residual_slot_loss_makes_abstaining_cost(corpus, tmp_path):
+    """With ``loss.mask_residual``, a network that sends everything to the residual slot (every
+    stem mask 0) pays for the stems' energy there too; without it, that is the cheapest answer
+    the L1 mask loss has when the network is unsure."""
+    from export.models.harmonic import Harmonic, HarmonicConfig
+
+    cfg = tr.load_config(None)
+    cache = tr.TrackCache(tr.build_cache(corpus, tmp_path / "cache", "train", list(STEMS)))
+    batch = tr.make_batch(cache, np.random.default_rng(0), cfg, 2, 40, train=False)
+    model = Harmonic(HarmonicConfig(n_stems=len(STEMS))).eval()
+    with torch.no_grad():
+        model.mask_prior[-1].fill_(60.0)  # the residual slot takes everything
+    cfg["loss"]["mask_residual"] = False
+    _, plain, out = tr.compute_losses(model, batch, cfg)
+    assert float(out["masks"].max()) < 1e-6
+    cfg["loss"]["mask_residual"] = True
+    _, with_res, _ = tr.compute_losses(model, batch, cfg)
+    # the residual term: |mix - other| where `other` is small, so the all-residual answer costs more
+    assert with_res["mask"] > plain["mask"] * 1.2, (with_res["mask"], plain["mask"])
