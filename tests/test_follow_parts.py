@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_align import SECONDS, _line, _performed
+from test_align import SECONDS, piece  # noqa: F401 (a fixture)
 from test_parts import SR, render, write_midi
 from test_parts import pytestmark as needs_fluidsynth
 
@@ -22,16 +22,13 @@ pytestmark = needs_fluidsynth
 
 
 @pytest.fixture(scope="module")
-def duo(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def duo(piece: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811 (the fixture)
+    """``test_align``'s piece, each part rendered on its own (the references; their sum the mix)."""
     d = tmp_path_factory.mktemp("follow")
-    rng = np.random.default_rng(5)
-    top, low = _line(rng, 67, 84, 0.5, False), _line(rng, 48, 64, 0.5, True)
-    score = write_midi(d / "score.mid", [("Flute", 0, 73, top), ("Piano LH", 1, 0, low)])
-    perf = [_performed(top, rng), _performed(low, rng)]
     n_s = 1.5 * SECONDS
-    flute = render(d / "flute", write_midi(d / "flute.mid", [("Flute", 0, 73, perf[0])]), n_s)
-    piano = render(d / "piano", write_midi(d / "piano.mid", [("Piano LH", 1, 0, perf[1])]), n_s)
-    return {"parts": read_parts(score), "flute": flute, "piano": piano, "mix": flute + piano}
+    flute = render(d / "flute", write_midi(d / "flute.mid", [("Flute", 0, 73, piece["perf"][0])]), n_s)
+    piano = render(d / "piano", write_midi(d / "piano.mid", [("Piano LH", 1, 0, piece["perf"][1])]), n_s)
+    return {"parts": read_parts(piece["score"]), "flute": flute, "piano": piano, "mix": flute + piano}
 
 
 def run(proc: PartsProcessor, mix: np.ndarray, events: dict[int, list] | None = None, block: int = 1024) -> np.ndarray:
