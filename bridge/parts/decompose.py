@@ -76,7 +76,6 @@ class DecompositionSettings:
     unscored_f0_share: float = 0.01  # unexplained share of the frame a pitched candidate's fundamental must find
     unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
     unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
-    unscored_playing_penalty: float = float("inf")  # the L1 weight while the part has scored notes (inf: only in rests)
 
 
 def _power(x: np.ndarray, a: float) -> np.ndarray:
@@ -105,13 +104,16 @@ class ScoreDecomposition:
         self.n_bins = n_fft // 2 + 1
         self.is_drum = tuple(bool(d) for d in is_drum)
         self.n_parts = len(self.is_drum)
-        self._drum_col = np.asarray(self.is_drum, bool)[:, None]
+        self._pitched_col = ~np.asarray(self.is_drum, bool)[:, None]  # (P, 1): parts that can rest
         self.settings = settings or DecompositionSettings()
         self._decay_per_frame = float(np.exp(-hop / (sample_rate * self.settings.memory_s)))
         self._bands = smoothing_bands(sample_rate, n_fft)
         self._band_width = self._bands.sum(axis=0)
+        self._f0_rows = np.zeros((N_PITCHES, self.n_bins), np.float32)  # each pitch's first partial, 0/1
         if not all(self.is_drum):
             warm_layouts(self.sample_rate, self.n_fft)
+            for pitch in range(N_PITCHES):
+                self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
         self.reset()
 
     # ------------------------------------------------------------------ state
@@ -202,23 +204,19 @@ class ScoreDecomposition:
         return out
 
     def _unscored(self, active: np.ndarray, first: int) -> np.ndarray:
-        """(T, P, 128) float32: the L1 weight on each pitch a part played (scored) within
-        ``unscored_memory_s`` and the score leaves off in the frame, where a note the score
-        missed may sound (``unscored_penalty`` in the part's rests, ``unscored_playing_penalty``
-        while it plays); 0 elsewhere."""
-        s = self.settings
-        out = np.zeros(active.shape, np.float32)
-        memory = s.unscored_memory_s * self.sample_rate / self.hop
-        for t in range(active.shape[0]):
-            self._last_on[active[t]] = first + t
-            if memory > 0:
-                loose = (self._last_on >= first + t - memory) & ~active[t]
-                playing = active[t].any(axis=1, keepdims=True) & ~self._drum_col  # a drum kit is never "playing"
-                if np.isfinite(s.unscored_playing_penalty):
-                    out[t] = loose * np.where(playing, s.unscored_playing_penalty, s.unscored_penalty)
-                else:
-                    out[t] = (loose & ~playing) * s.unscored_penalty
-        return out
+        """(T, P, 128) float32: ``unscored_penalty`` on each pitch a part played (scored) within
+        ``unscored_memory_s`` and the score leaves off in a frame where the part rests (a drum
+        kit: any frame), where a note the score missed may sound; 0 elsewhere."""
+        frames = first + np.arange(active.shape[0])
+        seen = np.where(active, frames[:, None, None], -(10**9))
+        last_on = np.maximum.accumulate(np.concatenate([self._last_on[None], seen]), axis=0)[1:]
+        self._last_on = last_on[-1].copy()
+        memory = self.settings.unscored_memory_s * self.sample_rate / self.hop
+        if memory <= 0:
+            return np.zeros(active.shape, np.float32)
+        resting = ~(active.any(axis=2, keepdims=True) & self._pitched_col[None])
+        loose = (last_on >= frames[:, None, None] - memory) & ~active & resting
+        return loose.astype(np.float32) * self.settings.unscored_penalty
 
     def _segment(self, mag: np.ndarray, active: np.ndarray, first: int) -> np.ndarray:
         """Frames within one update period (same templates): activations and masks."""
@@ -302,10 +300,7 @@ class ScoreDecomposition:
             loose[d] *= ok
         if not drum.all():
             c = cand[~drum]
-            f0 = [fundamental_bins(pairs[i][1], self.sample_rate, self.n_fft) for i in c.tolist()]
-            rows = np.repeat(np.arange(len(c)), [len(b) for b in f0])
-            at_f0 = np.zeros((len(c), self.n_bins), np.float32)
-            at_f0[rows, np.concatenate(f0)] = 1.0
+            at_f0 = self._f0_rows[[pairs[i][1] for i in c.tolist()]]
             loose[c] *= at_f0 @ unexplained >= s.unscored_f0_share * total[None, :]
         if not loose.any():
             return H
