@@ -382,8 +382,13 @@ def build_processor(spec: dict[str, Any]) -> Any:
             from bridge.parts.following import FollowedParts
             from bridge.parts.score_parts import ScorePart
 
-            score = [ScorePart(*p[:6], np.asarray(p[6], np.float64).reshape(-1, 4)) for p in spec["follow"]]
-            parts = FollowedParts(score, spec["part_of_channel"], settings)
+            score = [
+                ScorePart(
+                    name, track_name, track, channel, program, is_drum, np.asarray(notes, np.float64).reshape(-1, 4)
+                )
+                for name, track_name, track, channel, program, is_drum, notes in spec["follow"]
+            ]
+            parts: PartsProcessor = FollowedParts(score, spec["part_of_channel"], settings)
         else:
             specs = [PartSpec(name, is_drum) for name, is_drum in spec["parts"]]
             parts = PartsProcessor(specs, settings)
