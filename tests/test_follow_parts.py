@@ -73,3 +73,19 @@ def test_a_score_without_notes_is_refused(tmp_path: Path) -> None:
     empty = read_parts(write_midi(tmp_path / "s.mid", [("Flute", 0, 73, [(0.0, 0.5, 70)])]))
     with pytest.raises(InputError, match="no notes"):
         FollowedParts([p.__class__(**{**p.__dict__, "notes": np.zeros((0, 4))}) for p in empty])
+
+
+def test_a_gap_in_the_input_keeps_the_followed_place(duo: dict) -> None:
+    """The worker resets its processor when input blocks were dropped: the follower must not go
+    back to the top of the score (the parts' state restarts, the place in the score stays)."""
+    proc = FollowedParts(duo["parts"])
+    proc.prepare(SR, 1024, 1)
+    x = duo["mix"][None].astype(np.float32)
+    for i in range(0, 10 * SR, 1024):
+        proc.process(x[:, i : i + 1024])
+    before = proc.position_s
+    proc.reset()
+    assert before is not None and before > 5.0
+    assert proc.position_s == before
+    out = np.concatenate([proc.process(x[:, i : i + 1024]).stems for i in range(10 * SR, 14 * SR, 1024)], axis=2)
+    assert proc.position_s > before and np.sum(out[0] ** 2) > 0.0  # still following, the flute still sounds

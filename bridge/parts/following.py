@@ -14,7 +14,8 @@ Public API
 - ``FollowedParts(parts, part_of_channel=None, settings=None)``: ``parts`` the score's parts
   (``bridge.parts.score_parts.ScorePart``, at most 16 followed); ``part_of_channel``
   {channel_0_based: part index} for the live MIDI that overrides (default: each part's own channel,
-  the first part of a channel). The verbs, ``stems`` and latency of ``PartsProcessor``; and
+  the first part of a channel). The verbs, ``stems`` and latency of ``PartsProcessor``
+  (``reset``, which the worker calls after dropped input, keeps the follower's place); and
   ``position_s`` (score seconds followed, ``None`` before anything was heard), ``confidence``
   (0..1), ``n_relocations``, ``score_parts`` (the parts as given).
 """
@@ -82,15 +83,15 @@ class FollowedParts(PartsProcessor):
         self._sounding: list[set[int]] = [set() for _ in self.score_parts]
         self._heard = 0
         self._last_pos: float | None = None
-        super().prepare(sample_rate, max_block_size, n_channels)
+        super().prepare(sample_rate, max_block_size, n_channels)  # calls reset()
         self._gates.follow()
 
     def reset(self) -> None:
-        """Inference thread, between streams: back to the start of the score."""
+        """Inference thread, after a gap in the input (the worker resets on dropped blocks): the
+        parts' stream state restarts and the sounding notes are sent again; the follower keeps
+        its place in the score (``prepare`` starts it from the top)."""
         super().reset()
-        self._follower.reset()
         self._sounding = [set() for _ in self.score_parts]
-        self._heard = 0
         self._last_pos = None
 
     # ------------------------------------------------------------------ process
