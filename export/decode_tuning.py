@@ -14,7 +14,7 @@
 - ``decoder_metadata(stems, decode)`` and ``bridge_notes(meta, frame_p, onset_p)``: the notes the
   bridge would write for validation crops; ``export.train.validate`` scores onset F1 with them.
 
-The reference notes come from the true piano rolls (``export.train._roll_to_notes``), as in
+The reference notes come from the true piano rolls (``export.note_scores.roll_to_notes``), as in
 ``validate``, so the tuned scores match the card's ``validation.onset_f1`` for the same decode.
 """
 
@@ -27,6 +27,7 @@ import numpy as np
 from bridge.metadata import ModelMetadata, validate_metadata
 from bridge.notes import NoteDecoder, events_to_notes
 from export.metadata import build_metadata, default_decode
+from export.note_scores import onset_f1, roll_to_notes
 
 THRESHOLD_GRID = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 FRAME_ONSET_GRID = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # 0: off
@@ -56,12 +57,11 @@ def tune_onsets(
     frame_onset_grid: tuple[float, ...] = FRAME_ONSET_GRID,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Best (onset, frame-onset) threshold per stem; returns (new decode dict, {stem: {onset_f1, ...}})."""
-    from export.train import _roll_to_notes, onset_f1
 
     refs = []  # per raw chunk, per crop, per stem: [(onset_s, offset_s, midi)]
     for _fp, _op, fref, oref in raw:
         refs.append(
-            [[_roll_to_notes(fref[b, :, s], oref[b, :, s]) for s in range(len(stems))] for b in range(fref.shape[0])]
+            [[roll_to_notes(fref[b, :, s], oref[b, :, s]) for s in range(len(stems))] for b in range(fref.shape[0])]
         )
     best: dict[str, tuple[float, float, float]] = {s: (-1.0, 0.5, 0.0) for s in stems}
     for on_th in onset_grid:
