@@ -919,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = training_batches(train_cache, rng, cfg, step, pin=device.type == "cuda")
     t_log, run_loss, n_log = time.time(), {}, 0
     best = -1e9
+    n_valid, tuned_decode, tuned_at = 0, None, 0
     while step < tc["max_steps"]:
         elapsed = time.time() - t_start
         frac = max(step / tc["max_steps"], elapsed / budget_s if budget_s > 0 else 0.0)
@@ -960,7 +961,17 @@ def main(argv: list[str] | None = None) -> int:
                     batches = training_batches(train_cache, rng, cfg, step, pin=device.type == "cuda")
                     hours = train_cache.total_frames * HOP / SAMPLE_RATE / 3600
                     print(f"[train] +{new} new tracks: {len(train_cache)} tracks ({hours:.2f} h)", flush=True)
-            res = validate(model, valid_cache, cfg)
+            # onset F1 at thresholds tuned on these crops, as finalize tunes them (a young network's onset
+            # probabilities sit well under the default 0.5, which reads as F1 0; optimistic: tuned and
+            # scored on the same crops). Tuning costs ~3x a validation: redone every valid.tune_every
+            # validations from this one's raw outputs, for the validations that follow.
+            res = validate(model, valid_cache, cfg, decode=tuned_decode, return_raw=True)
+            raw = res.pop("_raw")
+            res["decode"] = "default" if tuned_decode is None else f"tuned at step {tuned_at}"
+            if n_valid % int(cfg["valid"].get("tune_every", 4)) == 0:
+                tuned_decode, _ = tune_decode(raw, stems)
+                tuned_at = step
+            n_valid += 1
             res.update(step=step, epoch=epoch, elapsed_min=round((time.time() - t_start) / 60, 1))
             history.append(res)
             print(f"[valid] {json.dumps(res)}", flush=True)
