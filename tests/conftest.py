@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import pytest
 
 from bridge.model import OnnxModel
 
 TEST_MODEL = "test-tiny"
+
+# A shell without job control starts background commands with SIGINT ignored, and every process
+# the suite starts would inherit that (Python then installs no KeyboardInterrupt handler): the
+# Ctrl-C tests would see bridges that never stop. Give SIGINT its default meaning back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
