@@ -52,17 +52,13 @@ from export.decode_tuning import bridge_notes, decoder_metadata, tune_decode
 from export.models import StemModel, build_model, count_parameters, model_arch, model_config
 from export.models.cerberus import Cerberus
 from export.models.harmonic import Harmonic
-from export.note_scores import onset_f1, roll_to_notes
+from export.note_scores import HOP, KEY_LOW, N_FFT, SAMPLE_RATE, onset_f1, roll_to_notes
 
 try:  # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover
     import tomli as tomllib  # type: ignore[no-redef]
 
-SAMPLE_RATE = 44100
-N_FFT = 2048
-HOP = 512
-KEY_LOW = 21
 N_KEYS = 88
 
 DEFAULTS: dict[str, Any] = {
