@@ -171,3 +171,35 @@ def test_the_live_follower_holds_through_a_stop_and_follows_after_it(piece: dict
     late = performed > 13.0
     err = np.abs(np.interp(performed[late], times_a, pos_a) - notes[late, 0])
     assert np.median(err) < 0.15, np.median(err)
+
+
+def test_the_live_follower_moves_through_a_general_pause(piece: dict, tmp_path: Path) -> None:
+    """Both parts rest for 2 s at score time 6 s: the follower moves through the silence with the
+    score's rest instead of waiting there, and is on the performance right after it."""
+    from bridge.align.core import score_notes
+    from bridge.align.follow import ScoreFollower
+
+    def with_pause(notes: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+        out = [(a, min(b, 6.0), p) for a, b, p in notes if a < 5.9]
+        return out + [(a + 2.0, b + 2.0, p) for a, b, p in notes if a >= 6.0]
+
+    top, low = with_pause(piece["top"]), with_pause(piece["low"])
+    rng = np.random.default_rng(9)
+    perf = [_performed(top, rng), _performed(low, rng)]
+    score = write_midi(tmp_path / "score.mid", [("Flute", 0, 73, top), ("Piano LH", 1, 0, low)])
+    perf_mid = write_midi(tmp_path / "perf.mid", [("Flute", 0, 73, perf[0]), ("Piano LH", 1, 0, perf[1])])
+    x = render(tmp_path / "perf", perf_mid, 1.5 * SECONDS)
+    follower = ScoreFollower(score_notes(read_parts(score)))
+    follower.prepare(SR)
+    times, positions = [], []
+    for i in range(0, len(x), 1000):
+        follower.process(x[i : i + 1000])
+        times.append(follower.recording_s)
+        positions.append(follower.position_s)
+    notated = np.asarray([a for a, _, _ in top + low])
+    performed = np.asarray([a for a, _, _ in perf[0] + perf[1]])
+    after = notated >= 8.0
+    err = np.abs(np.interp(performed[after], times, positions) - notated[after])
+    first = notated[after] < 10.0  # the first two seconds after the pause
+    assert np.median(err[first]) < 0.1, np.median(err[first])
+    assert np.median(err) < 0.1, np.median(err)

@@ -14,6 +14,7 @@ Modules
 - ``midi``: ``write_aligned_midi`` (the score file with every event moved, tempo map replaced).
 - ``plot``: ``plot_alignment`` (the path over the two feature matrices).
 - ``command``: ``stembridge align`` and ``separate --align``.
-- ``follow``: ``ScoreFollower``, an on-line follower for live input (first version; it drives
-  ``bridge.parts.following.FollowedParts``, ``stembridge run --follow``).
+- ``follow``: ``ScoreFollower``, an on-line follower for live input (a particle filter over
+  score position and tempo; it drives ``bridge.parts.following.FollowedParts``,
+  ``stembridge run --follow``).
 """

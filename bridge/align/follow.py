@@ -1,36 +1,41 @@
 """Live score following: where in the score a recording that arrives block by block is now.
 
-An on-line time warping (Dixon 2005) on chroma frames: the recording's chroma is computed frame
-by frame as it arrives (``bridge.align.features`` settings, 20 ms frames, a running peak in
-place of the whole file's), and one row of a DTW is added per frame over a band of the score
-around the current position (``BACK_S`` behind, ``AHEAD_S`` ahead). The position is the band's
-cell with the lowest cost per unit of path (symmetric step weights), moving at most
-``MAX_ADVANCE`` score frames per recording frame. Silent frames (the player stopped)
-leave the position where it was. When the last ``RELOCATE_S`` of the recording fit somewhere
-else in the score clearly better than where the follower is (a restart, a skipped bar), checked
-every ``RELOCATE_EVERY_S`` while the confidence is low, the follower jumps there (a subsequence
-DTW of those frames against the whole score at 0.1 s).
+A particle filter over (score position, tempo), in the manner of Duan & Pardo's Soundprism: the
+recording's chroma is computed frame by frame as it arrives (``bridge.align.features``
+settings, 20 ms frames, a running peak in place of the whole file's). Every frame each of
+``N_PARTICLES`` hypotheses advances by its own tempo (a random walk in log tempo,
+``TEMPO_STEP`` per frame, within ``TEMPO_RANGE`` of the notated tempo), a few (``HOLD_SHARE``)
+stay where they are (a fermata, a breath), and each is weighted by how well the frame's chroma
+matches the score's at its position (``exp(OBS_KAPPA * (cosine - 1))``). A silent frame is
+evidence too: hypotheses inside a rest of the whole score move on through it, those where the
+score sounds hold (the player stopped) and lose weight (``SILENCE_PENALTY``), so a general pause
+is followed and a stop is waited out. The position is the weighted mean, carried forward at
+the estimated tempo from the last analysed frame's centre to the newest sample (the 46 ms half
+window the frame still lacks). When the last ``RELOCATE_S`` of the recording fit somewhere else
+in the score clearly better than where the follower is (a restart, a skipped bar), checked
+every ``RELOCATE_EVERY_S`` while the confidence is low, the hypotheses restart there (a
+subsequence DTW of those frames against the whole score at 0.1 s). The random draws come from
+a fixed seed, frame by frame, so a recording gives the same positions at any block size.
 
-Confidence: ``1 - recent cost at the position / recent mean cost over the band`` (exponential
-averages over ``CONFIDENCE_S``), clipped to [0, 1]: near 0 when the recording does not look like
-the score here, higher when it does.
+Measured (``bench/align.py``'s live rows, chamber renders with drifting tempo, fermatas and a
+late start): the on-line DTW this replaced put 42 % of the performed onsets within 100 ms of
+their score position (median 225 ms, stalling about a second after held notes); see
+BENCHMARKS.md for this one.
 
-Status: a first version (``bridge.parts.following.FollowedParts`` runs it for ``stembridge run
---follow``), short of the issue's live
-targets (>= 80 % of onsets within 100 ms). Measured on ``bench/align.py``'s 30 s chamber renders
-(the score position at each performed onset against the notated onset): median 42-176 ms,
-47-58 % within 100 ms, p90 0.7-1.0 s; on ``tests/test_align.py``'s flute + piano render it holds
-through a 2 s stop and is back within 150 ms (median) after it. What it lacks: onset features
-(chroma alone cannot place repeated chords), a tempo model, and tuning of the relocation.
+Confidence: ``1 - recent cost at the position / recent mean cost over the surrounding score``
+(exponential averages over ``CONFIDENCE_S``), clipped to [0, 1]: near 0 when the recording does
+not look like the score here, higher when it does.
 
 Public API
 ----------
 - ``ScoreFollower(notes)``: notes (n, >=4) ``[onset_s, offset_s, pitch, velocity(, attack_s)]`` of
   every part (``bridge.align.core.score_notes(parts)`` adds the attack column).
   ``prepare(sample_rate)``, ``process(x)`` with x (n_samples,) mono float (any block size;
-  returns the number of frames consumed), ``reset()``; ``position_s`` (score seconds),
-  ``confidence``, ``recording_s`` (the time of the last frame analysed), ``n_relocations``.
-  Not for the audio callback: it allocates; run it in the worker that runs the parts.
+  returns the number of frames consumed), ``reset()``; ``position_s`` (score seconds, at the
+  newest sample), ``tempo`` (score seconds per recording second), ``confidence``,
+  ``recording_s`` (the recording time ``position_s`` refers to: the newest sample's),
+  ``n_relocations``. Not for the audio callback: it allocates; run it in the worker that runs
+  the parts.
 """
 
 from __future__ import annotations
@@ -52,15 +57,24 @@ from bridge.align.features import (
 )
 
 PAD_S = 1.0
-BACK_S = 1.0
-AHEAD_S = 3.0
+N_PARTICLES = 1000
+OBS_KAPPA = 5.0  # sharpness of the chroma likelihood (selection seed 9302: 3-8 within 3 points)
+TEMPO_STEP = 0.01  # log-tempo random walk per frame (0.04: -13 points, 0.005: -1)
+TEMPO_RANGE = (0.4, 2.5)  # relative to the notated tempo
+POSITION_STEP = 0.3  # score frames of position noise per frame
+HOLD_SHARE = 0.05  # hypotheses that stand still in a frame
+SILENCE_PENALTY = 2.0  # log-weight lost in a silent frame by a hypothesis where the score sounds
+SOUNDING_TAIL_S = 0.1  # a note counts as sounding this long after its notated end (its release)
+START_SPREAD_FRAMES = 2.0
+START_TEMPO_SPREAD = 0.1  # log tempo
+SEED = 0
 CONFIDENCE_S = 1.5
+CONFIDENCE_BAND_S = (1.0, 3.0)  # the surrounding score the confidence compares against (behind, ahead)
 RELOCATE_S = 3.0
 RELOCATE_EVERY_S = 0.5
 RELOCATE_FACTOR = 5  # the relocation search runs on frames this many times longer
 RELOCATE_GAIN = 0.6  # jump when the match elsewhere costs under this fraction of the current one
 LOW_CONFIDENCE = 0.3
-MAX_ADVANCE = 3  # score frames per recording frame, at most (three times the notated tempo)
 _LOG_GAIN = 100.0
 
 
@@ -73,13 +87,19 @@ class ScoreFollower:
         end_s = float(notes[:, 1].max()) + PAD_S
         self.score = score_features(notes, int(np.ceil((end_s - self.start_s) / HOP_S)) + 1, self.start_s)
         self.coarse = self.score.downsample(RELOCATE_FACTOR)
+        m = self.score.n_frames
+        on = np.clip(np.round((notes[:, 0] - self.start_s) / HOP_S).astype(np.int64), 0, m)
+        off = np.clip(np.round((notes[:, 1] + SOUNDING_TAIL_S - self.start_s) / HOP_S).astype(np.int64), 0, m)
+        delta = np.zeros(m + 1)
+        np.add.at(delta, on, 1.0)
+        np.add.at(delta, off, -1.0)
+        self._sounding = np.cumsum(delta)[:m] > 0.5  # (m,) some note of the score sounds
         pitch_idx, used = _pitch_matrix(N_FFT, ANALYSIS_RATE)
         n_pitches = int(pitch_idx[used].max()) + 1
         self._pool = np.zeros((len(pitch_idx), n_pitches), np.float32)
         self._pool[np.nonzero(used)[0], pitch_idx[used]] = 1.0
         self._window = np.hanning(N_FFT).astype(np.float32)
-        self._back = int(round(BACK_S / HOP_S))
-        self._ahead = int(round(AHEAD_S / HOP_S))
+        self._band = (int(round(CONFIDENCE_BAND_S[0] / HOP_S)), int(round(CONFIDENCE_BAND_S[1] / HOP_S)))
         self.sample_rate = 0
         self._resampler = None
         self.reset()
@@ -101,12 +121,11 @@ class ScoreFollower:
         )
         self._buf = np.zeros(N_FFT // 2, np.float32)  # frame k is centred on k * HOP_S, as offline
         self._n_frames = 0
+        self._n_samples = 0
         self._peak = 0.0
-        self._lo = 0
-        self._row = np.zeros(1)
-        self._pos = 0
-        self._i = 0  # rows since the path (re)started at score frame _j0
-        self._j0 = 0
+        self._rng = np.random.default_rng(SEED)
+        self._restart(-self.start_s / HOP_S, self._rng.normal(0.0, START_TEMPO_SPREAD, N_PARTICLES))
+        self._moving = False
         self._cost_here = 0.5
         self._cost_band = 0.5
         self._history: list[np.ndarray] = []
@@ -114,18 +133,29 @@ class ScoreFollower:
         self.n_relocations = 0
         self.confidence = 0.0
 
+    def _restart(self, frame: float, log_tempo: np.ndarray) -> None:
+        """Every hypothesis near score frame ``frame``, with the given log tempi, equal weights."""
+        self._p = frame + self._rng.normal(0.0, START_SPREAD_FRAMES, N_PARTICLES)  # (N,) score frames
+        self._lr = np.asarray(log_tempo, np.float64).copy()  # (N,) log tempo
+        self._w = np.full(N_PARTICLES, 1.0 / N_PARTICLES)
+        self._est = float(frame)
+        self._pos = int(round(frame))
+        self.tempo = 1.0
+
     @property
     def position_s(self) -> float:
-        return self.start_s + self._pos * HOP_S
+        ahead_s = max(0.0, self.recording_s - max(self._n_frames - 1, 0) * HOP_S) if self._moving else 0.0
+        return self.start_s + self._est * HOP_S + self.tempo * ahead_s
 
     @property
     def recording_s(self) -> float:
-        return max(self._n_frames - 1, 0) * HOP_S
+        return self._n_samples / self.sample_rate if self.sample_rate else 0.0
 
     # ------------------------------------------------------------------ audio in
     def process(self, x: np.ndarray) -> int:
         """Feed mono samples at the prepared rate; returns the number of 20 ms frames analysed."""
         x = np.asarray(x, np.float32).reshape(-1)
+        self._n_samples += len(x)
         if self._resampler is not None:
             x = self._resampler.resample_chunk(x)
         self._buf = np.concatenate([self._buf, np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)])
@@ -151,37 +181,27 @@ class ScoreFollower:
     def _frame(self, frame: np.ndarray) -> None:
         self._n_frames += 1
         chroma = self._chroma(frame)
-        if chroma is None:  # the player stopped (or has not started): hold the position
+        rng, n, m = self._rng, N_PARTICLES, self.score.n_frames
+        idx = np.round(self._p).astype(np.int64)
+        if chroma is None:  # silence: move on through the score's rests, hold where it sounds
+            self._moving = False
             self.confidence *= 0.98
+            rest = ~self._sounding[idx]
+            step = np.where(rest, np.exp(self._lr) + rng.normal(0.0, POSITION_STEP, n), 0.0)
+            self._p = np.clip(self._p + step, 0, m - 1)
+            self._weigh(-SILENCE_PENALTY * self._sounding[np.round(self._p).astype(np.int64)])
             return
+        self._moving = True
         self._history.append(chroma.astype(np.float32))
         del self._history[: -int(RELOCATE_S / HOP_S)]
-        m = self.score.n_frames
-        lo = max(0, self._pos - self._back)
-        hi = min(m, self._pos + self._ahead)
+        self._lr = np.clip(self._lr + rng.normal(0.0, TEMPO_STEP, n), *np.log(TEMPO_RANGE))
+        hold = rng.random(n) < HOLD_SHARE
+        step = np.where(hold, 0.0, np.exp(self._lr)) + rng.normal(0.0, POSITION_STEP, n)
+        self._p = np.clip(self._p + step, 0, m - 1)
+        match = chroma @ self.score.chroma[:, np.round(self._p).astype(np.int64)]  # (N,) cosine
+        self._weigh(OBS_KAPPA * (match - 1.0))
+        lo, hi = max(0, self._pos - self._band[0]), min(m, self._pos + self._band[1])
         c = 1.0 - chroma @ self.score.chroma[:, lo:hi]
-        # one DTW row over [lo, hi) from the previous row over [self._lo, self._lo + len(row)), with the
-        # symmetric step weights (diagonal 2, vertical and horizontal 1): every path to (i, j) then
-        # weighs i + j, so cells of the row compare by D / (i + j) (the mean cost per unit of path)
-        prev_lo, prev = self._lo, self._row
-        up = np.full(hi - lo, np.inf)
-        diag = np.full(hi - lo, np.inf)
-        s, e = max(lo, prev_lo), min(hi, prev_lo + len(prev))
-        if e > s:
-            up[s - lo : e - lo] = prev[s - prev_lo : e - prev_lo]
-        s, e = max(lo, prev_lo + 1), min(hi, prev_lo + len(prev) + 1)
-        if e > s:
-            diag[s - lo : e - lo] = prev[s - 1 - prev_lo : e - 1 - prev_lo]
-        reached = np.minimum(up + c, diag + 2.0 * c)
-        if not np.isfinite(reached).any():  # the band lost the path: start again from here
-            reached = c.copy()
-        cum = np.cumsum(c)
-        row = np.minimum(reached, cum + np.minimum.accumulate(reached - cum))
-        self._lo, self._row = lo, row
-        self._i += 1
-        weight = self._i + np.arange(lo, hi) - self._j0 + 1.0
-        best = lo + int(np.argmin(row / np.maximum(weight, 1.0)))
-        self._pos = int(np.clip(best, self._pos - self._back, self._pos + MAX_ADVANCE))
         a = HOP_S / CONFIDENCE_S
         self._cost_here += a * (float(c[self._pos - lo]) - self._cost_here)
         self._cost_band += a * (float(c.mean()) - self._cost_band)
@@ -190,6 +210,22 @@ class ScoreFollower:
         if self.confidence < LOW_CONFIDENCE and self._since_relocate * HOP_S >= RELOCATE_EVERY_S:
             self._since_relocate = 0
             self._relocate()
+
+    def _weigh(self, log_likelihood: np.ndarray) -> None:
+        """Fold one frame's (N,) log-likelihoods into the weights; estimate; resample when the
+        effective number of hypotheses falls under half (systematic resampling)."""
+        logw = np.log(np.maximum(self._w, 1e-300)) + log_likelihood
+        w = np.exp(logw - logw.max())
+        w /= w.sum()
+        self._est = float(w @ self._p)
+        self.tempo = float(np.exp(w @ self._lr))
+        self._pos = int(np.clip(round(self._est), 0, self.score.n_frames - 1))
+        if 1.0 / float(w @ w) < N_PARTICLES / 2:
+            u = (self._rng.random() + np.arange(N_PARTICLES)) / N_PARTICLES
+            k = np.minimum(np.searchsorted(np.cumsum(w), u), N_PARTICLES - 1)
+            self._p, self._lr = self._p[k], self._lr[k]
+            w = np.full(N_PARTICLES, 1.0 / N_PARTICLES)
+        self._w = w
 
     def _relocate(self) -> None:
         """Search the whole score for the last ``RELOCATE_S`` of the recording; jump when clearly better."""
@@ -211,7 +247,6 @@ class ScoreFollower:
         span = slice(max(0, here - n_hist), here + 1)
         stay = float(np.mean(np.min(1.0 - recent.chroma.T @ self.coarse.chroma[:, span], axis=1)))
         if total / len(path) < RELOCATE_GAIN * stay and abs(found - self._pos) * HOP_S > 1.0:
-            self._pos = found
-            self._lo, self._row, self._i, self._j0 = found, np.zeros(1), 0, found
+            self._restart(found, np.full(N_PARTICLES, np.log(max(self.tempo, 1e-3))))
             self._cost_here = self._cost_band * 0.5
             self.n_relocations += 1

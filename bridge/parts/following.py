@@ -35,7 +35,7 @@ from bridge.parts.score_parts import ScorePart
 
 LEAD_S = 0.0  # added to the followed position (measured on the tests' flute + piano: 0 beat 0.05-0.2 s)
 MAX_FOLLOWED_PARTS = 16
-JUMP_S = 0.5  # a position change larger than this (or backwards) restarts every note
+JUMP_S = 0.5  # a position change larger than this (forwards or backwards) restarts every note
 
 
 class FollowedParts(PartsProcessor):
@@ -113,7 +113,7 @@ class FollowedParts(PartsProcessor):
 
     def _drive(self, pos_s: float) -> None:
         """Note-ons / -offs into the followed score for what sounds at score time ``pos_s``."""
-        jumped = self._last_pos is not None and not (0.0 <= pos_s - self._last_pos <= JUMP_S)
+        jumped = self._last_pos is not None and abs(pos_s - self._last_pos) > JUMP_S
         self._last_pos = pos_s
         live = self._gates.followed
         assert live is not None
