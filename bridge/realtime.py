@@ -201,16 +201,18 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
 def _followed_parts(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """``run --follow SCORE``: the score's parts, driven by the live score follower (MIDI on a
     part's channel overrides it for that part)."""
+    from bridge.align.meter import ScoreMeter
     from bridge.parts.following import FollowedParts
     from bridge.parts.processor import PartsSettings
     from bridge.parts.score_parts import read_parts
     from bridge.rt_config import load_config
 
     parts = read_parts(args.follow)
-    processor = FollowedParts(parts)
+    meter = ScoreMeter.from_midi(args.follow)
+    processor = FollowedParts(parts, meter=meter)
     config = load_config(args.config, (), followed_parts=[p.name for p in processor.score_parts])
     if config.parts_low_latency:
-        processor = FollowedParts(parts, settings=PartsSettings(low_latency=True))
+        processor = FollowedParts(parts, settings=PartsSettings(low_latency=True), meter=meter)
     label = ", ".join(f"{p.name} (ch {p.channel + 1})" for p in processor.score_parts)
     return processor, config, f"score parts {label}, followed from {args.follow}"
 

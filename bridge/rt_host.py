@@ -284,7 +284,16 @@ class RealtimeHost:
         state = self.follow_state()
         if state is None:
             return {}
-        return {"follow_position_s": state[0], "follow_confidence": state[1]}
+        out: dict[str, object] = {"follow_position_s": state[0], "follow_confidence": state[1]}
+        bar_beat = self.follow_bar_beat(state[0])
+        if bar_beat is not None:
+            out["follow_bar"], out["follow_beat"] = bar_beat[0], round(bar_beat[1], 2)
+        return out
+
+    def follow_bar_beat(self, position_s: float | None) -> tuple[int, float] | None:
+        """Main thread. The followed position as (bar, beat) of the score file, where known."""
+        meter = getattr(self.processor, "meter", None)
+        return None if meter is None or position_s is None else meter.bar_beat(position_s)
 
     # ------------------------------------------------------------------ audio callback
     def cycle(

@@ -41,7 +41,11 @@ def status_line(host: RealtimeHost, stems: Sequence[str]) -> str:
     score = ""
     if follow is not None:
         pos, conf = follow
-        score = f" | score {'--' if pos is None else f'{pos:.2f} s'} conf {conf:.2f}"
+        bar_beat = host.follow_bar_beat(pos)
+        where = "--" if pos is None else f"{pos:.2f} s"
+        if bar_beat is not None:
+            where = f"bar {bar_beat[0]} beat {bar_beat[1]:.1f} ({where})"
+        score = f" | score {where} conf {conf:.2f}"
     return (
         f"lat {lat_ms:.1f} ms ({host.latency_samples} smp) | in{meter_db(float(peaks[0]))} | {meters} | "
         f"worker p99 {p99:.2f}/{budget_ms:.2f} ms | miss {host.deadline_misses} | xrun {host.xruns}{score}"

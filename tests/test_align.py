@@ -203,3 +203,60 @@ def test_the_live_follower_moves_through_a_general_pause(piece: dict, tmp_path: 
     first = notated[after] < 10.0  # the first two seconds after the pause
     assert np.median(err[first]) < 0.1, np.median(err[first])
     assert np.median(err) < 0.1, np.median(err)
+
+
+@pytest.mark.parametrize(
+    ("name", "cut_s", "resume_s", "settle_s"), [("restart", 12.0, 0.0, 8.0), ("skip", 7.0, 11.0, 2.0)]
+)
+def test_the_live_follower_finds_the_player_after_a_restart_or_a_skip(
+    piece: dict, name: str, cut_s: float, resume_s: float, settle_s: float
+) -> None:
+    """The performance cut at ``cut_s`` and resumed from its ``resume_s`` (back to the top, or 4 s
+    further on): ``settle_s`` after the cut the follower is back on the performance."""
+    from bridge.align.core import score_notes
+    from bridge.align.follow import ScoreFollower
+
+    mix = piece["mix"]
+    x = np.concatenate([mix[: int(cut_s * SR)], mix[int(resume_s * SR) :]])
+    follower = ScoreFollower(score_notes(read_parts(piece["score"])))
+    follower.prepare(SR)
+    times, positions = [], []
+    for i in range(0, len(x), 1000):
+        follower.process(x[i : i + 1000])
+        times.append(follower.recording_s)
+        positions.append(follower.position_s)
+    notated = np.asarray([a for a, _, _ in piece["top"] + piece["low"]])
+    performed = np.asarray([a for a, _, _ in piece["perf"][0] + piece["perf"][1]])
+    heard = performed - resume_s + cut_s  # when each onset of the resumed part is heard
+    late = (performed >= resume_s) & (heard >= cut_s + settle_s)
+    err = np.abs(np.interp(heard[late], times, positions) - notated[late])
+    assert follower.n_relocations >= 1
+    assert late.sum() > 10 and np.median(err) < 0.15, (name, np.median(err))
+
+
+def test_the_score_meter_reads_bars_and_beats_through_tempo_and_signature_changes(tmp_path: Path) -> None:
+    """3/4 at 60 bpm for two bars (6 s), then 6/8 (a bar of six eighths = 3 s)."""
+    from bridge.align.meter import ScoreMeter
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("time_signature", numerator=3, denominator=4, time=0))
+    track.append(mido.MetaMessage("set_tempo", tempo=1_000_000, time=0))
+    track.append(mido.Message("note_on", note=60, velocity=90, time=0))
+    track.append(mido.MetaMessage("time_signature", numerator=6, denominator=8, time=480 * 6))
+    track.append(mido.Message("note_off", note=60, velocity=0, time=480 * 6))
+    mid.save(tmp_path / "m.mid")
+    meter = ScoreMeter.from_midi(tmp_path / "m.mid")
+    expected = {
+        -1.0: (1, 1.0),
+        1.0: (1, 2.0),
+        2.5: (1, 3.5),
+        3.0: (2, 1.0),
+        6.0: (3, 1.0),
+        6.5: (3, 2.0),
+        9.25: (4, 1.5),
+    }
+    for t_s, (bar, beat) in expected.items():
+        got = meter.bar_beat(t_s)
+        assert got[0] == bar and got[1] == pytest.approx(beat), (t_s, got)

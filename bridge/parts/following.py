@@ -11,13 +11,14 @@ first message on.
 
 Public API
 ----------
-- ``FollowedParts(parts, part_of_channel=None, settings=None)``: ``parts`` the score's parts
+- ``FollowedParts(parts, part_of_channel=None, settings=None, meter=None)``: ``parts`` the score's parts
   (``bridge.parts.score_parts.ScorePart``, at most 16 followed); ``part_of_channel``
   {channel_0_based: part index} for the live MIDI that overrides (default: each part's own channel,
   the first part of a channel). The verbs, ``stems`` and latency of ``PartsProcessor``
   (``reset``, which the worker calls after dropped input, keeps the follower's place); and
   ``position_s`` (score seconds followed, ``None`` before anything was heard), ``confidence``
-  (0..1), ``n_relocations``, ``score_parts`` (the parts as given).
+  (0..1), ``n_relocations``, ``score_parts`` (the parts as given), ``meter`` (the score file's
+  bars and beats, ``bridge.align.meter.ScoreMeter``, for display; ``None`` when not given).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 
 from bridge.align.core import score_notes
 from bridge.align.follow import ScoreFollower
+from bridge.align.meter import ScoreMeter
 from bridge.engine import BlockResult
 from bridge.errors import InputError
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
@@ -46,6 +48,7 @@ class FollowedParts(PartsProcessor):
         parts: Sequence[ScorePart],
         part_of_channel: Mapping[int, int] | None = None,
         settings: PartsSettings | None = None,
+        meter: ScoreMeter | None = None,
     ) -> None:
         parts = [p for p in parts if p.n_notes]
         if not parts:
@@ -54,6 +57,7 @@ class FollowedParts(PartsProcessor):
             raise InputError(f"the score has {len(parts)} parts; at most {MAX_FOLLOWED_PARTS} can be followed")
         super().__init__([spec_of(p) for p in parts], settings)
         self.score_parts = tuple(parts)
+        self.meter = meter
         if part_of_channel is None:
             part_of_channel = {}
             for i, p in enumerate(parts):

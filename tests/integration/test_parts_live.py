@@ -152,6 +152,9 @@ def test_run_follow_separates_the_parts_of_the_followed_score(tmp_path: Path) ->
     ]
     assert st["follow_position_s"] is not None and st["follow_position_s"] > 3.0, st
     assert 0.0 <= st["follow_confidence"] <= 1.0
+    # the score file is 4/4 at 120 bpm (no time signature): a bar every 2 s
+    pos = st["follow_position_s"]
+    assert st["follow_bar"] == int(pos // 2.0) + 1 and abs(st["follow_beat"] - (1.0 + (pos % 2.0) * 2.0)) < 0.01, st
     np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
     offline = FollowedParts(read_parts(score))
     offline.prepare(RATE, BLOCK, 1)
