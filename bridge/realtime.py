@@ -228,11 +228,20 @@ def _main_loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, sa
 
 
 def _loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any, tty: bool) -> None:
-    t0 = last_line = time.monotonic()
+    from bridge.rt_status import FollowWatch
+
+    t0 = last_line = last_watch = time.monotonic()
     last_cycles, last_progress, last_check = host.n_cycles, t0, t0
+    watch = FollowWatch()
     while True:
         time.sleep(STATUS_INTERVAL_S)
         now = time.monotonic()
+        notice = watch.update(host, now - last_watch)
+        last_watch = now
+        if notice is not None:
+            if tty and not args.quiet:
+                sys.stderr.write("\r\033[K")
+            print(notice, file=sys.stderr, flush=True)
         if now - last_check >= PORT_CHECK_INTERVAL_S:
             last_check = now
             backend.check_ports()

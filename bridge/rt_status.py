@@ -5,6 +5,10 @@ Public API
 - ``meter_db(peak) -> str``: a peak level as a short dBFS string.
 - ``status_line(host, stems, failure=None) -> str``: latency (ms and samples), input and
   per-stem meters, worker time vs the block budget, misses, xruns.
+- ``FollowWatch()``: ``update(host, dt_s) -> str | None``, one line when a followed score stops
+  matching the audio (its confidence, averaged over ``FOLLOW_WATCH_S`` after a first
+  ``FOLLOW_WATCH_S`` of listening, under ``FOLLOW_LOST``) and one when it matches again (over
+  ``FOLLOW_FOUND``); ``None`` otherwise, and past the score's last note.
 - ``write_stats(path, stats)``: the stats dict as JSON, written atomically (temp file +
   rename), so a reader never sees half a file, also on error exits.
 """
@@ -50,6 +54,45 @@ def status_line(host: RealtimeHost, stems: Sequence[str]) -> str:
         f"lat {lat_ms:.1f} ms ({host.latency_samples} smp) | in{meter_db(float(peaks[0]))} | {meters} | "
         f"worker p99 {p99:.2f}/{budget_ms:.2f} ms | miss {host.deadline_misses} | xrun {host.xruns}{score}"
     )
+
+
+FOLLOW_WATCH_S = 5.0
+FOLLOW_LOST = 0.3  # bench/align.py's renders: own score median 0.58-0.68, another piece's 0.19-0.27
+FOLLOW_FOUND = 0.45
+
+
+class FollowWatch:
+    """Says when the followed score stops (and starts again) matching the live audio."""
+
+    def __init__(self) -> None:
+        self.lost = False
+        self._avg = FOLLOW_FOUND  # a run starts as matching: a mismatch has to last to be told
+        self._heard_s = 0.0
+
+    def update(self, host: RealtimeHost, dt_s: float) -> str | None:
+        follow = host.follow_state()
+        if follow is None or follow[0] is None:
+            return None
+        pos, conf = follow
+        self._heard_s += dt_s
+        if self._heard_s < FOLLOW_WATCH_S:  # the follower's confidence is still building up
+            return None
+        end_s = getattr(getattr(host, "processor", None), "end_s", None)
+        if end_s is not None and pos >= end_s:  # the score is over: whatever comes next is not in it
+            return None
+        self._avg += min(1.0, dt_s / FOLLOW_WATCH_S) * (conf - self._avg)
+        bar_beat = host.follow_bar_beat(pos)
+        where = f"bar {bar_beat[0]}" if bar_beat is not None else f"{pos:.1f} s"
+        if not self.lost and self._avg < FOLLOW_LOST:
+            self.lost = True
+            return (
+                f"stembridge: warning: the audio does not match the followed score near {where} "
+                f"(confidence {self._avg:.2f}); its parts are unreliable until it does"
+            )
+        if self.lost and self._avg > FOLLOW_FOUND:
+            self.lost = False
+            return f"stembridge: following the score again at {where} (confidence {self._avg:.2f})"
+        return None
 
 
 def write_stats(path: Path, stats: dict[str, Any]) -> None:

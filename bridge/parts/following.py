@@ -18,7 +18,8 @@ Public API
   (``reset``, which the worker calls after dropped input, keeps the follower's place); and
   ``position_s`` (score seconds followed, ``None`` before anything was heard), ``confidence``
   (0..1), ``n_relocations``, ``score_parts`` (the parts as given), ``meter`` (the score file's
-  bars and beats, ``bridge.align.meter.ScoreMeter``, for display; ``None`` when not given).
+  bars and beats, ``bridge.align.meter.ScoreMeter``, for display; ``None`` when not given),
+  ``end_s`` (the score's last note-off, seconds).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class FollowedParts(PartsProcessor):
         super().__init__([spec_of(p) for p in parts], settings)
         self.score_parts = tuple(parts)
         self.meter = meter
+        self.end_s = max(float(p.notes[:, 1].max()) for p in parts)
         if part_of_channel is None:
             part_of_channel = {}
             for i, p in enumerate(parts):

@@ -54,9 +54,10 @@ def score_events() -> list[tuple[int, bytes]]:
 
 def run_bridge(
     tmp_path: Path, args: list[str], x: np.ndarray, events: list, stems: tuple[str, ...]
-) -> tuple[np.ndarray, dict, list[str]]:
+) -> tuple[np.ndarray, dict, list[str], str]:
     """``stembridge run --backend jack ARGS`` on a private server, fed ``x`` (2, n) and ``events``
-    by a stand-in DAW: (recorded (n_stems, 2, n) aligned by the reported latency, stats, ports)."""
+    by a stand-in DAW: (recorded (n_stems, 2, n) aligned by the reported latency, stats, ports,
+    what the bridge wrote to stderr)."""
     cfg = tmp_path / "rt.toml"
     cfg.write_text("[realtime]\nqueue_blocks = 32\n")
     stats = tmp_path / "stats.json"
@@ -104,7 +105,7 @@ def run_bridge(
     st = json.loads(stats.read_text())
     latency = st["latency_samples"]
     rec = lb.recorded.reshape(len(stems), 2, n_record)[:, :, latency : latency + x.shape[1]]
-    return rec, st, ports
+    return rec, st, ports, err
 
 
 def test_parts_live_equal_offline(tmp_path: Path) -> None:
@@ -112,7 +113,7 @@ def test_parts_live_equal_offline(tmp_path: Path) -> None:
     lo = render(tmp_path / "lo", write_midi(tmp_path / "lo.mid", [("b", 1, VIOLIN, LOW)]), 4.5, RATE)
     mix = hi + lo
     x = np.stack([mix, mix]).astype(np.float32)
-    rec, st, ports = run_bridge(tmp_path, ["--parts", "1,2"], x, score_events(), STEMS)
+    rec, st, ports, _ = run_bridge(tmp_path, ["--parts", "1,2"], x, score_events(), STEMS)
     assert ports == sorted(
         [f"stembridge:{s}_{side}" for s in STEMS for side in "LR"]
         + ["stembridge:in_L", "stembridge:in_R", "stembridge:notes_out", "stembridge:score_in"]
@@ -146,7 +147,7 @@ def test_run_follow_separates_the_parts_of_the_followed_score(tmp_path: Path) ->
     score = write_midi(tmp_path / "score.mid", [("Violin I", 0, VIOLIN, HIGH), ("Violin II", 1, VIOLIN, LOW)])
     x = np.stack([hi + lo, hi + lo]).astype(np.float32)
     stems = ("Violin_I", "Violin_II", "residual")
-    rec, st, ports = run_bridge(tmp_path, ["--follow", str(score)], x, [], stems)
+    rec, st, ports, err = run_bridge(tmp_path, ["--follow", str(score)], x, [], stems)
     assert sorted(f"stembridge:{s}_L" for s in stems) == [
         p for p in ports if p.endswith("_L") and p != "stembridge:in_L"
     ]
@@ -161,6 +162,24 @@ def test_run_follow_separates_the_parts_of_the_followed_score(tmp_path: Path) ->
     lat = offline.latency_samples
     padded = np.concatenate([x[:1], np.zeros((1, lat), np.float32)], axis=1)
     out = np.concatenate([offline.process(padded[:, i : i + BLOCK]).stems for i in range(0, padded.shape[1], BLOCK)], 2)
+    assert "does not match" not in err, err
     for k, truth in enumerate((hi, lo)):
         live_db, offline_db = si_sdr_db(rec[k, 0], truth), si_sdr_db(out[k, 0, lat : lat + x.shape[1]], truth)
         assert abs(live_db - offline_db) <= 1.0 and live_db > 4.0, (k, live_db, offline_db)
+
+
+def test_run_follow_says_once_when_the_audio_does_not_match_the_score(tmp_path: Path) -> None:
+    """A score of the two violins' lines four times over (18 s), played a tritone away from it:
+    the bridge keeps running and says so in one warning line (the matching run above says
+    nothing)."""
+    shifted = [[(a, b, p + 6) for a, b, p in line] for line in (HIGH, LOW)]
+    hi = render(tmp_path / "hi", write_midi(tmp_path / "hi.mid", [("a", 0, VIOLIN, shifted[0])]), 4.5, RATE)
+    lo = render(tmp_path / "lo", write_midi(tmp_path / "lo.mid", [("b", 1, VIOLIN, shifted[1])]), 4.5, RATE)
+    four = [[(a + 4.5 * k, b + 4.5 * k, p) for k in range(4) for a, b, p in line] for line in (HIGH, LOW)]
+    score = write_midi(tmp_path / "score.mid", [("Violin I", 0, VIOLIN, four[0]), ("Violin II", 1, VIOLIN, four[1])])
+    mix = np.tile(hi + lo, 4)
+    x = np.stack([mix, mix]).astype(np.float32)
+    _, st, _, err = run_bridge(tmp_path, ["--follow", str(score)], x, [], ("Violin_I", "Violin_II", "residual"))
+    warnings = [line for line in err.splitlines() if "does not match the followed score" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("stembridge: warning:"), err
+    assert st["deadline_misses"] == 0, st
