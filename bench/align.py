@@ -2,7 +2,8 @@
 """Score alignment (issue 15): a straight score aligned to an expressive MuseScore General render.
 
 Chamber pieces from the music21 corpus (string quartets, and wind quartets on Bach chorales that
-are not Bach10's; chosen and rendered with ``bench/parts_sets.py``'s helpers) are played with
+are not Bach10's; chosen and rendered with ``bench/parts_sets.py``'s helpers), and band
+arrangements (the held-out band set of ``bench/parts.py``, drums included), are played with
 expressive timing: the tempo drifting smoothly by up to +-20 %, a fermata (the note before a bar
 line held three times as long) every 8 bars or so, +-15 ms (s.d.) jitter on every onset and a
 1-3 s late start. The input is the straight score (the notated durations at one fixed tempo,
@@ -17,7 +18,7 @@ starting at 0). Reported per case and overall:
   runs; 1024-sample blocks): each performed onset's error as the score position reported when
   the audio reached it, share within 100 ms, and the per-part SI-SDRi of its stems.
 
-    .venv/bin/python bench/align.py                         # 4 pieces of 30 s + one of 300 s
+    .venv/bin/python bench/align.py                         # 4 chamber + 4 band pieces of 30 s + one of 300 s
     .venv/bin/python bench/align.py --pieces 2 --seconds 20 --long-seconds 0 --json out/align.json
 """
 
@@ -114,6 +115,36 @@ def build_case(cache: Path, i: int, rel: str, ensemble, seconds: float, seed: in
     )
     if not (folder / "straight.mid").is_file():
         _write_midi(folder / "straight.mid", [(*rows[k], straight[k]) for k in keep])
+    return {
+        "folder": folder,
+        "straight": [straight[k] for k in keep],
+        "performed": [performed[k] for k in keep],
+        "case": folder.name,
+    }
+
+
+def build_band_case(cache: Path, i: int, source: Path, seconds: float, seed: int) -> dict | None:
+    """A held-out band arrangement (``bench.parts_sets.band_cases``, 20 s at 120 bpm) played with
+    the same expressive timing, rendered (once) like the chamber cases."""
+    from bridge.parts.score_parts import read_parts
+
+    parts = [p for p in read_parts(source / "score.mid") if p.n_notes]
+    if len(parts) < 2:
+        return None
+    qpm = 120.0  # the band set's score files
+    voices = [
+        [[on * qpm / 60.0, (off - on) * qpm / 60.0, pitch] for on, off, pitch, _ in p.notes.tolist()] for p in parts
+    ]
+    straight, performed = perform(np.random.default_rng([seed, 1000 + i]), voices, qpm, seconds)
+    keep = [k for k in range(len(parts)) if len(performed[k])]
+    rows = [(parts[k].name, 9 if parts[k].is_drum else min(k, 8), parts[k].program) for k in keep]
+    folder = _render_case(
+        cache / "align" / f"band{i}_{source.name}_{seconds:g}s_s{seed}",
+        [(*row, performed[k]) for row, k in zip(rows, keep)],
+        seconds,
+    )
+    if not (folder / "straight.mid").is_file():
+        _write_midi(folder / "straight.mid", [(*row, straight[k]) for row, k in zip(rows, keep)])
     return {
         "folder": folder,
         "straight": [straight[k] for k in keep],
@@ -236,48 +267,10 @@ def summarize(results: list[dict]) -> dict:
     return summary
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pieces", type=int, default=4, help="chamber pieces (default 4: 2 string, 2 wind quartets)")
-    p.add_argument("--seconds", type=float, default=30.0, help="length of every performance (default 30)")
-    p.add_argument("--long-seconds", type=float, default=300.0, help="the timing case's length (0: none)")
-    p.add_argument("--seed", type=int, default=9301)
-    p.add_argument("--no-separation", action="store_true", help="alignment figures only")
-    p.add_argument("--cache", type=Path, default=Path("out/bench_cache/parts"), help="rendered cases (re-used)")
-    p.add_argument("--json", type=Path, default=None, help="write per-case results and the summary here")
-    args = p.parse_args(argv)
-    t0 = time.perf_counter()
-    results, long_result = [], None
-    with tempfile.TemporaryDirectory(prefix="sb_align_") as tmp:
-        for i, (rel, ensemble) in enumerate(_picks(args.pieces, args.seed)):
-            case = build_case(args.cache, i, rel, ensemble, args.seconds, args.seed)
-            if case is None:
-                continue
-            r = evaluate(case, Path(tmp), not args.no_separation)
-            results.append(r)
-            sdr = "  ".join(f"{row} {np.median(list(v.values())):+.1f}" for row, v in r.get("si_sdri", {}).items() if v)
-            print(
-                f"  {r['case']}: median {r['onset_err_median_ms']:.0f} ms, p90 {r['onset_err_p90_ms']:.0f} ms, "
-                f"{100 * r['within_50ms']:.0f} % within 50 ms, conf {r['confidence']:.2f}, {r['align_s']:.1f} s; "
-                f"SI-SDRi {sdr}",
-                file=sys.stderr,
-            )
-        folders = [Path(r["folder"]) for r in results]
-        for k, r in enumerate(results):  # every recording against the next piece's score: refused?
-            if len(folders) > 1:
-                from bridge.align.core import align_file
-                from bridge.parts.score_parts import read_parts
-
-                other = read_parts(folders[(k + 1) % len(folders)] / "straight.mid")
-                r["other_piece_confidence"] = align_file(folders[k] / "mix.wav", other).confidence
-        if args.long_seconds > 0:
-            case = build_case(args.cache, 100, QUARTETS[0], STRING_QUARTET, args.long_seconds, args.seed)
-            if case is not None:
-                long_result = evaluate(case, Path(tmp), False)
-    summary = summarize(results)
+def _report(name: str, summary: dict, seconds: float) -> None:
     print(
-        f"\nalignment of a straight score to an expressive render ({summary['n_cases']} pieces, "
-        f"{summary['n_onsets']} onsets, {args.seconds:g} s each)"
+        f"\n{name}: alignment of a straight score to an expressive render ({summary['n_cases']} pieces, "
+        f"{summary['n_onsets']} onsets, {seconds:g} s each)"
     )
     print(f"{'':<28}{'median':>10}{'p90':>10}{'<= 50 ms':>10}")
     print(
@@ -293,11 +286,75 @@ def main(argv: list[str] | None = None) -> int:
         f"{summary['other_piece_confidence_max'] or float('nan'):.2f} (refused {summary['other_pieces_refused']})"
     )
     if summary["si_sdri_median_db"]:
-        print(f"\nper-part SI-SDRi (dB) of separate --parts{'':<4}{'median':>8}{'mean':>8}")
+        print(f"per-part SI-SDRi (dB) of separate --parts{'':<4}{'median':>8}{'mean':>8}")
         for row in summary["si_sdri_median_db"]:
             print(
                 f"  score {row:<38}{summary['si_sdri_median_db'][row]:>+8.2f}{summary['si_sdri_mean_db'][row]:>+8.2f}"
             )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pieces", type=int, default=4, help="chamber pieces (default 4: 2 string, 2 wind quartets)")
+    p.add_argument("--band", type=int, default=4, help="band arrangements (default 4; 0: none)")
+    p.add_argument("--band-seed", type=int, default=9001, help="the band set's seed (9001 held out, 9002 selection)")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of every performance (default 30)")
+    p.add_argument("--long-seconds", type=float, default=300.0, help="the timing case's length (0: none)")
+    p.add_argument("--seed", type=int, default=9301)
+    p.add_argument("--no-separation", action="store_true", help="alignment figures only")
+    p.add_argument("--cache", type=Path, default=Path("out/bench_cache/parts"), help="rendered cases (re-used)")
+    p.add_argument("--json", type=Path, default=None, help="write per-case results and the summary here")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    results, long_result = [], None
+    with tempfile.TemporaryDirectory(prefix="sb_align_") as tmp:
+        cases = [
+            build_case(args.cache, i, rel, ens, args.seconds, args.seed)
+            for i, (rel, ens) in enumerate(_picks(args.pieces, args.seed))
+        ]
+        chamber = [c for c in cases if c is not None]
+        band = []
+        if args.band > 0:
+            from bench.parts_sets import band_cases
+
+            sources = band_cases(args.cache, args.band, 20.0, seed=args.band_seed)  # bench/parts.py's held-out band set
+            band = [
+                c
+                for i, src in enumerate(sources)
+                if (c := build_band_case(args.cache, i, src, args.seconds, args.seed))
+            ]
+        for set_name, set_cases in (("chamber", chamber), ("band", band)):
+            for case in set_cases:
+                r = evaluate(case, Path(tmp), not args.no_separation) | {"set": set_name}
+                results.append(r)
+                sdr = "  ".join(
+                    f"{row} {np.median(list(v.values())):+.1f}" for row, v in r.get("si_sdri", {}).items() if v
+                )
+                print(
+                    f"  {r['case']}: median {r['onset_err_median_ms']:.0f} ms, p90 {r['onset_err_p90_ms']:.0f} ms, "
+                    f"{100 * r['within_50ms']:.0f} % within 50 ms, live {100 * r['live_within_100ms']:.0f} % within "
+                    f"100 ms, conf {r['confidence']:.2f}, {r['align_s']:.1f} s; SI-SDRi {sdr}",
+                    file=sys.stderr,
+                )
+        for set_name in ("chamber", "band"):  # every recording against the next piece's score: refused?
+            folders = [Path(r["folder"]) for r in results if r["set"] == set_name]
+            mine = [r for r in results if r["set"] == set_name]
+            for k, r in enumerate(mine):
+                if len(folders) > 1:
+                    from bridge.align.core import align_file
+                    from bridge.parts.score_parts import read_parts
+
+                    other = read_parts(folders[(k + 1) % len(folders)] / "straight.mid")
+                    r["other_piece_confidence"] = align_file(folders[k] / "mix.wav", other).confidence
+        if args.long_seconds > 0:
+            case = build_case(args.cache, 100, QUARTETS[0], STRING_QUARTET, args.long_seconds, args.seed)
+            if case is not None:
+                long_result = evaluate(case, Path(tmp), False)
+    summary = summarize(results)
+    summary["sets"] = {name: summarize([r for r in results if r["set"] == name]) for name in ("chamber", "band")}
+    for name, part in (("all", summary), *summary["sets"].items()):
+        if part["n_cases"]:
+            _report(name, part, args.seconds)
     if long_result is not None:
         print(
             f"\n{long_result['audio_s']:.0f} s piece: aligned in {long_result['align_s']:.1f} s; onset error median "

@@ -21,7 +21,8 @@ Public API
 - ``align_notes(x, sample_rate, notes) -> Alignment``: x (n_samples,) mono; notes (n, >=4)
   of every part together (a fifth column: attack time, see ``features.score_features``).
 - ``align_file(audio_path, parts) -> Alignment``.
-- ``score_notes(parts) -> (n, 5)``: every part's notes with the attack time of its program.
+- ``score_notes(parts) -> (n, 5)``: every part's notes with the attack time of its program
+  (a drum part's notes with pitch ``features.UNPITCHED``).
 - ``warp_parts(parts, alignment) -> list[ScorePart]``: every note's onset and offset warped.
 - ``tempo_spread(score_s, recording_s, start_s, end_s) -> float``.
 - ``MIN_CONFIDENCE``.
@@ -41,6 +42,7 @@ import numpy as np
 from bridge.align.dtw import dtw_band, local_cost, mrdtw
 from bridge.align.features import (
     HOP_S,
+    UNPITCHED,
     Features,
     attack_s_for_program,
     audio_features,
@@ -166,10 +168,14 @@ def align_file(audio_path: str | Path, parts: Sequence[ScorePart]) -> Alignment:
 
 
 def score_notes(parts: Sequence[ScorePart]) -> np.ndarray:
-    """Every part's notes together, (n, 5) ``[onset_s, offset_s, pitch, velocity, attack_s]``."""
-    notes = [
-        np.column_stack([p.notes[:, :4], np.full(p.n_notes, attack_s_for_program(p.program, p.is_drum))]) for p in parts
-    ]
+    """Every part's notes together, (n, 5) ``[onset_s, offset_s, pitch, velocity, attack_s]``; a
+    drum part's hits have pitch ``UNPITCHED`` (onsets, no chroma)."""
+    notes = []
+    for p in parts:
+        n = np.column_stack([p.notes[:, :4], np.full(p.n_notes, attack_s_for_program(p.program, p.is_drum))])
+        if p.is_drum:
+            n[:, 2] = UNPITCHED
+        notes.append(n)
     return np.concatenate(notes)
 
 

@@ -24,7 +24,8 @@ Public API
 - ``load_audio_mono(path) -> (x, sample_rate)``: a file as mono float32 (``InputError`` on a bad file).
 - ``score_features(notes, n_frames=None, start_s=0.0) -> Features``: notes (n, >=4)
   ``[onset_s, offset_s, pitch, velocity(, attack_s)]`` of every part together; frame ``k`` is the
-  score at ``start_s + k * HOP_S``.
+  score at ``start_s + k * HOP_S``. A note with pitch ``UNPITCHED`` (-1: a drum hit) has an
+  onset in every pitch class and no chroma.
 - ``attack_s_for_program(program, is_drum) -> float``: the attack time synthesised for a part.
 """
 
@@ -48,6 +49,12 @@ DEFAULT_ATTACK_S = 0.05
 ONSET_AT = 0.5  # where in the attack the recording's onset feature peaks
 ONSET_NORM_S = 1.5
 ONSET_DECAY_FRAMES = 8
+UNPITCHED = -1  # the pitch of a note without one (a drum part's hit)
+HIT_FRAMES = 8  # a hit's broadband energy lasts this many frames
+HIT_DECAY_S = 0.05
+# a hit's weight against a pitched note's (selection band set, within 50 ms offline at
+# 0 / 1 / 3 / 10: 90.4 / 91.8 / 93.6 / 92.3 %)
+HIT_GAIN = 3.0
 SILENCE_DB = -55.0  # a frame this far below the loudest is silence
 _LOG_GAIN = 100.0
 
@@ -196,6 +203,19 @@ def score_features(notes: np.ndarray, n_frames: int | None = None, start_s: floa
     off = np.maximum(off, on + 1)
     amp = np.clip(notes[:, 3], 1, 127) / 127.0
     attack_frames = (notes[:, 4] if notes.shape[1] > 4 else np.full(len(notes), DEFAULT_ATTACK_S)) / HOP_S
+    hits = notes[:, 2] == UNPITCHED  # onsets in every pitch class, no chroma
+    if hits.any():
+        at = np.minimum(on[hits] + np.round(ONSET_AT * attack_frames[hits]).astype(int), n_frames - 1)
+        for pc in range(12):
+            np.add.at(attacks, (np.full(len(at), pc), at), amp[hits] ** 2 / 12.0)
+            for d in range(HIT_FRAMES):  # a hit is broadband: every pitch class, decaying fast
+                frames = np.minimum(on[hits] + d, n_frames - 1)
+                np.add.at(
+                    energy,
+                    (np.full(len(frames), pc), frames),
+                    HIT_GAIN * amp[hits] ** 2 / 12.0 * np.exp(-d * HOP_S / HIT_DECAY_S),
+                )
+    notes, on, off, amp, attack_frames = (a[~hits] for a in (notes, on, off, amp, attack_frames))
     for h in range(1, N_HARMONICS + 1):
         shift = int(round(12 * np.log2(h)))
         power = (amp * 0.6 ** (h - 1)) ** 2
