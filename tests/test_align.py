@@ -14,6 +14,7 @@ from test_parts import pytestmark as needs_fluidsynth
 
 from bridge.align.core import align_notes
 from bridge.align.dtw import dtw_band
+from bridge.align.follow import ScoreFollower
 from bridge.cli import main
 from bridge.parts.score_parts import read_parts
 
@@ -145,23 +146,27 @@ def test_separate_align_with_another_piece_falls_back_to_blind_stems(piece: dict
     assert "aligned.mid" not in names and "other.wav" in names and "residual.wav" not in names
 
 
-def test_the_live_follower_holds_through_a_stop_and_follows_after_it(piece: dict) -> None:
-    """The render with 2 s of silence inserted at 8 s: the followed position does not move during
-    the silence and is back on the performance a few seconds after it."""
+def _follow(score: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, ScoreFollower]:
+    """The live follower over ``x`` in 1000-sample blocks: (recording times, followed score
+    positions) after each block, and the follower."""
     from bridge.align.core import score_notes
-    from bridge.align.follow import ScoreFollower
 
-    cut = int(8.0 * SR)
-    x = np.concatenate([piece["mix"][:cut], np.zeros(2 * SR, np.float32), piece["mix"][cut:]])
-    straight = read_parts(piece["score"])
-    follower = ScoreFollower(score_notes(straight))
+    follower = ScoreFollower(score_notes(read_parts(score)))
     follower.prepare(SR)
     times, positions = [], []
     for i in range(0, len(x), 1000):
         follower.process(x[i : i + 1000])
         times.append(follower.recording_s)
         positions.append(follower.position_s)
-    times_a, pos_a = np.asarray(times), np.asarray(positions)
+    return np.asarray(times), np.asarray(positions), follower
+
+
+def test_the_live_follower_holds_through_a_stop_and_follows_after_it(piece: dict) -> None:
+    """The render with 2 s of silence inserted at 8 s: the followed position does not move during
+    the silence and is back on the performance a few seconds after it."""
+    cut = int(8.0 * SR)
+    x = np.concatenate([piece["mix"][:cut], np.zeros(2 * SR, np.float32), piece["mix"][cut:]])
+    times_a, pos_a, _ = _follow(piece["score"], x)
     silent = (times_a > 8.3) & (times_a < 9.9)
     assert np.ptp(pos_a[silent]) < 0.05
     # after the stop: the score position each performed onset maps to, against the notated onset
@@ -176,8 +181,6 @@ def test_the_live_follower_holds_through_a_stop_and_follows_after_it(piece: dict
 def test_the_live_follower_moves_through_a_general_pause(piece: dict, tmp_path: Path) -> None:
     """Both parts rest for 2 s at score time 6 s: the follower moves through the silence with the
     score's rest instead of waiting there, and is on the performance right after it."""
-    from bridge.align.core import score_notes
-    from bridge.align.follow import ScoreFollower
 
     def with_pause(notes: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
         out = [(a, min(b, 6.0), p) for a, b, p in notes if a < 5.9]
@@ -189,13 +192,7 @@ def test_the_live_follower_moves_through_a_general_pause(piece: dict, tmp_path: 
     score = write_midi(tmp_path / "score.mid", [("Flute", 0, 73, top), ("Piano LH", 1, 0, low)])
     perf_mid = write_midi(tmp_path / "perf.mid", [("Flute", 0, 73, perf[0]), ("Piano LH", 1, 0, perf[1])])
     x = render(tmp_path / "perf", perf_mid, 1.5 * SECONDS)
-    follower = ScoreFollower(score_notes(read_parts(score)))
-    follower.prepare(SR)
-    times, positions = [], []
-    for i in range(0, len(x), 1000):
-        follower.process(x[i : i + 1000])
-        times.append(follower.recording_s)
-        positions.append(follower.position_s)
+    times, positions, _ = _follow(score, x)
     notated = np.asarray([a for a, _, _ in top + low])
     performed = np.asarray([a for a, _, _ in perf[0] + perf[1]])
     after = notated >= 8.0
@@ -213,18 +210,9 @@ def test_the_live_follower_finds_the_player_after_a_restart_or_a_skip(
 ) -> None:
     """The performance cut at ``cut_s`` and resumed from its ``resume_s`` (back to the top, or 4 s
     further on): ``settle_s`` after the cut the follower is back on the performance."""
-    from bridge.align.core import score_notes
-    from bridge.align.follow import ScoreFollower
-
     mix = piece["mix"]
     x = np.concatenate([mix[: int(cut_s * SR)], mix[int(resume_s * SR) :]])
-    follower = ScoreFollower(score_notes(read_parts(piece["score"])))
-    follower.prepare(SR)
-    times, positions = [], []
-    for i in range(0, len(x), 1000):
-        follower.process(x[i : i + 1000])
-        times.append(follower.recording_s)
-        positions.append(follower.position_s)
+    times, positions, follower = _follow(piece["score"], x)
     notated = np.asarray([a for a, _, _ in piece["top"] + piece["low"]])
     performed = np.asarray([a for a, _, _ in piece["perf"][0] + piece["perf"][1]])
     heard = performed - resume_s + cut_s  # when each onset of the resumed part is heard

@@ -79,6 +79,7 @@ CONFIDENCE_BAND_S = (1.0, 3.0)  # the surrounding score the confidence compares 
 RELOCATE_S = 3.0
 RELOCATE_EVERY_S = 0.5
 RELOCATE_FACTOR = 5  # the relocation search runs on frames this many times longer
+RELOCATE_SPREAD_S = 0.5  # s.d. of the hypotheses around the place a relocation found (its grid is 0.1 s)
 RELOCATE_GAIN = 0.6  # jump when the match elsewhere costs under this fraction of the current one
 LOW_CONFIDENCE = 0.3
 SETTLE_S = 6.0  # heard (not silent) seconds after a start or a jump before the next jump may come
@@ -146,9 +147,10 @@ class ScoreFollower:
         self.n_relocations = 0
         self.confidence = 0.0
 
-    def _restart(self, frame: float, log_tempo: np.ndarray) -> None:
-        """Every hypothesis near score frame ``frame``, with the given log tempi, equal weights."""
-        self._p = frame + self._rng.normal(0.0, START_SPREAD_FRAMES, N_PARTICLES)  # (N,) score frames
+    def _restart(self, frame: float, log_tempo: np.ndarray, spread: float = START_SPREAD_FRAMES) -> None:
+        """Every hypothesis near score frame ``frame`` (s.d. ``spread`` frames), with the given log
+        tempi, equal weights."""
+        self._p = frame + self._rng.normal(0.0, spread, N_PARTICLES)  # (N,) score frames
         self._lr = np.asarray(log_tempo, np.float64).copy()  # (N,) log tempo
         self._w = np.full(N_PARTICLES, 1.0 / N_PARTICLES)
         self._est = float(frame)
@@ -270,6 +272,7 @@ class ScoreFollower:
         span = slice(max(0, here - n_hist), here + 1)
         stay = float(np.mean(np.min(1.0 - recent.chroma.T @ self.coarse.chroma[:, span], axis=1)))
         if total / len(path) < RELOCATE_GAIN * stay and abs(found - self._pos) * HOP_S > 1.0:
-            self._restart(found, np.full(N_PARTICLES, np.log(max(self.tempo, 1e-3))))
+            tempo = np.log(max(self.tempo, 1e-3)) + self._rng.normal(0.0, START_TEMPO_SPREAD, N_PARTICLES)
+            self._restart(found, tempo, RELOCATE_SPREAD_S / HOP_S)
             self._cost_here = self._cost_band * 0.5
             self.n_relocations += 1
