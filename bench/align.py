@@ -190,6 +190,7 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
         "n_onsets": int(len(err)),
         "align_s": align_s,
         "confidence": alignment.confidence,
+        "reliable": alignment.reliable,
         "onset_err_median_ms": 1000 * float(np.median(err)),
         "onset_err_p90_ms": 1000 * float(np.percentile(err, 90)),
         "within_50ms": float(np.mean(err < 0.05)),
@@ -256,12 +257,12 @@ def summarize(results: list[dict]) -> dict:
     for r in results:
         for row, per_part in r.get("si_sdri", {}).items():
             rows.setdefault(row, []).extend(per_part.values())
-    from bridge.align.core import MIN_CONFIDENCE
-
     summary["confidence_min"] = min((r["confidence"] for r in results), default=None)
     others = [r["other_piece_confidence"] for r in results if "other_piece_confidence" in r]
     summary["other_piece_confidence_max"] = max(others, default=None)
-    summary["other_pieces_refused"] = f"{sum(c < MIN_CONFIDENCE for c in others)}/{len(others)}"
+    refused = [not r["other_piece_reliable"] for r in results if "other_piece_reliable" in r]
+    summary["other_pieces_refused"] = f"{sum(refused)}/{len(refused)}"
+    summary["own_scores_accepted"] = f"{sum(bool(r.get('reliable')) for r in results)}/{len(results)}"
     summary["si_sdri_median_db"] = {row: float(np.median(v)) for row, v in rows.items()}
     summary["si_sdri_mean_db"] = {row: float(np.mean(v)) for row, v in rows.items()}
     return summary
@@ -282,8 +283,9 @@ def _report(name: str, summary: dict, seconds: float) -> None:
         f"{summary['live_onset_err_p90_ms']:>8.1f}ms{100 * summary['live_within_100ms']:>9.1f}% within 100 ms"
     )
     print(
-        f"confidence: own score >= {summary['confidence_min']:.2f}; another piece's score <= "
-        f"{summary['other_piece_confidence_max'] or float('nan'):.2f} (refused {summary['other_pieces_refused']})"
+        f"confidence: own score >= {summary['confidence_min']:.2f} (accepted {summary['own_scores_accepted']}); "
+        f"another piece's score <= {summary['other_piece_confidence_max'] or float('nan'):.2f} "
+        f"(refused {summary['other_pieces_refused']})"
     )
     if summary["si_sdri_median_db"]:
         print(f"per-part SI-SDRi (dB) of separate --parts{'':<4}{'median':>8}{'mean':>8}")
@@ -344,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
                     from bridge.align.core import align_file
                     from bridge.parts.score_parts import read_parts
 
-                    other = read_parts(folders[(k + 1) % len(folders)] / "straight.mid")
-                    r["other_piece_confidence"] = align_file(folders[k] / "mix.wav", other).confidence
+                    other = align_file(
+                        folders[k] / "mix.wav", read_parts(folders[(k + 1) % len(folders)] / "straight.mid")
+                    )
+                    r["other_piece_confidence"], r["other_piece_reliable"] = other.confidence, other.reliable
         if args.long_seconds > 0:
             case = build_case(args.cache, 100, QUARTETS[0], STRING_QUARTET, args.long_seconds, args.seed)
             if case is not None:

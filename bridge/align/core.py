@@ -12,12 +12,18 @@ score made of the same material but not this performance would get), ``match = 1
 shuffled_cost``, times a penalty on an erratic tempo, ``exp(-(spread / TEMPO_SPREAD_SCALE)^2)``
 with ``spread`` the clipped RMS spread of the log local tempo over ``TEMPO_WINDOW_S`` windows
 (``tempo_spread``). A matching score scores well above ``MIN_CONFIDENCE``, another piece near 0.
+An alignment is reliable at that confidence, or with a weaker match (at least ``MIN_MATCH``)
+along a steady tempo (spread at most ``STEADY_SPREAD``): a loop-based arrangement matches its
+own shuffled blocks almost as well as itself, so its match is low even when the alignment is
+right, while a wrong score's path lurches (selection sets: the wrong scores' spreads 0.16-0.51
+wherever their match reached 0.08).
 
 Public API
 ----------
 - ``Alignment``: ``score_s``/``recording_s`` (the map's knots, seconds), ``confidence``,
-  ``reliable``, ``mean_cost``, ``shuffled_cost``, ``audio``/``score`` (``Features``), ``path``
-  (fine frames), ``score_start_s``, ``wall_s``; ``warp(t_score_s) -> t_recording_s``.
+  ``reliable``, ``match``, ``tempo_spread``, ``mean_cost``, ``shuffled_cost``,
+  ``audio``/``score`` (``Features``), ``path`` (fine frames), ``score_start_s``, ``wall_s``;
+  ``warp(t_score_s) -> t_recording_s``.
 - ``align_notes(x, sample_rate, notes) -> Alignment``: x (n_samples,) mono; notes (n, >=4)
   of every part together (a fifth column: attack time, see ``features.score_features``).
 - ``align_file(audio_path, parts) -> Alignment``.
@@ -25,7 +31,7 @@ Public API
   (a drum part's notes with pitch ``features.UNPITCHED``).
 - ``warp_parts(parts, alignment) -> list[ScorePart]``: every note's onset and offset warped.
 - ``tempo_spread(score_s, recording_s, start_s, end_s) -> float``.
-- ``MIN_CONFIDENCE``.
+- ``MIN_CONFIDENCE``, ``MIN_MATCH``, ``STEADY_SPREAD``.
 """
 
 from __future__ import annotations
@@ -56,6 +62,8 @@ BASELINE_HOP_S = 0.2
 SHUFFLE_BLOCK_S = 2.0
 N_SHUFFLES = 2
 MIN_CONFIDENCE = 0.3
+MIN_MATCH = 0.08
+STEADY_SPREAD = 0.15
 TEMPO_WINDOW_S = 2.0
 TEMPO_SPREAD_SCALE = 0.4
 MIN_SLOPE = 0.05  # recording seconds per score second, at least (the map stays strictly increasing)
@@ -73,10 +81,17 @@ class Alignment:
     path: np.ndarray  # (n_steps, 2) fine frames [recording, score]
     score_start_s: float
     wall_s: float
+    tempo_spread: float = 0.0
+
+    @property
+    def match(self) -> float:
+        """``1 - mean cost / shuffled cost``: how much better the score fits than its shuffle."""
+        return 1.0 - self.mean_cost / max(self.shuffled_cost, 1e-9)
 
     @property
     def reliable(self) -> bool:
-        return self.confidence >= MIN_CONFIDENCE
+        steady = self.match >= MIN_MATCH and self.tempo_spread <= STEADY_SPREAD
+        return self.confidence >= MIN_CONFIDENCE or steady
 
     def warp(self, t_score_s: np.ndarray | float) -> np.ndarray:
         """Score seconds -> recording seconds (slope 1 beyond the ends of the path)."""
@@ -154,7 +169,9 @@ def align_notes(x: np.ndarray, sample_rate: int, notes: np.ndarray) -> Alignment
     score_s, rec_s = _warp_knots(res.path, HOP_S, start_s)
     spread = tempo_spread(score_s, rec_s, start_s + PAD_S, end_s - PAD_S)
     conf = match * float(np.exp(-((spread / TEMPO_SPREAD_SCALE) ** 2)))
-    return Alignment(score_s, rec_s, conf, cost, shuffled, audio, score, res.path, start_s, time.perf_counter() - t0)
+    return Alignment(
+        score_s, rec_s, conf, cost, shuffled, audio, score, res.path, start_s, time.perf_counter() - t0, spread
+    )
 
 
 def align_file(audio_path: str | Path, parts: Sequence[ScorePart]) -> Alignment:
