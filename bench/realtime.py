@@ -31,9 +31,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bridge.live.jackd import PrivateJackd  # noqa: E402
+from bridge.live.loopback import Loopback, open_when_ready  # noqa: E402
 from bridge.model import default_model_name, list_models  # noqa: E402
-from bridge.rt_jackd import PrivateJackd  # noqa: E402
-from bridge.rt_loopback import Loopback, open_when_ready  # noqa: E402
 
 
 def pick_model(name: str | None) -> str:

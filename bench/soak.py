@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.realtime import pick_model  # noqa: E402
-from bridge.rt_jackd import PrivateJackd  # noqa: E402
-from bridge.rt_loopback import Loopback, open_when_ready  # noqa: E402
+from bridge.live.jackd import PrivateJackd  # noqa: E402
+from bridge.live.loopback import Loopback, open_when_ready  # noqa: E402
 
 DEMO = ROOT / "examples" / "demo"
 TARGET_GROWTH_MB = 5.0

@@ -342,7 +342,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bridge.realtime import run_bridge
+    from bridge.live.command import run_bridge
 
     return run_bridge(args)
 

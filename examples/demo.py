@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--block", type=int, default=256, help="private server period in frames (default 256)")
     args = ap.parse_args(argv)
 
-    from bridge.rt_jackd import PrivateJackd, jack_server_running
+    from bridge.live.jackd import PrivateJackd, jack_server_running
 
     model = pick_model(args.model)
     mix = load_mix(args.seconds)
@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_demo(model: str, mix: np.ndarray, score: list[tuple[int, bytes]], out: Path, env: dict[str, str]) -> int:
+    from bridge.live.loopback import Loopback, open_when_ready
     from bridge.midi_io import write_notes_midi
     from bridge.model import read_metadata, resolve
     from bridge.notes import NoteEvent
-    from bridge.rt_loopback import Loopback, open_when_ready
 
     meta = read_metadata(resolve(model)[0])
     stems = (*meta.stems, "other")

@@ -307,7 +307,7 @@ def test_class_stems_with_a_score_come_from_the_parts(violins: dict, tmp_path: P
 def test_live_parts_config(tmp_path: Path) -> None:
     """``[parts]``: channels -> names (file-safe), low_latency, gains by part name; bad entries in one line."""
     from bridge.errors import InputError
-    from bridge.rt_config import load_config, parse_parts_option
+    from bridge.live.config import load_config, parse_parts_option
 
     cfg = tmp_path / "p.toml"
     cfg.write_text('[parts]\nchannels = { "1" = "Violin I", "10" = "kit" }\nlow_latency = true\n[gain_db]\nkit = -6\n')

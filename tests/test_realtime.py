@@ -12,9 +12,9 @@ import pytest
 from bridge.devices import _match
 from bridge.engine import Processor
 from bridge.errors import DeviceError, InputError
-from bridge.rt_config import load_config
-from bridge.rt_host import RealtimeHost
-from bridge.rt_status import status_line, write_stats
+from bridge.live.config import load_config
+from bridge.live.host import RealtimeHost
+from bridge.live.status import status_line, write_stats
 from tests.conftest import TEST_MODEL, noise
 
 B = 256

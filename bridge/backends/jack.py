@@ -9,7 +9,7 @@ Public API
     none runs.
   - ``start(host, stems, connect=None, ..., route=None)`` (main thread): register ports,
     publish the latency on them, install the callbacks, activate, connect ``in_L`` / ``in_R``
-    from the given ports. ``route`` (``rt_host.OutputRoute``): which audio outputs exist.
+    from the given ports. ``route`` (``live.host.OutputRoute``): which audio outputs exist.
   - ``failure``: a one-line reason once the server shut down or the buffer size / rate
     changed (set from JACK's threads, read by the main thread).
   - ``notices``: lines for the user after ``open`` (a server without real-time scheduling).
@@ -24,7 +24,7 @@ including ``other`` (with ``--send``: only the chosen stems, in stem order; with
 offset.
 
 Latency: every port publishes the bridge's ``latency_samples`` the JACK way
-(``bridge.jack_latency``): outputs' capture latency = the inputs' + ``latency_samples``,
+(``bridge.live.jack_latency``): outputs' capture latency = the inputs' + ``latency_samples``,
 inputs' playback latency = the outputs' + ``latency_samples``, set before activation and
 recomputed in JACK's latency callback on every graph change; ``jack_lsp -l`` shows it.
 
@@ -40,7 +40,7 @@ from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.instruments import stem_channel
-from bridge.rt_host import OutputRoute, RealtimeHost
+from bridge.live.host import OutputRoute, RealtimeHost
 
 
 def _quiet_jack() -> Any:
@@ -104,7 +104,7 @@ class JackBackend:
         self._channels = [stem_channel(s, predicted) for s in predicted]
         self._block_size = host.block_size
         self._sample_rate = host.sample_rate
-        from bridge.jack_latency import PortLatency
+        from bridge.live.jack_latency import PortLatency
 
         try:
             latency = PortLatency(

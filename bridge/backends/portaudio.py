@@ -9,7 +9,7 @@ Public API
     substring, see ``bridge.devices``); the rate defaults to the input device's.
   - ``start(host, stems, route=None)`` (main thread): open the MIDI ports, then a duplex
     stream with 2 input channels and 2 output channels per output of ``route``
-    (``rt_host.OutputRoute``; default every stem: ``stem0_L, stem0_R, ..., other_R``, for
+    (``live.host.OutputRoute``; default every stem: ``stem0_L, stem0_R, ..., other_R``, for
     BlackHole 16ch, VB-Cable, an ASIO loopback). With ``--send drums`` or ``--monitor
     "drums=-6,bass"`` a plain stereo interface is enough.
   - ``failure``: one-line reason when the stream ended by itself; ``notices``: lines for the
@@ -40,7 +40,7 @@ from typing import Any
 
 from bridge.errors import DeviceError
 from bridge.instruments import stem_channel
-from bridge.rt_host import OutputRoute, RealtimeHost
+from bridge.live.host import OutputRoute, RealtimeHost
 
 VIRTUAL_IN = "stembridge score"
 VIRTUAL_OUT = "stembridge notes"

@@ -27,9 +27,9 @@ import pytest
 
 from bridge.engine import Processor
 from bridge.instruments import stem_channel
-from bridge.rt_host import RealtimeHost
-from bridge.rt_jackd import PrivateJackd
-from bridge.rt_loopback import Loopback
+from bridge.live.host import RealtimeHost
+from bridge.live.jackd import PrivateJackd
+from bridge.live.loopback import Loopback
 from tests.conftest import TEST_MODEL, noise
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")
@@ -406,8 +406,8 @@ def test_gain_db_scales_its_stems_only(tmp_path):
     """``[gain_db]`` through the CLI: drums at -6 dB and piano at +3 dB on the recorded outputs.
     Undoing exactly those gains makes the outputs sum back to the input (delayed by the reported
     latency, to 1e-4) outside the glides of late blocks; the plain sum does not."""
+    from bridge.live.loopback import open_when_ready
     from bridge.model import read_metadata, resolve
-    from bridge.rt_loopback import open_when_ready
 
     stems = read_metadata(resolve(TEST_MODEL)[0]).all_stems
     gains_db = {"drums": -6.0, "piano": 3.0}

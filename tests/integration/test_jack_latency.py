@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rt_jackd import PrivateJackd
+from bridge.live.jackd import PrivateJackd
 from tests.conftest import TEST_MODEL
 
 pytestmark = pytest.mark.skipif(

@@ -1,4 +1,4 @@
-"""``bridge.rt_jackd``: a private server that dies without unregistering does not hold JACK's
+"""``bridge.live.jackd``: a private server that dies without unregistering does not hold JACK's
 server registry slot for good (JACK2 has 8; after 8 such deaths no jackd could start)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rt_jackd import PrivateJackd, reclaim_dead_servers
+from bridge.live.jackd import PrivateJackd, reclaim_dead_servers
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")
 REGISTRY = Path("/dev/shm/jack-shm-registry")

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bridge.live.jackd import PrivateJackd
+from bridge.live.loopback import Loopback, open_when_ready
 from bridge.parts.following import FollowedParts
 from bridge.parts.processor import PartSpec, PartsProcessor
 from bridge.parts.score_parts import read_parts
-from bridge.rt_jackd import PrivateJackd
-from bridge.rt_loopback import Loopback, open_when_ready
 from tests.test_parts import HIGH, LOW, SOUNDFONT, VIOLIN, notes_array, render, write_midi
 
 RATE = 48000

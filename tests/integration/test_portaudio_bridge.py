@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.rt_jackd import PrivateJackd
+from bridge.live.jackd import PrivateJackd
 from tests.conftest import TEST_MODEL, noise
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")

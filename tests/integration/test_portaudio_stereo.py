@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from bridge.rt_jackd import PrivateJackd
+from bridge.live.jackd import PrivateJackd
 from tests.conftest import TEST_MODEL
 from tests.integration.test_portaudio_bridge import (
     BLOCK,

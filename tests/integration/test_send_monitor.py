@@ -21,10 +21,10 @@ import pytest
 
 from bridge.engine import Processor
 from bridge.errors import InputError
-from bridge.rt_config import parse_monitor, parse_send
-from bridge.rt_host import OutputRoute, RealtimeHost
-from bridge.rt_jackd import PrivateJackd
-from bridge.rt_loopback import Loopback
+from bridge.live.config import parse_monitor, parse_send
+from bridge.live.host import OutputRoute, RealtimeHost
+from bridge.live.jackd import PrivateJackd
+from bridge.live.loopback import Loopback
 from tests.conftest import TEST_MODEL
 from tests.integration.test_jack_bridge import BLOCK, MIX_AT, QUEUE_BLOCKS, RATE, make_signal, offline, score_events
 

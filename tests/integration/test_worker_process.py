@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.rt_jackd import PrivateJackd
+from bridge.live.jackd import PrivateJackd
 from tests.integration.test_jack_bridge import RATE, _assert_valid_stats, _run_and_interrupt
 
 pytestmark = pytest.mark.skipif(shutil.which("jackd") is None, reason="jackd not installed")

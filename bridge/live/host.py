@@ -6,7 +6,7 @@ Public API
   worker=DEFAULT_WORKER)``: wraps a ``Processor`` already prepared with ``(sample_rate,
   block_size, 2)``. ``worker``: ``"thread"`` runs inference on a thread of this process (it
   shares the GIL with the callback); ``"process"`` in a child process that builds its own
-  Processor from the same model and settings (see ``rt_worker``).
+  Processor from the same model and settings (see ``live.worker``).
 
   - ``latency_samples`` / ``latency_terms``: the processor's terms plus ``queue``
     (``queue_blocks * block_size``): the output of input block ``j`` is played in cycle
@@ -33,7 +33,7 @@ Public API
   as is, pre-allocated scratch otherwise), then ``route.finish(dev)`` writes the monitor mix.
 
 Threading: the callback writes the block's score MIDI, then the input block, into
-pre-allocated rings of a ``rt_worker.Channel`` (records tagged with the cycle index; shared
+pre-allocated rings of a ``live.worker.Channel`` (records tagged with the cycle index; shared
 memory in process mode), and wakes the worker without blocking; the worker calls
 ``Processor.process`` and writes the stems and note events into two more rings, tagged
 likewise. The callback never waits: if
@@ -54,8 +54,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from bridge.engine import Processor
-from bridge.ring import RingBuffer
-from bridge.rt_worker import (
+from bridge.live.worker import (
     FOLLOW_CONF,
     FOLLOW_NONE,
     FOLLOW_POS_MS,
@@ -69,6 +68,7 @@ from bridge.rt_worker import (
     ProcessWorker,
     ThreadWorker,
 )
+from bridge.ring import RingBuffer
 
 NoteSink = Callable[[int, int, int, int, bool], None]
 DEFAULT_WORKER = "process"  # measured: the callback keeps time better (bench/realtime.py)

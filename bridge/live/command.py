@@ -5,19 +5,19 @@ Public API
 - ``run_bridge(args) -> int`` (main thread): load the model (or, with ``--parts`` / ``--follow``, set up a
   ``PartsProcessor`` for the score's channels), open the backend, prepare and warm up the
   processor at the backend's rate and block size, start the worker
-  (``rt_host.RealtimeHost``; a thread or a child process, ``--worker``), then start the
+  (``live.host.RealtimeHost``; a thread or a child process, ``--worker``), then start the
   stream; print a live status line on stderr until Ctrl-C / SIGTERM, ``--duration``
   seconds, or a failure (server shutdown, a MIDI port given by name gone, worker error or
   exit, stalled callback).
   ``--send drums,bass`` / ``--monitor "drums=-6,bass"`` (or ``[realtime] send`` / ``monitor``
-  in the config; the option wins) choose what goes out (``rt_host.OutputRoute``); unknown
+  in the config; the option wins) choose what goes out (``live.host.OutputRoute``); unknown
   stems end in ``InputError`` before any device is opened.
   ``--stats FILE`` is written atomically on every exit path.
   Returns 0 on a normal stop; failures raise ``StembridgeError`` (one line in the CLI).
 - ``open_backend(name, args)``: the backend object for ``jack`` or ``portaudio``.
 
 Threads: this module runs on the main thread only; the backend's callback and the worker are
-in ``rt_host`` and ``backends``. Python is soft real time: the callback holds the GIL while it
+in ``live.host`` and ``backends``. Python is soft real time: the callback holds the GIL while it
 copies; ``sys.setswitchinterval`` is lowered so the worker's Python code yields quickly.
 """
 
@@ -58,7 +58,7 @@ def open_backend(name: str, args: argparse.Namespace) -> Any:
 def _choose_backend(args: argparse.Namespace) -> str:
     if args.backend:
         return str(args.backend)
-    from bridge.rt_jackd import jack_server_running
+    from bridge.live.jackd import jack_server_running
 
     return "jack" if jack_server_running() else "portaudio"
 
@@ -66,9 +66,9 @@ def _choose_backend(args: argparse.Namespace) -> str:
 def run_bridge(args: argparse.Namespace) -> int:
     """Main thread. Run until stopped; see the module docstring."""
     from bridge.engine import Processor
-    from bridge.rt_config import apply_score_config
-    from bridge.rt_host import DEFAULT_WORKER, OutputRoute, RealtimeHost
-    from bridge.rt_status import status_line, write_stats
+    from bridge.live.config import apply_score_config
+    from bridge.live.host import DEFAULT_WORKER, OutputRoute, RealtimeHost
+    from bridge.live.status import status_line, write_stats
 
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
@@ -159,7 +159,7 @@ def _choose_outputs(
 ) -> tuple[tuple[str, ...] | None, dict[str, float] | None]:
     """Main thread. ``(send, monitor)`` from ``--send`` / ``--monitor``, else the config; both
     None: every stem goes out. ``InputError`` for unknown stems or both given."""
-    from bridge.rt_config import parse_monitor, parse_send
+    from bridge.live.config import parse_monitor, parse_send
 
     raw_send, raw_monitor = getattr(args, "send", None), getattr(args, "monitor", None)
     if raw_send is not None and raw_monitor is not None:
@@ -175,7 +175,7 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """Main thread. The processor (the model's, or the score parts' with ``--parts``), the
     config, and a label for the start line."""
     from bridge.engine import Processor
-    from bridge.rt_config import load_config, parse_parts_option
+    from bridge.live.config import load_config, parse_parts_option
 
     if getattr(args, "follow", None) is not None:
         if args.parts:
@@ -202,10 +202,10 @@ def _followed_parts(args: argparse.Namespace) -> tuple[Any, Any, str]:
     """``run --follow SCORE``: the score's parts, driven by the live score follower (MIDI on a
     part's channel overrides it for that part)."""
     from bridge.align.meter import ScoreMeter
+    from bridge.live.config import load_config
     from bridge.parts.following import FollowedParts
     from bridge.parts.processor import PartsSettings
     from bridge.parts.score_parts import read_parts
-    from bridge.rt_config import load_config
 
     parts = read_parts(args.follow)
     meter = ScoreMeter.from_midi(args.follow)
@@ -228,7 +228,7 @@ def _main_loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, sa
 
 
 def _loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: Any, status_line: Any, tty: bool) -> None:
-    from bridge.rt_status import FollowWatch
+    from bridge.live.status import FollowWatch
 
     t0 = last_line = last_watch = time.monotonic()
     last_cycles, last_progress, last_check = host.n_cycles, t0, t0

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bridge.atomic import atomic_write
-from bridge.rt_host import RealtimeHost
+from bridge.live.host import RealtimeHost
 
 
 def meter_db(peak: float) -> str:
