@@ -67,8 +67,6 @@ class DecompositionSettings:
     memory_s: float = 20.0  # forgetting time constant of the template statistics
     prior_frames: float = 8.0  # weight of the starting template, in frames of evidence
     mask_power: float = 1.5  # exponent of the soft masks (selection sets: band +0.34 dB, chamber +0.15 over 1.0)
-    drum_mask_power: float | None = 2.0  # drum parts' exponent (None: mask_power); selection band: 1.0 / 1.5 /
-    # 1.75 / 2 / 2.5 / 3 -> 7.66 / 9.04 / 9.19 / 9.33 / 9.16 / 8.27 dB (add10 8.73 -> 9.23, delete10 7.11 -> 7.14 at 2)
     background: bool = False  # a free broadband component whose share goes to the residual (measured: worse)
     share_timbre: bool = True  # new pitches start from the part's learned partial amplitudes
     share_min_frames: float = 20.0  # evidence a template needs before others copy it
@@ -258,15 +256,14 @@ class ScoreDecomposition:
 
         # part masks: contiguous column groups (pairs are sorted by part); silent columns skipped
         a = self.settings.mask_power
-        a_drum = a if self.settings.drum_mask_power is None else self.settings.drum_mask_power
         part_ids = np.asarray([p for p, _ in pairs], np.int64)
         sounding = H.any(axis=1)
         contrib: list[tuple[int, np.ndarray]] = []
         for p in range(self.n_parts):
             sel = np.nonzero((part_ids == p) & sounding[: len(pairs)])[0]
             if len(sel):
-                contrib.append((p, _power(W[:, sel] @ H[sel], a_drum if self.is_drum[p] else a)))  # (F, T)
-        if a == 1.0 and a_drum == 1.0:
+                contrib.append((p, _power(W[:, sel] @ H[sel], a)))  # (F, T)
+        if a == 1.0:
             denom = lam
         else:
             denom = np.full_like(lam, _EPS)
