@@ -6,7 +6,11 @@ settings, 20 ms frames, a running peak in place of the whole file's). Every fram
 ``N_PARTICLES`` hypotheses advances by its own tempo (a random walk in log tempo,
 ``TEMPO_STEP`` per frame, within ``TEMPO_RANGE`` of the notated tempo), a few (``HOLD_SHARE``)
 stay where they are (a fermata, a breath), and each is weighted by how well the frame's chroma
-matches the score's at its position (``exp(OBS_KAPPA * (cosine - 1))``). A silent frame is
+matches the score's at its position (``exp(OBS_KAPPA * (cosine - 1))``), by a heard onset
+(the frame's log-energy rise, relative to the last ~2 s) against the score's onset strength
+there (``OBS_ONSET``), and by the rhythm of the last ``RHYTHM_FRAMES`` sounding frames' onset
+strengths correlated with the score's onsets behind it at its tempo (``OBS_RHYTHM``; this is
+what follows drum-heavy arrangements with little pitched material). A silent frame is
 evidence too: hypotheses inside a rest of the whole score move on through it, those where the
 score sounds hold (the player stopped) and lose weight (``SILENCE_PENALTY``), so a general pause
 is followed and a stop is waited out. The position is the weighted mean, carried forward at
@@ -19,8 +23,8 @@ a fixed seed, frame by frame, so a recording gives the same positions at any blo
 
 Measured (``bench/align.py``'s live rows, chamber renders with drifting tempo, fermatas and a
 late start): the on-line DTW this replaced put 42 % of the performed onsets within 100 ms of
-their score position (median 225 ms, stalling about a second after held notes); see
-BENCHMARKS.md for this one.
+their score position (median 225 ms, stalling about a second after held notes); this one
+79 % on the chamber pieces and 75 % on band arrangements with drums (BENCHMARKS.md).
 
 Confidence: ``1 - recent cost at the position / recent mean cost over the surrounding score``
 (exponential averages over ``CONFIDENCE_S``), clipped to [0, 1]: near 0 when the recording does
