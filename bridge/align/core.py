@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.align.dtw import dtw_band, local_cost, mrdtw
+from bridge.align.dtw import ONSET_WEIGHT, dtw_band, local_cost, mrdtw
 from bridge.align.features import (
     HOP_S,
     UNPITCHED,
@@ -62,6 +62,9 @@ BASELINE_HOP_S = 0.2
 SHUFFLE_BLOCK_S = 2.0
 N_SHUFFLES = 2
 MIN_CONFIDENCE = 0.3
+# the onsets' weight in the local cost when the score has a drum part (else dtw's 0.25); selection
+# band set within 50 ms: 0.25 / 0.5 / 1.0 -> 87.4 / 89.9 / 90.0 % (0.5 for every score: chamber 90.7 -> 88.8 %)
+DRUM_ONSET_WEIGHT = 0.5
 MIN_MATCH = 0.08
 STEADY_SPREAD = 0.15
 TEMPO_WINDOW_S = 2.0
@@ -164,7 +167,10 @@ def align_notes(x: np.ndarray, sample_rate: int, notes: np.ndarray) -> Alignment
     audio = audio_features(x, sample_rate)
     score = score_features(notes, int(np.ceil((end_s - start_s) / HOP_S)) + 1, start_s)
     margin = int(round(PAD_S / HOP_S))
-    res = mrdtw(audio, score, open_start=margin, open_end=margin)
+    drums = bool(np.any(notes[:, 2] == UNPITCHED))  # a drum part: onsets carry more of the timing
+    res = mrdtw(
+        audio, score, open_start=margin, open_end=margin, onset_weight=DRUM_ONSET_WEIGHT if drums else ONSET_WEIGHT
+    )
     match, cost, shuffled = confidence_of(audio, score)
     score_s, rec_s = _warp_knots(res.path, HOP_S, start_s)
     spread = tempo_spread(score_s, rec_s, start_s + PAD_S, end_s - PAD_S)

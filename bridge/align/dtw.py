@@ -14,7 +14,8 @@ ONSET_WEIGHT * |onsets_a - onsets_b|``.
 
 Public API
 ----------
-- ``mrdtw(audio, score, factors=None, radius=RADIUS, open_start=0, open_end=0) -> DtwResult``:
+- ``mrdtw(audio, score, factors=None, radius=RADIUS, open_start=0, open_end=0,
+  onset_weight=ONSET_WEIGHT) -> DtwResult``:
   features from ``bridge.align.features``; the path may begin within the first ``open_start``
   score frames and end within the last ``open_end``; ``factors`` the downsampling of each
   level, coarsest first, ending in 1 (default: chosen from the length so the coarse level has
@@ -170,6 +171,7 @@ def mrdtw(
     radius: int = RADIUS,
     open_start: int = 0,
     open_end: int = 0,
+    onset_weight: float = ONSET_WEIGHT,
 ) -> DtwResult:
     """Multiresolution DTW of ``audio`` against ``score`` (see the module docstring)."""
     n, m = audio.n_frames, score.n_frames
@@ -185,7 +187,8 @@ def mrdtw(
             lo, hi = np.zeros(nl, np.int64), np.full(nl, ml, np.int64)
         else:
             lo, hi = _band_from_path(path, prev_factor // f, nl, ml, radius)
-        path, total = dtw_band(functools.partial(local_cost, a, s), nl, ml, lo, hi, open_start // f, open_end // f)
+        cost = functools.partial(local_cost, a, s, onset_weight=onset_weight)
+        path, total = dtw_band(cost, nl, ml, lo, hi, open_start // f, open_end // f)
         if level == 0:
             coarse_mean = total / len(path)
         prev_factor = f
