@@ -106,13 +106,15 @@ def build_case(cache: Path, i: int, rel: str, ensemble, seconds: float, seed: in
     qpm = float(rng.uniform(70, 100))
     straight, performed = perform(rng, voices, qpm, seconds)
     rows = [(name, k, program) for k, (name, program) in enumerate(ensemble[: len(voices)])]
-    keep = [k for k in range(len(rows)) if len(performed[k])]
     name = rel.replace("/", "_").rsplit(".", 1)[0]
-    folder = _render_case(
-        cache / "align" / f"{i}_{name}_{seconds:g}s_s{seed}",
-        [(*rows[k], performed[k]) for k in keep],
-        seconds,
-    )
+    return _render_performance(cache / "align" / f"{i}_{name}_{seconds:g}s_s{seed}", rows, straight, performed, seconds)
+
+
+def _render_performance(folder: Path, rows: list, straight: list, performed: list, seconds: float) -> dict:
+    """Render (once) the performed voices that have notes, one part per row ``(name, channel,
+    program)``, with the straight score beside them as ``straight.mid``; the case dict."""
+    keep = [k for k in range(len(rows)) if len(performed[k])]
+    folder = _render_case(folder, [(*rows[k], performed[k]) for k in keep], seconds)
     if not (folder / "straight.mid").is_file():
         _write_midi(folder / "straight.mid", [(*rows[k], straight[k]) for k in keep])
     return {
@@ -136,21 +138,9 @@ def build_band_case(cache: Path, i: int, source: Path, seconds: float, seed: int
         [[on * qpm / 60.0, (off - on) * qpm / 60.0, pitch] for on, off, pitch, _ in p.notes.tolist()] for p in parts
     ]
     straight, performed = perform(np.random.default_rng([seed, 1000 + i]), voices, qpm, seconds)
-    keep = [k for k in range(len(parts)) if len(performed[k])]
-    rows = [(parts[k].name, 9 if parts[k].is_drum else min(k, 8), parts[k].program) for k in keep]
-    folder = _render_case(
-        cache / "align" / f"band{i}_{source.name}_{seconds:g}s_s{seed}",
-        [(*row, performed[k]) for row, k in zip(rows, keep)],
-        seconds,
-    )
-    if not (folder / "straight.mid").is_file():
-        _write_midi(folder / "straight.mid", [(*row, straight[k]) for row, k in zip(rows, keep)])
-    return {
-        "folder": folder,
-        "straight": [straight[k] for k in keep],
-        "performed": [performed[k] for k in keep],
-        "case": folder.name,
-    }
+    rows = [(p.name, 9 if p.is_drum else min(k, 8), p.program) for k, p in enumerate(parts)]
+    folder = cache / "align" / f"band{i}_{source.name}_{seconds:g}s_s{seed}"
+    return _render_performance(folder, rows, straight, performed, seconds)
 
 
 def _read(path: Path) -> np.ndarray:
@@ -175,6 +165,7 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
     from bridge.parts.score_parts import read_parts
 
     folder = case["folder"]
+    mix = _read(folder / "mix.wav")
     straight_parts = read_parts(folder / "straight.mid")
     t0 = time.perf_counter()
     alignment = align_file(folder / "mix.wav", straight_parts)
@@ -186,7 +177,7 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
     out: dict = {
         "case": case["case"],
         "folder": str(folder),
-        "audio_s": float(len(_read(folder / "mix.wav")) / SR),
+        "audio_s": float(len(mix) / SR),
         "n_onsets": int(len(err)),
         "align_s": align_s,
         "confidence": alignment.confidence,
@@ -197,11 +188,10 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
         "unaligned_err_median_ms": 1000 * float(np.median(unaligned)),
         "errors_ms": (1000 * err).round(1).tolist(),
     }
-    live_err, live_stems = _follow_live(folder, straight_parts, straight[:, 0], truth[:, 0])
+    live_err, live_stems = _follow_live(mix, straight_parts, straight[:, 0], truth[:, 0])
     out["live_errors_ms"] = (1000 * live_err).round(1).tolist()
     out["live_within_100ms"] = float(np.mean(live_err < 0.1))
     if separation:
-        mix = _read(folder / "mix.wav")
         refs = [_read(folder / "parts" / f"{k}.wav")[: len(mix)] for k in range(len(straight_parts))]
         scores = {
             "aligned": warp_parts(straight_parts, alignment),
@@ -219,13 +209,13 @@ def evaluate(case: dict, work: Path, separation: bool) -> dict:
     return out
 
 
-def _follow_live(folder: Path, parts, notated_s: np.ndarray, performed_s: np.ndarray, block: int = 1024):
+def _follow_live(mix: np.ndarray, parts, notated_s: np.ndarray, performed_s: np.ndarray, block: int = 1024):
     """The straight score followed live (``FollowedParts``, what ``run --follow`` runs) through the
-    recording in ``block``-sample blocks: each performed onset's error (s) as the score position
+    recording ``mix`` (n_samples,) in ``block``-sample blocks: each performed onset's error (s) as the score position
     the follower reported when the audio reached it, against the notated onset; the part stems."""
     from bridge.parts.following import FollowedParts
 
-    mix = _read(folder / "mix.wav").astype(np.float32)
+    mix = mix.astype(np.float32)
     proc = FollowedParts(parts)
     proc.prepare(SR, block, 1)
     lat = proc.latency_samples

@@ -21,6 +21,8 @@ Public API
 - ``open_midi_file(path) -> mido.MidiFile``: parsed, or one-line ``InputError``.
 - ``tick_seconds(mid, ticks) -> seconds``: absolute ticks of a ``mido.MidiFile`` through its
   tempo map (every ``set_tempo`` of every track).
+- ``meta_at_ticks(mid, kind) -> [(tick, MetaMessage)]``: every meta message of one type (e.g.
+  ``time_signature``) in any track, at its absolute tick, in tick order.
 - ``score_file_messages(path) -> list[(time_s, mido.Message)]``: channel messages of a
   MIDI file with the tempo map applied (all tracks merged).
 - ``read_score_file(path, stems, channel_map=None, key_low=21, n_keys=88)
@@ -338,16 +340,21 @@ def open_midi_file(path: str | os.PathLike[str]) -> mido.MidiFile:
         raise InputError(f"score file '{name}' is not a readable MIDI file: {detail}") from None
 
 
-def _tempo_changes(mid: mido.MidiFile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ticks, tempo in us per beat, seconds at that tick) of every tempo segment."""
-    changes: list[tuple[int, int]] = []
+def meta_at_ticks(mid: mido.MidiFile, kind: str) -> list[tuple[int, mido.MetaMessage]]:
+    """``(absolute tick, message)`` of every meta message of type ``kind`` in any track, by tick."""
+    found: list[tuple[int, mido.MetaMessage]] = []
     for track in mid.tracks:
         tick = 0
         for msg in track:
             tick += msg.time
-            if msg.is_meta and msg.type == "set_tempo" and msg.tempo > 0:
-                changes.append((tick, int(msg.tempo)))
-    changes.sort(key=lambda c: c[0])
+            if msg.is_meta and msg.type == kind:
+                found.append((tick, msg))
+    return sorted(found, key=lambda f: f[0])
+
+
+def _tempo_changes(mid: mido.MidiFile) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ticks, tempo in us per beat, seconds at that tick) of every tempo segment."""
+    changes = [(tick, int(msg.tempo)) for tick, msg in meta_at_ticks(mid, "set_tempo") if msg.tempo > 0]
     ticks, tempos, seconds = [0], [500000], [0.0]
     for tick, tempo in changes:
         if tick == ticks[-1]:

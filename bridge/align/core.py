@@ -84,7 +84,7 @@ class Alignment:
     path: np.ndarray  # (n_steps, 2) fine frames [recording, score]
     score_start_s: float
     wall_s: float
-    tempo_spread: float = 0.0
+    tempo_spread: float  # ``tempo_spread`` of the map over the score's notes
 
     @property
     def match(self) -> float:

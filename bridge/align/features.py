@@ -204,17 +204,18 @@ def score_features(notes: np.ndarray, n_frames: int | None = None, start_s: floa
     amp = np.clip(notes[:, 3], 1, 127) / 127.0
     attack_frames = (notes[:, 4] if notes.shape[1] > 4 else np.full(len(notes), DEFAULT_ATTACK_S)) / HOP_S
     hits = notes[:, 2] == UNPITCHED  # onsets in every pitch class, no chroma
-    if hits.any():
-        at = np.minimum(on[hits] + np.round(ONSET_AT * attack_frames[hits]).astype(int), n_frames - 1)
-        for pc in range(12):
-            np.add.at(attacks, (np.full(len(at), pc), at), amp[hits] ** 2 / 12.0)
-            for d in range(HIT_FRAMES):  # a hit is broadband: every pitch class, decaying fast
-                frames = np.minimum(on[hits] + d, n_frames - 1)
-                np.add.at(
-                    energy,
-                    (np.full(len(frames), pc), frames),
-                    HIT_GAIN * amp[hits] ** 2 / 12.0 * np.exp(-d * HOP_S / HIT_DECAY_S),
-                )
+    if hits.any():  # one pitch class's share of every hit, added to the first 12 rows (one octave)
+        power = amp[hits] ** 2 / 12.0
+        hit_attack, hit_energy = np.zeros(n_frames), np.zeros(n_frames)
+        np.add.at(
+            hit_attack, np.minimum(on[hits] + np.round(ONSET_AT * attack_frames[hits]).astype(int), n_frames - 1), power
+        )
+        for d in range(HIT_FRAMES):  # a hit is broadband: every pitch class, decaying fast
+            np.add.at(
+                hit_energy, np.minimum(on[hits] + d, n_frames - 1), HIT_GAIN * power * np.exp(-d * HOP_S / HIT_DECAY_S)
+            )
+        attacks[:12] += hit_attack
+        energy[:12] += hit_energy
     notes, on, off, amp, attack_frames = (a[~hits] for a in (notes, on, off, amp, attack_frames))
     for h in range(1, N_HARMONICS + 1):
         shift = int(round(12 * np.log2(h)))

@@ -215,11 +215,10 @@ class ScoreFollower:
         self._n_frames += 1
         chroma = self._chroma(frame)
         rng, n, m = self._rng, N_PARTICLES, self.score.n_frames
-        idx = np.round(self._p).astype(np.int64)
         if chroma is None:  # silence: move on through the score's rests, hold where it sounds
             self._moving = False
             self.confidence *= 0.98
-            rest = ~self._sounding[idx]
+            rest = ~self._sounding[np.round(self._p).astype(np.int64)]
             step = np.where(rest, np.exp(self._lr) + rng.normal(0.0, POSITION_STEP, n), 0.0)
             self._p = np.clip(self._p + step, 0, m - 1)
             self._weigh(-SILENCE_PENALTY * self._sounding[np.round(self._p).astype(np.int64)])

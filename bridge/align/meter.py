@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bridge.score import _tempo_changes, open_midi_file
+from bridge.score import _tempo_changes, meta_at_ticks, open_midi_file
 
 
 @dataclass(frozen=True)
@@ -34,12 +34,9 @@ class ScoreMeter:
         tpb = int(mid.ticks_per_beat)
         ticks, tempo, seconds = _tempo_changes(mid)
         sigs: dict[int, tuple[int, int]] = {0: (4, 4)}
-        for track in mid.tracks:
-            tick = 0
-            for msg in track:
-                tick += msg.time
-                if msg.is_meta and msg.type == "time_signature" and msg.numerator > 0 and msg.denominator > 0:
-                    sigs[tick] = (int(msg.numerator), int(msg.denominator))
+        for tick, msg in meta_at_ticks(mid, "time_signature"):
+            if msg.numerator > 0 and msg.denominator > 0:
+                sigs[tick] = (int(msg.numerator), int(msg.denominator))
         at = sorted(sigs)
         beat_ticks = [tpb * 4.0 / sigs[t][1] for t in at]
         beats = [sigs[t][0] for t in at]

@@ -239,7 +239,7 @@ def _loop(host: Any, backend: Any, stems: Any, args: argparse.Namespace, say: An
         notice = watch.update(host, now - last_watch)
         last_watch = now
         if notice is not None:
-            if tty and not args.quiet:
+            if tty:  # clear the status line first
                 sys.stderr.write("\r\033[K")
             print(notice, file=sys.stderr, flush=True)
         if now - last_check >= PORT_CHECK_INTERVAL_S:

@@ -77,7 +77,7 @@ class FollowWatch:
         self._heard_s += dt_s
         if self._heard_s < FOLLOW_WATCH_S:  # the follower's confidence is still building up
             return None
-        end_s = getattr(getattr(host, "processor", None), "end_s", None)
+        end_s = getattr(host.processor, "end_s", None)
         if end_s is not None and pos >= end_s:  # the score is over: whatever comes next is not in it
             return None
         self._avg += min(1.0, dt_s / FOLLOW_WATCH_S) * (conf - self._avg)
