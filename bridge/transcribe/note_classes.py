@@ -1,0 +1,165 @@
+"""Which instrument class played a note: a small network over a pitch-aligned patch of the mix.
+
+For every note of an instrument-blind transcription, the patch is the mix's log-frequency map
+(``bridge.logfreq``, 3 bins per semitone) from 12 semitones below the note's pitch to 48 above
+(its first ~16 partials) and from 3 frames before its onset to 29 after (0.37 s), in dB relative
+to the patch's 99th percentile (so the level of the note does not matter), plus two scalars: the
+pitch and the note's log2 duration. Centred on the pitch, the patch shows the note's partial
+pattern and envelope the same way at every pitch (trained with ``export/note_classes.py``).
+
+Public API
+----------
+- ``PATCH``: the patch geometry every classifier must declare in its metadata.
+- ``log_map_db(audio, sample_rate) -> (n_frames, n_log)``: the mix's log-frequency map in dB
+  (mono audio at any rate; resampled to 44.1 kHz).
+- ``note_patches(log_map, notes) -> (patches (n, 180, 32) float32, scalars (n, 2) float32)``.
+- ``NoteClassifier(path, n_threads=1)``: an ONNX classifier with validated metadata (``classes``);
+  ``probabilities(audio, sample_rate, notes) -> (n, n_classes)``.
+- ``NOTE_CLASSES_FILE``: the shipped classifier.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bridge.errors import ModelError
+from bridge.logfreq import log_filterbank
+
+NOTE_CLASSES_FILE = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-classes.onnx"
+META_KEY = "stembridge_note_classes"
+KNOWN_CLASSES = ("bass", "piano", "guitar", "strings", "other")
+PATCH: dict[str, Any] = {
+    "sample_rate": 44100,
+    "n_fft": 2048,
+    "hop": 512,
+    "bins_per_semitone": 3,
+    "midi_low": 18,
+    "midi_high": 134,
+    "semitones_below": 12,
+    "semitones_above": 48,
+    "frames_before": 3,
+    "frames": 32,
+    "floor_db": -80.0,
+}
+_N_PATCH_BINS = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + PATCH["semitones_above"])
+_MIN_DB = -100.0  # outside the map (below MIDI 18, past the file's ends)
+
+
+def log_map_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono ``audio`` (n,) -> (n_frames, n_log) dB; frame t covers samples [t*hop, t*hop + n_fft) at 44.1 kHz."""
+    sr, n_fft, hop = PATCH["sample_rate"], PATCH["n_fft"], PATCH["hop"]
+    x = np.nan_to_num(np.asarray(audio, np.float32).reshape(-1), nan=0.0, posinf=0.0, neginf=0.0)
+    if sample_rate != sr and len(x):
+        import soxr
+
+        x = soxr.resample(x, sample_rate, sr, quality="HQ").astype(np.float32)
+    fb = log_filterbank(sr, n_fft, n_fft // 2 + 1, PATCH["bins_per_semitone"], PATCH["midi_low"], PATCH["midi_high"])
+    n_frames = 1 + max(0, len(x) - n_fft) // hop
+    win = np.hanning(n_fft + 1)[:-1].astype(np.float32)
+    xp = np.pad(x, (0, n_fft))
+    out = np.empty((n_frames, fb.shape[1]), np.float32)
+    for t0 in range(0, n_frames, 512):  # bounded memory on long files
+        idx = np.arange(n_fft)[None] + hop * np.arange(t0, min(t0 + 512, n_frames))[:, None]
+        mag = np.abs(np.fft.rfft(xp[idx] * win, axis=1)).astype(np.float32)
+        out[t0 : t0 + len(idx)] = 20.0 * np.log10(mag @ fb + 1e-5)
+    return out
+
+
+def note_patches(log_map: np.ndarray, notes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``log_map`` (n_frames, n_log) dB, ``notes`` (n, 4) ``[onset_s, offset_s, pitch, velocity]`` ->
+    patches (n, n_patch_bins, frames) in units of 20 dB re the patch's 99th percentile, clipped to
+    [floor_db / 20, 0.5], and scalars (n, 2): ``(pitch - 60) / 24``, ``log2(duration_s)``."""
+    b, hop, sr = PATCH["bins_per_semitone"], PATCH["hop"], PATCH["sample_rate"]
+    n_t, pre = PATCH["frames"], PATCH["frames_before"]
+    pad_f, pad_t = b * (PATCH["semitones_below"] + PATCH["semitones_above"]), n_t + pre
+    big = np.pad(log_map, ((pad_t, pad_t), (pad_f, pad_f)), constant_values=_MIN_DB)
+    notes = np.asarray(notes, np.float64).reshape(-1, 4)
+    patches = np.zeros((len(notes), _N_PATCH_BINS, n_t), np.float32)
+    scalars = np.zeros((len(notes), 2), np.float32)
+    floor = PATCH["floor_db"] / 20.0
+    for i, (on, off, pitch, _vel) in enumerate(notes.tolist()):
+        f0 = int(np.clip(round(on * sr / hop), -pad_t, log_map.shape[0])) - pre + pad_t
+        b0 = b * (int(pitch) - PATCH["semitones_below"] - PATCH["midi_low"]) + pad_f
+        b0 = int(np.clip(b0, 0, big.shape[1] - _N_PATCH_BINS))
+        pt = big[f0 : f0 + n_t, b0 : b0 + _N_PATCH_BINS].T
+        ref = np.percentile(pt, 99)
+        patches[i] = np.clip((pt - ref) / 20.0, floor, 0.5)
+        scalars[i] = ((pitch - 60.0) / 24.0, np.log2(max(off - on, 0.02)))
+    return patches, scalars
+
+
+def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
+    """The classes of a classifier's metadata; ``ModelError`` for anything that does not fit."""
+    if not isinstance(raw, dict) or raw.get("kind") != "note_classes":
+        raise ModelError(
+            f"{path}: not a note classifier (metadata kind {raw.get('kind') if isinstance(raw, dict) else raw!r})"
+        )
+    classes = raw.get("classes")
+    if (
+        not isinstance(classes, list)
+        or not classes
+        or len(set(classes)) != len(classes)
+        or not set(classes) <= set(KNOWN_CLASSES)
+    ):
+        raise ModelError(f"{path}: classes must be distinct names from {list(KNOWN_CLASSES)}, got {classes!r}")
+    for key, want in PATCH.items():
+        if raw.get(key) != want:
+            raise ModelError(
+                f"{path}: built for another patch geometry ({key} = {raw.get(key)!r}, this bridge uses {want!r})"
+            )
+    return tuple(classes)
+
+
+class NoteClassifier:
+    """An ONNX note classifier (see the module docstring); ``classes`` from its validated metadata."""
+
+    def __init__(self, path: str | Path = NOTE_CLASSES_FILE, n_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"note classifier missing: {path}")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = n_threads
+        opts.inter_op_num_threads = 1
+        try:
+            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for a bad file
+            raise ModelError(f"cannot load note classifier {path}: {e}") from e
+        props = self._sess.get_modelmeta().custom_metadata_map
+        try:
+            raw = json.loads(props[META_KEY])
+        except (KeyError, json.JSONDecodeError) as e:
+            raise ModelError(f"{path}: no readable '{META_KEY}' metadata") from e
+        self.classes = validate_note_classes_meta(raw, path)
+        self.meta = raw
+        ins = {i.name: i.shape for i in self._sess.get_inputs()}
+        outs = {o.name: o.shape for o in self._sess.get_outputs()}
+        if set(ins) != {"patch", "scalars"} or "logits" not in outs:
+            raise ModelError(
+                f"{path}: expected inputs patch, scalars and output logits (got {sorted(ins)} -> {sorted(outs)})"
+            )
+        if outs["logits"][-1] != len(self.classes):
+            raise ModelError(f"{path}: {outs['logits'][-1]} logits for {len(self.classes)} classes")
+
+    def probabilities(self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256) -> np.ndarray:
+        """(n, n_classes) class probabilities of ``notes`` (n, 4) in mono ``audio``."""
+        notes = np.asarray(notes, np.float64).reshape(-1, 4)
+        if not len(notes):
+            return np.zeros((0, len(self.classes)), np.float32)
+        patches, scalars = note_patches(log_map_db(audio, sample_rate), notes)
+        logits = np.concatenate(
+            [
+                self._sess.run(["logits"], {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]})[0]
+                for i in range(0, len(notes), batch)
+            ]
+        )
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+__all__ = ["NOTE_CLASSES_FILE", "PATCH", "NoteClassifier", "log_map_db", "note_patches"]
