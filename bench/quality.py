@@ -4,7 +4,10 @@
 Renders N tracks of a corpus seed never used for training (``plan_track(seed, i)`` with
 ``soundfont=SOUNDFONT_HELDOUT``; cached under ``--cache``, re-used when present), then for every
 track runs the model through the real offline path (``separate_file`` with a ``Processor``, what
-``stembridge separate`` runs) blind and with the true score (``all_src.mid`` as ``--score``: the
+``stembridge separate`` runs) blind (the "model blind" row: transcribe, then separate, as
+``separate`` does without a score, see ``bridge.transcribe``; "network blind": the network alone,
+as ``--class-stems-from network`` and the live bridge give it; ``--blind network`` makes the
+network alone the "model blind" row) and with the true score (``all_src.mid`` as ``--score``: the
 "model + score" row, class stems from the score's parts as ``separate --score`` gives them; the
 "network + score" row, the score-conditioned network alone), and scores the stems and
 ``notes.mid`` against the true stems and notes:
@@ -47,7 +50,7 @@ import numpy as np  # noqa: E402
 from bench.metrics import ideal_ratio_mask, is_silent, onset_f1, sdr, si_sdr  # noqa: E402
 
 HELDOUT_SEED = 9001  # never used for a training corpus
-ROWS = ("model blind", "model + score", "network + score", "IRM ceiling", "basic-pitch")
+ROWS = ("model blind", "network blind", "model + score", "network + score", "IRM ceiling", "basic-pitch")
 TARGETS = {
     "blind_si_sdri_overall_db": 6.0,
     "blind_si_sdri_per_stem_db": 3.0,
@@ -202,7 +205,7 @@ def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple
     return out
 
 
-def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_size: int) -> dict:
+def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_size: int, transcriber=None) -> dict:
     """Scores of every row on one track: {row: {"sep": {stem: ...}, "f1": {stem: F1}, "inst_blind_f1": x}}."""
     import soundfile as sf
 
@@ -226,10 +229,13 @@ def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_siz
     rows: dict[str, dict] = {}
 
     for row, score, from_parts in (
-        ("model blind", None, True),
+        ("model blind", None, True),  # what `separate` gives: transcribe, then separate (with a transcriber)
+        ("network blind", None, False),  # the network alone
         ("model + score", score_path, True),  # what `separate --score` gives: class stems from the parts
         ("network + score", score_path, False),  # the score-conditioned network alone
     ):
+        if row == "network blind" and transcriber is None:
+            continue  # "model blind" is the network alone then
         out_dir = work / row.replace(" ", "").replace("+", "_")
         res = separate_file(
             processor,
@@ -239,6 +245,7 @@ def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_siz
             fmt="wav",
             score_path=score,
             stems_from_parts=from_parts,
+            transcriber=transcriber if from_parts else None,
         )
         by_name = {p.stem: p for p in res.stem_paths}
         est = np.stack([_read_mono(by_name[s], n) for s in all_names])
@@ -428,6 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     ap.add_argument("--block-size", type=int, default=4096, help="samples per block (default 4096)")
     ap.add_argument("--no-basic-pitch", action="store_true", help="skip the basic-pitch row")
+    ap.add_argument(
+        "--blind",
+        choices=("parts", "network"),
+        default="parts",
+        help="'model blind' row: transcribe, then separate (default, what `separate` does) or the network alone",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write every number here")
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
     args = ap.parse_args(argv)
@@ -444,6 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# held-out set: seed {args.seed}, {args.tracks} tracks x {args.seconds:g} s, MuseScore General")
     tracks = render_heldout(args.cache, args.seed, args.tracks, args.seconds)
 
+    transcriber = None
+    if args.blind == "parts":
+        from bridge.transcribe import Transcriber
+
+        transcriber = Transcriber(n_threads=args.threads)
     notes: dict[str, str] = {"IRM ceiling": f"|S_i| / sum_j |S_j| at n_fft {meta.n_fft}, hop {meta.hop}, mix phase"}
     transcribe = None
     if args.no_basic_pitch:
@@ -455,7 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sbq_") as tmp:
         for i, track_dir in enumerate(tracks):
             t0 = time.perf_counter()
-            rows = evaluate_track(track_dir, processor, Path(tmp) / track_dir.name, transcribe, args.block_size)
+            rows = evaluate_track(
+                track_dir, processor, Path(tmp) / track_dir.name, transcribe, args.block_size, transcriber
+            )
             per_track.append({"track": track_dir.name, **rows})
             b = rows["model blind"]["sep"]
             si = np.median([v["si_sdri"] for k, v in b.items() if k != "other"]) if b else float("nan")

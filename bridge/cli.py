@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-stems-from",
         choices=("parts", "network"),
         default="parts",
-        help="with --score: class stems from the score's parts summed per GM class (default; drums from "
-        "the network) or from the score-conditioned network alone",
+        help="parts (default): class stems from score parts summed per GM class, drums from the network; "
+        "the parts are --score's, or without a score those of the file's own transcription (basic-pitch notes, "
+        "each classified by instrument: transcribe, then separate; offline only). network: the network alone",
     )
     p.add_argument(
         "--parts",
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("corpus", "render a synthetic multitrack training corpus (Slakh2100 layout)"),
         ("train", "train a model (needs the train extra)"),
         ("export", "export a checkpoint to ONNX with metadata (needs the train extra)"),
+        ("train-notes", "train the note classifier of blind offline separation (needs the train extra)"),
     ):
         p = sub.add_parser(name, help=help_text, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -239,6 +241,11 @@ def cmd_separate(args: argparse.Namespace) -> int:
         from bridge.engine import Processor
 
         processor = Processor(args.model, n_threads=args.threads)
+        transcriber = None
+        if args.score is None and args.class_stems_from == "parts":
+            from bridge.transcribe import Transcriber
+
+            transcriber = Transcriber(n_threads=args.threads)
 
         def run(path: Path) -> SeparateResult:
             return separate_file(
@@ -250,6 +257,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 score_path=args.score,
                 progress=Progress(path.name, not args.quiet),
                 stems_from_parts=args.class_stems_from == "parts",
+                transcriber=transcriber,
             )
 
     failed = 0
@@ -386,6 +394,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "corpus": _forward("export.data.corpus"),
     "train": _forward("export.train"),
     "export": _forward("export.onnx_export"),
+    "train-notes": _forward("export.note_classes"),
 }
 
 
@@ -393,7 +402,7 @@ def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-FORWARDED = ("corpus", "train", "export")
+FORWARDED = ("corpus", "train", "export", "train-notes")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,11 +52,11 @@ def write_midi(path: Path, parts: list[tuple[str, int, int, list[tuple[float, fl
     return path
 
 
-def render(path: Path, midi: Path, seconds: float, rate: int = SR) -> np.ndarray:
+def render(path: Path, midi: Path, seconds: float, rate: int = SR, soundfont: Path = SOUNDFONT) -> np.ndarray:
     """FluidSynth render (n_samples,) mono float32 at ``rate``, cut or padded to ``seconds``."""
     wav = path.with_suffix(".wav")
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(rate), "-F", str(wav), str(SOUNDFONT), str(midi)],
+        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(rate), "-F", str(wav), str(soundfont), str(midi)],
         check=True,
         capture_output=True,
     )

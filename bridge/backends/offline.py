@@ -3,9 +3,10 @@
 Public API
 ----------
 - ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None,
-  stems_from_parts=True) -> SeparateResult``: stream one file through a prepared-on-demand
-  ``Processor`` (with a score: its class stems from the score's parts, see
-  ``bridge.parts.classes``) and write
+  stems_from_parts=True, transcriber=None) -> SeparateResult``: stream one file through a
+  prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
+  ``bridge.parts.classes``; without one, with a ``bridge.transcribe.Transcriber``: from the
+  parts of the file's own transcription) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
 - ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None)
@@ -35,10 +36,11 @@ from bridge.engine import Processor, restamp
 from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
-from bridge.parts.classes import ScoredClasses
+from bridge.parts.classes import MODEL_STEMS, ScoredClasses
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
 from bridge.score import read_score_file
+from bridge.transcribe import Transcriber, score_of_parts
 
 
 @dataclass
@@ -64,15 +66,31 @@ def separate_file(
     score_path: Path | None = None,
     progress: Callable[[int, int, int], None] | None = None,
     stems_from_parts: bool = True,
+    transcriber: Transcriber | None = None,
 ) -> SeparateResult:
     """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block.
 
     With a score and ``stems_from_parts``, the class stems come from the score's parts
-    (``bridge.parts.classes.ScoredClasses``); the network still writes the notes."""
-    score = read_score_file(score_path, processor.meta.stems) if score_path is not None else None
-    parts = read_parts(score_path) if score_path is not None and stems_from_parts else None
-    runner: Processor | ScoredClasses = processor if parts is None else ScoredClasses(processor, parts)
+    (``bridge.parts.classes.ScoredClasses``); the network still writes the notes. Without a
+    score, a ``transcriber`` first transcribes the whole file into one part per class
+    (``bridge.transcribe``), which then serves as that score."""
     stems = processor.meta.stems
+    model_stems: tuple[str, ...] = MODEL_STEMS
+    blind_stems: tuple[str, ...] = ()
+    score: list[np.ndarray] | None = None
+    parts: list[ScorePart] | None = None
+    if score_path is not None:
+        score = read_score_file(score_path, stems)
+        parts = read_parts(score_path) if stems_from_parts else None
+    elif transcriber is not None:
+        parts, _ = transcriber.parts_of_file(in_path)
+        model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
+        score = score_of_parts(parts, stems) if transcriber.condition_network else None
+    runner: Processor | ScoredClasses = (
+        processor
+        if parts is None
+        else ScoredClasses(processor, parts, model_stems=model_stems, blind_stems=blind_stems)
+    )
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
         if n_done is None:

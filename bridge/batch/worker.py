@@ -7,8 +7,8 @@ Public API
   when created and keeps it for every file; ``ready() -> dict`` says who it is and whether the
   model loaded (``error``: one line, or None); ``run(job) -> record``.
 - ``process_job(processor, job, worker) -> record``: the work itself, without Ray. Writes
-  ``OUT/<track>/`` exactly as ``stembridge separate`` does (``separate_file``, or
-  ``separate_parts_file`` with the parts of the job's score), first into
+  ``OUT/<track>/`` exactly as ``stembridge separate`` does (``separate_file``, blind files
+  transcribed first, or ``separate_parts_file`` with the parts of the job's score), first into
   ``partial_dir(out, track)`` beside it, then renamed into place once every file is complete and
   fsynced; a failure removes the partial folder and leaves an earlier ``OUT/<track>/`` as it was.
   Never raises for a bad input: the record's ``status`` is ``failed`` and ``error`` its one line.
@@ -109,6 +109,19 @@ def new_record(job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_TRANSCRIBERS: list[Any] = []
+
+
+def _transcriber() -> Any:
+    """The worker's ``bridge.transcribe.Transcriber`` (blind files: transcribe, then separate, as
+    ``stembridge separate`` does), built on first use."""
+    if not _TRANSCRIBERS:
+        from bridge.transcribe import Transcriber
+
+        _TRANSCRIBERS.append(Transcriber())
+    return _TRANSCRIBERS[0]
+
+
 def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
     t0, cpu0 = time.perf_counter(), time.process_time()
     path, out, track = Path(job["path"]), Path(job["out"]), job["track"]
@@ -127,7 +140,10 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
             from bridge.backends.offline import separate_file
 
             score = Path(job["score"]) if job["score"] else None
-            res = separate_file(processor, path, tmp, job["block_size"], job["format"], score_path=score)
+            tr = None if score is not None else _transcriber()
+            res = separate_file(
+                processor, path, tmp, job["block_size"], job["format"], score_path=score, transcriber=tr
+            )
         _fsync_tree(tmp)
         _replace(tmp, out / track)
         record["status"] = "ok"

@@ -6,7 +6,9 @@ classes" row against "model + score"). ``ScoredClasses`` runs both on the same b
 class stem is the sum of the part stems of that class (``instruments.stem_for_program``),
 except the stems listed in ``MODEL_STEMS``, which the network still separates better on the
 selection set (seed 9002) and so come from it; ``other`` is the delayed input minus the
-rest, so the stems sum back to the input. Notes are the network's (with the score).
+rest, so the stems sum back to the input. Notes are the network's (with the score). The
+``blind_stems`` among ``model_stems`` come from a second run of the network without the score
+(``bridge.transcribe``: a transcription has no drum part).
 
 The two paths' latencies differ where the network resamples; the faster one is delayed to the
 slower one, so ``latency_samples`` is the larger (at 44.1 kHz the parts' 4095 samples against
@@ -15,8 +17,8 @@ the network's 2047).
 Public API
 ----------
 - ``MODEL_STEMS``: class stems taken from the network.
-- ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None)``: the ``Processor``
-  verbs ``prepare`` / ``process`` / ``reset`` / ``release`` / ``end_notes``, ``stems`` and
+- ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None, blind_stems=())``: the
+  ``Processor`` verbs ``prepare`` / ``process`` / ``reset`` / ``release`` / ``end_notes``, ``stems`` and
   ``meta`` of the network (``other`` last), for a score known in advance (offline files).
 """
 
@@ -26,7 +28,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from bridge.engine import BlockResult, Processor, restamp
+from bridge.engine import BlockResult, Processor, clean_block, restamp
 from bridge.instruments import stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
@@ -45,8 +47,12 @@ class ScoredClasses:
         parts: Sequence[ScorePart],
         model_stems: Sequence[str] = MODEL_STEMS,
         settings: PartsSettings | None = None,
+        blind_stems: Sequence[str] = (),
     ) -> None:
         self.model = model
+        # stems from a second run of the same network without the score (a score known to lack a
+        # class, as a transcription lacks drums, would otherwise tell the network that it is silent)
+        self.blind = Processor(model.model) if blind_stems else None
         self.meta = model.meta
         self.stems = model.stems
         self.parts = tuple(parts)
@@ -61,7 +67,9 @@ class ScoredClasses:
             self._class_of_part.append(
                 predicted.index(stem) if stem in predicted and stem not in self.model_stems else -1
             )
-        self._from_model = [i for i, s in enumerate(predicted) if s in self.model_stems]
+        blind = set(blind_stems) & set(self.model_stems)
+        self._from_model = [i for i, s in enumerate(predicted) if s in self.model_stems and s not in blind]
+        self._from_blind = [i for i, s in enumerate(predicted) if s in blind]
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
@@ -85,6 +93,8 @@ class ScoredClasses:
     def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
         """Main thread. Prepare both paths; the faster one is delayed to the slower one."""
         self.model.prepare(sample_rate, max_block_size, n_channels)
+        if self.blind is not None:  # the same network and rate: the same latency
+            self.blind.prepare(sample_rate, max_block_size, n_channels)
         self._parts.prepare(sample_rate, max_block_size, n_channels)
         lm, lp = self.model.latency_samples, self._parts.latency_samples
         self.latency_samples = max(lm, lp)
@@ -114,18 +124,23 @@ class ScoredClasses:
     def reset(self) -> None:
         """Inference thread, between streams."""
         self.model.reset()
+        if self.blind is not None:
+            self.blind.reset()
         self._parts.reset()
         self._parts.set_part_notes([p.notes for p in self.parts])
         self._reset_own()
 
     def release(self) -> None:
         self.model.release()
+        if self.blind is not None:
+            self.blind.release()
         self._parts.release()
         self.prepared = False
 
     def process(self, audio: np.ndarray, midi_events: Iterable[tuple[int, bytes]] = ()) -> BlockResult:
         """audio (n_channels, n) -> class stems (network order, ``other`` last) delayed by latency_samples."""
-        m = self.model.process(audio, midi_events)
+        m = self.model.process(audio, midi_events)  # counts the input's non-finite samples
+        audio, _ = clean_block(audio, self.n_channels)  # NaN / Inf never reach the parts or `other`
         p = self._parts.process(audio)
         n, c = audio.shape[1], self.n_channels
         n_pred = len(self.meta.stems)
@@ -135,9 +150,11 @@ class ScoredClasses:
                 classes[cls] += p.stems[k]
         model_part = np.zeros_like(classes)
         model_part[self._from_model] = m.stems[self._from_model]
+        if self.blind is not None:
+            model_part[self._from_blind] = self.blind.process(audio).stems[self._from_blind]
         self._parts_ring.write(classes.reshape(n_pred * c, n))
         self._model_ring.write(model_part.reshape(n_pred * c, n))
-        self._dry.write(np.asarray(audio, np.float32))
+        self._dry.write(audio)
         a = np.empty((n_pred * c, n), np.float32)
         b = np.empty((n_pred * c, n), np.float32)
         self._parts_ring.read(n, a)

@@ -67,6 +67,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bridge import logfreq
 from bridge.instruments import DRUM_CLASSES, KEY_LOW
 
 HARMONICS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
@@ -128,29 +129,16 @@ class HarmonicConfig:
         return sum(self.state_sizes)
 
 
-def _midi_to_hz(m: np.ndarray | float) -> np.ndarray:
-    return 440.0 * 2.0 ** ((np.asarray(m, np.float64) - 69.0) / 12.0)
-
-
 def log_centres_midi(cfg: HarmonicConfig) -> np.ndarray:
     """MIDI pitch of each log bin's centre (n_log,): bin ``b*p + b//2`` is MIDI ``midi_low + p``."""
-    b = cfg.bins_per_semitone
-    return cfg.midi_low + (np.arange(cfg.n_log) - b // 2) / b
+    return logfreq.log_centres_midi(cfg.n_log, cfg.bins_per_semitone, cfg.midi_low)
 
 
 def log_filterbank(cfg: HarmonicConfig) -> np.ndarray:
-    """(n_bins, n_log) triangular weights, peak 1 at the log bin's centre frequency.
-
-    Half-width = the distance to the next log bin, but at least one linear bin: where log bins are
-    denser than linear bins this is linear interpolation between the two nearest linear bins.
-    """
-    df = cfg.sample_rate / cfg.n_fft
-    f_lin = np.arange(cfg.n_bins) * df
-    c = log_centres_midi(cfg)
-    f_c = _midi_to_hz(c)
-    hw = np.maximum(_midi_to_hz(c + 1.0 / cfg.bins_per_semitone) - f_c, df)
-    w = np.clip(1.0 - np.abs(f_lin[:, None] - f_c[None, :]) / hw[None, :], 0.0, None)
-    return w.astype(np.float32)
+    """(n_bins, n_log) triangular weights (``bridge.logfreq.log_filterbank`` at ``cfg``'s geometry)."""
+    return logfreq.log_filterbank(
+        cfg.sample_rate, cfg.n_fft, cfg.n_bins, cfg.bins_per_semitone, cfg.midi_low, cfg.midi_high
+    )
 
 
 def semitone_interp(cfg: HarmonicConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -173,7 +161,7 @@ def harmonic_comb(cfg: HarmonicConfig, pitches: np.ndarray | None = None) -> np.
     pitches = KEY_LOW + np.arange(cfg.n_keys) if pitches is None else np.asarray(pitches)
     out = np.zeros((len(pitches), cfg.n_bins), np.float64)
     for k, pitch in enumerate(pitches.tolist()):
-        f0 = float(_midi_to_hz(pitch))
+        f0 = float(logfreq.midi_to_hz(pitch))
         for h in range(1, cfg.comb_harmonics + 1):
             fh = h * f0
             if fh >= cfg.sample_rate / 2:
