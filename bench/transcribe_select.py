@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Choose the transcribe-then-separate settings (``bridge.transcribe.Transcriber``) on the selection set.
+
+Each variant is ``key=value,...`` with keys ``share`` (member_share), ``model`` (stems from the
+network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
+network conditioned on the transcription, 0: not); the network alone is always the first row.
+Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
+median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
+``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
+``--merge``).
+
+    .venv/bin/python bench/transcribe_select.py --tracks out/heldout/s9002_20s --first 0 --count 12 \\
+        --variant 'share=0.3,model=drums+piano+guitar+strings,blind=drums,net=1' --json out/sel_a.json
+    .venv/bin/python bench/transcribe_select.py --merge out/sel_a.json out/sel_b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+STEMS = ("drums", "bass", "piano", "guitar", "strings")
+
+
+def transcriber_of(spec: str):
+    from bridge.transcribe import Transcriber
+
+    kv = dict(item.split("=", 1) for item in spec.split(","))
+    return Transcriber(
+        member_share=float(kv.get("share", 0.3)),
+        model_stems=tuple(x for x in kv.get("model", "drums").split("+") if x),
+        blind_stems=tuple(x for x in kv.get("blind", "drums").split("+") if x),
+        condition_network=kv.get("net", "1") == "1",
+    )
+
+
+def run(tracks: list[Path], variants: list[str]) -> dict:
+    import soundfile as sf
+
+    from bench.metrics import onset_f1
+    from bench.quality import _read_mono, _sep_scores
+    from bridge.backends.offline import separate_file
+    from bridge.engine import Processor
+    from bridge.score import read_score_file
+    from export.data.slakh import load_track
+
+    proc = Processor(None)
+    names = (*STEMS, "other")
+    rows = [("network", None), *((v, transcriber_of(v)) for v in variants)]
+    out: dict = {"sep": {}, "f1": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for td in tracks:
+            truth = load_track(td, stems=STEMS)
+            mix, _ = sf.read(str(td / "mix.flac"), dtype="float64", always_2d=True)
+            mix = mix.mean(axis=1)
+            n = len(mix)
+            refs = np.concatenate([truth["stems"], truth["other"][None]])
+            refs = np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
+            for name, tr in rows:
+                res = separate_file(proc, td / "mix.flac", Path(tmp) / "o", transcriber=tr)
+                by = {p.stem: p for p in res.stem_paths}
+                est = np.stack([_read_mono(by[s], n) for s in names])
+                out["sep"].setdefault(name, {})[td.name] = _sep_scores(est, mix, refs, names)
+                notes = read_score_file(res.notes_path, STEMS)
+                for k, s in enumerate(STEMS):
+                    if len(truth["notes"][k]):
+                        f1 = onset_f1(truth["notes"][k], notes[k], drums=s == "drums")[2]
+                        out["f1"].setdefault(name, {}).setdefault(s, []).append(f1)
+            print(f"  {td.name} done", flush=True)
+    return out
+
+
+def merge(docs: list[dict]) -> dict:
+    out: dict = {"sep": {}, "f1": {}}
+    for d in docs:
+        for name, per in d["sep"].items():
+            out["sep"].setdefault(name, {}).update(per)
+        for name, per in d["f1"].items():
+            for s, vals in per.items():
+                out["f1"].setdefault(name, {}).setdefault(s, []).extend(vals)
+    return out
+
+
+def report(doc: dict) -> None:
+    names = (*STEMS, "other")
+    for row, per in doc["sep"].items():
+        med = {s: np.median([t[s]["si_sdri"] for t in per.values() if s in t]) for s in names}
+        pooled = [t[s]["si_sdri"] for t in per.values() for s in STEMS if s in t]
+        f1 = {s: float(np.mean(v)) for s, v in doc["f1"].get(row, {}).items()}
+        print(f"{row} ({len(per)} tracks)")
+        print("  SI-SDRi " + " ".join(f"{s} {med[s]:+.2f}" for s in names) + f" | overall {np.median(pooled):+.2f}")
+        print("  onset F1 " + " ".join(f"{s} {f1.get(s, float('nan')):.3f}" for s in STEMS))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tracks", type=Path, default=Path("out/heldout/s9002_20s"), help="rendered track folders")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--count", type=int, default=24)
+    ap.add_argument("--variant", action="append", default=[], help="Transcriber settings (repeatable)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, help="report these JSON files together")
+    args = ap.parse_args(argv)
+    if args.merge:
+        report(merge([json.loads(p.read_text()) for p in args.merge]))
+        return 0
+    tracks = sorted(p for p in args.tracks.iterdir() if (p / "metadata.yaml").is_file())
+    doc = run(tracks[args.first : args.first + args.count], args.variant)
+    report(doc)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
