@@ -121,6 +121,15 @@ def _session(path: Path, n_threads: int, providers: list[str] | None) -> Any:
         raise ModelError(f"cannot load model {path}: {first[:200]}") from None
 
 
+def load_session(path: str | Path, what: str, n_threads: int = 1) -> Any:
+    """An onnxruntime CPU session for a helper model (``what`` names it in errors); ``ModelError``
+    when the file is missing or not a loadable ONNX model."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{what} missing: {path}")
+    return _session(path, n_threads, None)
+
+
 def read_metadata(path: str | Path) -> ModelMetadata:
     """Validated metadata of a model file (name or path); raises ModelError."""
     p, _ = resolve(path)

@@ -143,3 +143,13 @@ def test_note_classifier_metadata_is_checked(tmp_path: Path) -> None:
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelError, match="cannot load"):
         NoteClassifier(tmp_path / "junk.onnx")
+
+
+def test_transcription_model_file_is_checked(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="missing"):
+        BasicPitch(tmp_path / "absent.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="cannot load"):
+        BasicPitch(tmp_path / "junk.onnx")
+    with pytest.raises(ModelError, match="not basic-pitch's nmp model"):
+        BasicPitch(NOTE_CLASSES_FILE)  # a valid ONNX file of another kind

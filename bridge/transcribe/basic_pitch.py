@@ -52,22 +52,12 @@ class BasicPitch:
     """basic-pitch's network in an onnxruntime session (see the module docstring)."""
 
     def __init__(self, path: Path = NMP_FILE, n_threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        from bridge.model import sha256_of
+        from bridge.model import load_session, sha256_of
 
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"transcription model missing: {path}")
+        self._sess = load_session(path, "transcription model", n_threads)
         if path == NMP_FILE and sha256_of(path) != NMP_SHA256:
             raise ModelError(f"transcription model {path} does not match its sha256 (corrupt or replaced)")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = n_threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for a bad file
-            raise ModelError(f"cannot load transcription model {path}: {e}") from e
         names = {i.name for i in self._sess.get_inputs()}
         outs = {o.name for o in self._sess.get_outputs()}
         if _INPUT not in names or not set(_OUTPUTS) <= outs:

@@ -118,18 +118,10 @@ class NoteClassifier:
     """An ONNX note classifier (see the module docstring); ``classes`` from its validated metadata."""
 
     def __init__(self, path: str | Path = NOTE_CLASSES_FILE, n_threads: int = 1) -> None:
-        import onnxruntime as ort
+        from bridge.model import load_session
 
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"note classifier missing: {path}")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = n_threads
-        opts.inter_op_num_threads = 1
-        try:
-            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - onnxruntime raises several types for a bad file
-            raise ModelError(f"cannot load note classifier {path}: {e}") from e
+        self._sess = load_session(path, "note classifier", n_threads)
         props = self._sess.get_modelmeta().custom_metadata_map
         try:
             raw = json.loads(props[META_KEY])
