@@ -18,7 +18,7 @@ starting at 0). Reported per case and overall:
   runs; 1024-sample blocks): each performed onset's error as the score position reported when
   the audio reached it, share within 100 ms, and the per-part SI-SDRi of its stems.
 
-    .venv/bin/python bench/align.py                         # 4 chamber + 4 band pieces of 30 s + one of 300 s
+    .venv/bin/python bench/align.py                         # 8 chamber + 8 band pieces of 30 s + one of 300 s
     .venv/bin/python bench/align.py --pieces 2 --seconds 20 --long-seconds 0 --json out/align.json
 """
 
@@ -287,8 +287,8 @@ def _report(name: str, summary: dict, seconds: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--pieces", type=int, default=4, help="chamber pieces (default 4: 2 string, 2 wind quartets)")
-    p.add_argument("--band", type=int, default=4, help="band arrangements (default 4; 0: none)")
+    p.add_argument("--pieces", type=int, default=8, help="chamber pieces (default 8: 4 string, 4 wind quartets)")
+    p.add_argument("--band", type=int, default=8, help="band arrangements (default 8; 0: none)")
     p.add_argument("--band-seed", type=int, default=9001, help="the band set's seed (9001 held out, 9002 selection)")
     p.add_argument("--seconds", type=float, default=30.0, help="length of every performance (default 30)")
     p.add_argument("--long-seconds", type=float, default=300.0, help="the timing case's length (0: none)")
