@@ -248,6 +248,11 @@ def cmd_separate(args: argparse.Namespace) -> int:
             transcriber = Transcriber(n_threads=args.threads)
 
         def run(path: Path) -> SeparateResult:
+            progress = Progress(path.name, not args.quiet)
+            if transcriber is not None and progress.enabled:  # seconds of silence otherwise, on a long file
+                sys.stderr.write(
+                    f"{path.name}: transcribing the whole file first (--class-stems-from network skips it)\n"
+                )
             return separate_file(
                 processor,
                 path,
@@ -255,7 +260,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 block_size=args.block_size,
                 fmt=args.format,
                 score_path=args.score,
-                progress=Progress(path.name, not args.quiet),
+                progress=progress,
                 stems_from_parts=args.class_stems_from == "parts",
                 transcriber=transcriber,
             )
