@@ -179,6 +179,8 @@ def train(args: argparse.Namespace, log=print) -> Path:
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         gen.set_state(st["generator"])
+        if "torch_rng" in st:  # dropout draws from the global generator (absent in the first run's checkpoint)
+            torch.set_rng_state(st["torch_rng"])
         epoch = int(st["epoch"])
         log(f"[train] resumed after epoch {epoch}")
     log(f"[train] {n} notes ({dict(zip(CLASSES, counts.tolist()))}), {steps_per_epoch} steps per epoch")
@@ -209,6 +211,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "epoch": epoch,
             "args": {k: str(v) for k, v in vars(args).items()},
         }
