@@ -20,6 +20,7 @@ A job is a dict: ``path``, ``track``, ``out``, ``score`` (path or None), ``score
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -109,17 +110,13 @@ def new_record(job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_TRANSCRIBERS: list[Any] = []
-
-
+@functools.cache
 def _transcriber() -> Any:
     """The worker's ``bridge.transcribe.Transcriber`` (blind files: transcribe, then separate, as
     ``stembridge separate`` does), built on first use."""
-    if not _TRANSCRIBERS:
-        from bridge.transcribe import Transcriber
+    from bridge.transcribe import Transcriber
 
-        _TRANSCRIBERS.append(Transcriber())
-    return _TRANSCRIBERS[0]
+    return Transcriber()
 
 
 def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:

@@ -50,9 +50,6 @@ class ScoredClasses:
         blind_stems: Sequence[str] = (),
     ) -> None:
         self.model = model
-        # stems from a second run of the same network without the score (a score known to lack a
-        # class, as a transcription lacks drums, would otherwise tell the network that it is silent)
-        self.blind = Processor(model.model) if blind_stems else None
         self.meta = model.meta
         self.stems = model.stems
         self.parts = tuple(parts)
@@ -70,6 +67,9 @@ class ScoredClasses:
         blind = set(blind_stems) & set(self.model_stems)
         self._from_model = [i for i, s in enumerate(predicted) if s in self.model_stems and s not in blind]
         self._from_blind = [i for i, s in enumerate(predicted) if s in blind]
+        # those stems from a second run of the same network without the score (a score known to lack
+        # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
+        self.blind = Processor(model.model) if self._from_blind else None
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.instruments import stem_for_program
+from bridge.instruments import stem_channel, stem_for_program
 from bridge.midi_io import STEM_PROGRAMS
 from bridge.parts.score_parts import ScorePart
 
@@ -68,14 +68,15 @@ class Transcriber:
         self.blind_stems = tuple(blind_stems)
 
     def parts(self, audio: np.ndarray, sample_rate: int) -> list[ScorePart]:
-        """One ``ScorePart`` per class (named after it, channels 1.. in class order skipping 10)."""
+        """One ``ScorePart`` per class, named after it, on its stem channel (``instruments.stem_channel``)."""
         notes = self.pitch.transcribe(audio, sample_rate)
         prob = self.classifier.probabilities(audio, sample_rate, notes)
         member = prob >= self.member_share * prob.max(axis=1, keepdims=True) if len(notes) else prob > 0
         out = []
-        for k, name in enumerate(self.classifier.classes):
-            ch = k if k < 9 else k + 1
+        classes = self.classifier.classes
+        for k, name in enumerate(classes):
             program = STEM_PROGRAMS.get(name, OTHER_PROGRAM)
+            ch = stem_channel(name, classes)
             out.append(ScorePart(name, name, k + 1, ch, program, False, notes[member[:, k]]))
         return out
 
