@@ -80,7 +80,16 @@ def load_demo(rate: int) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
     return mix, events
 
 
-def soak(model: str, rate: int, block: int, seconds: float, warmup: float, every: float, worker: str) -> dict:
+def soak(
+    model: str,
+    rate: int,
+    block: int,
+    seconds: float,
+    warmup: float,
+    every: float,
+    worker: str,
+    queue_blocks: int | None = None,
+) -> dict:
     from bridge.model import read_metadata, resolve
 
     stems = (*read_metadata(resolve(model)[0]).stems, "other")
@@ -90,6 +99,10 @@ def soak(model: str, rate: int, block: int, seconds: float, warmup: float, every
         stats_path = Path(tmp) / "stats.json"
         cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", model, "--quiet"]
         cmd += ["--duration", str(seconds), "--stats", str(stats_path), "--worker", worker]
+        if queue_blocks is not None:
+            config = Path(tmp) / "soak.toml"
+            config.write_text(f"[realtime]\nqueue_blocks = {queue_blocks}\n")
+            cmd += ["--config", str(config)]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         lb = open_when_ready(lambda: Loopback(mix, events, 0, loop=True), stems, lambda: proc.poll() is None)
@@ -154,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before memory growth is counted (60)")
     ap.add_argument("--every", type=float, default=2.0, help="memory sampling interval in seconds (2)")
     ap.add_argument("--worker", choices=("process", "thread"), default="process")
+    ap.add_argument(
+        "--queue-blocks", type=int, default=None, help="[realtime] queue_blocks for the run (default: the bridge's)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     args = ap.parse_args(argv)
     if not Path("/proc/self/status").exists():
@@ -163,12 +179,13 @@ def main(argv: list[str] | None = None) -> int:
         f"soak: model {model}, jackd -d dummy {args.rate} Hz / {args.block} frames, {args.seconds:g} s, "
         f"{args.worker} worker, {platform.node()} ({os.cpu_count()} CPUs)"
     )
-    r = soak(model, args.rate, args.block, args.seconds, args.warmup, args.every, args.worker)
+    r = soak(model, args.rate, args.block, args.seconds, args.warmup, args.every, args.worker, args.queue_blocks)
     s = r["stats"]
     g = r["rss_growth_mb"]
     print(
         f"blocks {s['blocks']}  xruns {s['xruns']}  deadline misses {s['deadline_misses']}  "
-        f"worker p50 {s['worker_ms_p50']:.2f} ms  p99 {s['worker_ms_p99']:.2f} ms  (period {s['budget_ms']:.2f} ms)"
+        f"worker p50 {s['worker_ms_p50']:.2f} ms  p99 {s['worker_ms_p99']:.2f} ms  (period {s['budget_ms']:.2f} ms)  "
+        f"queue {s.get('queue_blocks')} blocks, latency {s.get('latency_ms', float('nan')):.1f} ms"
     )
     print(
         f"resident memory after {args.warmup:g} s warm-up: bridge {r['rss_mb_after_warmup']['bridge']:.1f} MB, "

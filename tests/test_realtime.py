@@ -12,7 +12,7 @@ import pytest
 from bridge.devices import _match
 from bridge.engine import Processor
 from bridge.errors import DeviceError, InputError
-from bridge.live.config import load_config
+from bridge.live.config import auto_queue_blocks, load_config
 from bridge.live.host import RealtimeHost
 from bridge.live.status import status_line, write_stats
 from tests.conftest import TEST_MODEL, noise
@@ -192,6 +192,20 @@ def test_config_parsing(tmp_path):
             load_config(p, stems)
     with pytest.raises(InputError):
         load_config(tmp_path / "missing.toml", stems)
+
+
+def test_queue_depth_gives_the_worker_room_for_a_network_frame(tmp_path):
+    # by default the queue holds at least 5 ms and 2 blocks; a config's queue_blocks wins
+    assert [auto_queue_blocks(b, 48000) for b in (64, 128, 256, 1024)] == [4, 2, 2, 2]
+    assert [auto_queue_blocks(b, 44100) for b in (32, 64, 128)] == [7, 4, 2]
+    assert auto_queue_blocks(64, 96000) == 8
+    for block, rate in ((32, 44100), (64, 48000), (256, 96000)):
+        assert auto_queue_blocks(block, rate) * block / rate >= 0.005
+    p = tmp_path / "q.toml"
+    p.write_text("[realtime]\nqueue_blocks = 3\n")
+    assert load_config(p, ("drums",)).queue_blocks == 3
+    p.write_text("[gain_db]\ndrums = 1.0\n")
+    assert load_config(p, ("drums",)).queue_blocks is None
 
 
 def test_device_lookup_by_number_and_substring():

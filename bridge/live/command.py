@@ -66,7 +66,7 @@ def _choose_backend(args: argparse.Namespace) -> str:
 def run_bridge(args: argparse.Namespace) -> int:
     """Main thread. Run until stopped; see the module docstring."""
     from bridge.engine import Processor
-    from bridge.live.config import apply_score_config
+    from bridge.live.config import apply_score_config, auto_queue_blocks
     from bridge.live.host import DEFAULT_WORKER, OutputRoute, RealtimeHost
     from bridge.live.status import status_line, write_stats
 
@@ -91,7 +91,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         host = RealtimeHost(
             processor,
             block_size,
-            queue_blocks=config.queue_blocks,
+            queue_blocks=config.queue_blocks or auto_queue_blocks(block_size, sample_rate),
             gains=config.gains(processor.stems),
             worker=getattr(args, "worker", None) or DEFAULT_WORKER,
         )

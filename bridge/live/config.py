@@ -27,7 +27,7 @@ Example::
     low_latency = false       # true: 46 ms window instead of 93 ms (worse separation)
 
     [realtime]
-    queue_blocks = 2          # extra latency in blocks between the callback and the worker
+    queue_blocks = 2          # blocks between the callback and the worker (default: enough for 5 ms, at least 2)
     send = ["drums", "bass"]  # only these stems go out (JACK: only their ports; --send)
     # monitor = { drums = -6.0, bass = 0.0 }   # or: one stereo pair, their sum (--monitor)
 
@@ -52,13 +52,24 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
+QUEUE_SLACK_MS = 5.0  # the worker's room for one network frame (about 1-2.5 ms here) and the OS's jitter
+
+
+def auto_queue_blocks(block_size: int, sample_rate: int) -> int:
+    """Blocks between the callback and the worker when the config names none: at least
+    ``QUEUE_SLACK_MS`` of room and at least 2 blocks (2 from 128 frames up at 44.1 / 48 kHz; 4 at 64
+    frames, where one network frame takes longer than a period)."""
+    period_ms = 1000.0 * block_size / sample_rate
+    return max(2, math.ceil(QUEUE_SLACK_MS / period_ms - 1e-9))
+
+
 @dataclass
 class RealtimeConfig:
     parts: dict[int, str] = field(default_factory=dict)  # [parts] channels: 0-based channel -> part name
     parts_low_latency: bool = False  # [parts] low_latency: the 46 ms window
     channel_map: ChannelMap | None = None
     score_offset_ms: float = 0.0
-    queue_blocks: int = 2
+    queue_blocks: int | None = None  # None: auto_queue_blocks(block_size, sample_rate)
     gain_db: dict[str, float] = field(default_factory=dict)
     send: tuple[str, ...] | None = None  # [realtime] send: stems sent live (None: all)
     monitor: dict[str, float] | None = None  # [realtime] monitor: stem -> dB of the stereo mix
