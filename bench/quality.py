@@ -10,7 +10,8 @@ as ``--class-stems-from network`` and the live bridge give it; ``--blind network
 network alone the "model blind" row) and with the true score (``all_src.mid`` as ``--score``: the
 "model + score" row, class stems from the score's parts as ``separate --score`` gives them; the
 "network + score" row, the score-conditioned network alone), and scores the stems and
-``notes.mid`` against the true stems and notes:
+``notes.mid`` against the true stems and notes (the "model blind" row's pitched notes are the
+transcription's, the other rows' the network's):
 
 - SI-SDRi (SI-SDR(est) - SI-SDR(mix) vs the true stem, mono) and SDR (D Eq. 1.3), median over
   the tracks where the true stem is not silent (below -60 dB re the mix it is skipped);

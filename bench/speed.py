@@ -8,6 +8,10 @@ thread and the process pinned to one core. Prints a table; `--plot FILE` writes 
     .venv/bin/python bench/speed.py                 # default + test models, 60 s of audio
     .venv/bin/python bench/speed.py --seconds 30 --models band --blocks 4096 16384
     .venv/bin/python bench/speed.py --json bench/results/speed.json   # also keep the rows as JSON
+    .venv/bin/python bench/speed.py --models band --network-only   # the network alone, no STFT / Python
+
+``--network-only`` times the onnxruntime session by itself on 8, 32, 128 and 512 frames per call
+(random magnitudes, zero state): the ceiling any host code around this network can reach.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pin", action="store_true", help="do not pin the process to one core")
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
+    ap.add_argument("--network-only", action="store_true", help="time the network's session alone (see above)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -42,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     names = args.models or [m["name"] for m in list_models()]
+    if args.network_only:
+        return network_only(names, args.seconds)
     n = int(args.seconds * args.rate)
     rng = np.random.default_rng(0)
     t = np.arange(n) / args.rate
@@ -101,6 +108,30 @@ def main(argv: list[str] | None = None) -> int:
         fig.tight_layout()
         fig.savefig(args.plot, dpi=120)
         print(f"plot: {args.plot}")
+    return 0
+
+
+def network_only(names: list[str], seconds: float) -> int:
+    """The session alone: microseconds per frame and the real-time multiple at the model's rate."""
+    import numpy as np
+
+    from bridge.model import OnnxModel
+
+    print(f"{'model':<12} {'frames/call':>11} {'us/frame':>9} {'x_real_time':>12}")
+    for name in names:
+        model = OnnxModel(name, n_threads=1)
+        meta = model.meta
+        for t in (8, 32, 128, 512):
+            mag = np.random.default_rng(0).random((1, t, meta.n_fft // 2 + 1), np.float32)
+            state = model.zero_state(1)
+            model.run(mag, None, state)  # warm-up
+            n_calls, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds / 10:
+                model.run(mag, None, state)
+                n_calls += 1
+            per_frame_s = (time.perf_counter() - t0) / (n_calls * t)
+            speed = meta.hop / meta.sample_rate / per_frame_s
+            print(f"{name:<12} {t:>11} {1e6 * per_frame_s:>9.1f} {speed:>12.1f}", flush=True)
     return 0
 
 

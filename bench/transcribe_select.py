@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Choose the transcribe-then-separate settings (``bridge.transcribe.Transcriber``) on the selection set.
 
-Each variant is ``key=value,...`` with keys ``share`` (member_share), ``model`` (stems from the
+Each variant is ``key=value,...`` with keys ``share`` (member_share), ``sound`` (sounding
+threshold; default the classifier's), ``clf`` (another classifier file), ``model`` (stems from the
 network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
 network conditioned on the transcription, 0: not); the network alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
@@ -35,6 +36,8 @@ def transcriber_of(spec: str):
     kv = dict(item.split("=", 1) for item in spec.split(","))
     return Transcriber(
         member_share=float(kv.get("share", 0.3)),
+        sounding_threshold=float(kv["sound"]) if "sound" in kv else None,
+        classifier_path=Path(kv["clf"]) if "clf" in kv else None,
         model_stems=tuple(x for x in kv.get("model", "drums").split("+") if x),
         blind_stems=tuple(x for x in kv.get("blind", "drums").split("+") if x),
         condition_network=kv.get("net", "1") == "1",

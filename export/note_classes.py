@@ -1,20 +1,29 @@
 """Train the note classifier (``bridge.transcribe.note_classes``) and export it to ONNX.
 
-The classifier says which instrument class (bass, piano, guitar, strings, other) played a note,
-from a pitch-aligned patch of the mix around it (see ``bridge.transcribe.note_classes`` for the
-patch). Training notes are the true notes of a rendered corpus (``stembridge corpus``: many
-soundfonts, sampled and procedural timbres; MuseScore General never enters one), each labelled
-with the class of its part's GM program; drum parts are left out. Augmentation: a random smooth
-EQ curve over the patch (+-6 dB per component) and onsets off by up to one frame.
+The classifier judges each note of basic-pitch's instrument-blind transcription from a
+pitch-aligned patch of the mix around it (see ``bridge.transcribe.note_classes`` for the patch):
+per instrument class (bass, piano, guitar, strings, other), does a note of that class and pitch
+sound there (``sounding``: the note belongs in that class's part), and does one start there
+(``onset``: the note is written to that class's notes)? All outputs low is a note the
+transcription made up (an octave ghost, a partial, a drum). Training notes are basic-pitch's own
+notes on a rendered corpus (``stembridge corpus``: many soundfonts, sampled and procedural
+timbres; MuseScore General never enters one), labelled against the true notes (``note_labels``),
+so the classifier learns the transcription's errors as well as the classes; basic-pitch's
+posteriorgrams are cached per track. Drum parts have no labels of their own (a transcribed note on
+a drum hit is all zeros). Augmentation: a random smooth EQ curve over the patch (+-6 dB per
+component and a tilt), a detune of up to 1/3 semitone, and the envelope stretched by 0.8-1.25
+and moved by up to one frame (the onset-shift labels follow).
 
-    stembridge train-notes --corpus corpus/harm --out runs/notecls --epochs 6
-    stembridge train-notes --corpus corpus/harm --out runs/notecls --epochs 6 --resume   # after a stop
-    stembridge train-notes --out runs/notecls --export models_onnx/note-classes.onnx     # export only
+    stembridge train-notes --corpus corpus/harm --out runs/notecls --epochs 6 --valid out/heldout/s9002_20s
+    stembridge train-notes ... --resume                                           # after a stop
+    stembridge train-notes --out runs/notecls --no-train --export models_onnx/note-classes.onnx
 
 Checkpoints (``OUT/last.pt``: weights, optimizer and schedule state, epoch, RNG states; loadable
 with ``torch.load(weights_only=True)``) are written after every epoch; ``--resume`` continues
-the schedule exactly. ``--valid DIR`` scores every epoch on the true notes of another set of
-tracks (e.g. the selection set rendered with MuseScore General, ``out/heldout/s9002_20s``).
+the schedule exactly. ``--valid DIR`` scores every epoch on another set of tracks (e.g. the
+selection set rendered with MuseScore General, ``out/heldout/s9002_20s``): per class, the onset
+F1 of the notes the classifier writes, at 0.5 and at tuned thresholds; the export stores the last
+epoch's tuned thresholds in the model's metadata.
 """
 
 from __future__ import annotations
@@ -32,17 +41,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from bridge.instruments import stem_for_program
-from bridge.transcribe.note_classes import KNOWN_CLASSES, META_KEY, PATCH, log_map_db, note_patches
+from bridge.transcribe.note_classes import (
+    KNOWN_CLASSES,
+    MAX_SHIFT_S,
+    META_KEY,
+    PATCH,
+    VERSION,
+    log_map_db,
+    note_patches,
+)
 
 CLASSES = KNOWN_CLASSES
 N_BINS = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + PATCH["semitones_above"])
-VERSION = "1.0.0"
+SOUNDING_PROBE_S = 0.05
+ONSET_WINDOW_S = MAX_SHIFT_S  # 0.15 s: a true onset this close is the note's own, found late or early (shift head)
+SHIFT_SCALE_S = 0.05  # the shift head's output unit
+# a note joins a class's part from this sounding probability (and at least member_share of its best
+# class): chosen on the selection set (seed 9002, 16 tracks, bench/transcribe_select.py) over 0.2 and
+# 0.4: a note left out of every part leaves its energy in `other`, a doubtful one costs less
+SOUNDING_THRESHOLD = 0.05
 
 
 class NoteClassNet(nn.Module):
-    """(patch (B, N_BINS, frames), scalars (B, 2)) -> logits (B, n_classes). Three 3x3 conv + 2x2
-    max-pool stages, then a dense layer that keeps where in the patch (which partial, which frame)
-    each feature is."""
+    """(patch (B, N_BINS, frames), scalars (B, 2)) -> (B, 2 * n_classes + 1): ``sounding`` logits per
+    class, ``onset`` logits per class, then the onset shift in units of ``SHIFT_SCALE_S``. Three 3x3
+    conv + 2x2 max-pool stages, then a dense layer that keeps where in the patch (which partial,
+    which frame) each feature is."""
 
     def __init__(self, n_classes: int = len(CLASSES), width: int = 16, hidden: int = 128) -> None:
         super().__init__()
@@ -52,7 +76,7 @@ class NoteClassNet(nn.Module):
         self.c3 = nn.Conv2d(2 * w, 4 * w, 3, padding=1)
         flat = 4 * w * (N_BINS // 8) * (PATCH["frames"] // 8)
         self.fc = nn.Linear(flat + 2, hidden)
-        self.out = nn.Linear(hidden, n_classes)
+        self.out = nn.Linear(hidden, 2 * n_classes + 1)
         self.drop = nn.Dropout(0.3)
 
     def forward(self, patch: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
@@ -60,6 +84,21 @@ class NoteClassNet(nn.Module):
         for conv in (self.c1, self.c2, self.c3):
             x = F.max_pool2d(F.relu(conv(x)), 2)
         return self.out(self.drop(F.relu(self.fc(torch.cat([x.flatten(1), scalars], 1)))))
+
+
+class _Heads(nn.Module):
+    """The exported graph: ``NoteClassNet``'s output split into ``sounding`` and ``onset`` logits (B,
+    n_classes) and ``shift_s`` (B,), seconds, within +-``ONSET_WINDOW_S``."""
+
+    def __init__(self, net: NoteClassNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, patch: torch.Tensor, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = self.net(patch, scalars)
+        c = len(CLASSES)
+        shift = torch.clamp(y[:, 2 * c] * SHIFT_SCALE_S, -ONSET_WINDOW_S, ONSET_WINDOW_S)
+        return y[:, :c], y[:, c : 2 * c], shift
 
 
 # ----------------------------------------------------------------------------- data
@@ -85,41 +124,108 @@ def track_notes(track_dir: Path) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros((0, 5))
 
 
-def build_features(tracks: list[Path], max_per_track: int, seed: int, log=print) -> dict[str, np.ndarray]:
-    """Patches (float16), scalars and labels of up to ``max_per_track`` random true notes per track."""
+def note_labels(est: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels of transcribed notes ``est`` (n, >= 3) against a track's ``true`` notes (m, 5), per class:
+    ``sounding`` (n, n_classes) uint8: a true note of that class and the same pitch sounds just after
+    the transcribed onset (``SOUNDING_PROBE_S`` in, or mid-note for a shorter note); ``onset``: one
+    starts within ``ONSET_WINDOW_S`` of it; and ``shift_s`` (n,): the nearest such true onset minus
+    the transcribed one (NaN where no class has one), which moves the note onto the true onset."""
+    n = len(est)
+    sounding = np.zeros((n, len(CLASSES)), np.uint8)
+    onset = np.zeros((n, len(CLASSES)), np.uint8)
+    shift = np.full(n, np.nan, np.float32)
+    for i, (on, off, pitch) in enumerate(np.asarray(est, np.float64)[:, :3].tolist()):
+        same = true[true[:, 2] == pitch]
+        if not len(same):
+            continue
+        probe = on + min(SOUNDING_PROBE_S, (off - on) / 2)
+        cls = same[:, 4].astype(np.int64)
+        sounding[i, cls[(same[:, 0] <= probe) & (same[:, 1] >= probe)]] = 1
+        d = same[:, 0] - on
+        near = np.abs(d) <= ONSET_WINDOW_S
+        onset[i, cls[near]] = 1
+        if near.any():
+            shift[i] = d[near][np.argmin(np.abs(d[near]))]
+    return sounding, onset, shift
+
+
+def posteriorgrams(track_dir: Path, cache: Path, pitch) -> tuple[np.ndarray, np.ndarray]:
+    """basic-pitch's ``(note, onset)`` posteriorgrams of a track's mix, cached as float16 in ``cache``."""
     import soundfile as sf
 
+    f = cache / f"{track_dir.name}.npz"
+    if not f.is_file():
+        x, sr = sf.read(str(track_dir / "mix.flac"), dtype="float32", always_2d=True)
+        note, onset = pitch.posteriorgrams(x.mean(axis=1), sr)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f"{track_dir.name}.tmp.npz"
+        np.savez(tmp, note=note.astype(np.float16), onset=onset.astype(np.float16))
+        tmp.replace(f)
+    with np.load(f) as d:
+        return d["note"].astype(np.float32), d["onset"].astype(np.float32)
+
+
+def build_features(
+    tracks: list[Path], max_per_track: int, seed: int, post_cache: Path, log=print
+) -> dict[str, np.ndarray]:
+    """Patches (float16), scalars and labels (n, 2 * n_classes: sounding, then onset) of up to
+    ``max_per_track`` random transcribed notes per track, and ``T``: the true notes per class."""
+    import soundfile as sf
+
+    from bridge.transcribe.basic_pitch import BasicPitch, notes_of_posteriorgrams
+
     rng = np.random.default_rng(seed)
-    patches, scalars, labels = [], [], []
+    pitch = BasicPitch()
+    patches, scalars, labels, shifts = [], [], [], []
+    n_true = np.zeros(len(CLASSES), np.int64)
     for k, td in enumerate(tracks):
-        notes = track_notes(td)
-        if not len(notes):
-            continue
+        true = track_notes(td)
+        n_true += np.bincount(true[:, 4].astype(np.int64), minlength=len(CLASSES))
+        notes = notes_of_posteriorgrams(*posteriorgrams(td, post_cache / td.parent.name, pitch))
         if len(notes) > max_per_track:
             notes = notes[np.sort(rng.choice(len(notes), max_per_track, replace=False))]
+        if not len(notes):
+            continue
         x, sr = sf.read(str(td / "mix.flac"), dtype="float32", always_2d=True)
-        p, s = note_patches(log_map_db(x.mean(axis=1), sr), notes[:, :4])
+        p, s = note_patches(log_map_db(x.mean(axis=1), sr), notes)
         patches.append(p.astype(np.float16))
         scalars.append(s)
-        labels.append(notes[:, 4].astype(np.int64))
+        sounding, onset, shift = note_labels(notes, true)
+        labels.append(np.concatenate([sounding, onset], axis=1))
+        shifts.append(shift)
         if (k + 1) % 50 == 0 or k + 1 == len(tracks):
             log(f"[data] {k + 1}/{len(tracks)} tracks, {sum(len(a) for a in labels)} notes")
-    return {"P": np.concatenate(patches), "S": np.concatenate(scalars), "Y": np.concatenate(labels)}
+    return {
+        "P": np.concatenate(patches),
+        "S": np.concatenate(scalars),
+        "Y": np.concatenate(labels),
+        "D": np.concatenate(shifts),
+        "T": n_true,
+    }
 
 
 def _tracks(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "metadata.yaml").is_file() and (p / "mix.flac").is_file())
 
 
-def cached_features(root: Path, cache: Path, max_per_track: int, seed: int, log=print) -> dict[str, np.ndarray]:
+def cached_features(
+    root: Path, cache: Path, max_per_track: int, seed: int, post_cache: Path, log=print
+) -> dict[str, np.ndarray]:
     """Features of every track under ``root``, cached in ``cache`` (rebuilt when the track list changes)."""
     tracks = _tracks(root)
-    key = {"root": str(root.resolve()), "tracks": [t.name for t in tracks], "max": max_per_track, "seed": seed}
+    key = {
+        "root": str(root.resolve()),
+        "tracks": [t.name for t in tracks],
+        "max": max_per_track,
+        "seed": seed,
+        "patch": PATCH,
+        "labels": [SOUNDING_PROBE_S, ONSET_WINDOW_S],
+    }
     if cache.is_file():
         with np.load(cache) as d:
             if json.loads(str(d["key"])) == key:
-                return {k: d[k] for k in ("P", "S", "Y")}
-    feats = build_features(tracks, max_per_track, seed, log)
+                return {k: d[k] for k in ("P", "S", "Y", "D", "T")}
+    feats = build_features(tracks, max_per_track, seed, post_cache, log)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, key=json.dumps(key), **feats)
     tmp.replace(cache)
@@ -129,43 +235,109 @@ def cached_features(root: Path, cache: Path, max_per_track: int, seed: int, log=
 # ----------------------------------------------------------------------------- training
 
 
-def augment(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A random smooth EQ over the patch's frequency axis and a shift of up to one frame."""
-    b, n_f, _ = p.shape
+def augment(p: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+    """Another timbre and timing for a batch of patches (B, n_bins, frames): a random smooth EQ over
+    the frequency axis (+-6 dB per cosine component) and a tilt (+-6 dB across the patch), a
+    detune of up to one bin (1/3 semitone), and the note's envelope stretched in time around its
+    onset frame by 0.8-1.25 and moved by up to one frame. Returns the patches and what the move
+    does to a true onset's offset from the transcribed one, ``(scale, offset_s)``, as
+    ``shift_s * scale + offset_s``."""
+    b, n_f, n_t = p.shape
     grid = torch.linspace(0, 1, n_f)
     ph = torch.rand(b, 3, 1, generator=gen) * 2 * math.pi
     amp = (torch.rand(b, 3, 1, generator=gen) * 2 - 1) * 0.3  # +-6 dB per component (patch unit 20 dB)
     freq = torch.tensor([1.0, 2.0, 4.0]).view(1, 3, 1)
     eq = (amp * torch.cos(freq * math.pi * grid.view(1, 1, -1) + ph)).sum(1)
-    shift = int(torch.randint(-1, 2, (1,), generator=gen))
-    return torch.roll(p + eq.unsqueeze(-1), shift, dims=2)
+    tilt = (torch.rand(b, 1, generator=gen) * 2 - 1) * 0.3 * (grid.view(1, -1) - 0.5) * 2
+    p = p + (eq + tilt).unsqueeze(-1)
+    detune = int(torch.randint(-1, 2, (1,), generator=gen))
+    if detune:
+        p = torch.roll(p, detune, dims=1)
+    scale = float(torch.exp(torch.empty(1).uniform_(math.log(0.8), math.log(1.25), generator=gen)))
+    pre = PATCH["frames_before"]
+    src = (pre + (torch.arange(n_t, dtype=torch.float32) - pre) / scale).clamp(0, n_t - 1)
+    lo = src.floor().long()
+    hi = (lo + 1).clamp(max=n_t - 1)
+    w = src - lo.float()
+    p = p[:, :, lo] * (1 - w) + p[:, :, hi] * w
+    move = int(torch.randint(-1, 2, (1,), generator=gen))
+    return torch.roll(p, move, dims=2), (scale, move * PATCH["hop"] / PATCH["sample_rate"])
+
+
+def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid outputs (n, 2 * n_classes) and onset shifts (n,) in seconds of every note of ``feats``."""
+    net.eval()
+    heads = _Heads(net)
+    with torch.no_grad():
+        p, s = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
+        outs = [heads(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)]
+    net.train()
+    prob = torch.sigmoid(torch.cat([torch.cat([a, b], 1) for a, b, _ in outs])).numpy()
+    return prob, torch.cat([d for _, _, d in outs]).numpy()
+
+
+def onset_hits(labels: np.ndarray, true_shift_s: np.ndarray, shift_s: np.ndarray) -> np.ndarray:
+    """(n, n_classes) bool: the note, moved by ``shift_s``, starts within 50 ms (the benchmarks' onset
+    tolerance) of a true note of the class (approximately: of the nearest true onset)."""
+    c = len(CLASSES)
+    close = np.abs(np.nan_to_num(true_shift_s, nan=1e9) - shift_s) <= 0.05
+    return (labels[:, c:] > 0) & close[:, None]
+
+
+def onset_f1(prob: np.ndarray, hits: np.ndarray, n_true: np.ndarray, threshold: float) -> np.ndarray:
+    """Per class, the note-onset F1 of the notes whose onset output is >= ``threshold``, pooled over the
+    tracks: every true note of the class (found by the transcription or not) counts towards recall."""
+    kept = prob[:, len(CLASSES) :] >= threshold
+    return 2.0 * (kept & hits).sum(axis=0) / np.maximum(kept.sum(axis=0) + n_true, 1)
+
+
+def tuned_thresholds(prob: np.ndarray, hits: np.ndarray, n_true: np.ndarray) -> tuple[list[float], np.ndarray]:
+    """Per class, the onset threshold (of 0.05..0.95) with the best ``onset_f1``, and those F1."""
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    f1 = np.stack([onset_f1(prob, hits, n_true, t) for t in grid])  # (thresholds, classes)
+    best = f1.argmax(axis=0)
+    return [float(grid[b]) for b in best], f1[best, np.arange(len(CLASSES))]
 
 
 def evaluate(net: NoteClassNet, feats: dict[str, np.ndarray]) -> dict:
-    """Accuracy, per-class recall and the confusion matrix (rows true, columns predicted)."""
-    net.eval()
-    with torch.no_grad():
-        p, s = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
-        pred = torch.cat([net(p[i : i + 512].float(), s[i : i + 512]).argmax(1) for i in range(0, len(p), 512)])
-    net.train()
-    y = feats["Y"]
-    cm = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    np.add.at(cm, (y, pred.numpy()), 1)
-    recall = {c: round(float(cm[k, k] / max(cm[k].sum(), 1)), 3) for k, c in enumerate(CLASSES)}
-    return {"accuracy": round(float(np.trace(cm) / max(cm.sum(), 1)), 4), "recall": recall, "confusion": cm.tolist()}
+    """On a validation set: the transcription's own onset F1 per class if every note went to every
+    class it starts in (``ceiling``, unshifted), the classifier's at 0.5 and at per-class tuned
+    thresholds (notes moved by the shift head), those unshifted, and the accuracy of the sounding
+    outputs (all classes right)."""
+    (prob, shift), y, n_true = predict(net, feats), feats["Y"], feats["T"]
+    c = len(CLASSES)
+    hits = onset_hits(y, feats["D"], shift)
+    thr, tuned = tuned_thresholds(prob, hits, n_true)
+    unshifted = tuned_thresholds(prob, onset_hits(y, feats["D"], np.zeros_like(shift)), n_true)[1]
+    n_hit0 = onset_hits(y, feats["D"], np.zeros_like(shift)).sum(axis=0)
+    ceiling = 2.0 * n_hit0 / np.maximum(n_hit0 + n_true, 1)
+
+    def per(v: np.ndarray) -> dict[str, float]:
+        return {k: round(float(x), 3) for k, x in zip(CLASSES, v)}
+
+    return {
+        "sounding_exact": round(float(((prob[:, :c] >= 0.5) == (y[:, :c] > 0)).all(axis=1).mean()), 4),
+        "onset_f1_at_0.5": per(onset_f1(prob, hits, n_true, 0.5)),
+        "onset_f1_tuned": per(tuned),
+        "onset_f1_tuned_mean": round(float(tuned[:4].mean()), 4),
+        "onset_f1_tuned_unshifted": per(unshifted),
+        "thresholds": per(np.asarray(thr)),
+        "ceiling": per(ceiling),
+    }
 
 
 def train(args: argparse.Namespace, log=print) -> Path:
     torch.set_num_threads(args.threads)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    feats = cached_features(args.corpus, out / "features.npz", args.max_notes_per_track, args.seed, log)
-    valid = cached_features(args.valid, out / "valid_features.npz", 10**6, args.seed, log) if args.valid else None
-    y = torch.from_numpy(feats["Y"])
+    post = args.post_cache or out / "posteriorgrams"
+    feats = cached_features(args.corpus, out / "features.npz", args.max_notes_per_track, args.seed, post, log)
+    valid = cached_features(args.valid, out / "valid_features.npz", 10**6, args.seed, post, log) if args.valid else None
+    y = torch.from_numpy(feats["Y"].astype(np.float32))
+    d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
+    has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
     n, bs = len(y), args.batch_size
     steps_per_epoch = n // bs
-    counts = np.bincount(feats["Y"], minlength=len(CLASSES))
-    weight = torch.tensor(n / (len(CLASSES) * np.maximum(counts, 1)), dtype=torch.float32)
     torch.manual_seed(args.seed)
     net = NoteClassNet()
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-3)
@@ -179,19 +351,25 @@ def train(args: argparse.Namespace, log=print) -> Path:
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         gen.set_state(st["generator"])
-        if "torch_rng" in st:  # dropout draws from the global generator (absent in the first run's checkpoint)
-            torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"])
         epoch = int(st["epoch"])
         log(f"[train] resumed after epoch {epoch}")
-    log(f"[train] {n} notes ({dict(zip(CLASSES, counts.tolist()))}), {steps_per_epoch} steps per epoch")
+    positives = dict(zip(CLASSES, feats["Y"][:, : len(CLASSES)].sum(axis=0).tolist()))
+    log(f"[train] {n} transcribed notes (sounding per class {positives}), {steps_per_epoch} steps per epoch")
     P, S = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
     while epoch < args.epochs:
         t0, total = time.perf_counter(), 0.0
         perm = torch.randperm(n, generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * bs : (i + 1) * bs]
-            logits = net(augment(P[idx].float(), gen), S[idx])
-            loss = F.cross_entropy(logits, y[idx], weight=weight, label_smoothing=0.05)
+            patch, (scale, offset_s) = augment(P[idx].float(), gen)
+            scalars = S[idx].clone()
+            scalars[:, 1] += math.log2(scale)  # the stretched note lasts longer or shorter
+            y_hat = net(patch, scalars)
+            loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
+            target = d[idx] * scale + offset_s / SHIFT_SCALE_S
+            shift_loss = F.smooth_l1_loss(y_hat[:, -1], target, reduction="none")
+            loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -223,40 +401,52 @@ def train(args: argparse.Namespace, log=print) -> Path:
 # ----------------------------------------------------------------------------- export
 
 
-def export_onnx(ckpt: Path, path: Path, card: dict | None = None) -> Path:
-    """The checkpoint's classifier as ONNX (inputs ``patch``, ``scalars``; output ``logits``) with
-    its metadata under ``META_KEY``; checked against torch on random patches."""
+def export_onnx(
+    ckpt: Path, path: Path, onset_thresholds: list[float], sounding_threshold: float, card: dict | None = None
+) -> Path:
+    """The checkpoint's classifier as ONNX (inputs ``patch``, ``scalars``; outputs ``sounding``,
+    ``onset`` logits) with its metadata (and the per-class ``onset_thresholds``) under ``META_KEY``;
+    checked against torch on random patches."""
     import onnx
     import onnxruntime as ort
 
     net = NoteClassNet()
     net.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
     net.eval()
+    heads = _Heads(net).eval()
     p = torch.randn(4, N_BINS, PATCH["frames"]).clamp(-4, 0.5)
     s = torch.randn(4, 2)
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(
-        net,
+        heads,
         (p, s),
         str(tmp),
         input_names=["patch", "scalars"],
-        output_names=["logits"],
-        dynamic_axes={"patch": {0: "notes"}, "scalars": {0: "notes"}, "logits": {0: "notes"}},
+        output_names=["sounding", "onset", "shift_s"],
+        dynamic_axes={k: {0: "notes"} for k in ("patch", "scalars", "sounding", "onset", "shift_s")},
         opset_version=17,
         dynamo=False,
     )
     model = onnx.load(str(tmp))
-    meta = {"kind": "note_classes", "version": VERSION, "classes": list(CLASSES), **PATCH}
+    meta = {
+        "kind": "note_classes",
+        "version": VERSION,
+        "classes": list(CLASSES),
+        "sounding_threshold": float(sounding_threshold),
+        "onset_thresholds": [float(t) for t in onset_thresholds],
+        **PATCH,
+    }
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(model, str(tmp))
     got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(
-        ["logits"], {"patch": p.numpy(), "scalars": s.numpy()}
-    )[0]
+        ["sounding", "onset", "shift_s"], {"patch": p.numpy(), "scalars": s.numpy()}
+    )
     with torch.no_grad():
-        want = net(p, s).numpy()
-    if not np.allclose(got, want, atol=1e-4):
-        raise SystemExit(f"ONNX export differs from torch by {np.abs(got - want).max():.2e}")
+        want = heads(p, s)
+    err = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
+    if err > 1e-4:
+        raise SystemExit(f"ONNX export differs from torch by {err:.2e}")
     tmp.replace(path)
     if card is not None:
         path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
@@ -268,8 +458,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="stembridge train-notes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--corpus", type=Path, default=Path("corpus/harm"), help="rendered corpus (default corpus/harm)")
-    ap.add_argument("--valid", type=Path, default=None, help="tracks scored after every epoch (true notes)")
+    ap.add_argument("--valid", type=Path, default=None, help="tracks scored after every epoch (tunes the thresholds)")
     ap.add_argument("--out", type=Path, required=True, help="run folder: features, last.pt, train.log")
+    ap.add_argument(
+        "--post-cache",
+        type=Path,
+        default=None,
+        help="basic-pitch posteriorgrams cache, one folder per corpus (default OUT/posteriorgrams)",
+    )
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3, help="peak of the one-cycle schedule")
@@ -279,6 +475,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--export", type=Path, default=None, help="write the trained classifier here as ONNX")
     ap.add_argument("--no-train", action="store_true", help="export OUT/last.pt without training")
+    ap.add_argument(
+        "--sounding-threshold",
+        type=float,
+        default=SOUNDING_THRESHOLD,
+        help=f"stored in the export: a note joins a class's part from this probability (default {SOUNDING_THRESHOLD})",
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     log_file = open(args.out / "train.log", "a")
@@ -299,13 +501,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.export is not None:
         ckpt = args.out / "last.pt"
         lines = [ln for ln in (args.out / "train.log").read_text().splitlines() if ln.startswith("[epoch]")]
+        last = json.loads(lines[-1][len("[epoch] ") :]) if lines else None
+        tuned = (last or {}).get("valid", {}).get("thresholds")
+        thresholds = [float(tuned[c]) for c in CLASSES] if tuned else [0.5] * len(CLASSES)
         trained = torch.load(ckpt, weights_only=True)["args"]
         card = {
             "name": "note-classes",
             "version": VERSION,
-            "what": "instrument class of a transcribed note from a pitch-aligned patch of the mix",
+            "what": (
+                "per instrument class, whether a transcribed note sounds in that class's part and whether one "
+                "starts there, from a pitch-aligned patch of the mix"
+            ),
             "classes": list(CLASSES),
             "patch": PATCH,
+            "onset_thresholds": dict(zip(CLASSES, thresholds)),
+            "sounding_threshold": args.sounding_threshold,
             "training": {
                 "command": (
                     f"stembridge train-notes --corpus {trained['corpus']} --out {trained['out']} "
@@ -316,10 +526,13 @@ def main(argv: list[str] | None = None) -> int:
                 "epochs": int(trained["epochs"]),
                 "log": str(args.out / "train.log"),
             },
-            "last_epoch": json.loads(lines[-1][len("[epoch] ") :]) if lines else None,
-            "valid_note": "valid: true notes of --valid tracks (MuseScore General, no training corpus uses it)",
+            "last_epoch": last,
+            "valid_note": (
+                "valid: basic-pitch's notes on the --valid tracks (MuseScore General, no training corpus uses it) "
+                "labelled against their true notes; onset thresholds tuned there"
+            ),
         }
-        export_onnx(ckpt, args.export, card)
+        export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, card)
         log(f"[export] {args.export}")
     return 0
 

@@ -6,7 +6,7 @@ Public API
   stems_from_parts=True, transcriber=None) -> SeparateResult``: stream one file through a
   prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
   ``bridge.parts.classes``; without one, with a ``bridge.transcribe.Transcriber``: from the
-  parts of the file's own transcription) and write
+  parts of the file's own transcription, whose notes are then the pitched stems' notes) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
 - ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None)
@@ -40,7 +40,7 @@ from bridge.parts.classes import MODEL_STEMS, ScoredClasses
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
 from bridge.score import read_score_file
-from bridge.transcribe import Transcriber, score_of_parts
+from bridge.transcribe import Transcriber, Transcription, score_of_parts
 
 
 @dataclass
@@ -73,19 +73,24 @@ def separate_file(
     With a score and ``stems_from_parts``, the class stems come from the score's parts
     (``bridge.parts.classes.ScoredClasses``); the network still writes the notes. Without a
     score, a ``transcriber`` first transcribes the whole file into one part per class
-    (``bridge.transcribe``), which then serves as that score."""
+    (``bridge.transcribe``), which then serves as that score; ``notes.mid`` then holds the
+    transcription's notes for its classes and the network's for the rest (drums)."""
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
     blind_stems: tuple[str, ...] = ()
     score: list[np.ndarray] | None = None
     parts: list[ScorePart] | None = None
+    transcription: Transcription | None = None
+    written: list[int] = []  # stems whose notes come from the transcription, not the network
     if score_path is not None:
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
     elif transcriber is not None:
-        parts, _ = transcriber.parts_of_file(in_path)
+        transcription, _ = transcriber.transcribe_file(in_path)
+        parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
+        written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | ScoredClasses = (
         processor
         if parts is None
@@ -93,6 +98,9 @@ def separate_file(
     )
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
+        if transcription is not None:
+            until = None if n_done is None else n_done / sample_rate
+            events = [e for e in events if e.stem not in written] + transcription.events(stems, sample_rate, until)
         if n_done is None:
             write_notes_midi(path, events, stems, sample_rate)
         else:

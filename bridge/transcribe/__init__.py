@@ -3,14 +3,16 @@
 Without a score, the class network alone separates poorly on timbres it was not trained on,
 while the parts decomposition (``bridge.parts``) separates well when it knows which notes each
 part plays. Offline, ``Transcriber`` builds such a score from the audio itself: basic-pitch's
-shipped network transcribes every pitched note (instrument-blind, ``basic_pitch``), a small
-classifier says which class played each one (``note_classes``), and each class becomes a part.
-A note whose second-best class is close to its best (probability at least ``member_share`` of
-the best) goes into both parts: the decomposition's per-part timbre then decides between them,
-which costs far less than a wrong hard choice. ``bridge.parts.classes.ScoredClasses`` separates
-with these parts, taking ``model_stems`` from the network (conditioned on the same notes, so
-its notes and stems follow the transcription; ``blind_stems`` from a second run without it). The
-notes written are the conditioned network's.
+shipped network transcribes every pitched note (instrument-blind, ``basic_pitch``), and a small
+classifier trained on basic-pitch's own notes (``note_classes``) says, per class, whether each one
+sounds in that class and whether one starts there. A note goes into the part of every class where
+it sounds (probability at least ``sounding_threshold`` and at least ``member_share`` of its best
+class: the decomposition's per-part timbre then decides between close calls, which costs far less
+than a wrong hard choice); a note that sounds nowhere (an octave ghost, a partial) goes into none.
+``bridge.parts.classes.ScoredClasses`` separates with these parts, taking ``model_stems`` from the
+network (conditioned on the same notes; ``blind_stems`` from a second run without it). The notes
+written are, per class, those whose onset probability reaches the class's threshold from the
+classifier's metadata (tuned for onset F1 on the selection set); drum notes stay the network's.
 
 Not causal (both networks see whole seconds of audio): offline files only; the live bridge keeps
 the network alone.
@@ -18,9 +20,12 @@ the network alone.
 Public API
 ----------
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
-  classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS)``:
-  ``parts(audio, sample_rate) -> list[ScorePart]`` (one per class, mono audio (n,));
-  ``parts_of_file(path) -> (parts, sample_rate)``.
+  classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
+  sounding_threshold=None)`` (None: the classifier's own): ``transcribe(audio, sample_rate) ->
+  Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
+  ``parts(audio, sample_rate) -> list[ScorePart]``.
+- ``Transcription``: ``parts`` (one ``ScorePart`` per class), ``notes`` {class: (n, 4)} and
+  ``events(stems, sample_rate, until_s=None) -> list[NoteEvent]`` (the written notes).
 - ``score_of_parts(parts, stems) -> list[np.ndarray]``: the parts' notes per class stem, as
   ``bridge.score.read_score_file`` gives them.
 """
@@ -28,25 +33,53 @@ Public API
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from bridge.instruments import stem_channel, stem_for_program
 from bridge.midi_io import STEM_PROGRAMS
+from bridge.notes import NoteEvent
 from bridge.parts.score_parts import ScorePart
 
 MEMBER_SHARE = 0.3
 OTHER_PROGRAM = 80  # GM "Lead 1 (square)": counted in `other`
-# measured on the selection set (seed 9002, 24 tracks, bench figures in BENCHMARKS.md): the parts
-# beat the network on bass (+2.90 against -1.62 dB median SI-SDRi) but not yet on the other
-# pitched classes, whose notes the classifier confuses more often (recall 0.45-0.61 against 0.90)
-TRANSCRIBED_MODEL_STEMS = ("drums", "piano", "guitar", "strings")
+# chosen on the selection set (seed 9002, 16 tracks, bench/transcribe_select.py; BENCHMARKS.md):
+# strings from the parts (-0.90 against -10.19 dB median SI-SDRi from the network conditioned on the
+# transcription), bass, piano and guitar from the conditioned network (bass +1.02 against -1.13 dB
+# from the parts), drums from the network without the transcription
+TRANSCRIBED_MODEL_STEMS = ("drums", "bass", "piano", "guitar")
 TRANSCRIBED_BLIND_STEMS = ("drums",)  # the transcription has no drum part: drums from the network without it
 
 
+@dataclass
+class Transcription:
+    """A file's transcription: one ``ScorePart`` per class (the notes that sound in it, for the
+    decomposition) and ``notes`` per class (n, 4) (the notes that start in it, for ``notes.mid``)."""
+
+    parts: list[ScorePart]
+    notes: dict[str, np.ndarray]
+
+    def events(self, stems: Sequence[str], sample_rate: int, until_s: float | None = None) -> list[NoteEvent]:
+        """The written notes (those starting before ``until_s``, if given) as note-on / note-off events
+        at ``sample_rate``, ``stem`` indexing ``stems`` (classes not in ``stems`` left out), sorted by time."""
+        out = []
+        for name, notes in self.notes.items():
+            if name not in stems:
+                continue
+            k = list(stems).index(name)
+            for on_s, off_s, pitch, vel in np.asarray(notes, np.float64).reshape(-1, 4).tolist():
+                if until_s is not None and on_s >= until_s:
+                    continue
+                on = round(on_s * sample_rate)
+                out.append(NoteEvent(on, k, int(pitch), int(np.clip(vel, 1, 127)), True))
+                out.append(NoteEvent(max(round(off_s * sample_rate), on + 1), k, int(pitch), 0, False))
+        return sorted(out, key=lambda e: (e.sample, e.on))
+
+
 class Transcriber:
-    """basic-pitch notes, classified per note, as one score part per class (see the module docstring)."""
+    """basic-pitch notes, judged per note and class, as one score part per class (see the module docstring)."""
 
     def __init__(
         self,
@@ -56,6 +89,7 @@ class Transcriber:
         classifier_path: Path | None = None,
         condition_network: bool = True,
         blind_stems: Sequence[str] = TRANSCRIBED_BLIND_STEMS,
+        sounding_threshold: float | None = None,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
@@ -66,22 +100,35 @@ class Transcriber:
         self.model_stems = tuple(model_stems)
         self.condition_network = condition_network
         self.blind_stems = tuple(blind_stems)
+        self.sounding_threshold = (
+            self.classifier.sounding_threshold if sounding_threshold is None else float(sounding_threshold)
+        )
 
-    def parts(self, audio: np.ndarray, sample_rate: int) -> list[ScorePart]:
-        """One ``ScorePart`` per class, named after it, on its stem channel (``instruments.stem_channel``)."""
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> Transcription:
+        """Mono ``audio`` (n,) -> one part per class, named after it, on its stem channel
+        (``instruments.stem_channel``), and the notes written per class."""
         notes = self.pitch.transcribe(audio, sample_rate)
-        prob = self.classifier.probabilities(audio, sample_rate, notes)
-        member = prob >= self.member_share * prob.max(axis=1, keepdims=True) if len(notes) else prob > 0
-        out = []
+        sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes)
+        best = sounding.max(axis=1, keepdims=True) if len(notes) else sounding
+        member = (sounding >= self.sounding_threshold) & (sounding >= self.member_share * best)
+        written = onset >= self.classifier.onset_thresholds
+        moved = notes.copy()  # written notes start where the classifier puts the true onset
+        moved[:, 0] = np.clip(notes[:, 0] + shift_s, 0.0, notes[:, 1] - 0.01)
+        parts, per_class = [], {}
         classes = self.classifier.classes
         for k, name in enumerate(classes):
             program = STEM_PROGRAMS.get(name, OTHER_PROGRAM)
             ch = stem_channel(name, classes)
-            out.append(ScorePart(name, name, k + 1, ch, program, False, notes[member[:, k]]))
-        return out
+            parts.append(ScorePart(name, name, k + 1, ch, program, False, notes[member[:, k]]))
+            per_class[name] = moved[written[:, k]]
+        return Transcription(parts, per_class)
 
-    def parts_of_file(self, path: Path) -> tuple[list[ScorePart], int]:
-        """``parts`` of an audio file (channels averaged), and its sample rate; ``InputError`` for a
+    def parts(self, audio: np.ndarray, sample_rate: int) -> list[ScorePart]:
+        """``transcribe(audio, sample_rate).parts``."""
+        return self.transcribe(audio, sample_rate).parts
+
+    def transcribe_file(self, path: Path) -> tuple[Transcription, int]:
+        """``transcribe`` an audio file (channels averaged), and its sample rate; ``InputError`` for a
         file that cannot be read (the same checks and messages as the separation's own reader)."""
         from bridge.audio_io import open_audio
 
@@ -90,7 +137,7 @@ class Transcriber:
             mono = np.concatenate([b.mean(axis=0) for b in reader.blocks(1 << 16)])
         finally:
             reader.close()
-        return self.parts(mono, reader.sample_rate), reader.sample_rate
+        return self.transcribe(mono, reader.sample_rate), reader.sample_rate
 
 
 def score_of_parts(parts: Sequence[ScorePart], stems: Sequence[str]) -> list[np.ndarray]:
@@ -107,4 +154,10 @@ def score_of_parts(parts: Sequence[ScorePart], stems: Sequence[str]) -> list[np.
     return out
 
 
-__all__ = ["MEMBER_SHARE", "TRANSCRIBED_MODEL_STEMS", "Transcriber", "score_of_parts"]
+__all__ = [
+    "MEMBER_SHARE",
+    "TRANSCRIBED_MODEL_STEMS",
+    "Transcriber",
+    "Transcription",
+    "score_of_parts",
+]

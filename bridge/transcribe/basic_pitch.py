@@ -18,6 +18,8 @@ Public API
   ``(note, onset)`` each (n_frames, 88) float32 at ``FRAME_RATE_HZ``; ``transcribe(audio,
   sample_rate)`` -> notes (n, 4) float64 ``[onset_s, offset_s, midi_pitch, velocity]`` sorted by
   onset, ``audio`` mono (n_samples,) at any rate.
+- ``notes_of_posteriorgrams(note, onset) -> notes (n, 4)``: what ``transcribe`` does after the
+  network (training transcribes cached posteriorgrams with it).
 - ``decode_notes(note, onset, ...)``: the posteriorgrams to note tuples in frames.
 """
 
@@ -86,12 +88,17 @@ class BasicPitch:
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Mono ``audio`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]`` sorted by onset."""
-        note, onset = self.posteriorgrams(audio, sample_rate)
-        events = decode_notes(note, onset)
-        times = frame_times_s(len(note))
-        rows = [(times[s], times[e], p, float(np.clip(round(127 * a), 1, 127))) for s, e, p, a in events]
-        out = np.asarray(rows, np.float64).reshape(-1, 4)
-        return out[np.lexsort((out[:, 2], out[:, 0]))]
+        return notes_of_posteriorgrams(*self.posteriorgrams(audio, sample_rate))
+
+
+def notes_of_posteriorgrams(note: np.ndarray, onset: np.ndarray) -> np.ndarray:
+    """``posteriorgrams``' ``(note, onset)`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]``
+    sorted by onset (basic-pitch's default thresholds)."""
+    events = decode_notes(np.asarray(note, np.float32), np.asarray(onset, np.float32))
+    times = frame_times_s(len(note))
+    rows = [(times[s], times[e], p, float(np.clip(round(127 * a), 1, 127))) for s, e, p, a in events]
+    out = np.asarray(rows, np.float64).reshape(-1, 4)
+    return out[np.lexsort((out[:, 2], out[:, 0]))]
 
 
 def _to_model_rate(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -187,4 +194,12 @@ def decode_notes(
     return out
 
 
-__all__ = ["FRAME_RATE_HZ", "NMP_FILE", "NMP_SHA256", "BasicPitch", "decode_notes", "frame_times_s"]
+__all__ = [
+    "FRAME_RATE_HZ",
+    "NMP_FILE",
+    "NMP_SHA256",
+    "BasicPitch",
+    "decode_notes",
+    "frame_times_s",
+    "notes_of_posteriorgrams",
+]

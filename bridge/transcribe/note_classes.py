@@ -1,20 +1,28 @@
-"""Which instrument class played a note: a small network over a pitch-aligned patch of the mix.
+"""Which instrument class played a transcribed note, and is it a note at all: a small network over
+a pitch-aligned patch of the mix.
 
 For every note of an instrument-blind transcription, the patch is the mix's log-frequency map
 (``bridge.logfreq``, 3 bins per semitone) from 12 semitones below the note's pitch to 48 above
-(its first ~16 partials) and from 3 frames before its onset to 29 after (0.37 s), in dB relative
+(its first ~16 partials) and from 12 frames before its onset to 28 after (0.46 s), in dB relative
 to the patch's 99th percentile (so the level of the note does not matter), plus two scalars: the
 pitch and the note's log2 duration. Centred on the pitch, the patch shows the note's partial
-pattern and envelope the same way at every pitch (trained with ``export/note_classes.py``).
+pattern and envelope the same way at every pitch (trained with ``export/note_classes.py`` on the
+transcription's own notes). Per class, two probabilities: ``sounding`` (a note of that class and
+pitch sounds there: the note belongs in that class's part) and ``onset`` (one starts there: the
+note is written as that class's note when it reaches the class's threshold from the metadata),
+and ``shift_s``: how far the true onset lies from the transcribed one (basic-pitch finds slow
+attacks late), within +-0.15 s. A note with every ``sounding`` low is one the transcription made
+up (an octave ghost, a partial).
 
 Public API
 ----------
 - ``PATCH``: the patch geometry every classifier must declare in its metadata.
 - ``log_map_db(audio, sample_rate) -> (n_frames, n_log)``: the mix's log-frequency map in dB
   (mono audio at any rate; resampled to 44.1 kHz).
-- ``note_patches(log_map, notes) -> (patches (n, 180, 32) float32, scalars (n, 2) float32)``.
-- ``NoteClassifier(path, n_threads=1)``: an ONNX classifier with validated metadata (``classes``);
-  ``probabilities(audio, sample_rate, notes) -> (n, n_classes)``.
+- ``note_patches(log_map, notes) -> (patches (n, 180, 40) float32, scalars (n, 2) float32)``.
+- ``NoteClassifier(path, n_threads=1)``: an ONNX classifier with validated metadata (``classes``,
+  ``sounding_threshold``, ``onset_thresholds`` (n_classes,)); ``predict(audio, sample_rate, notes)
+  -> (sounding, onset, shift_s)``: probabilities, each (n, n_classes), and onset shifts (n,) s.
 - ``NOTE_CLASSES_FILE``: the shipped classifier.
 """
 
@@ -32,6 +40,7 @@ from bridge.logfreq import log_filterbank
 NOTE_CLASSES_FILE = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-classes.onnx"
 META_KEY = "stembridge_note_classes"
 KNOWN_CLASSES = ("bass", "piano", "guitar", "strings", "other")
+VERSION = "2.0.0"
 PATCH: dict[str, Any] = {
     "sample_rate": 44100,
     "n_fft": 2048,
@@ -41,11 +50,12 @@ PATCH: dict[str, Any] = {
     "midi_high": 134,
     "semitones_below": 12,
     "semitones_above": 48,
-    "frames_before": 3,
-    "frames": 32,
+    "frames_before": 12,
+    "frames": 40,
     "floor_db": -80.0,
 }
 _N_PATCH_BINS = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + PATCH["semitones_above"])
+MAX_SHIFT_S = 0.15  # the shift head's range (export/note_classes.py ONSET_WINDOW_S)
 _MIN_DB = -100.0  # outside the map (below MIDI 18, past the file's ends)
 
 
@@ -111,6 +121,14 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
             raise ModelError(
                 f"{path}: built for another patch geometry ({key} = {raw.get(key)!r}, this bridge uses {want!r})"
             )
+    thresholds = [raw.get("sounding_threshold")] + list(raw.get("onset_thresholds") or [])
+    if len(thresholds) != len(classes) + 1 or not all(
+        isinstance(t, (int, float)) and 0.0 < t < 1.0 for t in thresholds
+    ):
+        raise ModelError(
+            f"{path}: needs a sounding_threshold and one onset threshold per class, each in (0, 1) "
+            f"(got {raw.get('sounding_threshold')!r}, {raw.get('onset_thresholds')!r})"
+        )
     return tuple(classes)
 
 
@@ -129,29 +147,41 @@ class NoteClassifier:
             raise ModelError(f"{path}: no readable '{META_KEY}' metadata") from e
         self.classes = validate_note_classes_meta(raw, path)
         self.meta = raw
+        self.sounding_threshold = float(raw["sounding_threshold"])
+        self.onset_thresholds = np.asarray(raw["onset_thresholds"], np.float32)
         ins = {i.name: i.shape for i in self._sess.get_inputs()}
         outs = {o.name: o.shape for o in self._sess.get_outputs()}
-        if set(ins) != {"patch", "scalars"} or "logits" not in outs:
+        if set(ins) != {"patch", "scalars"} or not {"sounding", "onset", "shift_s"} <= set(outs):
             raise ModelError(
-                f"{path}: expected inputs patch, scalars and output logits (got {sorted(ins)} -> {sorted(outs)})"
+                f"{path}: expected inputs patch, scalars and outputs sounding, onset, shift_s "
+                f"(got {sorted(ins)} -> {sorted(outs)})"
             )
-        if outs["logits"][-1] != len(self.classes):
-            raise ModelError(f"{path}: {outs['logits'][-1]} logits for {len(self.classes)} classes")
+        for name in ("sounding", "onset"):
+            if outs[name][-1] != len(self.classes):
+                raise ModelError(f"{path}: {outs[name][-1]} {name} outputs for {len(self.classes)} classes")
 
-    def probabilities(self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256) -> np.ndarray:
-        """(n, n_classes) class probabilities of ``notes`` (n, 4) in mono ``audio``."""
+    def predict(
+        self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(sounding, onset, shift_s)`` of ``notes`` (n, 4) in mono ``audio``: probabilities, each
+        (n, n_classes), and the onset shifts (n,) in seconds."""
         notes = np.asarray(notes, np.float64).reshape(-1, 4)
         if not len(notes):
-            return np.zeros((0, len(self.classes)), np.float32)
+            empty = np.zeros((0, len(self.classes)), np.float32)
+            return empty, empty.copy(), np.zeros(0, np.float32)
         patches, scalars = note_patches(log_map_db(audio, sample_rate), notes)
-        logits = np.concatenate(
-            [
-                self._sess.run(["logits"], {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]})[0]
-                for i in range(0, len(notes), batch)
-            ]
-        )
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        names = ["sounding", "onset", "shift_s"]
+        runs = [
+            self._sess.run(names, {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]})
+            for i in range(0, len(notes), batch)
+        ]
+        sounding, onset, shift = (np.concatenate([r[k] for r in runs]) for k in (0, 1, 2))
+        shift = np.clip(np.nan_to_num(shift.reshape(-1), nan=0.0), -MAX_SHIFT_S, MAX_SHIFT_S)
+        return _sigmoid(sounding), _sigmoid(onset), shift.astype(np.float32)
 
 
-__all__ = ["NOTE_CLASSES_FILE", "PATCH", "NoteClassifier", "log_map_db", "note_patches"]
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))).astype(np.float32)
+
+
+__all__ = ["NOTE_CLASSES_FILE", "PATCH", "VERSION", "NoteClassifier", "log_map_db", "note_patches"]

@@ -13,7 +13,7 @@ import soundfile as sf
 import yaml
 
 from bridge.transcribe.note_classes import NoteClassifier
-from export.note_classes import main, track_notes
+from export.note_classes import main, note_labels, track_notes
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
 
 pytestmark = pytest.mark.skipif(
@@ -63,12 +63,35 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     assert "[epoch] " in log and "[export]" in log
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     assert card["training"]["epochs"] == 1 and card["classes"] == ["bass", "piano", "guitar", "strings", "other"]
+    assert (out / "posteriorgrams" / "corpus" / "Track00001.npz").is_file()  # basic-pitch's output, cached
+    assert "transcribed notes" in log
     clf = NoteClassifier(onnx_path)
+    assert len(clf.onset_thresholds) == 5 and 0.0 < clf.sounding_threshold < 1.0
     mix, sr = sf.read(corpus / "Track00000" / "mix.flac", dtype="float32")
-    prob = clf.probabilities(mix, sr, notes[:, :4])
-    assert prob.shape == (16, 5)
-    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-5)
-    assert clf.probabilities(mix, sr, np.zeros((0, 4))).shape == (0, 5)
+    sounding, onset, shift_s = clf.predict(mix, sr, notes[:, :4])
+    assert sounding.shape == onset.shape == (16, 5) and shift_s.shape == (16,)
+    assert ((sounding > 0) & (sounding < 1)).all() and (np.abs(shift_s) <= 0.15).all()
+    assert clf.predict(mix, sr, np.zeros((0, 4)))[0].shape == (0, 5)
+
+
+def test_labels_of_transcribed_notes() -> None:
+    # true notes: a bass C2 0-1 s, a piano C2 at 0.5-1 s, a guitar E4 at 2-3 s
+    true = np.array([[0.0, 1.0, 36, 90, 0], [0.5, 1.0, 36, 90, 1], [2.0, 3.0, 64, 90, 2]], np.float64)
+    est = np.array(
+        [
+            [0.03, 0.9, 36, 80],  # the bass note, 30 ms late: sounds in bass, starts in bass
+            [0.49, 0.9, 36, 80],  # the piano's onset while the bass holds: sounds in both, starts in piano
+            [0.2, 0.4, 36, 80],  # the bass, re-triggered: sounds in bass, no onset
+            [2.0, 2.5, 76, 80],  # the guitar's octave: nothing
+            [2.08, 3.0, 64, 80],  # the guitar, 80 ms late: sounds, no onset within 50 ms
+        ]
+    )
+    sounding, onset, shift_s = note_labels(est, true)
+    assert sounding[:, :3].tolist() == [[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0], [0, 0, 1]]
+    # an onset within 0.15 s is the note's own (found late or early); the shift moves it there
+    assert onset[:, :3].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    assert not sounding[:, 3:].any() and not onset[:, 3:].any()
+    np.testing.assert_allclose(shift_s, [-0.03, 0.01, np.nan, np.nan, -0.08], atol=1e-6)
 
 
 def test_missing_corpus_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
