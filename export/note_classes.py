@@ -11,8 +11,8 @@ timbres; MuseScore General never enters one), labelled against the true notes (`
 so the classifier learns the transcription's errors as well as the classes; basic-pitch's
 posteriorgrams are cached per track. Drum parts have no labels of their own (a transcribed note on
 a drum hit is all zeros). Augmentation: a random smooth EQ curve over the patch (+-6 dB per
-component and a tilt), a detune of up to 1/3 semitone, and the envelope stretched by 0.8-1.25
-and moved by up to one frame (the onset-shift labels follow).
+component) and onsets off by up to one frame (stronger augmentation, a detune and a stretched
+envelope, measured no better: BENCHMARKS.md).
 
     stembridge train-notes --corpus corpus/harm --out runs/notecls --epochs 6 --valid out/heldout/s9002_20s
     stembridge train-notes ... --resume                                           # after a stop
@@ -235,33 +235,16 @@ def cached_features(
 # ----------------------------------------------------------------------------- training
 
 
-def augment(p: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, float]:
-    """Another timbre and timing for a batch of patches (B, n_bins, frames): a random smooth EQ over
-    the frequency axis (+-6 dB per cosine component) and a tilt (+-6 dB across the patch), a
-    detune of up to one bin (1/3 semitone), and the note's envelope stretched in time around its
-    onset frame by 0.8-1.25 and moved by up to one frame. Returns the patches and what the move
-    does to a true onset's offset from the transcribed one, ``(scale, offset_s)``, as
-    ``shift_s * scale + offset_s``."""
-    b, n_f, n_t = p.shape
+def augment(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random smooth EQ over the patch's frequency axis and a shift of up to one frame."""
+    b, n_f, _ = p.shape
     grid = torch.linspace(0, 1, n_f)
     ph = torch.rand(b, 3, 1, generator=gen) * 2 * math.pi
     amp = (torch.rand(b, 3, 1, generator=gen) * 2 - 1) * 0.3  # +-6 dB per component (patch unit 20 dB)
     freq = torch.tensor([1.0, 2.0, 4.0]).view(1, 3, 1)
     eq = (amp * torch.cos(freq * math.pi * grid.view(1, 1, -1) + ph)).sum(1)
-    tilt = (torch.rand(b, 1, generator=gen) * 2 - 1) * 0.3 * (grid.view(1, -1) - 0.5) * 2
-    p = p + (eq + tilt).unsqueeze(-1)
-    detune = int(torch.randint(-1, 2, (1,), generator=gen))
-    if detune:
-        p = torch.roll(p, detune, dims=1)
-    scale = float(torch.exp(torch.empty(1).uniform_(math.log(0.8), math.log(1.25), generator=gen)))
-    pre = PATCH["frames_before"]
-    src = (pre + (torch.arange(n_t, dtype=torch.float32) - pre) / scale).clamp(0, n_t - 1)
-    lo = src.floor().long()
-    hi = (lo + 1).clamp(max=n_t - 1)
-    w = src - lo.float()
-    p = p[:, :, lo] * (1 - w) + p[:, :, hi] * w
-    move = int(torch.randint(-1, 2, (1,), generator=gen))
-    return torch.roll(p, move, dims=2), (scale, move * PATCH["hop"] / PATCH["sample_rate"])
+    shift = int(torch.randint(-1, 2, (1,), generator=gen))
+    return torch.roll(p + eq.unsqueeze(-1), shift, dims=2)
 
 
 def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -308,8 +291,9 @@ def evaluate(net: NoteClassNet, feats: dict[str, np.ndarray]) -> dict:
     c = len(CLASSES)
     hits = onset_hits(y, feats["D"], shift)
     thr, tuned = tuned_thresholds(prob, hits, n_true)
-    unshifted = tuned_thresholds(prob, onset_hits(y, feats["D"], np.zeros_like(shift)), n_true)[1]
-    n_hit0 = onset_hits(y, feats["D"], np.zeros_like(shift)).sum(axis=0)
+    hits0 = onset_hits(y, feats["D"], np.zeros_like(shift))
+    unshifted = tuned_thresholds(prob, hits0, n_true)[1]
+    n_hit0 = hits0.sum(axis=0)
     ceiling = 2.0 * n_hit0 / np.maximum(n_hit0 + n_true, 1)
 
     def per(v: np.ndarray) -> dict[str, float]:
@@ -362,13 +346,9 @@ def train(args: argparse.Namespace, log=print) -> Path:
         perm = torch.randperm(n, generator=gen)
         for i in range(steps_per_epoch):
             idx = perm[i * bs : (i + 1) * bs]
-            patch, (scale, offset_s) = augment(P[idx].float(), gen)
-            scalars = S[idx].clone()
-            scalars[:, 1] += math.log2(scale)  # the stretched note lasts longer or shorter
-            y_hat = net(patch, scalars)
+            y_hat = net(augment(P[idx].float(), gen), S[idx])
             loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
-            target = d[idx] * scale + offset_s / SHIFT_SCALE_S
-            shift_loss = F.smooth_l1_loss(y_hat[:, -1], target, reduction="none")
+            shift_loss = F.smooth_l1_loss(y_hat[:, -1], d[idx], reduction="none")
             loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)
             opt.zero_grad()
             loss.backward()
