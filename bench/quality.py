@@ -23,9 +23,15 @@ Reference rows from the same tracks: the ideal ratio mask at the model's STFT (t
 any magnitude-mask model) and basic-pitch's shipped ONNX model on the mixture (instrument-blind,
 scored like ``blind-inst F1``; optional: the row says why when it cannot run).
 
+Where the STFT frames fall matters (a live stream starts anywhere): ``--offsets 0 128 256 384``
+runs every model row on the mix delayed by each offset (silence in front, the score delayed
+with it, the output and notes moved back), scores the mean over them, and prints the spread per
+stem (max - min over the offsets on each track, median over tracks).
+
     .venv/bin/python bench/quality.py                           # registry default model, 12 x 20 s
     .venv/bin/python bench/quality.py --model test-tiny --tracks 3 --seconds 10 --json out/q.json
     .venv/bin/python bench/quality.py --plot out/quality.png
+    .venv/bin/python bench/quality.py --tracks 16 --offsets 0 128 256 384 --no-basic-pitch
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -206,8 +213,65 @@ def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple
     return out
 
 
-def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_size: int, transcriber=None) -> dict:
-    """Scores of every row on one track: {row: {"sep": {stem: ...}, "f1": {stem: F1}, "inst_blind_f1": x}}."""
+def _delayed_copy(src: Path, dst: Path, offset: int) -> Path:
+    """``src`` with ``offset`` zero samples in front, as a float WAV."""
+    import soundfile as sf
+
+    x, sr = sf.read(str(src), dtype="float32", always_2d=True)
+    sf.write(str(dst), np.concatenate([np.zeros((offset, x.shape[1]), np.float32), x]), sr, subtype="FLOAT")
+    return dst
+
+
+def _delayed_score(src: Path, dst: Path, shift_s: float) -> Path:
+    """The score file with every note ``shift_s`` later (a leading rest)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(src))
+    shift = float(shift_s)
+    for inst in pm.instruments:
+        for note in inst.notes:
+            note.start += shift
+            note.end += shift
+    pm.write(str(dst))
+    return dst
+
+
+def _moved_back(notes: np.ndarray, shift_s: float) -> np.ndarray:
+    """Notes (n, 4) ``shift_s`` earlier: those that end before 0 dropped, onsets clipped to 0."""
+    if not shift_s:
+        return notes
+    out = notes - np.array([shift_s, shift_s, 0.0, 0.0])
+    out = out[out[:, 1] > 0.0]
+    out[:, 0] = np.maximum(out[:, 0], 0.0)
+    return out
+
+
+def _mean_over_offsets(runs: list[dict], offsets: Sequence[int]) -> dict:
+    """One row's scores on one track, averaged over the runs at each start offset; with several offsets
+    also ``sep_by_offset`` {offset: {stem: si_sdri}}."""
+    if len(runs) == 1:
+        return runs[0]
+    sep = {}
+    for s in runs[0]["sep"]:
+        sep[s] = {k: float(np.mean([r["sep"][s][k] for r in runs])) for k in ("si_sdri", "sdr")}
+    f1 = {s: float(np.mean([r["f1"][s] for r in runs])) for s in runs[0]["f1"]}
+    blind = [r["inst_blind_f1"] for r in runs if r["inst_blind_f1"] is not None]
+    return {
+        "sep": sep,
+        "f1": f1,
+        "inst_blind_f1": float(np.mean(blind)) if blind else None,
+        "n_notes": runs[0]["n_notes"],
+        "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+        "sep_by_offset": {str(o): {s: r["sep"][s]["si_sdri"] for s in r["sep"]} for o, r in zip(offsets, runs)},
+    }
+
+
+def evaluate_track(
+    track_dir: Path, processor, work: Path, transcribe, block_size: int, transcriber=None, offsets: Sequence[int] = (0,)
+) -> dict:
+    """Scores of every row on one track: {row: {"sep": {stem: ...}, "f1": {stem: F1}, "inst_blind_f1": x}};
+    with several ``offsets``, each row runs on the mix delayed by each (samples of silence in front,
+    the score delayed with it) and its scores are the mean over them (``sep_by_offset`` keeps each)."""
     import soundfile as sf
 
     from bridge.backends.offline import separate_file
@@ -219,7 +283,7 @@ def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_siz
     all_names = (*pred_stems, "other")
     truth = load_track(track_dir, stems=pred_stems)
     mix_path = track_dir / "mix.flac"
-    mix, _ = sf.read(str(mix_path), dtype="float64", always_2d=True)
+    mix, sr = sf.read(str(mix_path), dtype="float64", always_2d=True)
     mix = mix.mean(axis=1)
     n = len(mix)
     refs = np.concatenate([truth["stems"], truth["other"][None]]).astype(np.float64)
@@ -237,34 +301,44 @@ def evaluate_track(track_dir: Path, processor, work: Path, transcribe, block_siz
     ):
         if row == "network blind" and transcriber is None:
             continue  # "model blind" is the network alone then
-        out_dir = work / row.replace(" ", "").replace("+", "_")
-        res = separate_file(
-            processor,
-            mix_path,
-            out_dir,
-            block_size=block_size,
-            fmt="wav",
-            score_path=score,
-            stems_from_parts=from_parts,
-            transcriber=transcriber if from_parts else None,
-        )
-        by_name = {p.stem: p for p in res.stem_paths}
-        est = np.stack([_read_mono(by_name[s], n) for s in all_names])
-        est_notes = read_score_file(res.notes_path, pred_stems)
-        f1 = {}
-        for k, s in enumerate(pred_stems):
-            if len(true_notes[k]):
-                f1[s] = onset_f1(true_notes[k], est_notes[k], drums=s == "drums")[2]
-        pooled = [a for s, a in zip(pred_stems, est_notes) if s != "drums"]
-        pooled_notes = np.concatenate(pooled) if pooled else np.zeros((0, 4))
-        rows[row] = {
-            "sep": _sep_scores(est, mix, refs, all_names),
-            "f1": f1,
-            "inst_blind_f1": onset_f1(union_ref, pooled_notes)[2] if len(union_ref) else None,
-            "n_notes": res.n_notes,
-            "wall_s": res.wall_s,
-        }
-        shutil.rmtree(out_dir, ignore_errors=True)
+        runs = []
+        for offset in offsets:
+            out_dir = work / row.replace(" ", "").replace("+", "_")
+            src = mix_path if offset == 0 else _delayed_copy(mix_path, work / f"delayed_{offset}.wav", offset)
+            score_src = (
+                score if score is None or offset == 0 else _delayed_score(score, work / "score.mid", offset / sr)
+            )
+            res = separate_file(
+                processor,
+                src,
+                out_dir,
+                block_size=block_size,
+                fmt="wav",
+                score_path=score_src,
+                stems_from_parts=from_parts,
+                transcriber=transcriber if from_parts else None,
+            )
+            by_name = {p.stem: p for p in res.stem_paths}
+            est = np.stack([_read_mono(by_name[s], n + offset)[offset:] for s in all_names])
+            est_notes = read_score_file(res.notes_path, pred_stems)
+            est_notes = [_moved_back(a, offset / sr) for a in est_notes]
+            f1 = {}
+            for k, s in enumerate(pred_stems):
+                if len(true_notes[k]):
+                    f1[s] = onset_f1(true_notes[k], est_notes[k], drums=s == "drums")[2]
+            pooled = [a for s, a in zip(pred_stems, est_notes) if s != "drums"]
+            pooled_notes = np.concatenate(pooled) if pooled else np.zeros((0, 4))
+            runs.append(
+                {
+                    "sep": _sep_scores(est, mix, refs, all_names),
+                    "f1": f1,
+                    "inst_blind_f1": onset_f1(union_ref, pooled_notes)[2] if len(union_ref) else None,
+                    "n_notes": res.n_notes,
+                    "wall_s": res.wall_s,
+                }
+            )
+            shutil.rmtree(out_dir, ignore_errors=True)
+        rows[row] = _mean_over_offsets(runs, offsets)
 
     est = ideal_ratio_mask(mix, refs, meta.n_fft, meta.hop)
     rows["IRM ceiling"] = {"sep": _sep_scores(est, mix, refs, all_names), "f1": {}, "inst_blind_f1": None}
@@ -296,8 +370,14 @@ def summarize(per_track: list[dict], pred_stems: tuple[str, ...]) -> dict:
             si = [t["sep"][s]["si_sdri"] for t in tracks if s in t["sep"]]
             sd = [t["sep"][s]["sdr"] for t in tracks if s in t["sep"]]
             f1 = [t["f1"][s] for t in tracks if s in t["f1"]]
+            spread = [
+                max(v[s] for v in t["sep_by_offset"].values()) - min(v[s] for v in t["sep_by_offset"].values())
+                for t in tracks
+                if "sep_by_offset" in t and s in t["sep"]
+            ]
             stems[s] = {
                 "si_sdri_median": float(np.median(si)) if si else None,
+                "si_sdri_offset_spread_median": float(np.median(spread)) if spread else None,
                 "sdr_median": float(np.median(sd)) if sd else None,
                 "onset_f1_mean": float(np.mean(f1)) if f1 else None,
                 "n_scored_sep": len(si),
@@ -362,6 +442,17 @@ def print_tables(summary: dict, pred_stems: tuple[str, ...], notes: dict[str, st
                 continue
             cells = "".join(f"{_fmt(r['stems'][s][key], spec):>9}" for s in all_names)
             print(f"{row:<{w}}{cells}{_fmt(r[overall], spec):>9}")
+    spread_rows = {
+        row: r
+        for row, r in summary.items()
+        if any(r["stems"][s].get("si_sdri_offset_spread_median") is not None for s in all_names)
+    }
+    if spread_rows:
+        print("\nSI-SDRi spread over start offsets (max - min per track, median over tracks, dB)")
+        print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in all_names))
+        for row, r in spread_rows.items():
+            cells = "".join(f"{_fmt(r['stems'][s]['si_sdri_offset_spread_median'], '.2f'):>9}" for s in all_names)
+            print(f"{row:<{w}}{cells}")
     print("\nnote onset F1 (mean over tracks; 50 ms; drums onset + class)")
     print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in pred_stems) + f"{'pitched':>9}{'inst-blind':>11}")
     for row, r in summary.items():
@@ -442,9 +533,19 @@ def main(argv: list[str] | None = None) -> int:
         default="parts",
         help="'model blind' row: transcribe, then separate (default, what `separate` does) or the network alone",
     )
+    ap.add_argument(
+        "--offsets",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="start offsets in samples: every row runs on the mix delayed by each and scores the mean; the "
+        "spread over them (max - min per track, median over tracks) is printed per stem (e.g. 0 128 256 384)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="write every number here")
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
     args = ap.parse_args(argv)
+    if any(o < 0 for o in args.offsets):
+        ap.error("--offsets must be >= 0 samples")
 
     from bridge.engine import Processor
     from bridge.model import OnnxModel
@@ -475,7 +576,13 @@ def main(argv: list[str] | None = None) -> int:
         for i, track_dir in enumerate(tracks):
             t0 = time.perf_counter()
             rows = evaluate_track(
-                track_dir, processor, Path(tmp) / track_dir.name, transcribe, args.block_size, transcriber
+                track_dir,
+                processor,
+                Path(tmp) / track_dir.name,
+                transcribe,
+                args.block_size,
+                transcriber,
+                tuple(args.offsets),
             )
             per_track.append({"track": track_dir.name, **rows})
             b = rows["model blind"]["sep"]
@@ -506,6 +613,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tracks": [str(t) for t in tracks],
                 "seconds": args.seconds,
                 "soundfont": "MuseScore_General_Full.sf3",
+                "offsets": list(args.offsets),
             },
             "metrics": {
                 "si_sdri": "D Eq. 1.5 (mono)",

@@ -256,7 +256,7 @@ class Processor:
         masks, note_frame, note_onset, activity, self._state = self.model.run(
             mag, None if score is None else score[None], self._state
         )
-        masks = np.nan_to_num(np.clip(masks[0], 0.0, 1.0), nan=0.0)  # (T, S, F)
+        masks = np.fmin(np.fmax(masks[0], 0.0), 1.0)  # (T, S, F) in [0, 1], NaN -> 0 (fmax ignores NaN)
         self.activity = np.nan_to_num(activity[0, -1]).astype(np.float32)
         for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
             self._schedule(ev)

@@ -21,6 +21,7 @@ pre-roll. Frames are processed in batches, so one call may handle any number of 
 from __future__ import annotations
 
 import numpy as np
+import scipy.fft
 
 
 def hann_window(n_fft: int) -> np.ndarray:
@@ -68,7 +69,7 @@ class StreamingAnalysis:
         used = n_frames * self.hop
         full = np.concatenate([self._hist, buf[:, :used]], axis=1)  # (C, n_fft - hop + used)
         frames = np.lib.stride_tricks.sliding_window_view(full, self.n_fft, axis=1)[:, :: self.hop]
-        spec = np.fft.rfft(frames * self.window, axis=-1).astype(np.complex64)  # (C, T, F)
+        spec = scipy.fft.rfft(frames * self.window, axis=-1).astype(np.complex64, copy=False)  # (C, T, F), float32 FFT
         self._hist = np.array(full[:, -(self.n_fft - self.hop) :], dtype=np.float32, copy=True)
         self._pending = np.array(buf[:, used:], dtype=np.float32, copy=True)
         self.n_frames_done += n_frames
@@ -96,7 +97,8 @@ class StreamingSynthesis:
         n_fft, hop = self.n_fft, self.hop
         if n_frames == 0:
             return np.zeros((self.n_sources, self.n_channels, 0), np.float32)
-        frames = np.fft.irfft(spectra, n=n_fft, axis=-1).astype(np.float32) * self.window  # (T, S, C, n_fft)
+        frames = scipy.fft.irfft(spectra, n=n_fft, axis=-1).astype(np.float32, copy=False)  # (T, S, C, n_fft)
+        frames *= self.window
         frames = frames.transpose(1, 2, 0, 3)  # (S, C, T, n_fft)
         out = np.zeros((self.n_sources, self.n_channels, n_frames * hop + n_fft - hop), np.float32)
         out[:, :, : n_fft - hop] = self._acc
