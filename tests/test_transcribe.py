@@ -23,7 +23,13 @@ from bridge.model import OnnxModel
 from bridge.score import read_score_file
 from bridge.transcribe import Transcriber, score_of_parts
 from bridge.transcribe.basic_pitch import FRAME_RATE_HZ, BasicPitch, decode_notes
-from bridge.transcribe.note_classes import META_KEY, NOTE_CLASSES_FILE, NoteClassifier
+from bridge.transcribe.note_classes import (
+    DEFAULT_DECODING,
+    META_KEY,
+    NOTE_CLASSES_FILE,
+    NoteClassifier,
+    merge_repeated_onsets,
+)
 from tests.test_parts import SR, render, write_midi
 
 HELDOUT_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
@@ -84,6 +90,19 @@ def test_decoding_follows_onsets_and_frames() -> None:
     assert got[0][3] == pytest.approx(0.8)
     assert decode_notes(np.zeros((0, 88)), np.zeros((0, 88))) == []
     assert FRAME_RATE_HZ == 86
+    # a shorter minimum note length (what classifier 2.1.0 was trained with) keeps the 5-frame note
+    short = sorted(decode_notes(note, onset, min_note_frames=3))
+    assert [(s, e, p) for s, e, p, _ in short] == [(20, 80, 60), (120, 140, 67), (150, 155, 63)]
+
+
+def test_repeated_onsets_are_merged() -> None:
+    notes = np.array(
+        [[1.00, 1.5, 60, 90], [1.03, 1.4, 60, 80], [1.03, 1.4, 64, 80], [1.20, 1.6, 60, 70], [0.5, 0.9, 60, 90]]
+    )
+    got = merge_repeated_onsets(notes)
+    # the second C4 at 1.03 s is the first one found twice; E4 at 1.03 s and C4 at 1.2 s are notes of their own
+    assert got.tolist() == [[0.5, 0.9, 60, 90], [1.0, 1.5, 60, 90], [1.03, 1.4, 64, 80], [1.2, 1.6, 60, 70]]
+    assert merge_repeated_onsets(np.zeros((0, 4))).shape == (0, 4)
 
 
 def test_classifier_puts_the_bass_line_in_bass(band: dict) -> None:
@@ -161,6 +180,17 @@ def test_note_classifier_metadata_is_checked(tmp_path: Path) -> None:
         NoteClassifier(with_meta({"sounding_threshold": 1.5}, "sounding.onnx"))
     with pytest.raises(ModelError, match="not a note classifier"):
         NoteClassifier(with_meta({"kind": "separator"}, "kind.onnx"))
+    with pytest.raises(ModelError, match="decoding"):
+        NoteClassifier(with_meta({"decoding": {"onset_threshold": 0.5}}, "decoding.onnx"))
+    bad = {"onset_threshold": 0.5, "frame_threshold": 1.3, "min_note_frames": 3}
+    with pytest.raises(ModelError, match="frame_threshold"):
+        NoteClassifier(with_meta({"decoding": bad}, "frame.onnx"))
+    # a classifier without the key decodes as basic-pitch does (2.0.0 was trained so)
+    legacy = {k: v for k, v in meta.items() if k != "decoding"}
+    m = onnx.load(str(NOTE_CLASSES_FILE))
+    next(p for p in m.metadata_props if p.key == META_KEY).value = json.dumps(legacy)
+    onnx.save(m, str(tmp_path / "legacy.onnx"))
+    assert NoteClassifier(tmp_path / "legacy.onnx").decoding == DEFAULT_DECODING
     with pytest.raises(ModelError, match="missing"):
         NoteClassifier(tmp_path / "absent.onnx")
     (tmp_path / "junk.onnx").write_bytes(b"not a model")

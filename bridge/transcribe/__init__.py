@@ -12,7 +12,10 @@ than a wrong hard choice); a note that sounds nowhere (an octave ghost, a partia
 ``bridge.parts.classes.ScoredClasses`` separates with these parts, taking ``model_stems`` from the
 network (conditioned on the same notes; ``blind_stems`` from a second run without it). The notes
 written are, per class, those whose onset probability reaches the class's threshold from the
-classifier's metadata (tuned for onset F1 on the selection set); drum notes stay the network's.
+classifier's metadata (tuned for onset F1 on the selection set), moved onto the onset the
+classifier finds, pieces of one note that land on the same onset merged; drum notes stay the
+network's. basic-pitch's notes are decoded with the thresholds the classifier declares (it was
+trained on notes decoded that way).
 
 Not causal (both networks see whole seconds of audio): offline files only; the live bridge keeps
 the network alone.
@@ -42,6 +45,7 @@ from bridge.instruments import stem_channel, stem_for_program
 from bridge.midi_io import STEM_PROGRAMS
 from bridge.notes import NoteEvent
 from bridge.parts.score_parts import ScorePart
+from bridge.transcribe.note_classes import merge_repeated_onsets
 
 MEMBER_SHARE = 0.3
 OTHER_PROGRAM = 80  # GM "Lead 1 (square)": counted in `other`
@@ -107,7 +111,7 @@ class Transcriber:
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> Transcription:
         """Mono ``audio`` (n,) -> one part per class, named after it, on its stem channel
         (``instruments.stem_channel``), and the notes written per class."""
-        notes = self.pitch.transcribe(audio, sample_rate)
+        notes = self.pitch.transcribe(audio, sample_rate, **self.classifier.decoding)
         sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes)
         best = sounding.max(axis=1, keepdims=True) if len(notes) else sounding
         member = (sounding >= self.sounding_threshold) & (sounding >= self.member_share * best)
@@ -120,7 +124,7 @@ class Transcriber:
             program = STEM_PROGRAMS.get(name, OTHER_PROGRAM)
             ch = stem_channel(name, classes)
             parts.append(ScorePart(name, name, k + 1, ch, program, False, notes[member[:, k]]))
-            per_class[name] = moved[written[:, k]]
+            per_class[name] = merge_repeated_onsets(moved[written[:, k]])
         return Transcription(parts, per_class)
 
     def parts(self, audio: np.ndarray, sample_rate: int) -> list[ScorePart]:

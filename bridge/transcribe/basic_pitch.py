@@ -16,10 +16,11 @@ Public API
 - ``NMP_FILE``, ``NMP_SHA256``: the vendored model and its checksum.
 - ``BasicPitch(path=NMP_FILE, n_threads=1)``: ``posteriorgrams(audio, sample_rate)`` ->
   ``(note, onset)`` each (n_frames, 88) float32 at ``FRAME_RATE_HZ``; ``transcribe(audio,
-  sample_rate)`` -> notes (n, 4) float64 ``[onset_s, offset_s, midi_pitch, velocity]`` sorted by
+  sample_rate, **decoding)`` -> notes (n, 4) float64 ``[onset_s, offset_s, midi_pitch, velocity]`` sorted by
   onset, ``audio`` mono (n_samples,) at any rate.
-- ``notes_of_posteriorgrams(note, onset) -> notes (n, 4)``: what ``transcribe`` does after the
-  network (training transcribes cached posteriorgrams with it).
+- ``notes_of_posteriorgrams(note, onset, **decoding) -> notes (n, 4)``: what ``transcribe`` does
+  after the network (training transcribes cached posteriorgrams with it); ``decoding`` sets
+  ``decode_notes``' thresholds (the note classifier declares the ones it was trained with).
 - ``decode_notes(note, onset, ...)``: the posteriorgrams to note tuples in frames.
 """
 
@@ -86,15 +87,17 @@ class BasicPitch:
         onset = np.concatenate([a[h:-h] for a in onsets])[:n_frames]
         return note, onset
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Mono ``audio`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]`` sorted by onset."""
-        return notes_of_posteriorgrams(*self.posteriorgrams(audio, sample_rate))
+    def transcribe(self, audio: np.ndarray, sample_rate: int, **decoding: float) -> np.ndarray:
+        """Mono ``audio`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]`` sorted by onset;
+        ``decoding``: ``decode_notes``' thresholds (default basic-pitch's)."""
+        return notes_of_posteriorgrams(*self.posteriorgrams(audio, sample_rate), **decoding)
 
 
-def notes_of_posteriorgrams(note: np.ndarray, onset: np.ndarray) -> np.ndarray:
+def notes_of_posteriorgrams(note: np.ndarray, onset: np.ndarray, **decoding: float) -> np.ndarray:
     """``posteriorgrams``' ``(note, onset)`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]``
-    sorted by onset (basic-pitch's default thresholds)."""
-    events = decode_notes(np.asarray(note, np.float32), np.asarray(onset, np.float32))
+    sorted by onset; ``decoding``: ``onset_threshold``, ``frame_threshold``, ``min_note_frames``
+    (``decode_notes``; default basic-pitch's)."""
+    events = decode_notes(np.asarray(note, np.float32), np.asarray(onset, np.float32), **decoding)
     times = frame_times_s(len(note))
     rows = [(times[s], times[e], p, float(np.clip(round(127 * a), 1, 127))) for s, e, p, a in events]
     out = np.asarray(rows, np.float64).reshape(-1, 4)
@@ -154,7 +157,7 @@ def decode_notes(
     onset: np.ndarray,
     onset_threshold: float = ONSET_THRESHOLD,
     frame_threshold: float = FRAME_THRESHOLD,
-    min_note_frames: int = MIN_NOTE_FRAMES,
+    min_note_frames: int | float = MIN_NOTE_FRAMES,
 ) -> list[tuple[int, int, int, float]]:
     """basic-pitch's polyphonic decoding: ``note``/``onset`` (n_frames, 88) -> ``(start_frame,
     end_frame, midi_pitch, amplitude)`` tuples (onset peaks tracked forward, then the remaining

@@ -21,8 +21,11 @@ Public API
   (mono audio at any rate; resampled to 44.1 kHz).
 - ``note_patches(log_map, notes) -> (patches (n, 180, 40) float32, scalars (n, 2) float32)``.
 - ``NoteClassifier(path, n_threads=1)``: an ONNX classifier with validated metadata (``classes``,
-  ``sounding_threshold``, ``onset_thresholds`` (n_classes,)); ``predict(audio, sample_rate, notes)
+  ``sounding_threshold``, ``onset_thresholds`` (n_classes,), ``decoding``: how basic-pitch's notes
+  were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none); ``predict(audio, sample_rate, notes)
   -> (sounding, onset, shift_s)``: probabilities, each (n, n_classes), and onset shifts (n,) s.
+- ``merge_repeated_onsets(notes, tolerance_s=0.05) -> notes``: one note where pieces of a pitch start
+  together (after the onset shift).
 - ``NOTE_CLASSES_FILE``: the shipped classifier.
 """
 
@@ -40,7 +43,12 @@ from bridge.logfreq import log_filterbank
 NOTE_CLASSES_FILE = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-classes.onnx"
 META_KEY = "stembridge_note_classes"
 KNOWN_CLASSES = ("bass", "piano", "guitar", "strings", "other")
-VERSION = "2.0.0"
+VERSION = "2.1.0"
+# basic-pitch's decoding of the notes a classifier was trained on (``basic_pitch.decode_notes``): a
+# classifier declares it in its metadata (``decoding``; absent: basic-pitch's defaults, as 2.0.0 was
+# trained) and the transcriber decodes the same way
+DEFAULT_DECODING: dict[str, float] = {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_frames": 11}
+_DECODING_RANGES = {"onset_threshold": (0.0, 1.0), "frame_threshold": (0.0, 1.0), "min_note_frames": (0, 86)}
 PATCH: dict[str, Any] = {
     "sample_rate": 44100,
     "n_fft": 2048,
@@ -129,7 +137,33 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
             f"{path}: needs a sounding_threshold and one onset threshold per class, each in (0, 1) "
             f"(got {raw.get('sounding_threshold')!r}, {raw.get('onset_thresholds')!r})"
         )
+    decoding = raw.get("decoding", DEFAULT_DECODING)
+    if not isinstance(decoding, dict) or set(decoding) != set(_DECODING_RANGES):
+        raise ModelError(f"{path}: decoding must name {sorted(_DECODING_RANGES)}, got {decoding!r}")
+    for key, (lo, hi) in _DECODING_RANGES.items():
+        v = decoding[key]
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ModelError(f"{path}: decoding {key} must be a number in [{lo}, {hi}], got {v!r}")
     return tuple(classes)
+
+
+def merge_repeated_onsets(notes: np.ndarray, tolerance_s: float = 0.05) -> np.ndarray:
+    """Notes (n, 4) ``[onset_s, offset_s, pitch, velocity]`` without the repeats of a pitch that start
+    within ``tolerance_s`` of the previous kept onset of that pitch (two pieces of one note, moved onto
+    the same true onset); the first of each run is kept, sorted by onset."""
+    notes = np.asarray(notes, np.float64).reshape(-1, 4)
+    if len(notes) < 2:
+        return notes
+    order = np.lexsort((notes[:, 0], notes[:, 2]))
+    keep = np.zeros(len(notes), bool)
+    last_pitch, last_on = None, -np.inf
+    for i in order.tolist():
+        on, pitch = notes[i, 0], notes[i, 2]
+        if pitch != last_pitch or on - last_on > tolerance_s:
+            keep[i] = True
+            last_pitch, last_on = pitch, on
+    out = notes[keep]
+    return out[np.argsort(out[:, 0], kind="stable")]
 
 
 class NoteClassifier:
@@ -149,6 +183,7 @@ class NoteClassifier:
         self.meta = raw
         self.sounding_threshold = float(raw["sounding_threshold"])
         self.onset_thresholds = np.asarray(raw["onset_thresholds"], np.float32)
+        self.decoding = dict(raw.get("decoding", DEFAULT_DECODING))
         ins = {i.name: i.shape for i in self._sess.get_inputs()}
         outs = {o.name: o.shape for o in self._sess.get_outputs()}
         if set(ins) != {"patch", "scalars"} or not {"sounding", "onset", "shift_s"} <= set(outs):
@@ -184,4 +219,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, np.float64)))).astype(np.float32)
 
 
-__all__ = ["NOTE_CLASSES_FILE", "PATCH", "VERSION", "NoteClassifier", "log_map_db", "note_patches"]
+__all__ = [
+    "DEFAULT_DECODING",
+    "NOTE_CLASSES_FILE",
+    "PATCH",
+    "VERSION",
+    "NoteClassifier",
+    "log_map_db",
+    "merge_repeated_onsets",
+    "note_patches",
+]
