@@ -543,6 +543,17 @@ def main(argv: list[str] | None = None) -> int:
             if "min_note_frames" in trained
             else dict(DEFAULT_DECODING)
         )
+        if args.no_train and args.valid is not None:
+            # export for the decoding given on the command line, thresholds tuned again on --valid with it
+            decoding = _decoding(args)
+            post = args.post_cache or args.out / "posteriorgrams"
+            valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
+            net = NoteClassNet()
+            net.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+            last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid)}}
+            log("[retune] " + json.dumps(last))
+            tuned = last["retuned"]["valid"]["thresholds"]
+            thresholds = [float(tuned[c]) for c in CLASSES]
         card = {
             "name": "note-classes",
             "version": VERSION,

@@ -72,6 +72,27 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     assert sounding.shape == onset.shape == (16, 5) and shift_s.shape == (16,)
     assert ((sounding > 0) & (sounding < 1)).all() and (np.abs(shift_s) <= 0.15).all()
     assert clf.predict(mix, sr, np.zeros((0, 4)))[0].shape == (0, 5)
+    assert clf.decoding == {"onset_threshold": 0.5, "frame_threshold": 0.3, "min_note_frames": 3}  # trained so
+    # the same weights for another decoding: thresholds tuned again on --valid, the decoding stored
+    retuned = tmp_path / "nc5.onnx"
+    assert (
+        main(
+            [
+                "--out",
+                str(out),
+                "--no-train",
+                "--valid",
+                str(corpus),
+                "--min-note-frames",
+                "5",
+                "--export",
+                str(retuned),
+            ]
+        )
+        == 0
+    )
+    assert "[retune]" in (out / "train.log").read_text()
+    assert NoteClassifier(retuned).decoding["min_note_frames"] == 5
 
 
 def test_labels_of_transcribed_notes() -> None:
