@@ -193,7 +193,7 @@ def build_features(
         true = track_notes(td)
         n_true += np.bincount(true[:, 4].astype(np.int64), minlength=len(CLASSES))
         trues.append(np.concatenate([true, np.full((len(true), 1), k)], axis=1))
-        notes = notes_of_posteriorgrams(*posteriorgrams(td, post_cache / td.parent.name, pitch), **decoding)
+        notes = notes_of_posteriorgrams(*posteriorgrams(td, post_cache / td.parent.name, pitch), decoding)
         if len(notes) > max_per_track:
             notes = notes[np.sort(rng.choice(len(notes), max_per_track, replace=False))]
         if not len(notes):

@@ -112,7 +112,7 @@ class Transcriber:
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> Transcription:
         """Mono ``audio`` (n,) -> one part per class, named after it, on its stem channel
         (``instruments.stem_channel``), and the notes written per class."""
-        notes = self.pitch.transcribe(audio, sample_rate, **self.classifier.decoding)
+        notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)
         sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes)
         best = sounding.max(axis=1, keepdims=True) if len(notes) else sounding
         member = (sounding >= self.sounding_threshold) & (sounding >= self.member_share * best)

@@ -16,9 +16,9 @@ Public API
 - ``NMP_FILE``, ``NMP_SHA256``: the vendored model and its checksum.
 - ``BasicPitch(path=NMP_FILE, n_threads=1)``: ``posteriorgrams(audio, sample_rate)`` ->
   ``(note, onset)`` each (n_frames, 88) float32 at ``FRAME_RATE_HZ``; ``transcribe(audio,
-  sample_rate, **decoding)`` -> notes (n, 4) float64 ``[onset_s, offset_s, midi_pitch, velocity]`` sorted by
-  onset, ``audio`` mono (n_samples,) at any rate.
-- ``notes_of_posteriorgrams(note, onset, **decoding) -> notes (n, 4)``: what ``transcribe`` does
+  sample_rate, decoding=None)`` -> notes (n, 4) float64 ``[onset_s, offset_s, midi_pitch,
+  velocity]`` sorted by onset, ``audio`` mono (n_samples,) at any rate.
+- ``notes_of_posteriorgrams(note, onset, decoding=None) -> notes (n, 4)``: what ``transcribe`` does
   after the network (training transcribes cached posteriorgrams with it); ``decoding`` sets
   ``decode_notes``' thresholds (the note classifier declares the ones it was trained with).
 - ``decode_notes(note, onset, ...)``: the posteriorgrams to note tuples in frames.
@@ -26,6 +26,7 @@ Public API
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -87,17 +88,28 @@ class BasicPitch:
         onset = np.concatenate([a[h:-h] for a in onsets])[:n_frames]
         return note, onset
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int, **decoding: float) -> np.ndarray:
+    def transcribe(
+        self, audio: np.ndarray, sample_rate: int, decoding: Mapping[str, float] | None = None
+    ) -> np.ndarray:
         """Mono ``audio`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]`` sorted by onset;
         ``decoding``: ``decode_notes``' thresholds (default basic-pitch's)."""
-        return notes_of_posteriorgrams(*self.posteriorgrams(audio, sample_rate), **decoding)
+        return notes_of_posteriorgrams(*self.posteriorgrams(audio, sample_rate), decoding)
 
 
-def notes_of_posteriorgrams(note: np.ndarray, onset: np.ndarray, **decoding: float) -> np.ndarray:
+def notes_of_posteriorgrams(
+    note: np.ndarray, onset: np.ndarray, decoding: Mapping[str, float] | None = None
+) -> np.ndarray:
     """``posteriorgrams``' ``(note, onset)`` -> notes (n, 4) ``[onset_s, offset_s, pitch, velocity]``
     sorted by onset; ``decoding``: ``onset_threshold``, ``frame_threshold``, ``min_note_frames``
     (``decode_notes``; default basic-pitch's)."""
-    events = decode_notes(np.asarray(note, np.float32), np.asarray(onset, np.float32), **decoding)
+    d = dict(decoding or {})
+    events = decode_notes(
+        np.asarray(note, np.float32),
+        np.asarray(onset, np.float32),
+        onset_threshold=float(d.get("onset_threshold", ONSET_THRESHOLD)),
+        frame_threshold=float(d.get("frame_threshold", FRAME_THRESHOLD)),
+        min_note_frames=d.get("min_note_frames", MIN_NOTE_FRAMES),
+    )
     times = frame_times_s(len(note))
     rows = [(times[s], times[e], p, float(np.clip(round(127 * a), 1, 127))) for s, e, p, a in events]
     out = np.asarray(rows, np.float64).reshape(-1, 4)
