@@ -15,6 +15,7 @@ component) and onsets off by up to one frame (stronger augmentation, a detune an
 envelope, measured no better: BENCHMARKS.md).
 
     stembridge train-notes --corpus corpus/harm --out runs/notecls --epochs 6 --valid out/heldout/s9002_20s
+    stembridge train-notes --corpus corpus/harm corpus/harm12 ...                 # several corpora
     stembridge train-notes ... --resume                                           # after a stop
     stembridge train-notes --out runs/notecls --no-train --export models_onnx/note-classes.onnx
 
@@ -226,13 +227,21 @@ def _tracks(root: Path) -> list[Path]:
 
 
 def cached_features(
-    root: Path, cache: Path, max_per_track: int, seed: int, post_cache: Path, decoding: dict, log=print
+    roots: Path | list[Path],
+    cache: Path,
+    max_per_track: int,
+    seed: int,
+    post_cache: Path,
+    decoding: dict,
+    log=print,
 ) -> dict[str, np.ndarray]:
-    """Features of every track under ``root``, cached in ``cache`` (rebuilt when the track list changes)."""
-    tracks = _tracks(root)
+    """Features of every track under ``roots`` (one corpus or several), cached in ``cache`` (rebuilt
+    when the track list changes)."""
+    roots = [roots] if isinstance(roots, Path) else list(roots)
+    tracks = [t for r in roots for t in _tracks(r)]
     key = {
-        "root": str(root.resolve()),
-        "tracks": [t.name for t in tracks],
+        "root": str(roots[0].resolve()) if len(roots) == 1 else [str(r.resolve()) for r in roots],
+        "tracks": [t.name if len(roots) == 1 else f"{t.parent.name}/{t.name}" for t in tracks],
         "max": max_per_track,
         "seed": seed,
         "patch": PATCH,
@@ -397,7 +406,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "epoch": epoch,
-            "args": {k: str(v) for k, v in vars(args).items()},
+            "args": {k: " ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in vars(args).items()},
         }
         torch.save(state, out / "last.tmp.pt")
         (out / "last.tmp.pt").replace(ckpt)
@@ -477,7 +486,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="stembridge train-notes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--corpus", type=Path, default=Path("corpus/harm"), help="rendered corpus (default corpus/harm)")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        nargs="+",
+        default=[Path("corpus/harm")],
+        help="rendered corpora, one or several (default corpus/harm)",
+    )
     ap.add_argument("--valid", type=Path, default=None, help="tracks scored after every epoch (tunes the thresholds)")
     ap.add_argument("--out", type=Path, required=True, help="run folder: features, last.pt, train.log")
     ap.add_argument(
@@ -523,12 +538,13 @@ def main(argv: list[str] | None = None) -> int:
         log_file.flush()
 
     if not args.no_train:
-        if not args.corpus.is_dir():
-            print(
-                f"stembridge train-notes: no corpus at {args.corpus} (stembridge corpus --out {args.corpus})",
-                file=sys.stderr,
-            )
-            return 2
+        for corpus in args.corpus:
+            if not corpus.is_dir():
+                print(
+                    f"stembridge train-notes: no corpus at {corpus} (stembridge corpus --out {corpus})",
+                    file=sys.stderr,
+                )
+                return 2
         train(args, log)
     if args.export is not None:
         ckpt = args.out / "last.pt"

@@ -46,9 +46,13 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     notes = track_notes(corpus / "Track00000")
     assert sorted(np.bincount(notes[:, 4].astype(int), minlength=5)[:2].tolist()) == [8, 8]  # bass, piano
     out, onnx_path = tmp_path / "run", tmp_path / "nc.onnx"
+    second = tmp_path / "corpus2"  # a second corpus (several are read together): one track of the first again
+    second.mkdir()
+    (second / "Track00009").symlink_to(corpus / "Track00001")
     args = [
         "--corpus",
         str(corpus),
+        str(second),
         "--out",
         str(out),
         "--epochs",
@@ -64,7 +68,7 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     card = json.loads(onnx_path.with_suffix(".json").read_text())
     assert card["training"]["epochs"] == 1 and card["classes"] == ["bass", "piano", "guitar", "strings", "other"]
     assert (out / "posteriorgrams" / "corpus" / "Track00001.npz").is_file()  # basic-pitch's output, cached
-    assert "transcribed notes" in log
+    assert "transcribed notes" in log and "[data] 3/3 tracks" in log
     clf = NoteClassifier(onnx_path)
     assert len(clf.onset_thresholds) == 5 and 0.0 < clf.sounding_threshold < 1.0
     mix, sr = sf.read(corpus / "Track00000" / "mix.flac", dtype="float32")
