@@ -293,6 +293,16 @@ def evaluate_track(
     union_ref = pitched_notes_of(score_path)
     rows: dict[str, dict] = {}
 
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = {  # per start offset: the (delayed) mix and score, written once for every row
+        o: (mix_path, score_path)
+        if o == 0
+        else (
+            _delayed_copy(mix_path, work / f"delayed_{o}.wav", o),
+            _delayed_score(score_path, work / f"score_{o}.mid", o / sr),
+        )
+        for o in offsets
+    }
     for row, score, from_parts in (
         ("model blind", None, True),  # what `separate` gives: transcribe, then separate (with a transcriber)
         ("network blind", None, False),  # the network alone
@@ -304,10 +314,8 @@ def evaluate_track(
         runs = []
         for offset in offsets:
             out_dir = work / row.replace(" ", "").replace("+", "_")
-            src = mix_path if offset == 0 else _delayed_copy(mix_path, work / f"delayed_{offset}.wav", offset)
-            score_src = (
-                score if score is None or offset == 0 else _delayed_score(score, work / "score.mid", offset / sr)
-            )
+            src, delayed_score = inputs[offset]
+            score_src = None if score is None else delayed_score
             res = separate_file(
                 processor,
                 src,

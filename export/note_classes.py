@@ -289,24 +289,26 @@ def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
 
 
-def written_f1(feats: dict[str, np.ndarray], onset_prob: np.ndarray, shift_s: np.ndarray) -> np.ndarray:
-    """(len(THRESHOLD_GRID), n_classes): per class and onset threshold, the mean over the tracks that
+def written_f1(
+    feats: dict[str, np.ndarray], onset_prob: np.ndarray, shift_s: np.ndarray, thresholds: np.ndarray = THRESHOLD_GRID
+) -> np.ndarray:
+    """(len(thresholds), n_classes): per class and onset threshold, the mean over the tracks that
     have notes of the class of the onset F1 of the notes written as ``Transcriber`` writes them
     (onset probability at the threshold, moved by ``shift_s``, repeats merged), as
     ``bench/quality.py`` scores them (mir_eval, 50 ms). Needs every note of each track (validation
     features)."""
     notes, track, true = feats["N"], feats["K"], feats["R"]
-    out = np.zeros((len(THRESHOLD_GRID), len(CLASSES)))
+    out = np.zeros((len(thresholds), len(CLASSES)))
     moved = notes.copy()
     moved[:, 0] = np.clip(notes[:, 0] + shift_s, 0.0, notes[:, 1] - 0.01)
     for c in range(len(CLASSES)):
-        tracks = np.unique(true[true[:, 4] == c, 5]).astype(np.int64)
-        for i, thr in enumerate(THRESHOLD_GRID):
+        tracks = np.unique(true[true[:, 4] == c, 5]).astype(np.int64).tolist()
+        refs = [[tuple(r) for r in true[(true[:, 5] == t) & (true[:, 4] == c)][:, :3]] for t in tracks]
+        for i, thr in enumerate(thresholds):
             f1 = []
-            for t in tracks.tolist():
-                ref = true[(true[:, 5] == t) & (true[:, 4] == c)]
+            for t, ref in zip(tracks, refs):
                 est = merge_repeated_onsets(moved[(track == t) & (onset_prob[:, c] >= thr)])
-                f1.append(onset_f1([tuple(r) for r in ref[:, :3]], [tuple(e) for e in est[:, :3]], False)[0])
+                f1.append(onset_f1(ref, [tuple(e) for e in est[:, :3]], False)[0])
             out[i, c] = np.mean(f1) if f1 else 0.0
     return out
 
@@ -323,7 +325,8 @@ def evaluate(net: NoteClassNet, feats: dict[str, np.ndarray]) -> dict:
     tuned = f1[best, np.arange(c)]
     unshifted = written_f1(feats, prob[:, c:], np.zeros_like(shift)).max(axis=0)
     close = np.abs(np.nan_to_num(feats["D"], nan=1e9)) <= 0.05
-    ceiling = written_f1(feats, ((y[:, c:] > 0) & close[:, None]).astype(np.float32), np.zeros_like(shift)).max(axis=0)
+    hit = ((y[:, c:] > 0) & close[:, None]).astype(np.float32)  # 0 / 1: one threshold gives them all
+    ceiling = written_f1(feats, hit, np.zeros_like(shift), np.array([0.5]))[0]
     half = int(np.argmin(np.abs(THRESHOLD_GRID - 0.5)))
 
     def per(v: np.ndarray) -> dict[str, float]:
@@ -552,7 +555,8 @@ def main(argv: list[str] | None = None) -> int:
         last = json.loads(lines[-1][len("[epoch] ") :]) if lines else None
         tuned = (last or {}).get("valid", {}).get("thresholds")
         thresholds = [float(tuned[c]) for c in CLASSES] if tuned else [0.5] * len(CLASSES)
-        trained = torch.load(ckpt, weights_only=True)["args"]
+        state = torch.load(ckpt, weights_only=True)
+        trained = state["args"]
         decoding = (
             {k: float(trained[k]) for k in ("onset_threshold", "frame_threshold")}
             | {"min_note_frames": int(trained["min_note_frames"])}
@@ -565,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             post = args.post_cache or args.out / "posteriorgrams"
             valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
             net = NoteClassNet()
-            net.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+            net.load_state_dict(state["model"])
             last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid)}}
             log("[retune] " + json.dumps(last))
             tuned = last["retuned"]["valid"]["thresholds"]

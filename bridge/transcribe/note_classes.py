@@ -22,8 +22,9 @@ Public API
 - ``note_patches(log_map, notes) -> (patches (n, 180, 40) float32, scalars (n, 2) float32)``.
 - ``NoteClassifier(path, n_threads=1)``: an ONNX classifier with validated metadata (``classes``,
   ``sounding_threshold``, ``onset_thresholds`` (n_classes,), ``decoding``: how basic-pitch's notes
-  were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none); ``predict(audio, sample_rate, notes)
-  -> (sounding, onset, shift_s)``: probabilities, each (n, n_classes), and onset shifts (n,) s.
+  were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none);
+  ``predict(audio, sample_rate, notes) -> (sounding, onset, shift_s)``: probabilities, each
+  (n, n_classes), and onset shifts (n,) s.
 - ``merge_repeated_onsets(notes, tolerance_s=0.05) -> notes``: one note where pieces of a pitch start
   together (after the onset shift).
 - ``NOTE_CLASSES_FILE``: the shipped classifier.
