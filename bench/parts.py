@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Score-informed parts quality (issue 11): per-part SI-SDRi / SDR on MuseScore General renders.
 
-Runs the real offline path (``separate_parts_file``, what ``stembridge separate --parts`` runs)
+Runs the real offline path (``separate_parts_file``, what ``stembridge separate --parts`` runs:
+a score's one kit part half from the ``--model`` network's drums unless ``--kit-from score``)
 on the sets of ``bench/parts_sets.py`` and scores every part's stem against its true signal
 (mono; parts whose true signal is silent are skipped):
 
@@ -57,19 +58,22 @@ def _scores(est: np.ndarray, mix: np.ndarray, ref: np.ndarray) -> dict | None:
     return {"si_sdri": si_sdr(est, ref) - si_sdr(mix, ref), "sdr": sdr(est, ref)}
 
 
-def run_parts(case: Path, work: Path, parts, block_size: int) -> tuple[list[np.ndarray], float]:
-    """Part stems (mono) of one case through ``separate_parts_file``, and the wall time."""
+def run_parts(case: Path, work: Path, parts, block_size: int, kit_model=None) -> tuple[list[np.ndarray], float]:
+    """Part stems (mono) of one case through ``separate_parts_file`` (a kit part half from
+    ``kit_model``'s drums, as ``separate --parts`` does by default), and the wall time."""
     from bridge.backends.offline import separate_parts_file
 
     out = work / "parts"
-    res = separate_parts_file(parts, case / "mix.wav", out, block_size=block_size)
+    res = separate_parts_file(parts, case / "mix.wav", out, block_size=block_size, model=kit_model)
     n = res.n_samples
     stems = [_read(out / f"{p.name}.wav")[:n] for p in parts]
     shutil.rmtree(out, ignore_errors=True)
     return stems, res.wall_s
 
 
-def evaluate_case(case: Path, work: Path, processor, block_size: int, perturbations: bool, seed: int) -> dict:
+def evaluate_case(
+    case: Path, work: Path, processor, block_size: int, perturbations: bool, seed: int, kit_model=None
+) -> dict:
     """{row: [{part, si_sdri, sdr}, ...]} plus audio seconds and wall time of the parts row."""
     from bridge.instruments import OTHER, stem_for_program
     from bridge.parts.score_parts import read_parts
@@ -85,7 +89,7 @@ def evaluate_case(case: Path, work: Path, processor, block_size: int, perturbati
             if s is not None:
                 rows.setdefault(row, []).append({"part": parts[k].name, **s})
 
-    stems, wall = run_parts(case, work, parts, block_size)
+    stems, wall = run_parts(case, work, parts, block_size, kit_model)
     add("parts", stems)
     from bridge.parts.processor import stft_size_for
 
@@ -95,7 +99,7 @@ def evaluate_case(case: Path, work: Path, processor, block_size: int, perturbati
             rng = np.random.default_rng([seed, i])
             bad = perturb([p.notes for p in parts], kind, rng)
             bad_parts = [dataclasses.replace(p, notes=n) for p, n in zip(parts, bad)]
-            add(f"score {kind}", run_parts(case, work, bad_parts, block_size)[0])
+            add(f"score {kind}", run_parts(case, work, bad_parts, block_size, kit_model)[0])
     if processor is not None:
         from bridge.backends.offline import separate_file
 
@@ -179,7 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chamber-pieces", type=int, default=8, help="chamber pieces (default 8)")
     p.add_argument("--seconds", type=float, default=20.0, help="length of every case (default 20)")
     p.add_argument("--no-perturbations", action="store_true", help="skip the robustness rows (d)")
-    p.add_argument("--model", default="band", help="class model for the reference row on (a); 'none' skips it")
+    p.add_argument(
+        "--model", default="band", help="network for the kit parts and the reference row on (a); 'none' skips both"
+    )
+    p.add_argument(
+        "--kit-from", choices=("network", "score"), default="network", help="a kit part's source (separate --kit-from)"
+    )
     p.add_argument("--block-size", type=int, default=4096)
     p.add_argument("--pin", action="store_true", help="pin to one CPU core (speed figures on one core)")
     p.add_argument("--cache", type=Path, default=Path("out/bench_cache/parts"), help="rendered cases (re-used)")
@@ -198,11 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         "ensembles": lambda: ensemble_cases(args.cache, args.ensembles_per_kind, args.seconds),
         "chamber": lambda: chamber_cases(args.cache, args.chamber_pieces, args.seconds),
     }
-    processor = None
-    if args.model != "none" and "band" in sets:
+    processor = kit_model = None
+    if args.model != "none":
         from bridge.engine import Processor
 
-        processor = Processor(args.model)
+        processor = Processor(args.model) if "band" in sets else None
+        kit_model = Processor(args.model) if args.kit_from == "network" else None
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="sb_parts_") as tmp:
         for name in sets:
@@ -217,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.block_size,
                     perturbations=name in ("band", "chamber") and not args.no_perturbations,
                     seed=sum(case.name.encode()),
+                    kit_model=kit_model,
                 )
                 r["case"] = case.name
                 results[name].append(r)

@@ -63,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="one stem per part of --score (track, or channel) + residual, separated by the score itself",
     )
     p.add_argument(
+        "--kit-from",
+        choices=("network", "score"),
+        default="network",
+        help="with --parts: a score's one drum kit part (channel 10) from the network's drums stem "
+        "(default; the network hears that part's notes) or, like every other part, from the score decomposition",
+    )
+    p.add_argument(
         "--align",
         action="store_true",
         help="first align --score to each input (a score not played to a click), write OUT/<track>/aligned.mid "
@@ -120,6 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CHANNELS",
         help="one stem per score channel instead of the model's stems: 1-based channels (1,2,10), "
         "or the [parts] table of --config when none are given",
+    )
+    p.add_argument(
+        "--kit-from",
+        choices=("network", "score"),
+        default=None,
+        help="with --parts: channel 10 from the network's drums stem (default, or [parts] kit_from) "
+        "or from the score decomposition",
     )
     p.add_argument(
         "--follow",
@@ -232,10 +246,16 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if args.score is None:
             raise InputError("--parts needs --score SCORE.mid (the parts come from the score)")
         parts = read_parts(args.score)
+        kit_model = None
+        if args.kit_from == "network" and sum(p.is_drum for p in parts) == 1:
+            from bridge.engine import Processor
+
+            kit_model = Processor(args.model, n_threads=args.threads)
 
         def run(path: Path) -> SeparateResult:
+            progress = Progress(path.name, not args.quiet)
             return separate_parts_file(
-                parts, path, args.out / path.stem, args.block_size, args.format, Progress(path.name, not args.quiet)
+                parts, path, args.out / path.stem, args.block_size, args.format, progress, model=kit_model
             )
     else:
         from bridge.engine import Processor

@@ -9,9 +9,10 @@ Public API
   parts of the file's own transcription, whose notes are then the pitched stems' notes) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
-- ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None)
-  -> SeparateResult``: the same for the parts of a score (``bridge.parts``): one stem per part
-  plus ``residual``, and the parts' notes in ``notes.mid``.
+- ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None,
+  model=None) -> SeparateResult``: the same for the parts of a score (``bridge.parts``): one stem
+  per part plus ``residual``, and the parts' notes in ``notes.mid``; with a network ``model``, a
+  score's one drum kit part is the network's drums (``bridge.parts.network_drums``).
 
 Interrupted runs (Ctrl-C, SIGTERM, a full disk, a read error) close every stem file first,
 so what was written so far stays a valid WAV/FLAC, then write the notes found so far to
@@ -37,6 +38,7 @@ from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
 from bridge.parts.classes import MODEL_STEMS, ScoredClasses
+from bridge.parts.network_drums import NetworkDrumParts, parts_runner
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
 from bridge.score import read_score_file
@@ -124,10 +126,12 @@ def separate_parts_file(
     fmt: str = "wav",
     progress: Callable[[int, int, int], None] | None = None,
     settings: PartsSettings | None = None,
+    model: Processor | None = None,
 ) -> SeparateResult:
     """One stem per part of the score (``OUT/<part>.<fmt>``) + ``residual``, and ``notes.mid`` with
-    the parts' notes (one track per part, named after it, on its channel and program)."""
-    processor = PartsProcessor([spec_of(p) for p in parts], settings)
+    the parts' notes (one track per part, named after it, on its channel and program). With
+    ``model``, a score's one drum kit part comes from the network (``parts_runner``)."""
+    processor = parts_runner([spec_of(p) for p in parts], settings, model)
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
         write_parts_midi(path, parts, end_s=None if n_done is None else max(n_done, 0) / sample_rate)
@@ -149,7 +153,7 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
 
 
 def _separate(
-    processor: Processor | PartsProcessor | ScoredClasses,
+    processor: Processor | PartsProcessor | NetworkDrumParts | ScoredClasses,
     start: Callable[[int, int], None],
     write_notes: Callable[[Path, list[NoteEvent], int, int | None], None],
     in_path: Path,

@@ -132,7 +132,8 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
             from bridge.backends.offline import separate_parts_file
             from bridge.parts.score_parts import read_parts
 
-            res = separate_parts_file(read_parts(Path(job["score"])), path, tmp, job["block_size"], job["format"])
+            parts = read_parts(Path(job["score"]))
+            res = separate_parts_file(parts, path, tmp, job["block_size"], job["format"], model=processor)
         else:
             from bridge.backends.offline import separate_file
 

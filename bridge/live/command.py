@@ -184,18 +184,24 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if getattr(args, "parts", None) is None:
         model = Processor(args.model, n_threads=args.threads)
         return model, load_config(args.config, model.meta.stems), f"model {model.meta.name}"
-    from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
+    from bridge.parts.network_drums import parts_runner
+    from bridge.parts.processor import PartSpec, PartsSettings
 
     config = load_config(args.config, (), parts_option=args.parts)
     part_of_channel = parse_parts_option(args.parts) if args.parts else config.parts
     if not part_of_channel:
         raise InputError("--parts needs channels: --parts 1,2,10 or a [parts] channels table in --config")
     channels = sorted(part_of_channel)
-    specs = [PartSpec(part_of_channel[c], is_drum=c == DRUM_CHANNEL) for c in channels]
-    processor = PartsProcessor(specs, PartsSettings(low_latency=config.parts_low_latency))
+    specs = [PartSpec(part_of_channel[c], is_drum=c == DRUM_CHANNEL, kit=c == DRUM_CHANNEL) for c in channels]
+    kit_from = getattr(args, "kit_from", None) or config.parts_kit_from
+    kit_model = None
+    if kit_from == "network" and DRUM_CHANNEL in channels:
+        kit_model = Processor(args.model, n_threads=args.threads)
+    processor = parts_runner(specs, PartsSettings(low_latency=config.parts_low_latency), kit_model)
     processor.set_live_channels({c: i for i, c in enumerate(channels)})
     names = ", ".join(f"{s.name} (ch {c + 1})" for s, c in zip(specs, channels))
-    return processor, config, f"score parts {names}"
+    kit = f"; {part_of_channel[DRUM_CHANNEL]} from the network's drums" if hasattr(processor, "model") else ""
+    return processor, config, f"score parts {names}{kit}"
 
 
 def _followed_parts(args: argparse.Namespace) -> tuple[Any, Any, str]:

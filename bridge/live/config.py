@@ -25,6 +25,7 @@ Example::
     [parts]                   # stembridge run --parts: one stem per channel
     channels = { "1" = "violin", "2" = "cello", "10" = "drums" }
     low_latency = false       # true: 46 ms window instead of 93 ms (worse separation)
+    kit_from = "network"      # the channel-10 part from the network's drums stem, or "score"
 
     [realtime]
     queue_blocks = 2          # blocks between the callback and the worker (default: enough for 5 ms, at least 2)
@@ -52,6 +53,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
+KIT_SOURCES = ("network", "score")  # where `run --parts` takes a channel-10 part from
 QUEUE_SLACK_MS = 5.0  # the worker's room for one network frame (about 1-2.5 ms here) and the OS's jitter
 
 
@@ -67,6 +69,7 @@ def auto_queue_blocks(block_size: int, sample_rate: int) -> int:
 class RealtimeConfig:
     parts: dict[int, str] = field(default_factory=dict)  # [parts] channels: 0-based channel -> part name
     parts_low_latency: bool = False  # [parts] low_latency: the 46 ms window
+    parts_kit_from: str = "network"  # [parts] kit_from: the drum kit part from "network" or "score"
     channel_map: ChannelMap | None = None
     score_offset_ms: float = 0.0
     queue_blocks: int | None = None  # None: auto_queue_blocks(block_size, sample_rate)
@@ -208,6 +211,10 @@ def load_config(
             if not isinstance(parts["low_latency"], bool):
                 raise InputError(f"{path}: [parts] low_latency must be true or false")
             cfg.parts_low_latency = parts["low_latency"]
+        if "kit_from" in parts:
+            if parts["kit_from"] not in KIT_SOURCES:
+                raise InputError(f'{path}: [parts] kit_from must be "network" or "score", got {parts["kit_from"]!r}')
+            cfg.parts_kit_from = parts["kit_from"]
         stems = tuple(cfg.parts.values())
         if followed_parts is not None:
             cfg.parts, stems = {}, tuple(followed_parts)

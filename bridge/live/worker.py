@@ -358,9 +358,11 @@ def worker_spec(processor: Any) -> dict[str, Any]:
             for p in processor.score_parts
         ]
     if hasattr(processor, "parts"):  # a bridge.parts PartsProcessor
-        spec["parts"] = [(p.name, bool(p.is_drum)) for p in processor.parts]
+        spec["parts"] = [(p.name, bool(p.is_drum), bool(p.kit)) for p in processor.parts]
         spec["part_of_channel"] = dict(processor.part_of_channel)
         spec["low_latency"] = bool(processor.settings.low_latency)
+        if hasattr(processor, "model"):  # a bridge.parts NetworkDrumParts: the kit from the network
+            spec.update(model_path=str(processor.model.model.path), n_threads=_n_threads(processor.model.model))
         return spec
     channel_map, score_offset_ms = processor.live_score_settings
     spec.update(
@@ -375,6 +377,7 @@ def worker_spec(processor: Any) -> dict[str, Any]:
 def build_processor(spec: dict[str, Any]) -> Any:
     """Child process. The processor ``worker_spec`` describes, prepared for 2 channels (warm)."""
     if "parts" in spec:
+        from bridge.parts.network_drums import NetworkDrumParts, parts_runner
         from bridge.parts.processor import PartSpec, PartsProcessor, PartsSettings
 
         settings = PartsSettings(low_latency=spec["low_latency"])
@@ -388,20 +391,26 @@ def build_processor(spec: dict[str, Any]) -> Any:
                 )
                 for name, track_name, track, channel, program, is_drum, notes in spec["follow"]
             ]
-            parts: PartsProcessor = FollowedParts(score, spec["part_of_channel"], settings)
+            parts: PartsProcessor | NetworkDrumParts = FollowedParts(score, spec["part_of_channel"], settings)
         else:
-            specs = [PartSpec(name, is_drum) for name, is_drum in spec["parts"]]
-            parts = PartsProcessor(specs, settings)
+            specs = [PartSpec(name, is_drum, kit) for name, is_drum, kit in spec["parts"]]
+            model = _model_processor(spec) if "model_path" in spec else None
+            parts = parts_runner(specs, settings, model)
             parts.set_live_channels(spec["part_of_channel"])
         parts.prepare(spec["sample_rate"], spec["block_size"], 2)
         return parts
-    from bridge.engine import Processor
-    from bridge.model import OnnxModel
-
-    proc = Processor(OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False))
+    proc = _model_processor(spec)
     proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
     proc.prepare(spec["sample_rate"], spec["block_size"], 2)
     return proc
+
+
+def _model_processor(spec: dict[str, Any]) -> Any:
+    """Child process. The network's ``Processor`` of a ``worker_spec`` (unprepared)."""
+    from bridge.engine import Processor
+    from bridge.model import OnnxModel
+
+    return Processor(OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False))
 
 
 def _child_main(

@@ -10,7 +10,7 @@ selection set, seed 9002: median SI-SDRi 9.1 dB with 4096, 7.9 dB with 2048, 8.1
 
 Public API
 ----------
-- ``PartSpec(name, is_drum=False)``: what the processor needs of a part; ``spec_of(score_part)``
+- ``PartSpec(name, is_drum=False, kit=False)``: what the processor needs of a part; ``spec_of(score_part)``
   (a percussive GM program counts as drums: ``PERCUSSIVE_PROGRAMS``).
 - ``PartsSettings``: release tails and the decomposition's knobs; ``DRUM_RELEASE_S``: drum decays.
 - ``PartsProcessor(parts, settings=None)``:
@@ -52,11 +52,13 @@ RESIDUAL = "residual"
 
 @dataclass(frozen=True)
 class PartSpec:
-    """A part as the processor sees it: its stem name and whether its notes are drum-like
-    (broadband templates: channel 10, or a percussive GM program, see ``spec_of``)."""
+    """A part as the processor sees it: its stem name, whether its notes are drum-like
+    (broadband templates: channel 10, or a percussive GM program, see ``spec_of``) and whether
+    it is a drum kit (channel 10, which a network's ``drums`` stem separates)."""
 
     name: str
     is_drum: bool = False
+    kit: bool = False
 
 
 # GM programs whose notes are unpitched or inharmonic hits: Agogo, Woodblock, Taiko Drum, Melodic
@@ -66,7 +68,7 @@ PERCUSSIVE_PROGRAMS = frozenset((113, 115, 116, 117, 118, 119, *range(120, 128))
 
 def spec_of(part: Any) -> PartSpec:
     """The ``PartSpec`` of a score part (``name``, ``program``, ``is_drum``, as ``ScorePart``)."""
-    return PartSpec(part.name, bool(part.is_drum) or int(part.program) in PERCUSSIVE_PROGRAMS)
+    return PartSpec(part.name, bool(part.is_drum) or int(part.program) in PERCUSSIVE_PROGRAMS, bool(part.is_drum))
 
 
 @dataclass(frozen=True)
