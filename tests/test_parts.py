@@ -453,3 +453,31 @@ def test_network_kit_parts_follow_live_midi_and_any_block_size(bass_and_kit: dic
     # there (measured: kit SI-SDR 3.82 dB live against 3.79 offline, peak difference 0.011)
     kit_db = [si_sdr(o[1].mean(axis=0), bass_and_kit["kit"]) for o in (offline, live)]
     assert abs(kit_db[0] - kit_db[1]) < 0.3, kit_db
+
+
+def test_class_stems_from_the_parts_take_a_share_of_the_network(bass_and_kit: dict) -> None:
+    """``ScoredClasses``' ``network_share``: a class stem from the parts is that blend of the
+    parts' stem and the network's own (aligned: share 0.25 is exactly a quarter of the way from
+    share 0 to share 1), and the stems still sum to the input (``other`` takes the rest)."""
+    from bridge.engine import Processor
+    from bridge.parts.classes import NETWORK_SHARE, ScoredClasses
+    from bridge.parts.score_parts import read_parts
+
+    assert set(NETWORK_SHARE) <= {"bass", "piano", "guitar", "strings"}
+    mix = bass_and_kit["mix"]
+    parts = read_parts(bass_and_kit["score"])
+
+    def run(share: float) -> np.ndarray:
+        sc = ScoredClasses(Processor("band"), parts, network_share={"bass": share})
+        sc.prepare(SR, 2048, 2)
+        lat = sc.latency_samples
+        x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
+        out = np.concatenate([sc.process(x[:, i : i + 2048]).stems for i in range(0, x.shape[1], 2048)], axis=2)
+        out = out[:, :, lat : lat + mix.shape[1]]
+        np.testing.assert_allclose(out.sum(axis=0), mix, atol=1e-4)
+        return out
+
+    bass_k = list(Processor("band").meta.stems).index("bass")
+    none, quarter, whole = run(0.0), run(0.25), run(1.0)
+    np.testing.assert_allclose(quarter[bass_k], 0.75 * none[bass_k] + 0.25 * whole[bass_k], atol=1e-5)
+    assert not np.allclose(none[bass_k], whole[bass_k], atol=1e-3)

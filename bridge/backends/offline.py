@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ from bridge.engine import Processor, restamp
 from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
-from bridge.parts.classes import MODEL_STEMS, ScoredClasses
+from bridge.parts.classes import MODEL_STEMS, NETWORK_SHARE, ScoredClasses
 from bridge.parts.network_drums import NetworkDrumParts, parts_runner
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
@@ -84,6 +84,7 @@ def separate_file(
     parts: list[ScorePart] | None = None
     transcription: Transcription | None = None
     written: list[int] = []  # stems whose notes come from the transcription, not the network
+    network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
     if score_path is not None:
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
@@ -91,12 +92,13 @@ def separate_file(
         transcription, _ = transcriber.transcribe_file(in_path)
         parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
+        network_share = transcriber.network_share
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | ScoredClasses = (
         processor
         if parts is None
-        else ScoredClasses(processor, parts, model_stems=model_stems, blind_stems=blind_stems)
+        else ScoredClasses(processor, parts, model_stems, blind_stems=blind_stems, network_share=network_share)
     )
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:

@@ -24,7 +24,8 @@ Public API
 ----------
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
   classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
-  sounding_threshold=None)`` (None: the classifier's own): ``transcribe(audio, sample_rate) ->
+  sounding_threshold=None, network_share=None)`` (None: the classifier's own; no network share,
+  see ``bridge.parts.classes.NETWORK_SHARE``): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
   ``parts(audio, sample_rate) -> list[ScorePart]``.
 - ``Transcription``: ``parts`` (one ``ScorePart`` per class), ``notes`` {class: (n, 4)} and
@@ -35,7 +36,7 @@ Public API
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +96,7 @@ class Transcriber:
         condition_network: bool = True,
         blind_stems: Sequence[str] = TRANSCRIBED_BLIND_STEMS,
         sounding_threshold: float | None = None,
+        network_share: Mapping[str, float] | None = None,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
@@ -105,6 +107,7 @@ class Transcriber:
         self.model_stems = tuple(model_stems)
         self.condition_network = condition_network
         self.blind_stems = tuple(blind_stems)
+        self.network_share = dict(network_share or {})
         self.sounding_threshold = (
             self.classifier.sounding_threshold if sounding_threshold is None else float(sounding_threshold)
         )
