@@ -5,7 +5,8 @@ Each variant is ``key=value,...`` with keys ``share`` (member_share), ``sound`` 
 threshold; default the classifier's), ``clf`` (another classifier file), ``model`` (stems from the
 network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
 network conditioned on the transcription, 0: not), ``nshare`` (the network's share in stems from
-the parts, ``bass:0.25+strings:0.1``); the network alone is always the first row.
+the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one); the network
+alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -32,7 +33,7 @@ STEMS = ("drums", "bass", "piano", "guitar", "strings")
 
 
 def transcriber_of(spec: str):
-    from bridge.transcribe import Transcriber
+    from bridge.transcribe import TRANSCRIBED_NETWORK_SHARE, Transcriber
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
     return Transcriber(
@@ -42,7 +43,9 @@ def transcriber_of(spec: str):
         model_stems=tuple(x for x in kv.get("model", "drums").split("+") if x),
         blind_stems=tuple(x for x in kv.get("blind", "drums").split("+") if x),
         condition_network=kv.get("net", "1") == "1",
-        network_share={k: float(v) for k, v in (x.split(":") for x in kv.get("nshare", "").split("+") if x)},
+        network_share={k: float(v) for k, v in (x.split(":") for x in kv["nshare"].split("+") if x)}
+        if "nshare" in kv
+        else TRANSCRIBED_NETWORK_SHARE,
     )
 
 

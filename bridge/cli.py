@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)"
     )
+    p.add_argument(
+        "--provider",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="onnxruntime provider of the separation network (cuda: needs the gpu extra; default cpu)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
     p = sub.add_parser("parts", help="list the parts a score file yields (what separate --parts writes)")
@@ -224,6 +230,15 @@ class Progress:
         sys.stderr.flush()
 
 
+def _network(args: argparse.Namespace) -> Any:
+    """The separation network's ``Processor`` for ``--model``, ``--threads`` and ``--provider``."""
+    from bridge.engine import Processor
+    from bridge.model import OnnxModel, providers_for
+
+    providers = providers_for(args.provider)  # first: a missing CUDA provider is the error to report
+    return Processor(OnnxModel(args.model, n_threads=args.threads, providers=providers))
+
+
 def cmd_separate(args: argparse.Namespace) -> int:
     from bridge.backends.offline import SeparateResult, separate_file, separate_parts_file
     from bridge.errors import InputError
@@ -248,9 +263,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
         parts = read_parts(args.score)
         kit_model = None
         if args.kit_from == "network" and sum(p.is_drum for p in parts) == 1:
-            from bridge.engine import Processor
-
-            kit_model = Processor(args.model, n_threads=args.threads)
+            kit_model = _network(args)
 
         def run(path: Path) -> SeparateResult:
             progress = Progress(path.name, not args.quiet)
@@ -258,9 +271,7 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 parts, path, args.out / path.stem, args.block_size, args.format, progress, model=kit_model
             )
     else:
-        from bridge.engine import Processor
-
-        processor = Processor(args.model, n_threads=args.threads)
+        processor = _network(args)
         transcriber = None
         if args.score is None and args.class_stems_from == "parts":
             from bridge.transcribe import Transcriber

@@ -11,6 +11,7 @@ Public API
 - ``OnnxModel(name_or_path, n_threads=1, providers=None)``: the validated model;
   ``run(spec, score, state)`` runs frames through it, ``zero_state(batch)`` gives a reset state,
   ``warm_up()`` runs it once so the first real call is not slow.
+- ``providers_for(provider) -> list | None``: onnxruntime providers for ``--provider cpu|cuda``.
 
 Every problem a user can cause (unknown name, missing or corrupt file, sha256 mismatch,
 missing or inconsistent metadata, tensors that disagree with the metadata) raises
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.errors import ModelError
+from bridge.errors import DeviceError, ModelError
 from bridge.metadata import ModelMetadata, validate_metadata
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models_onnx"
@@ -101,6 +102,25 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def providers_for(provider: str) -> list[str] | None:
+    """onnxruntime providers for ``--provider cpu|cuda`` (None: the CPU); ``DeviceError`` in one
+    line when CUDA is asked for and this onnxruntime has no CUDA provider."""
+    if provider == "cpu":
+        return None
+    if provider != "cuda":
+        raise DeviceError(f"--provider {provider}: not one of cpu, cuda")
+    import socket
+
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise DeviceError(
+            f"--provider cuda: onnxruntime on {socket.gethostname()} has no CUDA provider "
+            "(there: pip uninstall onnxruntime && pip install 'stembridge[gpu]')"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def _session(path: Path, n_threads: int, providers: list[str] | None) -> Any:

@@ -284,3 +284,24 @@ def test_device_errors_exit_4_with_one_line_naming_the_device(tmp_path: Path) ->
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
         assert_one_line_error(res, 4, name)
     assert json.loads(stats.read_text())["error"].startswith("no JACK server")  # stats written on this path too
+
+
+def test_separate_on_cuda_equals_cpu_or_says_there_is_none(tmp_path: Path) -> None:
+    """``separate --provider cuda``: where onnxruntime has a CUDA provider the stems match the CPU's
+    (float32 on another device: 1e-4); where it has none, one line (exit 4) says so and names the fix."""
+    import onnxruntime as ort
+
+    src = tmp_path / "a.wav"
+    sf.write(src, noise(2, 30000, seed=13).T * 0.5, 44100, subtype="FLOAT")
+    cpu = stembridge("separate", src, "-o", tmp_path / "cpu", "-q")
+    assert cpu.returncode == 0, cpu.stderr
+    res = stembridge("separate", src, "-o", tmp_path / "cuda", "-q", "--provider", "cuda")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert "stembridge[gpu]" in assert_one_line_error(res, 4, "--provider cuda")
+        assert not (tmp_path / "cuda").exists()
+        pytest.skip("no CUDA provider here: the error path ran, the GPU comparison did not")
+    assert res.returncode == 0, res.stderr
+    for stem in STEMS:
+        a = sf.read(tmp_path / "cpu" / "a" / f"{stem}.wav", dtype="float32")[0]
+        b = sf.read(tmp_path / "cuda" / "a" / f"{stem}.wav", dtype="float32")[0]
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bridge.errors import DeviceError, InputError, StembridgeError
+from bridge.errors import InputError, StembridgeError
 
 
 def partial_dir(out: Path, track: str) -> Path:
@@ -39,19 +39,9 @@ def partial_dir(out: Path, track: str) -> Path:
 def load_processor(model: str | None, provider: str) -> Any:
     """The Processor a worker keeps: one onnxruntime session, one intra-op thread."""
     from bridge.engine import Processor
-    from bridge.model import OnnxModel
+    from bridge.model import OnnxModel, providers_for
 
-    providers = None
-    if provider == "cuda":
-        import onnxruntime as ort
-
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise DeviceError(
-                f"--provider cuda: onnxruntime on {socket.gethostname()} has no CUDA provider "
-                "(there: pip uninstall onnxruntime && pip install 'stembridge[gpu]')"
-            )
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return Processor(OnnxModel(model, n_threads=1, providers=providers))
+    return Processor(OnnxModel(model, n_threads=1, providers=providers_for(provider)))
 
 
 class BatchWorker:
