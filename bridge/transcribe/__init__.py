@@ -50,16 +50,16 @@ from bridge.transcribe.note_classes import merge_repeated_onsets
 
 MEMBER_SHARE = 0.3
 OTHER_PROGRAM = 80  # GM "Lead 1 (square)": counted in `other`
-# chosen on the selection set (seed 9002, bench/transcribe_select.py; BENCHMARKS.md): bass and strings
-# from the parts, which see the input without the network's drums (bass +3.01 against -2.47 dB median
-# SI-SDRi from the network conditioned on the transcription on tracks 17-32, +2.61 against +1.02 on
-# tracks 1-16; strings -0.66 against -10.19), piano and guitar from the conditioned network (piano
-# +5.05 against +0.71 from the parts), drums from the network without the transcription
-TRANSCRIBED_MODEL_STEMS = ("drums", "piano", "guitar")
+# chosen on the selection set (seed 9002, bench/transcribe_select.py; BENCHMARKS.md): the pitched stems
+# from the parts, which see the input without the network's drums, blended with the network conditioned
+# on the transcription (alone it read bass -2.47 / +1.02 dB median SI-SDRi on tracks 17-32 / 1-16 against
+# +3.01 / +2.61 from the parts; strings -10.19 against -0.66), drums from the network without it
+TRANSCRIBED_MODEL_STEMS = ("drums",)
 TRANSCRIBED_BLIND_STEMS = ("drums",)  # the transcription has no drum part: drums from the network without it
 # the conditioned network's share in the stems from the parts (selection tracks 1-16 / 17-32: bass +1.96 /
-# +2.56 -> +2.92 / +3.65 dB, other -1.47 / -1.30 -> +0.72 / +1.17, strings +0.08 / -0.12)
-TRANSCRIBED_NETWORK_SHARE = {"bass": 0.5, "strings": 0.2}
+# +2.56 -> +2.92 / +3.65 dB, other -1.47 / -1.30 -> +0.72 / +1.17, strings +0.08 / -0.12; piano and guitar,
+# which came from the network alone: +5.23 / +0.04 -> +5.89 / +1.88 and +4.07 / -0.68 -> +5.01 / +2.62)
+TRANSCRIBED_NETWORK_SHARE = {"bass": 0.5, "strings": 0.2, "piano": 0.8, "guitar": 0.6}
 
 
 @dataclass
