@@ -45,7 +45,7 @@ NETWORK_WEIGHT = 0.5  # the kit part = this much of the network's drums + the re
 
 
 class NetworkDrumParts:
-    """A score's parts with its one drum part from the network; see the module docstring."""
+    """A score's parts with its one drum kit part half from the network; see the module docstring."""
 
     def __init__(self, parts: Sequence[PartSpec], settings: PartsSettings | None, model: Processor) -> None:
         self._parts = PartsProcessor(parts, settings)
@@ -170,8 +170,8 @@ class NetworkDrumParts:
 def parts_runner(
     parts: Sequence[PartSpec], settings: PartsSettings | None = None, model: Processor | None = None
 ) -> PartsProcessor | NetworkDrumParts:
-    """The parts separation for ``parts``: with a network and exactly one drum part,
-    ``NetworkDrumParts``; else the decomposition alone."""
+    """The parts separation for ``parts``: with a network and exactly one drum kit part
+    (``PartSpec.kit``), ``NetworkDrumParts``; else the decomposition alone."""
     if model is not None and DRUMS in model.meta.stems and sum(p.kit for p in parts) == 1:
         return NetworkDrumParts(parts, settings, model)
     return PartsProcessor(parts, settings)
