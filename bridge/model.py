@@ -219,6 +219,10 @@ class OnnxModel:
                     "the file is corrupt or was replaced"
                 )
         self.session = _session(self.path, n_threads, providers)
+        if providers and providers[0] == "CUDAExecutionProvider" and self.session.get_providers()[0] != providers[0]:
+            raise DeviceError(
+                f"--provider cuda: onnxruntime could not start CUDA for {self.path.name} (no GPU, or no cuDNN)"
+            )
         self.meta = _validated(self.session, self.path)
         _check_tensors(self.session, self.meta, self.path)
         self._score_zero: np.ndarray | None = None

@@ -122,8 +122,8 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
             from bridge.backends.offline import separate_parts_file
             from bridge.parts.score_parts import read_parts
 
-            parts = read_parts(Path(job["score"]))
-            res = separate_parts_file(parts, path, tmp, job["block_size"], job["format"], model=processor)
+            # no network is loaded for --parts: the kit stays the decomposition's (separate --kit-from score)
+            res = separate_parts_file(read_parts(Path(job["score"])), path, tmp, job["block_size"], job["format"])
         else:
             from bridge.backends.offline import separate_file
 
