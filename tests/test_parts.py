@@ -418,7 +418,6 @@ def test_network_kit_parts_follow_live_midi_and_any_block_size(bass_and_kit: dic
     """``NetworkDrumParts`` gives the same output at any block size, and live (the score as MIDI on
     channels 1 and 10) the offline output; at 44.1 kHz its latency is the parts' (the network's is
     lower)."""
-    from bench.metrics import si_sdr
     from bridge.engine import Processor
     from bridge.parts.network_drums import NetworkDrumParts
 
