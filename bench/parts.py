@@ -207,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         "ensembles": lambda: ensemble_cases(args.cache, args.ensembles_per_kind, args.seconds),
         "chamber": lambda: chamber_cases(args.cache, args.chamber_pieces, args.seconds),
     }
-    processor = kit_model = None
+    network = None
     if args.model != "none":
         from bridge.engine import Processor
 
-        processor = Processor(args.model) if "band" in sets else None
-        kit_model = Processor(args.model) if args.kit_from == "network" else None
+        network = Processor(args.model)  # each run prepares it and gives it its own score
+    processor = network if "band" in sets else None
+    kit_model = network if args.kit_from == "network" else None
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="sb_parts_") as tmp:
         for name in sets:

@@ -261,8 +261,11 @@ def cmd_separate(args: argparse.Namespace) -> int:
         if args.score is None:
             raise InputError("--parts needs --score SCORE.mid (the parts come from the score)")
         parts = read_parts(args.score)
+        from bridge.parts.network_drums import one_kit
+        from bridge.parts.processor import spec_of
+
         kit_model = None
-        if args.kit_from == "network" and sum(p.is_drum for p in parts) == 1:
+        if args.kit_from == "network" and one_kit([spec_of(p) for p in parts]):
             kit_model = _network(args)
 
         def run(path: Path) -> SeparateResult:

@@ -184,7 +184,7 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if getattr(args, "parts", None) is None:
         model = Processor(args.model, n_threads=args.threads)
         return model, load_config(args.config, model.meta.stems), f"model {model.meta.name}"
-    from bridge.parts.network_drums import parts_runner
+    from bridge.parts.network_drums import one_kit, parts_runner
     from bridge.parts.processor import PartSpec, PartsSettings
 
     config = load_config(args.config, (), parts_option=args.parts)
@@ -195,7 +195,7 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     specs = [PartSpec(part_of_channel[c], is_drum=c == DRUM_CHANNEL, kit=c == DRUM_CHANNEL) for c in channels]
     kit_from = getattr(args, "kit_from", None) or config.parts_kit_from
     kit_model = None
-    if kit_from == "network" and DRUM_CHANNEL in channels:
+    if kit_from == "network" and one_kit(specs):
         kit_model = Processor(args.model, n_threads=args.threads)
     processor = parts_runner(specs, PartsSettings(low_latency=config.parts_low_latency), kit_model)
     processor.set_live_channels({c: i for i, c in enumerate(channels)})

@@ -28,6 +28,7 @@ Public API
   (``stems`` = parts + ``residual``, ``parts``, ``latency_samples``, ``latency_terms``,
   ``set_part_notes``, ``set_live_channels``, ``part_of_channel``), with ``model`` a
   ``bridge.engine.Processor`` whose metadata has a ``drums`` stem.
+- ``one_kit(parts) -> bool``: whether ``parts`` have exactly one kit part (what the network takes).
 - ``parts_runner(parts, settings=None, model=None) -> PartsProcessor | NetworkDrumParts``.
 """
 
@@ -55,10 +56,9 @@ class NetworkDrumParts:
         self.parts = self._parts.parts
         self.settings = self._parts.settings
         self.stems = self._parts.stems
-        kits = [k for k, p in enumerate(self.parts) if p.kit]
-        if len(kits) != 1 or DRUMS not in model.meta.stems:
+        if not one_kit(self.parts) or DRUMS not in model.meta.stems:
             raise ValueError("NetworkDrumParts needs exactly one drum kit part and a network with a drums stem")
-        self.drum_part = kits[0]
+        self.drum_part = next(k for k, p in enumerate(self.parts) if p.kit)
         self.model = model
         self._drum_stem = list(model.meta.stems).index(DRUMS)
         self.prepared = False
@@ -172,6 +172,11 @@ class NetworkDrumParts:
         return BlockResult(stems=stems)
 
 
+def one_kit(parts: Sequence[PartSpec]) -> bool:
+    """Whether ``parts`` hold exactly one drum kit part (``PartSpec.kit``), the one the network takes."""
+    return sum(p.kit for p in parts) == 1
+
+
 def drum_classes(notes: np.ndarray) -> np.ndarray:
     """A kit part's notes (n, 4) with their GM percussion keys mapped onto the drum classes the
     network knows (``instruments.DRUM_CLASS_OF``; unmapped keys dropped), as a live score maps them."""
@@ -187,6 +192,6 @@ def parts_runner(
 ) -> PartsProcessor | NetworkDrumParts:
     """The parts separation for ``parts``: with a network and exactly one drum kit part
     (``PartSpec.kit``), ``NetworkDrumParts``; else the decomposition alone."""
-    if model is not None and DRUMS in model.meta.stems and sum(p.kit for p in parts) == 1:
+    if model is not None and DRUMS in model.meta.stems and one_kit(parts):
         return NetworkDrumParts(parts, settings, model)
     return PartsProcessor(parts, settings)
