@@ -9,8 +9,9 @@ thread and the process pinned to one core. Prints a table; `--plot FILE` writes 
     .venv/bin/python bench/speed.py --seconds 30 --models band --blocks 4096 16384
     .venv/bin/python bench/speed.py --json bench/results/speed.json   # also keep the rows as JSON
     .venv/bin/python bench/speed.py --models band --network-only   # the network alone, no STFT / Python
+    .venv/bin/python bench/speed.py --models band --provider cuda  # onnxruntime's CUDA provider (gpu extra)
 
-``--network-only`` times the onnxruntime session by itself on 8, 32, 128 and 512 frames per call
+``--network-only`` times the onnxruntime session by itself on 8, 32, 128, 512 and 2048 frames per call
 (random magnitudes, zero state): the ceiling any host code around this network can reach.
 """
 
@@ -37,18 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here (needs matplotlib)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     ap.add_argument("--network-only", action="store_true", help="time the network's session alone (see above)")
+    ap.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default cpu)")
     args = ap.parse_args(argv)
 
     import numpy as np
 
     from bridge.engine import Processor
-    from bridge.model import OnnxModel, list_models
+    from bridge.errors import DeviceError
+    from bridge.model import OnnxModel, list_models, providers_for
 
+    try:
+        providers = providers_for(args.provider)
+    except DeviceError as e:
+        print(f"speed.py: error: {e}", file=sys.stderr)
+        return 4
     if not args.no_pin and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     names = args.models or [m["name"] for m in list_models()]
     if args.network_only:
-        return network_only(names, args.seconds)
+        return network_only(names, args.seconds, providers)
     n = int(args.seconds * args.rate)
     rng = np.random.default_rng(0)
     t = np.arange(n) / args.rate
@@ -56,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"# machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"pinned to one: {not args.no_pin}"
+        f"pinned to one: {not args.no_pin}, onnxruntime provider: {args.provider}"
     )
     print(f"# {args.seconds:g} s stereo at {args.rate} Hz, onnxruntime intra-op threads = 1, best of {args.repeats}")
     print(f"{'model':<12} {'block':>7} {'wall_s':>8} {'x_real_time':>12} {'latency_ms':>11}")
     rows = []
     records = []
     for name in names:
-        proc = Processor(OnnxModel(name, n_threads=1))
+        proc = Processor(OnnxModel(name, n_threads=1, providers=providers))
         for block in args.blocks:
             proc.prepare(args.rate, block, 2)
             best = float("inf")
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
 
         machine = {"processor": platform.processor() or platform.machine(), "n_cpus": os.cpu_count()}
         machine |= {"pinned_to_one_core": not args.no_pin, "python": platform.python_version()}
-        machine |= {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+        machine |= {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "provider": args.provider}
         run = {"seconds": args.seconds, "rate": args.rate, "repeats": args.repeats, "best_of": args.repeats}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": machine, "run": run, "rows": records}, indent=2) + "\n")
@@ -111,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def network_only(names: list[str], seconds: float) -> int:
+def network_only(names: list[str], seconds: float, providers: list[str] | None = None) -> int:
     """The session alone: microseconds per frame and the real-time multiple at the model's rate."""
     import numpy as np
 
@@ -119,9 +127,9 @@ def network_only(names: list[str], seconds: float) -> int:
 
     print(f"{'model':<12} {'frames/call':>11} {'us/frame':>9} {'x_real_time':>12}")
     for name in names:
-        model = OnnxModel(name, n_threads=1)
+        model = OnnxModel(name, n_threads=1, providers=providers)
         meta = model.meta
-        for t in (8, 32, 128, 512):
+        for t in (8, 32, 128, 512, 2048):
             mag = np.random.default_rng(0).random((1, t, meta.n_fft // 2 + 1), np.float32)
             state = model.zero_state(1)
             model.run(mag, None, state)  # warm-up
