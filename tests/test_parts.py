@@ -498,3 +498,52 @@ def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> Non
     assert child.model.model.path == proc.model.model.path and child.part_of_channel == {0: 0, 9: 1}
     notes = np.array([[0.0, 0.1, 44, 90], [0.5, 0.6, 37, 90], [1.0, 1.1, 34, 90], [1.5, 1.6, 36, 90]])
     np.testing.assert_array_equal(drum_classes(notes)[:, 2], [42, 38, 36])
+
+
+def midi_file_events(path: Path, rate: int) -> list[tuple[int, bytes]]:
+    """A MIDI file's channel messages as live MIDI: (sample at ``rate``, bytes), in file order."""
+    events, t = [], 0.0
+    for msg in mido.MidiFile(str(path)):
+        t += msg.time
+        if not msg.is_meta:
+            events.append((round(t * rate), bytes(msg.bytes())))
+    return events
+
+
+def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: dict) -> None:
+    """``ScoredClasses.live`` (``run --classes-from parts``): one part per MIDI channel, its class
+    from the channel's program change (bass) or channel 10 (drums), its notes from the MIDI pushed
+    block by block and delayed with the parts' input; the stems equal ``ScoredClasses`` given the
+    score file (whose notes reach the parts as late as that input: both 1e-4), and the worker spec
+    rebuilds the live runner in the child."""
+    from bridge.engine import Processor
+    from bridge.live.worker import build_processor, worker_spec
+    from bridge.parts.classes import ScoredClasses
+    from bridge.parts.score_parts import read_parts
+    from bridge.score import read_score_file
+
+    mix, block = bass_and_kit["mix"], 1024
+    offline = ScoredClasses(Processor("band"), read_parts(bass_and_kit["score"]))
+    offline.prepare(SR, block, 2)
+    offline.set_score_notes(read_score_file(bass_and_kit["score"], offline.meta.stems))
+    live = ScoredClasses.live(Processor("band"))
+    live.prepare(SR, block, 2)
+    assert live.latency_samples == offline.latency_samples == 2047 + 4095
+    lat = live.latency_samples
+    x = np.concatenate([mix, np.zeros((2, lat + block), np.float32)], axis=1)
+    events = midi_file_events(bass_and_kit["score"], SR)
+    a = np.concatenate([offline.process(x[:, i : i + block]).stems for i in range(0, x.shape[1], block)], axis=2)
+    b = np.concatenate(
+        [
+            live.process(x[:, i : i + block], [(t - i, m) for t, m in events if i <= t < i + block]).stems
+            for i in range(0, x.shape[1], block)
+        ],
+        axis=2,
+    )
+    bass_k = list(live.stems).index("bass")
+    assert np.sqrt(np.mean(b[bass_k] ** 2)) > 0.01  # the bass part is heard, in the bass stem
+    np.testing.assert_allclose(b, a, atol=1e-4)
+    np.testing.assert_allclose(b[:, :, lat : lat + mix.shape[1]].sum(axis=0), mix, atol=1e-4)
+    spec = worker_spec(live)
+    child = build_processor(spec)
+    assert isinstance(child, ScoredClasses) and child.is_live and child.latency_samples == lat

@@ -186,7 +186,16 @@ def test_config_parsing(tmp_path):
     assert cfg.channel_map == {9: "drums", 1: "bass"}
     assert cfg.score_offset_ms == -12.5
     assert cfg.gains((*stems, "other"))[0] == pytest.approx(10 ** (-6 / 20))
-    for bad in ('[score]\nchannels = {"17" = "drums"}', "[realtime]\nqueue_blocks = 0", "[gain_db]\nkazoo = 1", "x ="):
+    assert cfg.classes_from == "network"
+    p.write_text('[score]\nclasses_from = "parts"\n')
+    assert load_config(p, stems).classes_from == "parts"
+    for bad in (
+        '[score]\nchannels = {"17" = "drums"}',
+        '[score]\nclasses_from = "score"',
+        "[realtime]\nqueue_blocks = 0",
+        "[gain_db]\nkazoo = 1",
+        "x =",
+    ):
         p.write_text(bad)
         with pytest.raises(InputError):
             load_config(p, stems)

@@ -86,7 +86,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         sample_rate, block_size = backend.open()
         stats.update(sample_rate=sample_rate, block_size=block_size)
         processor.prepare(sample_rate, block_size, 2)  # allocates and warms the model up
-        if isinstance(processor, Processor):
+        if isinstance(processor, Processor) or getattr(processor, "is_live", False):
             apply_score_config(processor, config)
         host = RealtimeHost(
             processor,
@@ -100,7 +100,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()  # the model, buffers and modules are never scanned again: shorter GC pauses
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        with_notes = isinstance(processor, Processor)  # parts send no notes
+        with_notes = isinstance(processor, Processor) or getattr(processor, "is_live", False)  # parts send none
         route = OutputRoute(processor.stems, block_size, send=send, monitor=monitor)
         if name == "jack":
             backend.start(
@@ -183,7 +183,13 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
         return _followed_parts(args)
     if getattr(args, "parts", None) is None:
         model = Processor(args.model, n_threads=args.threads)
-        return model, load_config(args.config, model.meta.stems), f"model {model.meta.name}"
+        config = load_config(args.config, model.meta.stems)
+        if (getattr(args, "classes_from", None) or config.classes_from) == "parts":
+            from bridge.parts.classes import ScoredClasses
+
+            label = f"model {model.meta.name}, class stems from the score's parts (one per channel of score_in)"
+            return ScoredClasses.live(model, config.channel_map), config, label
+        return model, config, f"model {model.meta.name}"
     from bridge.parts.network_drums import one_kit, parts_runner
     from bridge.parts.processor import PartSpec, PartsSettings
 

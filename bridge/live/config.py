@@ -21,6 +21,7 @@ Example::
     [score]
     channels = { "10" = "drums", "1" = "piano", "2" = "bass" }   # 1-based MIDI channels
     offset_ms = 0.0                                               # > 0 delays the score
+    classes_from = "network"  # or "parts": class stems from the score's parts (run --classes-from)
 
     [parts]                   # stembridge run --parts: one stem per channel
     channels = { "1" = "violin", "2" = "cello", "10" = "drums" }
@@ -54,6 +55,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 
 KIT_SOURCES = ("network", "score")  # where `run --parts` takes a channel-10 part from
+CLASS_SOURCES = ("network", "parts")  # where `run` takes the class stems from ([score] classes_from)
 QUEUE_SLACK_MS = 5.0  # the worker's room for one network frame (about 1-2.5 ms here) and the OS's jitter
 
 
@@ -72,6 +74,7 @@ class RealtimeConfig:
     parts_kit_from: str = "network"  # [parts] kit_from: the drum kit part from "network" or "score"
     channel_map: ChannelMap | None = None
     score_offset_ms: float = 0.0
+    classes_from: str = "network"  # [score] classes_from: class stems from the "network" or the score's "parts"
     queue_blocks: int | None = None  # None: auto_queue_blocks(block_size, sample_rate)
     gain_db: dict[str, float] = field(default_factory=dict)
     send: tuple[str, ...] | None = None  # [realtime] send: stems sent live (None: all)
@@ -192,6 +195,11 @@ def load_config(
             raise InputError(f"{path}: [score] {e}") from None
     if "offset_ms" in score:
         cfg.score_offset_ms = _number(score["offset_ms"], f"{path}: [score] offset_ms")
+    if "classes_from" in score:
+        source = score["classes_from"]
+        if source not in CLASS_SOURCES:
+            raise InputError(f'{path}: [score] classes_from must be "network" or "parts", got {source!r}')
+        cfg.classes_from = source
     rt = data.get("realtime", {})
     if not isinstance(rt, dict):
         raise InputError(f"{path}: [realtime] must be a table")

@@ -352,6 +352,16 @@ def _attach(name: str) -> Any:
 def worker_spec(processor: Any) -> dict[str, Any]:
     """Main thread. What a child process needs to build the same processor (plain data)."""
     spec: dict[str, Any] = {"sample_rate": int(processor.sample_rate), "block_size": int(processor.max_block_size)}
+    if getattr(processor, "is_live", False):  # a bridge.parts ScoredClasses: class stems from live score parts
+        channel_map, score_offset_ms = processor.live_score_settings
+        spec["scored_classes"] = {"low_latency": bool(processor.settings.low_latency)}
+        spec.update(
+            model_path=str(processor.model.model.path),
+            n_threads=_n_threads(processor.model.model),
+            channel_map=channel_map,
+            score_offset_ms=float(score_offset_ms),
+        )
+        return spec
     if hasattr(processor, "score_parts"):  # a bridge.parts FollowedParts
         spec["follow"] = [
             (p.name, p.track_name, p.track, p.channel, p.program, p.is_drum, p.notes.tolist())
@@ -400,6 +410,12 @@ def build_processor(spec: dict[str, Any]) -> Any:
         parts.prepare(spec["sample_rate"], spec["block_size"], 2)
         return parts
     proc = _model_processor(spec)
+    if "scored_classes" in spec:
+        from bridge.parts.classes import ScoredClasses
+        from bridge.parts.processor import PartsSettings
+
+        settings = PartsSettings(low_latency=spec["scored_classes"]["low_latency"])
+        proc = ScoredClasses.live(proc, spec["channel_map"], settings)
     proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
     proc.prepare(spec["sample_rate"], spec["block_size"], 2)
     return proc

@@ -16,7 +16,13 @@ decomposition sees it, so the kick and the cymbals do not compete with the pitch
 guitar +1.3, strings +0.8, bass +0.1, piano -0.2; BENCHMARKS.md). The parts then run on the
 network's output, so the latencies add up (at 44.1 kHz the network's 2047 samples and the
 parts' 4095); without subtracted stems the two run side by side and the faster is delayed to
-the slower. Offline files only, where latency costs nothing.
+the slower.
+
+Live (``stembridge run --classes-from parts``), ``ScoredClasses.live`` takes the score as MIDI:
+one part per MIDI channel, counted in the class stem its channel gives the network's live score
+(the channel map, else channel 10 drums, else the channel's program changes), its notes from the
+MIDI on that channel, delayed with the audio the parts see. The same blocks then give the same
+stems as offline; the latency is the network's plus the parts' (139 ms at 44.1 kHz).
 
 The class stems from the parts also take a share of the score-conditioned network's own stem
 (``NETWORK_SHARE``: bass 0.25, piano 0.4, guitar 0.1): the two err differently, so the blend
@@ -34,6 +40,9 @@ Public API
   are subtracted; ``network_share`` applies to the stems from the parts): the
   ``Processor`` verbs ``prepare`` / ``process`` / ``reset`` / ``release`` / ``end_notes``, ``stems`` and
   ``meta`` of the network (``other`` last), for a score known in advance (offline files).
+- ``ScoredClasses.live(model, channel_map=None, settings=None)``: the same for a score arriving
+  as live MIDI (``process(audio, midi_events)``), with the network's live score set to the same
+  channel map; ``channel_map`` 0-based channel -> stem, as ``Processor.set_live_score``.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from bridge.engine import BlockResult, Processor, clean_block, restamp
-from bridge.instruments import stem_for_program
+from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart
@@ -53,6 +62,7 @@ MODEL_STEMS = ("drums",)  # measured on seed 9002: drums +12.9 dB from the netwo
 SUBTRACTED_STEMS = ("drums",)
 # measured on seed 9002 (48 tracks, true score), shares 0 / 0.1 / 0.2 / 0.25 / 0.3 / 0.4 / 0.5 of the network
 NETWORK_SHARE = {"bass": 0.25, "piano": 0.4, "guitar": 0.1}
+N_MIDI_CHANNELS = 16
 
 
 class ScoredClasses:
@@ -74,15 +84,10 @@ class ScoredClasses:
         self.parts = tuple(parts)
         self.model_stems = tuple(s for s in model_stems if s in self.meta.stems)
         self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings)
-        self._parts.set_part_notes([p.notes for p in self.parts])
         # class stem index of every part (-1: `other`, or a class the network provides)
         predicted = list(self.meta.stems)
-        self._class_of_part = []
-        for p in self.parts:
-            stem = stem_for_program(p.program, p.is_drum)
-            self._class_of_part.append(
-                predicted.index(stem) if stem in predicted and stem not in self.model_stems else -1
-            )
+        self._class_of_part = [self._class_index(stem_for_program(p.program, p.is_drum)) for p in self.parts]
+        self._live_map: dict[int, str] | None = None  # live MIDI: the channel map (``live``)
         blind = set(blind_stems) & set(self.model_stems)
         self._from_model = [i for i, s in enumerate(predicted) if s in self.model_stems and s not in blind]
         self._from_blind = [i for i, s in enumerate(predicted) if s in blind]
@@ -98,6 +103,70 @@ class ScoredClasses:
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
+
+    @classmethod
+    def live(
+        cls,
+        model: Processor,
+        channel_map: Mapping[int, str] | None = None,
+        settings: PartsSettings | None = None,
+        **kwargs,
+    ) -> ScoredClasses:
+        """Class stems from parts whose notes arrive as live MIDI: one part per MIDI channel (0-based
+        ``channel_map``: channel -> stem, as the network's live score, which this sets)."""
+        empty = np.zeros((0, 4))
+        parts = [
+            ScorePart(f"ch{c + 1}", f"ch{c + 1}", c, c, 0, c == DRUM_CHANNEL, empty) for c in range(N_MIDI_CHANNELS)
+        ]
+        self = cls(model, parts, settings=settings, **kwargs)
+        self._live_map = {int(c): str(s) for c, s in (channel_map or {}).items()}
+        model.set_live_score(self._live_map or None, model.live_score_settings[1])
+        self._parts.set_live_channels({c: c for c in range(N_MIDI_CHANNELS)})
+        self._parts.set_part_notes(None)
+        self._live_classes()
+        return self
+
+    def _class_index(self, stem: str) -> int:
+        """The class stem index a part of ``stem`` adds to (-1: `other`, or a stem from the network)."""
+        predicted = list(self.meta.stems)
+        return predicted.index(stem) if stem in predicted and stem not in self.model_stems else -1
+
+    def _live_classes(self, programs: Sequence[int] | None = None) -> None:
+        """Live: each channel's class as the network's live score files it (``score._NoteTracker``)."""
+        assert self._live_map is not None
+        programs = programs if programs is not None else [0] * N_MIDI_CHANNELS
+        self._programs = list(programs)
+        for c in range(N_MIDI_CHANNELS):
+            if c in self._live_map:
+                stem = self._live_map[c]
+            else:
+                stem = stem_for_program(self._programs[c], c == DRUM_CHANNEL)
+            self._class_of_part[c] = self._class_index(stem)
+
+    def set_live_score(self, channel_map: Mapping[int, str] | None = None, score_offset_ms: float = 0.0) -> None:
+        """Main thread, live: as ``Processor.set_live_score``; the parts follow the same channel map
+        and offset (a negative offset reaches the parts undelayed)."""
+        self.model.set_live_score(channel_map, score_offset_ms)
+        if self._live_map is not None:
+            self._live_map = {int(c): str(st) for c, st in (channel_map or {}).items()}
+            self._live_classes(self._programs)
+
+    @property
+    def live_score_settings(self) -> tuple[dict[int, str] | None, float]:
+        return self.model.live_score_settings
+
+    @property
+    def is_live(self) -> bool:
+        """Whether the parts' notes come from live MIDI (``live``)."""
+        return self._live_map is not None
+
+    @property
+    def settings(self) -> PartsSettings:
+        return self._parts.settings
+
+    @property
+    def max_block_size(self) -> int:
+        return self.model.max_block_size
 
     @property
     def sample_rate(self) -> int:
@@ -157,6 +226,13 @@ class ScoredClasses:
             ring.fill_zeros(delay)
         self._pending: list[NoteEvent] = []  # network notes, stamped in absolute output samples
         self._n_out = 0
+        self._midi: list[tuple[int, bytes]] = []  # live: score MIDI for the parts, absolute input samples
+        if self._live_map is not None:
+            self._live_classes()
+            self._parts.set_part_notes(None)
+        else:  # the parts' input lags the score by the network's latency where stems are subtracted
+            lag_s = self._input_delay / self.model.sample_rate
+            self._parts.set_part_notes([p.notes + np.array([lag_s, lag_s, 0.0, 0.0]) for p in self.parts])
 
     def reset(self) -> None:
         """Inference thread, between streams."""
@@ -164,7 +240,6 @@ class ScoredClasses:
         if self.blind is not None:
             self.blind.reset()
         self._parts.reset()
-        self._parts.set_part_notes([p.notes for p in self.parts])
         self._reset_own()
 
     def release(self) -> None:
@@ -176,7 +251,8 @@ class ScoredClasses:
 
     def process(self, audio: np.ndarray, midi_events: Iterable[tuple[int, bytes]] = ()) -> BlockResult:
         """audio (n_channels, n) -> class stems (network order, ``other`` last) delayed by latency_samples."""
-        m = self.model.process(audio, midi_events)  # counts the input's non-finite samples
+        events = list(midi_events)
+        m = self.model.process(audio, events)  # counts the input's non-finite samples
         audio, _ = clean_block(audio, self.n_channels)  # NaN / Inf never reach the parts or `other`
         n, c = audio.shape[1], self.n_channels
         n_pred = len(self.meta.stems)
@@ -189,7 +265,7 @@ class ScoredClasses:
         self._parts_in.read(n, parts_in)  # aligned with the network's stems where they are subtracted
         if self._subtracted:
             parts_in -= model_part[self._subtracted].sum(axis=0)
-        p = self._parts.process(parts_in)
+        p = self._parts.process(parts_in, self._parts_midi(events, n))
         classes = np.zeros_like(model_part)
         for k, cls in enumerate(self._class_of_part):
             if cls >= 0:
@@ -213,6 +289,24 @@ class ScoredClasses:
         self._n_out += n
         self._pending += [restamp(e, start + e.sample + self._model_delay) for e in m.notes]
         return BlockResult(stems=stems, notes=self._due(start, n), activity=m.activity)
+
+    def _parts_midi(self, events: list[tuple[int, bytes]], n: int) -> list[tuple[int, bytes]]:
+        """Live: this block's score MIDI for the parts, delayed as their input is (offsets in the
+        block); program changes move a channel's part to another class."""
+        if self._live_map is None:
+            return []
+        start = self._n_out  # input samples so far (this block's first sample)
+        offset = round(self.model.live_score_settings[1] * self.model.sample_rate / 1000.0)
+        delay = max(0, self._input_delay + offset)
+        for at, msg in events:
+            msg = bytes(msg)
+            if len(msg) >= 2 and msg[0] & 0xF0 == 0xC0:
+                self._programs[msg[0] & 0x0F] = msg[1] & 0x7F
+                self._live_classes(self._programs)
+            self._midi.append((start + int(at) + delay, msg))
+        due = [(t - start, msg) for t, msg in self._midi if t < start + n]
+        self._midi = [(t, msg) for t, msg in self._midi if t >= start + n]
+        return due
 
     def _due(self, start: int, n: int) -> list[NoteEvent]:
         due = [restamp(e, e.sample - start) for e in self._pending if e.sample < start + n]
