@@ -14,6 +14,7 @@ starts the server without real-time scheduling (to compare with ``-R``, the defa
     .venv/bin/python bench/realtime.py --workers process thread --blocks 256
     .venv/bin/python bench/realtime.py --plot out/bench_realtime.png
     .venv/bin/python bench/realtime.py --rates 48000 --blocks 256 --seconds 20 --no-realtime --json out/nort.json
+    .venv/bin/python bench/realtime.py --rates 48000 --blocks 256 --workers process --classes-from parts
 
 Python is soft real time; figures depend on the machine's load. Target: p99 worker time under
 50% of the period at 48 kHz / 256 frames.
@@ -45,7 +46,14 @@ def pick_model(name: str | None) -> str:
 
 
 def one_run(
-    model: str, rate: int, block: int, seconds: float, queue_blocks: int, worker: str, realtime: bool = True
+    model: str,
+    rate: int,
+    block: int,
+    seconds: float,
+    queue_blocks: int,
+    worker: str,
+    realtime: bool = True,
+    classes_from: str = "network",
 ) -> dict:
     from bench.soak import load_demo  # here: bench.soak imports this module
     from bridge.model import read_metadata, resolve
@@ -58,6 +66,7 @@ def one_run(
         cfg.write_text(f"[realtime]\nqueue_blocks = {queue_blocks}\n")
         cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", model, "--quiet"]
         cmd += ["--duration", str(seconds), "--stats", str(stats), "--config", str(cfg), "--worker", worker]
+        cmd += ["--classes-from", classes_from]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
         import os
 
@@ -84,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", nargs="+", choices=("process", "thread"), default=["process", "thread"])
     ap.add_argument("--queue-blocks", type=int, default=2, help="bridge queue in blocks (default 2)")
     ap.add_argument("--no-realtime", action="store_true", help="start jackd --no-realtime instead of -R")
+    ap.add_argument(
+        "--classes-from", choices=("network", "parts"), default="network", help="run --classes-from (default network)"
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     ap.add_argument("--plot", type=Path, default=None, help="write a plot of p99 / period (needs matplotlib)")
     args = ap.parse_args(argv)
@@ -100,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     for rate in args.rates:
         for block in args.blocks:
             for worker in args.workers:
-                s = one_run(model, rate, block, args.seconds, args.queue_blocks, worker, not args.no_realtime)
+                s = one_run(
+                    model, rate, block, args.seconds, args.queue_blocks, worker, not args.no_realtime, args.classes_from
+                )
                 period = 1000.0 * block / rate
                 rows.append(
                     dict(s, period_ms=period, model=model, worker=worker, jackd_realtime=not args.no_realtime)
