@@ -22,6 +22,10 @@ Public API
   - ``close()`` (main thread).
 - ``open_when_ready(make, stems, bridge_alive, timeout_s=120, note_stems=None) -> Loopback``: retry ``open``
   on fresh Loopbacks until the bridge's ports exist.
+- ``record_run(args, audio, score_events, stems, rate, block, cwd, note_stems=()) -> StandInRun``: a
+  stand-in DAW session: ``stembridge run --backend jack ARGS`` on a private ``jackd -d dummy``
+  (``rate`` / ``block``, synchronous, 32 queued blocks) fed ``audio`` and ``score_events``, every
+  output recorded and lined up by the latency the run reports (stats ``--stats``).
 
 ``audio`` is (2, n) float32, ``score_events`` a list of ``(sample, bytes)`` relative to the
 start of the audio. ``loop=True`` plays audio and score over and over (soak runs; record
@@ -30,10 +34,18 @@ nothing with ``n_record_samples=0``). The process callbacks run on JACK's thread
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -182,3 +194,74 @@ def open_when_ready(
 def rec_port_names(stems: Sequence[str]) -> list[str]:
     """Bridge audio output port short names in recording order."""
     return [f"{s}_{side}" for s in stems for side in ("L", "R")]
+
+
+@dataclass
+class StandInRun:
+    """A recorded ``record_run``: ``stems`` (n_stems, 2, n) from the first played sample on, shifted
+    earlier by ``stats["latency_samples"]``; ``midi`` as ``Loopback.midi`` with samples shifted the
+    same way; the bridge's ``ports`` (``stembridge:*``) and its stderr."""
+
+    stems: np.ndarray
+    midi: dict[str, list[tuple[int, bytes]]]
+    stats: dict
+    ports: list[str]
+    stderr: str
+
+
+def record_run(
+    args: Sequence[str],
+    audio: np.ndarray,
+    score_events: Sequence[tuple[int, bytes]],
+    stems: Sequence[str],
+    rate: int,
+    block: int,
+    cwd: Path,
+    note_stems: Sequence[str] | None = (),
+    tail_s: float = 0.5,
+) -> StandInRun:
+    """Main thread. See the module docstring; raises ``RuntimeError`` when the run fails."""
+    from bridge.live.jackd import PrivateJackd
+
+    n = audio.shape[1]
+    n_record = n + int(tail_s * rate)
+    with tempfile.TemporaryDirectory() as tmp, PrivateJackd(rate, block, sync=True) as server:
+        cfg, stats_path = Path(tmp) / "rt.toml", Path(tmp) / "stats.json"
+        cfg.write_text("[realtime]\nqueue_blocks = 32\n")
+        cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", *args, "--quiet"]
+        cmd += ["--config", str(cfg), "--stats", str(stats_path)]
+        out, errs = subprocess.DEVNULL, subprocess.PIPE
+        proc = subprocess.Popen(cmd, cwd=cwd, env=server.env(), stdout=out, stderr=errs, text=True)
+        old = os.environ.get("JACK_DEFAULT_SERVER")
+        try:
+            os.environ["JACK_DEFAULT_SERVER"] = server.name
+            alive = lambda: proc.poll() is None  # noqa: E731
+            lb = open_when_ready(lambda: Loopback(audio, score_events, n_record), stems, alive, note_stems=note_stems)
+            jack = _quiet_jack()
+            client = jack.Client(f"sbports-{uuid.uuid4().hex[:6]}", no_start_server=True)
+            ports = sorted(p.name for p in client.get_ports("stembridge:"))
+            client.close()
+            try:
+                time.sleep(0.5)
+                lb.start()
+                if not lb.wait(120.0 + n / rate):
+                    raise RuntimeError("the recording did not finish")
+            finally:
+                lb.close()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if old is None:
+                os.environ.pop("JACK_DEFAULT_SERVER", None)
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = old
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            raise RuntimeError(f"stembridge run {' '.join(args)} failed: {err.strip()}")
+        stats = json.loads(stats_path.read_text())
+    lat = int(stats["latency_samples"])
+    rec = lb.recorded.reshape(len(stems), 2, n_record)[:, :, lat : lat + n]
+    midi = {k: [(t - lat, m) for t, m in v if t >= lat] for k, v in lb.midi.items()}
+    return StandInRun(rec, midi, stats, ports, err)

@@ -7,20 +7,13 @@ The bridge queues 32 blocks, so a loaded 2-core machine changes timings but not 
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from bridge.live.jackd import PrivateJackd
-from bridge.live.loopback import Loopback, open_when_ready
+from bridge.live.loopback import record_run
 from bridge.parts.following import FollowedParts
 from bridge.parts.processor import PartSpec, PartsProcessor
 from bridge.parts.score_parts import read_parts
@@ -58,54 +51,8 @@ def run_bridge(
     """``stembridge run --backend jack ARGS`` on a private server, fed ``x`` (2, n) and ``events``
     by a stand-in DAW: (recorded (n_stems, 2, n) aligned by the reported latency, stats, ports,
     what the bridge wrote to stderr)."""
-    cfg = tmp_path / "rt.toml"
-    cfg.write_text("[realtime]\nqueue_blocks = 32\n")
-    stats = tmp_path / "stats.json"
-    n_record = x.shape[1] + RATE // 2
-    with PrivateJackd(RATE, BLOCK, sync=True) as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "--backend", "jack", *args, "--quiet"]
-            + ["--config", str(cfg), "--stats", str(stats)],
-            cwd=ROOT,
-            env=server.env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            old = os.environ.get("JACK_DEFAULT_SERVER")
-            os.environ["JACK_DEFAULT_SERVER"] = server.name
-            try:
-                lb = open_when_ready(
-                    lambda: Loopback(x, events, n_record), stems, lambda: proc.poll() is None, note_stems=()
-                )
-                import jack
-
-                client = jack.Client("sbtest-ports", no_start_server=True)
-                ports = sorted(p.name for p in client.get_ports("stembridge:"))
-                client.close()
-            finally:
-                if old is None:
-                    os.environ.pop("JACK_DEFAULT_SERVER", None)
-                else:
-                    os.environ["JACK_DEFAULT_SERVER"] = old
-            try:
-                time.sleep(0.5)
-                lb.start()
-                assert lb.wait(120.0), "the recording did not finish"
-            finally:
-                lb.close()
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    assert proc.returncode == 0, err
-    st = json.loads(stats.read_text())
-    latency = st["latency_samples"]
-    rec = lb.recorded.reshape(len(stems), 2, n_record)[:, :, latency : latency + x.shape[1]]
-    return rec, st, ports, err
+    run = record_run(args, x, events, stems, RATE, BLOCK, ROOT)
+    return run.stems, run.stats, run.ports, run.stderr
 
 
 def test_parts_live_equal_offline(tmp_path: Path) -> None:

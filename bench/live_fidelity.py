@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Live as good as offline? A stand-in DAW records the live bridge on held-out pieces and scores it.
+
+For each held-out piece (``bench/quality.py`` renders them: MuseScore General, true score), rate
+and start offset, a stand-in DAW (``bridge.live.loopback.record_run``: a private ``jackd -d
+dummy`` at ``--block`` frames) plays ``--lead`` samples of silence, then the mix, with the score
+as live MIDI on ``score_in``, into ``stembridge run`` and records every stem and ``notes_out``.
+The recordings are scored against the true stems (SI-SDRi per stem, mono) and the true notes
+(onset F1, 50 ms, mean over the pitched stems), beside ``stembridge separate --score`` on the
+same piece at the same rate (the offline output: the file starts on the network's frame grid).
+Both class-stem sources are measured: ``--classes-from network`` (the network with the score)
+and ``parts`` (``ScoredClasses``, what ``separate --score`` runs).
+
+    .venv/bin/python bench/live_fidelity.py --count 3 --json bench/results/live_fidelity.json
+    .venv/bin/python bench/live_fidelity.py --count 1 --rates 48000 --leads 0 --modes parts
+
+Target (issue 13): per-stem SI-SDRi within 0.3 dB of the offline output's, pitched onset F1
+within 0.02, at 44.1 and 48 kHz, over several pieces and start offsets. The table gives, per
+mode, rate and stem, the median over pieces and offsets of live minus offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STEMS = ("drums", "bass", "piano", "guitar", "strings")
+NAMES = (*STEMS, "other")
+PITCHED = ("bass", "piano", "guitar", "strings")
+
+
+def score_events(path: Path, rate: int) -> list[tuple[int, bytes]]:
+    """A MIDI file's channel messages as live MIDI: (sample at ``rate``, bytes), in file order."""
+    import mido
+
+    events, t = [], 0.0
+    for msg in mido.MidiFile(str(path)):
+        t += msg.time
+        if not msg.is_meta:
+            events.append((round(t * rate), bytes(msg.bytes())))
+    return events
+
+
+def notes_of_events(events: list[tuple[int, bytes]], rate: int) -> list[np.ndarray]:
+    """``notes_out`` MIDI (sample, bytes) -> notes (n, 4) per stem of ``STEMS`` by channel."""
+    from bridge.instruments import stem_channel
+
+    stem_of = {stem_channel(s, STEMS): k for k, s in enumerate(STEMS)}
+    held: dict[tuple[int, int], tuple[int, int]] = {}
+    out: list[list[tuple[float, float, int, int]]] = [[] for _ in STEMS]
+    for t, msg in sorted(events, key=lambda e: e[0]):
+        if len(msg) < 3 or msg[0] & 0xF0 not in (0x80, 0x90):
+            continue
+        ch, pitch, vel = msg[0] & 0x0F, msg[1], msg[2]
+        on = held.pop((ch, pitch), None)
+        if on is not None and ch in stem_of:
+            out[stem_of[ch]].append((on[0] / rate, t / rate, pitch, on[1]))
+        if msg[0] & 0xF0 == 0x90 and vel > 0:
+            held[(ch, pitch)] = (t, vel)
+    return [np.asarray(n, np.float64).reshape(-1, 4) for n in out]
+
+
+def scores(est: np.ndarray, notes: list[np.ndarray], mix: np.ndarray, truth: dict) -> dict:
+    """{"sep": {stem: si_sdri}, "f1": {stem: onset F1}} of one output against the truth."""
+    from bench.metrics import onset_f1
+    from bench.quality import _sep_scores
+
+    sep = _sep_scores(est, mix, truth["refs"], NAMES)
+    f1 = {
+        s: float(onset_f1(truth["notes"][k], notes[k], drums=s == "drums")[2])
+        for k, s in enumerate(STEMS)
+        if len(truth["notes"][k])
+    }
+    return {"sep": {s: float(v["si_sdri"]) for s, v in sep.items()}, "f1": f1}
+
+
+def load_piece(track: Path, rate: int) -> tuple[np.ndarray, dict]:
+    """The mix (2, n) float32 and the truth (mono stems and ``other`` at ``rate``, true notes)."""
+    import soundfile as sf
+    import soxr
+
+    from export.data.slakh import load_track
+
+    mix, sr = sf.read(str(track / "mix.flac"), dtype="float32", always_2d=True)
+    truth = load_track(track, stems=STEMS)
+    refs = np.concatenate([truth["stems"], truth["other"][None]]).astype(np.float64)
+    refs = np.pad(refs, ((0, 0), (0, max(0, len(mix) - refs.shape[1]))))[:, : len(mix)]
+    if rate != sr:
+        mix = soxr.resample(mix, sr, rate).astype(np.float32)
+        refs = np.stack([soxr.resample(r, sr, rate) for r in refs])
+    x = np.ascontiguousarray(np.repeat(mix.mean(axis=1, keepdims=True), 2, axis=1).T if mix.shape[1] == 1 else mix.T)
+    return x, {"refs": refs, "notes": truth["notes"]}
+
+
+def offline(track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``separate --score`` (``parts``) or the network with the score (``network``) on ``x`` at ``rate``."""
+    import soundfile as sf
+
+    from bench.quality import _read_mono
+    from bridge.backends.offline import separate_file
+    from bridge.engine import Processor
+    from bridge.score import read_score_file
+
+    wav = tmp / f"{track.name}_{rate}.wav"
+    sf.write(str(wav), x.T, rate, subtype="FLOAT")
+    res = separate_file(
+        Processor("band"), wav, tmp / f"off_{mode}", score_path=track / "all_src.mid", stems_from_parts=mode == "parts"
+    )
+    by = {p.stem: p for p in res.stem_paths}
+    est = np.stack([_read_mono(by[s], x.shape[1]) for s in NAMES])
+    return est, read_score_file(res.notes_path, STEMS)
+
+
+def live(track: Path, x: np.ndarray, rate: int, mode: str, lead: int, block: int) -> tuple[np.ndarray, list, dict]:
+    """``stembridge run --classes-from MODE`` fed ``lead`` zeros then ``x``, recorded and lined up."""
+    from bridge.live.loopback import record_run
+
+    played = np.concatenate([np.zeros((2, lead), np.float32), x], axis=1)
+    events = [(t + lead, m) for t, m in score_events(track / "all_src.mid", rate)]
+    run = record_run(["--classes-from", mode], played, events, NAMES, rate, block, ROOT, note_stems=None)
+    est = run.stems[:, :, lead:].mean(axis=1).astype(np.float64)
+    notes = notes_of_events([(t - lead, m) for t, m in run.midi["notes_out"]], rate)
+    return est, notes, run.stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tracks", type=Path, default=ROOT / "out" / "heldout" / "s9001_20s", help="held-out renders")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--count", type=int, default=3, help="pieces (default 3)")
+    ap.add_argument("--rates", type=int, nargs="+", default=[44100, 48000])
+    ap.add_argument("--leads", type=int, nargs="+", default=[0, 3001], help="samples of silence before the mix")
+    ap.add_argument("--modes", nargs="+", choices=("network", "parts"), default=["network", "parts"])
+    ap.add_argument("--block", type=int, default=256, help="JACK period (default 256)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    tracks = sorted(p for p in args.tracks.glob("Track*") if (p / "mix.flac").is_file())[
+        args.first : args.first + args.count
+    ]
+    if not tracks:
+        print(f"live_fidelity.py: error: no rendered pieces under {args.tracks} (bench/quality.py renders them)")
+        return 2
+    rows: list[dict] = []
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        for track in tracks:
+            for rate in args.rates:
+                x, truth = load_piece(track, rate)
+                mono = x.mean(axis=0).astype(np.float64)
+                for mode in args.modes:
+                    off = scores(*offline(track, x, rate, mode, tmp), mono, truth)
+                    for lead in args.leads:
+                        est, notes, stats = live(track, x, rate, mode, lead, args.block)
+                        on = scores(est, notes, mono, truth)
+                        row = {"track": track.name, "rate": rate, "mode": mode, "lead": lead, "live": on}
+                        row |= {"offline": off, "latency_samples": stats["latency_samples"]}
+                        row |= {"deadline_misses": stats["deadline_misses"], "xruns": stats["xruns"]}
+                        rows.append(row)
+                        gap = {s: round(on["sep"][s] - off["sep"][s], 2) for s in off["sep"] if s in on["sep"]}
+                        print(f"{track.name} {rate} {mode:7s} lead {lead:5d}: live - offline {gap}", flush=True)
+    print(f"\n{'mode':8s} {'rate':>6s} " + " ".join(f"{s:>8s}" for s in NAMES) + f" {'F1 gap':>8s}")
+    summary: dict = {}
+    for mode in args.modes:
+        for rate in args.rates:
+            sel = [r for r in rows if r["mode"] == mode and r["rate"] == rate]
+            gaps = {}
+            for s in NAMES:
+                d = [r["live"]["sep"][s] - r["offline"]["sep"][s] for r in sel if s in r["offline"]["sep"]]
+                if d:
+                    gaps[s] = float(np.median(d))
+
+            def f1(side: str, r: dict) -> float:
+                return float(np.mean([r[side]["f1"][s] for s in PITCHED if s in r["offline"]["f1"]]))
+
+            f1_gap = float(np.median([f1("live", r) - f1("offline", r) for r in sel]))
+            summary[f"{mode} {rate}"] = {"si_sdri_gap_median": gaps, "pitched_f1_gap_median": f1_gap}
+            cells = " ".join(f"{gaps[s]:+8.2f}" if s in gaps else f"{'-':>8s}" for s in NAMES)
+            print(f"{mode:8s} {rate:6d} {cells} {f1_gap:+8.3f}")
+    if args.json:
+        machine = {"platform": platform.platform(), "processor": platform.processor() or platform.machine()}
+        doc = {"command": " ".join(sys.argv), "machine": machine, "wall_s": round(time.time() - t0, 1)}
+        doc |= {"summary": summary, "rows": rows}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"json: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
