@@ -305,3 +305,9 @@ def test_separate_on_cuda_equals_cpu_or_says_there_is_none(tmp_path: Path) -> No
         a = sf.read(tmp_path / "cpu" / "a" / f"{stem}.wav", dtype="float32")[0]
         b = sf.read(tmp_path / "cuda" / "a" / f"{stem}.wav", dtype="float32")[0]
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_run_classes_from_with_parts_ends_in_one_line() -> None:
+    """``--classes-from`` picks the class stems' source; with ``--parts`` (one stem per part) it is refused."""
+    res = stembridge("run", "--backend", "jack", "--parts", "1,2", "--classes-from", "parts", "--duration", "1")
+    assert "--parts" in assert_one_line_error(res, 2, "--classes-from")

@@ -177,6 +177,8 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     from bridge.engine import Processor
     from bridge.live.config import load_config, parse_parts_option
 
+    if getattr(args, "classes_from", None) and (args.parts is not None or getattr(args, "follow", None) is not None):
+        raise InputError("--classes-from picks the source of class stems; --parts / --follow give one stem per part")
     if getattr(args, "follow", None) is not None:
         if args.parts:
             raise InputError("--follow takes the parts from its score: give --parts without channels")
