@@ -39,18 +39,6 @@ NAMES = (*STEMS, "other")
 PITCHED = ("bass", "piano", "guitar", "strings")
 
 
-def score_events(path: Path, rate: int) -> list[tuple[int, bytes]]:
-    """A MIDI file's channel messages as live MIDI: (sample at ``rate``, bytes), in file order."""
-    import mido
-
-    events, t = [], 0.0
-    for msg in mido.MidiFile(str(path)):
-        t += msg.time
-        if not msg.is_meta:
-            events.append((round(t * rate), bytes(msg.bytes())))
-    return events
-
-
 def notes_of_events(events: list[tuple[int, bytes]], rate: int) -> list[np.ndarray]:
     """``notes_out`` MIDI (sample, bytes) -> notes (n, 4) per stem of ``STEMS`` by channel."""
     from bridge.instruments import stem_channel
@@ -123,10 +111,10 @@ def offline(track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path) -> tupl
 
 def live(track: Path, x: np.ndarray, rate: int, mode: str, lead: int, block: int) -> tuple[np.ndarray, list, dict]:
     """``stembridge run --classes-from MODE`` fed ``lead`` zeros then ``x``, recorded and lined up."""
-    from bridge.live.loopback import record_run
+    from bridge.live.loopback import record_run, score_file_events
 
     played = np.concatenate([np.zeros((2, lead), np.float32), x], axis=1)
-    events = [(t + lead, m) for t, m in score_events(track / "all_src.mid", rate)]
+    events = [(t + lead, m) for t, m in score_file_events(track / "all_src.mid", rate)]
     run = record_run(["--classes-from", mode], played, events, NAMES, rate, block, ROOT, note_stems=None)
     est = run.stems[:, :, lead:].mean(axis=1).astype(np.float64)
     notes = notes_of_events([(t - lead, m) for t, m in run.midi["notes_out"]], rate)

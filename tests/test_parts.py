@@ -500,16 +500,6 @@ def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> Non
     np.testing.assert_array_equal(drum_classes(notes)[:, 2], [42, 38, 36])
 
 
-def midi_file_events(path: Path, rate: int) -> list[tuple[int, bytes]]:
-    """A MIDI file's channel messages as live MIDI: (sample at ``rate``, bytes), in file order."""
-    events, t = [], 0.0
-    for msg in mido.MidiFile(str(path)):
-        t += msg.time
-        if not msg.is_meta:
-            events.append((round(t * rate), bytes(msg.bytes())))
-    return events
-
-
 def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: dict) -> None:
     """``ScoredClasses.live`` (``run --classes-from parts``): one part per MIDI channel, its class
     from the channel's program change (bass) or channel 10 (drums), its notes from the MIDI pushed
@@ -517,6 +507,7 @@ def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: 
     score file (whose notes reach the parts as late as that input: both 1e-4), and the worker spec
     rebuilds the live runner in the child."""
     from bridge.engine import Processor
+    from bridge.live.loopback import score_file_events
     from bridge.live.worker import build_processor, worker_spec
     from bridge.parts.classes import ScoredClasses
     from bridge.parts.score_parts import read_parts
@@ -531,7 +522,7 @@ def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: 
     assert live.latency_samples == offline.latency_samples == 2047 + 4095
     lat = live.latency_samples
     x = np.concatenate([mix, np.zeros((2, lat + block), np.float32)], axis=1)
-    events = midi_file_events(bass_and_kit["score"], SR)
+    events = score_file_events(bass_and_kit["score"], SR)
     a = np.concatenate([offline.process(x[:, i : i + block]).stems for i in range(0, x.shape[1], block)], axis=2)
     b = np.concatenate(
         [

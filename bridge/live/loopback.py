@@ -22,6 +22,8 @@ Public API
   - ``close()`` (main thread).
 - ``open_when_ready(make, stems, bridge_alive, timeout_s=120, note_stems=None) -> Loopback``: retry ``open``
   on fresh Loopbacks until the bridge's ports exist.
+- ``score_file_events(path, rate) -> [(sample, bytes)]``: a MIDI file's channel messages as the live
+  MIDI a DAW would play (sample times at ``rate``).
 - ``record_run(args, audio, score_events, stems, rate, block, cwd, note_stems=()) -> StandInRun``: a
   stand-in DAW session: ``stembridge run --backend jack ARGS`` on a private ``jackd -d dummy``
   (``rate`` / ``block``, synchronous, 32 queued blocks) fed ``audio`` and ``score_events``, every
@@ -194,6 +196,18 @@ def open_when_ready(
 def rec_port_names(stems: Sequence[str]) -> list[str]:
     """Bridge audio output port short names in recording order."""
     return [f"{s}_{side}" for s in stems for side in ("L", "R")]
+
+
+def score_file_events(path: Path, rate: int) -> list[tuple[int, bytes]]:
+    """A MIDI file's channel messages as live MIDI: (sample at ``rate``, bytes), in file order."""
+    import mido
+
+    events, t = [], 0.0
+    for msg in mido.MidiFile(str(path)):
+        t += msg.time
+        if not msg.is_meta:
+            events.append((round(t * rate), bytes(msg.bytes())))
+    return events
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.live.loopback import record_run
+from bridge.live.loopback import record_run, score_file_events
 from bridge.parts.following import FollowedParts
 from bridge.parts.processor import PartSpec, PartsProcessor
 from bridge.parts.score_parts import read_parts
@@ -183,14 +183,14 @@ def test_run_classes_from_parts_equal_offline(tmp_path: Path) -> None:
     from bridge.engine import Processor
     from bridge.parts.classes import ScoredClasses
     from bridge.score import read_score_file
-    from tests.test_parts import BASS, KIT, midi_file_events
+    from tests.test_parts import BASS, KIT
 
     score = write_midi(tmp_path / "score.mid", [("Bass", 0, 33, BASS), ("Drums", 9, 0, KIT)])
     b = render(tmp_path / "b", write_midi(tmp_path / "b.mid", [("b", 0, 33, BASS)]), 6.0, RATE)
     d = render(tmp_path / "d", write_midi(tmp_path / "d.mid", [("d", 9, 0, KIT)]), 6.0, RATE)
     x = np.stack([b + d, b + d]).astype(np.float32)
     stems = ("drums", "bass", "piano", "guitar", "strings", "other")
-    rec, st, _, err = run_bridge(tmp_path, ["--classes-from", "parts"], x, midi_file_events(score, RATE), stems)
+    rec, st, _, err = run_bridge(tmp_path, ["--classes-from", "parts"], x, score_file_events(score, RATE), stems)
     terms = st["latency_terms"]
     assert terms["parts_after_network"] == 4095 and st["latency_samples"] > 4095 + 2047, st
     np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
