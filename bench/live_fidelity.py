@@ -7,7 +7,9 @@ dummy`` at ``--block`` frames) plays ``--lead`` samples of silence, then the mix
 as live MIDI on ``score_in``, into ``stembridge run`` and records every stem and ``notes_out``.
 The recordings are scored against the true stems (SI-SDRi per stem, mono) and the true notes
 (onset F1, 50 ms, mean over the pitched stems), beside ``stembridge separate --score`` on the
-same piece at the same rate (the offline output: the file starts on the network's frame grid).
+same piece at the same rate, averaged over ``--offline-offsets`` (the file after that many
+samples of silence: the separation moves with where the frames fall, and a live stream starts
+anywhere, so the mean is the fair reference, not the file that starts on the frame grid).
 Both class-stem sources are measured: ``--classes-from network`` (the network with the score)
 and ``parts`` (``ScoredClasses``, what ``separate --score`` runs).
 
@@ -90,8 +92,12 @@ def load_piece(track: Path, rate: int) -> tuple[np.ndarray, dict]:
     return x, {"refs": refs, "notes": truth["notes"]}
 
 
-def offline(track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``separate --score`` (``parts``) or the network with the score (``network``) on ``x`` at ``rate``."""
+def offline(
+    track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path, offset: int = 0
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``separate --score`` (``parts``) or the network with the score (``network``) on ``x`` at
+    ``rate`` after ``offset`` samples of silence (score moved with it; outputs and notes moved back)."""
+    import mido
     import soundfile as sf
 
     from bench.quality import _read_mono
@@ -99,14 +105,27 @@ def offline(track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path) -> tupl
     from bridge.engine import Processor
     from bridge.score import read_score_file
 
-    wav = tmp / f"{track.name}_{rate}.wav"
-    sf.write(str(wav), x.T, rate, subtype="FLOAT")
-    res = separate_file(
-        Processor("band"), wav, tmp / f"off_{mode}", score_path=track / "all_src.mid", stems_from_parts=mode == "parts"
-    )
+    wav, score = tmp / f"{track.name}_{rate}_{offset}.wav", tmp / f"{track.name}_{offset}.mid"
+    sf.write(str(wav), np.concatenate([np.zeros((2, offset), np.float32), x], axis=1).T, rate, subtype="FLOAT")
+    _delay_midi(mido.MidiFile(str(track / "all_src.mid")), offset / rate).save(str(score))
+    lead_s = offset / rate
+    res = separate_file(Processor("band"), wav, tmp / f"off_{mode}", score_path=score, stems_from_parts=mode == "parts")
     by = {p.stem: p for p in res.stem_paths}
-    est = np.stack([_read_mono(by[s], x.shape[1]) for s in NAMES])
-    return est, read_score_file(res.notes_path, STEMS)
+    est = np.stack([_read_mono(by[s], offset + x.shape[1])[offset:] for s in NAMES])
+    notes = [n - np.array([lead_s, lead_s, 0.0, 0.0]) for n in read_score_file(res.notes_path, STEMS)]
+    return est, notes
+
+
+def _delay_midi(mid, seconds: float):
+    """A copy of ``mid`` with every event ``seconds`` later: a marker first in each track, as long
+    as ``seconds`` at MIDI's default tempo, which is the tempo until the delayed first tempo event."""
+    import mido
+
+    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
+    ticks = round(mido.second2tick(seconds, mid.ticks_per_beat, 500000))
+    for t in mid.tracks:
+        out.tracks.append(mido.MidiTrack([mido.MetaMessage("marker", text="lead", time=ticks), *t]))
+    return out
 
 
 def live(track: Path, x: np.ndarray, rate: int, mode: str, lead: int, block: int) -> tuple[np.ndarray, list, dict]:
@@ -121,6 +140,18 @@ def live(track: Path, x: np.ndarray, rate: int, mode: str, lead: int, block: int
     return est, notes, run.stats
 
 
+def _mean_scores(runs: list[dict]) -> dict:
+    """The mean of several ``scores`` (offline at several start offsets), with the spread per stem."""
+    out: dict = {"sep": {}, "f1": {}, "sep_spread": {}}
+    for key in ("sep", "f1"):
+        for s in runs[0][key]:
+            vals = [r[key][s] for r in runs if s in r[key]]
+            out[key][s] = float(np.mean(vals))
+            if key == "sep":
+                out["sep_spread"][s] = float(max(vals) - min(vals))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tracks", type=Path, default=ROOT / "out" / "heldout" / "s9001_20s", help="held-out renders")
@@ -129,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", type=int, nargs="+", default=[44100, 48000])
     ap.add_argument("--leads", type=int, nargs="+", default=[0, 3001], help="samples of silence before the mix")
     ap.add_argument("--modes", nargs="+", choices=("network", "parts"), default=["network", "parts"])
+    ap.add_argument(
+        "--offline-offsets", type=int, nargs="+", default=[0, 257, 514, 771], help="offline reference: mean over these"
+    )
     ap.add_argument("--block", type=int, default=256, help="JACK period (default 256)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -147,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                 x, truth = load_piece(track, rate)
                 mono = x.mean(axis=0).astype(np.float64)
                 for mode in args.modes:
-                    off = scores(*offline(track, x, rate, mode, tmp), mono, truth)
+                    offs = [scores(*offline(track, x, rate, mode, tmp, o), mono, truth) for o in args.offline_offsets]
+                    off = _mean_scores(offs)
                     for lead in args.leads:
                         est, notes, stats = live(track, x, rate, mode, lead, args.block)
                         on = scores(est, notes, mono, truth)

@@ -538,3 +538,35 @@ def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: 
     spec = worker_spec(live)
     child = build_processor(spec)
     assert isinstance(child, ScoredClasses) and child.is_live and child.latency_samples == lat
+
+
+def test_live_midi_parts_take_a_percussive_program_as_a_drum_part(tmp_path: Path) -> None:
+    """A program change to a percussive GM program (Agogo, 113) makes that channel's live part a
+    drum part, as ``spec_of`` files the score file's part: live equals offline (1e-4)."""
+    from bridge.engine import Processor
+    from bridge.live.loopback import score_file_events
+    from bridge.parts.classes import ScoredClasses
+    from bridge.parts.score_parts import read_parts
+    from bridge.score import read_score_file
+
+    agogo = [(0.5 * i + 0.1, 0.5 * i + 0.3, (67, 68)[i % 2]) for i in range(8)]
+    score = write_midi(tmp_path / "score.mid", [("Bass", 0, 33, BASS[:16]), ("Agogo", 2, 113, agogo)])
+    x = render(tmp_path / "mix", score, 4.5)
+    x = np.stack([x, x])
+    offline = ScoredClasses(Processor("band"), read_parts(score))
+    offline.prepare(SR, 2048, 2)
+    offline.set_score_notes(read_score_file(score, offline.meta.stems))
+    live = ScoredClasses.live(Processor("band"))
+    live.prepare(SR, 2048, 2)
+    x = np.concatenate([x, np.zeros((2, live.latency_samples), np.float32)], axis=1)
+    events = score_file_events(score, SR)
+    a = np.concatenate([offline.process(x[:, i : i + 2048]).stems for i in range(0, x.shape[1], 2048)], axis=2)
+    b = np.concatenate(
+        [
+            live.process(x[:, i : i + 2048], [(t - i, m) for t, m in events if i <= t < i + 2048]).stems
+            for i in range(0, x.shape[1], 2048)
+        ],
+        axis=2,
+    )
+    assert live._parts.parts[2].is_drum and not live._parts.parts[0].is_drum
+    np.testing.assert_allclose(b, a, atol=1e-4)

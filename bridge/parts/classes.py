@@ -54,7 +54,7 @@ import numpy as np
 from bridge.engine import BlockResult, Processor, clean_block, restamp
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
-from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
+from bridge.parts.processor import PERCUSSIVE_PROGRAMS, PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
 
@@ -132,7 +132,8 @@ class ScoredClasses:
         return predicted.index(stem) if stem in predicted and stem not in self.model_stems else -1
 
     def _live_classes(self, programs: Sequence[int] | None = None) -> None:
-        """Live: each channel's class as the network's live score files it (``score._NoteTracker``)."""
+        """Live: each channel's class as the network's live score files it (``score._NoteTracker``),
+        and whether its part is a drum part."""
         assert self._live_map is not None
         programs = programs if programs is not None else [0] * N_MIDI_CHANNELS
         self._programs = list(programs)
@@ -142,6 +143,8 @@ class ScoredClasses:
             else:
                 stem = stem_for_program(self._programs[c], c == DRUM_CHANNEL)
             self._class_of_part[c] = self._class_index(stem)
+            # as ``spec_of`` files a score part: channel 10 and the percussive programs are drum parts
+            self._parts.set_part_drum(c, c == DRUM_CHANNEL or self._programs[c] in PERCUSSIVE_PROGRAMS)
 
     def set_live_score(self, channel_map: Mapping[int, str] | None = None, score_offset_ms: float = 0.0) -> None:
         """Main thread, live: as ``Processor.set_live_score``; the parts follow the same channel map

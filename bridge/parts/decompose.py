@@ -116,6 +116,23 @@ class ScoreDecomposition:
                 self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
         self.reset()
 
+    def set_drum(self, part: int, is_drum: bool) -> None:
+        """Make ``part`` a drum part (broadband templates) or a pitched one (combs), as a live
+        program change does; its templates start again from the new kind, the others keep theirs."""
+        if self.is_drum[part] == bool(is_drum):
+            return
+        self.is_drum = tuple(bool(is_drum) if i == part else d for i, d in enumerate(self.is_drum))
+        self._pitched_col = ~np.asarray(self.is_drum, bool)[:, None]
+        if not is_drum and not self._f0_rows.any():
+            warm_layouts(self.sample_rate, self.n_fft)
+            for pitch in range(N_PITCHES):
+                self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
+        for (q, pitch), k in self._index.items():
+            if q == part:
+                sr, n = self.sample_rate, self.n_fft
+                w0 = drum_template(self.n_bins) if is_drum else harmonic_template(pitch, sr, n, None)
+                self._W[k], self._W0[k], self._S[k], self._C[k] = w0, w0, 0.0, 0.0
+
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
         """Forget every template and statistic (the next frame starts from the combs)."""

@@ -34,7 +34,7 @@ Output is independent of the block sizes used (templates adapt on a fixed frame 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -198,6 +198,18 @@ class PartsProcessor:
         self._notes = None if notes_per_part is None else [np.asarray(n, np.float64) for n in notes_per_part]
         if self.prepared:
             self._gates.set_notes(self._notes)
+
+    def set_part_drum(self, part: int, is_drum: bool) -> None:
+        """Live (a program change): part ``part`` becomes a drum part (broadband templates, drum
+        release tails) or a pitched one, as ``spec_of`` files a percussive GM program."""
+        if self.parts[part].is_drum == bool(is_drum):
+            return
+        self.parts = tuple(replace(p, is_drum=bool(is_drum)) if i == part else p for i, p in enumerate(self.parts))
+        if self.prepared:
+            self._gates.release_frames[part] = release_frames(
+                self.parts[part : part + 1], self.settings, self.sample_rate / self.hop
+            )[0]
+            self._decomp.set_drum(part, is_drum)
 
     def set_live_channels(self, part_of_channel: Mapping[int, int]) -> None:
         """Live MIDI: 0-based channel -> part index."""
