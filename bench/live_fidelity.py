@@ -57,7 +57,14 @@ def notes_of_events(events: list[tuple[int, bytes]], rate: int) -> list[np.ndarr
             out[stem_of[ch]].append((on[0] / rate, t / rate, pitch, on[1]))
         if msg[0] & 0xF0 == 0x90 and vel > 0:
             held[(ch, pitch)] = (t, vel)
-    return [np.asarray(n, np.float64).reshape(-1, 4) for n in out]
+    return [_from_zero(np.asarray(n, np.float64).reshape(-1, 4)) for n in out]
+
+
+def _from_zero(notes: np.ndarray) -> np.ndarray:
+    """Notes (n, 4) moved back by a lead: those that end by 0 s dropped, the others start at 0 s or later."""
+    notes = notes[notes[:, 1] > 0.0].copy()
+    notes[:, 0] = np.maximum(notes[:, 0], 0.0)
+    return notes
 
 
 def scores(est: np.ndarray, notes: list[np.ndarray], mix: np.ndarray, truth: dict) -> dict:
@@ -112,7 +119,7 @@ def offline(
     res = separate_file(Processor("band"), wav, tmp / f"off_{mode}", score_path=score, stems_from_parts=mode == "parts")
     by = {p.stem: p for p in res.stem_paths}
     est = np.stack([_read_mono(by[s], offset + x.shape[1])[offset:] for s in NAMES])
-    notes = [n - np.array([lead_s, lead_s, 0.0, 0.0]) for n in read_score_file(res.notes_path, STEMS)]
+    notes = [_from_zero(n - np.array([lead_s, lead_s, 0.0, 0.0])) for n in read_score_file(res.notes_path, STEMS)]
     return est, notes
 
 
