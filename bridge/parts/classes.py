@@ -149,7 +149,7 @@ class ScoredClasses:
     def set_live_score(self, channel_map: Mapping[int, str] | None = None, score_offset_ms: float = 0.0) -> None:
         """Main thread, live: as ``Processor.set_live_score``; the parts follow the same channel map
         and offset (a negative offset reaches the parts undelayed)."""
-        self.model.set_live_score(channel_map, score_offset_ms)
+        self.model.set_live_score(None if channel_map is None else dict(channel_map), score_offset_ms)
         if self._live_map is not None:
             self._live_map = {int(c): str(st) for c, st in (channel_map or {}).items()}
             self._live_classes(self._programs)
