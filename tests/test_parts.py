@@ -503,9 +503,8 @@ def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> Non
 def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: dict) -> None:
     """``ScoredClasses.live`` (``run --classes-from parts``): one part per MIDI channel, its class
     from the channel's program change (bass) or channel 10 (drums), its notes from the MIDI pushed
-    block by block and delayed with the parts' input; the stems equal ``ScoredClasses`` given the
-    score file (whose notes reach the parts as late as that input: both 1e-4), and the worker spec
-    rebuilds the live runner in the child."""
+    block by block, at score time as offline; the stems equal ``ScoredClasses`` given the score
+    file (1e-4), and the worker spec rebuilds the live runner in the child."""
     from bridge.engine import Processor
     from bridge.live.loopback import score_file_events
     from bridge.live.worker import build_processor, worker_spec

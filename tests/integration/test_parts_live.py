@@ -179,7 +179,7 @@ def test_run_classes_from_parts_equal_offline(tmp_path: Path) -> None:
     same runner offline (``separate --score``) on the same file: the network hears the stream from
     wherever the stand-in DAW starts it, so its drums, and what the parts see, move with where its
     frames fall (offline, this file after 0, 100, 256, 400, 777 and 1500 samples of silence: bass
-    11.66 to 12.45 dB; live runs read within that)."""
+    11.62 to 12.41 dB; live runs read within that)."""
     from bridge.engine import Processor
     from bridge.parts.classes import ScoredClasses
     from bridge.score import read_score_file
