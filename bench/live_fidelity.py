@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,23 +101,23 @@ def load_piece(track: Path, rate: int) -> tuple[np.ndarray, dict]:
 
 
 def offline(
-    track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path, offset: int = 0
+    network: Any, track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path, offset: int = 0
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``separate --score`` (``parts``) or the network with the score (``network``) on ``x`` at
+    """``separate --score`` (``parts``) or the network with the score (``network``), with the
+    ``network`` Processor (reused: each run prepares it again), on ``x`` at
     ``rate`` after ``offset`` samples of silence (score moved with it; outputs and notes moved back)."""
     import mido
     import soundfile as sf
 
     from bench.quality import _read_mono
     from bridge.backends.offline import separate_file
-    from bridge.engine import Processor
     from bridge.score import read_score_file
 
     wav, score = tmp / f"{track.name}_{rate}_{offset}.wav", tmp / f"{track.name}_{offset}.mid"
     sf.write(str(wav), np.concatenate([np.zeros((2, offset), np.float32), x], axis=1).T, rate, subtype="FLOAT")
     _delay_midi(mido.MidiFile(str(track / "all_src.mid")), offset / rate).save(str(score))
     lead_s = offset / rate
-    res = separate_file(Processor("band"), wav, tmp / f"off_{mode}", score_path=score, stems_from_parts=mode == "parts")
+    res = separate_file(network, wav, tmp / f"off_{mode}", score_path=score, stems_from_parts=mode == "parts")
     by = {p.stem: p for p in res.stem_paths}
     est = np.stack([_read_mono(by[s], offset + x.shape[1])[offset:] for s in NAMES])
     notes = [_from_zero(n - np.array([lead_s, lead_s, 0.0, 0.0])) for n in read_score_file(res.notes_path, STEMS)]
@@ -179,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     if not tracks:
         print(f"live_fidelity.py: error: no rendered pieces under {args.tracks} (bench/quality.py renders them)")
         return 2
+    from bridge.engine import Processor
+
+    network = Processor("band")
     rows: list[dict] = []
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -188,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
                 x, truth = load_piece(track, rate)
                 mono = x.mean(axis=0).astype(np.float64)
                 for mode in args.modes:
-                    offs = [scores(*offline(track, x, rate, mode, tmp, o), mono, truth) for o in args.offline_offsets]
+                    offs = [
+                        scores(*offline(network, track, x, rate, mode, tmp, o), mono, truth)
+                        for o in args.offline_offsets
+                    ]
                     off = _mean_scores(offs)
                     for lead in args.leads:
                         est, notes, stats = live(track, x, rate, mode, lead, args.block)

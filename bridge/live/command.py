@@ -86,7 +86,8 @@ def run_bridge(args: argparse.Namespace) -> int:
         sample_rate, block_size = backend.open()
         stats.update(sample_rate=sample_rate, block_size=block_size)
         processor.prepare(sample_rate, block_size, 2)  # allocates and warms the model up
-        if isinstance(processor, Processor) or getattr(processor, "is_live", False):
+        hears_score = isinstance(processor, Processor) or getattr(processor, "is_live", False)  # parts send no notes
+        if hears_score:
             apply_score_config(processor, config)
         host = RealtimeHost(
             processor,
@@ -100,7 +101,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         gc.collect()
         gc.freeze()  # the model, buffers and modules are never scanned again: shorter GC pauses
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        with_notes = isinstance(processor, Processor) or getattr(processor, "is_live", False)  # parts send none
+        with_notes = hears_score
         route = OutputRoute(processor.stems, block_size, send=send, monitor=monitor)
         if name == "jack":
             backend.start(

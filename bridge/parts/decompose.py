@@ -111,10 +111,14 @@ class ScoreDecomposition:
         self._band_width = self._bands.sum(axis=0)
         self._f0_rows = np.zeros((N_PITCHES, self.n_bins), np.float32)  # each pitch's first partial, 0/1
         if not all(self.is_drum):
-            warm_layouts(self.sample_rate, self.n_fft)
-            for pitch in range(N_PITCHES):
-                self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
+            self._prepare_pitched()
         self.reset()
+
+    def _prepare_pitched(self) -> None:
+        """The comb layouts and each pitch's fundamental bins (``_f0_rows``), which pitched parts need."""
+        warm_layouts(self.sample_rate, self.n_fft)
+        for pitch in range(N_PITCHES):
+            self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
 
     def set_drum(self, part: int, is_drum: bool) -> None:
         """Make ``part`` a drum part (broadband templates) or a pitched one (combs), as a live
@@ -124,9 +128,7 @@ class ScoreDecomposition:
         self.is_drum = tuple(bool(is_drum) if i == part else d for i, d in enumerate(self.is_drum))
         self._pitched_col = ~np.asarray(self.is_drum, bool)[:, None]
         if not is_drum and not self._f0_rows.any():
-            warm_layouts(self.sample_rate, self.n_fft)
-            for pitch in range(N_PITCHES):
-                self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
+            self._prepare_pitched()
         for (q, pitch), k in self._index.items():
             if q == part:
                 sr, n = self.sample_rate, self.n_fft
