@@ -5,8 +5,11 @@ Each variant is ``key=value,...`` with keys ``share`` (member_share), ``sound`` 
 threshold; default the classifier's), ``clf`` (another classifier file), ``model`` (stems from the
 network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
 network conditioned on the transcription, 0: not), ``nshare`` (the network's share in stems from
-the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one); the network
-alone is always the first row.
+the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one), ``oracle``
+(a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
+that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
+classifier's parts, ghosts dropped; ``all``: both; labels as ``stembridge train-notes`` makes them,
+``export.note_classes.note_labels``); the network alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -32,11 +35,36 @@ import numpy as np  # noqa: E402
 STEMS = ("drums", "bass", "piano", "guitar", "strings")
 
 
+def _oracle_transcriber(mode: str, **kwargs):
+    """A ``Transcriber`` whose part membership uses the true notes of ``track_dir`` (set per track)."""
+    from bridge.transcribe import Transcriber
+    from export.note_classes import note_labels, track_notes
+
+    if mode not in ("classes", "ghosts", "all"):
+        raise SystemExit(f"oracle must be classes, ghosts or all, got {mode!r}")
+
+    class OracleTranscriber(Transcriber):
+        track_dir: Path | None = None
+
+        def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+            member = super().membership(notes, sounding)
+            truth = note_labels(notes, track_notes(self.track_dir))[0].astype(bool)
+            real = truth.any(axis=1, keepdims=True)
+            if mode in ("classes", "all"):
+                member = np.where(real, truth, member)
+            if mode in ("ghosts", "all"):
+                member = member & real
+            return member
+
+    return OracleTranscriber(**kwargs)
+
+
 def transcriber_of(spec: str):
     from bridge.transcribe import TRANSCRIBED_NETWORK_SHARE, Transcriber
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
-    return Transcriber(
+    make = Transcriber if "oracle" not in kv else lambda **kw: _oracle_transcriber(kv["oracle"], **kw)
+    return make(
         member_share=float(kv.get("share", 0.3)),
         sounding_threshold=float(kv["sound"]) if "sound" in kv else None,
         classifier_path=Path(kv["clf"]) if "clf" in kv else None,
@@ -72,6 +100,8 @@ def run(tracks: list[Path], variants: list[str]) -> dict:
             refs = np.concatenate([truth["stems"], truth["other"][None]])
             refs = np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
             for name, tr in rows:
+                if hasattr(tr, "track_dir"):
+                    tr.track_dir = td
                 res = separate_file(proc, td / "mix.flac", Path(tmp) / "o", transcriber=tr)
                 by = {p.stem: p for p in res.stem_paths}
                 est = np.stack([_read_mono(by[s], n) for s in names])

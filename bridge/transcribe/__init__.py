@@ -120,8 +120,7 @@ class Transcriber:
         (``instruments.stem_channel``), and the notes written per class."""
         notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)
         sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes)
-        best = sounding.max(axis=1, keepdims=True) if len(notes) else sounding
-        member = (sounding >= self.sounding_threshold) & (sounding >= self.member_share * best)
+        member = self.membership(notes, sounding)
         written = onset >= self.classifier.onset_thresholds
         moved = notes.copy()  # written notes start where the classifier puts the true onset
         moved[:, 0] = np.clip(notes[:, 0] + shift_s, 0.0, notes[:, 1] - 0.01)
@@ -133,6 +132,12 @@ class Transcriber:
             parts.append(ScorePart(name, name, k + 1, ch, program, False, notes[member[:, k]]))
             per_class[name] = merge_repeated_onsets(moved[written[:, k]])
         return Transcription(parts, per_class)
+
+    def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+        """(n, n_classes) bool: which class parts each of ``notes`` (n, 4) joins, from the classifier's
+        ``sounding`` probabilities (n, n_classes) (see the module docstring)."""
+        best = sounding.max(axis=1, keepdims=True) if len(notes) else sounding
+        return (sounding >= self.sounding_threshold) & (sounding >= self.member_share * best)
 
     def parts(self, audio: np.ndarray, sample_rate: int) -> list[ScorePart]:
         """``transcribe(audio, sample_rate).parts``."""
