@@ -105,6 +105,17 @@ def test_repeated_onsets_are_merged() -> None:
     assert merge_repeated_onsets(np.zeros((0, 4))).shape == (0, 4)
 
 
+def test_a_note_joins_every_class_close_to_its_best() -> None:
+    tr = Transcriber(member_share=0.3, sounding_threshold=0.05)
+    sounding = np.array(
+        [[0.9, 0.3, 0.02, 0.0, 0.0], [0.04, 0.04, 0.0, 0.0, 0.0], [0.5, 0.1, 0.2, 0.0, 0.0]], np.float32
+    )
+    got = tr.membership(np.zeros((3, 4)), sounding)
+    # 0.3 of the best (0.27) and the threshold (0.05) both hold; a note below the threshold everywhere joins none
+    assert got.tolist() == [[True, True, False, False, False], [False] * 5, [True, False, True, False, False]]
+    assert tr.membership(np.zeros((0, 4)), np.zeros((0, 5), np.float32)).shape == (0, 5)
+
+
 def test_classifier_puts_the_bass_line_in_bass(band: dict) -> None:
     tr = Transcriber()
     parts = tr.parts(band["mix"], SR)
