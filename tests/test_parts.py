@@ -180,6 +180,24 @@ def test_a_note_missing_from_the_score_stays_in_its_part(violins: dict) -> None:
             assert held < -15.0 and leak > -3.0, (held, leak)
 
 
+def test_a_missing_new_pitch_a_step_from_the_line_stays_in_its_part(violins: dict) -> None:
+    """Violin I's fourth note (84, a pitch it had not played, a semitone over the note before) is
+    left out of the score: it is a candidate as a neighbour of the line's pitches, so it lands in
+    Violin I (with ``unscored_semitones=0`` it does not)."""
+    gap = HIGH[3]
+    assert gap[2] not in [n[2] for n in HIGH[:3]]
+    score = [notes_array([n for n in HIGH if n != gap]), notes_array(LOW)]
+    a, b = int((gap[0] + 0.05) * SR), int(gap[1] * SR)
+
+    def held_db(semitones: int) -> float:
+        settings = PartsSettings(decomposition=DecompositionSettings(unscored_semitones=semitones))
+        out = separate(violins["mix"], score, settings=settings)
+        return float(10 * np.log10(np.sum(out[0, 0, a:b] ** 2) / np.sum(violins["hi"][a:b] ** 2)))
+
+    with_neighbours, without = held_db(2), held_db(0)
+    assert with_neighbours > -6.0 and without < with_neighbours - 6.0, (with_neighbours, without)
+
+
 def test_live_midi_gives_the_offline_stems(violins: dict) -> None:
     """The same score pushed as live MIDI (channel 1 -> part 0, channel 2 -> part 1) gives the same output."""
     notes = [notes_array(HIGH), notes_array(LOW)]
@@ -448,6 +466,22 @@ def test_network_kit_parts_follow_live_midi_and_any_block_size(bass_and_kit: dic
     np.testing.assert_allclose(offline.sum(axis=0), mix, atol=1e-4)
     np.testing.assert_allclose(blocks, offline, atol=1e-4)
     np.testing.assert_allclose(live, offline, atol=1e-4)  # the network hears the kit's channel only, as offline
+
+
+def test_class_stems_keep_neighbouring_pitches_out_of_the_missed_note_candidates() -> None:
+    """A user's parts take a part's neighbouring pitches as candidates for notes the score missed;
+    the class stems (whose score is often a transcription) do not, offline and live."""
+    from bridge.engine import Processor
+    from bridge.parts.classes import ScoredClasses, class_parts_settings
+    from bridge.parts.network_drums import parts_runner
+    from bridge.parts.score_parts import ScorePart
+
+    part = ScorePart("bass", "bass", 0, 0, 33, False, np.zeros((0, 4)))
+    assert parts_runner([PartSpec("bass")]).settings.decomposition.unscored_semitones == 2
+    assert ScoredClasses(Processor("band"), [part]).settings.decomposition.unscored_semitones == 0
+    assert ScoredClasses.live(Processor("band")).settings.decomposition.unscored_semitones == 0
+    live = class_parts_settings(low_latency=True)
+    assert live.low_latency and live.decomposition.unscored_semitones == 0
 
 
 def test_class_stems_from_the_parts_take_a_share_of_the_network(bass_and_kit: dict) -> None:

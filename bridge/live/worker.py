@@ -411,10 +411,9 @@ def build_processor(spec: dict[str, Any]) -> Any:
         return parts
     proc = _model_processor(spec)
     if "scored_classes" in spec:
-        from bridge.parts.classes import ScoredClasses
-        from bridge.parts.processor import PartsSettings
+        from bridge.parts.classes import ScoredClasses, class_parts_settings
 
-        settings = PartsSettings(low_latency=spec["scored_classes"]["low_latency"])
+        settings = class_parts_settings(low_latency=spec["scored_classes"]["low_latency"])
         proc = ScoredClasses.live(proc, spec["channel_map"], settings)
     proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
     proc.prepare(spec["sample_rate"], spec["block_size"], 2)

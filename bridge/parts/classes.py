@@ -39,6 +39,7 @@ Public API
 - ``MODEL_STEMS``: class stems taken from the network.
 - ``SUBTRACTED_STEMS``: network stems removed from the parts' input.
 - ``NETWORK_SHARE``: {stem: share of the network's stem in that class stem from the parts}.
+- ``class_parts_settings(low_latency=False)``: the parts' settings the class stems use by default.
 - ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None, blind_stems=(),
   subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE)`` (those of ``model_stems``
   are subtracted; ``network_share`` applies to the stems from the parts): the
@@ -58,6 +59,7 @@ import numpy as np
 from bridge.engine import BlockResult, Processor, clean_block, restamp
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
+from bridge.parts.decompose import DecompositionSettings
 from bridge.parts.processor import PERCUSSIVE_PROGRAMS, PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
@@ -67,6 +69,15 @@ SUBTRACTED_STEMS = ("drums",)
 # measured on seed 9002 (48 tracks, true score), shares 0 / 0.1 / 0.2 / 0.25 / 0.3 / 0.4 / 0.5 of the network
 NETWORK_SHARE = {"bass": 0.25, "piano": 0.4, "guitar": 0.1}
 N_MIDI_CHANNELS = 16
+
+
+def class_parts_settings(low_latency: bool = False) -> PartsSettings:
+    """The parts' settings for class stems: a part's neighbouring pitches are no candidates for
+    notes the score missed (``DecompositionSettings.unscored_semitones`` 0). They help a user's
+    score of parts (held-out chamber delete10 cost 2.09 -> 1.82 dB) but cost the class stems, where
+    the score is often a transcription (held out, seed 9001, 48 tracks: blind +3.41 -> +3.26 dB,
+    model + score +8.00 -> +7.97; BENCHMARKS.md, stop 19)."""
+    return PartsSettings(low_latency=low_latency, decomposition=DecompositionSettings(unscored_semitones=0))
 
 
 class ScoredClasses:
@@ -87,7 +98,7 @@ class ScoredClasses:
         self.stems = model.stems
         self.parts = tuple(parts)
         self.model_stems = tuple(s for s in model_stems if s in self.meta.stems)
-        self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings)
+        self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings or class_parts_settings())
         # class stem index of every part (-1: `other`, or a class the network provides)
         predicted = list(self.meta.stems)
         self._class_of_part = [self._class_index(stem_for_program(p.program, p.is_drum)) for p in self.parts]

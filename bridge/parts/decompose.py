@@ -18,13 +18,19 @@ did not sound keeps its shape. A new pitch of a part starts from the harmonic am
 part's nearest adapted pitch has learned (``share_timbre``).
 
 Notes the score missed: in a part's rests (a drum part: always), the pitches it played in the
-last ``unscored_memory_s`` seconds stay candidates. After the scored fit, a pitched candidate
+last ``unscored_memory_s`` seconds stay candidates, and for a pitched part those up to
+``unscored_semitones`` (2) away from them (a missing note of a line is mostly a step from its
+neighbours; they must find three times the unexplained fundamental an old pitch needs, so a rest
+stays silent beside a line whose noise lies there). After the scored fit, a pitched candidate
 whose fundamental finds magnitude the scored notes leave unexplained (a deleted note shows its
 fundamental; an old pitch whose upper partials coincide with another part's notes does not)
 joins a second fit with an L1 weight, so the note lands in its own part rather than in the
 parts whose partials it shares. Unscored activations never teach the templates. On the
 selection sets (seeds 9002 / 9202) this took the cost of deleting 10 % of the notes on
-chamber music from 4.1 to 2.9 dB and left clean scores as they were (band +0.2 dB).
+chamber music from 4.1 to 2.9 dB and left clean scores as they were (band +0.2 dB); the
+neighbouring pitches took that cost on chamber's selection set (seed 9202, 8 pieces) from 2.46
+to 2.20 dB (delete10 9.82 -> 10.05, clean 12.28 -> 12.25; band seed 9002, kit from the score,
+7.42 either way; BENCHMARKS.md, stop 19).
 
 Public API
 ----------
@@ -74,8 +80,10 @@ class DecompositionSettings:
     unscored_memory_s: float = 10.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
     unscored_penalty: float = 0.1  # L1 weight (> 0) on unscored activations in the part's rests
     unscored_f0_share: float = 0.01  # unexplained share of the frame a pitched candidate's fundamental must find
+    unscored_neighbour_f0_share: float = 0.03  # the same for a neighbouring pitch (``unscored_semitones``)
     unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
     unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
+    unscored_semitones: int = 2  # a pitched part's candidates also lie this many semitones around its recent pitches
 
 
 def _power(x: np.ndarray, a: float) -> np.ndarray:
@@ -222,26 +230,34 @@ class ScoreDecomposition:
         self._next_frame = first_frame + n_frames
         return out
 
-    def _unscored(self, active: np.ndarray, first: int) -> np.ndarray:
+    def _unscored(self, active: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
         """(T, P, 128) float32: ``unscored_penalty`` on each pitch a part played (scored) within
-        ``unscored_memory_s`` and the score leaves off in a frame where the part rests (a drum
-        kit: any frame), where a note the score missed may sound; 0 elsewhere."""
+        ``unscored_memory_s`` (a pitched part: or up to ``unscored_semitones`` from one) and the
+        score leaves off in a frame where the part rests (a drum kit: any frame), where a note the
+        score missed may sound; 0 elsewhere. And (T, P, 128) bool: which pitches are only such a
+        neighbour (the stricter fundamental test applies to them)."""
         frames = first + np.arange(active.shape[0])
         seen = np.where(active, frames[:, None, None], -(10**9))
         last_on = np.maximum.accumulate(np.concatenate([self._last_on[None], seen]), axis=0)[1:]
         self._last_on = last_on[-1].copy()
         memory = self.settings.unscored_memory_s * self.sample_rate / self.hop
         if memory <= 0:
-            return np.zeros(active.shape, np.float32)
+            return np.zeros(active.shape, np.float32), np.zeros(active.shape, bool)
         resting = ~(active.any(axis=2, keepdims=True) & self._pitched_col[None])
-        loose = (last_on >= frames[:, None, None] - memory) & ~active & resting
-        return loose.astype(np.float32) * self.settings.unscored_penalty
+        recent = last_on >= frames[:, None, None] - memory
+        near = recent.copy()
+        for d in range(1, self.settings.unscored_semitones + 1):  # a pitched part's neighbouring pitches
+            near[:, :, d:] |= recent[:, :, :-d]
+            near[:, :, :-d] |= recent[:, :, d:]
+        neighbour = near & self._pitched_col[None] & ~recent
+        loose = (recent | neighbour) & ~active & resting
+        return loose.astype(np.float32) * self.settings.unscored_penalty, neighbour
 
     def _segment(self, mag: np.ndarray, active: np.ndarray, first: int) -> np.ndarray:
         """Frames within one update period (same templates): activations and masks."""
         n_t = mag.shape[0]
         out = np.zeros((n_t, self.n_parts, self.n_bins), np.float32)
-        penalty = self._unscored(active, first)
+        penalty, neighbour = self._unscored(active, first)
         tt, pp, qq = np.nonzero(active)
         st, sp, sq = np.nonzero(penalty)
         pairs = sorted(set(zip(pp.tolist(), qq.tolist())) | set(zip(sp.tolist(), sq.tolist())))
@@ -269,7 +285,7 @@ class ScoreDecomposition:
         if len(on) < n_k:
             H[on] = Hs
         if len(st):
-            H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq))
+            H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), neighbour)
         lam = W @ H + _EPS
         self._fold(V, all_cols, H * gate, lam)  # only scored notes teach the templates
 
@@ -294,20 +310,24 @@ class ScoreDecomposition:
             out[:, p] = (c / denom).T
         return out
 
-    def _unscored_notes(self, W, V, H, gate, pairs, penalty, where) -> np.ndarray:
+    def _unscored_notes(self, W, V, H, gate, pairs, penalty, where, neighbour) -> np.ndarray:
         """Second pass over the unscored candidates (``where`` = frames, parts, pitches; column
         ``i`` is ``pairs[i]``). A pitched candidate is admitted where the magnitude its first
         partial finds unexplained by the scored notes is at least ``unscored_f0_share`` of the
-        frame's (a note the score missed shows its fundamental; a part's old pitch whose upper
-        partials coincide with another part's notes does not); a drum candidate where at least
-        ``unscored_admit`` of its template-weighted magnitude is unexplained. Admitted ones join
-        the fit with an L1 weight; those explaining under ``unscored_min_share`` of the frame are
-        dropped. W (F, K) unit-sum, V (F, T), H / gate (K, T) -> H."""
+        frame's (``unscored_neighbour_f0_share`` where ``neighbour`` marks it; a note the score
+        missed shows its fundamental; a part's old pitch whose upper partials coincide with another
+        part's notes does not); a drum candidate where at least ``unscored_admit`` of its
+        template-weighted magnitude is unexplained. Admitted ones join the fit with an L1 weight;
+        those explaining under ``unscored_min_share`` of the frame are dropped. W (F, K) unit-sum,
+        V (F, T), H / gate (K, T), ``neighbour`` (T, P, 128) -> H."""
         s = self.settings
         st, sp, sq = where
         col_of = {pq: i for i, pq in enumerate(pairs)}
         loose = np.zeros_like(gate)
-        loose[[col_of[(p, q)] for p, q in zip(sp.tolist(), sq.tolist())], st] = penalty[st, sp, sq]
+        rows = [col_of[(p, q)] for p, q in zip(sp.tolist(), sq.tolist())]
+        loose[rows, st] = penalty[st, sp, sq]
+        f0_share = np.full_like(gate, s.unscored_f0_share)
+        f0_share[rows, st] = np.where(neighbour[st, sp, sq], s.unscored_neighbour_f0_share, s.unscored_f0_share)
         lam = W @ H + _EPS
         unexplained = np.maximum(V - lam, 0.0)
         total = np.maximum(V.sum(axis=0), _EPS)  # (T,)
@@ -320,7 +340,7 @@ class ScoreDecomposition:
         if not drum.all():
             c = cand[~drum]
             at_f0 = self._f0_rows[[pairs[i][1] for i in c.tolist()]]
-            loose[c] *= at_f0 @ unexplained >= s.unscored_f0_share * total[None, :]
+            loose[c] *= at_f0 @ unexplained >= f0_share[c] * total[None, :]
         if not loose.any():
             return H
         use = np.nonzero(gate.any(axis=1) | loose.any(axis=1))[0]  # scored and admitted columns
