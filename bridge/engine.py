@@ -168,6 +168,7 @@ class Processor:
         self._decoder.reset()
         self._live_score.reset()
         self._state = self.model.zero_state()
+        self._silent_run = 0  # silent frames (no audio, no score) the stream ends with
         self._stem_fifo.clear()
         self._stem_fifo.fill_zeros(self.latency_samples)
         self._dry_fifo.clear()
@@ -253,9 +254,7 @@ class Processor:
         first_frame = self._analysis.n_frames_done - n_frames
         mag = np.abs(spectra.mean(axis=1))[None]  # (1, T, F) channel-mean magnitude
         score = self._score_rows(first_frame, n_frames)
-        masks, note_frame, note_onset, activity, self._state = self.model.run(
-            mag, None if score is None else score[None], self._state
-        )
+        masks, note_frame, note_onset, activity = self._run_model(spectra, mag, score)
         masks = np.fmin(np.fmax(masks[0], 0.0), 1.0)  # (T, S, F) in [0, 1], NaN -> 0 (fmax ignores NaN)
         self.activity = np.nan_to_num(activity[0, -1]).astype(np.float32)
         for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
@@ -275,6 +274,46 @@ class Processor:
         if self.resampling:
             flat = self._rs_out.resample_chunk(np.ascontiguousarray(flat.T)).T
         self._stem_fifo.write(np.ascontiguousarray(flat))
+
+    def _run_model(self, spectra: np.ndarray, mag: np.ndarray, score: np.ndarray | None) -> tuple[np.ndarray, ...]:
+        """The network over these frames (spectra (T, C, F), mag (1, T, F), score (T, S, K) or
+        None), carrying ``self._state``. A frame of digital silence without score notes (and the
+        ``lookahead_frames`` before it the same) is not run: its outputs are zero and the state
+        after it is the zero state, so a stream that idles in silence and then plays a piece is
+        separated as that piece alone is offline, whatever ran before and however long the silence
+        lasted (and idling costs no inference). -> masks (1, T, S, F), note_frame, note_onset
+        (1, T, S, K), activity (1, T, S)."""
+        silent = ~spectra.any(axis=(1, 2))
+        if score is not None:
+            silent &= ~score.any(axis=(1, 2))
+        before = self._silent_run
+        self._silent_run = before + len(silent) if silent.all() else int(np.argmin(silent[::-1]))
+        la = self.meta.lookahead_frames
+        if la:  # an output frame also carries the masks of the frame ``la`` before it
+            past = np.arange(la, 0, -1) <= before  # the last ``la`` frames before these: silent?
+            silent = np.lib.stride_tricks.sliding_window_view(np.concatenate([past, silent]), la + 1).all(axis=1)
+        sc = None if score is None else score[None]
+        if not silent.any():
+            masks, note_frame, note_onset, activity, self._state = self.model.run(mag, sc, self._state)
+            return masks, note_frame, note_onset, activity
+        meta, n_t = self.meta, len(silent)
+        outs = (
+            np.zeros((1, n_t, meta.n_stems, mag.shape[2]), np.float32),
+            np.zeros((1, n_t, meta.n_stems, meta.n_keys), np.float32),
+            np.zeros((1, n_t, meta.n_stems, meta.n_keys), np.float32),
+            np.zeros((1, n_t, meta.n_stems), np.float32),
+        )
+        edges = np.flatnonzero(np.diff(np.concatenate([[1], silent.astype(np.int8), [1]])))
+        for a, b in zip(edges[::2], edges[1::2]):  # stretches of sounding frames [a, b)
+            if a > 0:
+                self._state = self.model.zero_state()
+            res = self.model.run(mag[:, a:b], None if sc is None else sc[:, a:b], self._state)
+            self._state = res[4]
+            for o, r in zip(outs, res[:4]):
+                o[:, a:b] = r
+        if silent[-1]:
+            self._state = self.model.zero_state()
+        return outs
 
     # ------------------------------------------------------------------ notes
     def _schedule(self, ev: NoteEvent) -> None:

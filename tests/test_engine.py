@@ -27,6 +27,34 @@ def test_block_size_invariance(tiny_model, rate: int) -> None:
         np.testing.assert_allclose(out, ref, atol=1e-6, err_msg=f"block {block}")
 
 
+def _with_silence(head: np.ndarray, n_silent: int, piece: np.ndarray) -> np.ndarray:
+    return np.concatenate([head, np.zeros((head.shape[0], n_silent), np.float32), piece], axis=1)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_block_size_invariance_across_silence(tiny_model, rate: int) -> None:
+    proc = Processor(tiny_model)
+    x = _with_silence(noise(2, 5000, seed=8), 4000, _with_silence(noise(2, 3000, seed=9), 7000, noise(2, 4000, seed=10)))
+    ref = _run(proc, x, 4096, rate)
+    for block in (1, 64, 441, 1000):
+        np.testing.assert_allclose(_run(proc, x, block, rate), ref, atol=1e-6, err_msg=f"block {block}")
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_what_played_before_a_silence_does_not_change_what_follows(tiny_model, rate: int) -> None:
+    """After digital silence the network starts again from its zero state, as a file does offline."""
+    proc = Processor(tiny_model)
+    piece = noise(2, 9000, seed=11)
+    a = _run(proc, _with_silence(noise(2, 8000, seed=12), 6000, piece), 256, rate)
+    b = _run(proc, _with_silence(np.zeros((2, 8000), np.float32), 6000, piece), 256, rate)
+    c = _run(proc, _with_silence(noise(2, 8000, seed=13), 1000, piece), 256, rate)  # a gap shorter than a frame
+    start = 14000 + proc.latency_samples
+    predicted = slice(0, len(proc.stems) - 1)
+    np.testing.assert_allclose(a[:, :, start:], b[:, :, start:], atol=1e-6)
+    carried = c[predicted, :, start - 5000 :] - a[predicted, :, start:]  # the state carried through the gap
+    assert np.abs(carried).max() > 1e-3
+
+
 @pytest.mark.parametrize("rate", [44100, 48000])
 @pytest.mark.parametrize("n_channels", [1, 2])
 def test_stems_sum_to_delayed_input(tiny_model, rate: int, n_channels: int) -> None:
