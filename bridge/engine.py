@@ -25,6 +25,10 @@ out; python-soxr only for rate pairs too awkward for a polyphase table); a strea
 channel; masks from the channel-mean magnitude applied to every channel; overlap-add;
 ``other`` = the input delayed by ``latency_samples`` minus the sum of the predicted stems, so
 stems always sum to the (delayed) input. Output is independent of the block sizes used.
+A frame of digital silence without score notes is not run through the network: its outputs are
+zero and the recurrent state after it is the zero state, so a piece played after silence (a DAW
+that starts its transport) is separated exactly as the same piece offline, whatever played
+before; idling costs no inference.
 """
 
 from __future__ import annotations
