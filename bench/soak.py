@@ -89,6 +89,7 @@ def soak(
     every: float,
     worker: str,
     queue_blocks: int | None = None,
+    worker_priority: int | None = None,
 ) -> dict:
     from bridge.model import read_metadata, resolve
 
@@ -99,9 +100,10 @@ def soak(
         stats_path = Path(tmp) / "stats.json"
         cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", model, "--quiet"]
         cmd += ["--duration", str(seconds), "--stats", str(stats_path), "--worker", worker]
-        if queue_blocks is not None:
+        realtime = {"queue_blocks": queue_blocks, "worker_priority": worker_priority}
+        if any(v is not None for v in realtime.values()):
             config = Path(tmp) / "soak.toml"
-            config.write_text(f"[realtime]\nqueue_blocks = {queue_blocks}\n")
+            config.write_text("[realtime]\n" + "".join(f"{k} = {v}\n" for k, v in realtime.items() if v is not None))
             cmd += ["--config", str(config)]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
         os.environ["JACK_DEFAULT_SERVER"] = server.name
@@ -170,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--queue-blocks", type=int, default=None, help="[realtime] queue_blocks for the run (default: the bridge's)"
     )
+    ap.add_argument(
+        "--worker-priority",
+        type=int,
+        default=None,
+        help="[realtime] worker_priority for the run: SCHED_FIFO priority, 0 none (default: the bridge's)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     args = ap.parse_args(argv)
     if not Path("/proc/self/status").exists():
@@ -179,13 +187,24 @@ def main(argv: list[str] | None = None) -> int:
         f"soak: model {model}, jackd -d dummy {args.rate} Hz / {args.block} frames, {args.seconds:g} s, "
         f"{args.worker} worker, {platform.node()} ({os.cpu_count()} CPUs)"
     )
-    r = soak(model, args.rate, args.block, args.seconds, args.warmup, args.every, args.worker, args.queue_blocks)
+    r = soak(
+        model,
+        args.rate,
+        args.block,
+        args.seconds,
+        args.warmup,
+        args.every,
+        args.worker,
+        args.queue_blocks,
+        args.worker_priority,
+    )
     s = r["stats"]
     g = r["rss_growth_mb"]
     print(
         f"blocks {s['blocks']}  xruns {s['xruns']}  deadline misses {s['deadline_misses']}  "
         f"worker p50 {s['worker_ms_p50']:.2f} ms  p99 {s['worker_ms_p99']:.2f} ms  (period {s['budget_ms']:.2f} ms)  "
-        f"queue {s.get('queue_blocks')} blocks, latency {s.get('latency_ms', float('nan')):.1f} ms"
+        f"queue {s.get('queue_blocks')} blocks, latency {s.get('latency_ms', float('nan')):.1f} ms, "
+        f"worker real-time priority {s.get('worker_rt_priority', 0)}"
     )
     print(
         f"resident memory after {args.warmup:g} s warm-up: bridge {r['rss_mb_after_warmup']['bridge']:.1f} MB, "

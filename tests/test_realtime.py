@@ -193,6 +193,8 @@ def test_config_parsing(tmp_path):
         '[score]\nchannels = {"17" = "drums"}',
         '[score]\nclasses_from = "score"',
         "[realtime]\nqueue_blocks = 0",
+        "[realtime]\nworker_priority = 99",
+        "[realtime]\nworker_priority = true",
         "[gain_db]\nkazoo = 1",
         "x =",
     ):
@@ -201,6 +203,50 @@ def test_config_parsing(tmp_path):
             load_config(p, stems)
     with pytest.raises(InputError):
         load_config(tmp_path / "missing.toml", stems)
+
+
+def _may_be_realtime() -> bool:
+    """Whether this process may take SCHED_FIFO (asked in a throwaway thread)."""
+    import threading
+
+    got: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+            got.append(True)
+        except OSError:
+            got.append(False)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return got[0]
+
+
+@pytest.mark.parametrize("worker", ["thread", "process"])
+def test_worker_runs_real_time_where_the_system_grants_it(processor, worker, tmp_path):
+    # the inference worker asks for SCHED_FIFO 1 (under every JACK thread); where it is refused,
+    # it runs as before and says 0; a config's worker_priority 0 never asks
+    expected = 1 if _may_be_realtime() else 0
+    for priority, want in ((1, expected), (0, 0)):
+        processor.reset()
+        host = RealtimeHost(processor, B, queue_blocks=2, worker=worker, rt_priority=priority)
+        host.start()
+        try:
+            drive(host, noise(2, 8 * B, seed=2), wait_worker=True)
+            if worker == "thread":
+                policy = os.sched_getscheduler(host._worker._thread.native_id)
+            else:
+                policy = os.sched_getscheduler(host._worker._proc.pid)
+        finally:
+            host.stop()
+        assert host.stats()["worker_rt_priority"] == want
+        assert policy == (os.SCHED_FIFO if want else os.SCHED_OTHER)
+    p = tmp_path / "rt.toml"
+    p.write_text("[realtime]\nworker_priority = 0\n")
+    assert load_config(p, ("drums",)).worker_priority == 0
+    assert load_config(None, ("drums",)).worker_priority == 1
 
 
 def test_queue_depth_gives_the_worker_room_for_a_network_frame(tmp_path):

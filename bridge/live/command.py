@@ -95,6 +95,7 @@ def run_bridge(args: argparse.Namespace) -> int:
             queue_blocks=config.queue_blocks or auto_queue_blocks(block_size, sample_rate),
             gains=config.gains(processor.stems),
             worker=getattr(args, "worker", None) or DEFAULT_WORKER,
+            rt_priority=config.worker_priority,
         )
         stats.update(host.stats())
         host.start()  # a worker process is warm when this returns

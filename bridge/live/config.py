@@ -4,7 +4,7 @@ Public API
 ----------
 - ``RealtimeConfig``: ``parts`` ({channel_0_based: part name}, for ``run --parts``),
   ``channel_map`` ({channel_0_based: stem}), ``score_offset_ms``,
-  ``queue_blocks``, ``gain_db`` ({stem: dB}), ``send`` (stems sent live, or None for all),
+  ``queue_blocks``, ``worker_priority``, ``gain_db`` ({stem: dB}), ``send`` (stems sent live, or None for all),
   ``monitor`` ({stem: dB} summed into one stereo pair, or None).
 - ``load_config(path, stems, parts_option=None, followed_parts=None) -> RealtimeConfig`` (main thread): read and
   validate; every problem raises ``InputError`` with one line naming the file and the key.
@@ -30,6 +30,7 @@ Example::
 
     [realtime]
     queue_blocks = 2          # blocks between the callback and the worker (default: enough for 5 ms, at least 2)
+    worker_priority = 1       # the worker's SCHED_FIFO priority where the system grants it (0: none)
     send = ["drums", "bass"]  # only these stems go out (JACK: only their ports; --send)
     # monitor = { drums = -6.0, bass = 0.0 }   # or: one stereo pair, their sum (--monitor)
 
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import InputError
+from bridge.live.worker import DEFAULT_RT_PRIORITY
 from bridge.score import ChannelMap, parse_channel_map
 
 try:
@@ -76,6 +78,7 @@ class RealtimeConfig:
     score_offset_ms: float = 0.0
     classes_from: str = "network"  # [score] classes_from: class stems from the "network" or the score's "parts"
     queue_blocks: int | None = None  # None: auto_queue_blocks(block_size, sample_rate)
+    worker_priority: int = DEFAULT_RT_PRIORITY  # [realtime] worker_priority: SCHED_FIFO priority, 0: none
     gain_db: dict[str, float] = field(default_factory=dict)
     send: tuple[str, ...] | None = None  # [realtime] send: stems sent live (None: all)
     monitor: dict[str, float] | None = None  # [realtime] monitor: stem -> dB of the stereo mix
@@ -208,6 +211,11 @@ def load_config(
         if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 64:
             raise InputError(f"{path}: [realtime] queue_blocks must be an integer 1-64, got {q!r}")
         cfg.queue_blocks = q
+    if "worker_priority" in rt:
+        q = rt["worker_priority"]
+        if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 98:
+            raise InputError(f"{path}: [realtime] worker_priority must be an integer 0-98, got {q!r}")
+        cfg.worker_priority = q
     route = {k: rt[k] for k in ("send", "monitor") if k in rt}
     if parts_option is not None:
         parts = data.get("parts", {})

@@ -3,10 +3,12 @@
 Public API
 ----------
 - ``RealtimeHost(processor, block_size, queue_blocks=2, crossfade_ms=5.0, gains=None,
-  worker=DEFAULT_WORKER)``: wraps a ``Processor`` already prepared with ``(sample_rate,
-  block_size, 2)``. ``worker``: ``"thread"`` runs inference on a thread of this process (it
-  shares the GIL with the callback); ``"process"`` in a child process that builds its own
-  Processor from the same model and settings (see ``live.worker``).
+  worker=DEFAULT_WORKER, rt_priority=DEFAULT_RT_PRIORITY)``: wraps a ``Processor`` already prepared
+  with ``(sample_rate, block_size, 2)``. ``worker``: ``"thread"`` runs inference on a thread of
+  this process (it shares the GIL with the callback); ``"process"`` in a child process that builds
+  its own Processor from the same model and settings (see ``live.worker``). ``rt_priority``: the
+  worker's SCHED_FIFO priority where the system grants it (0: never; ``stats()["worker_rt_priority"]``
+  says what it got).
 
   - ``latency_samples`` / ``latency_terms``: the processor's terms plus ``queue``
     (``queue_blocks * block_size``): the output of input block ``j`` is played in cycle
@@ -55,6 +57,7 @@ import numpy as np
 
 from bridge.engine import Processor
 from bridge.live.worker import (
+    DEFAULT_RT_PRIORITY,
     FOLLOW_CONF,
     FOLLOW_NONE,
     FOLLOW_POS_MS,
@@ -63,6 +66,7 @@ from bridge.live.worker import (
     N_GAPS,
     N_NOTE_DROPS,
     N_TIMINGS,
+    RT_PRIORITY,
     WORKER_MODES,
     Channel,
     ProcessWorker,
@@ -146,6 +150,7 @@ class RealtimeHost:
         crossfade_ms: float = 5.0,
         gains: Sequence[float] | None = None,
         worker: str = DEFAULT_WORKER,
+        rt_priority: int = DEFAULT_RT_PRIORITY,
     ) -> None:
         if not processor.prepared or processor.n_channels != 2:
             raise RuntimeError("prepare the Processor with 2 channels before building a RealtimeHost")
@@ -169,9 +174,9 @@ class RealtimeHost:
         gain_list = None if self.gains is None else self.gains.tolist()
         self._worker: ThreadWorker | ProcessWorker
         if worker == "process":
-            self._worker = ProcessWorker(processor, (n_slots, b, self.n_outputs), gain_list)
+            self._worker = ProcessWorker(processor, (n_slots, b, self.n_outputs), gain_list, rt_priority)
         else:
-            self._worker = ThreadWorker(processor, Channel(n_slots, b, self.n_outputs), gain_list)
+            self._worker = ThreadWorker(processor, Channel(n_slots, b, self.n_outputs), gain_list, rt_priority)
         self._ch = self._worker.channel
         self._dry = RingBuffer(2, self.latency_samples + 2 * b + 16)
         self._dry.fill_zeros(self.latency_samples)
@@ -266,6 +271,7 @@ class RealtimeHost:
             "dropped_midi": self.n_dropped_midi,
             "gaps": self.n_gaps,
             "worker": self.worker_mode,
+            "worker_rt_priority": int(self._ch.ctl[RT_PRIORITY]),
             "worker_ms_p50": round(p50, 4),
             "worker_ms_p99": round(p99, 4),
             "worker_ms_max": round(float(mx), 4),

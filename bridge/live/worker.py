@@ -10,16 +10,20 @@ Public API
     score messages ``[offset, length, byte0..]`` and ``notes`` ``[offset, stem, note,
     velocity, on]``: ``SlotRing`` s whose records are tagged with the cycle index;
   - ``timings_ms`` (N_TIMINGS,) worker time per block, ``peaks`` (1 + n_outputs,) meters,
-    ``ctl`` counters (``STOP``, ``READY``, ``N_BLOCKS``, ``N_GAPS``, ``N_NOTE_DROPS``), and an
-    error message (``set_error`` / ``error``).
+    ``ctl`` counters (``STOP``, ``READY``, ``N_BLOCKS``, ``N_GAPS``, ``N_NOTE_DROPS``,
+    ``RT_PRIORITY``: the worker's real-time priority, 0 without), and an error message
+    (``set_error`` / ``error``).
 - ``serve(processor, channel, gains, wait)``: the worker loop, the same in both modes.
-- ``ThreadWorker(processor, channel, gains)`` and ``ProcessWorker(processor, channel_args,
-  gains)``: ``start()`` / ``stop()`` / ``error()`` (main thread) and ``wake()`` (audio
-  callback: never blocks). ``ProcessWorker.channel`` is the shared channel; its child builds
-  its own processor from ``worker_spec(processor)`` (plain data: a model path and the live
-  score settings, or the parts and their channels; nothing unpicklable crosses) with
-  ``build_processor(spec)``, and is woken through a non-blocking pipe (``os.write`` of one
-  byte; a full pipe is ignored).
+- ``ThreadWorker(processor, channel, gains, rt_priority=DEFAULT_RT_PRIORITY)`` and
+  ``ProcessWorker(processor, channel_args, gains, rt_priority=DEFAULT_RT_PRIORITY)``: ``start()`` /
+  ``stop()`` / ``error()`` (main thread) and ``wake()`` (audio callback: never blocks). The worker
+  asks for SCHED_FIFO at ``rt_priority`` (0: never), under JACK's own process threads, so that other
+  programs cannot delay a block (``make_realtime``); where the system refuses it (no CAP_SYS_NICE /
+  rtprio limit, not Linux) it runs as before and ``ctl[RT_PRIORITY]`` stays 0.
+  ``ProcessWorker.channel`` is the shared channel; its child builds its own processor from
+  ``worker_spec(processor)`` (plain data: a model path and the live score settings, or the parts and
+  their channels; nothing unpicklable crosses) with ``build_processor(spec)``, and is woken through
+  a non-blocking pipe (``os.write`` of one byte; a full pipe is ignored).
 - ``WORKER_MODES``: ``("process", "thread")``.
 
 Memory ordering: each ring has one producer and one consumer; the producer copies a record,
@@ -51,7 +55,9 @@ ERROR_BYTES = 512
 WAKE_TIMEOUT_S = 0.05
 STARTUP_TIMEOUT_S = 180.0
 WORKER_MODES = ("process", "thread")
-STOP, READY, N_BLOCKS, N_GAPS, N_NOTE_DROPS, ERROR_LEN, FOLLOW_POS_MS, FOLLOW_CONF = range(8)
+STOP, READY, N_BLOCKS, N_GAPS, N_NOTE_DROPS, ERROR_LEN, FOLLOW_POS_MS, FOLLOW_CONF, RT_PRIORITY = range(9)
+N_CTL = 16
+DEFAULT_RT_PRIORITY = 1  # the worker's SCHED_FIFO priority: under every JACK thread (jackd -R: 10, clients 5)
 FOLLOW_NONE = -(1 << 62)  # FOLLOW_POS_MS before a followed score was heard
 _ALIGN = 64
 
@@ -104,7 +110,7 @@ class Channel:
         def ring(shape: tuple[int, ...], dtype: Any, n: int) -> SlotRing:
             return SlotRing(take((n, *shape), dtype), take((n,), np.int64), take((2,), np.int64))
 
-        self.ctl = take((8,), np.int64)
+        self.ctl = take((N_CTL,), np.int64)
         self.inp = ring((2, block_size), np.float32, n_slots)
         self.out = ring((2 * n_outputs, block_size), np.float32, n_slots)
         self.midi = ring((2 + MIDI_MAX_BYTES,), np.int64, N_MIDI_SLOTS)
@@ -123,7 +129,7 @@ class Channel:
             return size(n, *shape, itemsize=itemsize) + size(n) + size(2)
 
         return (
-            size(8)
+            size(N_CTL)
             + ring(n_slots, 2, block_size, itemsize=4)
             + ring(n_slots, 2 * n_outputs, block_size, itemsize=4)
             + ring(N_MIDI_SLOTS, 2 + MIDI_MAX_BYTES, itemsize=8)
@@ -145,6 +151,18 @@ class Channel:
     def detached(self) -> Channel:
         """A private copy (same contents), so a shared block can be closed."""
         return Channel(*self.args, buf=bytearray(self.buf[: self.size]))
+
+
+def make_realtime(priority: int) -> int:
+    """Calling thread -> SCHED_FIFO at ``priority`` (1-98). Returns the priority it got, 0 where
+    ``priority`` is 0 or the system refuses (no permission, no such policy)."""
+    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
+        return 0
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
+    except (OSError, ValueError):
+        return 0
+    return int(priority)
 
 
 def serve(processor: Any, ch: Channel, gains: Sequence[float] | None, wait: Callable[[float], None]) -> None:
@@ -209,8 +227,11 @@ def serve(processor: Any, ch: Channel, gains: Sequence[float] | None, wait: Call
 class ThreadWorker:
     """The worker as a thread of this process (shares the GIL with the audio callback)."""
 
-    def __init__(self, processor: Any, channel: Channel, gains: Sequence[float] | None) -> None:
+    def __init__(
+        self, processor: Any, channel: Channel, gains: Sequence[float] | None, rt_priority: int = DEFAULT_RT_PRIORITY
+    ) -> None:
         self.processor, self.channel, self.gains = processor, channel, gains
+        self.rt_priority = int(rt_priority)
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -222,6 +243,7 @@ class ThreadWorker:
 
     def _run(self) -> None:
         try:
+            self.channel.ctl[RT_PRIORITY] = make_realtime(self.rt_priority)  # this thread only
             serve(self.processor, self.channel, self.gains, self._wait)
         except Exception as e:  # reported by the main thread as one line
             self.channel.set_error(f"{type(e).__name__}: {e}")
@@ -249,10 +271,17 @@ class ThreadWorker:
 class ProcessWorker:
     """The worker as a child process ("spawn"), fed through a shared-memory ``Channel``."""
 
-    def __init__(self, processor: Any, channel_args: tuple[int, int, int], gains: Sequence[float] | None) -> None:
+    def __init__(
+        self,
+        processor: Any,
+        channel_args: tuple[int, int, int],
+        gains: Sequence[float] | None,
+        rt_priority: int = DEFAULT_RT_PRIORITY,
+    ) -> None:
         from multiprocessing import shared_memory
 
         self.spec = worker_spec(processor)
+        self.rt_priority = int(rt_priority)
         self.gains = None if gains is None else [float(g) for g in gains]
         self._shm: Any = shared_memory.SharedMemory(create=True, size=Channel.nbytes(*channel_args))
         self.channel = Channel(*channel_args, buf=self._shm.buf)
@@ -272,7 +301,7 @@ class ProcessWorker:
         self.channel.ctl[STOP] = 0
         self._proc = ctx.Process(
             target=_child_main,
-            args=(self.spec, self._shm.name, self.channel.args, self.gains, reader),
+            args=(self.spec, self._shm.name, self.channel.args, self.gains, reader, self.rt_priority),
             name="stembridge-worker",
             daemon=True,
         )
@@ -429,7 +458,7 @@ def _model_processor(spec: dict[str, Any]) -> Any:
 
 
 def _child_main(
-    spec: dict[str, Any], shm_name: str, channel_args: tuple[int, int, int], gains: Any, reader: Any
+    spec: dict[str, Any], shm_name: str, channel_args: tuple[int, int, int], gains: Any, reader: Any, rt_priority: int
 ) -> None:
     """Child process. Build and warm the Processor, mark READY, serve until STOP or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -455,6 +484,7 @@ def _child_main(
 
         gc.collect()
         gc.freeze()  # what warm-up allocated is never scanned again: shorter collector pauses
+        ch.ctl[RT_PRIORITY] = make_realtime(rt_priority)  # after the warm-up, which may take long
         ch.ctl[READY] = 1
         serve(proc, ch, gains, wait)
     except BaseException as e:
