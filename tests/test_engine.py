@@ -34,7 +34,9 @@ def _with_silence(head: np.ndarray, n_silent: int, piece: np.ndarray) -> np.ndar
 @pytest.mark.parametrize("rate", [44100, 48000])
 def test_block_size_invariance_across_silence(tiny_model, rate: int) -> None:
     proc = Processor(tiny_model)
-    x = _with_silence(noise(2, 5000, seed=8), 4000, _with_silence(noise(2, 3000, seed=9), 7000, noise(2, 4000, seed=10)))
+    x = _with_silence(
+        noise(2, 5000, seed=8), 4000, _with_silence(noise(2, 3000, seed=9), 7000, noise(2, 4000, seed=10))
+    )
     ref = _run(proc, x, 4096, rate)
     for block in (1, 64, 441, 1000):
         np.testing.assert_allclose(_run(proc, x, block, rate), ref, atol=1e-6, err_msg=f"block {block}")

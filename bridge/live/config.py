@@ -30,7 +30,7 @@ Example::
 
     [realtime]
     queue_blocks = 2          # blocks between the callback and the worker (default: enough for 5 ms, at least 2)
-    worker_priority = 1       # the worker's SCHED_FIFO priority where the system grants it (0: none)
+    worker_priority = 0       # the worker's SCHED_FIFO priority where the system grants it (0: none; try 1)
     send = ["drums", "bass"]  # only these stems go out (JACK: only their ports; --send)
     # monitor = { drums = -6.0, bass = 0.0 }   # or: one stereo pair, their sum (--monitor)
 

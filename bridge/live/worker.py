@@ -57,7 +57,11 @@ STARTUP_TIMEOUT_S = 180.0
 WORKER_MODES = ("process", "thread")
 STOP, READY, N_BLOCKS, N_GAPS, N_NOTE_DROPS, ERROR_LEN, FOLLOW_POS_MS, FOLLOW_CONF, RT_PRIORITY = range(9)
 N_CTL = 16
-DEFAULT_RT_PRIORITY = 1  # the worker's SCHED_FIFO priority: under every JACK thread (jackd -R: 10, clients 5)
+# the worker's SCHED_FIFO priority (0: none). Measured on 2 vCPUs at 44.1 kHz / 64 frames (BENCHMARKS.md,
+# stop 20): at 1 (under every JACK thread: jackd -R runs its own at 10, its clients' at 5) deadline misses
+# fell 14-20x with other work on the machine, but the server's xruns doubled (the worker starves the
+# bridge's ordinary threads, and the callback waits for their GIL), so it is opt-in.
+DEFAULT_RT_PRIORITY = 0
 FOLLOW_NONE = -(1 << 62)  # FOLLOW_POS_MS before a followed score was heard
 _ALIGN = 64
 
