@@ -287,7 +287,7 @@ class Processor:
         separated as that piece alone is offline, whatever ran before and however long the silence
         lasted (and idling costs no inference). -> masks (1, T, S, F), note_frame, note_onset
         (1, T, S, K), activity (1, T, S)."""
-        silent = ~spectra.any(axis=(1, 2))
+        silent: np.ndarray = ~np.asarray(spectra.any(axis=(1, 2)), bool)  # (T,)
         if score is not None:
             silent &= ~score.any(axis=(1, 2))
         before = self._silent_run
@@ -295,7 +295,8 @@ class Processor:
         la = self.meta.lookahead_frames
         if la:  # an output frame also carries the masks of the frame ``la`` before it
             past = np.arange(la, 0, -1) <= before  # the last ``la`` frames before these: silent?
-            silent = np.lib.stride_tricks.sliding_window_view(np.concatenate([past, silent]), la + 1).all(axis=1)
+            windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([past, silent]), la + 1)
+            silent = np.asarray(windows.all(axis=1), bool)
         sc = None if score is None else score[None]
         if not silent.any():
             masks, note_frame, note_onset, activity, self._state = self.model.run(mag, sc, self._state)
