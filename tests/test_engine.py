@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 
 from bridge.engine import Processor
 from bridge.errors import InputError
+from bridge.model import OnnxModel
 from tests.conftest import noise
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOKAHEAD_FRAMES = 2
+
+
+@pytest.fixture(scope="module")
+def lookahead_model(tmp_path_factory) -> OnnxModel:
+    """The test model declaring ``LOOKAHEAD_FRAMES`` of look-ahead: its masks for frame k arrive
+    with frame k + 2 (the network is the same causal one; the engine's delay logic is what runs)."""
+    m = onnx.load(str(ROOT / "models_onnx" / "test-tiny.onnx"))
+    props = {p.key: p.value for p in m.metadata_props}
+    props["lookahead_frames"] = str(LOOKAHEAD_FRAMES)
+    props["latency_samples"] = str(int(props["n_fft"]) - int(props["hop"]) + LOOKAHEAD_FRAMES * int(props["hop"]))
+    del m.metadata_props[:]
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    path = tmp_path_factory.mktemp("lookahead") / "lookahead.onnx"
+    onnx.save(m, str(path))
+    return OnnxModel(str(path))
+
+
+@pytest.fixture(params=["causal", "lookahead"])
+def silence_model(request, tiny_model, lookahead_model) -> OnnxModel:
+    """The test model as shipped and with declared look-ahead (the silence rule's two branches)."""
+    return tiny_model if request.param == "causal" else lookahead_model
 
 
 def _run(proc: Processor, x: np.ndarray, block: int, rate: int) -> np.ndarray:
@@ -32,8 +61,8 @@ def _with_silence(head: np.ndarray, n_silent: int, piece: np.ndarray) -> np.ndar
 
 
 @pytest.mark.parametrize("rate", [44100, 48000])
-def test_block_size_invariance_across_silence(tiny_model, rate: int) -> None:
-    proc = Processor(tiny_model)
+def test_block_size_invariance_across_silence(silence_model, rate: int) -> None:
+    proc = Processor(silence_model)
     x = _with_silence(
         noise(2, 5000, seed=8), 4000, _with_silence(noise(2, 3000, seed=9), 7000, noise(2, 4000, seed=10))
     )
@@ -43,9 +72,9 @@ def test_block_size_invariance_across_silence(tiny_model, rate: int) -> None:
 
 
 @pytest.mark.parametrize("rate", [44100, 48000])
-def test_what_played_before_a_silence_does_not_change_what_follows(tiny_model, rate: int) -> None:
+def test_what_played_before_a_silence_does_not_change_what_follows(silence_model, rate: int) -> None:
     """After digital silence the network starts again from its zero state, as a file does offline."""
-    proc = Processor(tiny_model)
+    proc = Processor(silence_model)
     piece = noise(2, 9000, seed=11)
     a = _run(proc, _with_silence(noise(2, 8000, seed=12), 6000, piece), 256, rate)
     b = _run(proc, _with_silence(np.zeros((2, 8000), np.float32), 6000, piece), 256, rate)
@@ -55,6 +84,19 @@ def test_what_played_before_a_silence_does_not_change_what_follows(tiny_model, r
     np.testing.assert_allclose(a[:, :, start:], b[:, :, start:], atol=1e-6)
     carried = c[predicted, :, start - 5000 :] - a[predicted, :, start:]  # the state carried through the gap
     assert np.abs(carried).max() > 1e-3
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+def test_silence_after_a_piece_does_not_cut_its_end(silence_model, rate: int) -> None:
+    """The frames before a digital silence keep the masks the network gives them (with look-ahead,
+    those of the last frames come from the silent frames after them: the network still runs there)."""
+    proc = Processor(silence_model)
+    piece = noise(2, 9000, seed=14)
+    a = _run(proc, _with_silence(piece, 8000, np.zeros((2, 0), np.float32)), 256, rate)
+    hiss = 1e-7 * noise(2, 8000, seed=15)  # not digital silence: the network runs on it
+    b = _run(proc, np.concatenate([piece, hiss], axis=1), 256, rate)
+    end = 9000 + proc.latency_samples
+    np.testing.assert_allclose(a[:, :, :end], b[:, :, :end], atol=1e-4)
 
 
 @pytest.mark.parametrize("rate", [44100, 48000])
