@@ -72,14 +72,20 @@ DECODING: dict[str, float] = {"onset_threshold": 0.5, "frame_threshold": 0.3, "m
 
 
 class NoteClassNet(nn.Module):
-    """(patch (B, N_BINS, frames), scalars (B, 2)) -> (B, 2 * n_classes + 1): ``sounding`` logits per
-    class, ``onset`` logits per class, then the onset shift in units of ``SHIFT_SCALE_S``. Three 3x3
-    conv + 2x2 max-pool stages, then a dense layer that keeps where in the patch (which partial,
-    which frame) each feature is."""
+    """(patch (B, N_BINS, frames), scalars (B, 2)[, context (B, hidden)]) -> (B, 2 * n_classes + 1):
+    ``sounding`` logits per class, ``onset`` logits per class, then the onset shift in units of
+    ``SHIFT_SCALE_S``. Three 3x3 conv + 2x2 max-pool stages, then a dense layer that keeps where in
+    the patch (which partial, which frame) each feature is: the note's embedding (B, hidden).
 
-    def __init__(self, n_classes: int = len(CLASSES), width: int = 16, hidden: int = 128) -> None:
+    With ``context`` > 0, a second head of that width adds to the logits from the note's embedding
+    beside ``context``, the mean embedding of the notes of the same file (what else plays in the
+    song: a file with a piano and no guitar); its last layer starts at zero, so a network loaded
+    from a context-free checkpoint starts as that checkpoint."""
+
+    def __init__(self, n_classes: int = len(CLASSES), width: int = 16, hidden: int = 128, context: int = 0) -> None:
         super().__init__()
         w = width
+        self.hidden, self.context = hidden, context
         self.c1 = nn.Conv2d(1, w, 3, padding=1)
         self.c2 = nn.Conv2d(w, 2 * w, 3, padding=1)
         self.c3 = nn.Conv2d(2 * w, 4 * w, 3, padding=1)
@@ -87,27 +93,62 @@ class NoteClassNet(nn.Module):
         self.fc = nn.Linear(flat + 2, hidden)
         self.out = nn.Linear(hidden, 2 * n_classes + 1)
         self.drop = nn.Dropout(0.3)
+        if context:
+            self.ctx = nn.Sequential(nn.Linear(2 * hidden, context), nn.ReLU(), nn.Linear(context, 2 * n_classes + 1))
+            nn.init.zeros_(self.ctx[2].weight)
+            nn.init.zeros_(self.ctx[2].bias)
 
-    def forward(self, patch: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+    def embed(self, patch: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        """The notes' embeddings (B, hidden)."""
         x = patch.unsqueeze(1)
         for conv in (self.c1, self.c2, self.c3):
             x = F.max_pool2d(F.relu(conv(x)), 2)
-        return self.out(self.drop(F.relu(self.fc(torch.cat([x.flatten(1), scalars], 1)))))
+        return F.relu(self.fc(torch.cat([x.flatten(1), scalars], 1)))
+
+    def head(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, 2 * n_classes + 1) from embeddings ``h`` and, with a context head, ``context``."""
+        y = self.out(self.drop(h))
+        if self.context:
+            c = h.mean(0, keepdim=True).expand_as(h) if context is None else context
+            y = y + self.ctx(torch.cat([self.drop(h), c], 1))
+        return y
+
+    def forward(self, patch: torch.Tensor, scalars: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(patch, scalars), context)
+
+
+def group_context(h: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Per row of ``h`` (B, d), the mean of the rows of its group (``group`` (B,) int64)."""
+    n_g = int(group.max()) + 1 if len(group) else 0
+    sums = torch.zeros(n_g, h.shape[1], dtype=h.dtype).index_add(0, group, h)
+    counts = torch.zeros(n_g, dtype=h.dtype).index_add(0, group, torch.ones_like(group, dtype=h.dtype))
+    return (sums / counts.clamp(min=1)[:, None])[group]
 
 
 class _Heads(nn.Module):
     """The exported graph: ``NoteClassNet``'s output split into ``sounding`` and ``onset`` logits (B,
-    n_classes) and ``shift_s`` (B,), seconds, within +-``ONSET_WINDOW_S``."""
+    n_classes) and ``shift_s`` (B,), seconds, within +-``ONSET_WINDOW_S``. With a context head, the
+    graph also takes ``context`` (B, hidden) and returns the notes' ``embedding`` (B, hidden), which
+    does not depend on ``context``: a first pass gives the embeddings, whose mean over the file is
+    the second pass's context."""
 
     def __init__(self, net: NoteClassNet) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, patch: torch.Tensor, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        y = self.net(patch, scalars)
+    def split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = len(CLASSES)
         shift = torch.clamp(y[:, 2 * c] * SHIFT_SCALE_S, -ONSET_WINDOW_S, ONSET_WINDOW_S)
         return y[:, :c], y[:, c : 2 * c], shift
+
+    def forward(self, patch: torch.Tensor, scalars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.split(self.net(patch, scalars))
+
+
+class _ContextHeads(_Heads):
+    def forward(self, patch: torch.Tensor, scalars: torch.Tensor, context: torch.Tensor):  # type: ignore[override]
+        h = self.net.embed(patch, scalars)
+        return (*self.split(self.net.head(h, context)), h)
 
 
 # ----------------------------------------------------------------------------- data
@@ -275,15 +316,49 @@ def augment(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Sigmoid outputs (n, 2 * n_classes) and onset shifts (n,) in seconds of every note of ``feats``."""
+    """Sigmoid outputs (n, 2 * n_classes) and onset shifts (n,) in seconds of every note of ``feats``
+    (with a context head: each note's context the mean embedding of its track's notes, ``K``)."""
     net.eval()
     heads = _Heads(net)
     with torch.no_grad():
         p, s = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
-        outs = [heads(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)]
+        if net.context:
+            h = torch.cat([net.embed(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)])
+            ctx = group_context(h, torch.from_numpy(np.unique(feats["K"], return_inverse=True)[1].astype(np.int64)))
+            outs = [heads.split(net.head(h[i : i + 512], ctx[i : i + 512])) for i in range(0, len(p), 512)]
+        else:
+            outs = [heads(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)]
     net.train()
     prob = torch.sigmoid(torch.cat([torch.cat([a, b], 1) for a, b, _ in outs])).numpy()
     return prob, torch.cat([d for _, _, d in outs]).numpy()
+
+
+def track_batches(
+    track: np.ndarray, batch_size: int, chunk: int, gen: torch.Generator
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of batches for a context head: each track's notes (``track`` (n,)) in random order,
+    cut into chunks of up to ``chunk`` notes, chunks shuffled, ``max(1, batch_size // chunk)`` chunks a
+    batch -> [(note indices (B,), chunk of each note within its batch (B,))]. The number of batches
+    does not depend on ``gen`` (the schedule knows it in advance)."""
+    chunks = []
+    for t in np.unique(track).tolist():
+        idx = np.flatnonzero(track == t)
+        idx = idx[torch.randperm(len(idx), generator=gen).numpy()]
+        chunks += [idx[i : i + chunk] for i in range(0, len(idx), chunk)]
+    order = torch.randperm(len(chunks), generator=gen).tolist()
+    per = max(1, batch_size // chunk)
+    out = []
+    for b in range(0, len(order), per):
+        sel = [chunks[i] for i in order[b : b + per]]
+        group = np.concatenate([np.full(len(c), j) for j, c in enumerate(sel)])
+        out.append((torch.from_numpy(np.concatenate(sel)), torch.from_numpy(group.astype(np.int64))))
+    return out
+
+
+def n_track_batches(track: np.ndarray, batch_size: int, chunk: int) -> int:
+    """``len(track_batches(...))`` without drawing them."""
+    n_chunks = sum(-(-int(c) // chunk) for c in np.unique(track, return_counts=True)[1])
+    return -(-n_chunks // max(1, batch_size // chunk))
 
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.05), 2)
@@ -359,9 +434,15 @@ def train(args: argparse.Namespace, log=print) -> Path:
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
     n, bs = len(y), args.batch_size
-    steps_per_epoch = n // bs
+    chunk = args.context_chunk
+    steps_per_epoch = n_track_batches(feats["K"], bs, chunk) if args.context else n // bs
     torch.manual_seed(args.seed)
-    net = NoteClassNet()
+    net = NoteClassNet(context=args.context)
+    if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
+        missing, unexpected = net.load_state_dict(torch.load(args.init, weights_only=True)["model"], strict=False)
+        if unexpected or any(not k.startswith("ctx.") for k in missing):
+            raise SystemExit(f"{args.init}: not a note classifier checkpoint of this shape")
+        log(f"[train] started from {args.init} (new: {', '.join(missing) or 'nothing'})")
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
@@ -381,10 +462,17 @@ def train(args: argparse.Namespace, log=print) -> Path:
     P, S = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
     while epoch < args.epochs:
         t0, total = time.perf_counter(), 0.0
-        perm = torch.randperm(n, generator=gen)
-        for i in range(steps_per_epoch):
-            idx = perm[i * bs : (i + 1) * bs]
-            y_hat = net(augment(P[idx].float(), gen), S[idx])
+        if args.context:
+            batches = track_batches(feats["K"], bs, chunk, gen)
+        else:
+            perm = torch.randperm(n, generator=gen)
+            batches = [(perm[i * bs : (i + 1) * bs], None) for i in range(steps_per_epoch)]
+        for idx, group in batches:
+            if group is None:
+                y_hat = net(augment(P[idx].float(), gen), S[idx])
+            else:
+                h = net.embed(augment(P[idx].float(), gen), S[idx])
+                y_hat = net.head(h, group_context(h, group))
             loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
             shift_loss = F.smooth_l1_loss(y_hat[:, -1], d[idx], reduction="none")
             loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)
@@ -416,6 +504,11 @@ def train(args: argparse.Namespace, log=print) -> Path:
     return ckpt
 
 
+def context_of(state: dict) -> int:
+    """The context head's width a checkpoint was trained with (0: none)."""
+    return int(state.get("args", {}).get("context", 0) or 0)
+
+
 def _decoding(args: argparse.Namespace) -> dict[str, float]:
     return {
         "onset_threshold": float(args.onset_threshold),
@@ -441,20 +534,29 @@ def export_onnx(
     import onnx
     import onnxruntime as ort
 
-    net = NoteClassNet()
-    net.load_state_dict(torch.load(ckpt, weights_only=True)["model"])
+    state = torch.load(ckpt, weights_only=True)
+    net = NoteClassNet(context=context_of(state))
+    net.load_state_dict(state["model"])
     net.eval()
-    heads = _Heads(net).eval()
+    heads = (_ContextHeads(net) if net.context else _Heads(net)).eval()
     p = torch.randn(4, N_BINS, PATCH["frames"]).clamp(-4, 0.5)
     s = torch.randn(4, 2)
+    inputs: tuple[torch.Tensor, ...] = (p, s)
+    in_names, out_names = ["patch", "scalars"], ["sounding", "onset", "shift_s"]
+    if net.context:
+        inputs, in_names, out_names = (
+            (p, s, torch.rand(4, net.hidden)),
+            [*in_names, "context"],
+            [*out_names, "embedding"],
+        )
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(
         heads,
-        (p, s),
+        inputs,
         str(tmp),
-        input_names=["patch", "scalars"],
-        output_names=["sounding", "onset", "shift_s"],
-        dynamic_axes={k: {0: "notes"} for k in ("patch", "scalars", "sounding", "onset", "shift_s")},
+        input_names=in_names,
+        output_names=out_names,
+        dynamic_axes={k: {0: "notes"} for k in in_names + out_names},
         opset_version=17,
         dynamo=False,
     )
@@ -468,14 +570,16 @@ def export_onnx(
         "decoding": dict(decoding),
         **PATCH,
     }
+    if net.context:
+        meta["context"] = {"kind": "file_mean_embedding", "dim": net.hidden}
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(model, str(tmp))
     got = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"]).run(
-        ["sounding", "onset", "shift_s"], {"patch": p.numpy(), "scalars": s.numpy()}
+        out_names, {k: v.numpy() for k, v in zip(in_names, inputs)}
     )
     with torch.no_grad():
-        want = heads(p, s)
+        want = heads(*inputs)
     err = max(float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want))
     if err > 1e-4:
         raise SystemExit(f"ONNX export differs from torch by {err:.2e}")
@@ -520,6 +624,14 @@ def main(argv: list[str] | None = None) -> int:
         default=DECODING["min_note_frames"],
         help="basic-pitch decoding: shortest note in 86 Hz frames (stored)",
     )
+    ap.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="width of a context head that sees the mean embedding of the file's notes (0: none)",
+    )
+    ap.add_argument("--context-chunk", type=int, default=64, help="notes of one track a training context sees")
+    ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (not resumed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -568,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
             decoding = _decoding(args)
             post = args.post_cache or args.out / "posteriorgrams"
             valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
-            net = NoteClassNet()
+            net = NoteClassNet(context=context_of(state))
             net.load_state_dict(state["model"])
             last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid)}}
             log("[retune] " + json.dumps(last))

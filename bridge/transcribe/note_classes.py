@@ -22,7 +22,9 @@ Public API
 - ``note_patches(log_map, notes) -> (patches (n, 180, 40) float32, scalars (n, 2) float32)``.
 - ``NoteClassifier(path, n_threads=1)``: an ONNX classifier with validated metadata (``classes``,
   ``sounding_threshold``, ``onset_thresholds`` (n_classes,), ``decoding``: how basic-pitch's notes
-  were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none);
+  were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none; ``context``,
+  optional: ``{"kind": "file_mean_embedding", "dim": d}`` for a classifier that also takes the mean
+  embedding of the file's notes, input ``context`` (n, d), output ``embedding`` (n, d));
   ``predict(audio, sample_rate, notes) -> (sounding, onset, shift_s)``: probabilities, each
   (n, n_classes), and onset shifts (n,) s.
 - ``merge_repeated_onsets(notes, tolerance_s=0.05) -> notes``: one note where pieces of a pitch start
@@ -145,6 +147,15 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
         v = decoding[key]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
             raise ModelError(f"{path}: decoding {key} must be a number in [{lo}, {hi}], got {v!r}")
+    context = raw.get("context")
+    if context is not None and (
+        not isinstance(context, dict)
+        or context.get("kind") != "file_mean_embedding"
+        or not isinstance(context.get("dim"), int)
+        or isinstance(context.get("dim"), bool)
+        or not 0 < context["dim"] <= 4096
+    ):
+        raise ModelError(f"{path}: context must be {{'kind': 'file_mean_embedding', 'dim': 1..4096}}, got {context!r}")
     return tuple(classes)
 
 
@@ -185,11 +196,14 @@ class NoteClassifier:
         self.sounding_threshold = float(raw["sounding_threshold"])
         self.onset_thresholds = np.asarray(raw["onset_thresholds"], np.float32)
         self.decoding = dict(raw.get("decoding", DEFAULT_DECODING))
+        self.context_dim = int(raw["context"]["dim"]) if raw.get("context") else 0
         ins = {i.name: i.shape for i in self._sess.get_inputs()}
         outs = {o.name: o.shape for o in self._sess.get_outputs()}
-        if set(ins) != {"patch", "scalars"} or not {"sounding", "onset", "shift_s"} <= set(outs):
+        want_in = {"patch", "scalars"} | ({"context"} if self.context_dim else set())
+        want_out = {"sounding", "onset", "shift_s"} | ({"embedding"} if self.context_dim else set())
+        if set(ins) != want_in or not want_out <= set(outs):
             raise ModelError(
-                f"{path}: expected inputs patch, scalars and outputs sounding, onset, shift_s "
+                f"{path}: expected inputs {', '.join(sorted(want_in))} and outputs {', '.join(sorted(want_out))} "
                 f"(got {sorted(ins)} -> {sorted(outs)})"
             )
         for name in ("sounding", "onset"):
@@ -200,17 +214,25 @@ class NoteClassifier:
         self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sounding, onset, shift_s)`` of ``notes`` (n, 4) in mono ``audio``: probabilities, each
-        (n, n_classes), and the onset shifts (n,) in seconds."""
+        (n, n_classes), and the onset shifts (n,) in seconds. A classifier with a context runs twice:
+        the notes' embeddings first, then every note with their mean (all the notes given: one file)."""
         notes = np.asarray(notes, np.float64).reshape(-1, 4)
         if not len(notes):
             empty = np.zeros((0, len(self.classes)), np.float32)
             return empty, empty.copy(), np.zeros(0, np.float32)
         patches, scalars = note_patches(log_map_db(audio, sample_rate), notes)
         names = ["sounding", "onset", "shift_s"]
-        runs = [
-            self._sess.run(names, {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]})
-            for i in range(0, len(notes), batch)
+        feeds = [
+            {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]} for i in range(0, len(notes), batch)
         ]
+        if self.context_dim:
+            for f in feeds:
+                f["context"] = np.zeros((len(f["patch"]), self.context_dim), np.float32)
+            emb = np.concatenate([self._sess.run(["embedding"], f)[0] for f in feeds])
+            mean = emb.mean(axis=0, keepdims=True).astype(np.float32)
+            for f in feeds:
+                f["context"] = np.repeat(mean, len(f["patch"]), axis=0)
+        runs = [self._sess.run(names, f) for f in feeds]
         sounding, onset, shift = (np.concatenate([r[k] for r in runs]) for k in (0, 1, 2))
         shift = np.clip(np.nan_to_num(shift.reshape(-1), nan=0.0), -MAX_SHIFT_S, MAX_SHIFT_S)
         return _sigmoid(sounding), _sigmoid(onset), shift.astype(np.float32)

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 import yaml
 
-from bridge.transcribe.note_classes import NoteClassifier
-from export.note_classes import main, note_labels, track_notes
+from bridge.transcribe.note_classes import PATCH, NoteClassifier, log_map_db, note_patches
+from export.note_classes import N_BINS, NoteClassNet, main, note_labels, track_notes
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
 
 pytestmark = pytest.mark.skipif(
@@ -97,6 +98,36 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     )
     assert "[retune]" in (out / "train.log").read_text()
     assert NoteClassifier(retuned).decoding["min_note_frames"] == 5
+
+    # a context head (the mean embedding of the file's notes), started from that checkpoint
+    base = NoteClassNet()
+    base.load_state_dict(torch.load(out / "last.pt", weights_only=True)["model"])
+    fresh = NoteClassNet(context=16)
+    fresh.load_state_dict(base.state_dict(), strict=False)
+    p, sc = torch.randn(6, N_BINS, PATCH["frames"]).clamp(-4, 0.5), torch.randn(6, 2)
+    base.eval(), fresh.eval()
+    with torch.no_grad():  # its last layer starts at zero: the context-free classifier's outputs
+        torch.testing.assert_close(fresh(p, sc), base(p, sc))
+    ctx_out, ctx_onnx = tmp_path / "run_ctx", tmp_path / "nc_ctx.onnx"
+    ctx_args = ["--corpus", str(corpus), "--out", str(ctx_out), "--epochs", "1", "--batch-size", "8"]
+    ctx_args += ["--context", "16", "--context-chunk", "4", "--init", str(out / "last.pt"), "--lr", "0.05"]
+    assert main([*ctx_args, "--export", str(ctx_onnx)]) == 0
+    assert f"started from {out / 'last.pt'}" in (ctx_out / "train.log").read_text()
+    clf = NoteClassifier(ctx_onnx)
+    assert clf.context_dim == 128
+    all_notes = clf.predict(mix, sr, notes[:, :4], batch=5)
+    # the same as the torch network whose context is the mean embedding of every note given
+    net = NoteClassNet(context=16)
+    net.load_state_dict(torch.load(ctx_out / "last.pt", weights_only=True)["model"])
+    net.eval()
+    patches, scalars = note_patches(log_map_db(mix, sr), notes[:, :4])
+    with torch.no_grad():
+        y = net(torch.from_numpy(patches), torch.from_numpy(scalars))
+    np.testing.assert_allclose(all_notes[0], torch.sigmoid(y[:, :5]).numpy(), atol=1e-4)
+    # and what else the file plays changes a note's outputs
+    bass_only = clf.predict(mix, sr, notes[notes[:, 4] == 0][:, :4])
+    first_bass = int(np.flatnonzero(notes[:, 4] == 0)[0])
+    assert np.abs(bass_only[0][0] - all_notes[0][first_bass]).max() > 1e-4
 
 
 def test_labels_of_transcribed_notes() -> None:
