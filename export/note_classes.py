@@ -703,6 +703,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"stembridge train-notes --corpus {trained['corpus']} --out {trained['out']} "
                     f"--epochs {trained['epochs']} --seed {trained['seed']}"
                     + (f" --valid {trained['valid']}" if trained.get("valid") not in (None, "None") else "")
+                    + (
+                        f" --init {trained['init']} --lr {trained['lr']}"
+                        if trained.get("init") not in (None, "None")
+                        else ""
+                    )
+                    + (f" --context {trained['context']}" if trained.get("context") not in (None, "None", "0") else "")
                 ),
                 "corpus": trained["corpus"],
                 "epochs": int(trained["epochs"]),

@@ -46,7 +46,7 @@ from bridge.logfreq import log_filterbank
 NOTE_CLASSES_FILE = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-classes.onnx"
 META_KEY = "stembridge_note_classes"
 KNOWN_CLASSES = ("bass", "piano", "guitar", "strings", "other")
-VERSION = "2.3.0"
+VERSION = "2.4.0"
 # basic-pitch's decoding of the notes a classifier was trained on (``basic_pitch.decode_notes``): a
 # classifier declares it in its metadata (``decoding``; absent: basic-pitch's defaults, as 2.0.0 was
 # trained) and the transcriber decodes the same way
