@@ -322,12 +322,13 @@ def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray
     heads = _Heads(net)
     with torch.no_grad():
         p, s = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
-        if net.context:
-            h = torch.cat([net.embed(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)])
-            ctx = group_context(h, torch.from_numpy(np.unique(feats["K"], return_inverse=True)[1].astype(np.int64)))
-            outs = [heads.split(net.head(h[i : i + 512], ctx[i : i + 512])) for i in range(0, len(p), 512)]
-        else:
-            outs = [heads(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)]
+        h = torch.cat([net.embed(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)])
+        track = torch.from_numpy(np.unique(feats["K"], return_inverse=True)[1].astype(np.int64))
+        ctx = group_context(h, track) if net.context else None
+        outs = [
+            heads.split(net.head(h[i : i + 512], None if ctx is None else ctx[i : i + 512]))
+            for i in range(0, len(p), 512)
+        ]
     net.train()
     prob = torch.sigmoid(torch.cat([torch.cat([a, b], 1) for a, b, _ in outs])).numpy()
     return prob, torch.cat([d for _, _, d in outs]).numpy()
@@ -468,11 +469,8 @@ def train(args: argparse.Namespace, log=print) -> Path:
             perm = torch.randperm(n, generator=gen)
             batches = [(perm[i * bs : (i + 1) * bs], None) for i in range(steps_per_epoch)]
         for idx, group in batches:
-            if group is None:
-                y_hat = net(augment(P[idx].float(), gen), S[idx])
-            else:
-                h = net.embed(augment(P[idx].float(), gen), S[idx])
-                y_hat = net.head(h, group_context(h, group))
+            h = net.embed(augment(P[idx].float(), gen), S[idx])
+            y_hat = net.head(h, None if group is None else group_context(h, group))
             loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
             shift_loss = F.smooth_l1_loss(y_hat[:, -1], d[idx], reduction="none")
             loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from bridge.model import OnnxModel
@@ -21,6 +24,20 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 @pytest.fixture(scope="session")
 def tiny_model() -> OnnxModel:
     return OnnxModel(TEST_MODEL)
+
+
+def model_variant(directory: Path, name: str, edit: Callable[[dict[str, str]], object]) -> Path:
+    """The test model with its metadata properties changed by ``edit`` (a dict, changed in place),
+    written to ``directory / name``."""
+    m = onnx.load(str(Path(__file__).resolve().parent.parent / "models_onnx" / f"{TEST_MODEL}.onnx"))
+    props = {p.key: p.value for p in m.metadata_props}
+    edit(props)
+    del m.metadata_props[:]
+    for k, v in props.items():
+        m.metadata_props.add(key=k, value=v)
+    path = directory / name
+    onnx.save(m, str(path))
+    return path
 
 
 def noise(n_channels: int, n_samples: int, seed: int = 0, level: float = 0.3) -> np.ndarray:

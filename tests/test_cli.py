@@ -9,11 +9,10 @@ from pathlib import Path
 
 import mido
 import numpy as np
-import onnx
 import pytest
 import soundfile as sf
 
-from tests.conftest import noise
+from tests.conftest import model_variant, noise
 
 ROOT = Path(__file__).resolve().parent.parent
 STEMS = ("drums", "bass", "piano", "guitar", "strings", "other")
@@ -168,24 +167,12 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
         assert_one_line_error(stembridge(*args), code, *names)
 
 
-def _model_variant(tmp_path: Path, name: str, edit) -> Path:
-    m = onnx.load(str(ROOT / "models_onnx" / "test-tiny.onnx"))
-    props = {p.key: p.value for p in m.metadata_props}
-    edit(props)
-    del m.metadata_props[:]
-    for k, v in props.items():
-        m.metadata_props.add(key=k, value=v)
-    path = tmp_path / name
-    onnx.save(m, str(path))
-    return path
-
-
 def test_models_with_bad_metadata_are_refused(tmp_path: Path) -> None:
     good = tmp_path / "good.wav"
     sf.write(good, noise(1, 5000).T * 0.3, 44100)
-    no_stems = _model_variant(tmp_path, "nostems.onnx", lambda p: p.pop("stems"))
-    newer = _model_variant(tmp_path, "newer.onnx", lambda p: p.update(schema_version="99"))
-    bad_lat = _model_variant(tmp_path, "lat.onnx", lambda p: p.update(latency_samples="7"))
+    no_stems = model_variant(tmp_path, "nostems.onnx", lambda p: p.pop("stems"))
+    newer = model_variant(tmp_path, "newer.onnx", lambda p: p.update(schema_version="99"))
+    bad_lat = model_variant(tmp_path, "lat.onnx", lambda p: p.update(latency_samples="7"))
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes((ROOT / "models_onnx" / "test-tiny.onnx").read_bytes()[:5000])
     for path, words in ((no_stems, "stems"), (newer, "newer"), (bad_lat, "latency_samples"), (corrupt, "cannot load")):

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnx
 import pytest
 
 from bridge.engine import Processor
 from bridge.errors import InputError
 from bridge.model import OnnxModel
-from tests.conftest import noise
+from tests.conftest import model_variant, noise
 
-ROOT = Path(__file__).resolve().parent.parent
 LOOKAHEAD_FRAMES = 2
 
 
@@ -21,16 +17,13 @@ LOOKAHEAD_FRAMES = 2
 def lookahead_model(tmp_path_factory) -> OnnxModel:
     """The test model declaring ``LOOKAHEAD_FRAMES`` of look-ahead: its masks for frame k arrive
     with frame k + 2 (the network is the same causal one; the engine's delay logic is what runs)."""
-    m = onnx.load(str(ROOT / "models_onnx" / "test-tiny.onnx"))
-    props = {p.key: p.value for p in m.metadata_props}
-    props["lookahead_frames"] = str(LOOKAHEAD_FRAMES)
-    props["latency_samples"] = str(int(props["n_fft"]) - int(props["hop"]) + LOOKAHEAD_FRAMES * int(props["hop"]))
-    del m.metadata_props[:]
-    for k, v in props.items():
-        m.metadata_props.add(key=k, value=v)
-    path = tmp_path_factory.mktemp("lookahead") / "lookahead.onnx"
-    onnx.save(m, str(path))
-    return OnnxModel(str(path))
+
+    def declare(props: dict[str, str]) -> None:
+        hop = int(props["hop"])
+        props["lookahead_frames"] = str(LOOKAHEAD_FRAMES)
+        props["latency_samples"] = str(int(props["n_fft"]) - hop + LOOKAHEAD_FRAMES * hop)
+
+    return OnnxModel(str(model_variant(tmp_path_factory.mktemp("lookahead"), "lookahead.onnx", declare)))
 
 
 @pytest.fixture(params=["causal", "lookahead"])

@@ -196,6 +196,10 @@ def test_note_classifier_metadata_is_checked(tmp_path: Path) -> None:
     bad = {"onset_threshold": 0.5, "frame_threshold": 1.3, "min_note_frames": 3}
     with pytest.raises(ModelError, match="frame_threshold"):
         NoteClassifier(with_meta({"decoding": bad}, "frame.onnx"))
+    with pytest.raises(ModelError, match="context must be"):
+        NoteClassifier(with_meta({"context": {"kind": "file_mean_embedding", "dim": 0}}, "context.onnx"))
+    with pytest.raises(ModelError, match="expected inputs context, patch, scalars"):  # declared, not in the graph
+        NoteClassifier(with_meta({"context": {"kind": "file_mean_embedding", "dim": 128}}, "nocontext.onnx"))
     # a classifier without the key decodes as basic-pitch does (2.0.0 was trained so)
     legacy = {k: v for k, v in meta.items() if k != "decoding"}
     m = onnx.load(str(NOTE_CLASSES_FILE))
