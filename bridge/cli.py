@@ -75,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="first align --score to each input (a score not played to a click), write OUT/<track>/aligned.mid "
         "and separate with it; blind class stems when the score does not match",
     )
-    p.add_argument("--block-size", type=int, default=4096, help="samples per processing block (default 4096)")
+    p.add_argument(
+        "--block-size",
+        type=int,
+        default=None,
+        help="samples per processing block (default 65536; the stems do not depend on it)",
+    )
     p.add_argument(
         "--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)"
     )
@@ -247,9 +252,12 @@ def _network(args: argparse.Namespace) -> Any:
 
 
 def cmd_separate(args: argparse.Namespace) -> int:
+    from bridge.backends import OFFLINE_BLOCK_SIZE
     from bridge.backends.offline import SeparateResult, separate_file, separate_parts_file
     from bridge.errors import InputError
 
+    if args.block_size is None:
+        args.block_size = OFFLINE_BLOCK_SIZE
     if args.block_size < 1 or args.block_size > 1 << 20:
         raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
     if args.score is not None and not args.score.is_file():

@@ -259,7 +259,8 @@ class Processor:
         mag = np.abs(spectra.mean(axis=1))[None]  # (1, T, F) channel-mean magnitude
         score = self._score_rows(first_frame, n_frames)
         masks, note_frame, note_onset, activity = self._run_model(spectra, mag, score)
-        masks = np.fmin(np.fmax(masks[0], 0.0), 1.0)  # (T, S, F) in [0, 1], NaN -> 0 (fmax ignores NaN)
+        masks = masks[0]  # (T, S, F), clipped in place to [0, 1] with NaN -> 0 (fmax ignores NaN)
+        np.fmin(np.fmax(masks, 0.0, out=masks), 1.0, out=masks)
         self.activity = np.nan_to_num(activity[0, -1]).astype(np.float32)
         for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
             self._schedule(ev)

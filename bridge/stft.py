@@ -99,12 +99,13 @@ class StreamingSynthesis:
             return np.zeros((self.n_sources, self.n_channels, 0), np.float32)
         frames = scipy.fft.irfft(spectra, n=n_fft, axis=-1).astype(np.float32, copy=False)  # (T, S, C, n_fft)
         frames *= self.window
-        frames = frames.transpose(1, 2, 0, 3)  # (S, C, T, n_fft)
-        out = np.zeros((self.n_sources, self.n_channels, n_frames * hop + n_fft - hop), np.float32)
-        out[:, :, : n_fft - hop] = self._acc
-        for r in range(n_fft // hop):
-            seg = frames[:, :, :, r * hop : (r + 1) * hop].reshape(self.n_sources, self.n_channels, n_frames * hop)
-            out[:, :, r * hop : r * hop + n_frames * hop] += seg
+        n_seg = n_fft // hop  # frame t's segment r lands on output hop t + r
+        seg = frames.reshape(n_frames, self.n_sources, self.n_channels, n_seg, hop).transpose(1, 2, 0, 3, 4)
+        out = np.zeros((self.n_sources, self.n_channels, n_frames + n_seg - 1, hop), np.float32)
+        out[:, :, : n_seg - 1] = self._acc.reshape(self.n_sources, self.n_channels, n_seg - 1, hop)
+        for r in range(n_seg):
+            out[:, :, r : r + n_frames] += seg[:, :, :, r]  # strided views: no copies
+        out = out.reshape(self.n_sources, self.n_channels, -1)
         done = n_frames * hop
         self._acc = out[:, :, done:].copy()
         ready = out[:, :, :done]

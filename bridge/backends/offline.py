@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.audio_io import StemWriters, open_audio
+from bridge.backends import OFFLINE_BLOCK_SIZE
 from bridge.engine import Processor, restamp
 from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
@@ -63,7 +64,7 @@ def separate_file(
     processor: Processor,
     in_path: Path,
     out_dir: Path,
-    block_size: int = 4096,
+    block_size: int = OFFLINE_BLOCK_SIZE,
     fmt: str = "wav",
     score_path: Path | None = None,
     progress: Callable[[int, int, int], None] | None = None,
@@ -124,7 +125,7 @@ def separate_parts_file(
     parts: Sequence[ScorePart],
     in_path: Path,
     out_dir: Path,
-    block_size: int = 4096,
+    block_size: int = OFFLINE_BLOCK_SIZE,
     fmt: str = "wav",
     progress: Callable[[int, int, int], None] | None = None,
     settings: PartsSettings | None = None,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from bridge.backends import OFFLINE_BLOCK_SIZE
 from bridge.batch.plan import MANIFEST, Manifest, collect_inputs, is_done, model_identity, sha256_file
 from bridge.batch.worker import BatchWorker, new_record, partial_dir
 from bridge.errors import DeviceError, InputError, StembridgeError
@@ -103,7 +104,7 @@ def run_batch(
     address: str | None = None,
     provider: str = "cpu",
     fmt: str = "wav",
-    block_size: int = 4096,
+    block_size: int = OFFLINE_BLOCK_SIZE,
     quiet: bool = False,
     stream: IO[str] | None = None,
 ) -> Summary:

@@ -28,7 +28,11 @@ Public API
   - ``reset()`` (the inference thread, between streams), ``release()`` (main thread),
     ``end_notes()`` (always empty: the parts write no note events).
 
-Output is independent of the block sizes used (templates adapt on a fixed frame schedule).
+Output is independent of the block sizes used (templates adapt on a fixed frame schedule), to
+float rounding: how many frames one call batches changes the order of the sums, and where an
+unscored candidate's admission test sits on its threshold that can flip (measured: 1e-4 to 1e-3
+apart on 20 s of a band arrangement between 4096- and 65536-sample blocks; 2e-7 without the
+unscored candidates).
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.models.harmonic import SparseMatMul
+
 
 @dataclass
 class CerberusConfig:
@@ -139,7 +141,8 @@ class MaskHead(nn.Module):
 
     ``forward``: (B,T,D) -> band probabilities (B,T,n_stems+1,n_bands), summing to 1 over slots.
     ``to_bins``: (B,T,S,n_bands) -> (B,T,S,n_bins) by linear interpolation (the lowest bins map
-    one to one; the rest is one small MatMul, much faster in onnxruntime than Gather).
+    one to one; the rest is a banded MatMul done in column chunks, ``SparseMatMul``: exact, and
+    faster in onnxruntime than one dense MatMul or a Gather).
     """
 
     def __init__(self, d_in: int, n_stems: int, n_bins: int, n_bands: int, n_linear_bins: int):
@@ -156,7 +159,7 @@ class MaskHead(nn.Module):
             n_id += 1
         n_id = n_id if np.all(interp[n_id:, :n_id] == 0) else 0
         self.n_identity = n_id
-        self.register_buffer("interp", torch.from_numpy(interp[:, n_id:].copy()), persistent=False)
+        self.interp = SparseMatMul(interp[:, n_id:])
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         logits = self.linear(z).reshape(z.shape[0], z.shape[1], self.n_slots, self.n_bands)
@@ -164,8 +167,8 @@ class MaskHead(nn.Module):
 
     def to_bins(self, p: torch.Tensor) -> torch.Tensor:
         if self.n_identity:
-            return torch.cat([p[..., : self.n_identity], torch.matmul(p, self.interp)], dim=-1)
-        return torch.matmul(p, self.interp)
+            return torch.cat([p[..., : self.n_identity], self.interp(p)], dim=-1)
+        return self.interp(p)
 
 
 class Cerberus(nn.Module):
