@@ -13,6 +13,7 @@ instant. Errors a user can cause print one line, ``stembridge: error: ...``, and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("cpu", "cuda"),
         default="cpu",
         help="onnxruntime provider of the separation network (cuda: needs the gpu extra; default cpu)",
+    )
+    p.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        help="files separated at once, each in its own process (one core each with --threads 1; default 1)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -251,25 +259,12 @@ def _network(args: argparse.Namespace) -> Any:
     return Processor(OnnxModel(args.model, n_threads=args.threads, providers=providers))
 
 
-def cmd_separate(args: argparse.Namespace) -> int:
-    from bridge.backends import OFFLINE_BLOCK_SIZE
+def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
+    """What ``separate`` does to one input (``Path -> SeparateResult``), with its network and
+    transcriber built once."""
     from bridge.backends.offline import SeparateResult, separate_file, separate_parts_file
     from bridge.errors import InputError
 
-    if args.block_size is None:
-        args.block_size = OFFLINE_BLOCK_SIZE
-    if args.block_size < 1 or args.block_size > 1 << 20:
-        raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
-    if args.score is not None and not args.score.is_file():
-        raise InputError(f"{args.score}: no such score file")
-    names = [p.stem for p in args.inputs]
-    if len(set(names)) != len(names):
-        raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
-    if getattr(args, "align", False):
-        from bridge.align.command import separate_aligned
-
-        return separate_aligned(args, cmd_separate)
-    run: Callable[[Path], SeparateResult]
     if args.parts:
         from bridge.parts.score_parts import read_parts
 
@@ -314,6 +309,33 @@ def cmd_separate(args: argparse.Namespace) -> int:
                 transcriber=transcriber,
             )
 
+    return run
+
+
+def cmd_separate(args: argparse.Namespace) -> int:
+    from bridge.backends import OFFLINE_BLOCK_SIZE
+    from bridge.errors import InputError
+
+    if args.jobs < 1:
+        raise InputError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs > 1 and getattr(args, "align", False):
+        raise InputError("--jobs does not combine with --align yet: align and separate one file at a time")
+    if args.block_size is None:
+        args.block_size = OFFLINE_BLOCK_SIZE
+    if args.block_size < 1 or args.block_size > 1 << 20:
+        raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
+    if args.score is not None and not args.score.is_file():
+        raise InputError(f"{args.score}: no such score file")
+    names = [p.stem for p in args.inputs]
+    if len(set(names)) != len(names):
+        raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
+    if getattr(args, "align", False):
+        from bridge.align.command import separate_aligned
+
+        return separate_aligned(args, cmd_separate)
+    if args.jobs > 1 and len(args.inputs) > 1:
+        return _separate_parallel(args)
+    run = _separate_runner(args)
     failed = 0
     for path in args.inputs:
         try:
@@ -322,19 +344,81 @@ def cmd_separate(args: argparse.Namespace) -> int:
             print(f"stembridge: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        dur_s = res.n_samples / res.sample_rate
-        terms = ", ".join(f"{k} {v}" for k, v in res.latency_terms.items())
-        print(f"{path}: {dur_s:.2f} s, {res.sample_rate} Hz, {res.n_channels} ch -> {args.out / path.stem}/")
-        for p in res.stem_paths:
-            print(f"  {p}")
-        print(f"  {res.notes_path} ({res.n_notes} notes)")
-        print(
-            f"  latency {res.latency_samples} samples = {1000 * res.latency_samples / res.sample_rate:.2f} ms "
-            f"({terms}); compensated in the files"
-        )
-        print(f"  {dur_s / max(res.wall_s, 1e-9):.1f}x real time")
-        if res.n_bad_samples:
-            print(f"  warning: {res.n_bad_samples} NaN/Inf input samples were replaced by silence", file=sys.stderr)
+        _report_separated(args, path, res)
+    return 2 if failed else 0
+
+
+def _report_separated(args: argparse.Namespace, path: Path, res: Any) -> None:
+    """What ``separate`` prints for one separated input (a ``SeparateResult``)."""
+    dur_s = res.n_samples / res.sample_rate
+    terms = ", ".join(f"{k} {v}" for k, v in res.latency_terms.items())
+    print(f"{path}: {dur_s:.2f} s, {res.sample_rate} Hz, {res.n_channels} ch -> {args.out / path.stem}/")
+    for p in res.stem_paths:
+        print(f"  {p}")
+    print(f"  {res.notes_path} ({res.n_notes} notes)")
+    print(
+        f"  latency {res.latency_samples} samples = {1000 * res.latency_samples / res.sample_rate:.2f} ms "
+        f"({terms}); compensated in the files"
+    )
+    print(f"  {dur_s / max(res.wall_s, 1e-9):.1f}x real time")
+    if res.n_bad_samples:
+        print(f"  warning: {res.n_bad_samples} NaN/Inf input samples were replaced by silence", file=sys.stderr)
+
+
+_WORKER_RUN: Callable[[Path], Any] | None = None
+
+
+def _worker_init() -> None:
+    """A ``--jobs`` worker process: one BLAS / OpenMP thread (numpy is not imported yet: N
+    processes of several spinning threads each ran 5x slower on 2 cores), and SIGTERM ends a file
+    as Ctrl-C does (its files closed, valid)."""
+    import os
+
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+
+
+def _separate_one(args: argparse.Namespace, path: Path) -> Any:
+    """In a ``--jobs`` worker: separate ``path`` (the network is built on the worker's first file)."""
+    global _WORKER_RUN
+    if _WORKER_RUN is None:
+        _WORKER_RUN = _separate_runner(args)
+    return _WORKER_RUN(path)
+
+
+def _separate_parallel(args: argparse.Namespace) -> int:
+    """``separate --jobs N``: up to N inputs at once, each in its own process (spawned: a fresh
+    onnxruntime per process, ``--threads`` each); results print as files finish."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from bridge.errors import InputError
+
+    one = argparse.Namespace(**{**vars(args), "quiet": True})  # no progress bars from N processes
+    n_workers = min(args.jobs, len(args.inputs))
+    if not args.quiet:
+        print(f"separating {len(args.inputs)} files, {n_workers} at a time", file=sys.stderr)
+    ctx = multiprocessing.get_context("spawn")
+    failed = 0
+    pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init)
+    try:
+        futures = {pool.submit(_separate_one, one, path): path for path in args.inputs}
+        for fut in as_completed(futures):
+            try:
+                res = fut.result()
+            except InputError as e:
+                print(f"stembridge: error: {e}", file=sys.stderr)
+                failed += 1
+                continue
+            _report_separated(args, futures[fut], res)
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # let each close its files
+            with contextlib.suppress(OSError):
+                proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return 2 if failed else 0
 
 

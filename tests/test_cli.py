@@ -93,6 +93,31 @@ def test_separate_is_block_size_invariant(tmp_path: Path) -> None:
     np.testing.assert_allclose(outs[0], outs[1], atol=1e-6)
 
 
+def test_separate_jobs_writes_what_one_process_writes(tmp_path: Path) -> None:
+    """``--jobs 2``: every file separated in its own process, the stems equal to a serial run's; a
+    bad file among them is one error line, the others are written, exit 2."""
+    for i in range(3):
+        sf.write(tmp_path / f"f{i}.wav", noise(2, 30000, seed=20 + i).T * 0.5, 44100, subtype="FLOAT")
+    (tmp_path / "bad.wav").write_text("not audio")
+    files = [tmp_path / "f0.wav", tmp_path / "bad.wav", tmp_path / "f1.wav", tmp_path / "f2.wav"]
+    serial = stembridge("separate", *files, "-o", tmp_path / "s", "-m", "test-tiny", "-q")
+    parallel = stembridge("separate", *files, "-o", tmp_path / "p", "-m", "test-tiny", "--jobs", "2")
+    for res in (serial, parallel):
+        assert res.returncode == 2, res.stderr
+        errors = [line for line in res.stderr.splitlines() if line.startswith("stembridge: error: ")]
+        assert len(errors) == 1 and "bad.wav" in errors[0] and "Traceback" not in res.stderr, res.stderr
+    assert "separating 4 files, 2 at a time" in parallel.stderr
+    for i in range(3):
+        assert f"f{i}.wav: " in parallel.stdout
+        for stem in STEMS:
+            a = sf.read(tmp_path / "s" / f"f{i}" / f"{stem}.wav", dtype="float32")[0]
+            b = sf.read(tmp_path / "p" / f"f{i}" / f"{stem}.wav", dtype="float32")[0]
+            np.testing.assert_array_equal(a, b)
+    assert not (tmp_path / "p" / "bad").exists()
+    res = stembridge("separate", *files, "-o", tmp_path / "x", "--jobs", "0")
+    assert_one_line_error(res, 2, "--jobs")
+
+
 def test_separate_with_score_and_flac(tmp_path: Path) -> None:
     src = tmp_path / "a.wav"
     sf.write(src, noise(2, 44100, seed=13).T * 0.5, 44100)
