@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 from bench.metrics import ideal_ratio_mask, is_silent, sdr, si_sdr  # noqa: E402
 from bench.parts_sets import PERTURBATIONS, band_cases, chamber_cases, ensemble_cases, perturb  # noqa: E402
+from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 
 SETS = ("band", "ensembles", "chamber")
 TARGETS_DB = {"band": 10.0, "ensembles": 7.0, "chamber": 9.0}
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--kit-from", choices=("network", "score"), default="network", help="a kit part's source (separate --kit-from)"
     )
-    p.add_argument("--block-size", type=int, default=4096)
+    p.add_argument("--block-size", type=int, default=OFFLINE_BLOCK_SIZE, help="samples per block (as separate)")
     p.add_argument("--pin", action="store_true", help="pin to one CPU core (speed figures on one core)")
     p.add_argument("--cache", type=Path, default=Path("out/bench_cache/parts"), help="rendered cases (re-used)")
     p.add_argument("--json", type=Path, default=None, help="write per-part results and the summary here")

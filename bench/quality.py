@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from bench.metrics import ideal_ratio_mask, is_silent, onset_f1, sdr, si_sdr  # noqa: E402
+from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 
 HELDOUT_SEED = 9001  # never used for a training corpus
 ROWS = ("model blind", "network blind", "model + score", "network + score", "IRM ceiling", "basic-pitch")
@@ -533,7 +534,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=HELDOUT_SEED, help=f"corpus seed (default {HELDOUT_SEED})")
     ap.add_argument("--cache", type=Path, default=Path("out/heldout"), help="render cache (default out/heldout)")
     ap.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
-    ap.add_argument("--block-size", type=int, default=4096, help="samples per block (default 4096)")
+    ap.add_argument(
+        "--block-size",
+        type=int,
+        default=OFFLINE_BLOCK_SIZE,
+        help=f"samples per block (default {OFFLINE_BLOCK_SIZE}, as separate)",
+    )
     ap.add_argument("--no-basic-pitch", action="store_true", help="skip the basic-pitch row")
     ap.add_argument(
         "--blind",
