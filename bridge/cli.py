@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--block-size",
         type=int,
         default=None,
-        help="samples per processing block (default 65536; the stems do not depend on it)",
+        help="samples per processing block (default 65536; the output does not depend on it beyond float rounding)",
     )
     p.add_argument(
         "--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav, 32-bit float)"
