@@ -323,8 +323,10 @@ def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray
     with torch.no_grad():
         p, s = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
         h = torch.cat([net.embed(p[i : i + 512].float(), s[i : i + 512]) for i in range(0, len(p), 512)])
-        track = torch.from_numpy(np.unique(feats["K"], return_inverse=True)[1].astype(np.int64))
-        ctx = group_context(h, track) if net.context else None
+        ctx = None
+        if net.context:  # every note's file: the mean embedding of that file's notes
+            track = torch.from_numpy(np.unique(feats["K"], return_inverse=True)[1].astype(np.int64))
+            ctx = group_context(h, track)
         outs = [
             heads.split(net.head(h[i : i + 512], None if ctx is None else ctx[i : i + 512]))
             for i in range(0, len(p), 512)
