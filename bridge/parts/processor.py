@@ -30,9 +30,10 @@ Public API
 
 Output is independent of the block sizes used (templates adapt on a fixed frame schedule), to
 float rounding: how many frames one call batches changes the order of the sums, and where an
-unscored candidate's admission test sits on its threshold that can flip (measured: 1e-4 to 1e-3
-apart on 20 s of a band arrangement between 4096- and 65536-sample blocks; 2e-7 without the
-unscored candidates).
+unscored candidate's admission test sits on its threshold that can flip, and the templates'
+adaptation carries it on (measured between 4096- and 65536-sample blocks on 20 s band
+arrangements: samples up to 1.3e-3 apart without a kit, 3e-2 with the network's kit, 2e-7
+without the unscored candidates; single parts' SI-SDRi 0.09 dB apart on average).
 """
 
 from __future__ import annotations
