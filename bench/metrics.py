@@ -4,6 +4,8 @@
 - ``si_sdr(est, ref)``: D Eq. 1.4, scale-invariant SDR.
 - ``si_sdri(est, mix, ref)``: D Eq. 1.5, ``si_sdr(est, ref) - si_sdr(mix, ref)``.
 - ``is_silent(ref, mix)``: a true stem too quiet to score (below ``SILENT_DB`` re the mix).
+- ``is_whole_mix(ref, mix)``: a true stem that is the mixture (the rest below ``SILENT_DB``): its
+  SI-SDRi is undefined (SI-SDR(mix) is ~ +110 dB), so it is not scored either.
 - ``ideal_ratio_mask(mix, sources, n_fft, hop)``: the IRM estimates ``|S_i| / sum_j |S_j|``
   applied to the mixture STFT (mixture phase), with the project's streaming STFT, aligned with
   the input; the ceiling of any magnitude-mask model at that STFT.
@@ -59,6 +61,12 @@ def is_silent(ref: np.ndarray, mix: np.ndarray, threshold_db: float = SILENT_DB)
     if e_ref <= 0.0 or e_mix <= 0.0:
         return True
     return 10 * np.log10(e_ref / e_mix) < threshold_db
+
+
+def is_whole_mix(ref: np.ndarray, mix: np.ndarray, threshold_db: float = SILENT_DB) -> bool:
+    """True when everything but ``ref`` holds less than ``threshold_db`` of the mixture's energy."""
+    rest = np.asarray(mix, np.float64) - np.asarray(ref, np.float64)
+    return is_silent(rest, mix, threshold_db)
 
 
 def stft_frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

@@ -4,7 +4,7 @@
 Runs the real offline path (``separate_parts_file``, what ``stembridge separate --parts`` runs:
 a score's one kit part half from the ``--model`` network's drums unless ``--kit-from score``)
 on the sets of ``bench/parts_sets.py`` and scores every part's stem against its true signal
-(mono; parts whose true signal is silent are skipped):
+(mono; parts whose true signal is silent, or is the whole mix, are skipped):
 
 - (a) ``band``: held-out band arrangements with their true score;
 - (b) ``ensembles``: two violins, two pianos, two guitars, violin + viola;
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.metrics import ideal_ratio_mask, is_silent, sdr, si_sdr  # noqa: E402
+from bench.metrics import ideal_ratio_mask, is_silent, is_whole_mix, sdr, si_sdr  # noqa: E402
 from bench.parts_sets import PERTURBATIONS, band_cases, chamber_cases, ensemble_cases, perturb  # noqa: E402
 from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 
@@ -54,7 +54,7 @@ def _read(path: Path) -> np.ndarray:
 
 
 def _scores(est: np.ndarray, mix: np.ndarray, ref: np.ndarray) -> dict | None:
-    if is_silent(ref, mix):
+    if is_silent(ref, mix) or is_whole_mix(ref, mix):
         return None
     return {"si_sdri": si_sdr(est, ref) - si_sdr(mix, ref), "sdr": sdr(est, ref)}
 

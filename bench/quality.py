@@ -14,7 +14,8 @@ network alone the "model blind" row) and with the true score (``all_src.mid`` as
 transcription's, the other rows' the network's):
 
 - SI-SDRi (SI-SDR(est) - SI-SDR(mix) vs the true stem, mono) and SDR (D Eq. 1.3), median over
-  the tracks where the true stem is not silent (below -60 dB re the mix it is skipped);
+  the tracks where the true stem is not silent (below -60 dB re the mix it is skipped) and is not
+  the whole mix (the rest below -60 dB: SI-SDRi is undefined there; skipped from stop 24 on);
 - note onset F1 (mir_eval, 50 ms, offsets ignored; drums onset + drum class), mean over the
   tracks where the stem has true notes; ``blind-inst F1``: every pitched note the model wrote,
   stems pooled, against every pitched note of the track (``other`` instruments included).
@@ -55,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.metrics import ideal_ratio_mask, is_silent, onset_f1, sdr, si_sdr  # noqa: E402
+from bench.metrics import ideal_ratio_mask, is_silent, is_whole_mix, onset_f1, sdr, si_sdr  # noqa: E402
 from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 
 HELDOUT_SEED = 9001  # never used for a training corpus
@@ -205,10 +206,10 @@ def _read_mono(path: Path, n: int) -> np.ndarray:
 
 
 def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple[str, ...]) -> dict:
-    """{stem: {si_sdri, sdr}} for the stems whose true signal is not silent."""
+    """{stem: {si_sdri, sdr}} for the stems whose true signal is neither silent nor the whole mix."""
     out = {}
     for k, name in enumerate(names):
-        if is_silent(refs[k], mix):
+        if is_silent(refs[k], mix) or is_whole_mix(refs[k], mix):
             continue
         out[name] = {"si_sdri": si_sdr(est[k], refs[k]) - si_sdr(mix, refs[k]), "sdr": sdr(est[k], refs[k])}
     return out

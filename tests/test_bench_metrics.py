@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.metrics import ideal_ratio_mask, is_silent, onset_f1, sdr, si_sdr, si_sdri  # noqa: E402
+from bench.metrics import ideal_ratio_mask, is_silent, is_whole_mix, onset_f1, sdr, si_sdr, si_sdri  # noqa: E402
 
 SR = 44100
 
@@ -57,6 +57,14 @@ def test_silent_stems_are_detected():
     assert is_silent(1e-4 * mix, mix)  # -80 dB
     assert not is_silent(0.1 * mix, mix)  # -20 dB
     assert is_silent(mix, np.zeros_like(mix))
+
+
+def test_a_stem_that_is_the_whole_mix_is_not_scored():
+    bass, other = tone(55.0), tone(440.0)
+    assert is_whole_mix(bass, bass)  # a track of one instrument: SI-SDR(mix) is unbounded
+    assert is_whole_mix(bass, bass + 1e-4 * other)  # the rest at -80 dB
+    assert not is_whole_mix(bass, bass + 0.1 * other)  # -20 dB: scored
+    assert not is_whole_mix(bass, bass + other)
 
 
 def test_irm_separates_two_disjoint_sources_and_sums_to_the_mix():
