@@ -5,7 +5,9 @@
 - ``si_sdri(est, mix, ref)``: D Eq. 1.5, ``si_sdr(est, ref) - si_sdr(mix, ref)``.
 - ``is_silent(ref, mix)``: a true stem too quiet to score (below ``SILENT_DB`` re the mix).
 - ``is_whole_mix(ref, mix)``: a true stem that is the mixture (the rest below ``SILENT_DB``): its
-  SI-SDRi is undefined (SI-SDR(mix) is ~ +110 dB), so it is not scored either.
+  SI-SDRi is undefined (SI-SDR(mix) grows without bound; ~ +110 dB where rounding stops it).
+- ``separation_scores(est, mix, ref) -> {si_sdri, sdr} | None``: a stem's scores, ``None`` for a
+  true stem that is silent or the whole mix (what every bench skips).
 - ``ideal_ratio_mask(mix, sources, n_fft, hop)``: the IRM estimates ``|S_i| / sum_j |S_j|``
   applied to the mixture STFT (mixture phase), with the project's streaming STFT, aligned with
   the input; the ceiling of any magnitude-mask model at that STFT.
@@ -67,6 +69,14 @@ def is_whole_mix(ref: np.ndarray, mix: np.ndarray, threshold_db: float = SILENT_
     """True when everything but ``ref`` holds less than ``threshold_db`` of the mixture's energy."""
     rest = np.asarray(mix, np.float64) - np.asarray(ref, np.float64)
     return is_silent(rest, mix, threshold_db)
+
+
+def separation_scores(est: np.ndarray, mix: np.ndarray, ref: np.ndarray) -> dict[str, float] | None:
+    """``{"si_sdri", "sdr"}`` of ``est`` against the true stem ``ref``; ``None`` where ``ref`` cannot
+    be scored (``is_silent`` or ``is_whole_mix``)."""
+    if is_silent(ref, mix) or is_whole_mix(ref, mix):
+        return None
+    return {"si_sdri": si_sdri(est, mix, ref), "sdr": sdr(est, ref)}
 
 
 def stft_frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.metrics import ideal_ratio_mask, is_silent, is_whole_mix, sdr, si_sdr  # noqa: E402
+from bench.metrics import ideal_ratio_mask, separation_scores  # noqa: E402
 from bench.parts_sets import PERTURBATIONS, band_cases, chamber_cases, ensemble_cases, perturb  # noqa: E402
 from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 
@@ -51,12 +51,6 @@ def _read(path: Path) -> np.ndarray:
 
     x, _ = sf.read(str(path), dtype="float64", always_2d=True)
     return x.mean(axis=1)
-
-
-def _scores(est: np.ndarray, mix: np.ndarray, ref: np.ndarray) -> dict | None:
-    if is_silent(ref, mix) or is_whole_mix(ref, mix):
-        return None
-    return {"si_sdri": si_sdr(est, ref) - si_sdr(mix, ref), "sdr": sdr(est, ref)}
 
 
 def run_parts(case: Path, work: Path, parts, block_size: int, kit_model=None) -> tuple[list[np.ndarray], float]:
@@ -86,7 +80,7 @@ def evaluate_case(
 
     def add(row: str, ests: list[np.ndarray], which: list[int] | None = None) -> None:
         for k in which if which is not None else range(len(parts)):
-            s = _scores(ests[k] if which is None else ests[which.index(k)], mix, refs[k])
+            s = separation_scores(ests[k] if which is None else ests[which.index(k)], mix, refs[k])
             if s is not None:
                 rows.setdefault(row, []).append({"part": parts[k].name, **s})
 

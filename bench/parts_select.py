@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.parts import _read, _scores  # noqa: E402
+from bench.metrics import separation_scores  # noqa: E402
+from bench.parts import _read  # noqa: E402
 from bench.parts_sets import band_cases, chamber_cases, perturb  # noqa: E402
 
 BAND_SEED, CHAMBER_SEED = 9002, 9202  # selection; bench/parts.py holds out 9001 / 9201
@@ -67,7 +68,7 @@ def evaluate(cases: list[Path], settings, delete: bool, model=None) -> list[dict
         with tempfile.TemporaryDirectory(prefix="sb_parts_sel_") as tmp:
             res = separate_parts_file(parts, case / "mix.wav", Path(tmp), settings=settings, model=model)
             for k, p in enumerate(parts):
-                s = _scores(_read(Path(tmp) / f"{p.name}.wav")[: res.n_samples], mix, refs[k])
+                s = separation_scores(_read(Path(tmp) / f"{p.name}.wav")[: res.n_samples], mix, refs[k])
                 if s is not None:
                     out.append({"case": case.name, "part": p.name, "si_sdri": s["si_sdri"]})
     return out

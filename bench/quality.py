@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.metrics import ideal_ratio_mask, is_silent, is_whole_mix, onset_f1, sdr, si_sdr  # noqa: E402
+from bench.metrics import ideal_ratio_mask, onset_f1, separation_scores  # noqa: E402
 from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 
 HELDOUT_SEED = 9001  # never used for a training corpus
@@ -207,12 +207,8 @@ def _read_mono(path: Path, n: int) -> np.ndarray:
 
 def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple[str, ...]) -> dict:
     """{stem: {si_sdri, sdr}} for the stems whose true signal is neither silent nor the whole mix."""
-    out = {}
-    for k, name in enumerate(names):
-        if is_silent(refs[k], mix) or is_whole_mix(refs[k], mix):
-            continue
-        out[name] = {"si_sdri": si_sdr(est[k], refs[k]) - si_sdr(mix, refs[k]), "sdr": sdr(est[k], refs[k])}
-    return out
+    scores = {name: separation_scores(est[k], mix, refs[k]) for k, name in enumerate(names)}
+    return {name: s for name, s in scores.items() if s is not None}
 
 
 def _delayed_copy(src: Path, dst: Path, offset: int) -> Path:
