@@ -220,6 +220,77 @@ def test_live_midi_gives_the_offline_stems(violins: dict) -> None:
     np.testing.assert_allclose(live, offline, atol=1e-5)
 
 
+def test_release_tails_follow_the_parts_gm_family() -> None:
+    """A pitched part's release tail is its GM family's (``FAMILY_RELEASE_S``), ``release_s`` where
+    the program is not known or the table is off; a drum part keeps the drum table's."""
+    from bridge.parts.processor import DRUM_RELEASE_S, FAMILY_RELEASE_S, release_frames, spec_of
+    from bridge.parts.score_parts import ScorePart
+
+    fps = SR / 1024
+    specs = [
+        PartSpec("bass", program=33),
+        PartSpec("pad", program=89),
+        PartSpec("unknown"),
+        PartSpec("kit", True, True),
+    ]
+    rel = release_frames(specs, PartsSettings(), fps)
+    assert FAMILY_RELEASE_S[4] != FAMILY_RELEASE_S[11]
+    assert (rel[0] == round(FAMILY_RELEASE_S[4] * fps)).all() and (rel[1] == round(FAMILY_RELEASE_S[11] * fps)).all()
+    assert (rel[2] == round(0.15 * fps)).all() and rel[3, 46] == round(DRUM_RELEASE_S[46] * fps)
+    flat = release_frames(specs, PartsSettings(family_release_s=None), fps)
+    assert (flat[:3] == round(0.15 * fps)).all() and (flat[3] == rel[3]).all()
+    with pytest.raises(ValueError, match="16 tail lengths"):
+        PartsSettings(family_release_s=(0.1, 0.2))
+    empty = np.zeros((0, 4))
+    assert spec_of(ScorePart("b", "b", 0, 0, 33, False, empty)) == PartSpec("b", program=33)
+    assert spec_of(ScorePart("k", "k", 1, 9, 0, True, empty)) == PartSpec("k", True, True, None)
+    assert spec_of(ScorePart("a", "a", 2, 2, 113, False, empty)) == PartSpec("a", True, False, 113)
+
+
+def test_live_program_changes_set_the_parts_release_as_the_score_file_does(violins: dict) -> None:
+    """Live MIDI: a program change on a part's channel gives the part that program's release tail
+    (and a percussive program makes it a drum part), so the output equals the offline run of parts
+    whose programs come from the score file; without the program changes it does not."""
+    notes = [notes_array(HIGH), notes_array(LOW)]
+    programs = (89, 0)  # a pad (0.3 s tails) and a piano (0.04 s)
+    offline = PartsProcessor([PartSpec("a", program=programs[0]), PartSpec("b", program=programs[1])])
+    offline.prepare(SR, 512, 1)
+    offline.set_part_notes(notes)
+    lat = offline.latency_samples
+    x = np.concatenate([violins["mix"], np.zeros(lat, np.float32)])[None].astype(np.float32)
+
+    def run(proc: PartsProcessor, events: list[tuple[int, bytes]]) -> np.ndarray:
+        blocks = []
+        for i in range(0, x.shape[1], 512):
+            blocks.append(proc.process(x[:, i : i + 512], [(t - i, m) for t, m in events if i <= t < i + 512]).stems)
+        return np.concatenate(blocks, axis=2)
+
+    def live(with_programs: bool) -> np.ndarray:
+        proc = PartsProcessor([PartSpec("a"), PartSpec("b")])
+        proc.prepare(SR, 512, 1)
+        proc.set_live_channels({0: 0, 1: 1})
+        events = [(0, bytes([0xC0 | ch, prog])) for ch, prog in enumerate(programs)] if with_programs else []
+        for ch, part in enumerate((HIGH, LOW)):
+            for on, off, pitch in part:
+                events += [
+                    (round(on * SR), bytes([0x90 | ch, pitch, 90])),
+                    (round(off * SR), bytes([0x80 | ch, pitch, 0])),
+                ]
+        out = run(proc, sorted(events, key=lambda e: e[0]))
+        if with_programs:
+            assert [p.program for p in proc.parts] == list(programs)
+        return out
+
+    want = run(offline, [])
+    np.testing.assert_allclose(live(True), want, atol=1e-5)
+    assert np.abs(live(False) - want).max() > 1e-3
+    drum = PartsProcessor([PartSpec("a"), PartSpec("b")])
+    drum.prepare(SR, 512, 1)
+    drum.set_live_channels({0: 0, 1: 1})
+    drum.process(x[:, :512], [(0, bytes([0xC1, 113]))])
+    assert drum.parts[1].is_drum and drum.parts[1].program == 113 and not drum.parts[0].is_drum
+
+
 # ---------------------------------------------------------------------- the score's parts
 
 

@@ -401,7 +401,7 @@ def worker_spec(processor: Any) -> dict[str, Any]:
             for p in processor.score_parts
         ]
     if hasattr(processor, "parts"):  # a bridge.parts PartsProcessor
-        spec["parts"] = [(p.name, bool(p.is_drum), bool(p.kit)) for p in processor.parts]
+        spec["parts"] = [(p.name, bool(p.is_drum), bool(p.kit), p.program) for p in processor.parts]
         spec["part_of_channel"] = dict(processor.part_of_channel)
         spec["low_latency"] = bool(processor.settings.low_latency)
         if hasattr(processor, "model"):  # a bridge.parts NetworkDrumParts: the kit from the network
@@ -436,7 +436,7 @@ def build_processor(spec: dict[str, Any]) -> Any:
             ]
             parts: PartsProcessor | NetworkDrumParts = FollowedParts(score, spec["part_of_channel"], settings)
         else:
-            specs = [PartSpec(name, is_drum, kit) for name, is_drum, kit in spec["parts"]]
+            specs = [PartSpec(name, is_drum, kit, program) for name, is_drum, kit, program in spec["parts"]]
             model = _model_processor(spec) if "model_path" in spec else None
             parts = parts_runner(specs, settings, model)
             parts.set_live_channels(spec["part_of_channel"])

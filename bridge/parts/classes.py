@@ -60,7 +60,7 @@ from bridge.engine import BlockResult, Processor, clean_block, restamp
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.decompose import DecompositionSettings
-from bridge.parts.processor import PERCUSSIVE_PROGRAMS, PartsProcessor, PartsSettings, spec_of
+from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
 
@@ -76,8 +76,13 @@ def class_parts_settings(low_latency: bool = False) -> PartsSettings:
     notes the score missed (``DecompositionSettings.unscored_semitones`` 0). They help a user's
     score of parts (held-out chamber delete10 cost 2.09 -> 1.82 dB) but cost the class stems, where
     the score is often a transcription (held out, seed 9001, 48 tracks: blind +3.41 -> +3.26 dB,
-    model + score +8.00 -> +7.97; BENCHMARKS.md, stop 19)."""
-    return PartsSettings(low_latency=low_latency, decomposition=DecompositionSettings(unscored_semitones=0))
+    model + score +8.00 -> +7.97; BENCHMARKS.md, stop 19). One release tail for every pitched part
+    (``release_s``), not the GM family's: the family tails that lift a score's parts by 0.2 dB
+    cost the class stems (selection set, paired per stem: model + score bass -0.08, guitar -0.05,
+    strings -0.08 dB; blind piano -0.10, guitar -0.12; BENCHMARKS.md, stop 24)."""
+    return PartsSettings(
+        low_latency=low_latency, family_release_s=None, decomposition=DecompositionSettings(unscored_semitones=0)
+    )
 
 
 class ScoredClasses:
@@ -158,8 +163,8 @@ class ScoredClasses:
             else:
                 stem = stem_for_program(self._programs[c], c == DRUM_CHANNEL)
             self._class_of_part[c] = self._class_index(stem)
-            # as ``spec_of`` files a score part: channel 10 and the percussive programs are drum parts
-            self._parts.set_part_drum(c, c == DRUM_CHANNEL or self._programs[c] in PERCUSSIVE_PROGRAMS)
+            # as ``spec_of`` files a score part: channel 10 is the kit, a percussive program a drum part
+            self._parts.set_part_program(c, self._programs[c])
 
     def set_live_score(self, channel_map: Mapping[int, str] | None = None, score_offset_ms: float = 0.0) -> None:
         """Main thread, live: as ``Processor.set_live_score``; the parts follow the same channel map
