@@ -441,7 +441,8 @@ def bass_and_kit(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_class_stems_take_the_network_drums_out_before_the_parts(bass_and_kit: dict) -> None:
-    """With a score, the network's drum stem is subtracted from the input the parts decompose
+    """With the drums from the network alone (``model_stems``, as a transcription's parts take
+    them), the network's drum stem is subtracted from the input the parts decompose
     (``ScoredClasses``' ``subtracted_stems``): the latencies add up, the stems still sum to the
     input, and the bass played over a drum kit comes out with far less of the kit in it than when
     the parts see the whole mix (at about the same SI-SDR: the network's drums keep a little of
@@ -449,14 +450,15 @@ def test_class_stems_take_the_network_drums_out_before_the_parts(bass_and_kit: d
     from bench.metrics import si_sdr
     from bridge.engine import Processor
     from bridge.model import OnnxModel
-    from bridge.parts.classes import ScoredClasses
+    from bridge.parts.classes import ScoredClasses, transcribed_parts_settings
     from bridge.parts.score_parts import read_parts
 
     b, d, mix = bass_and_kit["bass"], bass_and_kit["kit"], bass_and_kit["mix"]
     parts = read_parts(bass_and_kit["score"])
 
     def run(subtracted: tuple[str, ...]) -> tuple[np.ndarray, ScoredClasses]:
-        sc = ScoredClasses(Processor(OnnxModel("band")), parts, subtracted_stems=subtracted)
+        settings = transcribed_parts_settings()
+        sc = ScoredClasses(Processor(OnnxModel("band")), parts, ("drums",), settings, subtracted_stems=subtracted)
         sc.prepare(SR, 1024, 2)
         lat = sc.latency_samples
         x = np.concatenate([mix, np.zeros((2, lat + 1024), np.float32)], axis=1)
@@ -539,20 +541,21 @@ def test_network_kit_parts_follow_live_midi_and_any_block_size(bass_and_kit: dic
     np.testing.assert_allclose(live, offline, atol=1e-4)  # the network hears the kit's channel only, as offline
 
 
-def test_class_stems_keep_neighbouring_pitches_out_of_the_missed_note_candidates() -> None:
-    """A user's parts take a part's neighbouring pitches as candidates for notes the score missed;
-    the class stems (whose score is often a transcription) do not, offline and live."""
+def test_class_stems_from_a_transcription_keep_neighbouring_pitches_and_family_tails_out() -> None:
+    """Class stems from a score decompose with the settings of a user's parts (a part's neighbouring
+    pitches as candidates for notes the score missed, release tails by GM family), offline and live;
+    a transcription's parts (``separate`` without a score) with neither."""
     from bridge.engine import Processor
-    from bridge.parts.classes import ScoredClasses, class_parts_settings
-    from bridge.parts.network_drums import parts_runner
+    from bridge.parts.classes import ScoredClasses, class_parts_settings, transcribed_parts_settings
     from bridge.parts.score_parts import ScorePart
 
     part = ScorePart("bass", "bass", 0, 0, 33, False, np.zeros((0, 4)))
-    assert parts_runner([PartSpec("bass")]).settings.decomposition.unscored_semitones == 2
-    assert ScoredClasses(Processor("band"), [part]).settings.decomposition.unscored_semitones == 0
-    assert ScoredClasses.live(Processor("band")).settings.decomposition.unscored_semitones == 0
-    live = class_parts_settings(low_latency=True)
-    assert live.low_latency and live.decomposition.unscored_semitones == 0
+    assert ScoredClasses(Processor("band"), [part]).settings == PartsSettings()
+    assert ScoredClasses.live(Processor("band")).settings == PartsSettings()
+    assert class_parts_settings(low_latency=True) == PartsSettings(low_latency=True)
+    transcribed = transcribed_parts_settings(low_latency=True)
+    assert transcribed.low_latency and transcribed.decomposition.unscored_semitones == 0
+    assert transcribed.family_release_s is None and PartsSettings().decomposition.unscored_semitones == 2
 
 
 def test_class_stems_from_the_parts_take_a_share_of_the_network(bass_and_kit: dict) -> None:
@@ -563,7 +566,7 @@ def test_class_stems_from_the_parts_take_a_share_of_the_network(bass_and_kit: di
     from bridge.parts.classes import NETWORK_SHARE, ScoredClasses
     from bridge.parts.score_parts import read_parts
 
-    assert set(NETWORK_SHARE) <= {"bass", "piano", "guitar", "strings"}
+    assert set(NETWORK_SHARE) <= {"drums", "bass", "piano", "guitar", "strings"}
     mix = bass_and_kit["mix"]
     parts = read_parts(bass_and_kit["score"])
 
@@ -623,7 +626,7 @@ def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: 
     offline.set_score_notes(read_score_file(bass_and_kit["score"], offline.meta.stems))
     live = ScoredClasses.live(Processor("band"))
     live.prepare(SR, block, 2)
-    assert live.latency_samples == offline.latency_samples == 2047 + 4095
+    assert live.latency_samples == offline.latency_samples == 4095  # side by side: the parts' latency
     lat = live.latency_samples
     x = np.concatenate([mix, np.zeros((2, lat + block), np.float32)], axis=1)
     events = score_file_events(bass_and_kit["score"], SR)

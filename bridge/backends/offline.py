@@ -38,7 +38,7 @@ from bridge.engine import Processor, restamp
 from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
-from bridge.parts.classes import MODEL_STEMS, NETWORK_SHARE, ScoredClasses
+from bridge.parts.classes import MODEL_STEMS, NETWORK_SHARE, ScoredClasses, transcribed_parts_settings
 from bridge.parts.network_drums import NetworkDrumParts, parts_runner
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
@@ -99,7 +99,14 @@ def separate_file(
     runner: Processor | ScoredClasses = (
         processor
         if parts is None
-        else ScoredClasses(processor, parts, model_stems, blind_stems=blind_stems, network_share=network_share)
+        else ScoredClasses(
+            processor,
+            parts,
+            model_stems,
+            settings=transcribed_parts_settings() if transcription is not None else None,
+            blind_stems=blind_stems,
+            network_share=network_share,
+        )
     )
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:

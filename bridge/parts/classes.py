@@ -2,44 +2,41 @@
 
 With a score, the parts decomposition (``PartsProcessor``) separates far better than the
 score-conditioned network on timbres it was not trained on (``bench/quality.py``: the "parts ->
-classes" row against "model + score"). ``ScoredClasses`` runs both on the same blocks: every
-class stem is the sum of the part stems of that class (``instruments.stem_for_program``),
-except the stems listed in ``MODEL_STEMS``, which the network still separates better on the
-selection set (seed 9002) and so come from it; ``other`` is the delayed input minus the
-rest, so the stems sum back to the input. Notes are the network's (with the score). The
-``blind_stems`` among ``model_stems`` come from a second run of the network without the score
-(``bridge.transcribe``: a transcription has no drum part).
+classes" row against "model + score"). ``ScoredClasses`` runs both on the same blocks, side by
+side (the faster delayed to the slower: at 44.1 kHz the parts' 4095 samples): every class stem
+is the sum of the part stems of that class (``instruments.stem_for_program``) blended with a
+share of the score-conditioned network's own stem (``NETWORK_SHARE``: drums 0.5, bass 0.25,
+piano 0.4, guitar 0.1): the two err differently, so the blend beats either (selection set, seed
+9002, 48 tracks, true score: bass +6.52 -> +7.06, piano +6.54 -> +8.18 dB median with the shares;
+strings lose with any share and take none). A score without a drum part gets half the network's
+drums in ``drums``, the rest in ``other``. ``other``
+is the delayed input minus the rest, so the stems sum back to the input. Notes are the
+network's (with the score).
 
-The network's ``SUBTRACTED_STEMS`` (drums) are taken out of the input before the parts
-decomposition sees it, so the kick and the cymbals do not compete with the pitched parts' combs
-(selection set, seed 9002, 48 tracks, true score: overall median +7.63 -> +7.98 dB; other +2.0,
-guitar +1.3, strings +0.8, bass +0.1, piano -0.2; BENCHMARKS.md). The parts then run on the
-network's output, so the latencies add up (at 44.1 kHz the network's 2047 samples and the
-parts' 4095); without subtracted stems the two run side by side and the faster is delayed to
-the slower.
+Stems listed in ``model_stems`` come from the network alone, and those of them in
+``SUBTRACTED_STEMS`` are taken out of the input before the parts decomposition sees it (the
+parts then run on the network's output, so the latencies add up: 2047 + 4095 samples at 44.1
+kHz); ``blind_stems`` among them come from a second run of the network without the score. The
+transcription's parts use that for drums (``bridge.transcribe``: a transcription has no drum
+part, and the kick and cymbals would compete with the pitched parts' combs). With a score they
+did too until stop 24; the kit part half from the network (drums 0.5 above), nothing subtracted,
+with the score parts' own settings (``class_parts_settings``) reads better (selection set, 48
+tracks, paired per stem: drums +0.82, bass +0.23, piano +0.04, guitar +0.10, strings -0.10,
+other +0.57 dB; BENCHMARKS.md) and needs 46 ms less latency.
 
 Live (``stembridge run --classes-from parts``), ``ScoredClasses.live`` takes the score as MIDI:
 one part per MIDI channel, counted in the class stem its channel gives the network's live score
 (the channel map, else channel 10 drums, else the channel's program changes), its notes from the
 MIDI on that channel. The same blocks then give the same stems as offline; the latency is the
-network's plus the parts' (139 ms at 44.1 kHz). Live and offline, the parts get the notes at score
-time, so where the network's stems are subtracted first the notes run the network's latency (46
-ms) ahead of the audio the parts decompose: held out that read better than notes lagged with the
-audio (pooled +8.00 against +7.97 dB, piano +7.92 against +7.45; selection +8.18 against +8.10),
-as opening the gates early helps elsewhere.
-
-The class stems from the parts also take a share of the score-conditioned network's own stem
-(``NETWORK_SHARE``: bass 0.25, piano 0.4, guitar 0.1): the two err differently, so the blend
-beats either (selection set, 48 tracks, true score: bass +6.52 -> +7.06, piano +6.54 -> +8.18
-dB median; the network alone reads +2.07 / +1.83; strings lose with any share and take none).
-The network runs anyway (drums, notes), so this costs nothing. ``other`` stays the remainder.
+parts' (93 ms at 44.1 kHz). Live and offline, the parts get the notes at score time.
 
 Public API
 ----------
-- ``MODEL_STEMS``: class stems taken from the network.
-- ``SUBTRACTED_STEMS``: network stems removed from the parts' input.
+- ``MODEL_STEMS``: class stems taken from the network alone (none with a score).
+- ``SUBTRACTED_STEMS``: those of the network stems taken alone that are removed from the parts' input.
 - ``NETWORK_SHARE``: {stem: share of the network's stem in that class stem from the parts}.
-- ``class_parts_settings(low_latency=False)``: the parts' settings the class stems use by default.
+- ``class_parts_settings(low_latency=False)``: the parts' settings the class stems use by default;
+  ``transcribed_parts_settings(low_latency=False)``: those for a transcription's parts.
 - ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None, blind_stems=(),
   subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE)`` (those of ``model_stems``
   are subtracted; ``network_share`` applies to the stems from the parts): the
@@ -64,22 +61,31 @@ from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
 
-MODEL_STEMS = ("drums",)  # measured on seed 9002: drums +12.9 dB from the network vs +7.9 from the parts
+# no class stem comes from the network alone when a score is given: the drums are half the network's and half
+# the parts' kit (seed 9002, 48 tracks, true score: drums +0.82 dB paired against the network's drums subtracted
+# from the parts' input, which the transcription's parts still use: ``bridge.transcribe``)
+MODEL_STEMS: tuple[str, ...] = ()
 SUBTRACTED_STEMS = ("drums",)
 # measured on seed 9002 (48 tracks, true score), shares 0 / 0.1 / 0.2 / 0.25 / 0.3 / 0.4 / 0.5 of the network
-NETWORK_SHARE = {"bass": 0.25, "piano": 0.4, "guitar": 0.1}
+NETWORK_SHARE = {"drums": 0.5, "bass": 0.25, "piano": 0.4, "guitar": 0.1}
 N_MIDI_CHANNELS = 16
 
 
 def class_parts_settings(low_latency: bool = False) -> PartsSettings:
-    """The parts' settings for class stems: a part's neighbouring pitches are no candidates for
-    notes the score missed (``DecompositionSettings.unscored_semitones`` 0). They help a user's
-    score of parts (held-out chamber delete10 cost 2.09 -> 1.82 dB) but cost the class stems, where
-    the score is often a transcription (held out, seed 9001, 48 tracks: blind +3.41 -> +3.26 dB,
-    model + score +8.00 -> +7.97; BENCHMARKS.md, stop 19). One release tail for every pitched part
-    (``release_s``), not the GM family's: the family tails that lift a score's parts by 0.2 dB
-    cost the class stems (selection set, paired per stem: model + score bass -0.08, guitar -0.05,
-    strings -0.08 dB; blind piano -0.10, guitar -0.12; BENCHMARKS.md, stop 24)."""
+    """The parts' settings for class stems from a score: those of a score's parts (``PartsSettings``),
+    release tails by GM family and neighbouring pitches as candidates for notes the score missed
+    included (selection set, seed 9002, 48 tracks, nothing subtracted: paired +0.18 / +0.08 /
+    +0.30 / +0.16 dB on bass / piano / guitar / other against one tail and no neighbours;
+    BENCHMARKS.md, stop 24)."""
+    return PartsSettings(low_latency=low_latency)
+
+
+def transcribed_parts_settings(low_latency: bool = False) -> PartsSettings:
+    """The parts' settings for class stems from a transcription (``bridge.transcribe``): one release
+    tail for every part, since a transcribed note ends where the sound does (family tails, selection
+    set, paired: piano -0.10, guitar -0.12, bass +0.12, strings +0.15 dB), and no neighbouring
+    pitches as candidates for missed notes (held out, seed 9001, 48 tracks: blind +3.41 -> +3.26
+    dB with them; BENCHMARKS.md, stops 19 and 24)."""
     return PartsSettings(
         low_latency=low_latency, family_release_s=None, decomposition=DecompositionSettings(unscored_semitones=0)
     )

@@ -9,7 +9,8 @@ sounds in that class and whether one starts there. A note goes into the part of 
 it sounds (probability at least ``sounding_threshold`` and at least ``member_share`` of its best
 class: the decomposition's per-part timbre then decides between close calls, which costs far less
 than a wrong hard choice); a note that sounds nowhere (an octave ghost, a partial) goes into none.
-``bridge.parts.classes.ScoredClasses`` separates with these parts, taking ``model_stems`` from the
+``bridge.parts.classes.ScoredClasses`` separates with these parts (its ``transcribed_parts_settings``:
+one release tail, no neighbouring pitches as missed-note candidates), taking ``model_stems`` from the
 network (conditioned on the same notes; ``blind_stems`` from a second run without it). The notes
 written are, per class, those whose onset probability reaches the class's threshold from the
 classifier's metadata (tuned for onset F1 on the selection set), moved onto the onset the
