@@ -39,7 +39,7 @@ Public API
   ``transcribed_parts_settings(low_latency=False)``: those for a transcription's parts.
 - ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None, blind_stems=(),
   subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE)`` (those of ``model_stems``
-  are subtracted; ``network_share`` applies to the stems from the parts): the
+  in ``subtracted_stems`` are subtracted; ``network_share`` applies to the stems from the parts): the
   ``Processor`` verbs ``prepare`` / ``process`` / ``reset`` / ``release`` / ``end_notes``, ``stems`` and
   ``meta`` of the network (``other`` last), for a score known in advance (offline files).
 - ``ScoredClasses.live(model, channel_map=None, settings=None)``: the same for a score arriving
