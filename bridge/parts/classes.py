@@ -9,9 +9,8 @@ share of the score-conditioned network's own stem (``NETWORK_SHARE``: drums 0.5,
 piano 0.25, guitar 0.1): the two err differently, so the blend beats either (selection set, seed
 9002, 48 tracks, true score: bass +6.52 -> +7.06, piano +6.54 -> +8.18 dB median with the shares;
 strings lose with any share and take none). A score without a drum part gets half the network's
-drums in ``drums``, the rest in ``other``. ``other``
-is the delayed input minus the rest, so the stems sum back to the input. Notes are the
-network's (with the score).
+drums in ``drums``, the rest in ``other``. ``other`` is the delayed input minus the rest, so the
+stems sum back to the input. Notes are the network's (with the score).
 
 Stems listed in ``model_stems`` come from the network alone, and those of them in
 ``SUBTRACTED_STEMS`` are taken out of the input before the parts decomposition sees it (the

@@ -178,9 +178,10 @@ def test_run_classes_from_parts_equal_offline(tmp_path: Path) -> None:
     side with the parts (the parts' latency, the network delayed to it); the outputs sum to the
     input, and the recorded bass, scored against the true bass, is within 1 dB (SI-SDR) of the
     same runner offline (``separate --score``) on the same file: the network hears the stream from
-    wherever the stand-in DAW starts it, so its drums, and what the parts see, move with where its
-    frames fall (offline, this file after 0, 100, 256, 400, 777 and 1500 samples of silence: bass
-    11.62 to 12.41 dB; live runs read within that)."""
+    wherever the stand-in DAW starts it, so its share of the stems moves with where its frames fall
+    (measured before stop 24, when the network's drums were subtracted from the parts' input:
+    offline, this file after 0, 100, 256, 400, 777 and 1500 samples of silence, bass 11.62 to 12.41
+    dB; live runs read within that)."""
     from bridge.engine import Processor
     from bridge.parts.classes import ScoredClasses
     from bridge.score import read_score_file
