@@ -15,30 +15,38 @@ re-estimated every ``update_every_frames`` frames (at frame indices that are mul
 so the output does not depend on how frames are batched), blended with its starting comb by
 a prior worth ``prior_frames`` frames. Support stays the comb's support, and a template that
 did not sound keeps its shape. A new pitch of a part starts from the harmonic amplitudes the
-part's nearest adapted pitch has learned (``share_timbre``).
+part's nearest adapted pitch has learned (``share_timbre``), and a template that has not
+sounded yet takes it again whenever it is needed (``refresh_unheard``: a candidate pitch's
+template made early would otherwise keep the comb or a stale copy).
 
 Notes the score missed: in a part's rests (a drum part: always), the pitches it played in the
 last ``unscored_memory_s`` seconds stay candidates, and for a pitched part those up to
 ``unscored_semitones`` (2) away from them (a missing note of a line is mostly a step from its
-neighbours; they must find three times the unexplained fundamental an old pitch needs, so a rest
-stays silent beside a line whose noise lies there). After the scored fit, a pitched candidate
+neighbours; they must find ten times the unexplained fundamental an old pitch needs, so a rest
+stays silent beside a line whose noise lies there). A pitched part's release tails and early
+openings count as rests too, with a stricter test (``unscored_tail_f0_share``): a note deleted
+after another starts inside the previous note's tail. After the scored fit, a pitched candidate
 whose fundamental finds magnitude the scored notes leave unexplained (a deleted note shows its
-fundamental; an old pitch whose upper partials coincide with another part's notes does not)
-joins a second fit with an L1 weight, so the note lands in its own part rather than in the
-parts whose partials it shares. Unscored activations never teach the templates. On the
-selection sets (seeds 9002 / 9202) this took the cost of deleting 10 % of the notes on
-chamber music from 4.1 to 2.9 dB and left clean scores as they were (band +0.2 dB); the
-neighbouring pitches took that cost on chamber's selection set (seed 9202, 8 pieces) from 2.46
-to 2.20 dB (delete10 9.82 -> 10.05, clean 12.28 -> 12.25; band seed 9002, kit from the score,
-7.42 either way; BENCHMARKS.md, stop 19).
+fundamental; an old pitch whose upper partials coincide with another part's notes does not),
+both as a share of the frame and as a share of what a usual note of its part shows there
+(``unscored_level_share``: the part's explained magnitude per sounding frame, forgotten like the
+templates, so reverb or a neighbour's leakage in a real rest does not pass), joins a second fit
+with an L1 weight, so the note lands in its own part rather than in the parts whose partials it
+shares. Unscored activations never teach the templates. On the selection sets (seeds 9002 /
+9202) this took the cost of deleting 10 % of the notes on chamber music from 4.1 to 2.9 dB and
+left clean scores as they were (stop 19); the tails, the part level, the unheard templates'
+refresh and the looser thresholds of stop 25 add, paired per part, +0.56 dB with 10 % deleted
+and +0.14 dB clean on chamber (seed 9202), nothing on band (seed 9002, 48 tracks; BENCHMARKS.md).
 
 Public API
 ----------
 - ``DecompositionSettings``: the knobs, with measured defaults.
 - ``ScoreDecomposition(sample_rate, n_fft, hop, is_drum, settings)``:
-  ``masks(mag, active, first_frame) -> (n_frames, n_parts, n_bins) float32`` with ``mag``
-  (n_frames, n_bins) and ``active`` (n_frames, n_parts, 128) bool; frames must come in order
-  (``first_frame`` continues the previous call).
+  ``masks(mag, active, first_frame, tails=None) -> (n_frames, n_parts, n_bins) float32`` with
+  ``mag`` (n_frames, n_bins), ``active`` (n_frames, n_parts, 128) bool and ``tails``
+  (n_frames, n_parts) bool (where a part's gates are open only for a release tail or an early
+  opening: ``PartGates.rows_and_tails``); frames must come in order (``first_frame`` continues
+  the previous call).
   ``reset()`` forgets everything learned.
 """
 
@@ -80,13 +88,16 @@ class DecompositionSettings:
     # score (commit 3fc1148); on 48 (stop 23) templates free to learn lines read better, paired mean per part +0.16 dB
     # with the network's kit and with the score's, +0.04 with 10 % of the notes deleted
     smooth_drums: bool = False
-    unscored_memory_s: float = 10.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
-    unscored_penalty: float = 0.1  # L1 weight (> 0) on unscored activations in the part's rests
-    unscored_f0_share: float = 0.01  # unexplained share of the frame a pitched candidate's fundamental must find
+    unscored_memory_s: float = 30.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
+    unscored_penalty: float = 0.03  # L1 weight (> 0) on unscored activations in the part's rests
+    unscored_f0_share: float = 0.003  # unexplained share of the frame a pitched candidate's fundamental must find
     unscored_neighbour_f0_share: float = 0.03  # the same for a neighbouring pitch (``unscored_semitones``)
     unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
     unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
     unscored_semitones: int = 2  # a pitched part's candidates also lie this many semitones around its recent pitches
+    refresh_unheard: bool = True  # templates that never sounded are re-copied from their part's timbre each update
+    unscored_tail_f0_share: float = 0.03  # the fundamental test where a part's gates are open only for a tail
+    unscored_level_share: float = 0.1  # a candidate's fundamental must also show this share of its part's usual level
 
 
 def _power(x: np.ndarray, a: float) -> np.ndarray:
@@ -159,6 +170,9 @@ class ScoreDecomposition:
         self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
         self._C_ready = np.zeros(0, np.float64)  # evidence as of the last re-estimation (for sharing)
+        self._level_S = np.zeros(self.n_parts, np.float64)  # a part's explained magnitude per sounding frame, forgotten
+        self._level_C = np.zeros(self.n_parts, np.float64)
+        self._level_ready = np.zeros(self.n_parts, np.float64)  # as of the last re-estimation
         self._next_frame = 0
         self._last_on = np.full((self.n_parts, N_PITCHES), -(10**9), np.int64)  # last scored frame per pitch
         if self.settings.background:
@@ -181,12 +195,16 @@ class ScoreDecomposition:
 
     def _template_for(self, part: int, pitch: int) -> int:
         k = self._index.get((part, pitch))
-        if k is not None:
+        if k is not None and (self.is_drum[part] or self._C[k] > 0.0 or not self.settings.refresh_unheard):
             return k
         if self.is_drum[part]:
             return self._new_template(part, pitch, drum_template(self.n_bins))
         amps = self._learned_amplitudes(part, pitch)
-        return self._new_template(part, pitch, harmonic_template(pitch, self.sample_rate, self.n_fft, amps))
+        w0 = harmonic_template(pitch, self.sample_rate, self.n_fft, amps)
+        if k is None:
+            return self._new_template(part, pitch, w0)
+        self._W[k], self._W0[k] = w0, w0
+        return k
 
     def _learned_amplitudes(self, part: int, pitch: int) -> np.ndarray | None:
         """Partial amplitudes of the part's nearest well-adapted pitch, or None."""
@@ -196,8 +214,9 @@ class ScoreDecomposition:
         best, best_d = -1, 1e9
         for (p, q), k in self._index.items():
             ready = k < len(self._C_ready) and self._C_ready[k] >= s.share_min_frames
-            if p == part and ready and abs(q - pitch) < best_d:
-                best, best_d = k, abs(q - pitch)
+            d = abs(q - pitch) + (0.5 if q > pitch else 0.0)  # a tie goes to the pitch below, whatever the order
+            if p == part and ready and d < best_d:
+                best, best_d = k, d
         if best < 0:
             return None
         q = self._pitch_of[best]
@@ -215,8 +234,13 @@ class ScoreDecomposition:
         return np.maximum(amps, 0.02 * amps.max())
 
     # ------------------------------------------------------------------ masks
-    def masks(self, mag: np.ndarray, active: np.ndarray, first_frame: int) -> np.ndarray:
-        """mag (T, F), active (T, P, 128) bool -> masks (T, P, F) float32 (residual = 1 - sum)."""
+    def masks(
+        self, mag: np.ndarray, active: np.ndarray, first_frame: int, tails: np.ndarray | None = None
+    ) -> np.ndarray:
+        """mag (T, F), active (T, P, 128) bool -> masks (T, P, F) float32 (residual = 1 - sum);
+        ``tails`` (T, P) bool: frames where a part's gates are open only for a release tail."""
+        if tails is None:
+            tails = np.zeros(active.shape[:2], bool)
         n_frames = mag.shape[0]
         if first_frame != self._next_frame:
             raise ValueError(f"frames must come in order: expected frame {self._next_frame}, got {first_frame}")
@@ -226,27 +250,30 @@ class ScoreDecomposition:
         while t < n_frames:
             k = first_frame + t
             end = min(n_frames, t + period - k % period)
-            out[t:end] = self._segment(mag[t:end], active[t:end], k)
+            out[t:end] = self._segment(mag[t:end], active[t:end], k, tails[t:end])
             t = end
             if (first_frame + t) % period == 0:
                 self._update_templates()
         self._next_frame = first_frame + n_frames
         return out
 
-    def _unscored(self, active: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+    def _unscored(self, active: np.ndarray, first: int, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, P, 128) float32: ``unscored_penalty`` on each pitch a part played (scored) within
         ``unscored_memory_s`` (a pitched part: or up to ``unscored_semitones`` from one) and the
         score leaves off in a frame where the part rests (a drum kit: any frame), where a note the
-        score missed may sound; 0 elsewhere. And (T, P, 128) bool: which pitches are only such a
-        neighbour (the stricter fundamental test applies to them)."""
+        score missed may sound (a pitched part's tail counts as a rest); 0 elsewhere. And
+        (T, P, 128) float32: the share of the frame each candidate's fundamental must find
+        unexplained (stricter for a neighbour and in a tail). ``tails`` (T, P) bool."""
         frames = first + np.arange(active.shape[0])
         seen = np.where(active, frames[:, None, None], -(10**9))
         last_on = np.maximum.accumulate(np.concatenate([self._last_on[None], seen]), axis=0)[1:]
         self._last_on = last_on[-1].copy()
         memory = self.settings.unscored_memory_s * self.sample_rate / self.hop
         if memory <= 0:
-            return np.zeros(active.shape, np.float32), np.zeros(active.shape, bool)
-        resting = ~(active.any(axis=2, keepdims=True) & self._pitched_col[None])
+            return np.zeros(active.shape, np.float32), np.zeros(active.shape, np.float32)
+        s = self.settings
+        tail = tails[:, :, None] & self._pitched_col[None] & bool(np.isfinite(s.unscored_tail_f0_share))
+        resting = ~(active.any(axis=2, keepdims=True) & self._pitched_col[None]) | tail
         recent = last_on >= frames[:, None, None] - memory
         near = recent.copy()
         for d in range(1, self.settings.unscored_semitones + 1):  # a pitched part's neighbouring pitches
@@ -254,13 +281,15 @@ class ScoreDecomposition:
             near[:, :, :-d] |= recent[:, :, d:]
         neighbour = near & self._pitched_col[None] & ~recent
         loose = (recent | neighbour) & ~active & resting
-        return loose.astype(np.float32) * self.settings.unscored_penalty, neighbour
+        f0_share = np.where(neighbour, s.unscored_neighbour_f0_share, s.unscored_f0_share).astype(np.float32)
+        np.maximum(f0_share, np.where(tail, s.unscored_tail_f0_share, 0.0), out=f0_share)
+        return loose.astype(np.float32) * s.unscored_penalty, f0_share
 
-    def _segment(self, mag: np.ndarray, active: np.ndarray, first: int) -> np.ndarray:
+    def _segment(self, mag: np.ndarray, active: np.ndarray, first: int, tails: np.ndarray) -> np.ndarray:
         """Frames within one update period (same templates): activations and masks."""
         n_t = mag.shape[0]
         out = np.zeros((n_t, self.n_parts, self.n_bins), np.float32)
-        penalty, neighbour = self._unscored(active, first)
+        penalty, f0_share = self._unscored(active, first, tails)
         tt, pp, qq = np.nonzero(active)
         st, sp, sq = np.nonzero(penalty)
         pairs = sorted(set(zip(pp.tolist(), qq.tolist())) | set(zip(sp.tolist(), sq.tolist())))
@@ -288,7 +317,7 @@ class ScoreDecomposition:
         if len(on) < n_k:
             H[on] = Hs
         if len(st):
-            H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), neighbour)
+            H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), f0_share)
         lam = W @ H + _EPS
         self._fold(V, all_cols, H * gate, lam)  # only scored notes teach the templates
 
@@ -313,24 +342,24 @@ class ScoreDecomposition:
             out[:, p] = (c / denom).T
         return out
 
-    def _unscored_notes(self, W, V, H, gate, pairs, penalty, where, neighbour) -> np.ndarray:
+    def _unscored_notes(self, W, V, H, gate, pairs, penalty, where, f0_share) -> np.ndarray:
         """Second pass over the unscored candidates (``where`` = frames, parts, pitches; column
         ``i`` is ``pairs[i]``). A pitched candidate is admitted where the magnitude its first
-        partial finds unexplained by the scored notes is at least ``unscored_f0_share`` of the
-        frame's (``unscored_neighbour_f0_share`` where ``neighbour`` marks it; a note the score
-        missed shows its fundamental; a part's old pitch whose upper partials coincide with another
-        part's notes does not); a drum candidate where at least ``unscored_admit`` of its
+        partial finds unexplained by the scored notes is at least ``f0_share`` of the frame's (a
+        note the score missed shows its fundamental; a part's old pitch whose upper partials
+        coincide with another part's notes does not) and ``unscored_level_share`` of what a usual
+        note of its part shows there; a drum candidate where at least ``unscored_admit`` of its
         template-weighted magnitude is unexplained. Admitted ones join the fit with an L1 weight;
         those explaining under ``unscored_min_share`` of the frame are dropped. W (F, K) unit-sum,
-        V (F, T), H / gate (K, T), ``neighbour`` (T, P, 128) -> H."""
+        V (F, T), H / gate (K, T), ``f0_share`` (T, P, 128) -> H."""
         s = self.settings
         st, sp, sq = where
         col_of = {pq: i for i, pq in enumerate(pairs)}
         loose = np.zeros_like(gate)
         rows = [col_of[(p, q)] for p, q in zip(sp.tolist(), sq.tolist())]
         loose[rows, st] = penalty[st, sp, sq]
-        f0_share = np.full_like(gate, s.unscored_f0_share)
-        f0_share[rows, st] = np.where(neighbour[st, sp, sq], s.unscored_neighbour_f0_share, s.unscored_f0_share)
+        share = np.full_like(gate, s.unscored_f0_share)
+        share[rows, st] = f0_share[st, sp, sq]
         lam = W @ H + _EPS
         unexplained = np.maximum(V - lam, 0.0)
         total = np.maximum(V.sum(axis=0), _EPS)  # (T,)
@@ -343,7 +372,12 @@ class ScoreDecomposition:
         if not drum.all():
             c = cand[~drum]
             at_f0 = self._f0_rows[[pairs[i][1] for i in c.tolist()]]
-            loose[c] *= at_f0 @ unexplained >= f0_share[c] * total[None, :]
+            found = at_f0 @ unexplained
+            need = share[c] * total[None, :]
+            if s.unscored_level_share > 0.0:  # and a share of what a usual note of its part shows there
+                usual = self._level_ready[[pairs[i][0] for i in c.tolist()]] * (at_f0 * W[:, c].T).sum(axis=1)
+                need = np.maximum(need, s.unscored_level_share * usual[:, None])
+            loose[c] *= found >= need
         if not loose.any():
             return H
         use = np.nonzero(gate.any(axis=1) | loose.any(axis=1))[0]  # scored and admitted columns
@@ -370,6 +404,13 @@ class ScoreDecomposition:
         M = (R @ H.T).T  # (K, F)
         share = H / np.maximum(H.sum(axis=0, keepdims=True), _EPS)
         evidence = ((share > 0.01) * w_t[None, :]).sum(axis=1)
+        self._level_S *= self._decay_per_frame**n_t
+        self._level_C *= self._decay_per_frame**n_t
+        owner = np.asarray([self._part_of[k] for k in cols.tolist()], np.int64)
+        for p in np.unique(owner[owner >= 0]).tolist():
+            e = H[owner == p].sum(axis=0)  # (T,) magnitude the part's scored notes explain
+            self._level_S[p] += float((e * w_t).sum())
+            self._level_C[p] += float(((e > 0) * w_t).sum())
         for i, k in enumerate(cols.tolist()):
             if evidence[i] <= 0.0:
                 continue
@@ -381,6 +422,7 @@ class ScoreDecomposition:
         """Re-estimate the templates that sounded since the last re-estimation."""
         touched, self._touched = self._touched, set()
         self._C_ready = self._C[: len(self._part_of)].copy()
+        self._level_ready = self._level_S / np.maximum(self._level_C, 1.0)
         beta = self.settings.prior_frames
         for k in sorted(touched):
             s = self._S[k]

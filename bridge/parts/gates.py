@@ -14,9 +14,11 @@ Public API
   (stems ``p0, p1, ...``, keys 0-127).
 - ``PartGates(grid, release_frames)``: ``release_frames`` (n_parts, 128) per part and pitch;
   ``rows(first_frame, n_frames) -> (n_frames, n_parts, 128)``
-  bool, from either ``set_notes(notes_per_part)`` (a whole score: per part (n_notes, 4)
-  ``[onset_s, offset_s, pitch, velocity]``) or live MIDI through ``live`` (a ``LiveScore`` whose
-  channel map sends each part's channel to it: ``set_live_channels({channel_0_based: part})``).
+  bool (``rows_and_tails`` adds (n_frames, n_parts) bool: the frames where a part's gates are
+  open only for a release tail or an early opening), from either ``set_notes(notes_per_part)``
+  (a whole score: per part (n_notes, 4) ``[onset_s, offset_s, pitch, velocity]``) or live MIDI
+  through ``live`` (a ``LiveScore`` whose channel map sends each part's channel to it:
+  ``set_live_channels({channel_0_based: part})``).
   ``follow()`` adds a second live score, ``followed`` (channel ``i`` = part ``i``, up to 16
   parts), fed by a score follower; a part whose own channel sent MIDI on ``live``
   (``override(part)``) is no longer driven by it.
@@ -95,6 +97,11 @@ class PartGates:
 
     def rows(self, first_frame: int, n_frames: int) -> np.ndarray:
         """(n_frames, n_parts, 128) bool gates for frames ``first_frame ..``."""
+        return self.rows_and_tails(first_frame, n_frames)[0]
+
+    def rows_and_tails(self, first_frame: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
+        """``rows`` and (n_frames, n_parts) bool: the frames where a part's gates are open only
+        for a release tail or an early opening, none of its notes sounding by the score."""
         back = int(self.release_frames.max()) if self.release_frames.size else 0
         if self._spans is not None:
             start, end, part, pitch = self._spans
@@ -105,12 +112,17 @@ class PartGates:
                 keep = ~self._overridden[f[2]]
                 start, end, part, pitch = (np.concatenate([a, b[keep]]) for a, b in zip((start, end, part, pitch), f))
         # a note marks [start, end + its release tail); only the notes that reach these frames
+        core_lo, core_hi = start, end
         end = end + self.release_frames[part, pitch]
         start = start - self.lead_frames
         hit = np.nonzero((start < first_frame + n_frames) & (end > first_frame))[0]
         out = np.zeros((n_frames, self.grid.n_parts, N_PITCHES), bool)
+        core = np.zeros((n_frames, self.grid.n_parts), bool)
         lo = np.clip(start[hit] - first_frame, 0, n_frames).tolist()
         hi = np.clip(end[hit] - first_frame, 0, n_frames).tolist()
-        for a, b, p, q in zip(lo, hi, part[hit].tolist(), pitch[hit].tolist()):
+        c_lo = np.clip(core_lo[hit] - first_frame, 0, n_frames).tolist()
+        c_hi = np.clip(core_hi[hit] - first_frame, 0, n_frames).tolist()
+        for a, b, ca, cb, p, q in zip(lo, hi, c_lo, c_hi, part[hit].tolist(), pitch[hit].tolist()):
             out[a:b, p, q] = True
-        return out
+            core[ca:cb, p] = True
+        return out, out.any(axis=2) & ~core

@@ -284,7 +284,8 @@ class PartsProcessor:
         if n_frames:
             first = self._analysis.n_frames_done - n_frames
             mag = np.abs(spectra.mean(axis=1))  # (T, F) channel-mean magnitude
-            masks = self._decomp.masks(mag, self._gates.rows(first, n_frames), first)  # (T, P, F)
+            gates, tails = self._gates.rows_and_tails(first, n_frames)
+            masks = self._decomp.masks(mag, gates, first, tails)  # (T, P, F)
             out = self._synthesis.push(masks[:, :, None, :] * spectra[:, None, :, :])  # (P, C, n)
             self._stem_fifo.write(np.ascontiguousarray(out.reshape(self.n_parts * self.n_channels, -1)))
 
