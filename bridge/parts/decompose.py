@@ -52,6 +52,7 @@ Public API
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -156,6 +157,8 @@ class ScoreDecomposition:
                 sr, n = self.sample_rate, self.n_fft
                 w0 = drum_template(self.n_bins) if is_drum else harmonic_template(pitch, sr, n, None)
                 self._W[k], self._W0[k], self._S[k], self._C[k] = w0, w0, 0.0, 0.0
+                self._made_in.pop(k, None)
+        self._amps_cache.clear()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -169,6 +172,10 @@ class ScoreDecomposition:
         self._S = np.zeros((cap, self.n_bins), np.float64)  # explained spectra, forgotten
         self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
+        self._epoch = 0  # re-estimations so far
+        self._ready: dict[int, tuple] = {}  # part -> (sorted pitches, templates) others may copy
+        self._amps_cache: dict[tuple[int, int], np.ndarray | None] = {}  # (template, n partials) -> amplitudes
+        self._made_in: dict[int, int] = {}  # pitched template -> the epoch its starting shape was copied in
         self._C_ready = np.zeros(0, np.float64)  # evidence as of the last re-estimation (for sharing)
         self._level_S = np.zeros(self.n_parts, np.float64)  # a part's explained magnitude per sounding frame, forgotten
         self._level_C = np.zeros(self.n_parts, np.float64)
@@ -195,15 +202,21 @@ class ScoreDecomposition:
 
     def _template_for(self, part: int, pitch: int) -> int:
         k = self._index.get((part, pitch))
-        if k is not None and (self.is_drum[part] or self._C[k] > 0.0 or not self.settings.refresh_unheard):
-            return k
+        if k is not None and (
+            self.is_drum[part]
+            or self._C[k] > 0.0
+            or not self.settings.refresh_unheard
+            or self._made_in[k] == self._epoch
+        ):
+            return k  # a template that sounded, or one made since the last re-estimation (the same copy again)
         if self.is_drum[part]:
             return self._new_template(part, pitch, drum_template(self.n_bins))
         amps = self._learned_amplitudes(part, pitch)
         w0 = harmonic_template(pitch, self.sample_rate, self.n_fft, amps)
         if k is None:
-            return self._new_template(part, pitch, w0)
+            k = self._new_template(part, pitch, w0)
         self._W[k], self._W0[k] = w0, w0
+        self._made_in[k] = self._epoch
         return k
 
     def _learned_amplitudes(self, part: int, pitch: int) -> np.ndarray | None:
@@ -211,17 +224,23 @@ class ScoreDecomposition:
         s = self.settings
         if not s.share_timbre:
             return None
-        best, best_d = -1, 1e9
-        for (p, q), k in self._index.items():
-            ready = k < len(self._C_ready) and self._C_ready[k] >= s.share_min_frames
-            d = abs(q - pitch) + (0.5 if q > pitch else 0.0)  # a tie goes to the pitch below, whatever the order
-            if p == part and ready and d < best_d:
-                best, best_d = k, d
-        if best < 0:
+        pitches, ks = self._ready.get(part, ((), ()))
+        if not pitches:
             return None
-        q = self._pitch_of[best]
+        i = bisect.bisect_right(pitches, pitch)  # pitches[i - 1] <= pitch < pitches[i]
+        # the nearest ready pitch; a tie goes to the pitch below (whatever order the templates came in)
+        below = i > 0 and (i == len(pitches) or pitch - pitches[i - 1] <= pitches[i] - pitch)
+        best = ks[i - 1] if below else ks[i]
         n_h = n_partials_of(pitch, self.sample_rate)
-        amps = partial_amplitudes(self._W[best], q, self.sample_rate, self.n_fft, n_h)
+        key = (best, n_h)  # the same for every pitch copying this template until the next re-estimation
+        if key not in self._amps_cache:
+            self._amps_cache[key] = self._extended_amplitudes(best, n_h)
+        return self._amps_cache[key]
+
+    def _extended_amplitudes(self, k: int, n_h: int) -> np.ndarray | None:
+        """``n_h`` partial amplitudes read off template ``k``, extended past its top partial."""
+        q = self._pitch_of[k]
+        amps = partial_amplitudes(self._W[k], q, self.sample_rate, self.n_fft, n_h)
         have = int(np.count_nonzero(amps))
         if have == 0:
             return None
@@ -418,10 +437,21 @@ class ScoreDecomposition:
             self._C[k] += evidence[i]
             self._touched.add(k)
 
+    def _note_ready(self) -> None:
+        """Which templates others may copy (``share_min_frames`` of evidence): per part, sorted pitches."""
+        ready: dict[int, list[tuple[int, int]]] = {}
+        for (p, q), k in self._index.items():
+            if p >= 0 and self._C_ready[k] >= self.settings.share_min_frames:
+                ready.setdefault(p, []).append((q, k))
+        self._ready = {p: tuple(zip(*sorted(v))) for p, v in ready.items()}
+        self._amps_cache.clear()
+
     def _update_templates(self) -> None:
         """Re-estimate the templates that sounded since the last re-estimation."""
         touched, self._touched = self._touched, set()
+        self._epoch += 1
         self._C_ready = self._C[: len(self._part_of)].copy()
+        self._note_ready()
         self._level_ready = self._level_S / np.maximum(self._level_C, 1.0)
         beta = self.settings.prior_frames
         for k in sorted(touched):
