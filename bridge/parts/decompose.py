@@ -338,7 +338,8 @@ class ScoreDecomposition:
         if len(st):
             H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), f0_share)
         lam = W @ H + _EPS
-        self._fold(V, all_cols, H * gate, lam)  # only scored notes teach the templates
+        taught = np.nonzero(gate.any(axis=1))[0]  # only scored notes teach the templates
+        self._fold(V, all_cols[taught], H[taught] * gate[taught], lam)
 
         # part masks: contiguous column groups (pairs are sorted by part); silent columns skipped
         a = self.settings.mask_power
