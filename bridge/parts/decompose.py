@@ -200,10 +200,13 @@ class ScoreDecomposition:
         self._index[(part, pitch)] = k
         return k
 
-    def _template_for(self, part: int, pitch: int) -> int:
+    def _template_for(self, part: int, pitch: int, refresh: bool = True) -> int:
+        """The column of (part, pitch), made if new; an unheard one copies its part's timbre again
+        (``refresh_unheard``) unless ``refresh`` is False (a candidate not admitted yet)."""
         k = self._index.get((part, pitch))
         if k is not None and (
-            self.is_drum[part]
+            not refresh
+            or self.is_drum[part]
             or self._C[k] > 0.0
             or not self.settings.refresh_unheard
             or self._made_in[k] == self._epoch
@@ -312,7 +315,8 @@ class ScoreDecomposition:
         tt, pp, qq = np.nonzero(active)
         st, sp, sq = np.nonzero(penalty)
         pairs = sorted(set(zip(pp.tolist(), qq.tolist())) | set(zip(sp.tolist(), sq.tolist())))
-        cols = [self._template_for(p, q) for p, q in pairs]
+        scored = set(zip(pp.tolist(), qq.tolist()))
+        cols = [self._template_for(p, q, (p, q) in scored) for p, q in pairs]  # candidates: when admitted
         col_of = {pq: i for i, pq in enumerate(pairs)}
         n_bg = 1 if self.settings.background else 0
         n_k = len(cols) + n_bg
@@ -400,6 +404,8 @@ class ScoreDecomposition:
             loose[c] *= found >= need
         if not loose.any():
             return H
+        for i in np.nonzero(loose.any(axis=1))[0].tolist():  # admitted: an unheard template copies its timbre now
+            W[:, i] = self._W[self._template_for(*pairs[i])]
         use = np.nonzero(gate.any(axis=1) | loose.any(axis=1))[0]  # scored and admitted columns
         Wu, loose = np.ascontiguousarray(W[:, use]), loose[use]
         Hu = H[use] + (loose > 0) * (Wu.T @ unexplained)  # start from what they find unexplained
