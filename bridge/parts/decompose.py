@@ -89,7 +89,7 @@ class DecompositionSettings:
     # score (commit 3fc1148); on 48 (stop 23) templates free to learn lines read better, paired mean per part +0.16 dB
     # with the network's kit and with the score's, +0.04 with 10 % of the notes deleted
     smooth_drums: bool = False
-    unscored_memory_s: float = 30.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
+    unscored_memory_s: float = 10.0  # a part's pitches of the last this many seconds may sound unscored (0: off)
     unscored_penalty: float = 0.03  # L1 weight (> 0) on unscored activations in the part's rests
     unscored_f0_share: float = 0.003  # unexplained share of the frame a pitched candidate's fundamental must find
     unscored_neighbour_f0_share: float = 0.03  # the same for a neighbouring pitch (``unscored_semitones``)
@@ -132,16 +132,21 @@ class ScoreDecomposition:
         self._decay_per_frame = float(np.exp(-hop / (sample_rate * self.settings.memory_s)))
         self._bands = smoothing_bands(sample_rate, n_fft)
         self._band_width = self._bands.sum(axis=0)
-        self._f0_rows = np.zeros((N_PITCHES, self.n_bins), np.float32)  # each pitch's first partial, 0/1
+        # each pitch's first partial: a contiguous run of bins, [lo, lo + width)
+        self._f0_lo = np.zeros(N_PITCHES, np.int64)
+        self._f0_width = np.zeros(N_PITCHES, np.int64)
+        self._f0_span = np.arange(0)
         if not all(self.is_drum):
             self._prepare_pitched()
         self.reset()
 
     def _prepare_pitched(self) -> None:
-        """The comb layouts and each pitch's fundamental bins (``_f0_rows``), which pitched parts need."""
+        """The comb layouts and each pitch's fundamental bins (``_f0_lo``, ``_f0_width``), which pitched parts need."""
         warm_layouts(self.sample_rate, self.n_fft)
         for pitch in range(N_PITCHES):
-            self._f0_rows[pitch, fundamental_bins(pitch, self.sample_rate, self.n_fft)] = 1.0
+            bins = np.sort(fundamental_bins(pitch, self.sample_rate, self.n_fft))
+            self._f0_lo[pitch], self._f0_width[pitch] = bins[0], len(bins)
+        self._f0_span = np.arange(int(self._f0_width.max()))
 
     def set_drum(self, part: int, is_drum: bool) -> None:
         """Make ``part`` a drum part (broadband templates) or a pitched one (combs), as a live
@@ -150,7 +155,7 @@ class ScoreDecomposition:
             return
         self.is_drum = tuple(bool(is_drum) if i == part else d for i, d in enumerate(self.is_drum))
         self._pitched_col = ~np.asarray(self.is_drum, bool)[:, None]
-        if not is_drum and not self._f0_rows.any():
+        if not is_drum and not self._f0_width.any():
             self._prepare_pitched()
         for (q, pitch), k in self._index.items():
             if q == part:
@@ -204,13 +209,7 @@ class ScoreDecomposition:
         """The column of (part, pitch), made if new; an unheard one copies its part's timbre again
         (``refresh_unheard``) unless ``refresh`` is False (a candidate not admitted yet)."""
         k = self._index.get((part, pitch))
-        if k is not None and (
-            not refresh
-            or self.is_drum[part]
-            or self._C[k] > 0.0
-            or not self.settings.refresh_unheard
-            or self._made_in[k] == self._epoch
-        ):
+        if k is not None and not (refresh and self._stale(k)):
             return k  # a template that sounded, or one made since the last re-estimation (the same copy again)
         if self.is_drum[part]:
             return self._new_template(part, pitch, drum_template(self.n_bins))
@@ -221,6 +220,18 @@ class ScoreDecomposition:
         self._W[k], self._W0[k] = w0, w0
         self._made_in[k] = self._epoch
         return k
+
+    def _stale(self, k: int) -> bool:
+        """Whether pitched template ``k`` has not sounded and copied its part's timbre before the
+        last re-estimation (``refresh_unheard``)."""
+        part = self._part_of[k]
+        return (
+            self.settings.refresh_unheard
+            and part >= 0
+            and not self.is_drum[part]
+            and self._C[k] <= 0.0
+            and self._made_in.get(k) != self._epoch
+        )
 
     def _learned_amplitudes(self, part: int, pitch: int) -> np.ndarray | None:
         """Partial amplitudes of the part's nearest well-adapted pitch, or None."""
@@ -341,7 +352,8 @@ class ScoreDecomposition:
             H[on] = Hs
         if len(st):
             H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), f0_share)
-        lam = W @ H + _EPS
+        nz = np.nonzero(H.any(axis=1))[0]  # the columns that sound (unadmitted candidates do not)
+        lam = W[:, nz] @ H[nz] + _EPS
         taught = np.nonzero(gate.any(axis=1))[0]  # only scored notes teach the templates
         self._fold(V, all_cols[taught], H[taught] * gate[taught], lam)
 
@@ -384,7 +396,8 @@ class ScoreDecomposition:
         loose[rows, st] = penalty[st, sp, sq]
         share = np.full_like(gate, s.unscored_f0_share)
         share[rows, st] = f0_share[st, sp, sq]
-        lam = W @ H + _EPS
+        on = np.nonzero(gate.any(axis=1))[0]
+        lam = W[:, on] @ H[on] + _EPS  # the scored fit
         unexplained = np.maximum(V - lam, 0.0)
         total = np.maximum(V.sum(axis=0), _EPS)  # (T,)
         cand = np.unique(np.nonzero(loose)[0])
@@ -395,27 +408,32 @@ class ScoreDecomposition:
             loose[d] *= ok
         if not drum.all():
             c = cand[~drum]
-            at_f0 = self._f0_rows[[pairs[i][1] for i in c.tolist()]]
-            found = at_f0 @ unexplained
+            pitch = np.asarray([pairs[i][1] for i in c.tolist()], np.int64)
+            bins = np.minimum(self._f0_lo[pitch, None] + self._f0_span, self.n_bins - 1)  # (n_c, span)
+            in_f0 = self._f0_span < self._f0_width[pitch, None]  # (n_c, span)
+            found = (unexplained[bins] * in_f0[:, :, None]).sum(axis=1)  # (n_c, T) at each fundamental
             need = share[c] * total[None, :]
             if s.unscored_level_share > 0.0:  # and a share of what a usual note of its part shows there
-                usual = self._level_ready[[pairs[i][0] for i in c.tolist()]] * (at_f0 * W[:, c].T).sum(axis=1)
+                f0_mass = (W[bins, c[:, None]] * in_f0).sum(axis=1)  # each template's share at its fundamental
+                usual = self._level_ready[[pairs[i][0] for i in c.tolist()]] * f0_mass
                 need = np.maximum(need, s.unscored_level_share * usual[:, None])
             loose[c] *= found >= need
         if not loose.any():
             return H
-        for i in np.nonzero(loose.any(axis=1))[0].tolist():  # admitted: an unheard template copies its timbre now
-            W[:, i] = self._W[self._template_for(*pairs[i])]
         use = np.nonzero(gate.any(axis=1) | loose.any(axis=1))[0]  # scored and admitted columns
-        Wu, loose = np.ascontiguousarray(W[:, use]), loose[use]
-        Hu = H[use] + (loose > 0) * (Wu.T @ unexplained)  # start from what they find unexplained
+        frames = np.nonzero(loose.any(axis=0))[0]  # the frames with an admitted note: the others keep the scored fit
+        Wu, loose = np.ascontiguousarray(W[:, use]), loose[np.ix_(use, frames)]
+        Vu = np.ascontiguousarray(V[:, frames])
+        Hu = H[np.ix_(use, frames)] + (loose > 0) * (Wu.T @ unexplained[:, frames])  # from what they find unexplained
         shrink = (1.0 / (1.0 + loose)).astype(np.float32)  # L1 on the unscored
         for _ in range(max(1, s.n_iter // 2)):
             lam = Wu @ Hu + _EPS
-            Hu *= (Wu.T @ (V / lam)) * shrink
-        Hu[(loose > 0) & (Hu < s.unscored_min_share * total[None, :])] = 0.0  # W unit-sum: H is explained magnitude
+            Hu *= (Wu.T @ (Vu / lam)) * shrink
+        Hu[(loose > 0) & (Hu < s.unscored_min_share * total[None, frames])] = (
+            0.0  # W unit-sum: H is explained magnitude
+        )
         H = H.copy()
-        H[use] = Hu
+        H[np.ix_(use, frames)] = Hu
         return H
 
     def _fold(self, V: np.ndarray, cols: np.ndarray, H: np.ndarray, lam: np.ndarray) -> None:
