@@ -16,8 +16,8 @@ so the output does not depend on how frames are batched), blended with its start
 a prior worth ``prior_frames`` frames. Support stays the comb's support, and a template that
 did not sound keeps its shape. A new pitch of a part starts from the harmonic amplitudes the
 part's nearest adapted pitch has learned (``share_timbre``), and a template that has not
-sounded yet takes it again whenever it is needed (``refresh_unheard``: a candidate pitch's
-template made early would otherwise keep the comb or a stale copy).
+sounded yet takes it again when a scored note needs it (``refresh_unheard``: a candidate
+pitch's template made early would otherwise keep the comb or a stale copy).
 
 Notes the score missed: in a part's rests (a drum part: always), the pitches it played in the
 last ``unscored_memory_s`` seconds stay candidates, and for a pitched part those up to
@@ -35,8 +35,8 @@ with an L1 weight, so the note lands in its own part rather than in the parts wh
 shares. Unscored activations never teach the templates. On the selection sets (seeds 9002 /
 9202) this took the cost of deleting 10 % of the notes on chamber music from 4.1 to 2.9 dB and
 left clean scores as they were (stop 19); the tails, the part level, the unheard templates'
-refresh and the looser thresholds of stop 25 add, paired per part, +0.56 dB with 10 % deleted
-and +0.14 dB clean on chamber (seed 9202), nothing on band (seed 9002, 48 tracks; BENCHMARKS.md).
+refresh and the looser thresholds of stop 25 add, paired per part, +0.44 dB with 10 % deleted
+and +0.13 dB clean on chamber (seed 9202), nothing on band (seed 9002, 48 tracks; BENCHMARKS.md).
 
 Public API
 ----------
@@ -96,7 +96,7 @@ class DecompositionSettings:
     unscored_admit: float = 0.5  # share of a drum candidate's (template-weighted) magnitude left unexplained
     unscored_min_share: float = 0.05  # an unscored note explaining less of its frame's magnitude is dropped
     unscored_semitones: int = 2  # a pitched part's candidates also lie this many semitones around its recent pitches
-    refresh_unheard: bool = True  # templates that never sounded are re-copied from their part's timbre each update
+    refresh_unheard: bool = True  # a template that never sounded copies its part's timbre again for a scored note
     unscored_tail_f0_share: float = 0.03  # the fundamental test where a part's gates are open only for a tail
     unscored_level_share: float = 0.1  # a candidate's fundamental must also show this share of its part's usual level
 
@@ -207,7 +207,7 @@ class ScoreDecomposition:
 
     def _template_for(self, part: int, pitch: int, refresh: bool = True) -> int:
         """The column of (part, pitch), made if new; an unheard one copies its part's timbre again
-        (``refresh_unheard``) unless ``refresh`` is False (a candidate not admitted yet)."""
+        (``refresh_unheard``) unless ``refresh`` is False (a candidate: only scored notes copy)."""
         k = self._index.get((part, pitch))
         if k is not None and not (refresh and self._stale(k)):
             return k  # a template that sounded, or one made since the last re-estimation (the same copy again)
