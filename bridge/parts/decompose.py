@@ -385,8 +385,9 @@ class ScoreDecomposition:
         note the score missed shows its fundamental; a part's old pitch whose upper partials
         coincide with another part's notes does not) and ``unscored_level_share`` of what a usual
         note of its part shows there; a drum candidate where at least ``unscored_admit`` of its
-        template-weighted magnitude is unexplained. Admitted ones join the fit with an L1 weight;
-        those explaining under ``unscored_min_share`` of the frame are dropped. W (F, K) unit-sum,
+        template-weighted magnitude is unexplained. Admitted ones join a second fit with an L1
+        weight, over the frames where one was admitted (the others keep the scored fit); those
+        explaining under ``unscored_min_share`` of the frame are dropped. W (F, K) unit-sum,
         V (F, T), H / gate (K, T), ``f0_share`` (T, P, 128) -> H."""
         s = self.settings
         st, sp, sq = where
