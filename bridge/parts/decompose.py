@@ -42,7 +42,7 @@ Public API
 ----------
 - ``DecompositionSettings``: the knobs, with measured defaults.
 - ``ScoreDecomposition(sample_rate, n_fft, hop, is_drum, settings)``:
-  ``masks(mag, active, first_frame, tails=None) -> (n_frames, n_parts, n_bins) float32`` with
+  ``masks(mag, active, first_frame, tails) -> (n_frames, n_parts, n_bins) float32`` with
   ``mag`` (n_frames, n_bins), ``active`` (n_frames, n_parts, 128) bool and ``tails``
   (n_frames, n_parts) bool (where a part's gates are open only for a release tail or an early
   opening: ``PartGates.rows_and_tails``); frames must come in order (``first_frame`` continues
@@ -267,13 +267,9 @@ class ScoreDecomposition:
         return np.maximum(amps, 0.02 * amps.max())
 
     # ------------------------------------------------------------------ masks
-    def masks(
-        self, mag: np.ndarray, active: np.ndarray, first_frame: int, tails: np.ndarray | None = None
-    ) -> np.ndarray:
+    def masks(self, mag: np.ndarray, active: np.ndarray, first_frame: int, tails: np.ndarray) -> np.ndarray:
         """mag (T, F), active (T, P, 128) bool -> masks (T, P, F) float32 (residual = 1 - sum);
         ``tails`` (T, P) bool: frames where a part's gates are open only for a release tail."""
-        if tails is None:
-            tails = np.zeros(active.shape[:2], bool)
         n_frames = mag.shape[0]
         if first_frame != self._next_frame:
             raise ValueError(f"frames must come in order: expected frame {self._next_frame}, got {first_frame}")
@@ -354,8 +350,7 @@ class ScoreDecomposition:
             H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), f0_share)
         nz = np.nonzero(H.any(axis=1))[0]  # the columns that sound (unadmitted candidates do not)
         lam = W[:, nz] @ H[nz] + _EPS
-        taught = np.nonzero(gate.any(axis=1))[0]  # only scored notes teach the templates
-        self._fold(V, all_cols[taught], H[taught] * gate[taught], lam)
+        self._fold(V, all_cols[on], H[on] * gate[on], lam)  # only scored notes teach the templates
 
         # part masks: contiguous column groups (pairs are sorted by part); silent columns skipped
         a = self.settings.mask_power
@@ -430,9 +425,8 @@ class ScoreDecomposition:
         for _ in range(max(1, s.n_iter // 2)):
             lam = Wu @ Hu + _EPS
             Hu *= (Wu.T @ (Vu / lam)) * shrink
-        Hu[(loose > 0) & (Hu < s.unscored_min_share * total[None, frames])] = (
-            0.0  # W unit-sum: H is explained magnitude
-        )
+        # W unit-sum: H is explained magnitude
+        Hu[(loose > 0) & (Hu < s.unscored_min_share * total[None, frames])] = 0.0
         H = H.copy()
         H[np.ix_(use, frames)] = Hu
         return H

@@ -13,12 +13,11 @@ Public API
 - ``GateGrid(sample_rate, n_fft, hop, n_parts)``: the ``MetaLike`` of ``bridge.score`` for parts
   (stems ``p0, p1, ...``, keys 0-127).
 - ``PartGates(grid, release_frames)``: ``release_frames`` (n_parts, 128) per part and pitch;
-  ``rows(first_frame, n_frames) -> (n_frames, n_parts, 128)``
-  bool (``rows_and_tails`` adds (n_frames, n_parts) bool: the frames where a part's gates are
-  open only for a release tail or an early opening), from either ``set_notes(notes_per_part)``
-  (a whole score: per part (n_notes, 4) ``[onset_s, offset_s, pitch, velocity]``) or live MIDI
-  through ``live`` (a ``LiveScore`` whose channel map sends each part's channel to it:
-  ``set_live_channels({channel_0_based: part})``).
+  ``rows_and_tails(first_frame, n_frames) -> ((n_frames, n_parts, 128) bool gates, (n_frames,
+  n_parts) bool: where a part's gates are open only for a release tail or an early opening)``,
+  from either ``set_notes(notes_per_part)`` (a whole score: per part (n_notes, 4) ``[onset_s,
+  offset_s, pitch, velocity]``) or live MIDI through ``live`` (a ``LiveScore`` whose channel map
+  sends each part's channel to it: ``set_live_channels({channel_0_based: part})``).
   ``follow()`` adds a second live score, ``followed`` (channel ``i`` = part ``i``, up to 16
   parts), fed by a score follower; a part whose own channel sent MIDI on ``live``
   (``override(part)``) is no longer driven by it.
@@ -95,13 +94,10 @@ class PartGates:
             self.followed.reset()
         self._overridden[:] = False
 
-    def rows(self, first_frame: int, n_frames: int) -> np.ndarray:
-        """(n_frames, n_parts, 128) bool gates for frames ``first_frame ..``."""
-        return self.rows_and_tails(first_frame, n_frames)[0]
-
     def rows_and_tails(self, first_frame: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
-        """``rows`` and (n_frames, n_parts) bool: the frames where a part's gates are open only
-        for a release tail or an early opening, none of its notes sounding by the score."""
+        """(n_frames, n_parts, 128) bool gates for frames ``first_frame ..``, and (n_frames,
+        n_parts) bool: the frames where a part's gates are open only for a release tail or an early
+        opening, none of its notes sounding by the score."""
         back = int(self.release_frames.max()) if self.release_frames.size else 0
         if self._spans is not None:
             start, end, part, pitch = self._spans
