@@ -156,10 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--classes-from",
-        choices=("network", "parts"),
+        choices=("network", "parts", "fused"),
         default=None,
         help="class stems from the network (default, or [score] classes_from) or, when the score comes in "
-        "on score_in, from its parts (one per MIDI channel; far better stems, 46 ms more latency at 44.1 kHz)",
+        "on score_in, from its parts (one per MIDI channel; far better stems, 46 ms more latency at 44.1 kHz), "
+        "or fused: the parts fused with the network by magnitude, as separate --score does (better still, "
+        "another 93 ms)",
     )
     p.add_argument(
         "--follow",

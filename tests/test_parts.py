@@ -609,6 +609,44 @@ def test_class_stems_from_the_parts_take_a_share_of_the_network(bass_and_kit: di
     assert not np.allclose(none[bass_k], whole[bass_k], atol=1e-3)
 
 
+def test_fused_class_stems_sum_to_the_input_at_any_block_size(bass_and_kit: dict) -> None:
+    """``ScoredClasses``' ``fusion`` (what ``separate --score`` runs): the fused stems come a fusion
+    window later (the parts' 4095 samples twice at 44.1 kHz), still sum to the input, do not depend
+    on the block size (1e-4), and differ from the linear blend's; the notes come as late as the stems."""
+    from bridge.engine import Processor
+    from bridge.parts.classes import ScoredClasses
+    from bridge.parts.fusion import FUSION_EXPONENT
+    from bridge.parts.score_parts import read_parts
+    from bridge.score import read_score_file
+
+    mix = bass_and_kit["mix"]
+    parts = read_parts(bass_and_kit["score"])
+
+    def run(block: int, fusion: dict | None) -> tuple[np.ndarray, list[int]]:
+        sc = ScoredClasses(Processor("band"), parts, fusion=fusion)
+        sc.prepare(SR, block, 2)
+        sc.set_score_notes(read_score_file(bass_and_kit["score"], sc.meta.stems))
+        lat = sc.latency_samples
+        assert lat == (8190 if fusion else 4095) and sc.latency_terms.get("stem_fusion", 0) == (4095 if fusion else 0)
+        x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
+        out, onsets = [], []
+        for i in range(0, x.shape[1], block):
+            r = sc.process(x[:, i : i + block])
+            out.append(r.stems)
+            onsets += [i + e.sample - lat for e in r.notes if e.velocity > 0]
+        stems = np.concatenate(out, axis=2)[:, :, lat : lat + mix.shape[1]]
+        np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
+        return stems, onsets
+
+    fused, fused_onsets = run(2048, FUSION_EXPONENT)
+    small, _ = run(512, FUSION_EXPONENT)
+    linear, linear_onsets = run(2048, None)
+    np.testing.assert_allclose(small, fused, atol=1e-4)
+    bass_k = list(Processor("band").meta.stems).index("bass")
+    assert not np.allclose(fused[bass_k], linear[bass_k], atol=1e-3)
+    assert fused_onsets == linear_onsets and fused_onsets  # the same notes at the same output time
+
+
 def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> None:
     """``run --parts``' child process rebuilds ``NetworkDrumParts`` (same parts, kit and model)
     from ``worker_spec``; the network hears only the kit's channel live, and offline the kit's
@@ -631,25 +669,29 @@ def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> Non
     np.testing.assert_array_equal(drum_classes(notes)[:, 2], [42, 38, 36])
 
 
-def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: dict) -> None:
-    """``ScoredClasses.live`` (``run --classes-from parts``): one part per MIDI channel, its class
-    from the channel's program change (bass) or channel 10 (drums), its notes from the MIDI pushed
-    block by block, at score time as offline; the stems equal ``ScoredClasses`` given the score
-    file (1e-4), and the worker spec rebuilds the live runner in the child."""
+@pytest.mark.parametrize("fused", [False, True])
+def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: dict, fused: bool) -> None:
+    """``ScoredClasses.live`` (``run --classes-from parts`` / ``fused``): one part per MIDI channel, its
+    class from the channel's program change (bass) or channel 10 (drums), its notes from the MIDI
+    pushed block by block, at score time as offline; the stems equal ``ScoredClasses`` given the
+    score file (1e-4), and the worker spec rebuilds the live runner in the child, fusion included."""
     from bridge.engine import Processor
     from bridge.live.loopback import score_file_events
     from bridge.live.worker import build_processor, worker_spec
     from bridge.parts.classes import ScoredClasses
+    from bridge.parts.fusion import FUSION_EXPONENT
     from bridge.parts.score_parts import read_parts
     from bridge.score import read_score_file
 
     mix, block = bass_and_kit["mix"], 1024
-    offline = ScoredClasses(Processor("band"), read_parts(bass_and_kit["score"]))
+    fusion = FUSION_EXPONENT if fused else None
+    offline = ScoredClasses(Processor("band"), read_parts(bass_and_kit["score"]), fusion=fusion)
     offline.prepare(SR, block, 2)
     offline.set_score_notes(read_score_file(bass_and_kit["score"], offline.meta.stems))
-    live = ScoredClasses.live(Processor("band"))
+    live = ScoredClasses.live(Processor("band"), fusion=fusion)
     live.prepare(SR, block, 2)
-    assert live.latency_samples == offline.latency_samples == 4095  # side by side: the parts' latency
+    # side by side: the parts' latency (and the fusion's window after them)
+    assert live.latency_samples == offline.latency_samples == (8190 if fused else 4095)
     lat = live.latency_samples
     x = np.concatenate([mix, np.zeros((2, lat + block), np.float32)], axis=1)
     events = score_file_events(bass_and_kit["score"], SR)
@@ -668,6 +710,7 @@ def test_class_stems_from_live_midi_parts_equal_the_offline_score(bass_and_kit: 
     spec = worker_spec(live)
     child = build_processor(spec)
     assert isinstance(child, ScoredClasses) and child.is_live and child.latency_samples == lat
+    assert child.fusion == fusion
 
 
 def test_live_midi_parts_take_a_percussive_program_as_a_drum_part(tmp_path: Path) -> None:

@@ -189,6 +189,8 @@ def test_config_parsing(tmp_path):
     assert cfg.classes_from == "network"
     p.write_text('[score]\nclasses_from = "parts"\n')
     assert load_config(p, stems).classes_from == "parts"
+    p.write_text('[score]\nclasses_from = "fused"\n')
+    assert load_config(p, stems).classes_from == "fused"
     for bad in (
         '[score]\nchannels = {"17" = "drums"}',
         '[score]\nclasses_from = "score"',

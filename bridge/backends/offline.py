@@ -39,6 +39,7 @@ from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
 from bridge.parts.classes import MODEL_STEMS, NETWORK_SHARE, ScoredClasses, transcribed_parts_settings
+from bridge.parts.fusion import FUSION_EXPONENT
 from bridge.parts.network_drums import NetworkDrumParts, parts_runner
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
@@ -86,6 +87,7 @@ def separate_file(
     transcription: Transcription | None = None
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
+    fusion: Mapping[str, float] | None = FUSION_EXPONENT  # likewise; latency is no concern offline
     if score_path is not None:
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
@@ -94,6 +96,7 @@ def separate_file(
         parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
+        fusion = None  # not measured on a transcription's parts
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | ScoredClasses = (
@@ -106,6 +109,7 @@ def separate_file(
             settings=transcribed_parts_settings() if transcription is not None else None,
             blind_stems=blind_stems,
             network_share=network_share,
+            fusion=fusion,
         )
     )
 

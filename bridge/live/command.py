@@ -188,11 +188,16 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if getattr(args, "parts", None) is None:
         model = Processor(args.model, n_threads=args.threads)
         config = load_config(args.config, model.meta.stems)
-        if (getattr(args, "classes_from", None) or config.classes_from) == "parts":
+        source = getattr(args, "classes_from", None) or config.classes_from
+        if source in ("parts", "fused"):
             from bridge.parts.classes import ScoredClasses
+            from bridge.parts.fusion import FUSION_EXPONENT
 
             label = f"model {model.meta.name}, class stems from the score's parts (one per channel of score_in)"
-            return ScoredClasses.live(model, config.channel_map), config, label
+            fusion = FUSION_EXPONENT if source == "fused" else None
+            if fusion:
+                label += ", fused with the network's"
+            return ScoredClasses.live(model, config.channel_map, fusion=fusion), config, label
         return model, config, f"model {model.meta.name}"
     from bridge.parts.network_drums import one_kit, parts_runner
     from bridge.parts.processor import PartSpec, PartsSettings

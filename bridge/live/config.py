@@ -21,7 +21,7 @@ Example::
     [score]
     channels = { "10" = "drums", "1" = "piano", "2" = "bass" }   # 1-based MIDI channels
     offset_ms = 0.0                                               # > 0 delays the score
-    classes_from = "network"  # or "parts": class stems from the score's parts (run --classes-from)
+    classes_from = "network"  # or "parts" / "fused": class stems from the score's parts (run --classes-from)
 
     [parts]                   # stembridge run --parts: one stem per channel
     channels = { "1" = "violin", "2" = "cello", "10" = "drums" }
@@ -57,7 +57,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 
 KIT_SOURCES = ("network", "score")  # where `run --parts` takes a channel-10 part from
-CLASS_SOURCES = ("network", "parts")  # where `run` takes the class stems from ([score] classes_from)
+CLASS_SOURCES = ("network", "parts", "fused")  # where `run` takes the class stems from ([score] classes_from)
 QUEUE_SLACK_MS = 5.0  # the worker's room for one network frame (about 1-2.5 ms here) and the OS's jitter
 
 
@@ -201,7 +201,7 @@ def load_config(
     if "classes_from" in score:
         source = score["classes_from"]
         if source not in CLASS_SOURCES:
-            raise InputError(f'{path}: [score] classes_from must be "network" or "parts", got {source!r}')
+            raise InputError(f'{path}: [score] classes_from must be "network", "parts" or "fused", got {source!r}')
         cfg.classes_from = source
     rt = data.get("realtime", {})
     if not isinstance(rt, dict):

@@ -387,7 +387,7 @@ def worker_spec(processor: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {"sample_rate": int(processor.sample_rate), "block_size": int(processor.max_block_size)}
     if getattr(processor, "is_live", False):  # a bridge.parts ScoredClasses: class stems from live score parts
         channel_map, score_offset_ms = processor.live_score_settings
-        spec["scored_classes"] = {"low_latency": bool(processor.settings.low_latency)}
+        spec["scored_classes"] = {"low_latency": bool(processor.settings.low_latency), "fusion": processor.fusion}
         spec.update(
             model_path=str(processor.model.model.path),
             n_threads=_n_threads(processor.model.model),
@@ -447,7 +447,7 @@ def build_processor(spec: dict[str, Any]) -> Any:
         from bridge.parts.classes import ScoredClasses, class_parts_settings
 
         settings = class_parts_settings(low_latency=spec["scored_classes"]["low_latency"])
-        proc = ScoredClasses.live(proc, spec["channel_map"], settings)
+        proc = ScoredClasses.live(proc, spec["channel_map"], settings, fusion=spec["scored_classes"]["fusion"])
     proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
     proc.prepare(spec["sample_rate"], spec["block_size"], 2)
     return proc

@@ -12,6 +12,11 @@ strings lose with any share and take none). A score without a drum part gets hal
 drums in ``drums``, the rest in ``other``. ``other`` is the delayed input minus the rest, so the
 stems sum back to the input. Notes are the network's (with the score).
 
+With ``fusion`` (what ``separate --score`` and ``run --classes-from fused`` use: ``FUSION_EXPONENT``),
+the stems it lists and the remainder are instead fused with the network's by magnitude in the
+parts' STFT (``bridge.parts.fusion``), after the blend, at the cost of one more STFT window of
+latency (4095 samples at 44.1 kHz); the others (drums) stay linear blends.
+
 Stems listed in ``model_stems`` come from the network alone, and those of them in
 ``SUBTRACTED_STEMS`` are taken out of the input before the parts decomposition sees it (the
 parts then run on the network's output, so the latencies add up: 2047 + 4095 samples at 44.1
@@ -37,8 +42,9 @@ Public API
 - ``class_parts_settings(low_latency=False)``: the parts' settings the class stems use by default;
   ``transcribed_parts_settings(low_latency=False)``: those for a transcription's parts.
 - ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None, blind_stems=(),
-  subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE)`` (those of ``model_stems``
-  in ``subtracted_stems`` are subtracted; ``network_share`` applies to the stems from the parts): the
+  subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE, fusion=None)`` (those of ``model_stems``
+  in ``subtracted_stems`` are subtracted; ``network_share`` applies to the stems from the parts;
+  ``fusion`` {stem: the network's exponent} fuses those stems, ``bridge.parts.fusion``): the
   ``Processor`` verbs ``prepare`` / ``process`` / ``reset`` / ``release`` / ``end_notes``, ``stems`` and
   ``meta`` of the network (``other`` last), for a score known in advance (offline files).
 - ``ScoredClasses.live(model, channel_map=None, settings=None)``: the same for a score arriving
@@ -56,7 +62,8 @@ from bridge.engine import BlockResult, Processor, clean_block, restamp
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.decompose import DecompositionSettings
-from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
+from bridge.parts.fusion import REMAINDER_EXPONENT, StemFusion
+from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of, stft_size_for
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
 
@@ -104,6 +111,7 @@ class ScoredClasses:
         blind_stems: Sequence[str] = (),
         subtracted_stems: Sequence[str] = SUBTRACTED_STEMS,
         network_share: Mapping[str, float] = NETWORK_SHARE,
+        fusion: Mapping[str, float] | None = None,
     ) -> None:
         self.model = model
         self.meta = model.meta
@@ -124,6 +132,18 @@ class ScoredClasses:
             for i, s in enumerate(predicted)
             if s not in self.model_stems and network_share.get(s, 0.0) > 0.0
         ]
+        # the network's share of every class stem's linear blend (1: the network's alone)
+        self._share = np.zeros(len(predicted), np.float32)
+        self._share[self._from_model + self._from_blind] = 1.0
+        for i, share in self._shared:
+            self._share[i] = share
+        # stems fused by magnitude with the network's (``bridge.parts.fusion``), the remainder last
+        self.fusion = dict(fusion) if fusion else None  # as given (plain data: the live worker's spec)
+        fusion = dict(fusion or {})
+        self._fused = [i for i, s in enumerate(predicted) if s in fusion and s not in self.model_stems]
+        self._linear = [i for i in range(len(predicted)) if i not in self._fused]
+        self._exponents = [float(fusion[predicted[i]]) for i in self._fused] + [REMAINDER_EXPONENT]
+        self._fusion: StemFusion | None = None
         # those stems from a second run of the same network without the score (a score known to lack
         # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
         self.blind = Processor(model.model) if self._from_blind else None
@@ -237,11 +257,22 @@ class ScoredClasses:
                 self.latency_samples - lp,
             )
         n_pred = len(self.meta.stems)
+        self._fusion = None
+        if self._fused:  # after the blend: its STFT's latency on top (the parts' frames)
+            n_fft, hop = stft_size_for(sample_rate, self.settings.low_latency)
+            self._fusion = StemFusion(self._exponents, n_fft, hop, n_channels, max_block_size)
+            self.latency_terms["stem_fusion"] = self._fusion.latency_samples
         cap = self.latency_samples + 2 * max(1, int(max_block_size)) + 16
         self._model_ring = RingBuffer(n_pred * n_channels, cap)
         self._parts_ring = RingBuffer(n_pred * n_channels, cap)
         self._parts_in = RingBuffer(n_channels, cap)
         self._dry = RingBuffer(n_channels, cap)
+        self._blend_latency = self.latency_samples  # where the linear blend is ready
+        self._notes_delay = self._model_delay
+        if self._fusion is not None:  # the linear stems and the input, delayed to the fused ones
+            self._late = RingBuffer((n_pred + 1) * n_channels, self._fusion.latency_samples + cap)
+            self.latency_samples += self._fusion.latency_samples
+            self._notes_delay += self._fusion.latency_samples
         self.prepared = True
         self._reset_own()
 
@@ -250,10 +281,14 @@ class ScoredClasses:
             (self._model_ring, self._model_delay),
             (self._parts_ring, self._parts_delay),
             (self._parts_in, self._input_delay),
-            (self._dry, self.latency_samples),
+            (self._dry, self._blend_latency),
         ):
             ring.clear()
             ring.fill_zeros(delay)
+        if self._fusion is not None:
+            self._fusion.reset()
+            self._late.clear()
+            self._late.fill_zeros(self._fusion.latency_samples)
         self._pending: list[NoteEvent] = []  # network notes, stamped in absolute output samples
         self._n_out = 0
         self._midi: list[tuple[int, bytes]] = []  # live: score MIDI for the parts, absolute input samples
@@ -285,25 +320,21 @@ class ScoredClasses:
         audio, _ = clean_block(audio, self.n_channels)  # NaN / Inf never reach the parts or `other`
         n, c = audio.shape[1], self.n_channels
         n_pred = len(self.meta.stems)
-        model_part = np.zeros((n_pred, c, n), np.float32)
-        model_part[self._from_model] = m.stems[self._from_model]
+        network = np.array(m.stems[:-1], np.float32)  # every stem of the network, the blind run's where it serves
         if self.blind is not None:
-            model_part[self._from_blind] = self.blind.process(audio).stems[self._from_blind]
+            network[self._from_blind] = self.blind.process(audio).stems[self._from_blind]
         self._parts_in.write(audio)
         parts_in = np.empty((c, n), np.float32)
         self._parts_in.read(n, parts_in)  # aligned with the network's stems where they are subtracted
         if self._subtracted:
-            parts_in -= model_part[self._subtracted].sum(axis=0)
+            parts_in -= network[self._subtracted].sum(axis=0)
         p = self._parts.process(parts_in, self._parts_midi(events, n))
-        classes = np.zeros_like(model_part)
+        classes = np.zeros_like(network)
         for k, cls in enumerate(self._class_of_part):
             if cls >= 0:
                 classes[cls] += p.stems[k]
-        for i, share in self._shared:  # after the subtraction: these stay in the parts' input
-            classes[i] *= 1.0 - share
-            model_part[i] = share * m.stems[i]
         self._parts_ring.write(classes.reshape(n_pred * c, n))
-        self._model_ring.write(model_part.reshape(n_pred * c, n))
+        self._model_ring.write(network.reshape(n_pred * c, n))
         self._dry.write(audio)
         a = np.empty((n_pred * c, n), np.float32)
         b = np.empty((n_pred * c, n), np.float32)
@@ -311,13 +342,43 @@ class ScoredClasses:
         self._model_ring.read(n, b)
         dry = np.empty((c, n), np.float32)
         self._dry.read(n, dry)
+        parts, net = a.reshape(n_pred, c, n), b.reshape(n_pred, c, n)
+        share = self._share[:, None, None]
         stems = np.empty((n_pred + 1, c, n), np.float32)
-        stems[:-1] = (a + b).reshape(n_pred, c, n)
-        stems[-1] = dry - stems[:-1].sum(axis=0)
+        stems[:-1] = (1.0 - share) * parts + share * net  # the linear blend
+        if self._fusion is not None:
+            stems = self._fuse(stems, parts, net, dry)
+        else:
+            stems[-1] = dry - stems[:-1].sum(axis=0)
         start = self._n_out
         self._n_out += n
-        self._pending += [restamp(e, start + e.sample + self._model_delay) for e in m.notes]
+        self._pending += [restamp(e, start + e.sample + self._notes_delay) for e in m.notes]
         return BlockResult(stems=stems, notes=self._due(start, n), activity=m.activity)
+
+    def _fuse(self, linear: np.ndarray, parts: np.ndarray, network: np.ndarray, dry: np.ndarray) -> np.ndarray:
+        """The fused stems (``bridge.parts.fusion``) beside the linear ones, delayed by the fusion's
+        latency: linear (n_pred + 1, c, n) the blend (last row unused), parts / network (n_pred, c, n)
+        the two estimates, dry (c, n) the input, all aligned -> (n_pred + 1, c, n), ``other`` last."""
+        assert self._fusion is not None
+        n_pred, c, n = parts.shape
+        fused, lin = self._fused, self._linear
+        # each estimate's remainder: the input minus every class stem it gives (network-only stems
+        # count in the parts' estimate as in its blend)
+        model_only = self._share >= 1.0
+        parts_rem = dry - np.where(model_only[:, None, None], network, parts).sum(axis=0)
+        network_rem = dry - network.sum(axis=0)
+        target = dry - linear[lin].sum(axis=0)  # what the fused stems and the remainder share
+        out = self._fusion.process(
+            np.concatenate([parts[fused], parts_rem[None]]), np.concatenate([network[fused], network_rem[None]]), target
+        )
+        linear[-1] = dry
+        late = np.empty(((n_pred + 1) * c, n), np.float32)
+        self._late.write(np.ascontiguousarray(linear.reshape((n_pred + 1) * c, n)))
+        self._late.read(n, late)
+        stems = late.reshape(n_pred + 1, c, n)
+        stems[fused] = out
+        stems[-1] = stems[-1] - stems[:-1].sum(axis=0)
+        return stems
 
     def _parts_midi(self, events: list[tuple[int, bytes]], n: int) -> list[tuple[int, bytes]]:
         """Live: this block's score MIDI for the parts (offsets in the block; delayed by a positive
@@ -344,7 +405,7 @@ class ScoredClasses:
 
     def end_notes(self) -> list[NoteEvent]:
         """Every pending and held network note, offsets relative to the next block (>= 0)."""
-        tail = [restamp(e, self._n_out + e.sample + self._model_delay) for e in self.model.end_notes()]
+        tail = [restamp(e, self._n_out + e.sample + self._notes_delay) for e in self.model.end_notes()]
         events = [restamp(e, max(0, e.sample - self._n_out)) for e in self._pending + tail]
         self._pending = []
         return events

@@ -1,0 +1,96 @@
+"""Class stems fused from two estimates by their magnitudes: the parts' and the network's.
+
+The score-informed parts and the score-conditioned network err differently; a fixed linear blend
+of their waveforms (``bridge.parts.classes.NETWORK_SHARE``) keeps the errors of both. Fusion works
+per time-frequency bin instead: a fused stem's magnitude is the weighted geometric mean
+``|P| ** (1 - a) * |N| ** a`` of the two estimates' (``a``: the network's exponent for that stem,
+``FUSION_EXPONENT``), and the fused stems share the signal left for them (the input minus the
+stems that stay linear) in proportion to those magnitudes (ratio masks), so the stems still sum
+back to the input. The remainder (``other``: the input minus every class stem, of each estimate)
+is a fused stem like the others, which is where most of the gain shows: the parts and the
+network agree on little of what neither claims. Measured on the selection set (seed 9002, 48
+tracks, true score; BENCHMARKS.md, stop 26).
+
+The STFT is the parts' own (``stft_size_for``: 4096 / 1024 at 44.1 and 48 kHz; 2048 read lower
+on every pitched stem), so fusion adds ``n_fft - 1`` samples of latency (93 ms at 44.1 kHz).
+
+Public API
+----------
+- ``FUSION_EXPONENT``: {class stem: the network's exponent ``a``} for the fused stems; stems not
+  listed stay linear blends.
+- ``StemFusion(exponents, n_fft, hop, n_channels)``: ``exponents`` one per fused stem, the remainder
+  last. ``process(parts, network, target) -> fused``: ``parts`` and ``network`` (n_fused,
+  n_channels, n) each, the remainder last; ``target`` (n_channels, n) the signal the fused stems
+  share; returns the fused stems but the remainder, (n_fused - 1, n_channels, n), delayed by
+  ``latency_samples`` (the remainder is the delayed target minus them). One mask per stem for
+  every channel, from the magnitudes of the channel means (as the parts' own). ``reset()``.
+  Block-size invariant (a fixed frame schedule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from bridge.ring import RingBuffer
+from bridge.stft import StreamingAnalysis, StreamingSynthesis
+
+# the network's exponent per fused class stem (0: the parts' magnitude alone); the remainder's is
+# REMAINDER_EXPONENT. Selection set, seed 9002, 48 tracks, true score (BENCHMARKS.md, stop 26).
+FUSION_EXPONENT = {"bass": 0.12, "piano": 0.25, "guitar": 0.15, "strings": 0.0}
+REMAINDER_EXPONENT = 0.1
+_TINY = 1e-12
+
+
+class StemFusion:
+    """Magnitude fusion of two stem estimates; see the module docstring."""
+
+    def __init__(self, exponents: Sequence[float], n_fft: int, hop: int, n_channels: int, max_block_size: int) -> None:
+        a = np.asarray(exponents, np.float32)
+        if a.ndim != 1 or len(a) < 2 or np.any(a < 0.0) or np.any(a > 1.0):
+            raise ValueError(
+                f"fusion exponents must lie in [0, 1], one per stem and the remainder, got {list(exponents)}"
+            )
+        self.exponents = a
+        self.n_stems, self.n_channels = len(a), n_channels
+        self.n_fft, self.hop = n_fft, hop
+        self.latency_samples = n_fft - 1  # as the parts': n_fft - hop of overlap, hop - 1 of framing
+        # the channel means of the parts' and the network's stems (n_stems rows each), then the target
+        # (n_channels rows): one mask per stem for every channel, as the parts' own
+        self._analysis = StreamingAnalysis(n_fft, hop, 2 * self.n_stems + n_channels)
+        # the remainder is not resynthesised: the caller takes it as the target minus the others
+        self._synthesis = StreamingSynthesis(n_fft, hop, self.n_stems - 1, n_channels)
+        cap = self.latency_samples + 4 * max(1, int(max_block_size)) + 8 * hop + 16384
+        self._fifo = RingBuffer(max(1, self.n_stems - 1) * n_channels, cap)
+        self.reset()
+
+    def reset(self) -> None:
+        self._analysis.reset()
+        self._synthesis.reset()
+        self._fifo.clear()
+        self._fifo.fill_zeros(self.latency_samples)
+
+    def masks(self, parts_mag: np.ndarray, network_mag: np.ndarray) -> np.ndarray:
+        """parts_mag, network_mag (T, n_stems, F) -> ratio masks of the same shape, summing to 1 over the
+        stems (a bin neither estimate fills goes to the remainder)."""
+        a = self.exponents[None, :, None]
+        log_p = np.log(parts_mag + _TINY)
+        w = np.exp(log_p + a * (np.log(network_mag + _TINY) - log_p))  # |P| ** (1 - a) * |N| ** a
+        w[:, -1] += _TINY
+        return w / w.sum(axis=1, keepdims=True)
+
+    def process(self, parts: np.ndarray, network: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """parts, network (n_stems, n_channels, n); target (n_channels, n) -> (n_stems - 1, n_channels, n)
+        the fused stems but the remainder (the delayed target minus these), delayed by ``latency_samples``."""
+        s, c, n = self.n_stems, self.n_channels, target.shape[1]
+        rows = np.concatenate([parts.mean(axis=1), network.mean(axis=1), target], axis=0)
+        spectra = self._analysis.push(rows.astype(np.float32, copy=False))  # (T, rows, F)
+        if spectra.shape[0]:
+            mag = np.abs(spectra[:, : 2 * s])
+            m = self.masks(mag[:, :s], mag[:, s:])  # (T, s, F)
+            out = self._synthesis.push(m[:, :-1, None, :] * spectra[:, None, 2 * s :, :])  # (s - 1, c, n_out)
+            self._fifo.write(np.ascontiguousarray(out.reshape((s - 1) * c, -1)))
+        fused = np.empty(((s - 1) * c, n), np.float32)
+        self._fifo.read(n, fused)
+        return fused.reshape(s - 1, c, n)

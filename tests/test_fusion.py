@@ -1,0 +1,81 @@
+"""``bridge.parts.fusion``: class stems fused by magnitude from the parts' and the network's estimates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bridge.parts.fusion import StemFusion
+
+SR = 44100
+N_FFT, HOP = 4096, 1024
+
+
+def tones(seconds: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """Two stereo tones far apart in frequency: 220 Hz and 3.3 kHz, (2, n) each."""
+    t = np.arange(int(seconds * SR)) / SR
+    low = 0.5 * np.sin(2 * np.pi * 220.0 * t).astype(np.float32)
+    high = 0.3 * np.sin(2 * np.pi * 3300.0 * t).astype(np.float32)
+    return np.stack([low, 0.8 * low]), np.stack([high, 1.2 * high])
+
+
+def run(fusion: StemFusion, parts: np.ndarray, network: np.ndarray, target: np.ndarray, block: int) -> np.ndarray:
+    """Push everything through in blocks of ``block`` samples (plus the latency in zeros) and return the
+    output with the latency cut off and the remainder (the target minus the rest) last, (n_stems, n_channels, n)."""
+    lat, n = fusion.latency_samples, target.shape[1]
+    pad = ((0, 0), (0, 0), (0, lat))
+    parts, network = np.pad(parts, pad), np.pad(network, pad)
+    target = np.pad(target, ((0, 0), (0, lat)))
+    out = [
+        fusion.process(parts[..., i : i + block], network[..., i : i + block], target[:, i : i + block])
+        for i in range(0, n + lat, block)
+    ]
+    fused = np.concatenate(out, axis=2)[:, :, lat : lat + n]
+    return np.concatenate([fused, (target[:, :n] - fused.sum(axis=0))[None]])
+
+
+def test_exponent_zero_follows_the_parts_and_one_the_network() -> None:
+    """With exponent 0 the masks come from the parts' magnitudes alone, with 1 from the network's:
+    each gives back the tones as that estimate assigns them, and the stems sum to the target."""
+    low, high = tones()
+    mix = low + high
+    right = np.stack([low, high])  # stem 0 the low tone, the remainder the high one
+    wrong = np.stack([high, low])
+    for exponent, expected in ((0.0, right), (1.0, np.stack([high, low]))):
+        fused = run(StemFusion([exponent, exponent], N_FFT, HOP, 2, 2048), right, wrong, mix, 2048)
+        np.testing.assert_allclose(fused.sum(axis=0), mix, atol=1e-4)
+        core = slice(N_FFT, -N_FFT)  # past the stream's start and end
+        err = fused[..., core] - expected[..., core]
+        assert np.sqrt(np.mean(err**2)) < 0.01 * np.sqrt(np.mean(expected[..., core] ** 2))
+
+
+def test_a_bin_one_estimate_leaves_empty_stays_empty() -> None:
+    """A geometric mean, not a linear blend: where the parts give stem 0 the whole low tone and the
+    network only a tenth of it (nine tenths to the remainder), exponent 0.5 still gives stem 0 nearly
+    all of it, since the parts' remainder holds nothing at 220 Hz; a linear blend would give 55 %."""
+    low, high = tones()
+    parts = np.stack([low, high])
+    network = np.stack([0.1 * low, high + 0.9 * low])
+    fused = run(StemFusion([0.5, 0.5], N_FFT, HOP, 2, 1024), parts, network, low + high, 1024)
+    core = slice(N_FFT, -N_FFT)
+    ratio = np.sqrt(np.mean(fused[0, :, core] ** 2)) / np.sqrt(np.mean(low[:, core] ** 2))
+    assert ratio > 0.95, ratio
+
+
+def test_output_does_not_depend_on_the_block_size() -> None:
+    low, high = tones(1.0)
+    rng = np.random.default_rng(0)
+    noise = 0.05 * rng.standard_normal(low.shape).astype(np.float32)
+    parts = np.stack([low + noise, high])
+    network = np.stack([low, high + noise])
+    target = low + high + noise
+    ref = run(StemFusion([0.3, 0.1], N_FFT, HOP, 2, 4096), parts, network, target, 4096)
+    for block in (64, 1000, 8192):
+        got = run(StemFusion([0.3, 0.1], N_FFT, HOP, 2, block), parts, network, target, block)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [[], [0.1], [1.5, 0.0], [-0.1, 0.2]])
+def test_exponents_outside_zero_one_are_refused(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="fusion exponents"):
+        StemFusion(bad, N_FFT, HOP, 2, 256)
