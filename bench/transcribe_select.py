@@ -5,7 +5,8 @@ Each variant is ``key=value,...`` with keys ``share`` (member_share), ``sound`` 
 threshold; default the classifier's), ``clf`` (another classifier file), ``model`` (stems from the
 network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
 network conditioned on the transcription, 0: not), ``nshare`` (the network's share in stems from
-the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one), ``oracle``
+the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one), ``fuse`` (the
+network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
 classifier's parts, ghosts dropped; ``all``: both; labels as ``stembridge train-notes`` makes them,
@@ -74,6 +75,7 @@ def transcriber_of(spec: str):
         network_share={k: float(v) for k, v in (x.split(":") for x in kv["nshare"].split("+") if x)}
         if "nshare" in kv
         else TRANSCRIBED_NETWORK_SHARE,
+        fusion={k: float(v) for k, v in (x.split(":") for x in kv["fuse"].split("+") if x)} if "fuse" in kv else None,
     )
 
 

@@ -96,7 +96,7 @@ def separate_file(
         parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
-        fusion = None  # not measured on a transcription's parts
+        fusion = transcriber.fusion
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | ScoredClasses = (

@@ -25,8 +25,9 @@ Public API
 ----------
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
   classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
-  sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE)`` (None: the classifier's
-  own; the share as ``bridge.parts.classes.NETWORK_SHARE``): ``transcribe(audio, sample_rate) ->
+  sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE, fusion=None)`` (None: the
+  classifier's own; the share as ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` as
+  ``ScoredClasses``' ``fusion``, none by default): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
   ``parts(audio, sample_rate) -> list[ScorePart]``.
 - ``Transcription``: ``parts`` (one ``ScorePart`` per class), ``notes`` {class: (n, 4)} and
@@ -104,6 +105,7 @@ class Transcriber:
         blind_stems: Sequence[str] = TRANSCRIBED_BLIND_STEMS,
         sounding_threshold: float | None = None,
         network_share: Mapping[str, float] = TRANSCRIBED_NETWORK_SHARE,
+        fusion: Mapping[str, float] | None = None,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
@@ -115,6 +117,7 @@ class Transcriber:
         self.condition_network = condition_network
         self.blind_stems = tuple(blind_stems)
         self.network_share = dict(network_share)
+        self.fusion = dict(fusion) if fusion else None
         self.sounding_threshold = (
             self.classifier.sounding_threshold if sounding_threshold is None else float(sounding_threshold)
         )
