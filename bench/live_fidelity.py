@@ -10,8 +10,9 @@ The recordings are scored against the true stems (SI-SDRi per stem, mono) and th
 same piece at the same rate, averaged over ``--offline-offsets`` (the file after that many
 samples of silence: the separation moves with where the frames fall, and a live stream starts
 anywhere, so the mean is the fair reference, not the file that starts on the frame grid).
-Both class-stem sources are measured: ``--classes-from network`` (the network with the score)
-and ``parts`` (``ScoredClasses``, what ``separate --score`` runs).
+Every class-stem source is measured: ``--classes-from network`` (the network with the score),
+``parts`` (``ScoredClasses``, a linear blend with the network) and ``fused`` (the same fused by
+magnitude, what ``separate --score`` runs), each against its own offline output.
 
     .venv/bin/python bench/live_fidelity.py --count 3 --json bench/results/live_fidelity.json
     .venv/bin/python bench/live_fidelity.py --count 1 --rates 48000 --leads 0 --modes parts
@@ -106,21 +107,29 @@ def load_piece(track: Path, rate: int) -> tuple[np.ndarray, dict]:
 def offline(
     network: Any, track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path, offset: int = 0
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``separate --score`` (``parts``) or the network with the score (``network``), with the
-    ``network`` Processor (reused: each run prepares it again), on ``x`` at
+    """``separate --score`` (``fused``; ``parts``: its linear blend) or the network with the score
+    (``network``), with the ``network`` Processor (reused: each run prepares it again), on ``x`` at
     ``rate`` after ``offset`` samples of silence (score moved with it; outputs and notes moved back)."""
     import mido
     import soundfile as sf
 
     from bench.quality import _read_mono
     from bridge.backends.offline import separate_file
+    from bridge.parts.fusion import FUSION_EXPONENT
     from bridge.score import read_score_file
 
     wav, score = tmp / f"{track.name}_{rate}_{offset}.wav", tmp / f"{track.name}_{offset}.mid"
     sf.write(str(wav), np.concatenate([np.zeros((2, offset), np.float32), x], axis=1).T, rate, subtype="FLOAT")
     _delay_midi(mido.MidiFile(str(track / "all_src.mid")), offset / rate).save(str(score))
     lead_s = offset / rate
-    res = separate_file(network, wav, tmp / f"off_{mode}", score_path=score, stems_from_parts=mode == "parts")
+    res = separate_file(
+        network,
+        wav,
+        tmp / f"off_{mode}",
+        score_path=score,
+        stems_from_parts=mode != "network",
+        fusion=FUSION_EXPONENT if mode == "fused" else None,
+    )
     by = {p.stem: p for p in res.stem_paths}
     est = np.stack([_read_mono(by[s], offset + x.shape[1])[offset:] for s in NAMES])
     notes = [_from_zero(n - np.array([lead_s, lead_s, 0.0, 0.0])) for n in read_score_file(res.notes_path, STEMS)]
@@ -175,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=3, help="pieces (default 3)")
     ap.add_argument("--rates", type=int, nargs="+", default=[44100, 48000])
     ap.add_argument("--leads", type=int, nargs="+", default=[0, 3001], help="samples of silence before the mix")
-    ap.add_argument("--modes", nargs="+", choices=("network", "parts"), default=["network", "parts"])
+    ap.add_argument("--modes", nargs="+", choices=("network", "parts", "fused"), default=["network", "parts", "fused"])
     ap.add_argument(
         "--offline-offsets", type=int, nargs="+", default=[0, 257, 514, 771], help="offline reference: mean over these"
     )

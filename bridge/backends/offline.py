@@ -71,11 +71,13 @@ def separate_file(
     progress: Callable[[int, int, int], None] | None = None,
     stems_from_parts: bool = True,
     transcriber: Transcriber | None = None,
+    fusion: Mapping[str, float] | None = FUSION_EXPONENT,
 ) -> SeparateResult:
     """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block.
 
     With a score and ``stems_from_parts``, the class stems come from the score's parts
-    (``bridge.parts.classes.ScoredClasses``); the network still writes the notes. Without a
+    (``bridge.parts.classes.ScoredClasses``, fused with the network's by ``fusion``, None: a linear
+    blend); the network still writes the notes. Without a
     score, a ``transcriber`` first transcribes the whole file into one part per class
     (``bridge.transcribe``), which then serves as that score; ``notes.mid`` then holds the
     transcription's notes for its classes and the network's for the rest (drums)."""
@@ -87,7 +89,6 @@ def separate_file(
     transcription: Transcription | None = None
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
-    fusion: Mapping[str, float] | None = FUSION_EXPONENT  # likewise; latency is no concern offline
     if score_path is not None:
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
