@@ -58,9 +58,8 @@ def dump(tracks_dir: Path, out: Path) -> None:
             n = len(mix)
             with tempfile.TemporaryDirectory() as tmp:
                 offline.NETWORK_SHARE = dict.fromkeys(stems, share)
-                offline.FUSION_EXPONENT = None
                 r = offline.separate_file(
-                    proc, t / "mix.flac", Path(tmp), block_size=65536, score_path=t / "all_src.mid"
+                    proc, t / "mix.flac", Path(tmp), block_size=65536, score_path=t / "all_src.mid", fusion=None
                 )
                 by = {p.stem: p for p in r.stem_paths}
                 est = np.stack([_read_mono(by[s], n) for s in names]).astype(np.float32)

@@ -36,14 +36,13 @@ def run(fusion: StemFusion, parts: np.ndarray, network: np.ndarray, target: np.n
 
 def test_exponent_zero_follows_the_parts_and_one_the_network() -> None:
     """With exponent 0 the masks come from the parts' magnitudes alone, with 1 from the network's:
-    each gives back the tones as that estimate assigns them, and the stems sum to the target."""
+    each gives back the tones as that estimate assigns them."""
     low, high = tones()
     mix = low + high
     right = np.stack([low, high])  # stem 0 the low tone, the remainder the high one
     wrong = np.stack([high, low])
     for exponent, expected in ((0.0, right), (1.0, np.stack([high, low]))):
         fused = run(StemFusion([exponent, exponent], N_FFT, HOP, 2, 2048), right, wrong, mix, 2048)
-        np.testing.assert_allclose(fused.sum(axis=0), mix, atol=1e-4)
         core = slice(N_FFT, -N_FFT)  # past the stream's start and end
         err = fused[..., core] - expected[..., core]
         assert np.sqrt(np.mean(err**2)) < 0.01 * np.sqrt(np.mean(expected[..., core] ** 2))

@@ -3,7 +3,7 @@
 Public API
 ----------
 - ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None,
-  stems_from_parts=True, transcriber=None) -> SeparateResult``: stream one file through a
+  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT) -> SeparateResult``: stream one file through a
   prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
   ``bridge.parts.classes``; without one, with a ``bridge.transcribe.Transcriber``: from the
   parts of the file's own transcription, whose notes are then the pitched stems' notes) and write
@@ -77,7 +77,7 @@ def separate_file(
 
     With a score and ``stems_from_parts``, the class stems come from the score's parts
     (``bridge.parts.classes.ScoredClasses``, fused with the network's by ``fusion``, None: a linear
-    blend); the network still writes the notes. Without a
+    blend; with a ``transcriber``, its own ``fusion`` replaces this one); the network still writes the notes. Without a
     score, a ``transcriber`` first transcribes the whole file into one part per class
     (``bridge.transcribe``), which then serves as that score; ``notes.mid`` then holds the
     transcription's notes for its classes and the network's for the rest (drums)."""

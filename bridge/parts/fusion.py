@@ -12,8 +12,9 @@ tracks, true score, ``bench/fusion_select.py``); held out (``bench/quality.py``,
 class stems with a score read +9.03 dB median SI-SDRi against +8.67 for the linear blend, paired
 +0.44 dB a stem (`other` +1.08, piano +0.69, bass -0.09; BENCHMARKS.md, stop 26).
 
-The STFT is the parts' own (``stft_size_for``: 4096 / 1024 at 44.1 and 48 kHz; with 2048 the bass
-and the drums lose outright), so fusion adds ``n_fft - 1`` samples of latency (93 ms at 44.1 kHz).
+The STFT is the parts' own (``stft_size_for``: 4096 / 1024 at 44.1 and 48 kHz; a 2048 window, which
+``low_latency`` parts settings also give the fusion, read lower on the selection set, the bass
+losing outright), so fusion adds ``n_fft - 1`` samples of latency (93 ms at 44.1 kHz).
 
 Public API
 ----------
