@@ -129,16 +129,11 @@ class ScoredClasses:
         self._from_model = [i for i, s in enumerate(predicted) if s in self.model_stems and s not in blind]
         self._from_blind = [i for i, s in enumerate(predicted) if s in blind]
         self._subtracted = [i for i, s in enumerate(predicted) if s in self.model_stems and s in subtracted_stems]
-        self._shared = [
-            (i, float(network_share[s]))
-            for i, s in enumerate(predicted)
-            if s not in self.model_stems and network_share.get(s, 0.0) > 0.0
-        ]
         # the network's share of every class stem's linear blend (1: the network's alone)
-        self._share = np.zeros(len(predicted), np.float32)
-        self._share[self._from_model + self._from_blind] = 1.0
-        for i, share in self._shared:
-            self._share[i] = share
+        self._share = np.array(
+            [1.0 if s in self.model_stems else max(0.0, float(network_share.get(s, 0.0))) for s in predicted],
+            np.float32,
+        )
         # stems fused by magnitude with the network's (``bridge.parts.fusion``), the remainder last
         self.fusion = dict(fusion) if fusion else None  # as given (plain data: the live worker's spec)
         fusion = dict(fusion or {})
