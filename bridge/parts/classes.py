@@ -267,7 +267,7 @@ class ScoredClasses:
         self._blend_latency = self.latency_samples  # where the linear blend is ready
         self._notes_delay = self._model_delay
         if self._fusion is not None:  # the linear stems and the input, delayed to the fused ones
-            self._late = RingBuffer((n_pred + 1) * n_channels, self._fusion.latency_samples + cap)
+            self._late = RingBuffer((len(self._linear) + 1) * n_channels, self._fusion.latency_samples + cap)
             self.latency_samples += self._fusion.latency_samples
             self._notes_delay += self._fusion.latency_samples
         self.prepared = True
@@ -355,7 +355,8 @@ class ScoredClasses:
     def _fuse(self, linear: np.ndarray, parts: np.ndarray, network: np.ndarray, dry: np.ndarray) -> np.ndarray:
         """The fused stems (``bridge.parts.fusion``) beside the linear ones, delayed by the fusion's
         latency: linear (n_pred + 1, c, n) the blend (last row unused), parts / network (n_pred, c, n)
-        the two estimates, dry (c, n) the input, all aligned -> (n_pred + 1, c, n), ``other`` last."""
+        the two estimates, dry (c, n) the input, all aligned -> (n_pred + 1, c, n), ``other`` last.
+        Only the linear stems and the input go through the delay."""
         assert self._fusion is not None
         n_pred, c, n = parts.shape
         fused, lin = self._fused, self._linear
@@ -368,13 +369,14 @@ class ScoredClasses:
         out = self._fusion.process(
             np.concatenate([parts[fused], parts_rem[None]]), np.concatenate([network[fused], network_rem[None]]), target
         )
-        linear[-1] = dry
-        late = np.empty(((n_pred + 1) * c, n), np.float32)
-        self._late.write(np.ascontiguousarray(linear.reshape((n_pred + 1) * c, n)))
+        n_late = len(lin) + 1
+        late = np.empty((n_late * c, n), np.float32)
+        self._late.write(np.concatenate([linear[lin], dry[None]]).reshape(n_late * c, n))
         self._late.read(n, late)
-        stems = late.reshape(n_pred + 1, c, n)
-        stems[fused] = out
-        stems[-1] = stems[-1] - stems[:-1].sum(axis=0)
+        late = late.reshape(n_late, c, n)
+        stems = np.empty_like(linear)
+        stems[lin], stems[fused] = late[:-1], out
+        stems[-1] = late[-1] - stems[:-1].sum(axis=0)
         return stems
 
     def _parts_midi(self, events: list[tuple[int, bytes]], n: int) -> list[tuple[int, bytes]]:
