@@ -72,11 +72,14 @@ def transcriber_of(spec: str):
         model_stems=tuple(x for x in kv.get("model", "drums").split("+") if x),
         blind_stems=tuple(x for x in kv.get("blind", "drums").split("+") if x),
         condition_network=kv.get("net", "1") == "1",
-        network_share={k: float(v) for k, v in (x.split(":") for x in kv["nshare"].split("+") if x)}
-        if "nshare" in kv
-        else TRANSCRIBED_NETWORK_SHARE,
-        fusion={k: float(v) for k, v in (x.split(":") for x in kv["fuse"].split("+") if x)} if "fuse" in kv else None,
+        network_share=_per_stem(kv["nshare"]) if "nshare" in kv else TRANSCRIBED_NETWORK_SHARE,
+        fusion=_per_stem(kv["fuse"]) if "fuse" in kv else None,
     )
+
+
+def _per_stem(text: str) -> dict[str, float]:
+    """``bass:0.25+strings:0.1`` -> {stem: value} (empty text: none)."""
+    return {k: float(v) for k, v in (x.split(":") for x in text.split("+") if x)}
 
 
 def run(tracks: list[Path], variants: list[str]) -> dict:
