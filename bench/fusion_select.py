@@ -76,7 +76,7 @@ def dump(tracks_dir: Path, out: Path) -> None:
 def evaluate(out: Path, configs: list[dict], n_fft: int) -> None:
     from scipy.signal import istft, stft
 
-    from bench.metrics import separation_scores
+    from bench.quality import _sep_scores
     from bridge.parts.classes import NETWORK_SHARE
 
     names = ("drums", "bass", "piano", "guitar", "strings", "other")
@@ -84,8 +84,7 @@ def evaluate(out: Path, configs: list[dict], n_fft: int) -> None:
     kw = {"nperseg": n_fft, "noverlap": n_fft * 3 // 4}
 
     def scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray) -> dict:
-        found = {nm: separation_scores(est[k], mix, refs[k]) for k, nm in enumerate(names)}
-        return {nm: s["si_sdri"] for nm, s in found.items() if s is not None}
+        return {nm: s["si_sdri"] for nm, s in _sep_scores(est, mix, refs, names).items()}
 
     tracks = sorted(p.stem for p in (out / "P").glob("*.npy") if (out / "N" / p.name).exists())
     if not tracks:
