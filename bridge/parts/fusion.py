@@ -43,6 +43,7 @@ from bridge.stft import StreamingAnalysis, StreamingSynthesis
 FUSION_EXPONENT = {"bass": 0.12, "piano": 0.25, "guitar": 0.15, "strings": 0.0}
 REMAINDER_EXPONENT = 0.1
 _TINY = 1e-12
+REMAINDER_FLOOR = 1e-3  # of the target's magnitude, given to the remainder in every bin
 
 
 class StemFusion:
@@ -73,13 +74,15 @@ class StemFusion:
         self._fifo.clear()
         self._fifo.fill_zeros(self.latency_samples)
 
-    def masks(self, parts_mag: np.ndarray, network_mag: np.ndarray) -> np.ndarray:
-        """parts_mag, network_mag (T, n_stems, F) -> ratio masks of the same shape, summing to 1 over the
-        stems (a bin neither estimate fills goes to the remainder)."""
+    def masks(self, parts_mag: np.ndarray, network_mag: np.ndarray, target_mag: np.ndarray) -> np.ndarray:
+        """parts_mag, network_mag (T, n_stems, F), target_mag (T, F) -> ratio masks (T, n_stems, F),
+        summing to 1 over the stems. A bin that neither estimate fills (their fused magnitudes
+        together under ``REMAINDER_FLOOR`` of the target's) goes to the remainder: there the ratios
+        of near-silent estimates would follow their rounding (a block size, a CPU's vector width)."""
         a = self.exponents[None, :, None]
         log_p = np.log(parts_mag + _TINY)
         w = np.exp(log_p + a * (np.log(network_mag + _TINY) - log_p))  # |P| ** (1 - a) * |N| ** a
-        w[:, -1] += _TINY
+        w[:, -1] += REMAINDER_FLOOR * target_mag + _TINY
         return w / w.sum(axis=1, keepdims=True)
 
     def process(self, parts: np.ndarray, network: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -89,8 +92,8 @@ class StemFusion:
         rows = np.concatenate([parts.mean(axis=1), network.mean(axis=1), target], axis=0)
         spectra = self._analysis.push(rows.astype(np.float32, copy=False))  # (T, rows, F)
         if spectra.shape[0]:
-            mag = np.abs(spectra[:, : 2 * s])
-            m = self.masks(mag[:, :s], mag[:, s:])  # (T, s, F)
+            mag = np.abs(spectra)
+            m = self.masks(mag[:, :s], mag[:, s : 2 * s], mag[:, 2 * s :].mean(axis=1))  # (T, s, F)
             out = self._synthesis.push(m[:, :-1, None, :] * spectra[:, None, 2 * s :, :])  # (s - 1, c, n_out)
             self._fifo.write(np.ascontiguousarray(out.reshape((s - 1) * c, -1)))
         fused = np.empty(((s - 1) * c, n), np.float32)
