@@ -174,8 +174,12 @@ class ScoreDecomposition:
         cap = 64
         self._W = np.zeros((cap, self.n_bins), np.float32)  # current templates, unit sum
         self._W0 = np.zeros((cap, self.n_bins), np.float32)  # starting templates
-        self._S = np.zeros((cap, self.n_bins), np.float64)  # explained spectra, forgotten
-        self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten
+        self._S = np.zeros((cap, self.n_bins), np.float64)  # explained spectra, forgotten (times _unforgotten)
+        self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten (times _unforgotten)
+        # the forgetting so far, kept apart from _S and _C (they hold every template's statistics;
+        # multiplying them every frame cost a tenth of the frame): their values are _S * _unforgotten,
+        # _C * _unforgotten; folded into them only before it gets small (``_update_templates``)
+        self._unforgotten, self._frames_unforgotten = 1.0, 0
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
         self._epoch = 0  # re-estimations so far
         self._ready: dict[int, tuple] = {}  # part -> (sorted pitches, templates) others may copy
@@ -434,10 +438,9 @@ class ScoreDecomposition:
     def _fold(self, V: np.ndarray, cols: np.ndarray, H: np.ndarray, lam: np.ndarray) -> None:
         """Fold one segment's frames into the forgotten statistics (every segment, so the cost
         is spread over the frames instead of falling on the frame that re-estimates)."""
-        n_k = len(self._part_of)
         n_t = V.shape[1]
-        self._S[:n_k] *= self._decay_per_frame**n_t
-        self._C[:n_k] *= self._decay_per_frame**n_t
+        self._frames_unforgotten += n_t
+        self._unforgotten = self._decay_per_frame**self._frames_unforgotten  # the same at any block size
         w_t = self._decay_per_frame ** np.arange(n_t - 1, -1, -1, dtype=np.float64)
         R = (V / lam) * w_t[None, :].astype(np.float32)  # (F, T)
         M = (R @ H.T).T  # (K, F)
@@ -446,16 +449,15 @@ class ScoreDecomposition:
         self._level_S *= self._decay_per_frame**n_t
         self._level_C *= self._decay_per_frame**n_t
         owner = np.asarray([self._part_of[k] for k in cols.tolist()], np.int64)
-        for p in np.unique(owner[owner >= 0]).tolist():
-            e = H[owner == p].sum(axis=0)  # (T,) magnitude the part's scored notes explain
-            self._level_S[p] += float((e * w_t).sum())
-            self._level_C[p] += float(((e > 0) * w_t).sum())
-        for i, k in enumerate(cols.tolist()):
-            if evidence[i] <= 0.0:
-                continue
-            self._S[k] += self._W[k] * M[i]
-            self._C[k] += evidence[i]
-            self._touched.add(k)
+        e = (owner[None, :] == np.arange(self.n_parts)[:, None]).astype(H.dtype) @ H  # (P, T) each part's notes explain
+        self._level_S += e @ w_t
+        self._level_C += (e > 0) @ w_t
+        scale = 1.0 / self._unforgotten
+        heard = evidence > 0.0
+        ks = cols[heard]  # distinct columns
+        self._S[ks] += np.multiply(self._W[ks] * M[heard], scale, dtype=np.float64)
+        self._C[ks] += evidence[heard] * scale
+        self._touched.update(ks.tolist())
 
     def _note_ready(self) -> None:
         """Which templates others may copy (``share_min_frames`` of evidence): per part, sorted pitches."""
@@ -469,19 +471,24 @@ class ScoreDecomposition:
     def _update_templates(self) -> None:
         """Re-estimate the templates that sounded since the last re-estimation."""
         touched, self._touched = self._touched, set()
+        n_k, g = len(self._part_of), self._unforgotten
         self._epoch += 1
-        self._C_ready = self._C[: len(self._part_of)].copy()
+        self._C_ready = self._C[:n_k] * g
         self._note_ready()
         self._level_ready = self._level_S / np.maximum(self._level_C, 1.0)
         beta = self.settings.prior_frames
-        for k in sorted(touched):
-            s = self._S[k]
-            total = s.sum()
-            if total <= 0.0:
-                continue
-            c = self._C[k]
-            if self.settings.smooth_drums and self._part_of[k] >= 0 and self.is_drum[self._part_of[k]]:
-                s = self._bands @ ((self._bands.T @ s) / self._band_width)  # an envelope, not lines
-                total = s.sum()
-            w = (c / (c + beta)) * (s / total) + (beta / (c + beta)) * self._W0[k]
-            self._W[k] = (w / max(w.sum(), _EPS)).astype(np.float32)
+        ks = np.asarray(sorted(touched), np.int64)
+        S = self._S[ks]  # (n, F), a copy
+        live = S.sum(axis=1) > 0.0
+        ks, S = ks[live], S[live]
+        if self.settings.smooth_drums:
+            drum = np.asarray([self._part_of[k] >= 0 and self.is_drum[self._part_of[k]] for k in ks.tolist()], bool)
+            if drum.any():  # an envelope, not lines
+                S[drum] = ((S[drum] @ self._bands) / self._band_width) @ self._bands.T
+        c = self._C[ks][:, None] * g
+        w = (c / (c + beta)) * (S / S.sum(axis=1, keepdims=True)) + (beta / (c + beta)) * self._W0[ks]
+        self._W[ks] = (w / np.maximum(w.sum(axis=1, keepdims=True), _EPS)).astype(np.float32)
+        if g < 1e-60:  # fold the forgetting in before the stored values grow out of range
+            self._S[:n_k] *= g
+            self._C[:n_k] *= g
+            self._unforgotten, self._frames_unforgotten = 1.0, 0
