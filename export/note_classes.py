@@ -18,6 +18,8 @@ envelope, measured no better: BENCHMARKS.md).
     stembridge train-notes --corpus corpus/harm corpus/harm12 ...                 # several corpora
     stembridge train-notes ... --resume                                           # after a stop
     stembridge train-notes --out runs/notecls --no-train --export models_onnx/note-classes.onnx
+    stembridge train-notes --out runs/notecls --no-train --valid out/heldout/s9002_20s \
+        --ensemble runs/other/last.pt --export nc.onnx          # two classifiers as one (mean logits)
 
 Checkpoints (``OUT/last.pt``: weights, optimizer and schedule state, epoch, RNG states; loadable
 with ``torch.load(weights_only=True)``) are written after every epoch; ``--resume`` continues
@@ -115,6 +117,40 @@ class NoteClassNet(nn.Module):
 
     def forward(self, patch: torch.Tensor, scalars: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.embed(patch, scalars), context)
+
+
+class NoteClassEnsemble(nn.Module):
+    """Several trained ``NoteClassNet`` (none with a context head) as one classifier: the embedding
+    is theirs side by side (B, sum of their ``hidden``), the logits the mean of theirs. Behaves as a
+    ``NoteClassNet`` without context for ``predict``, ``evaluate`` and the export."""
+
+    def __init__(self, nets: list[NoteClassNet]) -> None:
+        super().__init__()
+        if any(n.context for n in nets):
+            raise ValueError("an ensemble takes classifiers without a context head")
+        self.nets = nn.ModuleList(nets)
+        self.context, self.hidden = 0, sum(n.hidden for n in nets)
+
+    def embed(self, patch: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        return torch.cat([n.embed(patch, scalars) for n in self.nets], 1)
+
+    def head(self, h: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        parts = torch.split(h, [n.hidden for n in self.nets], 1)
+        return torch.stack([n.head(x) for n, x in zip(self.nets, parts)]).mean(0)
+
+    def forward(self, patch: torch.Tensor, scalars: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(patch, scalars))
+
+
+def load_classifier(ckpts: list[Path]) -> NoteClassNet | NoteClassEnsemble:
+    """The classifier of one checkpoint, or the ensemble of several (``torch.load(weights_only=True)``)."""
+    nets = []
+    for ckpt in ckpts:
+        state = torch.load(ckpt, weights_only=True)
+        net = NoteClassNet(context=context_of(state))
+        net.load_state_dict(state["model"])
+        nets.append(net.eval())
+    return nets[0] if len(nets) == 1 else NoteClassEnsemble(nets).eval()
 
 
 def group_context(h: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -315,7 +351,7 @@ def augment(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(p + eq.unsqueeze(-1), shift, dims=2)
 
 
-def predict(net: NoteClassNet, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def predict(net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid outputs (n, 2 * n_classes) and onset shifts (n,) in seconds of every note of ``feats``
     (with a context head: each note's context the mean embedding of its track's notes, ``K``)."""
     net.eval()
@@ -391,7 +427,7 @@ def written_f1(
     return out
 
 
-def evaluate(net: NoteClassNet, feats: dict[str, np.ndarray]) -> dict:
+def evaluate(net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray]) -> dict:
     """On validation tracks: per class, the onset F1 of the notes written (``written_f1``) at 0.5 and
     at the best threshold of ``THRESHOLD_GRID`` (tuned), the same without the onset shift, the
     ``ceiling`` (every transcribed note within 50 ms of a true onset written in the classes that
@@ -527,18 +563,18 @@ def export_onnx(
     sounding_threshold: float,
     decoding: dict[str, float],
     card: dict | None = None,
+    ensemble: tuple[Path, ...] = (),
 ) -> Path:
-    """The checkpoint's classifier as ONNX (inputs ``patch``, ``scalars``; outputs ``sounding``,
-    ``onset`` logits) with its metadata (the per-class ``onset_thresholds``, the ``decoding`` of the
-    notes it was trained on) under ``META_KEY``; checked against torch on random patches."""
+    """The checkpoint's classifier (with ``ensemble``: the mean of its logits and those of these
+    checkpoints' classifiers, one graph) as ONNX (inputs ``patch``, ``scalars``; outputs
+    ``sounding``, ``onset`` logits) with its metadata (the per-class ``onset_thresholds``, the
+    ``decoding`` of the notes it was trained on) under ``META_KEY``; checked against torch on random
+    patches."""
     import onnx
     import onnxruntime as ort
 
-    state = torch.load(ckpt, weights_only=True)
-    net = NoteClassNet(context=context_of(state))
-    net.load_state_dict(state["model"])
-    net.eval()
-    heads = (_ContextHeads(net) if net.context else _Heads(net)).eval()
+    net = load_classifier([ckpt, *ensemble])
+    heads = (_ContextHeads(net) if net.context else _Heads(net)).eval()  # type: ignore[arg-type]
     p = torch.randn(4, N_BINS, PATCH["frames"]).clamp(-4, 0.5)
     s = torch.randn(4, 2)
     inputs: tuple[torch.Tensor, ...] = (p, s)
@@ -638,6 +674,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", type=Path, default=None, help="write the trained classifier here as ONNX")
     ap.add_argument("--no-train", action="store_true", help="export OUT/last.pt without training")
     ap.add_argument(
+        "--ensemble",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="with --no-train --export --valid: export OUT/last.pt and these checkpoints as one classifier "
+        "(the mean of their logits; thresholds tuned on --valid)",
+    )
+    ap.add_argument(
         "--sounding-threshold",
         type=float,
         default=SOUNDING_THRESHOLD,
@@ -652,6 +696,9 @@ def main(argv: list[str] | None = None) -> int:
         log_file.write(msg + "\n")
         log_file.flush()
 
+    if args.ensemble and not (args.no_train and args.export and args.valid):
+        print("stembridge train-notes: --ensemble needs --no-train, --export and --valid", file=sys.stderr)
+        return 2
     if not args.no_train:
         for corpus in args.corpus:
             if not corpus.is_dir():
@@ -680,8 +727,7 @@ def main(argv: list[str] | None = None) -> int:
             decoding = _decoding(args)
             post = args.post_cache or args.out / "posteriorgrams"
             valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
-            net = NoteClassNet(context=context_of(state))
-            net.load_state_dict(state["model"])
+            net = load_classifier([ckpt, *args.ensemble])
             last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid)}}
             log("[retune] " + json.dumps(last))
             tuned = last["retuned"]["valid"]["thresholds"]
@@ -715,12 +761,13 @@ def main(argv: list[str] | None = None) -> int:
                 "log": str(args.out / "train.log"),
             },
             "last_epoch": last,
+            **({"ensemble": [str(ckpt), *map(str, args.ensemble)]} if args.ensemble else {}),
             "valid_note": (
                 "valid: basic-pitch's notes on the --valid tracks (MuseScore General, no training corpus uses it) "
                 "labelled against their true notes; onset thresholds tuned there"
             ),
         }
-        export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, decoding, card)
+        export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, decoding, card, tuple(args.ensemble))
         log(f"[export] {args.export}")
     return 0
 

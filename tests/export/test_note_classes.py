@@ -129,6 +129,27 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     first_bass = int(np.flatnonzero(notes[:, 4] == 0)[0])
     assert np.abs(bass_only[0][0] - all_notes[0][first_bass]).max() > 1e-4
 
+    # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
+    torch.manual_seed(3)
+    other = NoteClassNet()
+    torch.save({"model": other.state_dict()}, tmp_path / "other.pt")
+    ens_onnx = tmp_path / "nc_ens.onnx"
+    ens_args = ["--out", str(out), "--no-train", "--valid", str(corpus), "--ensemble", str(tmp_path / "other.pt")]
+    assert main([*ens_args[:3], *ens_args[5:]]) == 2  # --ensemble without --valid: refused
+    assert main([*ens_args, "--export", str(ens_onnx)]) == 0
+    assert json.loads(ens_onnx.with_suffix(".json").read_text())["ensemble"][1] == str(tmp_path / "other.pt")
+    first = NoteClassNet()
+    first.load_state_dict(torch.load(out / "last.pt", weights_only=True)["model"])
+    first.eval(), other.eval()
+    with torch.no_grad():
+        pt, st = torch.from_numpy(patches), torch.from_numpy(scalars)
+        mean_logits = (first(pt, st) + other(pt, st)) / 2
+    got = NoteClassifier(ens_onnx).predict(mix, sr, notes[:, :4])
+    np.testing.assert_allclose(got[0], torch.sigmoid(mean_logits[:, :5]).numpy(), atol=1e-4)
+    assert (
+        np.abs(got[0] - NoteClassifier(retuned).predict(mix, sr, notes[:, :4])[0]).max() > 1e-3
+    )  # not the first alone
+
 
 def test_labels_of_transcribed_notes() -> None:
     # true notes: a bass C2 0-1 s, a piano C2 at 0.5-1 s, a guitar E4 at 2-3 s
