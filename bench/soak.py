@@ -10,6 +10,11 @@ run's ``--stats`` JSON gives blocks, xruns, deadline misses and worker times.
 
     .venv/bin/python bench/soak.py                           # 600 s at 48 kHz / 128 frames
     .venv/bin/python bench/soak.py --seconds 60 --json out/soak.json
+    .venv/bin/python bench/soak.py --parts 8 --block 256 --seconds 120   # run --parts, 8 score parts
+
+With ``--parts N`` the bridge runs ``run --parts`` instead of the class stems: one stem per MIDI
+channel of the example score (its six parts), then copies of its pitched parts on unused channels
+until there are N, each copy a part of its own (issue 11: eight parts live at 48 kHz / 256).
 
 Targets (Reliability issue): resident memory growth under 5 MB after warm-up, zero xruns.
 Linux only (reads /proc).
@@ -80,6 +85,24 @@ def load_demo(rate: int) -> tuple[np.ndarray, list[tuple[int, bytes]]]:
     return mix, events
 
 
+def parts_channels(events: list[tuple[int, bytes]], n_parts: int) -> tuple[list[int], list[tuple[int, bytes]]]:
+    """The score's channels (0-based, those with notes) and copies of its pitched ones on unused
+    channels until there are ``n_parts``: (channels sorted, events with the copies added)."""
+    used = sorted({m[0] & 0x0F for _, m in events if m[0] & 0xF0 == 0x90})
+    pitched = [c for c in used if c != 9]
+    if n_parts < len(used):
+        raise SystemExit(f"soak: --parts {n_parts}: the example score has {len(used)} parts; ask for at least that")
+    free = [c for c in range(16) if c not in used and c != 9]
+    copies = dict(zip(free[: n_parts - len(used)], [pitched[k % len(pitched)] for k in range(n_parts - len(used))]))
+    extra = [
+        (t, bytes((m[0] & 0xF0 | new, *m[1:])))
+        for new, src in copies.items()
+        for t, m in events
+        if m[0] < 0xF0 and m[0] & 0x0F == src
+    ]
+    return sorted([*used, *copies]), sorted(events + extra, key=lambda e: e[0])
+
+
 def soak(
     model: str,
     rate: int,
@@ -90,16 +113,25 @@ def soak(
     worker: str,
     queue_blocks: int | None = None,
     worker_priority: int | None = None,
+    n_parts: int = 0,
+    kit_from: str = "network",
 ) -> dict:
     from bridge.model import read_metadata, resolve
 
     stems = (*read_metadata(resolve(model)[0]).stems, "other")
     mix, events = load_demo(rate)
+    channels: list[int] = []
+    if n_parts:
+        channels, events = parts_channels(events, n_parts)
+        stems = (*(f"ch{c + 1}" for c in channels), "residual")
+    note_stems: tuple[str, ...] | None = () if channels else None  # run --parts sends notes_out only
     samples: list[tuple[float, int, int]] = []  # (t_s, bridge kB, worker kB)
     with tempfile.TemporaryDirectory() as tmp, PrivateJackd(rate, block) as server:
         stats_path = Path(tmp) / "stats.json"
         cmd = [sys.executable, "-m", "bridge", "run", "--backend", "jack", "--model", model, "--quiet"]
         cmd += ["--duration", str(seconds), "--stats", str(stats_path), "--worker", worker]
+        if channels:
+            cmd += ["--parts", ",".join(str(c + 1) for c in channels), "--kit-from", kit_from]
         realtime = {"queue_blocks": queue_blocks, "worker_priority": worker_priority}
         if any(v is not None for v in realtime.values()):
             config = Path(tmp) / "soak.toml"
@@ -107,7 +139,13 @@ def soak(
             cmd += ["--config", str(config)]
         proc = subprocess.Popen(cmd, cwd=ROOT, env=server.env(), stderr=subprocess.PIPE, text=True)
         os.environ["JACK_DEFAULT_SERVER"] = server.name
-        lb = open_when_ready(lambda: Loopback(mix, events, 0, loop=True), stems, lambda: proc.poll() is None)
+        try:
+            lb = open_when_ready(
+                lambda: Loopback(mix, events, 0, loop=True), stems, lambda: proc.poll() is None, note_stems=note_stems
+            )
+        except RuntimeError:
+            _, err = proc.communicate(timeout=60)
+            raise SystemExit(f"soak: the bridge exited before it was ready: {err.strip()}") from None
         lb.start()
         t0 = time.monotonic()
         tty, next_line = sys.stdout.isatty(), 0.0
@@ -149,6 +187,8 @@ def soak(
         "seconds": seconds,
         "warmup_s": warmup,
         "worker": worker,
+        "parts": len(channels),
+        "kit_from": kit_from if channels else None,
         "rss_mb_after_warmup": {"bridge": first[1] / 1024, "worker": first[2] / 1024},
         "rss_mb_end": {"bridge": last[1] / 1024, "worker": last[2] / 1024},
         "rss_growth_mb": {"bridge": (last[1] - first[1]) / 1024, "worker": (last[2] - first[2]) / 1024},
@@ -178,6 +218,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="[realtime] worker_priority for the run: SCHED_FIFO priority, 0 none (default: the bridge's)",
     )
+    ap.add_argument(
+        "--parts", type=int, default=0, help="run --parts with N score parts instead of the class stems (default 0)"
+    )
+    ap.add_argument(
+        "--kit-from",
+        choices=("network", "score"),
+        default="network",
+        help="with --parts: the drum part from the network's drums (default) or from the score alone",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the result as JSON")
     args = ap.parse_args(argv)
     if not Path("/proc/self/status").exists():
@@ -185,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     model = pick_model(args.model)
     print(
         f"soak: model {model}, jackd -d dummy {args.rate} Hz / {args.block} frames, {args.seconds:g} s, "
-        f"{args.worker} worker, {platform.node()} ({os.cpu_count()} CPUs)"
+        f"{args.worker} worker, {f'{args.parts} score parts, ' if args.parts else ''}{platform.node()} "
+        f"({os.cpu_count()} CPUs)"
     )
     r = soak(
         model,
@@ -197,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         args.worker,
         args.queue_blocks,
         args.worker_priority,
+        args.parts,
+        args.kit_from,
     )
     s = r["stats"]
     g = r["rss_growth_mb"]
