@@ -164,6 +164,7 @@ class ScoreDecomposition:
                 self._W[k], self._W0[k], self._S[k], self._C[k] = w0, w0, 0.0, 0.0
                 self._made_in.pop(k, None)
         self._amps_cache.clear()
+        self._cols.clear()
 
     # ------------------------------------------------------------------ state
     def reset(self) -> None:
@@ -182,6 +183,7 @@ class ScoreDecomposition:
         self._unforgotten, self._frames_unforgotten = 1.0, 0
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
         self._epoch = 0  # re-estimations so far
+        self._cols: dict[tuple[int, int, bool], int] = {}  # _template_for's answers this epoch (they hold within one)
         self._ready: dict[int, tuple] = {}  # part -> (sorted pitches, templates) others may copy
         self._amps_cache: dict[tuple[int, int], np.ndarray | None] = {}  # (template, n partials) -> amplitudes
         self._made_in: dict[int, int] = {}  # pitched template -> the epoch its starting shape was copied in
@@ -327,7 +329,11 @@ class ScoreDecomposition:
         st, sp, sq = np.nonzero(penalty)
         pairs = sorted(set(zip(pp.tolist(), qq.tolist())) | set(zip(sp.tolist(), sq.tolist())))
         scored = set(zip(pp.tolist(), qq.tolist()))
-        cols = [self._template_for(p, q, (p, q) in scored) for p, q in pairs]  # candidates: when admitted
+        memo = self._cols
+        cols = [  # candidates: when admitted
+            memo[key] if key in memo else memo.setdefault(key, self._template_for(*key))
+            for key in ((p, q, (p, q) in scored) for p, q in pairs)
+        ]
         col_of = {pq: i for i, pq in enumerate(pairs)}
         n_bg = 1 if self.settings.background else 0
         n_k = len(cols) + n_bg
@@ -473,21 +479,26 @@ class ScoreDecomposition:
         touched, self._touched = self._touched, set()
         n_k, g = len(self._part_of), self._unforgotten
         self._epoch += 1
+        self._cols.clear()
         self._C_ready = self._C[:n_k] * g
         self._note_ready()
         self._level_ready = self._level_S / np.maximum(self._level_C, 1.0)
         beta = self.settings.prior_frames
         ks = np.asarray(sorted(touched), np.int64)
-        S = self._S[ks]  # (n, F), a copy
-        live = S.sum(axis=1) > 0.0
-        ks, S = ks[live], S[live]
+        S = self._S[ks]  # (n, F), a copy: becomes the new templates in place
+        total = S.sum(axis=1)
+        if not (total > 0.0).all():
+            ks, S, total = ks[total > 0.0], S[total > 0.0], total[total > 0.0]
         if self.settings.smooth_drums:
             drum = np.asarray([self._part_of[k] >= 0 and self.is_drum[self._part_of[k]] for k in ks.tolist()], bool)
             if drum.any():  # an envelope, not lines
                 S[drum] = ((S[drum] @ self._bands) / self._band_width) @ self._bands.T
-        c = self._C[ks][:, None] * g
-        w = (c / (c + beta)) * (S / S.sum(axis=1, keepdims=True)) + (beta / (c + beta)) * self._W0[ks]
-        self._W[ks] = (w / np.maximum(w.sum(axis=1, keepdims=True), _EPS)).astype(np.float32)
+                total = S.sum(axis=1)
+        c = self._C[ks] * g
+        S *= ((c / (c + beta)) / total)[:, None]  # the learned shape, unit sum, weighted by its evidence
+        S += (beta / (c + beta))[:, None] * self._W0[ks]  # and the starting one
+        S /= np.maximum(S.sum(axis=1, keepdims=True), _EPS)
+        self._W[ks] = S
         if g < 1e-60:  # fold the forgetting in before the stored values grow out of range
             self._S[:n_k] *= g
             self._C[:n_k] *= g
