@@ -345,12 +345,12 @@ class ScoreDecomposition:
         all_cols = np.asarray(cols + ([0] if n_bg else []), np.int64)
         if n_bg:
             gate[-1] = 1.0
-        W = self._W[all_cols].T  # (F, K) unit-sum columns
+        W = self._W[all_cols].T  # (F, K) unit-sum columns (a view of (K, F) rows: column gathers are row copies)
         V = np.ascontiguousarray(mag.T, dtype=np.float32)  # (F, T)
         n_on = np.maximum(gate.sum(axis=0), 1.0)
         H = gate * (V.sum(axis=0) / n_on)[None, :]  # each template starts with an equal share
         on = np.nonzero(gate.any(axis=1))[0]  # the scored fit needs only the scored columns
-        Ws, Hs = (W, H) if len(on) == n_k else (np.ascontiguousarray(W[:, on]), H[on])
+        Ws, Hs = (W, H) if len(on) == n_k else (W.T[on].T, H[on])
         for _ in range(self.settings.n_iter):
             lam = Ws @ Hs + _EPS
             Hs *= Ws.T @ (V / lam)
@@ -406,7 +406,7 @@ class ScoreDecomposition:
         lam = W[:, on] @ H[on] + _EPS  # the scored fit
         unexplained = np.maximum(V - lam, 0.0)
         total = np.maximum(V.sum(axis=0), _EPS)  # (T,)
-        cand = np.unique(np.nonzero(loose)[0])
+        cand = np.nonzero(loose.any(axis=1))[0]
         drum = np.asarray([self.is_drum[pairs[i][0]] for i in cand.tolist()], bool)
         if drum.any():
             d = cand[drum]
@@ -428,7 +428,7 @@ class ScoreDecomposition:
             return H
         use = np.nonzero(gate.any(axis=1) | loose.any(axis=1))[0]  # scored and admitted columns
         frames = np.nonzero(loose.any(axis=0))[0]  # the frames with an admitted note: the others keep the scored fit
-        Wu, loose = np.ascontiguousarray(W[:, use]), loose[np.ix_(use, frames)]
+        Wu, loose = W.T[use].T, loose[np.ix_(use, frames)]
         Vu = np.ascontiguousarray(V[:, frames])
         Hu = H[np.ix_(use, frames)] + (loose > 0) * (Wu.T @ unexplained[:, frames])  # from what they find unexplained
         shrink = (1.0 / (1.0 + loose)).astype(np.float32)  # L1 on the unscored
