@@ -129,6 +129,30 @@ def test_output_does_not_depend_on_block_size(violins: dict) -> None:
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_forgetting_folded_into_the_statistics_keeps_the_parts(violins: dict) -> None:
+    """The template statistics' forgetting is kept as one factor and folded into them only before
+    it underflows: with a 15 ms memory that happens about every 2 s, and the violins still come
+    apart, sum to the input and do not depend on the block size."""
+    settings = PartsSettings(decomposition=DecompositionSettings(memory_s=0.015))
+    notes = [notes_array(HIGH), notes_array(LOW)]
+    a = separate(violins["mix"], notes, block=4096, settings=settings)
+    b = separate(violins["mix"], notes, block=300, settings=settings)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a.sum(axis=0)[0], violins["mix"], atol=1e-5)
+    assert own_over_other_db(a[0, 0], violins["hi"], violins["lo"]) > 10.0
+    assert own_over_other_db(a[1, 0], violins["lo"], violins["hi"]) > 10.0
+    proc = PartsProcessor([PartSpec("p0"), PartSpec("p1")], settings)
+    proc.prepare(SR, 4096, 1)
+    proc.set_part_notes(notes)
+    x = violins["mix"][None].astype(np.float32)
+    for i in range(0, x.shape[1], 4096):
+        proc.process(x[:, i : i + 4096])
+    decomp = proc._decomp
+    n_frames = decomp._next_frame
+    assert 0 < decomp._frames_unforgotten < n_frames // 2  # folded in at least twice
+    assert np.isfinite(decomp._S).all() and np.isfinite(decomp._W).all()
+
+
 def test_moving_a_phrase_moves_its_energy(violins: dict) -> None:
     """The high line's bar 2 (1.1-2.1 s) given to the low part in the score: the energy follows."""
     moved = [n for n in HIGH if 1.0 < n[0] < 2.0]
