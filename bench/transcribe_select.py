@@ -2,7 +2,8 @@
 """Choose the transcribe-then-separate settings (``bridge.transcribe.Transcriber``) on the selection set.
 
 Each variant is ``key=value,...`` with keys ``share`` (member_share), ``sound`` (sounding
-threshold; default the classifier's), ``clf`` (another classifier file), ``model`` (stems from the
+threshold; default the classifier's), ``soundc`` (per-class sounding thresholds over that,
+``strings:0.15+other:0.1``), ``clf`` (another classifier file), ``model`` (stems from the
 network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
 network conditioned on the transcription, 0: not), ``nshare`` (the network's share in stems from
 the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one), ``fuse`` (the
@@ -65,7 +66,7 @@ def transcriber_of(spec: str):
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
     make = Transcriber if "oracle" not in kv else lambda **kw: _oracle_transcriber(kv["oracle"], **kw)
-    return make(
+    tr = make(
         member_share=float(kv.get("share", 0.3)),
         sounding_threshold=float(kv["sound"]) if "sound" in kv else None,
         classifier_path=Path(kv["clf"]) if "clf" in kv else None,
@@ -75,6 +76,12 @@ def transcriber_of(spec: str):
         network_share=_per_stem(kv["nshare"]) if "nshare" in kv else TRANSCRIBED_NETWORK_SHARE,
         fusion=_per_stem(kv["fuse"]) if "fuse" in kv else None,
     )
+    if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
+        per_class = _per_stem(kv["soundc"])
+        thr = np.array([per_class.get(c, tr.sounding_threshold) for c in tr.classifier.classes])
+        base = tr.membership
+        tr.membership = lambda notes, sounding: base(notes, sounding) & (sounding >= thr[None, :])
+    return tr
 
 
 def _per_stem(text: str) -> dict[str, float]:
