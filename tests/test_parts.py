@@ -129,28 +129,31 @@ def test_output_does_not_depend_on_block_size(violins: dict) -> None:
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_forgetting_folded_into_the_statistics_keeps_the_parts(violins: dict) -> None:
-    """The template statistics' forgetting is kept as one factor and folded into them only before
-    it underflows: with a 15 ms memory that happens about every 2 s, and the violins still come
-    apart, sum to the input and do not depend on the block size."""
-    settings = PartsSettings(decomposition=DecompositionSettings(memory_s=0.015))
+def test_forgetting_kept_apart_equals_forgetting_folded_in(violins: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template statistics' forgetting is kept as one factor and folded into them only once it
+    falls below ``FOLD_BELOW``: with a 50 ms memory that happens about every 6 s, so these 4.5 s
+    are decomposed with the factor kept apart; folded in at every segment instead (the statistics
+    forgotten frame by frame, as before stop 27) the parts come out the same. A 15 ms memory folds
+    about every 2 s and still keeps the violins apart; a memory so short that the factor
+    underflows within one block forgets everything instead of failing."""
+    import bridge.parts.decompose as decompose
+
     notes = [notes_array(HIGH), notes_array(LOW)]
-    a = separate(violins["mix"], notes, block=4096, settings=settings)
-    b = separate(violins["mix"], notes, block=300, settings=settings)
-    np.testing.assert_allclose(a, b, atol=1e-5)
-    np.testing.assert_allclose(a.sum(axis=0)[0], violins["mix"], atol=1e-5)
+    settings = PartsSettings(decomposition=DecompositionSettings(memory_s=0.05))
+    apart = separate(violins["mix"], notes, settings=settings)
+    monkeypatch.setattr(decompose, "FOLD_BELOW", 2.0)  # fold at every segment
+    folded = separate(violins["mix"], notes, settings=settings)
+    np.testing.assert_allclose(apart, folded, atol=1e-5)
+    assert np.abs(apart - separate(violins["mix"], notes)).max() > 1e-3  # the memory matters here
+    monkeypatch.undo()
+    short = PartsSettings(decomposition=DecompositionSettings(memory_s=0.015))
+    a = separate(violins["mix"], notes, block=4096, settings=short)
+    np.testing.assert_allclose(a, separate(violins["mix"], notes, block=300, settings=short), atol=1e-5)
     assert own_over_other_db(a[0, 0], violins["hi"], violins["lo"]) > 10.0
     assert own_over_other_db(a[1, 0], violins["lo"], violins["hi"]) > 10.0
-    proc = PartsProcessor([PartSpec("p0"), PartSpec("p1")], settings)
-    proc.prepare(SR, 4096, 1)
-    proc.set_part_notes(notes)
-    x = violins["mix"][None].astype(np.float32)
-    for i in range(0, x.shape[1], 4096):
-        proc.process(x[:, i : i + 4096])
-    decomp = proc._decomp
-    n_frames = decomp._next_frame
-    assert 0 < decomp._frames_unforgotten < n_frames // 2  # folded in at least twice
-    assert np.isfinite(decomp._S).all() and np.isfinite(decomp._W).all()
+    tiny = separate(violins["mix"], notes, settings=PartsSettings(decomposition=DecompositionSettings(memory_s=1e-4)))
+    assert np.isfinite(tiny).all()
+    np.testing.assert_allclose(tiny.sum(axis=0)[0], violins["mix"], atol=1e-5)
 
 
 def test_moving_a_phrase_moves_its_energy(violins: dict) -> None:

@@ -71,6 +71,9 @@ from bridge.parts.templates import (
 
 N_PITCHES = 128
 _EPS = 1e-12
+# the template statistics' forgetting is folded into them once it falls below this (kept apart
+# until then, see ``ScoreDecomposition.reset``); a test folds at every segment to check the two agree
+FOLD_BELOW = 1e-60
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ class ScoreDecomposition:
         self._C = np.zeros(cap, np.float64)  # frames of evidence, forgotten (times _unforgotten)
         # the forgetting so far, kept apart from _S and _C (they hold every template's statistics;
         # multiplying them every frame cost a tenth of the frame): their values are _S * _unforgotten,
-        # _C * _unforgotten; folded into them only before it gets small (``_update_templates``)
+        # _C * _unforgotten; folded into them only once it falls below FOLD_BELOW (``_fold``)
         self._unforgotten, self._frames_unforgotten = 1.0, 0
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
         self._epoch = 0  # re-estimations so far
@@ -446,7 +449,13 @@ class ScoreDecomposition:
         is spread over the frames instead of falling on the frame that re-estimates)."""
         n_t = V.shape[1]
         self._frames_unforgotten += n_t
-        self._unforgotten = self._decay_per_frame**self._frames_unforgotten  # the same at any block size
+        g = self._decay_per_frame**self._frames_unforgotten  # a power of the frames counted, not a running product
+        if g < FOLD_BELOW:  # fold it in before the stored values grow out of range (0: all forgotten)
+            n_k = len(self._part_of)
+            self._S[:n_k] *= g
+            self._C[:n_k] *= g
+            g, self._frames_unforgotten = 1.0, 0
+        self._unforgotten = g
         w_t = self._decay_per_frame ** np.arange(n_t - 1, -1, -1, dtype=np.float64)
         R = (V / lam) * w_t[None, :].astype(np.float32)  # (F, T)
         M = (R @ H.T).T  # (K, F)
@@ -499,7 +508,3 @@ class ScoreDecomposition:
         S += (beta / (c + beta))[:, None] * self._W0[ks]  # and the starting one
         S /= np.maximum(S.sum(axis=1, keepdims=True), _EPS)
         self._W[ks] = S
-        if g < 1e-60:  # fold the forgetting in before the stored values grow out of range
-            self._S[:n_k] *= g
-            self._C[:n_k] *= g
-            self._unforgotten, self._frames_unforgotten = 1.0, 0
