@@ -93,6 +93,8 @@ def parts_channels(events: list[tuple[int, bytes]], n_parts: int) -> tuple[list[
     if n_parts < len(used):
         raise SystemExit(f"soak: --parts {n_parts}: the example score has {len(used)} parts; ask for at least that")
     free = [c for c in range(16) if c not in used and c != 9]
+    if n_parts > len(used) + len(free):
+        raise SystemExit(f"soak: --parts {n_parts}: at most {len(used) + len(free)} parts fit in 16 MIDI channels")
     copies = dict(zip(free[: n_parts - len(used)], [pitched[k % len(pitched)] for k in range(n_parts - len(used))]))
     extra = [
         (t, bytes((m[0] & 0xF0 | new, *m[1:])))
@@ -143,7 +145,10 @@ def soak(
             lb = open_when_ready(
                 lambda: Loopback(mix, events, 0, loop=True), stems, lambda: proc.poll() is None, note_stems=note_stems
             )
-        except RuntimeError:
+        except RuntimeError as e:
+            if proc.poll() is None:  # it did not come up in time: stop it
+                proc.kill()
+                raise SystemExit(f"soak: {e}") from None
             _, err = proc.communicate(timeout=60)
             raise SystemExit(f"soak: the bridge exited before it was ready: {err.strip()}") from None
         lb.start()

@@ -78,6 +78,8 @@ def transcriber_of(spec: str):
     )
     if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
         per_class = _per_stem(kv["soundc"])
+        if set(per_class) - set(tr.classifier.classes):
+            raise SystemExit(f"soundc: classes are {', '.join(tr.classifier.classes)}, got {', '.join(per_class)}")
         thr = np.array([per_class.get(c, tr.sounding_threshold) for c in tr.classifier.classes])
         base = tr.membership
         tr.membership = lambda notes, sounding: base(notes, sounding) & (sounding >= thr[None, :])

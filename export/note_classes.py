@@ -699,6 +699,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensemble and not (args.no_train and args.export and args.valid):
         print("stembridge train-notes: --ensemble needs --no-train, --export and --valid", file=sys.stderr)
         return 2
+    for ckpt in args.ensemble and [args.out / "last.pt", *args.ensemble]:
+        if not ckpt.is_file() or context_of(torch.load(ckpt, weights_only=True)):
+            what = "no such checkpoint" if not ckpt.is_file() else "has a context head"
+            print(
+                f"stembridge train-notes: --ensemble: {ckpt} {what} (an ensemble takes context-free ones)",
+                file=sys.stderr,
+            )
+            return 2
     if not args.no_train:
         for corpus in args.corpus:
             if not corpus.is_dir():

@@ -76,9 +76,10 @@ class StemFusion:
 
     def masks(self, parts_mag: np.ndarray, network_mag: np.ndarray, target_mag: np.ndarray) -> np.ndarray:
         """parts_mag, network_mag (T, n_stems, F), target_mag (T, F) -> ratio masks (T, n_stems, F),
-        summing to 1 over the stems. A bin that neither estimate fills (their fused magnitudes
-        together under ``REMAINDER_FLOOR`` of the target's) goes to the remainder: there the ratios
-        of near-silent estimates would follow their rounding (a block size, a CPU's vector width)."""
+        summing to 1 over the stems. The remainder's weight has a floor of ``REMAINDER_FLOOR`` times
+        ``target_mag`` (the mean of the target channels' magnitudes), so a bin that neither
+        estimate fills goes mostly to the remainder: there the ratios of near-silent estimates would
+        follow their rounding (a block size, a CPU's vector width)."""
         a = self.exponents[None, :, None]
         log_p = np.log(parts_mag + _TINY)
         w = np.exp(log_p + a * (np.log(network_mag + _TINY) - log_p))  # |P| ** (1 - a) * |N| ** a

@@ -136,6 +136,8 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     ens_onnx = tmp_path / "nc_ens.onnx"
     ens_args = ["--out", str(out), "--no-train", "--valid", str(corpus), "--ensemble", str(tmp_path / "other.pt")]
     assert main([*ens_args[:3], *ens_args[5:]]) == 2  # --ensemble without --valid: refused
+    assert main([*ens_args[:-1], str(ctx_out / "last.pt"), "--export", str(ens_onnx)]) == 2  # a context head: refused
+    assert not ens_onnx.exists()
     assert main([*ens_args, "--export", str(ens_onnx)]) == 0
     assert json.loads(ens_onnx.with_suffix(".json").read_text())["ensemble"][1] == str(tmp_path / "other.pt")
     first = NoteClassNet()
