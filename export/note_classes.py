@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ensemble and not (args.no_train and args.export and args.valid):
         print("stembridge train-notes: --ensemble needs --no-train, --export and --valid", file=sys.stderr)
         return 2
-    for ckpt in args.ensemble and [args.out / "last.pt", *args.ensemble]:
+    for ckpt in [args.out / "last.pt", *args.ensemble] if args.ensemble else []:  # before any work
         if not ckpt.is_file() or context_of(torch.load(ckpt, weights_only=True)):
             what = "no such checkpoint" if not ckpt.is_file() else "has a context head"
             print(

@@ -340,41 +340,46 @@ class ScoredClasses:
         dry = np.empty((c, n), np.float32)
         self._dry.read(n, dry)
         parts, net = a.reshape(n_pred, c, n), b.reshape(n_pred, c, n)
-        share = self._share[:, None, None]
-        stems = np.empty((n_pred + 1, c, n), np.float32)
-        stems[:-1] = (1.0 - share) * parts + share * net  # the linear blend
         if self._fusion is not None:
-            stems = self._fuse(stems, parts, net, dry)
+            stems = self._fuse(parts, net, dry)
         else:
+            stems = np.empty((n_pred + 1, c, n), np.float32)
+            stems[:-1] = self._blend(parts, net, slice(None))
             stems[-1] = dry - stems[:-1].sum(axis=0)
         start = self._n_out
         self._n_out += n
         self._pending += [restamp(e, start + e.sample + self._notes_delay) for e in m.notes]
         return BlockResult(stems=stems, notes=self._due(start, n), activity=m.activity)
 
-    def _fuse(self, linear: np.ndarray, parts: np.ndarray, network: np.ndarray, dry: np.ndarray) -> np.ndarray:
-        """The fused stems (``bridge.parts.fusion``) beside the linear ones, delayed by the fusion's
-        latency: linear (n_pred + 1, c, n) the blend (last row unused), parts / network (n_pred, c, n)
-        the two estimates, dry (c, n) the input, all aligned -> (n_pred + 1, c, n), ``other`` last.
-        Only the linear stems and the input go through the delay."""
+    def _blend(self, parts: np.ndarray, network: np.ndarray, rows: slice | list[int]) -> np.ndarray:
+        """The linear blend of the class stems ``rows`` of parts / network (n_pred, c, n)."""
+        share = self._share[rows, None, None]
+        return (1.0 - share) * parts[rows] + share * network[rows]
+
+    def _fuse(self, parts: np.ndarray, network: np.ndarray, dry: np.ndarray) -> np.ndarray:
+        """The fused stems (``bridge.parts.fusion``) beside the linear blends of the others, delayed
+        by the fusion's latency: parts / network (n_pred, c, n) the two estimates, dry (c, n) the
+        input, all aligned -> (n_pred + 1, c, n), ``other`` last. Only the linear stems and the
+        input go through the delay."""
         assert self._fusion is not None
         n_pred, c, n = parts.shape
         fused, lin = self._fused, self._linear
+        linear = self._blend(parts, network, lin)  # (len(lin), c, n)
         # each estimate's remainder: the input minus every class stem it gives (network-only stems
         # count in the parts' estimate as in its blend)
         model_only = self._share >= 1.0
         parts_rem = dry - np.where(model_only[:, None, None], network, parts).sum(axis=0)
         network_rem = dry - network.sum(axis=0)
-        target = dry - linear[lin].sum(axis=0)  # what the fused stems and the remainder share
+        target = dry - linear.sum(axis=0)  # what the fused stems and the remainder share
         out = self._fusion.process(
             np.concatenate([parts[fused], parts_rem[None]]), np.concatenate([network[fused], network_rem[None]]), target
         )
         n_late = len(lin) + 1
         late = np.empty((n_late * c, n), np.float32)
-        self._late.write(np.concatenate([linear[lin], dry[None]]).reshape(n_late * c, n))
+        self._late.write(np.concatenate([linear, dry[None]]).reshape(n_late * c, n))
         self._late.read(n, late)
         late = late.reshape(n_late, c, n)
-        stems = np.empty_like(linear)
+        stems = np.empty((n_pred + 1, c, n), np.float32)
         stems[lin], stems[fused] = late[:-1], out
         stems[-1] = late[-1] - stems[:-1].sum(axis=0)
         return stems

@@ -496,8 +496,9 @@ class ScoreDecomposition:
         ks = np.asarray(sorted(touched), np.int64)
         S = self._S[ks]  # (n, F), a copy: becomes the new templates in place
         total = S.sum(axis=1)
-        if not (total > 0.0).all():
-            ks, S, total = ks[total > 0.0], S[total > 0.0], total[total > 0.0]
+        heard = total > 0.0
+        if not heard.all():
+            ks, S, total = ks[heard], S[heard], total[heard]
         if self.settings.smooth_drums:
             drum = np.asarray([self._part_of[k] >= 0 and self.is_drum[self._part_of[k]] for k in ks.tolist()], bool)
             if drum.any():  # an envelope, not lines
