@@ -134,8 +134,8 @@ def test_summary_medians_and_targets():
         return {"sep": sep, "f1": {"drums": f1_d, "bass": f1_b}, "inst_blind_f1": 0.5}
 
     per_track = [
-        {"model blind": track(4.0, 8.0, 0.7, 0.6), "model + score": track(6.0, 10.0, 0.7, 0.6)},
-        {"model blind": track(6.0, 10.0, 0.5, 0.4), "model + score": track(8.0, 12.0, 0.5, 0.4)},
+        {"model blind": track(4.0, 8.0, 0.8, 0.6), "model + score": track(6.0, 10.0, 0.8, 0.6)},
+        {"model blind": track(6.0, 10.0, 0.6, 0.4), "model + score": track(8.0, 12.0, 0.6, 0.4)},
     ]
     s = summarize(per_track, stems)
     b = s["model blind"]
@@ -143,13 +143,32 @@ def test_summary_medians_and_targets():
     assert b["stems"]["bass"]["si_sdri_median"] == 9.0
     assert b["stems"]["other"]["n_scored_sep"] == 0
     assert b["si_sdri_overall_median"] == 7.0  # median of 4, 6, 8, 10
-    assert b["stems"]["drums"]["onset_f1_mean"] == pytest.approx(0.6)
+    assert b["stems"]["drums"]["onset_f1_mean"] == pytest.approx(0.7)
     assert b["onset_f1_pitched_avg"] == pytest.approx(0.5)
     targets = {t["target"]: t["pass"] for t in check_targets(s, stems)}
     assert targets["blind SI-SDRi overall median (dB)"]
     assert targets["blind SI-SDRi drums median (dB)"] and targets["blind SI-SDRi bass median (dB)"]
     assert targets["blind onset F1 pitched avg"] and targets["blind onset F1 drums"]
     assert targets["score gain: SI-SDRi overall median (dB)"]  # +2 dB
+    assert "blind instrument-blind F1 minus basic-pitch's" not in targets  # no basic-pitch row, no comparison
+
+
+def test_blind_notes_must_beat_basic_pitch_when_its_row_is_there():
+    from bench.quality import check_targets, summarize
+
+    stems = ("drums", "bass")
+
+    def track(inst_f1):
+        sep = {"drums": {"si_sdri": 9.0, "sdr": 9.0}, "bass": {"si_sdri": 9.0, "sdr": 9.0}}
+        return {"sep": sep, "f1": {"drums": 0.8, "bass": 0.6}, "inst_blind_f1": inst_f1}
+
+    def verdict(ours, theirs):
+        rows = {"model blind": track(ours), "model + score": track(ours), "basic-pitch": track(theirs)}
+        t = {x["target"]: x for x in check_targets(summarize([rows], stems), stems)}
+        return t["blind instrument-blind F1 minus basic-pitch's"]
+
+    assert verdict(0.53, 0.46)["pass"] and verdict(0.53, 0.46)["value"] == pytest.approx(0.07)
+    assert not verdict(0.46, 0.46)["pass"] and not verdict(0.40, 0.46)["pass"]
 
 
 def test_librosa_shim_matches_librosa_formulas():

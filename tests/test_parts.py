@@ -129,6 +129,32 @@ def test_output_does_not_depend_on_block_size(violins: dict) -> None:
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_frames_split_over_small_blocks_change_only_the_latency(violins: dict) -> None:
+    """Blocks shorter than the hop: a frame's masks and synthesis, and a due template re-estimation,
+    run in the blocks after the one that decomposes it (``split_frames``): one block more latency,
+    the same samples to the last bit once it is removed; the decomposition's two halves refuse to
+    come out of order."""
+    from dataclasses import replace
+
+    from bridge.parts.decompose import DecompositionSettings, ScoreDecomposition
+
+    notes = [notes_array(HIGH), notes_array(LOW)]
+    fast = PartsSettings(decomposition=DecompositionSettings(update_every_frames=2))  # re-estimations in play
+    split = separate(violins["mix"], notes, block=256, n_channels=2, settings=fast)
+    whole = separate(violins["mix"], notes, block=256, n_channels=2, settings=replace(fast, split_frames=False))
+    np.testing.assert_array_equal(split, whole)
+    proc = PartsProcessor([PartSpec("a")], fast)
+    proc.prepare(SR, 256, 2)
+    assert proc.latency_terms["synthesis_deferred"] == 256 and proc.latency_samples == 4095 + 256
+    decomp = ScoreDecomposition(SR, 4096, 1024, [False], DecompositionSettings())
+    with pytest.raises(RuntimeError, match="without start"):
+        decomp.finish()
+    decomp.start(np.ones((1, 2049), np.float32), np.zeros((1, 1, 128), bool), 0, np.zeros((1, 1), bool))
+    with pytest.raises(RuntimeError, match="finish"):
+        decomp.start(np.ones((1, 2049), np.float32), np.zeros((1, 1, 128), bool), 1, np.zeros((1, 1), bool))
+    assert decomp.finish().shape == (1, 1, 2049)
+
+
 def test_forgetting_kept_apart_equals_forgetting_folded_in(violins: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """The template statistics' forgetting is kept as one factor and folded into them only once it
     falls below ``FOLD_BELOW``: with a 50 ms memory that happens about every 6 s, so these 4.5 s
@@ -458,7 +484,10 @@ def test_live_parts_config(tmp_path: Path) -> None:
     assert parse_parts_option("1,2,10") == {0: "ch1", 1: "ch2", 9: "ch10"}
     proc = PartsProcessor([PartSpec("a")], PartsSettings(low_latency=True))
     proc.prepare(SR, 256, 2)
-    assert proc.latency_samples == 2047
+    assert proc.latency_samples == 2047 + 256  # the window, and a block: each frame is synthesised a block later
+    assert proc.latency_terms["synthesis_deferred"] == 256
+    proc.prepare(SR, 512, 2)  # a block as long as the hop: no deferral
+    assert proc.latency_samples == 2047 and "synthesis_deferred" not in proc.latency_terms
     for bad, words in (
         ('[parts]\nchannels = { "17" = "x" }\n', "channel must be a number 1-16"),
         ('[parts]\nchannels = { "1" = "residual" }\n', "is taken"),
@@ -654,7 +683,9 @@ def test_fused_class_stems_sum_to_the_input_at_any_block_size(bass_and_kit: dict
         sc.prepare(SR, block, 2)
         sc.set_score_notes(read_score_file(bass_and_kit["score"], sc.meta.stems))
         lat = sc.latency_samples
-        assert lat == (8190 if fusion else 4095) and sc.latency_terms.get("stem_fusion", 0) == (4095 if fusion else 0)
+        # blocks under the parts' hop: their synthesis a block later, but not before the fusion (its grid)
+        assert lat == (8190 if fusion else 4095 + (block if block < 1024 else 0))
+        assert sc.latency_terms.get("stem_fusion", 0) == (4095 if fusion else 0)
         x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
         out, onsets = [], []
         for i in range(0, x.shape[1], block):

@@ -32,7 +32,8 @@ Live (``stembridge run --classes-from parts``), ``ScoredClasses.live`` takes the
 one part per MIDI channel, counted in the class stem its channel gives the network's live score
 (the channel map, else channel 10 drums, else the channel's program changes), its notes from the
 MIDI on that channel. The same blocks then give the same stems as offline; the latency is the
-parts' (93 ms at 44.1 kHz; 186 ms with ``fusion``, ``run --classes-from fused``). Live and
+parts' (93 ms at 44.1 kHz, and one block more with blocks shorter than their hop: ``PartsSettings.split_frames``;
+186 ms with ``fusion``, ``run --classes-from fused``, which keeps its frames whole). Live and
 offline, the parts get the notes at score time.
 
 Public API
@@ -57,6 +58,7 @@ Public API
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -120,7 +122,10 @@ class ScoredClasses:
         self.stems = model.stems
         self.parts = tuple(parts)
         self.model_stems = tuple(s for s in model_stems if s in self.meta.stems)
-        self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings or class_parts_settings())
+        settings = settings or class_parts_settings()
+        if fusion:  # the fusion frames the blend on the parts' grid: their latency must not depend on the block
+            settings = replace(settings, split_frames=False)
+        self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings)
         # class stem index of every part (-1: `other`, or a class the network provides)
         predicted = list(self.meta.stems)
         self._class_of_part = [self._class_index(stem_for_program(p.program, p.is_drum)) for p in self.parts]

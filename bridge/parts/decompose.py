@@ -47,7 +47,9 @@ Public API
   (n_frames, n_parts) bool (where a part's gates are open only for a release tail or an early
   opening: ``PartGates.rows_and_tails``); frames must come in order (``first_frame`` continues
   the previous call).
-  ``reset()`` forgets everything learned.
+  ``settle()`` runs a template re-estimation that has fallen due (a live caller, in a block with
+  no frame, so it does not land on one that decomposes a frame; otherwise it runs before the next
+  frame). ``reset()`` forgets everything learned.
 """
 
 from __future__ import annotations
@@ -156,6 +158,7 @@ class ScoreDecomposition:
         program change does; its templates start again from the new kind, the others keep theirs."""
         if self.is_drum[part] == bool(is_drum):
             return
+        self.settle()  # a re-estimation due first, as if it had run at its frame
         self.is_drum = tuple(bool(is_drum) if i == part else d for i, d in enumerate(self.is_drum))
         self._pitched_col = ~np.asarray(self.is_drum, bool)[:, None]
         if not is_drum and not self._f0_width.any():
@@ -186,6 +189,8 @@ class ScoreDecomposition:
         self._unforgotten, self._frames_unforgotten = 1.0, 0
         self._touched: set[int] = set()  # templates with new evidence since the last re-estimation
         self._epoch = 0  # re-estimations so far
+        self._update_due = False  # a re-estimation falls due before the next frame (``settle``)
+        self._started: tuple | None = None  # (masks, first row, fit) of ``start`` awaiting ``finish``
         self._cols: dict[tuple[int, int, bool], int] = {}  # _template_for's answers this epoch (they hold within one)
         self._ready: dict[int, tuple] = {}  # part -> (sorted pitches, templates) others may copy
         self._amps_cache: dict[tuple[int, int], np.ndarray | None] = {}  # (template, n partials) -> amplitudes
@@ -279,21 +284,53 @@ class ScoreDecomposition:
     def masks(self, mag: np.ndarray, active: np.ndarray, first_frame: int, tails: np.ndarray) -> np.ndarray:
         """mag (T, F), active (T, P, 128) bool -> masks (T, P, F) float32 (residual = 1 - sum);
         ``tails`` (T, P) bool: frames where a part's gates are open only for a release tail."""
+        self.start(mag, active, first_frame, tails)
+        return self.finish()
+
+    def start(self, mag: np.ndarray, active: np.ndarray, first_frame: int, tails: np.ndarray) -> None:
+        """``masks`` in two halves: the activations of these frames now, and ``finish()`` -> their
+        masks later (the last segment's statistics and masks wait for it), so a live caller can put
+        the two on different blocks. ``finish`` must come before the next ``start``."""
+        if self._started is not None:
+            raise RuntimeError("finish() the frames started before starting more")
         n_frames = mag.shape[0]
         if first_frame != self._next_frame:
             raise ValueError(f"frames must come in order: expected frame {self._next_frame}, got {first_frame}")
         out = np.zeros((n_frames, self.n_parts, self.n_bins), np.float32)
         period = self.settings.update_every_frames
-        t = 0
+        t, t_fit, fit = 0, 0, None
         while t < n_frames:
+            if fit is not None:
+                out[t_fit:t] = self._finish(fit)
+            self.settle()
             k = first_frame + t
             end = min(n_frames, t + period - k % period)
-            out[t:end] = self._segment(mag[t:end], active[t:end], k, tails[t:end])
+            fit, t_fit = self._fit(mag[t:end], active[t:end], k, tails[t:end]), t
             t = end
-            if (first_frame + t) % period == 0:
-                self._update_templates()
+            self._update_due = (first_frame + t) % period == 0
         self._next_frame = first_frame + n_frames
+        self._started = (out, t_fit, fit)
+
+    def finish(self) -> np.ndarray:
+        """The masks (T, P, F) float32 of the frames given to the last ``start``."""
+        if self._started is None:
+            raise RuntimeError("finish() without start()")
+        out, t, fit = self._started
+        self._started = None
+        if fit is not None:
+            out[t:] = self._finish(fit)
         return out
+
+    def settle(self) -> bool:
+        """Run the templates' re-estimation now if one is due (whether it ran). It falls due after
+        every ``update_every_frames``-th frame and runs before the next frame is decomposed in any
+        case; a live caller calls this in a block without a frame, so that the re-estimation does
+        not land on a block that also decomposes one. Not while started frames wait for ``finish``
+        (their statistics must go in first)."""
+        if not self._update_due or self._started is not None:
+            return False
+        self._update_templates()
+        return True
 
     def _unscored(self, active: np.ndarray, first: int, tails: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, P, 128) float32: ``unscored_penalty`` on each pitch a part played (scored) within
@@ -323,8 +360,9 @@ class ScoreDecomposition:
         np.maximum(f0_share, np.where(tail, s.unscored_tail_f0_share, 0.0), out=f0_share)
         return loose.astype(np.float32) * s.unscored_penalty, f0_share
 
-    def _segment(self, mag: np.ndarray, active: np.ndarray, first: int, tails: np.ndarray) -> np.ndarray:
-        """Frames within one update period (same templates): activations and masks."""
+    def _fit(self, mag: np.ndarray, active: np.ndarray, first: int, tails: np.ndarray) -> tuple | np.ndarray:
+        """Frames within one update period (same templates): the activations, for ``_finish``
+        (or the masks already, all zero, when nothing may sound)."""
         n_t = mag.shape[0]
         out = np.zeros((n_t, self.n_parts, self.n_bins), np.float32)
         penalty, f0_share = self._unscored(active, first, tails)
@@ -361,6 +399,13 @@ class ScoreDecomposition:
             H[on] = Hs
         if len(st):
             H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), f0_share)
+        return out, W, V, H, gate, all_cols, on, pairs, n_bg
+
+    def _finish(self, fit: tuple | np.ndarray) -> np.ndarray:
+        """A ``_fit`` segment's statistics folded in, and its masks (T, P, F)."""
+        if isinstance(fit, np.ndarray):
+            return fit
+        out, W, V, H, gate, all_cols, on, pairs, n_bg = fit
         nz = np.nonzero(H.any(axis=1))[0]  # the columns that sound (unadmitted candidates do not)
         lam = W[:, nz] @ H[nz] + _EPS
         self._fold(V, all_cols[on], H[on] * gate[on], lam)  # only scored notes teach the templates
@@ -485,6 +530,7 @@ class ScoreDecomposition:
 
     def _update_templates(self) -> None:
         """Re-estimate the templates that sounded since the last re-estimation."""
+        self._update_due = False
         touched, self._touched = self._touched, set()
         n_k, g = len(self._part_of), self._unforgotten
         self._epoch += 1

@@ -4,7 +4,10 @@ Same four verbs and the same latency rule as ``bridge.engine.Processor``, but no
 masks come from ``ScoreDecomposition``, which needs no training, so it runs natively at the
 host rate (no resampling term). The STFT is 4096 / 1024 at rates up to 50 kHz (8192 / 2048 up to
 100 kHz, 16384 / 4096 above), so the latency is ``n_fft - 1`` samples (``stft_overlap`` +
-``frame_buffering``): 4095 samples, 93 ms at 44.1 kHz and 85 ms at 48 kHz. ``low_latency``
+``frame_buffering``): 4095 samples, 93 ms at 44.1 kHz and 85 ms at 48 kHz; with blocks shorter
+than the hop (live), one block more (``synthesis_deferred``): a frame's synthesis runs in the call
+after the one that decomposes it, and a template re-estimation due in a call with nothing else
+to do (``ScoreDecomposition.settle``), so no block carries a whole frame's work. ``low_latency``
 halves the window (2047 samples, 46 / 43 ms) at a cost in separation (measured on the
 selection set, seed 9002: median SI-SDRi 9.1 dB with 4096, 7.9 dB with 2048, 8.1 dB with 8192).
 
@@ -113,6 +116,10 @@ class PartsSettings:
     drum_release_s: float = 0.3  # drum notes without an entry in DRUM_RELEASE_S
     family_release_s: tuple[float, ...] | None = FAMILY_RELEASE_S  # by GM family (program // 8); None: release_s
     low_latency: bool = False  # a 46 ms window instead of 93 ms (at 44.1 kHz): half the latency, worse stems
+    # blocks shorter than a hop (live): a frame's masks and synthesis, and a template re-estimation due, run in
+    # the blocks after the one that decomposes it, for one block more latency; off where a later stage frames the
+    # parts' output on a grid of its own (the fusion), which a latency that depends on the block size would move
+    split_frames: bool = True
     decomposition: DecompositionSettings = field(default_factory=DecompositionSettings)
 
     def __post_init__(self) -> None:
@@ -196,6 +203,11 @@ class PartsProcessor:
         n_fft, hop = stft_size_for(sample_rate, self.settings.low_latency)
         self.n_fft, self.hop = n_fft, hop
         self.latency_terms = {"stft_overlap": n_fft - hop, "frame_buffering": hop - 1}
+        # blocks shorter than a hop: a frame's synthesis runs in the call after its analysis, so the
+        # work of one frame is split over two blocks (one block more latency)
+        self._defer = self.settings.split_frames and self.max_block_size < hop
+        if self._defer:
+            self.latency_terms["synthesis_deferred"] = self.max_block_size
         self.latency_samples = sum(self.latency_terms.values())
         grid = GateGrid(sample_rate, n_fft, hop, self.n_parts)
         self._gates = PartGates(grid, release_frames(self.parts, self.settings, sample_rate / hop))
@@ -223,6 +235,7 @@ class PartsProcessor:
         self._decomp.reset()
         self._stem_fifo.clear()
         self._stem_fifo.fill_zeros(self.latency_samples)
+        self._pending: np.ndarray | None = None  # spectra (T, C, F) of the frames started, to finish and synthesise
         self._dry_fifo.clear()
         self._dry_fifo.fill_zeros(self.latency_samples)
         self._n_in = 0
@@ -273,6 +286,10 @@ class PartsProcessor:
         x, n_bad = clean_block(audio, self.n_channels)
         self.n_bad_samples += n_bad
         n = x.shape[1]
+        pending, self._pending = self._pending, None
+        deferred = pending is not None
+        if pending is not None:  # the frames the last call decomposed: masks and samples (before any program change)
+            self._synthesise(self._decomp.finish(), pending)
         for offset, msg in midi_events:
             self._gates.live.push(self._n_in + min(max(int(offset), 0), max(n - 1, 0)), msg)
             if len(msg) >= 2 and msg[0] & 0xF0 == 0xC0 and msg[0] & 0x0F in self._part_of_channel:
@@ -281,12 +298,21 @@ class PartsProcessor:
 
         spectra = self._analysis.push(x)  # (T, C, F)
         n_frames = spectra.shape[0]
+        if not n_frames and not deferred:  # a block with no other work: a template re-estimation due runs here
+            self._decomp.settle()
         if n_frames:
             first = self._analysis.n_frames_done - n_frames
             mag = np.abs(spectra.mean(axis=1))  # (T, F) channel-mean magnitude
             gates, tails = self._gates.rows_and_tails(first, n_frames)
-            masks = self._decomp.masks(mag, gates, first, tails)  # (T, P, F)
-            out = self._synthesis.push(masks[:, :, None, :] * spectra[:, None, :, :])  # (P, C, n)
-            self._stem_fifo.write(np.ascontiguousarray(out.reshape(self.n_parts * self.n_channels, -1)))
+            self._decomp.start(mag, gates, first, tails)
+            if self._defer:
+                self._pending = spectra
+            else:
+                self._synthesise(self._decomp.finish(), spectra)  # masks (T, P, F)
 
         return BlockResult(stems=assemble_block(x, self._dry_fifo, self._stem_fifo, self.n_parts))
+
+    def _synthesise(self, masks: np.ndarray, spectra: np.ndarray) -> None:
+        """masks (T, P, F), spectra (T, C, F) -> the parts' samples of those frames, into the stem FIFO."""
+        out = self._synthesis.push(masks[:, :, None, :] * spectra[:, None, :, :])  # (P, C, n)
+        self._stem_fifo.write(np.ascontiguousarray(out.reshape(self.n_parts * self.n_channels, -1)))

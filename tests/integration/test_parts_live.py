@@ -194,14 +194,16 @@ def test_run_classes_from_parts_equal_offline(tmp_path: Path) -> None:
     stems = ("drums", "bass", "piano", "guitar", "strings", "other")
     rec, st, _, err = run_bridge(tmp_path, ["--classes-from", "parts"], x, score_file_events(score, RATE), stems)
     terms = st["latency_terms"]
-    # side by side: the parts' 4095 samples, the network's 2252 (48 kHz) delayed to them
-    assert terms["parts_alignment"] == 4095 - 2252 and st["latency_samples"] - terms["queue"] == 4095, st
+    # side by side: the parts' 4095 samples and one 256-sample block (their frames split over the blocks), the
+    # network's 2252 (48 kHz) delayed to them
+    assert terms["parts_alignment"] == 4095 + 256 - 2252, st
+    assert st["latency_samples"] - terms["queue"] == 4095 + 256, st
     np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
     offline = ScoredClasses(Processor("band"), read_parts(score))
     offline.prepare(RATE, 4096, 2)
     offline.set_score_notes(read_score_file(score, offline.meta.stems))
     lat = offline.latency_samples
-    assert lat == st["latency_samples"] - terms["queue"]
+    assert lat + 256 == st["latency_samples"] - terms["queue"]  # 4096-sample blocks: frames not split
     padded = np.concatenate([x, np.zeros((2, lat), np.float32)], axis=1)
     out = np.concatenate([offline.process(padded[:, i : i + 4096]).stems for i in range(0, padded.shape[1], 4096)], 2)
     out = out[:, :, lat : lat + x.shape[1]]
