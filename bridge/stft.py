@@ -59,6 +59,11 @@ class StreamingAnalysis:
         self._pending = np.zeros((self.n_channels, 0), np.float32)
         self.n_frames_done = 0
 
+    @property
+    def n_pending(self) -> int:
+        """Samples held for the frame in progress (the next frame comes after ``hop - n_pending`` more)."""
+        return int(self._pending.shape[1])
+
     def push(self, x: np.ndarray) -> np.ndarray:
         """x: (n_channels, n_samples) float32 -> spectra (n_frames, n_channels, n_bins) complex64."""
         buf = np.concatenate([self._pending, x], axis=1) if self._pending.shape[1] else x

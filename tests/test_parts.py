@@ -129,30 +129,89 @@ def test_output_does_not_depend_on_block_size(violins: dict) -> None:
     np.testing.assert_allclose(a, b, atol=1e-5)
 
 
-def test_frames_split_over_small_blocks_change_only_the_latency(violins: dict) -> None:
-    """Blocks shorter than the hop: a frame's masks and synthesis, and a due template re-estimation,
-    run in the blocks after the one that decomposes it (``split_frames``): one block more latency,
-    the same samples to the last bit once it is removed; the decomposition's two halves refuse to
-    come out of order."""
-    from dataclasses import replace
+def _run_blocks(
+    mix: np.ndarray, notes: list[np.ndarray], sizes: list[int], settings: PartsSettings, change=None, max_block=None
+):
+    """The processor over ``mix`` (stereo) in blocks of ``sizes`` (cycled; prepared for ``max_block``, by
+    default the largest), latency removed; ``change``: (call index, "midi" | "call"): part 1 turns to a
+    percussive program within / before that call."""
+    proc = PartsProcessor([PartSpec("p0"), PartSpec("p1")], settings)
+    proc.prepare(SR, max_block or max(sizes), 2)
+    proc.set_part_notes(notes)
+    proc.set_live_channels({1: 1})
+    x = np.tile(mix[None], (2, 1)).astype(np.float32)
+    x = np.concatenate([x, np.zeros((2, proc.latency_samples + max(sizes)), np.float32)], axis=1)
+    out, i, k = [], 0, 0
+    while i < x.shape[1]:
+        n = sizes[k % len(sizes)]
+        midi = []
+        if change is not None and k == change[0]:
+            if change[1] == "midi":
+                midi = [(0, bytes([0xC1, 115]))]
+            else:
+                proc.set_part_program(1, 115)
+        out.append(proc.process(x[:, i : i + n], midi).stems)
+        i, k = i + n, k + 1
+    lat = proc.latency_samples
+    return np.concatenate(out, axis=2)[:, :, lat : lat + mix.shape[0]], proc
 
-    from bridge.parts.decompose import DecompositionSettings, ScoreDecomposition
+
+@pytest.mark.parametrize(
+    "sizes, change",
+    [
+        ([256], None),
+        ([512], None),
+        ([768], None),
+        ([256, 0, 100, 0, 7, 256], None),
+        ([256], (40, "midi")),
+        ([256], (40, "call")),
+        ([512], (20, "call")),
+    ],
+)
+def test_frames_split_over_small_blocks_change_only_the_latency(violins: dict, sizes: list[int], change) -> None:
+    """Blocks shorter than the hop: a frame's masks and synthesis, and a due template re-estimation,
+    run in later calls than the one that decomposes it (``split_frames``): one block more latency,
+    the same samples to the last bit once it is removed, whatever the block sizes, and with a part
+    turned to drums by a program change in the call right after a frame (by MIDI or between calls)."""
+    from dataclasses import replace
 
     notes = [notes_array(HIGH), notes_array(LOW)]
     fast = PartsSettings(decomposition=DecompositionSettings(update_every_frames=2))  # re-estimations in play
-    split = separate(violins["mix"], notes, block=256, n_channels=2, settings=fast)
-    whole = separate(violins["mix"], notes, block=256, n_channels=2, settings=replace(fast, split_frames=False))
+    split, proc = _run_blocks(violins["mix"], notes, sizes, fast, change)
+    whole, _ = _run_blocks(violins["mix"], notes, sizes, replace(fast, split_frames=False), change)
     np.testing.assert_array_equal(split, whole)
-    proc = PartsProcessor([PartSpec("a")], fast)
-    proc.prepare(SR, 256, 2)
-    assert proc.latency_terms["synthesis_deferred"] == 256 and proc.latency_samples == 4095 + 256
+    assert proc.latency_terms["synthesis_deferred"] == max(sizes) and proc.latency_samples == 4095 + max(sizes)
+    if change is not None:
+        assert proc.parts[1].is_drum
+
+
+def test_a_decomposition_started_must_finish_first() -> None:
+    """``start`` / ``finish`` come in pairs; a part's kind does not change between them."""
+    from bridge.parts.decompose import DecompositionSettings, ScoreDecomposition
+
     decomp = ScoreDecomposition(SR, 4096, 1024, [False], DecompositionSettings())
+    frame = (np.ones((1, 2049), np.float32), np.zeros((1, 1, 128), bool))
     with pytest.raises(RuntimeError, match="without start"):
         decomp.finish()
-    decomp.start(np.ones((1, 2049), np.float32), np.zeros((1, 1, 128), bool), 0, np.zeros((1, 1), bool))
+    decomp.start(*frame, 0, np.zeros((1, 1), bool))
     with pytest.raises(RuntimeError, match="finish"):
-        decomp.start(np.ones((1, 2049), np.float32), np.zeros((1, 1, 128), bool), 1, np.zeros((1, 1), bool))
+        decomp.start(*frame, 1, np.zeros((1, 1), bool))
+    with pytest.raises(RuntimeError, match="finish"):
+        decomp.set_drum(0, True)
     assert decomp.finish().shape == (1, 1, 2049)
+
+
+def test_a_block_longer_than_announced_still_comes_out_in_time(violins: dict) -> None:
+    """A block over ``max_block_size`` is synthesised at once (the latency has room for one announced
+    block of split frames): fed 256-sample blocks with a 1000-sample one now and then, the parts
+    equal the unsplit run's on the same blocks."""
+
+    notes = [notes_array(HIGH), notes_array(LOW)]
+    sizes = [256, 256, 256, 256, 1000]
+    a, proc = _run_blocks(violins["mix"], notes, sizes, PartsSettings(), max_block=256)
+    b, _ = _run_blocks(violins["mix"], notes, sizes, PartsSettings(split_frames=False), max_block=256)
+    assert proc.latency_samples == 4095 + 256
+    np.testing.assert_array_equal(a, b)
 
 
 def test_forgetting_kept_apart_equals_forgetting_folded_in(violins: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,10 @@ Public API
   (n_frames, n_parts) bool (where a part's gates are open only for a release tail or an early
   opening: ``PartGates.rows_and_tails``); frames must come in order (``first_frame`` continues
   the previous call).
-  ``settle()`` runs a template re-estimation that has fallen due (a live caller, in a block with
+  ``start(mag, active, first_frame, tails)`` then ``finish() -> masks``: ``masks`` in two halves
+  (the activations, then the statistics and masks of the last segment), for a live caller that
+  puts them on different blocks; nothing else may come between them but ``settle`` (which waits)
+  and ``reset``. ``settle()`` runs a template re-estimation that has fallen due (a live caller, in a block with
   no frame, so it does not land on one that decomposes a frame; otherwise it runs before the next
   frame). ``reset()`` forgets everything learned.
 """
@@ -158,6 +161,8 @@ class ScoreDecomposition:
         program change does; its templates start again from the new kind, the others keep theirs."""
         if self.is_drum[part] == bool(is_drum):
             return
+        if self._started is not None:
+            raise RuntimeError("finish() the frames started before changing a part's kind")
         self.settle()  # a re-estimation due first, as if it had run at its frame
         self.is_drum = tuple(bool(is_drum) if i == part else d for i, d in enumerate(self.is_drum))
         self._pitched_col = ~np.asarray(self.is_drum, bool)[:, None]

@@ -15,7 +15,8 @@ its ``drums`` score and every other stem empty (that read better than the whole 
 MIDI on the kit's channel (``set_live_channels``). The two run side by side, the faster delayed
 to the slower: the network's latency (2047 samples at 44.1 kHz, 2252 at 48 kHz) is under the
 parts' (4095), so nothing is added; with ``low_latency`` parts (2047) at 48 / 96 kHz the network
-adds 205 / 409 samples (``latency_terms["network_alignment"]``).
+adds 205 / 409 samples (``latency_terms["network_alignment"]``), or fewer where live blocks shorter
+than the parts' hop add one block to the parts' own (``PartsSettings.split_frames``).
 
 Only a score with exactly one kit part takes the network (two kits would need the network's
 stem split between them; they keep the decomposition, as do percussive GM programs outside

@@ -5,9 +5,11 @@ masks come from ``ScoreDecomposition``, which needs no training, so it runs nati
 host rate (no resampling term). The STFT is 4096 / 1024 at rates up to 50 kHz (8192 / 2048 up to
 100 kHz, 16384 / 4096 above), so the latency is ``n_fft - 1`` samples (``stft_overlap`` +
 ``frame_buffering``): 4095 samples, 93 ms at 44.1 kHz and 85 ms at 48 kHz; with blocks shorter
-than the hop (live), one block more (``synthesis_deferred``): a frame's synthesis runs in the call
-after the one that decomposes it, and a template re-estimation due in a call with nothing else
-to do (``ScoreDecomposition.settle``), so no block carries a whole frame's work. ``low_latency``
+than the hop (live), one block more (``synthesis_deferred``): a frame's masks and synthesis run
+in the call after the one that decomposes it, and a template re-estimation due in a call without
+a frame (``ScoreDecomposition.settle``; one with nothing else to do where blocks are under half a
+hop), so no block carries a whole frame's work (``PartsSettings.split_frames``; a block longer
+than ``max_block_size`` is synthesised at once). ``low_latency``
 halves the window (2047 samples, 46 / 43 ms) at a cost in separation (measured on the
 selection set, seed 9002: median SI-SDRi 9.1 dB with 4096, 7.9 dB with 2048, 8.1 dB with 8192).
 
@@ -270,6 +272,7 @@ class PartsProcessor:
         if self.prepared:
             self._gates.release_frames[part] = release_frames((spec,), self.settings, self.sample_rate / self.hop)[0]
             if spec.is_drum != old.is_drum:
+                self._flush()  # the frames decomposed before the change are finished as they were
                 self._decomp.set_drum(part, spec.is_drum)
 
     def set_live_channels(self, part_of_channel: Mapping[int, int]) -> None:
@@ -286,10 +289,7 @@ class PartsProcessor:
         x, n_bad = clean_block(audio, self.n_channels)
         self.n_bad_samples += n_bad
         n = x.shape[1]
-        pending, self._pending = self._pending, None
-        deferred = pending is not None
-        if pending is not None:  # the frames the last call decomposed: masks and samples (before any program change)
-            self._synthesise(self._decomp.finish(), pending)
+        deferred = self._flush()  # the frames the last call decomposed: masks and samples
         for offset, msg in midi_events:
             self._gates.live.push(self._n_in + min(max(int(offset), 0), max(n - 1, 0)), msg)
             if len(msg) >= 2 and msg[0] & 0xF0 == 0xC0 and msg[0] & 0x0F in self._part_of_channel:
@@ -298,19 +298,29 @@ class PartsProcessor:
 
         spectra = self._analysis.push(x)  # (T, C, F)
         n_frames = spectra.shape[0]
-        if not n_frames and not deferred:  # a block with no other work: a template re-estimation due runs here
+        # a template re-estimation due runs in a call without a frame: one with nothing else to do, or the last
+        # before the next frame (blocks of half a hop or more have no idle call between frames)
+        if not n_frames and (not deferred or self._analysis.n_pending + self.max_block_size >= self.hop):
             self._decomp.settle()
         if n_frames:
             first = self._analysis.n_frames_done - n_frames
             mag = np.abs(spectra.mean(axis=1))  # (T, F) channel-mean magnitude
             gates, tails = self._gates.rows_and_tails(first, n_frames)
             self._decomp.start(mag, gates, first, tails)
-            if self._defer:
+            if self._defer and n <= self.max_block_size:  # (a longer block than announced: at once, in time)
                 self._pending = spectra
             else:
                 self._synthesise(self._decomp.finish(), spectra)  # masks (T, P, F)
 
         return BlockResult(stems=assemble_block(x, self._dry_fifo, self._stem_fifo, self.n_parts))
+
+    def _flush(self) -> bool:
+        """Finish and synthesise the frames a previous call decomposed, if any (whether there were)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return False
+        self._synthesise(self._decomp.finish(), pending)
+        return True
 
     def _synthesise(self, masks: np.ndarray, spectra: np.ndarray) -> None:
         """masks (T, P, F), spectra (T, C, F) -> the parts' samples of those frames, into the stem FIFO."""
