@@ -205,8 +205,8 @@ class PartsProcessor:
         n_fft, hop = stft_size_for(sample_rate, self.settings.low_latency)
         self.n_fft, self.hop = n_fft, hop
         self.latency_terms = {"stft_overlap": n_fft - hop, "frame_buffering": hop - 1}
-        # blocks shorter than a hop: a frame's synthesis runs in the call after its analysis, so the
-        # work of one frame is split over two blocks (one block more latency)
+        # blocks shorter than a hop: a frame's statistics, masks and synthesis run in the call after the one that
+        # fits it, so the work of one frame is split over two blocks (one block more latency)
         self._defer = self.settings.split_frames and self.max_block_size < hop
         if self._defer:
             self.latency_terms["synthesis_deferred"] = self.max_block_size
