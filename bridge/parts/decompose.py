@@ -306,7 +306,7 @@ class ScoreDecomposition:
         t, t_fit, fit = 0, 0, None
         while t < n_frames:
             if fit is not None:
-                out[t_fit:t] = self._finish(fit)
+                self._finish(fit, out[t_fit:t])
             self.settle()
             k = first_frame + t
             end = min(n_frames, t + period - k % period)
@@ -323,7 +323,7 @@ class ScoreDecomposition:
         out, t, fit = self._started
         self._started = None
         if fit is not None:
-            out[t:] = self._finish(fit)
+            self._finish(fit, out[t:])
         return out
 
     def settle(self) -> bool:
@@ -365,11 +365,10 @@ class ScoreDecomposition:
         np.maximum(f0_share, np.where(tail, s.unscored_tail_f0_share, 0.0), out=f0_share)
         return loose.astype(np.float32) * s.unscored_penalty, f0_share
 
-    def _fit(self, mag: np.ndarray, active: np.ndarray, first: int, tails: np.ndarray) -> tuple | np.ndarray:
+    def _fit(self, mag: np.ndarray, active: np.ndarray, first: int, tails: np.ndarray) -> tuple | None:
         """Frames within one update period (same templates): the activations, for ``_finish``
-        (or the masks already, all zero, when nothing may sound)."""
+        (None when nothing may sound: the masks stay zero)."""
         n_t = mag.shape[0]
-        out = np.zeros((n_t, self.n_parts, self.n_bins), np.float32)
         penalty, f0_share = self._unscored(active, first, tails)
         tt, pp, qq = np.nonzero(active)
         st, sp, sq = np.nonzero(penalty)
@@ -384,7 +383,7 @@ class ScoreDecomposition:
         n_bg = 1 if self.settings.background else 0
         n_k = len(cols) + n_bg
         if n_k == 0:
-            return out
+            return None
         gate = np.zeros((n_k, n_t), np.float32)
         if pairs:
             gate[[col_of[(p, q)] for p, q in zip(pp.tolist(), qq.tolist())], tt] = 1.0
@@ -404,13 +403,11 @@ class ScoreDecomposition:
             H[on] = Hs
         if len(st):
             H = self._unscored_notes(W, V, H, gate, pairs, penalty, (st, sp, sq), f0_share)
-        return out, W, V, H, gate, all_cols, on, pairs, n_bg
+        return W, V, H, gate, all_cols, on, pairs, n_bg
 
-    def _finish(self, fit: tuple | np.ndarray) -> np.ndarray:
-        """A ``_fit`` segment's statistics folded in, and its masks (T, P, F)."""
-        if isinstance(fit, np.ndarray):
-            return fit
-        out, W, V, H, gate, all_cols, on, pairs, n_bg = fit
+    def _finish(self, fit: tuple, out: np.ndarray) -> None:
+        """A ``_fit`` segment's statistics folded in, and its masks written into ``out`` (T, P, F), zeros."""
+        W, V, H, gate, all_cols, on, pairs, n_bg = fit
         nz = np.nonzero(H.any(axis=1))[0]  # the columns that sound (unadmitted candidates do not)
         lam = W[:, nz] @ H[nz] + _EPS
         self._fold(V, all_cols[on], H[on] * gate[on], lam)  # only scored notes teach the templates
@@ -434,7 +431,6 @@ class ScoreDecomposition:
                 denom += _power(W[:, -1:] @ H[-1:], a)
         for p, c in contrib:
             out[:, p] = (c / denom).T
-        return out
 
     def _unscored_notes(self, W, V, H, gate, pairs, penalty, where, f0_share) -> np.ndarray:
         """Second pass over the unscored candidates (``where`` = frames, parts, pitches; column
