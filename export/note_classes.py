@@ -20,6 +20,14 @@ envelope, measured no better: BENCHMARKS.md).
     stembridge train-notes --out runs/notecls --no-train --export models_onnx/note-classes.onnx
     stembridge train-notes --out runs/notecls --no-train --valid out/heldout/s9002_20s \
         --ensemble runs/other/last.pt --export nc.onnx          # two classifiers as one (mean logits)
+    stembridge train-notes ... --part-dim 32 --init CKPT      # + a part head (pooling over a file's parts)
+
+Part head (``--part-dim``): one part of a file keeps one instrument, so the notes of a part should
+share a class. A linear head maps each note's embedding to a unit vector trained with a supervised
+contrastive loss (``part_contrast_loss``: the notes of one part of a track close, of other parts
+apart; batches hold chunks of one track's notes), and each file's sounding logits are pooled over
+the notes whose part embeddings lie close (``bridge.transcribe.note_classes.pool_classes``,
+``--pool-temperature`` / ``--pool-weight``, stored in the export).
 
 Checkpoints (``OUT/last.pt``: weights, optimizer and schedule state, epoch, RNG states; loadable
 with ``torch.load(weights_only=True)``) are written after every epoch; ``--resume`` continues
@@ -54,6 +62,7 @@ from bridge.transcribe.note_classes import (
     log_map_db,
     merge_repeated_onsets,
     note_patches,
+    pool_classes,
 )
 from export.note_scores import onset_f1
 
@@ -62,6 +71,7 @@ N_BINS = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + PATCH["semiton
 SOUNDING_PROBE_S = 0.05
 ONSET_WINDOW_S = MAX_SHIFT_S  # 0.15 s: a true onset this close is the note's own, found late or early (shift head)
 SHIFT_SCALE_S = 0.05  # the shift head's output unit
+PART_TEMPERATURE = 0.1  # the part head's contrastive loss (cosine similarities / this)
 # a note joins a class's part from this sounding probability (and at least member_share of its best
 # class): chosen on the selection set (seed 9002, 16 tracks, bench/transcribe_select.py) over 0.2 and
 # 0.4: a note left out of every part leaves its energy in `other`, a doubtful one costs less
@@ -82,12 +92,19 @@ class NoteClassNet(nn.Module):
     With ``context`` > 0, a second head of that width adds to the logits from the note's embedding
     beside ``context``, the mean embedding of the notes of the same file (what else plays in the
     song: a file with a piano and no guitar); its last layer starts at zero, so a network loaded
-    from a context-free checkpoint starts as that checkpoint."""
+    from a context-free checkpoint starts as that checkpoint.
 
-    def __init__(self, n_classes: int = len(CLASSES), width: int = 16, hidden: int = 128, context: int = 0) -> None:
+    With ``part_dim`` > 0, a linear head maps the embedding to a unit-length part embedding
+    (``part_embedding``), trained contrastively so that notes of the same part of a file lie close:
+    at inference each note's logits are pooled with those of the notes that sound like it
+    (``pool_classes``), since one part keeps one class through a file."""
+
+    def __init__(
+        self, n_classes: int = len(CLASSES), width: int = 16, hidden: int = 128, context: int = 0, part_dim: int = 0
+    ) -> None:
         super().__init__()
         w = width
-        self.hidden, self.context = hidden, context
+        self.hidden, self.context, self.part_dim = hidden, context, part_dim
         self.c1 = nn.Conv2d(1, w, 3, padding=1)
         self.c2 = nn.Conv2d(w, 2 * w, 3, padding=1)
         self.c3 = nn.Conv2d(2 * w, 4 * w, 3, padding=1)
@@ -99,6 +116,13 @@ class NoteClassNet(nn.Module):
             self.ctx = nn.Sequential(nn.Linear(2 * hidden, context), nn.ReLU(), nn.Linear(context, 2 * n_classes + 1))
             nn.init.zeros_(self.ctx[2].weight)
             nn.init.zeros_(self.ctx[2].bias)
+        if part_dim:
+            self.part = nn.Linear(hidden, part_dim)
+
+    def part_embedding(self, h: torch.Tensor) -> torch.Tensor:
+        """Unit-length part embeddings (B, part_dim) of note embeddings ``h``: notes of one part of a
+        file (one instrument, one timbre) lie close, notes of different parts apart."""
+        return F.normalize(self.part(h), dim=1)
 
     def embed(self, patch: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
         """The notes' embeddings (B, hidden)."""
@@ -126,10 +150,10 @@ class NoteClassEnsemble(nn.Module):
 
     def __init__(self, nets: list[NoteClassNet]) -> None:
         super().__init__()
-        if any(n.context for n in nets):
-            raise ValueError("an ensemble takes classifiers without a context head")
+        if any(n.context or n.part_dim for n in nets):
+            raise ValueError("an ensemble takes classifiers without a context or part head")
         self.nets = nn.ModuleList(nets)
-        self.context, self.hidden = 0, sum(n.hidden for n in nets)
+        self.context, self.part_dim, self.hidden = 0, 0, sum(n.hidden for n in nets)
 
     def embed(self, patch: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
         return torch.cat([n.embed(patch, scalars) for n in self.nets], 1)
@@ -147,10 +171,30 @@ def load_classifier(ckpts: list[Path]) -> NoteClassNet | NoteClassEnsemble:
     nets = []
     for ckpt in ckpts:
         state = torch.load(ckpt, weights_only=True)
-        net = NoteClassNet(context=context_of(state))
+        net = NoteClassNet(context=context_of(state), part_dim=part_dim_of(state))
         net.load_state_dict(state["model"])
         nets.append(net.eval())
     return nets[0] if len(nets) == 1 else NoteClassEnsemble(nets).eval()
+
+
+def part_contrast_loss(
+    z: torch.Tensor, part: torch.Tensor, group: torch.Tensor, temperature: float = PART_TEMPERATURE
+) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) of unit part embeddings ``z`` (B, d) within
+    each ``group`` (B,) (the notes of one track a batch holds): a note's positives are the other notes
+    of its ``part`` (B,); notes of part -1 (none or several) are only negatives. 0 without positives."""
+    sim = z @ z.T / temperature
+    b = len(z)
+    valid = (group[:, None] == group[None, :]) & ~torch.eye(b, dtype=torch.bool)
+    pos = valid & (part[:, None] == part[None, :]) & (part[:, None] >= 0)
+    logp = sim.masked_fill(~valid, float("-inf"))
+    logp = logp - torch.logsumexp(logp, dim=1, keepdim=True)
+    n_pos = pos.sum(1)
+    anchors = n_pos > 0
+    if not anchors.any():
+        return z.sum() * 0.0
+    per = logp.masked_fill(~pos, 0.0).sum(1)[anchors] / n_pos[anchors]
+    return -per.mean()
 
 
 def group_context(h: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
@@ -181,6 +225,15 @@ class _Heads(nn.Module):
         return self.split(self.net(patch, scalars))
 
 
+class _PartHeads(_Heads):
+    """``_Heads`` plus each note's unit ``part_embedding`` (B, part_dim), which the bridge pools the
+    logits of one file with (``pool_classes``)."""
+
+    def forward(self, patch: torch.Tensor, scalars: torch.Tensor):  # type: ignore[override]
+        h = self.net.embed(patch, scalars)
+        return (*self.split(self.net.head(h)), self.net.part_embedding(h))
+
+
 class _ContextHeads(_Heads):
     def forward(self, patch: torch.Tensor, scalars: torch.Tensor, context: torch.Tensor):  # type: ignore[override]
         h = self.net.embed(patch, scalars)
@@ -190,15 +243,16 @@ class _ContextHeads(_Heads):
 # ----------------------------------------------------------------------------- data
 
 
-def track_notes(track_dir: Path) -> np.ndarray:
-    """True pitched notes of a corpus track (n, 5): onset_s, offset_s, pitch, velocity, class index."""
+def track_notes(track_dir: Path, with_part: bool = False) -> np.ndarray:
+    """True pitched notes of a corpus track (n, 5): onset_s, offset_s, pitch, velocity, class index;
+    ``with_part``: (n, 6), then the index of the note's part (stem) within the track."""
     import yaml
 
     from export.data.slakh import _read_notes
 
     meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
     rows = []
-    for sid, info in sorted((meta.get("stems") or {}).items()):
+    for j, (sid, info) in enumerate(sorted((meta.get("stems") or {}).items())):
         if info.get("is_drum") or not info.get("audio_rendered", True):
             continue
         mid = track_dir / meta.get("midi_dir", "MIDI") / f"{sid}.mid"
@@ -206,8 +260,9 @@ def track_notes(track_dir: Path) -> np.ndarray:
             continue
         c = CLASSES.index(stem_for_program(int(info.get("program_num", 0))))
         notes = np.asarray(_read_notes(mid, False), np.float64).reshape(-1, 4)
-        rows.append(np.concatenate([notes, np.full((len(notes), 1), c)], axis=1))
-    return np.concatenate(rows) if rows else np.zeros((0, 5))
+        extra = [c, j] if with_part else [c]
+        rows.append(np.concatenate([notes, np.tile(np.asarray(extra, np.float64), (len(notes), 1))], axis=1))
+    return np.concatenate(rows) if rows else np.zeros((0, 6 if with_part else 5))
 
 
 def note_labels(est: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -235,6 +290,19 @@ def note_labels(est: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return sounding, onset, shift
 
 
+def note_parts(est: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(n,) int16: the part (``track_notes(..., with_part=True)``'s last column) whose note of the same
+    pitch sounds at each transcribed note's probe time (as ``note_labels``' ``sounding``); -1 where
+    none does or several parts do (a unison: no single part to pull it towards)."""
+    out = np.full(len(est), -1, np.int16)
+    for i, (on, off, pitch) in enumerate(np.asarray(est, np.float64)[:, :3].tolist()):
+        probe = on + min(SOUNDING_PROBE_S, (off - on) / 2)
+        hit = np.unique(true[(true[:, 2] == pitch) & (true[:, 0] <= probe) & (true[:, 1] >= probe), 5])
+        if len(hit) == 1:
+            out[i] = int(hit[0])
+    return out
+
+
 def posteriorgrams(track_dir: Path, cache: Path, pitch) -> tuple[np.ndarray, np.ndarray]:
     """basic-pitch's ``(note, onset)`` posteriorgrams of a track's mix, cached as float16 in ``cache``."""
     import soundfile as sf
@@ -254,9 +322,10 @@ def posteriorgrams(track_dir: Path, cache: Path, pitch) -> tuple[np.ndarray, np.
 def build_features(
     tracks: list[Path], max_per_track: int, seed: int, post_cache: Path, decoding: dict, log=print
 ) -> dict[str, np.ndarray]:
-    """Patches ``P`` (float16), scalars ``S`` and labels ``Y`` (n, 2 * n_classes: sounding, then onset)
-    and ``D`` (the shift to the true onset) of up to ``max_per_track`` random transcribed notes per
-    track (decoded with ``decoding``), the notes themselves ``N`` (n, 4) and their track ``K`` (n,);
+    """Patches ``P`` (float16), scalars ``S`` and labels ``Y`` (n, 2 * n_classes: sounding, then onset),
+    ``D`` (the shift to the true onset) and ``Q`` (the note's part within its track, ``note_parts``)
+    of up to ``max_per_track`` random transcribed notes per track (decoded with ``decoding``), the
+    notes themselves ``N`` (n, 4) and their track ``K`` (n,);
     ``T``: the number of true notes per class, ``R``: the true notes (m, 6): onset_s, offset_s,
     pitch, velocity, class, track."""
     import soundfile as sf
@@ -265,10 +334,11 @@ def build_features(
 
     rng = np.random.default_rng(seed)
     pitch = BasicPitch()
-    patches, scalars, labels, shifts, kept, track_of, trues = [], [], [], [], [], [], []
+    patches, scalars, labels, shifts, parts, kept, track_of, trues = [], [], [], [], [], [], [], []
     n_true = np.zeros(len(CLASSES), np.int64)
     for k, td in enumerate(tracks):
-        true = track_notes(td)
+        true_parts = track_notes(td, with_part=True)
+        true = true_parts[:, :5]
         n_true += np.bincount(true[:, 4].astype(np.int64), minlength=len(CLASSES))
         trues.append(np.concatenate([true, np.full((len(true), 1), k)], axis=1))
         notes = notes_of_posteriorgrams(*posteriorgrams(td, post_cache / td.parent.name, pitch), decoding)
@@ -283,6 +353,7 @@ def build_features(
         sounding, onset, shift = note_labels(notes, true)
         labels.append(np.concatenate([sounding, onset], axis=1))
         shifts.append(shift)
+        parts.append(note_parts(notes, true_parts))
         kept.append(notes)
         track_of.append(np.full(len(notes), k, np.int32))
         if (k + 1) % 50 == 0 or k + 1 == len(tracks):
@@ -292,6 +363,7 @@ def build_features(
         "S": np.concatenate(scalars),
         "Y": np.concatenate(labels),
         "D": np.concatenate(shifts),
+        "Q": np.concatenate(parts),
         "N": np.concatenate(kept),
         "K": np.concatenate(track_of),
         "T": n_true,
@@ -322,13 +394,13 @@ def cached_features(
         "max": max_per_track,
         "seed": seed,
         "patch": PATCH,
-        "labels": [SOUNDING_PROBE_S, ONSET_WINDOW_S],
+        "labels": [SOUNDING_PROBE_S, ONSET_WINDOW_S, "parts"],
         "decoding": decoding,
     }
     if cache.is_file():
         with np.load(cache) as d:
             if json.loads(str(d["key"])) == key:
-                return {k: d[k] for k in ("P", "S", "Y", "D", "N", "K", "T", "R")}
+                return {k: d[k] for k in ("P", "S", "Y", "D", "Q", "N", "K", "T", "R")}
     feats = build_features(tracks, max_per_track, seed, post_cache, decoding, log)
     tmp = cache.with_suffix(".tmp.npz")
     np.savez(tmp, key=json.dumps(key), **feats)
@@ -351,9 +423,12 @@ def augment(p: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return torch.roll(p + eq.unsqueeze(-1), shift, dims=2)
 
 
-def predict(net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray], pool: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sigmoid outputs (n, 2 * n_classes) and onset shifts (n,) in seconds of every note of ``feats``
-    (with a context head: each note's context the mean embedding of its track's notes, ``K``)."""
+    (with a context head: each note's context the mean embedding of its track's notes, ``K``; with a
+    part head and ``pool`` = (temperature, weight): the logits pooled per track, ``pool_classes``)."""
     net.eval()
     heads = _Heads(net)
     with torch.no_grad():
@@ -367,8 +442,15 @@ def predict(net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray])
             heads.split(net.head(h[i : i + 512], None if ctx is None else ctx[i : i + 512]))
             for i in range(0, len(p), 512)
         ]
+        logits = torch.cat([torch.cat([a, b], 1) for a, b, _ in outs]).numpy()
+        if net.part_dim and pool is not None:
+            z = torch.cat([net.part_embedding(h[i : i + 512]) for i in range(0, len(h), 512)]).numpy()
+            c = len(CLASSES)
+            for t in np.unique(feats["K"]).tolist():
+                m = feats["K"] == t
+                logits[m, :c], logits[m, c:] = pool_classes(logits[m, :c], logits[m, c:], z[m], *pool)
     net.train()
-    prob = torch.sigmoid(torch.cat([torch.cat([a, b], 1) for a, b, _ in outs])).numpy()
+    prob = 1.0 / (1.0 + np.exp(-logits))
     return prob, torch.cat([d for _, _, d in outs]).numpy()
 
 
@@ -427,12 +509,16 @@ def written_f1(
     return out
 
 
-def evaluate(net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray]) -> dict:
+def evaluate(
+    net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray], pool: tuple[float, float] | None = None
+) -> dict:
     """On validation tracks: per class, the onset F1 of the notes written (``written_f1``) at 0.5 and
     at the best threshold of ``THRESHOLD_GRID`` (tuned), the same without the onset shift, the
     ``ceiling`` (every transcribed note within 50 ms of a true onset written in the classes that
-    start there, unshifted) and the accuracy of the sounding outputs (all classes right)."""
-    (prob, shift), y = predict(net, feats), feats["Y"]
+    start there, unshifted), the accuracy of the sounding outputs (all classes right) and, over the
+    notes of exactly one true class, how often the most probable class is that one (``class_accuracy``).
+    ``pool``: see ``predict``."""
+    (prob, shift), y = predict(net, feats, pool), feats["Y"]
     c = len(CLASSES)
     f1 = written_f1(feats, prob[:, c:], shift)
     best = f1.argmax(axis=0)
@@ -446,8 +532,12 @@ def evaluate(net: NoteClassNet | NoteClassEnsemble, feats: dict[str, np.ndarray]
     def per(v: np.ndarray) -> dict[str, float]:
         return {k: round(float(x), 3) for k, x in zip(CLASSES, v)}
 
+    one = y[:, :c].sum(axis=1) == 1
     return {
         "sounding_exact": round(float(((prob[:, :c] >= 0.5) == (y[:, :c] > 0)).all(axis=1).mean()), 4),
+        "class_accuracy": (
+            round(float((prob[one, :c].argmax(1) == y[one, :c].argmax(1)).mean()), 4) if one.any() else None
+        ),
         "onset_f1_at_0.5": per(f1[half]),
         "onset_f1_tuned": per(tuned),
         "onset_f1_tuned_mean": round(float(tuned[:4].mean()), 4),
@@ -474,12 +564,15 @@ def train(args: argparse.Namespace, log=print) -> Path:
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
     n, bs = len(y), args.batch_size
     chunk = args.context_chunk
-    steps_per_epoch = n_track_batches(feats["K"], bs, chunk) if args.context else n // bs
+    by_track = bool(args.context or args.part_dim)
+    steps_per_epoch = n_track_batches(feats["K"], bs, chunk) if by_track else n // bs
     torch.manual_seed(args.seed)
-    net = NoteClassNet(context=args.context)
+    net = NoteClassNet(context=args.context, part_dim=args.part_dim)
+    pool = (args.pool_temperature, args.pool_weight) if args.part_dim else None
+    part = torch.from_numpy(feats["Q"].astype(np.int64))
     if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
         missing, unexpected = net.load_state_dict(torch.load(args.init, weights_only=True)["model"], strict=False)
-        if unexpected or any(not k.startswith("ctx.") for k in missing):
+        if unexpected or any(not k.startswith(("ctx.", "part.")) for k in missing):
             raise SystemExit(f"{args.init}: not a note classifier checkpoint of this shape")
         log(f"[train] started from {args.init} (new: {', '.join(missing) or 'nothing'})")
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-3)
@@ -501,15 +594,17 @@ def train(args: argparse.Namespace, log=print) -> Path:
     P, S = torch.from_numpy(feats["P"]), torch.from_numpy(feats["S"])
     while epoch < args.epochs:
         t0, total = time.perf_counter(), 0.0
-        if args.context:
+        if by_track:
             batches = track_batches(feats["K"], bs, chunk, gen)
         else:
             perm = torch.randperm(n, generator=gen)
             batches = [(perm[i * bs : (i + 1) * bs], None) for i in range(steps_per_epoch)]
         for idx, group in batches:
             h = net.embed(augment(P[idx].float(), gen), S[idx])
-            y_hat = net.head(h, None if group is None else group_context(h, group))
+            y_hat = net.head(h, group_context(h, group) if args.context else None)
             loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
+            if args.part_dim:
+                loss = loss + args.part_weight * part_contrast_loss(net.part_embedding(h), part[idx], group)
             shift_loss = F.smooth_l1_loss(y_hat[:, -1], d[idx], reduction="none")
             loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)
             opt.zero_grad()
@@ -524,7 +619,9 @@ def train(args: argparse.Namespace, log=print) -> Path:
             "minutes": round((time.perf_counter() - t0) / 60, 2),
         }
         if valid is not None:
-            line["valid"] = evaluate(net, valid)
+            line["valid"] = evaluate(net, valid, pool)
+            if pool is not None:
+                line["valid_unpooled"] = evaluate(net, valid)
         log("[epoch] " + json.dumps(line))
         state = {
             "model": net.state_dict(),
@@ -543,6 +640,11 @@ def train(args: argparse.Namespace, log=print) -> Path:
 def context_of(state: dict) -> int:
     """The context head's width a checkpoint was trained with (0: none)."""
     return int(state.get("args", {}).get("context", 0) or 0)
+
+
+def part_dim_of(state: dict) -> int:
+    """The part head's width a checkpoint was trained with (0: none)."""
+    return int(state.get("args", {}).get("part_dim", 0) or 0)
 
 
 def _decoding(args: argparse.Namespace) -> dict[str, float]:
@@ -564,17 +666,19 @@ def export_onnx(
     decoding: dict[str, float],
     card: dict | None = None,
     ensemble: tuple[Path, ...] = (),
+    pool: tuple[float, float] = (0.1, 0.5),
 ) -> Path:
     """The checkpoint's classifier (with ``ensemble``: the mean of its logits and those of these
     checkpoints' classifiers, one graph) as ONNX (inputs ``patch``, ``scalars``; outputs
     ``sounding``, ``onset`` logits) with its metadata (the per-class ``onset_thresholds``, the
-    ``decoding`` of the notes it was trained on) under ``META_KEY``; checked against torch on random
-    patches."""
+    ``decoding`` of the notes it was trained on; with a part head, ``part_pooling``: its width and
+    ``pool`` = (temperature, weight)) under ``META_KEY``; checked against torch on random patches."""
     import onnx
     import onnxruntime as ort
 
     net = load_classifier([ckpt, *ensemble])
-    heads = (_ContextHeads(net) if net.context else _Heads(net)).eval()  # type: ignore[arg-type]
+    kind = _ContextHeads if net.context else _PartHeads if net.part_dim else _Heads
+    heads = kind(net).eval()  # type: ignore[arg-type]
     p = torch.randn(4, N_BINS, PATCH["frames"]).clamp(-4, 0.5)
     s = torch.randn(4, 2)
     inputs: tuple[torch.Tensor, ...] = (p, s)
@@ -585,6 +689,8 @@ def export_onnx(
             [*in_names, "context"],
             [*out_names, "embedding"],
         )
+    elif net.part_dim:
+        out_names = [*out_names, "part_embedding"]
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(
         heads,
@@ -608,6 +714,8 @@ def export_onnx(
     }
     if net.context:
         meta["context"] = {"kind": "file_mean_embedding", "dim": net.hidden}
+    if net.part_dim:
+        meta["part_pooling"] = {"dim": net.part_dim, "temperature": float(pool[0]), "weight": float(pool[1])}
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(model, str(tmp))
@@ -667,6 +775,18 @@ def main(argv: list[str] | None = None) -> int:
         help="width of a context head that sees the mean embedding of the file's notes (0: none)",
     )
     ap.add_argument("--context-chunk", type=int, default=64, help="notes of one track a training context sees")
+    ap.add_argument(
+        "--part-dim",
+        type=int,
+        default=0,
+        help="width of a part head: note embeddings trained so that notes of one part lie close, whose logits "
+        "are then pooled per file (0: none)",
+    )
+    ap.add_argument("--part-weight", type=float, default=1.0, help="weight of the part head's contrastive loss")
+    ap.add_argument(
+        "--pool-temperature", type=float, default=0.1, help="part pooling: softmax temperature of the similarities"
+    )
+    ap.add_argument("--pool-weight", type=float, default=0.5, help="part pooling: share of the pooled logits")
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (not resumed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -696,6 +816,9 @@ def main(argv: list[str] | None = None) -> int:
         log_file.write(msg + "\n")
         log_file.flush()
 
+    if args.context and args.part_dim:
+        print("stembridge train-notes: --context and --part-dim are one or the other", file=sys.stderr)
+        return 2
     if args.ensemble and not (args.no_train and args.export and args.valid):
         print("stembridge train-notes: --ensemble needs --no-train, --export and --valid", file=sys.stderr)
         return 2
@@ -736,7 +859,8 @@ def main(argv: list[str] | None = None) -> int:
             post = args.post_cache or args.out / "posteriorgrams"
             valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
             net = load_classifier([ckpt, *args.ensemble])
-            last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid)}}
+            pool = (args.pool_temperature, args.pool_weight) if net.part_dim else None
+            last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid, pool)}}
             log("[retune] " + json.dumps(last))
             tuned = last["retuned"]["valid"]["thresholds"]
             thresholds = [float(tuned[c]) for c in CLASSES]
@@ -763,6 +887,11 @@ def main(argv: list[str] | None = None) -> int:
                         else ""
                     )
                     + (f" --context {trained['context']}" if trained.get("context") not in (None, "None", "0") else "")
+                    + (
+                        f" --part-dim {trained['part_dim']} --part-weight {trained['part_weight']}"
+                        if trained.get("part_dim") not in (None, "None", "0")
+                        else ""
+                    )
                 ),
                 "corpus": trained["corpus"],
                 "epochs": int(trained["epochs"]),
@@ -775,7 +904,8 @@ def main(argv: list[str] | None = None) -> int:
                 "labelled against their true notes; onset thresholds tuned there"
             ),
         }
-        export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, decoding, card, tuple(args.ensemble))
+        pool = (args.pool_temperature, args.pool_weight)
+        export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, decoding, card, tuple(args.ensemble), pool)
         log(f"[export] {args.export}")
     return 0
 

@@ -24,9 +24,15 @@ Public API
   ``sounding_threshold``, ``onset_thresholds`` (n_classes,), ``decoding``: how basic-pitch's notes
   were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none; ``context``,
   optional: ``{"kind": "file_mean_embedding", "dim": d}`` for a classifier that also takes the mean
-  embedding of the file's notes, input ``context`` (n, d), output ``embedding`` (n, d));
+  embedding of the file's notes, input ``context`` (n, d), output ``embedding`` (n, d);
+  ``part_pooling``, optional: ``{"dim": d, "temperature": t, "weight": w}`` for a classifier with
+  output ``part_embedding`` (n, d), whose logits are pooled per file with ``pool_classes``);
   ``predict(audio, sample_rate, notes) -> (sounding, onset, shift_s)``: probabilities, each
   (n, n_classes), and onset shifts (n,) s.
+- ``pool_by_part(logits, part_embedding, temperature, weight) -> logits``: a file's note logits
+  pooled over the notes of the same part (a classifier with a part head); ``pool_classes(sounding,
+  onset, part_embedding, temperature, weight)``: the sounding logits so pooled, the onset logits
+  moved with them.
 - ``merge_repeated_onsets(notes, tolerance_s=0.05) -> notes``: one note where pieces of a pitch start
   together (after the onset shift).
 - ``NOTE_CLASSES_FILE``: the shipped classifier.
@@ -68,6 +74,7 @@ PATCH: dict[str, Any] = {
 _N_PATCH_BINS = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + PATCH["semitones_above"])
 MAX_SHIFT_S = 0.15  # the shift head's range (export/note_classes.py ONSET_WINDOW_S)
 _MIN_DB = -100.0  # outside the map (below MIDI 18, past the file's ends)
+_POOL_KEYS = ("dim", "temperature", "weight")
 
 
 def log_map_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -147,6 +154,17 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
         v = decoding[key]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not lo <= v <= hi:
             raise ModelError(f"{path}: decoding {key} must be a number in [{lo}, {hi}], got {v!r}")
+    pooling = raw.get("part_pooling")
+    if pooling is not None and (
+        not isinstance(pooling, dict)
+        or not all(type(pooling.get(k)) in (int, float) for k in _POOL_KEYS)
+        or not 0 < pooling["dim"] <= 4096
+        or not pooling["temperature"] > 0
+        or not 0 <= pooling["weight"] <= 1
+    ):
+        raise ModelError(
+            f"{path}: part_pooling must be {{'dim': 1..4096, 'temperature': > 0, 'weight': 0..1}}, got {pooling!r}"
+        )
     context = raw.get("context")
     if context is not None and (
         not isinstance(context, dict)
@@ -197,10 +215,12 @@ class NoteClassifier:
         self.onset_thresholds = np.asarray(raw["onset_thresholds"], np.float32)
         self.decoding = dict(raw.get("decoding", DEFAULT_DECODING))
         self.context_dim = int(raw["context"]["dim"]) if raw.get("context") else 0
+        self.pooling = raw.get("part_pooling")
         ins = {i.name: i.shape for i in self._sess.get_inputs()}
         outs = {o.name: o.shape for o in self._sess.get_outputs()}
         want_in = {"patch", "scalars"} | ({"context"} if self.context_dim else set())
         want_out = {"sounding", "onset", "shift_s"} | ({"embedding"} if self.context_dim else set())
+        want_out |= {"part_embedding"} if self.pooling else set()
         if set(ins) != want_in or not want_out <= set(outs):
             raise ModelError(
                 f"{path}: expected inputs {', '.join(sorted(want_in))} and outputs {', '.join(sorted(want_out))} "
@@ -215,7 +235,8 @@ class NoteClassifier:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sounding, onset, shift_s)`` of ``notes`` (n, 4) in mono ``audio``: probabilities, each
         (n, n_classes), and the onset shifts (n,) in seconds. A classifier with a context runs twice:
-        the notes' embeddings first, then every note with their mean (all the notes given: one file)."""
+        the notes' embeddings first, then every note with their mean (all the notes given: one file);
+        one with ``part_pooling`` pools the logits of the notes given over their part embeddings."""
         notes = np.asarray(notes, np.float64).reshape(-1, 4)
         if not len(notes):
             empty = np.zeros((0, len(self.classes)), np.float32)
@@ -232,10 +253,43 @@ class NoteClassifier:
             mean = emb.mean(axis=0, keepdims=True).astype(np.float32)
             for f in feeds:
                 f["context"] = np.repeat(mean, len(f["patch"]), axis=0)
+        if self.pooling:
+            names.append("part_embedding")
         runs = [self._sess.run(names, f) for f in feeds]
         sounding, onset, shift = (np.concatenate([r[k] for r in runs]) for k in (0, 1, 2))
+        if self.pooling:  # every note given is one file's: pooled over the notes of the same part
+            t, w = float(self.pooling["temperature"]), float(self.pooling["weight"])
+            sounding, onset = pool_classes(sounding, onset, np.concatenate([r[3] for r in runs]), t, w)
         shift = np.clip(np.nan_to_num(shift.reshape(-1), nan=0.0), -MAX_SHIFT_S, MAX_SHIFT_S)
         return _sigmoid(sounding), _sigmoid(onset), shift.astype(np.float32)
+
+
+def pool_by_part(
+    logits: np.ndarray, part_embedding: np.ndarray, temperature: float, weight: float, rows: int = 1024
+) -> np.ndarray:
+    """``logits`` (n, k) of one file's notes pooled over the notes that sound like each one:
+    ``(1 - weight) * logits + weight * A @ logits`` with ``A = softmax(E E^T / temperature)`` by row,
+    ``part_embedding`` E (n, d) unit rows (a note's own row included). One part keeps one instrument
+    through a file, so a note the patch alone leaves in doubt takes the class of the notes that share
+    its timbre. Computed ``rows`` at a time (memory O(rows * n))."""
+    y = np.asarray(logits, np.float64)
+    e = np.asarray(part_embedding, np.float64)
+    out = np.empty_like(y)
+    for i in range(0, len(y), rows):
+        s = e[i : i + rows] @ e.T / temperature
+        a = np.exp(s - s.max(axis=1, keepdims=True))
+        out[i : i + rows] = (a @ y) / a.sum(axis=1, keepdims=True)
+    return ((1.0 - weight) * y + weight * out).astype(np.float32)
+
+
+def pool_classes(
+    sounding: np.ndarray, onset: np.ndarray, part_embedding: np.ndarray, temperature: float, weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """One file's ``sounding`` and ``onset`` logits (n, n_classes) with the class evidence pooled over
+    each note's part (``pool_by_part`` of the sounding logits); the onset logits move by as much as
+    the sounding ones (whether a note starts there stays the note's own)."""
+    pooled = pool_by_part(sounding, part_embedding, temperature, weight)
+    return pooled, (np.asarray(onset, np.float32) + pooled - np.asarray(sounding, np.float32)).astype(np.float32)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -251,4 +305,6 @@ __all__ = [
     "log_map_db",
     "merge_repeated_onsets",
     "note_patches",
+    "pool_by_part",
+    "pool_classes",
 ]

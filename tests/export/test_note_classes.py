@@ -13,8 +13,16 @@ import soundfile as sf
 import torch
 import yaml
 
-from bridge.transcribe.note_classes import PATCH, NoteClassifier, log_map_db, note_patches
-from export.note_classes import N_BINS, NoteClassNet, main, note_labels, track_notes
+from bridge.transcribe.note_classes import PATCH, NoteClassifier, log_map_db, note_patches, pool_by_part
+from export.note_classes import (
+    N_BINS,
+    NoteClassNet,
+    main,
+    note_labels,
+    note_parts,
+    part_contrast_loss,
+    track_notes,
+)
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
 
 pytestmark = pytest.mark.skipif(
@@ -129,6 +137,30 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     first_bass = int(np.flatnonzero(notes[:, 4] == 0)[0])
     assert np.abs(bass_only[0][0] - all_notes[0][first_bass]).max() > 1e-4
 
+    # a part head (notes of one part lie close; a file's logits pooled over them), from that checkpoint
+    part_out, part_onnx = tmp_path / "run_part", tmp_path / "nc_part.onnx"
+    part_args = ["--corpus", str(corpus), "--out", str(part_out), "--epochs", "1", "--batch-size", "8"]
+    part_args += ["--part-dim", "8", "--context-chunk", "4", "--init", str(out / "last.pt")]
+    assert main([*part_args, "--context", "16"]) == 2  # one or the other
+    pool_args = ["--pool-temperature", "0.2", "--pool-weight", "0.7", "--export", str(part_onnx)]
+    assert main([*part_args, *pool_args]) == 0
+    part_log = (part_out / "train.log").read_text()
+    assert '"valid_unpooled"' not in part_log and "started from" in part_log  # no --valid: no scores
+    clf = NoteClassifier(part_onnx)
+    assert clf.pooling == {"dim": 8, "temperature": 0.2, "weight": 0.7}
+    got = clf.predict(mix, sr, notes[:, :4], batch=5)
+    net = NoteClassNet(part_dim=8)
+    net.load_state_dict(torch.load(part_out / "last.pt", weights_only=True)["model"])
+    net.eval()
+    with torch.no_grad():
+        h = net.embed(torch.from_numpy(patches), torch.from_numpy(scalars))
+        y, z = net.head(h).numpy(), net.part_embedding(h).numpy()
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    want = pool_by_part(y[:, :5], z, 0.2, 0.7)  # the sounding logits pooled, the onset ones moved with them
+    np.testing.assert_allclose(got[0], 1 / (1 + np.exp(-want)), atol=1e-4)
+    np.testing.assert_allclose(got[1], 1 / (1 + np.exp(-(y[:, 5:10] + want - y[:, :5]))), atol=1e-4)
+    assert np.abs(got[0] - 1 / (1 + np.exp(-y[:, :5]))).max() > 1e-4  # pooled, not the notes alone
+
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
     other = NoteClassNet()
@@ -177,3 +209,34 @@ def test_missing_corpus_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no corpus" in err[0]
+
+
+def test_part_labels_pooling_and_contrast() -> None:
+    # true notes with their part (last column): a bass line (part 0), a piano (part 1) doubling it at 0.5 s
+    true = np.array(
+        [[0.0, 1.0, 36, 90, 0, 0], [0.5, 1.0, 36, 90, 1, 1], [1.0, 2.0, 40, 90, 0, 0], [1.0, 2.0, 64, 90, 1, 1]]
+    )
+    est = np.array(
+        [[0.02, 0.4, 36, 80], [0.55, 0.9, 36, 80], [1.01, 1.9, 40, 80], [1.0, 1.5, 64, 80], [1.0, 1.5, 76, 80]]
+    )
+    # the unison at 0.55 s sounds in both parts (no single part), the octave ghost in none
+    assert note_parts(est, true).tolist() == [0, -1, 0, 1, -1]
+
+    # pooling: two notes share a part embedding, a third lies apart; weight 0 keeps the logits
+    logits = np.array([[4.0, -4.0], [-1.0, 1.0], [-3.0, 3.0]], np.float32)
+    emb = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(pool_by_part(logits, emb, 0.1, 0.0), logits)
+    pooled = pool_by_part(logits, emb, 0.01, 1.0)  # sharp: each note takes its part's mean
+    np.testing.assert_allclose(pooled, [[1.5, -1.5], [1.5, -1.5], [-3.0, 3.0]], atol=1e-4)
+    half = pool_by_part(logits, emb, 0.01, 0.5, rows=2)  # computed in blocks of rows: the same
+    np.testing.assert_allclose(half, 0.5 * logits + 0.5 * pooled, atol=1e-4)
+    assert half[1].argmax() == 0  # the doubtful note takes its part's class
+
+    # the contrastive loss is low when parts lie apart, high when they are mixed, 0 without positives
+    part = torch.tensor([0, 0, 1, 1, -1])
+    group = torch.tensor([0, 0, 0, 0, 0])
+    apart = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    assert part_contrast_loss(apart, part, group) < 0.01 < 5.0 < part_contrast_loss(mixed, part, group)
+    # groups are separate tracks: part 0 of one track is not part 0 of another
+    assert part_contrast_loss(apart, part, torch.tensor([0, 1, 0, 1, 0])) == 0.0
