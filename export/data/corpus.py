@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from export.data.npm_samples import PACKAGES as NPM_PACKAGES
 from export.data.render import SOUNDFONT_HELDOUT, fluidsynth_version, train_soundfonts
 from export.data.sources import (
     DEFAULT_HOLDOUT,
@@ -162,6 +163,8 @@ def _timbre_manifest(timbres: list, holdout: tuple[str, ...]) -> dict:
             entry |= {"path": t.path, "sha256": sha256_file(t.path)}
         elif t.source == "drumkits":
             entry |= {"path": t.path, "sha256": sha256_file(Path(t.path) / "drumkit.xml")}
+        elif t.source == "npm":
+            entry |= {"path": t.path, "packages": {f"tonejs-instrument-{k}-mp3": v for k, v in NPM_PACKAGES.items()}}
         else:
             entry["version"] = SYNTH_VERSION
         out.setdefault(t.source, {})[t.name] = entry

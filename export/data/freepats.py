@@ -162,17 +162,20 @@ def play_wave(wave: Wave, ratio: float, n_hold: int, n_out: int) -> np.ndarray:
     return out
 
 
-def render_freepats(notes: np.ndarray, program: int, is_drum: bool, sample_rate: int, n_samples: int) -> np.ndarray:
-    """Notes (n_notes, 4) = onset_s, offset_s, pitch (or GM drum note), velocity: (n_samples,) float32."""
+def render_waves(
+    notes: np.ndarray, waves: tuple[Wave, ...] | None, sample_rate: int, n_samples: int, drums: dict | None = None
+) -> np.ndarray:
+    """Notes (n_notes, 4) = onset_s, offset_s, pitch (or GM drum note), velocity: (n_samples,) float32.
+    Pitched (``waves``): each note plays the wave for its frequency resampled to its pitch, held for
+    its length (at most ``MAX_NOTE_S``), then an exponential release fade; ``waves`` None plays
+    nothing. Drums (``drums``: note -> patch file): each note's patch at its recorded pitch, whole."""
     out = np.zeros(n_samples, np.float64)
     notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4)
-    tone = None if is_drum else program_patch(program)
-    drums = drum_patches()
     for on, off, pitch, vel in notes:
         start = int(round(on * sample_rate))
         if start >= n_samples:
             continue
-        if is_drum:
+        if drums is not None:
             path = drums.get(int(pitch))
             if path is None:
                 continue
@@ -182,10 +185,10 @@ def render_freepats(notes: np.ndarray, program: int, is_drum: bool, sample_rate:
             n_out = min(n_samples - start, n_hold)
             x = play_wave(wave, ratio, n_hold, n_out)
         else:
-            if tone is None:
+            if not waves:
                 continue
             freq = float(440.0 * 2.0 ** ((pitch - 69.0) / 12.0))
-            wave = _pick_wave(read_patch(tone), freq)
+            wave = _pick_wave(waves, freq)
             ratio = freq / wave.root_hz * wave.sample_rate / sample_rate
             n_hold = int(min(off - on, MAX_NOTE_S) * sample_rate)
             n_out = min(n_samples - start, n_hold + int(RELEASE_S * 5 * sample_rate))
@@ -195,3 +198,11 @@ def render_freepats(notes: np.ndarray, program: int, is_drum: bool, sample_rate:
         vel01 = float(np.clip(vel / 127.0, 0.0, 1.0))
         out[start : start + len(x)] += 0.5 * vel01**1.6 * x
     return out.astype(np.float32)
+
+
+def render_freepats(notes: np.ndarray, program: int, is_drum: bool, sample_rate: int, n_samples: int) -> np.ndarray:
+    """Notes (n_notes, 4) = onset_s, offset_s, pitch (or GM drum note), velocity: (n_samples,) float32."""
+    if is_drum:
+        return render_waves(notes, None, sample_rate, n_samples, drums=drum_patches())
+    tone = program_patch(program)
+    return render_waves(notes, read_patch(tone) if tone is not None else None, sample_rate, n_samples)

