@@ -200,6 +200,16 @@ def test_note_classifier_metadata_is_checked(tmp_path: Path) -> None:
         NoteClassifier(with_meta({"context": {"kind": "file_mean_embedding", "dim": 0}}, "context.onnx"))
     with pytest.raises(ModelError, match="expected inputs context, patch, scalars"):  # declared, not in the graph
         NoteClassifier(with_meta({"context": {"kind": "file_mean_embedding", "dim": 128}}, "nocontext.onnx"))
+    for pooling in (
+        {"dim": 32, "temperature": 0.0, "weight": 0.5},
+        {"dim": 32.5, "temperature": 0.1, "weight": 0.5},
+        {"dim": 32, "temperature": 0.1, "weight": 1.5},
+        {"dim": 32, "temperature": "0.1", "weight": 0.5},
+    ):
+        with pytest.raises(ModelError, match="part_pooling must be"):
+            NoteClassifier(with_meta({"part_pooling": pooling}, "pooling.onnx"))
+    with pytest.raises(ModelError, match="outputs .*part_embedding"):  # declared, not in the graph
+        NoteClassifier(with_meta({"part_pooling": {"dim": 32, "temperature": 0.1, "weight": 0.5}}, "nopart.onnx"))
     # a classifier without the key decodes as basic-pitch does (2.0.0 was trained so)
     legacy = {k: v for k, v in meta.items() if k != "decoding"}
     m = onnx.load(str(NOTE_CLASSES_FILE))

@@ -158,6 +158,7 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
     if pooling is not None and (
         not isinstance(pooling, dict)
         or not all(type(pooling.get(k)) in (int, float) for k in _POOL_KEYS)
+        or type(pooling["dim"]) is not int
         or not 0 < pooling["dim"] <= 4096
         or not pooling["temperature"] > 0
         or not 0 <= pooling["weight"] <= 1
@@ -229,6 +230,10 @@ class NoteClassifier:
         for name in ("sounding", "onset"):
             if outs[name][-1] != len(self.classes):
                 raise ModelError(f"{path}: {outs[name][-1]} {name} outputs for {len(self.classes)} classes")
+        if self.pooling and outs["part_embedding"][-1] != self.pooling["dim"]:
+            raise ModelError(
+                f"{path}: part_embedding of {outs['part_embedding'][-1]}, metadata says {self.pooling['dim']}"
+            )
 
     def predict(
         self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256

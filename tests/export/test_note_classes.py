@@ -13,6 +13,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from bridge.errors import ModelError
 from bridge.transcribe.note_classes import PATCH, NoteClassifier, log_map_db, note_patches, pool_by_part
 from export.note_classes import (
     N_BINS,
@@ -148,6 +149,14 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     assert '"valid_unpooled"' not in part_log and "started from" in part_log  # no --valid: no scores
     clf = NoteClassifier(part_onnx)
     assert clf.pooling == {"dim": 8, "temperature": 0.2, "weight": 0.7}
+    import onnx
+
+    m = onnx.load(str(part_onnx))  # metadata that does not match the graph's part embedding: refused
+    entry = next(e for e in m.metadata_props if e.key == "stembridge_note_classes")
+    entry.value = entry.value.replace('"dim": 8', '"dim": 16')
+    onnx.save(m, str(tmp_path / "nc_part16.onnx"))
+    with pytest.raises(ModelError, match="part_embedding of 8, metadata says 16"):
+        NoteClassifier(tmp_path / "nc_part16.onnx")
     got = clf.predict(mix, sr, notes[:, :4], batch=5)
     net = NoteClassNet(part_dim=8)
     net.load_state_dict(torch.load(part_out / "last.pt", weights_only=True)["model"])
