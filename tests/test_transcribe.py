@@ -205,11 +205,20 @@ def test_note_classifier_metadata_is_checked(tmp_path: Path) -> None:
         {"dim": 32.5, "temperature": 0.1, "weight": 0.5},
         {"dim": 32, "temperature": 0.1, "weight": 1.5},
         {"dim": 32, "temperature": "0.1", "weight": 0.5},
+        {"dim": 32, "temperature": 0.1, "weight": [0.5, 0.5]},  # one weight per class, or one
     ):
         with pytest.raises(ModelError, match="part_pooling must be"):
             NoteClassifier(with_meta({"part_pooling": pooling}, "pooling.onnx"))
+    m = onnx.load(str(NOTE_CLASSES_FILE))  # the shipped graph without its part embedding output
+    outputs = [o for o in m.graph.output if o.name != "part_embedding"]
+    del m.graph.output[:]
+    m.graph.output.extend(outputs)
+    next(p for p in m.metadata_props if p.key == META_KEY).value = json.dumps(
+        {**meta, "part_pooling": {"dim": 32, "temperature": 0.1, "weight": 0.5}}
+    )
+    onnx.save(m, str(tmp_path / "nopart.onnx"))
     with pytest.raises(ModelError, match="outputs .*part_embedding"):  # declared, not in the graph
-        NoteClassifier(with_meta({"part_pooling": {"dim": 32, "temperature": 0.1, "weight": 0.5}}, "nopart.onnx"))
+        NoteClassifier(tmp_path / "nopart.onnx")
     # a classifier without the key decodes as basic-pitch does (2.0.0 was trained so)
     legacy = {k: v for k, v in meta.items() if k != "decoding"}
     m = onnx.load(str(NOTE_CLASSES_FILE))

@@ -25,7 +25,8 @@ Public API
   were decoded for its training, ``DEFAULT_DECODING`` where the metadata has none; ``context``,
   optional: ``{"kind": "file_mean_embedding", "dim": d}`` for a classifier that also takes the mean
   embedding of the file's notes, input ``context`` (n, d), output ``embedding`` (n, d);
-  ``part_pooling``, optional: ``{"dim": d, "temperature": t, "weight": w}`` for a classifier with
+  ``part_pooling``, optional: ``{"dim": d, "temperature": t, "weight": w}`` (w one number or one
+  per class) for a classifier with
   output ``part_embedding`` (n, d), whose logits are pooled per file with ``pool_classes``);
   ``predict(audio, sample_rate, notes) -> (sounding, onset, shift_s)``: probabilities, each
   (n, n_classes), and onset shifts (n,) s.
@@ -52,7 +53,7 @@ from bridge.logfreq import log_filterbank
 NOTE_CLASSES_FILE = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-classes.onnx"
 META_KEY = "stembridge_note_classes"
 KNOWN_CLASSES = ("bass", "piano", "guitar", "strings", "other")
-VERSION = "2.4.0"
+VERSION = "2.5.0"
 # basic-pitch's decoding of the notes a classifier was trained on (``basic_pitch.decode_notes``): a
 # classifier declares it in its metadata (``decoding``; absent: basic-pitch's defaults, as 2.0.0 was
 # trained) and the transcriber decodes the same way
@@ -74,7 +75,6 @@ PATCH: dict[str, Any] = {
 _N_PATCH_BINS = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + PATCH["semitones_above"])
 MAX_SHIFT_S = 0.15  # the shift head's range (export/note_classes.py ONSET_WINDOW_S)
 _MIN_DB = -100.0  # outside the map (below MIDI 18, past the file's ends)
-_POOL_KEYS = ("dim", "temperature", "weight")
 
 
 def log_map_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -157,14 +157,15 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
     pooling = raw.get("part_pooling")
     if pooling is not None and (
         not isinstance(pooling, dict)
-        or not all(type(pooling.get(k)) in (int, float) for k in _POOL_KEYS)
-        or type(pooling["dim"]) is not int
+        or type(pooling.get("dim")) is not int
         or not 0 < pooling["dim"] <= 4096
+        or type(pooling.get("temperature")) not in (int, float)
         or not pooling["temperature"] > 0
-        or not 0 <= pooling["weight"] <= 1
+        or not _pool_weights_ok(pooling.get("weight"), len(classes))
     ):
         raise ModelError(
-            f"{path}: part_pooling must be {{'dim': 1..4096, 'temperature': > 0, 'weight': 0..1}}, got {pooling!r}"
+            f"{path}: part_pooling must be {{'dim': 1..4096, 'temperature': > 0, 'weight': 0..1 or one per class}}, "
+            f"got {pooling!r}"
         )
     context = raw.get("context")
     if context is not None and (
@@ -176,6 +177,12 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
     ):
         raise ModelError(f"{path}: context must be {{'kind': 'file_mean_embedding', 'dim': 1..4096}}, got {context!r}")
     return tuple(classes)
+
+
+def _pool_weights_ok(weight: Any, n_classes: int) -> bool:
+    """A pooling weight in [0, 1], or a list of one per class."""
+    ws = weight if isinstance(weight, list) and len(weight) == n_classes else [weight]
+    return all(type(w) in (int, float) and 0 <= w <= 1 for w in ws)
 
 
 def merge_repeated_onsets(notes: np.ndarray, tolerance_s: float = 0.05) -> np.ndarray:
@@ -263,20 +270,21 @@ class NoteClassifier:
         runs = [self._sess.run(names, f) for f in feeds]
         sounding, onset, shift = (np.concatenate([r[k] for r in runs]) for k in (0, 1, 2))
         if self.pooling:  # every note given is one file's: pooled over the notes of the same part
-            t, w = float(self.pooling["temperature"]), float(self.pooling["weight"])
+            t, w = float(self.pooling["temperature"]), self.pooling["weight"]
             sounding, onset = pool_classes(sounding, onset, np.concatenate([r[3] for r in runs]), t, w)
         shift = np.clip(np.nan_to_num(shift.reshape(-1), nan=0.0), -MAX_SHIFT_S, MAX_SHIFT_S)
         return _sigmoid(sounding), _sigmoid(onset), shift.astype(np.float32)
 
 
 def pool_by_part(
-    logits: np.ndarray, part_embedding: np.ndarray, temperature: float, weight: float, rows: int = 1024
+    logits: np.ndarray, part_embedding: np.ndarray, temperature: float, weight: Any, rows: int = 1024
 ) -> np.ndarray:
     """``logits`` (n, k) of one file's notes pooled over the notes that sound like each one:
     ``(1 - weight) * logits + weight * A @ logits`` with ``A = softmax(E E^T / temperature)`` by row,
     ``part_embedding`` E (n, d) unit rows (a note's own row included). One part keeps one instrument
     through a file, so a note the patch alone leaves in doubt takes the class of the notes that share
-    its timbre. Computed ``rows`` at a time (memory O(rows * n))."""
+    its timbre. ``weight``: one number, or one per column (k,). Computed ``rows`` at a time (memory
+    O(rows * n))."""
     y = np.asarray(logits, np.float64)
     e = np.asarray(part_embedding, np.float64)
     out = np.empty_like(y)
@@ -284,11 +292,12 @@ def pool_by_part(
         s = e[i : i + rows] @ e.T / temperature
         a = np.exp(s - s.max(axis=1, keepdims=True))
         out[i : i + rows] = (a @ y) / a.sum(axis=1, keepdims=True)
-    return ((1.0 - weight) * y + weight * out).astype(np.float32)
+    w = np.asarray(weight, np.float64)
+    return ((1.0 - w) * y + w * out).astype(np.float32)
 
 
 def pool_classes(
-    sounding: np.ndarray, onset: np.ndarray, part_embedding: np.ndarray, temperature: float, weight: float
+    sounding: np.ndarray, onset: np.ndarray, part_embedding: np.ndarray, temperature: float, weight: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """One file's ``sounding`` and ``onset`` logits (n, n_classes) with the class evidence pooled over
     each note's part (``pool_by_part`` of the sounding logits); the onset logits move by as much as

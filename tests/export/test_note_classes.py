@@ -240,6 +240,8 @@ def test_part_labels_pooling_and_contrast() -> None:
     half = pool_by_part(logits, emb, 0.01, 0.5, rows=2)  # computed in blocks of rows: the same
     np.testing.assert_allclose(half, 0.5 * logits + 0.5 * pooled, atol=1e-4)
     assert half[1].argmax() == 0  # the doubtful note takes its part's class
+    per_class = pool_by_part(logits, emb, 0.01, [1.0, 0.0])  # a weight per class: the second kept as it was
+    np.testing.assert_allclose(per_class, np.stack([pooled[:, 0], logits[:, 1]], axis=1), atol=1e-4)
 
     # the contrastive loss is low when parts lie apart, high when they are mixed, 0 without positives
     part = torch.tensor([0, 0, 1, 1, -1])
