@@ -72,6 +72,7 @@ SOUNDING_PROBE_S = 0.05
 ONSET_WINDOW_S = MAX_SHIFT_S  # 0.15 s: a true onset this close is the note's own, found late or early (shift head)
 SHIFT_SCALE_S = 0.05  # the shift head's output unit
 PART_TEMPERATURE = 0.1  # the part head's contrastive loss (cosine similarities / this)
+POOL_DEFAULT = (0.1, 0.5)  # part pooling's (temperature, weight) when neither the command nor the run says
 # a note joins a class's part from this sounding probability (and at least member_share of its best
 # class): chosen on the selection set (seed 9002, 16 tracks, bench/transcribe_select.py) over 0.2 and
 # 0.4: a note left out of every part leaves its energy in `other`, a doubtful one costs less
@@ -450,7 +451,7 @@ def predict(
                 m = feats["K"] == t
                 logits[m, :c], logits[m, c:] = pool_classes(logits[m, :c], logits[m, c:], z[m], *pool)
     net.train()
-    prob = 1.0 / (1.0 + np.exp(-logits))
+    prob = torch.sigmoid(torch.from_numpy(logits)).numpy()
     return prob, torch.cat([d for _, _, d in outs]).numpy()
 
 
@@ -568,13 +569,20 @@ def train(args: argparse.Namespace, log=print) -> Path:
     steps_per_epoch = n_track_batches(feats["K"], bs, chunk) if by_track else n // bs
     torch.manual_seed(args.seed)
     net = NoteClassNet(context=args.context, part_dim=args.part_dim)
-    pool = (args.pool_temperature, args.pool_weight) if args.part_dim else None
+    pool = pool_of(args) if args.part_dim else None
     part = torch.from_numpy(feats["Q"].astype(np.int64))
     if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
-        missing, unexpected = net.load_state_dict(torch.load(args.init, weights_only=True)["model"], strict=False)
+        weights = torch.load(args.init, weights_only=True)["model"]
+        own = net.state_dict()  # a part head of another width (or none here) is not carried over
+        dropped = [k for k, v in weights.items() if k.startswith("part.") and (k not in own or v.shape != own[k].shape)]
+        missing, unexpected = net.load_state_dict({k: v for k, v in weights.items() if k not in dropped}, strict=False)
         if unexpected or any(not k.startswith(("ctx.", "part.")) for k in missing):
             raise SystemExit(f"{args.init}: not a note classifier checkpoint of this shape")
-        log(f"[train] started from {args.init} (new: {', '.join(missing) or 'nothing'})")
+        log(
+            f"[train] started from {args.init} (new: {', '.join(missing) or 'nothing'}"
+            + (f"; not carried over: {', '.join(dropped)}" if dropped else "")
+            + ")"
+        )
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     gen = torch.Generator().manual_seed(args.seed)
@@ -647,6 +655,17 @@ def part_dim_of(state: dict) -> int:
     return int(state.get("args", {}).get("part_dim", 0) or 0)
 
 
+def pool_of(args: argparse.Namespace, trained: dict | None = None) -> tuple[float, float]:
+    """Part pooling's (temperature, weight): the command's, else the run's (``trained``: a checkpoint's
+    stored args), else ``POOL_DEFAULT``."""
+    out = []
+    for key, default in zip(("pool_temperature", "pool_weight"), POOL_DEFAULT):
+        given = getattr(args, key)
+        stored = (trained or {}).get(key)
+        out.append(float(given) if given is not None else float(stored) if stored not in (None, "None") else default)
+    return out[0], out[1]
+
+
 def _decoding(args: argparse.Namespace) -> dict[str, float]:
     return {
         "onset_threshold": float(args.onset_threshold),
@@ -666,7 +685,7 @@ def export_onnx(
     decoding: dict[str, float],
     card: dict | None = None,
     ensemble: tuple[Path, ...] = (),
-    pool: tuple[float, float] = (0.1, 0.5),
+    pool: tuple[float, float] = POOL_DEFAULT,
 ) -> Path:
     """The checkpoint's classifier (with ``ensemble``: the mean of its logits and those of these
     checkpoints' classifiers, one graph) as ONNX (inputs ``patch``, ``scalars``; outputs
@@ -784,9 +803,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--part-weight", type=float, default=1.0, help="weight of the part head's contrastive loss")
     ap.add_argument(
-        "--pool-temperature", type=float, default=0.1, help="part pooling: softmax temperature of the similarities"
+        "--pool-temperature",
+        type=float,
+        default=None,
+        help="part pooling: softmax temperature of the similarities, >= 1e-4 "
+        f"(default the run's, else {POOL_DEFAULT[0]})",
     )
-    ap.add_argument("--pool-weight", type=float, default=0.5, help="part pooling: share of the pooled logits")
+    ap.add_argument(
+        "--pool-weight",
+        type=float,
+        default=None,
+        help=f"part pooling: share of the pooled logits, 0..1 (default the run's, else {POOL_DEFAULT[1]})",
+    )
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (not resumed)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -819,14 +847,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.context and args.part_dim:
         print("stembridge train-notes: --context and --part-dim are one or the other", file=sys.stderr)
         return 2
+    bad = (
+        "--part-dim must be 0..4096"
+        if not 0 <= args.part_dim <= 4096
+        else "--pool-temperature must be a number >= 1e-4"
+        if args.pool_temperature is not None
+        and not (math.isfinite(args.pool_temperature) and args.pool_temperature >= 1e-4)
+        else "--pool-weight must be in 0..1"
+        if args.pool_weight is not None and not 0 <= args.pool_weight <= 1
+        else None
+    )
+    if bad:
+        print(f"stembridge train-notes: {bad}", file=sys.stderr)
+        return 2
     if args.ensemble and not (args.no_train and args.export and args.valid):
         print("stembridge train-notes: --ensemble needs --no-train, --export and --valid", file=sys.stderr)
         return 2
     for ckpt in [args.out / "last.pt", *args.ensemble] if args.ensemble else []:  # before any work
-        if not ckpt.is_file() or context_of(torch.load(ckpt, weights_only=True)):
-            what = "no such checkpoint" if not ckpt.is_file() else "has a context head"
+        st = torch.load(ckpt, weights_only=True) if ckpt.is_file() else None
+        if st is None or context_of(st) or part_dim_of(st):
+            what = "no such checkpoint" if st is None else "has a context or part head"
             print(
-                f"stembridge train-notes: --ensemble: {ckpt} {what} (an ensemble takes context-free ones)",
+                f"stembridge train-notes: --ensemble: {ckpt} {what} (an ensemble takes plain classifiers)",
                 file=sys.stderr,
             )
             return 2
@@ -859,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
             post = args.post_cache or args.out / "posteriorgrams"
             valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
             net = load_classifier([ckpt, *args.ensemble])
-            pool = (args.pool_temperature, args.pool_weight) if net.part_dim else None
+            pool = pool_of(args, trained) if net.part_dim else None
             last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid, pool)}}
             log("[retune] " + json.dumps(last))
             tuned = last["retuned"]["valid"]["thresholds"]
@@ -889,6 +931,7 @@ def main(argv: list[str] | None = None) -> int:
                     + (f" --context {trained['context']}" if trained.get("context") not in (None, "None", "0") else "")
                     + (
                         f" --part-dim {trained['part_dim']} --part-weight {trained['part_weight']}"
+                        f" --context-chunk {trained['context_chunk']}"
                         if trained.get("part_dim") not in (None, "None", "0")
                         else ""
                     )
@@ -904,7 +947,7 @@ def main(argv: list[str] | None = None) -> int:
                 "labelled against their true notes; onset thresholds tuned there"
             ),
         }
-        pool = (args.pool_temperature, args.pool_weight)
+        pool = pool_of(args, trained)
         export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, decoding, card, tuple(args.ensemble), pool)
         log(f"[export] {args.export}")
     return 0

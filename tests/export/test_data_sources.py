@@ -276,7 +276,7 @@ def test_npm_samples_play_in_tune_and_only_programs_they_cover(tmp_path, monkeyp
         # a note between the samples: the nearer one resampled to its pitch, in tune
         x = npm_samples.render_npm(np.array([[0.1, 1.1, 66.0, 100.0]]), "violin", SR, SR * 2)
         assert audible(x) and abs(cents(f0_hz(x[int(0.3 * SR) : int(0.9 * SR)], 370.0), 369.99)) < 5
-        assert np.abs(x[: int(0.09 * SR)]).max() < 1e-3  # silent before the onset (leading silence trimmed)
+        assert np.abs(waves[1].data[: int(0.01 * SR)]).max() > 0.1  # the file's leading silence trimmed
         # the source plays what a sampled instrument covers, and nothing else
         timbres = sources.catalogue(("npm",))
         assert [t.id for t in timbres] == ["npm:tonejs"]

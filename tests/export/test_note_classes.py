@@ -169,6 +169,17 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     np.testing.assert_allclose(got[0], 1 / (1 + np.exp(-want)), atol=1e-4)
     np.testing.assert_allclose(got[1], 1 / (1 + np.exp(-(y[:, 5:10] + want - y[:, :5]))), atol=1e-4)
     assert np.abs(got[0] - 1 / (1 + np.exp(-y[:, :5]))).max() > 1e-4  # pooled, not the notes alone
+    # exported again without pooling flags: the run's own pooling; bad flags refused in one line
+    again = tmp_path / "nc_part_again.onnx"
+    assert main(["--out", str(part_out), "--no-train", "--export", str(again)]) == 0
+    assert NoteClassifier(again).pooling == {"dim": 8, "temperature": 0.2, "weight": 0.7}
+    for flag, value in (("--pool-weight", "1.5"), ("--pool-temperature", "0"), ("--part-dim", "-1")):
+        assert main(["--out", str(part_out), "--no-train", flag, value, "--export", str(again)]) == 2
+    # a part head of another width is not carried over by --init (logged), the rest is
+    wide_out = tmp_path / "run_wide"
+    wide = ["--corpus", str(corpus), "--out", str(wide_out), "--epochs", "1", "--batch-size", "8", "--part-dim", "4"]
+    assert main([*wide, "--context-chunk", "4", "--init", str(part_out / "last.pt")]) == 0
+    assert "not carried over: part.weight, part.bias" in (wide_out / "train.log").read_text()
 
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
@@ -178,6 +189,7 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     ens_args = ["--out", str(out), "--no-train", "--valid", str(corpus), "--ensemble", str(tmp_path / "other.pt")]
     assert main([*ens_args[:3], *ens_args[5:]]) == 2  # --ensemble without --valid: refused
     assert main([*ens_args[:-1], str(ctx_out / "last.pt"), "--export", str(ens_onnx)]) == 2  # a context head: refused
+    assert main([*ens_args[:-1], str(part_out / "last.pt"), "--export", str(ens_onnx)]) == 2  # a part head: refused
     assert not ens_onnx.exists()
     assert main([*ens_args, "--export", str(ens_onnx)]) == 0
     assert json.loads(ens_onnx.with_suffix(".json").read_text())["ensemble"][1] == str(tmp_path / "other.pt")
