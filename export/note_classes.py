@@ -889,6 +889,7 @@ def main(argv: list[str] | None = None) -> int:
         thresholds = [float(tuned[c]) for c in CLASSES] if tuned else [0.5] * len(CLASSES)
         state = torch.load(ckpt, weights_only=True)
         trained = state["args"]
+        pool = pool_of(args, trained)
         decoding = (
             {k: float(trained[k]) for k in ("onset_threshold", "frame_threshold")}
             | {"min_note_frames": int(trained["min_note_frames"])}
@@ -901,8 +902,7 @@ def main(argv: list[str] | None = None) -> int:
             post = args.post_cache or args.out / "posteriorgrams"
             valid = cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
             net = load_classifier([ckpt, *args.ensemble])
-            pool = pool_of(args, trained) if net.part_dim else None
-            last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid, pool)}}
+            last = {"retuned": {"decoding": decoding, "valid": evaluate(net, valid, pool if net.part_dim else None)}}
             log("[retune] " + json.dumps(last))
             tuned = last["retuned"]["valid"]["thresholds"]
             thresholds = [float(tuned[c]) for c in CLASSES]
@@ -947,7 +947,6 @@ def main(argv: list[str] | None = None) -> int:
                 "labelled against their true notes; onset thresholds tuned there"
             ),
         }
-        pool = pool_of(args, trained)
         export_onnx(ckpt, args.export, thresholds, args.sounding_threshold, decoding, card, tuple(args.ensemble), pool)
         log(f"[export] {args.export}")
     return 0

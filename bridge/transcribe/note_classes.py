@@ -237,10 +237,9 @@ class NoteClassifier:
         for name in ("sounding", "onset"):
             if outs[name][-1] != len(self.classes):
                 raise ModelError(f"{path}: {outs[name][-1]} {name} outputs for {len(self.classes)} classes")
-        if self.pooling and (not outs["part_embedding"] or outs["part_embedding"][-1] != self.pooling["dim"]):
-            raise ModelError(
-                f"{path}: part_embedding of {outs['part_embedding'][-1]}, metadata says {self.pooling['dim']}"
-            )
+        width = (outs["part_embedding"] or ["no width"])[-1] if self.pooling else None
+        if self.pooling and width != self.pooling["dim"]:
+            raise ModelError(f"{path}: part_embedding of {width}, metadata says {self.pooling['dim']}")
 
     def predict(
         self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256

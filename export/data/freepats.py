@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.parts.templates import midi_to_hz
+
 FREEPATS_DIR = Path("/usr/share/midi/freepats")
 RELEASE_S = 0.12
 MAX_NOTE_S = 8.0
@@ -187,7 +189,7 @@ def render_waves(
         else:
             if not waves:
                 continue
-            freq = float(440.0 * 2.0 ** ((pitch - 69.0) / 12.0))
+            freq = float(midi_to_hz(pitch))
             wave = _pick_wave(waves, freq)
             ratio = freq / wave.root_hz * wave.sample_rate / sample_rate
             n_hold = int(min(off - on, MAX_NOTE_S) * sample_rate)

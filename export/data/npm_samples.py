@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.parts.templates import midi_to_hz
 from export.data.freepats import Wave, render_waves
 
 PACKAGES = {
@@ -175,14 +176,10 @@ def load_instrument(name: str, folder: str | None = None) -> tuple[Wave, ...]:
         start = max(0, int(loud[0]) - int(_PREROLL_S * sr)) if len(loud) else 0
         data = np.ascontiguousarray(x[start:] / max(peak, 1e-6) * 0.7, dtype=np.float32)
         data.setflags(write=False)
-        low = 0.0 if k == 0 else _hz((notes[k - 1] + midi) / 2)
-        high = 1e6 if k == len(notes) - 1 else _hz((midi + notes[k + 1]) / 2)
-        waves.append(Wave(data, int(sr), low, high, _hz(midi), 0, 0, False, False))
+        low = 0.0 if k == 0 else midi_to_hz((notes[k - 1] + midi) / 2)
+        high = 1e6 if k == len(notes) - 1 else midi_to_hz((midi + notes[k + 1]) / 2)
+        waves.append(Wave(data, int(sr), low, high, midi_to_hz(midi), 0, 0, False, False))
     return tuple(waves)
-
-
-def _hz(midi: float) -> float:
-    return float(440.0 * 2.0 ** ((midi - 69.0) / 12.0))
 
 
 def render_npm(notes: np.ndarray, instrument: str, sample_rate: int, n_samples: int) -> np.ndarray:
