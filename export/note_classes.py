@@ -72,6 +72,7 @@ SOUNDING_PROBE_S = 0.05
 ONSET_WINDOW_S = MAX_SHIFT_S  # 0.15 s: a true onset this close is the note's own, found late or early (shift head)
 SHIFT_SCALE_S = 0.05  # the shift head's output unit
 PART_TEMPERATURE = 0.1  # the part head's contrastive loss (cosine similarities / this)
+WIDTH, HIDDEN = 16, 128  # NoteClassNet's default channels of the first convolution and embedding width
 POOL_DEFAULT = (0.1, 0.5)  # part pooling's (temperature, weight) when neither the command nor the run says
 # a note joins a class's part from this sounding probability (and at least member_share of its best
 # class): chosen on the selection set (seed 9002, 16 tracks, bench/transcribe_select.py) over 0.2 and
@@ -101,7 +102,12 @@ class NoteClassNet(nn.Module):
     (``pool_classes``), since one part keeps one class through a file."""
 
     def __init__(
-        self, n_classes: int = len(CLASSES), width: int = 16, hidden: int = 128, context: int = 0, part_dim: int = 0
+        self,
+        n_classes: int = len(CLASSES),
+        width: int = WIDTH,
+        hidden: int = HIDDEN,
+        context: int = 0,
+        part_dim: int = 0,
     ) -> None:
         super().__init__()
         w = width
@@ -172,7 +178,7 @@ def load_classifier(ckpts: list[Path]) -> NoteClassNet | NoteClassEnsemble:
     nets = []
     for ckpt in ckpts:
         state = torch.load(ckpt, weights_only=True)
-        net = NoteClassNet(context=context_of(state), part_dim=part_dim_of(state))
+        net = NoteClassNet(**shape_of(state), context=context_of(state), part_dim=part_dim_of(state))
         net.load_state_dict(state["model"])
         nets.append(net.eval())
     return nets[0] if len(nets) == 1 else NoteClassEnsemble(nets).eval()
@@ -568,7 +574,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
     by_track = bool(args.context or args.part_dim)
     steps_per_epoch = n_track_batches(feats["K"], bs, chunk) if by_track else n // bs
     torch.manual_seed(args.seed)
-    net = NoteClassNet(context=args.context, part_dim=args.part_dim)
+    net = NoteClassNet(width=args.width, hidden=args.hidden, context=args.context, part_dim=args.part_dim)
     pool = pool_of(args) if args.part_dim else None
     part = torch.from_numpy(feats["Q"].astype(np.int64))
     if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
@@ -643,6 +649,13 @@ def train(args: argparse.Namespace, log=print) -> Path:
         torch.save(state, out / "last.tmp.pt")
         (out / "last.tmp.pt").replace(ckpt)
     return ckpt
+
+
+def shape_of(state: dict) -> dict[str, int]:
+    """``NoteClassNet``'s ``width`` and ``hidden`` a checkpoint was trained with (16 and 128 before the
+    flags existed)."""
+    a = state.get("args", {})
+    return {"width": int(a.get("width", WIDTH) or WIDTH), "hidden": int(a.get("hidden", HIDDEN) or HIDDEN)}
 
 
 def context_of(state: dict) -> int:
@@ -793,6 +806,8 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="width of a context head that sees the mean embedding of the file's notes (0: none)",
     )
+    ap.add_argument("--width", type=int, default=WIDTH, help="channels of the first convolution (then x2, x4)")
+    ap.add_argument("--hidden", type=int, default=HIDDEN, help="width of the note embedding")
     ap.add_argument("--context-chunk", type=int, default=64, help="notes of one track a training context sees")
     ap.add_argument(
         "--part-dim",
@@ -850,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
     bad = (
         "--part-dim must be 0..4096"
         if not 0 <= args.part_dim <= 4096
+        else "--width must be 1..256 and --hidden 1..4096"
+        if not (1 <= args.width <= 256 and 1 <= args.hidden <= 4096)
         else "--pool-temperature must be a number >= 1e-4"
         if args.pool_temperature is not None
         and not (math.isfinite(args.pool_temperature) and args.pool_temperature >= 1e-4)
@@ -873,6 +890,17 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     if not args.no_train:
+        resumed = args.out / "last.pt" if args.resume and (args.out / "last.pt").is_file() else None
+        start = resumed or args.init
+        if start is not None and start.is_file():  # before any work: a checkpoint of another shape
+            got = shape_of(torch.load(start, weights_only=True))
+            if got != {"width": args.width, "hidden": args.hidden}:
+                print(
+                    f"stembridge train-notes: {start} is a classifier of width {got['width']}, hidden "
+                    f"{got['hidden']}; this run is width {args.width}, hidden {args.hidden}",
+                    file=sys.stderr,
+                )
+                return 2
         for corpus in args.corpus:
             if not corpus.is_dir():
                 print(

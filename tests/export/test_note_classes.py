@@ -18,6 +18,7 @@ from bridge.transcribe.note_classes import PATCH, NoteClassifier, log_map_db, no
 from export.note_classes import (
     N_BINS,
     NoteClassNet,
+    load_classifier,
     main,
     note_labels,
     note_parts,
@@ -180,6 +181,23 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     wide = ["--corpus", str(corpus), "--out", str(wide_out), "--epochs", "1", "--batch-size", "8", "--part-dim", "4"]
     assert main([*wide, "--context-chunk", "4", "--init", str(part_out / "last.pt")]) == 0
     assert "not carried over: part.weight, part.bias" in (wide_out / "train.log").read_text()
+
+    # another shape (--width, --hidden): trained, exported and read back as the torch network gives it;
+    # --init from a checkpoint of another shape is refused in one line, as are shapes out of range
+    small_out, small_onnx = tmp_path / "run_small", tmp_path / "nc_small.onnx"
+    small = ["--corpus", str(corpus), "--out", str(small_out), "--epochs", "1", "--batch-size", "8"]
+    small += ["--width", "8", "--hidden", "32"]
+    assert main([*small, "--init", str(out / "last.pt")]) == 2
+    assert not (small_out / "features.npz").exists()  # refused before any work
+    assert main([*small, "--width", "0"]) == 2
+    assert main([*small, "--export", str(small_onnx)]) == 0
+    assert main([*small[:-4], "--resume"]) == 2  # resumed without its shape: refused
+    net = load_classifier([small_out / "last.pt"])
+    assert (net.hidden, net.c1.out_channels) == (32, 8)
+    with torch.no_grad():
+        y = net(torch.from_numpy(patches), torch.from_numpy(scalars))
+    got = NoteClassifier(small_onnx).predict(mix, sr, notes[:, :4])
+    np.testing.assert_allclose(got[0], torch.sigmoid(y[:, :5]).numpy(), atol=1e-4)
 
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
