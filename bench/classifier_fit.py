@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Does a note classifier under- or overfit? Its class accuracy on its own training notes beside the
+selection set's.
+
+``stembridge train-notes`` caches the notes it trains on (``RUN/features.npz``) and the ones it scores
+(``RUN/valid_features.npz``). For each checkpoint this prints, on each of the two: the note accuracy
+(over notes of exactly one true class, how often the most probable class is that one, as the
+training log's ``class_accuracy``), the part accuracy (each true part with at least
+``--min-part-notes`` such notes takes the class of its notes' mean sounding logit) and the confusion
+of the notes (rows true, columns chosen; bass, piano, guitar, strings, other). Training accuracy well
+above the selection set's says the classifier learns its training timbres and misses the held-out
+ones (more timbres help); the two close says the network itself is the limit (its capacity or input).
+Training notes are a random subset of whole tracks (``--train-notes``), so their parts stay whole.
+
+    .venv/bin/python bench/classifier_fit.py --features runs/part4/features.npz \\
+        --valid runs/part4/valid_features.npz --checkpoint runs/part4/last.pt [--pool] [--json F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
+    """Note and part accuracy and the note confusion of sounding ``logits`` (n, n_classes) over ``feats``."""
+    c = logits.shape[1]
+    y = feats["Y"][:, :c]
+    one = y.sum(axis=1) == 1
+    true, chosen = y[one].argmax(axis=1), logits[one].argmax(axis=1)
+    confusion = np.zeros((c, c), np.int64)
+    np.add.at(confusion, (true, chosen), 1)
+    key = feats["K"].astype(np.int64) * 100_000 + feats["Q"].astype(np.int64)
+    right = []
+    for k in np.unique(key[one & (feats["Q"] >= 0)]).tolist():
+        m = one & (key == k)
+        if m.sum() >= min_part_notes:
+            right.append(int(logits[m].mean(axis=0).argmax() == np.bincount(y[m].argmax(axis=1)).argmax()))
+    return {
+        "notes": int(one.sum()),
+        "note_accuracy": round(float((true == chosen).mean()), 4) if one.any() else None,
+        "parts": len(right),
+        "part_accuracy": round(float(np.mean(right)), 4) if right else None,
+        "confusion": confusion.tolist(),
+    }
+
+
+def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str, np.ndarray]:
+    """Whole tracks of ``feats`` in a random order until ``max_notes`` notes."""
+    tracks = np.random.default_rng(seed).permutation(np.unique(feats["K"]))
+    counts = np.bincount(feats["K"].astype(np.int64))
+    keep = tracks[: max(1, int(np.searchsorted(np.cumsum(counts[tracks]), max_notes)))]
+    m = np.isin(feats["K"], keep)
+    return {k: feats[k][m] for k in ("P", "S", "Y", "Q", "K")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--features", type=Path, required=True, help="a run's features.npz (its training notes)")
+    ap.add_argument("--valid", type=Path, required=True, help="a run's valid_features.npz (the selection set)")
+    ap.add_argument("--checkpoint", type=Path, nargs="+", required=True)
+    ap.add_argument("--train-notes", type=int, default=50_000, help="training notes scored (whole tracks)")
+    ap.add_argument("--min-part-notes", type=int, default=3)
+    ap.add_argument("--pool", action="store_true", help="pool a part head's logits as its run did")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    for f in (args.features, args.valid, *args.checkpoint):
+        if not f.is_file():
+            print(f"classifier_fit: no such file: {f}", file=sys.stderr)
+            return 2
+
+    import torch
+
+    from export.note_classes import CLASSES, load_classifier, pool_of, predict
+
+    torch.set_num_threads(1)
+    with np.load(args.features) as d:
+        train = subset({k: d[k] for k in ("P", "S", "Y", "Q", "K")}, args.train_notes, args.seed)
+    with np.load(args.valid) as d:
+        valid = {k: d[k] for k in ("P", "S", "Y", "Q", "K")}
+    out = {}
+    for ckpt in args.checkpoint:
+        net = load_classifier([ckpt])
+        pool = None
+        if args.pool and net.part_dim:
+            trained = torch.load(ckpt, weights_only=True)["args"]
+            pool = pool_of(argparse.Namespace(pool_temperature=None, pool_weight=None), trained)
+        row = {}
+        for name, feats in (("train", train), ("valid", valid)):
+            prob = predict(net, feats, pool)[0][:, : len(CLASSES)]
+            row[name] = accuracy(np.log(prob) - np.log1p(-prob + 1e-9), feats, args.min_part_notes)
+            r = row[name]
+            print(
+                f"{ckpt} {name:5s} notes {r['notes']:6d} note accuracy {r['note_accuracy']} "
+                f"parts {r['parts']:4d} part accuracy {r['part_accuracy']}",
+                flush=True,
+            )
+        out[str(ckpt)] = row
+    if args.json is not None:
+        args.json.write_text(json.dumps({"argv": sys.argv[1:], "classes": list(CLASSES), "results": out}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
