@@ -81,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     from export.note_classes import CLASSES, load_classifier, pool_of, predict
 
     torch.set_num_threads(1)
+    decodings = []
+    for f in (args.features, args.valid):
+        with np.load(f) as d:
+            decodings.append(json.loads(str(d["key"])).get("decoding"))
+    if decodings[0] != decodings[1]:
+        print(
+            f"classifier_fit: the two sets' notes were decoded differently ({decodings[0]} against "
+            f"{decodings[1]}): build the valid features with the training's decoding",
+            file=sys.stderr,
+        )
+        return 2
     with np.load(args.features) as d:
         train = subset({k: d[k] for k in ("P", "S", "Y", "Q", "K")}, args.train_notes, args.seed)
     with np.load(args.valid) as d:
@@ -90,12 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         net = load_classifier([ckpt])
         pool = None
         if args.pool and net.part_dim:
-            trained = torch.load(ckpt, weights_only=True)["args"]
+            trained = torch.load(ckpt, weights_only=True).get("args", {})
             pool = pool_of(argparse.Namespace(pool_temperature=None, pool_weight=None), trained)
         row = {}
         for name, feats in (("train", train), ("valid", valid)):
-            prob = predict(net, feats, pool)[0][:, : len(CLASSES)]
-            row[name] = accuracy(np.log(prob) - np.log1p(-prob + 1e-9), feats, args.min_part_notes)
+            prob = np.clip(predict(net, feats, pool)[0][:, : len(CLASSES)].astype(np.float64), 1e-12, 1 - 1e-12)
+            row[name] = accuracy(np.log(prob) - np.log1p(-prob), feats, args.min_part_notes)
             r = row[name]
             print(
                 f"{ckpt} {name:5s} notes {r['notes']:6d} note accuracy {r['note_accuracy']} "

@@ -652,10 +652,12 @@ def train(args: argparse.Namespace, log=print) -> Path:
 
 
 def shape_of(state: dict) -> dict[str, int]:
-    """``NoteClassNet``'s ``width`` and ``hidden`` a checkpoint was trained with (16 and 128 before the
-    flags existed)."""
-    a = state.get("args", {})
-    return {"width": int(a.get("width", WIDTH) or WIDTH), "hidden": int(a.get("hidden", HIDDEN) or HIDDEN)}
+    """``NoteClassNet``'s ``width`` and ``hidden`` of a checkpoint, read from its weights (the first
+    convolution's channels, the dense layer's outputs); the defaults where it has none."""
+    model = state.get("model", {})
+    if "c1.weight" in model and "fc.weight" in model:
+        return {"width": int(model["c1.weight"].shape[0]), "hidden": int(model["fc.weight"].shape[0])}
+    return {"width": WIDTH, "hidden": HIDDEN}
 
 
 def context_of(state: dict) -> int:
@@ -892,7 +894,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_train:
         resumed = args.out / "last.pt" if args.resume and (args.out / "last.pt").is_file() else None
         start = resumed or args.init
-        if start is not None and start.is_file():  # before any work: a checkpoint of another shape
+        if start is not None and not start.is_file():
+            print(f"stembridge train-notes: --init: no such checkpoint: {start}", file=sys.stderr)
+            return 2
+        if start is not None:  # before any work: a checkpoint of another shape
             got = shape_of(torch.load(start, weights_only=True))
             if got != {"width": args.width, "hidden": args.hidden}:
                 print(
@@ -957,6 +962,9 @@ def main(argv: list[str] | None = None) -> int:
                         else ""
                     )
                     + (f" --context {trained['context']}" if trained.get("context") not in (None, "None", "0") else "")
+                    + "".join(
+                        f" --{k} {trained[k]}" for k in ("width", "hidden") if trained.get(k) not in (None, "None")
+                    )
                     + (
                         f" --part-dim {trained['part_dim']} --part-weight {trained['part_weight']}"
                         f" --context-chunk {trained['context_chunk']}"

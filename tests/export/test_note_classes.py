@@ -50,7 +50,7 @@ def _track(root: Path, name: str, shift: int) -> Path:
     return d
 
 
-def test_train_export_and_load(tmp_path: Path) -> None:
+def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     corpus = tmp_path / "corpus"
     for i, shift in enumerate((0, 2)):
         _track(corpus, f"Track{i:05d}", shift)
@@ -187,11 +187,19 @@ def test_train_export_and_load(tmp_path: Path) -> None:
     small_out, small_onnx = tmp_path / "run_small", tmp_path / "nc_small.onnx"
     small = ["--corpus", str(corpus), "--out", str(small_out), "--epochs", "1", "--batch-size", "8"]
     small += ["--width", "8", "--hidden", "32"]
+    capsys.readouterr()
     assert main([*small, "--init", str(out / "last.pt")]) == 2
+    assert "is a classifier of width 16, hidden 128; this run is width 8, hidden 32" in capsys.readouterr().err
     assert not (small_out / "features.npz").exists()  # refused before any work
+    assert main([*small, "--init", str(tmp_path / "nothing.pt")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
     assert main([*small, "--width", "0"]) == 2
+    assert "--width must be 1..256" in capsys.readouterr().err
     assert main([*small, "--export", str(small_onnx)]) == 0
+    assert "--width 8 --hidden 32" in json.loads(small_onnx.with_suffix(".json").read_text())["training"]["command"]
+    capsys.readouterr()
     assert main([*small[:-4], "--resume"]) == 2  # resumed without its shape: refused
+    assert "is a classifier of width 8, hidden 32; this run is width 16, hidden 128" in capsys.readouterr().err
     net = load_classifier([small_out / "last.pt"])
     assert (net.hidden, net.c1.out_channels) == (32, 8)
     with torch.no_grad():
