@@ -11,6 +11,8 @@ of the notes (rows true, columns chosen; bass, piano, guitar, strings, other). T
 above the selection set's says the classifier learns its training timbres and misses the held-out
 ones (more timbres help); the two close says the network itself is the limit (its capacity or input).
 Training notes are a random subset of whole tracks (``--train-notes``), so their parts stay whole.
+``--corpus`` (the corpora the features were built from, in the same order) adds the training parts'
+accuracy per General MIDI family (program // 8), read from each track's metadata.
 
     .venv/bin/python bench/classifier_fit.py --features runs/part4/features.npz \\
         --valid runs/part4/valid_features.npz --checkpoint runs/part4/last.pt [--pool] [--json F]
@@ -51,6 +53,39 @@ def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: i
     }
 
 
+FAMILIES = (
+    "piano chromatic_percussion organ guitar bass strings ensemble brass reed pipe synth_lead synth_pad "
+    "synth_fx ethnic percussive sound_fx"
+).split()
+
+
+def family_accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], tracks: list[Path], min_part_notes: int) -> dict:
+    """Per GM family, the training parts (of ``min_part_notes`` single-class notes or more) and how many
+    of them the mean logit classes right; ``tracks``: the track folders ``feats["K"]`` indexes."""
+    import yaml
+
+    c = logits.shape[1]
+    y = feats["Y"][:, :c]
+    one = y.sum(axis=1) == 1
+    key = feats["K"].astype(np.int64) * 100_000 + feats["Q"].astype(np.int64)
+    out: dict[str, list[int]] = {}
+    programs: dict[int, list] = {}
+    for k in np.unique(key[one & (feats["Q"] >= 0)]).tolist():
+        m = one & (key == k)
+        if m.sum() < min_part_notes:
+            continue
+        t, j = divmod(k, 100_000)
+        if t not in programs:
+            meta = yaml.safe_load((tracks[t] / "metadata.yaml").read_text())
+            programs[t] = [int(i.get("program_num", 0)) for _, i in sorted((meta.get("stems") or {}).items())]
+        fam = FAMILIES[programs[t][j] // 8]
+        right = int(logits[m].mean(axis=0).argmax() == np.bincount(y[m].argmax(axis=1)).argmax())
+        out.setdefault(fam, [0, 0])
+        out[fam][0] += 1
+        out[fam][1] += right
+    return {f: {"parts": n, "part_accuracy": round(r / n, 3)} for f, (n, r) in sorted(out.items())}
+
+
 def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str, np.ndarray]:
     """Whole tracks of ``feats`` in a random order until ``max_notes`` notes."""
     tracks = np.random.default_rng(seed).permutation(np.unique(feats["K"]))
@@ -69,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-part-notes", type=int, default=3)
     ap.add_argument("--pool", action="store_true", help="pool a part head's logits as its run did")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--corpus", type=Path, nargs="+", default=None, help="the features' corpora: accuracy per family")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     for f in (args.features, args.valid, *args.checkpoint):
@@ -92,6 +128,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    tracks = None
+    if args.corpus is not None:
+        from export.note_classes import _tracks
+
+        tracks = [t for r in args.corpus for t in _tracks(r)]
+        with np.load(args.features) as d:
+            names = json.loads(str(d["key"]))["tracks"]
+        if [t.name if len(args.corpus) == 1 else f"{t.parent.name}/{t.name}" for t in tracks] != names:
+            print("classifier_fit: --corpus does not hold the tracks the features were built from", file=sys.stderr)
+            return 2
     with np.load(args.features) as d:
         train = subset({k: d[k] for k in ("P", "S", "Y", "Q", "K")}, args.train_notes, args.seed)
     with np.load(args.valid) as d:
@@ -107,12 +153,18 @@ def main(argv: list[str] | None = None) -> int:
         for name, feats in (("train", train), ("valid", valid)):
             prob = np.clip(predict(net, feats, pool)[0][:, : len(CLASSES)].astype(np.float64), 1e-12, 1 - 1e-12)
             row[name] = accuracy(np.log(prob) - np.log1p(-prob), feats, args.min_part_notes)
+            if name == "train" and tracks is not None:
+                row["train_families"] = family_accuracy(
+                    np.log(prob) - np.log1p(-prob), feats, tracks, args.min_part_notes
+                )
             r = row[name]
             print(
                 f"{ckpt} {name:5s} notes {r['notes']:6d} note accuracy {r['note_accuracy']} "
                 f"parts {r['parts']:4d} part accuracy {r['part_accuracy']}",
                 flush=True,
             )
+        for fam, f in row.get("train_families", {}).items():
+            print(f"  training parts, {fam:20s} {f['parts']:4d} part accuracy {f['part_accuracy']}")
         out[str(ckpt)] = row
     if args.json is not None:
         args.json.write_text(json.dumps({"argv": sys.argv[1:], "classes": list(CLASSES), "results": out}, indent=1))
