@@ -1,0 +1,85 @@
+"""bench/classifier_fit.py: note and part accuracy, and the run over two feature files."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import classifier_fit  # noqa: E402
+
+from bridge.transcribe.note_classes import PATCH  # noqa: E402
+from export.note_classes import N_BINS, NoteClassNet  # noqa: E402
+
+
+def _feats(n_tracks: int, per_part: int, seed: int) -> dict[str, np.ndarray]:
+    """Two parts per track: part 0 bass (class 0), part 1 strings (class 3); one note of no part."""
+    rng = np.random.default_rng(seed)
+    y, k, q = [], [], []
+    for t in range(n_tracks):
+        for part, cls in ((0, 0), (1, 3)):
+            for _ in range(per_part):
+                row = np.zeros(10, np.uint8)
+                row[cls] = 1
+                y.append(row), k.append(t), q.append(part)
+        y.append(np.zeros(10, np.uint8)), k.append(t), q.append(-1)
+    n = len(y)
+    return {
+        "P": rng.uniform(-4, 0.5, (n, N_BINS, PATCH["frames"])).astype(np.float16),
+        "S": rng.normal(size=(n, 2)).astype(np.float32),
+        "Y": np.stack(y),
+        "Q": np.asarray(q, np.int16),
+        "K": np.asarray(k, np.int32),
+    }
+
+
+def test_accuracy_of_known_logits() -> None:
+    f = _feats(2, 3, 0)
+    logits = np.full((len(f["Y"]), 5), -5.0)
+    logits[f["Q"] == 0, 0] = 5.0  # every bass note right
+    logits[f["Q"] == 1, 2] = 5.0  # every strings note called guitar ...
+    logits[np.flatnonzero((f["Q"] == 1) & (f["K"] == 0))[:2], 3] = 12.0  # ... but two of track 0's strings
+    r = classifier_fit.accuracy(logits, f, 3)
+    assert r["notes"] == 12 and r["parts"] == 4
+    assert r["note_accuracy"] == round(8 / 12, 4)
+    assert r["part_accuracy"] == 0.75  # track 0's strings part: mean logit (12 + 12 - 5) / 3 > 5, right
+    assert r["confusion"][3] == [0, 0, 4, 2, 0] and r["confusion"][0] == [6, 0, 0, 0, 0]
+    assert classifier_fit.accuracy(logits, f, 4)["parts"] == 0  # parts of 3 notes left out
+
+
+def test_run_over_two_feature_files(tmp_path: Path) -> None:
+    key = {"tracks": ["a", "b"], "decoding": {"min_note_frames": 11}}
+    for name, seed in (("features.npz", 1), ("valid.npz", 2)):
+        np.savez(tmp_path / name, key=json.dumps(key), **_feats(2, 4, seed))
+    torch.manual_seed(0)
+    net = NoteClassNet(width=4, hidden=8)
+    torch.save({"model": net.state_dict(), "args": {}}, tmp_path / "c.pt")
+    args = ["--features", str(tmp_path / "features.npz"), "--valid", str(tmp_path / "valid.npz")]
+    args += ["--checkpoint", str(tmp_path / "c.pt"), "--json", str(tmp_path / "out.json")]
+    assert classifier_fit.main(args) == 0
+    row = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]
+    assert row["train"]["notes"] == row["valid"]["notes"] == 16 and row["valid"]["parts"] == 4
+    assert 0.0 <= row["valid"]["note_accuracy"] <= 1.0
+    # --corpus: the training parts per GM family, programs from the tracks' metadata
+    corpus = tmp_path / "corpus"
+    for name in ("a", "b"):
+        (corpus / name).mkdir(parents=True)
+        (corpus / name / "mix.flac").touch()
+        stems = {"S00": {"program_num": 33}, "S01": {"program_num": 48}}  # bass, strings ensemble
+        (corpus / name / "metadata.yaml").write_text(json.dumps({"stems": stems}))
+    assert classifier_fit.main([*args, "--corpus", str(corpus)]) == 0
+    fams = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]["train_families"]
+    assert sorted(fams) == ["bass", "ensemble"] and fams["bass"]["parts"] == fams["ensemble"]["parts"] == 2
+    (corpus / "c").mkdir()
+    (corpus / "c" / "mix.flac").touch()
+    (corpus / "c" / "metadata.yaml").write_text("{}")
+    assert classifier_fit.main([*args, "--corpus", str(corpus)]) == 2  # not the features' tracks: refused
+    # the selection notes decoded otherwise: refused
+    np.savez(tmp_path / "valid.npz", key=json.dumps({**key, "decoding": {"min_note_frames": 3}}), **_feats(2, 4, 2))
+    assert classifier_fit.main(args) == 2
+    assert classifier_fit.main([*args[:1], str(tmp_path / "nothing.npz"), *args[2:]]) == 2
