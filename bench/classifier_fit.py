@@ -30,6 +30,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 
+def part_verdicts(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: int) -> list[tuple[int, int, int]]:
+    """(track, part, 1 if right else 0) of every true part with ``min_part_notes`` or more notes of exactly
+    one true class: right when the mean of those notes' ``logits`` (n, n_classes) picks the part's class."""
+    y = feats["Y"][:, : logits.shape[1]]
+    one = y.sum(axis=1) == 1
+    key = feats["K"].astype(np.int64) * 100_000 + feats["Q"].astype(np.int64)
+    out = []
+    for k in np.unique(key[one & (feats["Q"] >= 0)]).tolist():
+        m = one & (key == k)
+        if m.sum() >= min_part_notes:
+            right = int(logits[m].mean(axis=0).argmax() == np.bincount(y[m].argmax(axis=1)).argmax())
+            out.append((*divmod(k, 100_000), right))
+    return out
+
+
 def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
     """Note and part accuracy and the note confusion of sounding ``logits`` (n, n_classes) over ``feats``."""
     c = logits.shape[1]
@@ -38,12 +53,7 @@ def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: i
     true, chosen = y[one].argmax(axis=1), logits[one].argmax(axis=1)
     confusion = np.zeros((c, c), np.int64)
     np.add.at(confusion, (true, chosen), 1)
-    key = feats["K"].astype(np.int64) * 100_000 + feats["Q"].astype(np.int64)
-    right = []
-    for k in np.unique(key[one & (feats["Q"] >= 0)]).tolist():
-        m = one & (key == k)
-        if m.sum() >= min_part_notes:
-            right.append(int(logits[m].mean(axis=0).argmax() == np.bincount(y[m].argmax(axis=1)).argmax()))
+    right = [r for _, _, r in part_verdicts(logits, feats, min_part_notes)]
     return {
         "notes": int(one.sum()),
         "note_accuracy": round(float((true == chosen).mean()), 4) if one.any() else None,
@@ -53,33 +63,21 @@ def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: i
     }
 
 
-FAMILIES = (
-    "piano chromatic_percussion organ guitar bass strings ensemble brass reed pipe synth_lead synth_pad "
-    "synth_fx ethnic percussive sound_fx"
-).split()
-
-
 def family_accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], tracks: list[Path], min_part_notes: int) -> dict:
-    """Per GM family, the training parts (of ``min_part_notes`` single-class notes or more) and how many
-    of them the mean logit classes right; ``tracks``: the track folders ``feats["K"]`` indexes."""
+    """Per GM family (Slakh's class names, ``export.data.gm.SLAKH_CLASSES``), the training parts of
+    ``part_verdicts`` and how many of them the mean logit classes right; ``tracks``: the track folders
+    ``feats["K"]`` indexes."""
     import yaml
 
-    c = logits.shape[1]
-    y = feats["Y"][:, :c]
-    one = y.sum(axis=1) == 1
-    key = feats["K"].astype(np.int64) * 100_000 + feats["Q"].astype(np.int64)
+    from export.data.gm import SLAKH_CLASSES
+
     out: dict[str, list[int]] = {}
     programs: dict[int, list] = {}
-    for k in np.unique(key[one & (feats["Q"] >= 0)]).tolist():
-        m = one & (key == k)
-        if m.sum() < min_part_notes:
-            continue
-        t, j = divmod(k, 100_000)
+    for t, j, right in part_verdicts(logits, feats, min_part_notes):
         if t not in programs:
             meta = yaml.safe_load((tracks[t] / "metadata.yaml").read_text())
             programs[t] = [int(i.get("program_num", 0)) for _, i in sorted((meta.get("stems") or {}).items())]
-        fam = FAMILIES[programs[t][j] // 8]
-        right = int(logits[m].mean(axis=0).argmax() == np.bincount(y[m].argmax(axis=1)).argmax())
+        fam = SLAKH_CLASSES[programs[t][j] // 8]
         out.setdefault(fam, [0, 0])
         out[fam][0] += 1
         out[fam][1] += right
@@ -117,14 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     from export.note_classes import CLASSES, load_classifier, pool_of, predict
 
     torch.set_num_threads(1)
-    decodings = []
+    keys = []
     for f in (args.features, args.valid):
         with np.load(f) as d:
-            decodings.append(json.loads(str(d["key"])).get("decoding"))
-    if decodings[0] != decodings[1]:
+            keys.append(json.loads(str(d["key"])))
+    if keys[0].get("decoding") != keys[1].get("decoding"):
         print(
-            f"classifier_fit: the two sets' notes were decoded differently ({decodings[0]} against "
-            f"{decodings[1]}): build the valid features with the training's decoding",
+            f"classifier_fit: the two sets' notes were decoded differently ({keys[0].get('decoding')} against "
+            f"{keys[1].get('decoding')}): build the valid features with the training's decoding",
             file=sys.stderr,
         )
         return 2
@@ -133,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         from export.note_classes import _tracks
 
         tracks = [t for r in args.corpus for t in _tracks(r)]
-        with np.load(args.features) as d:
-            names = json.loads(str(d["key"]))["tracks"]
-        if [t.name if len(args.corpus) == 1 else f"{t.parent.name}/{t.name}" for t in tracks] != names:
+        if [t.name if len(args.corpus) == 1 else f"{t.parent.name}/{t.name}" for t in tracks] != keys[0]["tracks"]:
             print("classifier_fit: --corpus does not hold the tracks the features were built from", file=sys.stderr)
             return 2
     with np.load(args.features) as d:
@@ -152,11 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         row = {}
         for name, feats in (("train", train), ("valid", valid)):
             prob = np.clip(predict(net, feats, pool)[0][:, : len(CLASSES)].astype(np.float64), 1e-12, 1 - 1e-12)
-            row[name] = accuracy(np.log(prob) - np.log1p(-prob), feats, args.min_part_notes)
+            logits = np.log(prob) - np.log1p(-prob)
+            row[name] = accuracy(logits, feats, args.min_part_notes)
             if name == "train" and tracks is not None:
-                row["train_families"] = family_accuracy(
-                    np.log(prob) - np.log1p(-prob), feats, tracks, args.min_part_notes
-                )
+                row["train_families"] = family_accuracy(logits, feats, tracks, args.min_part_notes)
             r = row[name]
             print(
                 f"{ckpt} {name:5s} notes {r['notes']:6d} note accuracy {r['note_accuracy']} "

@@ -74,7 +74,8 @@ def test_run_over_two_feature_files(tmp_path: Path) -> None:
         (corpus / name / "metadata.yaml").write_text(json.dumps({"stems": stems}))
     assert classifier_fit.main([*args, "--corpus", str(corpus)]) == 0
     fams = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]["train_families"]
-    assert sorted(fams) == ["bass", "ensemble"] and fams["bass"]["parts"] == fams["ensemble"]["parts"] == 2
+    assert sorted(fams) == ["Bass", "Strings (continued)"]
+    assert fams["Bass"]["parts"] == fams["Strings (continued)"]["parts"] == 2
     (corpus / "c").mkdir()
     (corpus / "c" / "mix.flac").touch()
     (corpus / "c" / "metadata.yaml").write_text("{}")
