@@ -60,8 +60,12 @@ def part_events(rng, stem: str, program: int, meter: Meter, chords, scale):
     return other_events(rng, meter, chords, scale, program)
 
 
-def generate_arrangement(rng: np.random.Generator, duration_s: float) -> Arrangement:
-    """A random band arrangement lasting ``duration_s`` seconds (notes trimmed to it)."""
+def generate_arrangement(rng: np.random.Generator, duration_s: float, extra_other: int = 0) -> Arrangement:
+    """A random band arrangement lasting ``duration_s`` seconds (notes trimmed to it).
+
+    ``extra_other``: that many more ``other`` parts (winds, brass, organ, synths, ...) after the
+    usual draw, for classifier corpora where the ~60 ``other`` programs are otherwise spread thin;
+    0 (the default, and every held-out set) leaves the generator's stream exactly as it was."""
     meter = pick_meter(rng)
     qpm = float(rng.uniform(60.0, 180.0))
     mode_names = list(MODES)
@@ -76,7 +80,7 @@ def generate_arrangement(rng: np.random.Generator, duration_s: float) -> Arrange
     pitched = [s for s in stems if s != "drums"]
     if pitched and rng.random() < 0.2:
         stems.append(str(rng.choice(pitched)))  # a second instrument of one class
-    stems += ["other"] * int(rng.choice(len(N_OTHER_P), p=N_OTHER_P))
+    stems += ["other"] * (int(rng.choice(len(N_OTHER_P), p=N_OTHER_P)) + extra_other)
 
     arr = Arrangement(qpm=qpm, meter=meter, duration_s=duration_s, key=f"{PITCH_NAMES[tonic]} {mode}")
     for stem in stems:

@@ -90,6 +90,7 @@ def _build_one(out: str, seed: int, index: int, settings: dict) -> tuple[int, di
         stem_soundfonts=settings.get("stem_soundfonts", False),
         sources=tuple(settings["sources"]) if settings.get("sources") else None,
         holdout=tuple(settings.get("holdout") or ()),
+        extra_other=settings.get("extra_other", 0),
     )
     plan.augment = settings["augment"]
     if settings.get("split"):
@@ -197,6 +198,7 @@ def build_corpus(
     stem_soundfonts: bool = False,
     sources: tuple[str, ...] | None = SOURCES,
     holdout: tuple[str, ...] = DEFAULT_HOLDOUT,
+    extra_other: int = 0,
 ) -> dict:
     """Render (or resume) a corpus into ``out``; returns the manifest written to ``out/manifest.json``.
 
@@ -204,7 +206,9 @@ def build_corpus(
     soundfont-only corpus; ``holdout``: ``source[:timbre]`` ids kept for validation tracks.
     ``soundfont`` overrides every timbre for every track (held-out renders only); ``split`` forces
     every track's split (e.g. ``"test"``); ``stem_soundfonts`` (legacy only) draws a training
-    soundfont per stem instead of per track.
+    soundfont per stem instead of per track; ``extra_other``: that many more ``other`` parts in every
+    generated track (classifier corpora; recorded in the settings only when set, so corpora made
+    without it resume as before).
     """
     if soundfont is not None:
         sources, holdout = None, ()
@@ -224,6 +228,8 @@ def build_corpus(
         "sources": list(sources) if sources is not None else None,
         "holdout": list(holdout),
     }
+    if extra_other:
+        settings["extra_other"] = int(extra_other)
     timbres = catalogue(sources) if sources is not None else []
     if sources is not None:  # fail before rendering when no timbre can play a part
         for is_drum in (False, True):
@@ -302,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classical-fraction", type=float, default=0.25, help="share of music21 corpus tracks")
     p.add_argument("--no-augment", action="store_true", help="no per-stem gain/EQ/compression/reverb")
     p.add_argument(
+        "--extra-other",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more 'other' parts (winds, brass, organ, synths, ...) in every generated track, for "
+        "note-classifier corpora where those ~60 programs are otherwise spread thin (default 0)",
+    )
+    p.add_argument(
         "--sources",
         default="all",
         help=f"timbre sources drawn per stem, comma-separated from {','.join(SOURCES)} (default all "
@@ -356,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < min_s <= max_s:
         print("error: --segment-seconds needs 0 < MIN <= MAX", file=sys.stderr)
         return 2
+    if not 0 <= args.extra_other <= 8:
+        print("error: --extra-other needs 0 <= N <= 8", file=sys.stderr)
+        return 2
     if args.soundfont is not None and not args.soundfont.is_file():
         print(f"error: soundfont {args.soundfont} not found", file=sys.stderr)
         return 2
@@ -388,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             stem_soundfonts=args.stem_soundfonts,
             sources=sources,
             holdout=holdout,
+            extra_other=args.extra_other,
         )
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -86,8 +86,11 @@ def plan_track(
     stem_soundfonts: bool = False,
     sources: tuple[str, ...] | None = None,
     holdout: tuple[str, ...] = (),
+    extra_other: int = 0,
 ) -> TrackPlan:
-    """Plan track ``index`` of the corpus of ``seed``: same inputs, same arrangement."""
+    """Plan track ``index`` of the corpus of ``seed``: same inputs, same arrangement.
+
+    ``extra_other``: more ``other`` parts per generated (not classical) track (``generate_arrangement``)."""
     duration_s = track_duration_s(seed, index, min_s, max_s)
     rng = np.random.default_rng([seed, index, 1])
     fonts = sorted(train_soundfonts())
@@ -102,7 +105,7 @@ def plan_track(
 
         arr = classical_arrangement(rng, duration_s, cache_dir)
     else:
-        arr = generate_arrangement(rng, duration_s)
+        arr = generate_arrangement(rng, duration_s, extra_other)
     for part in arr.parts:
         if part.is_drum:
             part.program = int(rng.choice(DRUM_KITS))

@@ -91,6 +91,29 @@ def test_resume_skips_complete_tracks(two_builds):
     assert not (root / ".tmp").exists()
 
 
+def test_extra_other_is_a_setting_a_resume_must_match(two_builds, capsys):
+    root, _ = two_builds
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")}
+    assert corpus.main(["--out", str(root), *ARGS, "--extra-other", "2"]) == 2
+    assert "extra_other differ" in capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.flac")} == before
+    assert corpus.main(["--out", str(root), *ARGS, "--extra-other", "9"]) == 2
+    assert "--extra-other needs 0 <= N <= 8" in capsys.readouterr().err
+
+
+def test_extra_other_plans_more_other_parts_on_the_same_arrangement():
+    from export.data.track import plan_track
+
+    for index in range(4):
+        plain = plan_track(5, index, 4.0, 6.0, classical_p=0.0)
+        more = plan_track(5, index, 4.0, 6.0, classical_p=0.0, extra_other=3)
+        n = len(plain.arrangement.parts)
+        for a, b in zip(plain.arrangement.parts, more.arrangement.parts[:n]):  # a drum kit is drawn later
+            assert (a.role, a.is_drum) == (b.role, b.is_drum) and (a.is_drum or a.program == b.program)
+            np.testing.assert_array_equal(np.asarray(a.notes), np.asarray(b.notes))
+        assert [p.role for p in more.arrangement.parts[n:]] == ["other"] * 3
+
+
 def test_validation_split_every_tenth_track():
     from export.data.track import plan_track
 

@@ -52,6 +52,19 @@ def test_generator_is_reproducible():
         np.testing.assert_array_equal(pa.notes, pb.notes)
 
 
+def test_extra_other_appends_other_parts_and_leaves_the_default_draw_alone():
+    for seed in range(20):
+        base = generate_arrangement(np.random.default_rng(seed), 24.0)
+        more = generate_arrangement(np.random.default_rng(seed), 24.0, extra_other=2)
+        n = len(base.parts)
+        assert [p.program for p in more.parts[:n]] == [p.program for p in base.parts]
+        for pa, pb in zip(base.parts, more.parts[:n]):
+            np.testing.assert_array_equal(pa.notes, pb.notes)
+        extra = more.parts[n:]
+        assert len(extra) == 2, seed  # a 24-s part always keeps notes
+        assert all(p.role == "other" and stem_for_program(p.program) == "other" for p in extra)
+
+
 def test_bach10_is_excluded():
     assert len(BACH10_EXCLUDED) == 11
     for name in BACH10_EXCLUDED:
