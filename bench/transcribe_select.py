@@ -22,6 +22,8 @@ median SI-SDRi per stem over the tracks, the pooled overall median and the mean 
     .venv/bin/python bench/transcribe_select.py --tracks out/heldout/s9002_20s --first 0 --count 12 \\
         --variant 'share=0.3,model=drums+piano+guitar+strings,blind=drums,net=1' --json out/sel_a.json
     .venv/bin/python bench/transcribe_select.py --merge out/sel_a.json out/sel_b.json
+    .venv/bin/python bench/transcribe_select.py --merge base_a.json base_b.json new_a.json new_b.json \\
+        --paired share=0.3   # each other row's mean per-track change against that row, tracks up / down
 """
 
 from __future__ import annotations
@@ -149,15 +151,35 @@ def merge(docs: list[dict]) -> dict:
     return out
 
 
-def report(doc: dict) -> None:
+def paired(per: dict, base: dict) -> dict[str, tuple[float, int, int]]:
+    """Per stem: (mean SI-SDRi difference, tracks up, tracks down) over the tracks both rows have."""
+    out = {}
+    for s in (*STEMS, "other"):
+        both = [t for t in per if s in per[t] and s in base.get(t, {})]
+        diff = np.array([per[t][s]["si_sdri"] - base[t][s]["si_sdri"] for t in both])
+        if len(diff):
+            out[s] = (float(diff.mean()), int((diff > 0).sum()), int((diff < 0).sum()))
+    return out
+
+
+def report(doc: dict, paired_with: str | None = None) -> None:
+    """Print each row's medians (and, with ``paired_with``, its paired differences against that row)."""
     names = (*STEMS, "other")
+    if paired_with is not None and paired_with not in doc["sep"]:
+        raise ValueError(f"no row {paired_with!r} to pair with (rows: {', '.join(doc['sep'])})")
     for row, per in doc["sep"].items():
         med = {s: np.median([t[s]["si_sdri"] for t in per.values() if s in t]) for s in names}
         pooled = [t[s]["si_sdri"] for t in per.values() for s in STEMS if s in t]
         f1 = {s: float(np.mean(v)) for s, v in doc["f1"].get(row, {}).items()}
+        pitched = np.mean([f1.get(s, np.nan) for s in STEMS[1:]])
         print(f"{row} ({len(per)} tracks)")
-        print("  SI-SDRi " + " ".join(f"{s} {med[s]:+.2f}" for s in names) + f" | overall {np.median(pooled):+.2f}")
-        print("  onset F1 " + " ".join(f"{s} {f1.get(s, float('nan')):.3f}" for s in STEMS))
+        print("  SI-SDRi " + " ".join(f"{s} {med[s]:+.2f}" for s in names) + f" | overall {np.median(pooled):+.3f}")
+        f1_text = " ".join(f"{s} {f1.get(s, float('nan')):.3f}" for s in STEMS)
+        print(f"  onset F1 {f1_text} | pitched {pitched:.3f}")
+        if paired_with is not None and row != paired_with:
+            cells = paired(per, doc["sep"][paired_with])
+            text = ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items())
+            print(f"  paired vs {paired_with}: {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,9 +190,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", action="append", default=[], help="Transcriber settings (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--merge", type=Path, nargs="+", default=None, help="report these JSON files together")
+    ap.add_argument(
+        "--paired", default=None, metavar="ROW", help="with --merge: each row's mean per-track difference from ROW"
+    )
     args = ap.parse_args(argv)
     if args.merge:
-        report(merge([json.loads(p.read_text()) for p in args.merge]))
+        try:
+            report(merge([json.loads(p.read_text()) for p in args.merge]), args.paired)
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 0
     tracks = sorted(p for p in args.tracks.iterdir() if (p / "metadata.yaml").is_file())
     doc = run(tracks[args.first : args.first + args.count], args.variant)

@@ -1,0 +1,38 @@
+"""``bench/transcribe_select.py --merge --paired``: per-track differences against a baseline row."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.transcribe_select import main, merge, paired  # noqa: E402
+
+
+def _doc(row: str, bass: list[float], f1: list[float]) -> dict:
+    sep = {f"T{i}": {"bass": {"si_sdri": v}, "drums": {"si_sdri": 5.0}} for i, v in enumerate(bass)}
+    return {"sep": {row: sep}, "f1": {row: {"bass": f1}}}
+
+
+def test_paired_counts_each_track_against_the_same_track() -> None:
+    doc = merge([_doc("base", [1.0, 2.0, 3.0], [0.5] * 3), _doc("new", [2.0, 1.0, 5.0], [0.6] * 3)])
+    got = paired(doc["sep"]["new"], doc["sep"]["base"])
+    assert got["bass"][1:] == (2, 1) and abs(got["bass"][0] - 2 / 3) < 1e-12  # +1, -1, +2
+    assert got["drums"] == (0.0, 0, 0)
+    assert "piano" not in got
+
+
+def test_merge_report_pairs_halves_and_refuses_a_missing_row(tmp_path: Path, capsys) -> None:
+    files = []
+    for name, doc in {
+        "base_a": _doc("base", [1.0], [0.5]),
+        "new_a": _doc("new", [3.0], [0.7]),
+    }.items():
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(doc))
+    assert main(["--merge", *map(str, files), "--paired", "base"]) == 0
+    assert "bass +2.00 (1+ 0-)" in capsys.readouterr().out
+    assert main(["--merge", *map(str, files), "--paired", "shipped"]) == 2
+    assert "no row 'shipped'" in capsys.readouterr().err
