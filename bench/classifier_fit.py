@@ -84,6 +84,17 @@ def family_accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], tracks: li
     return {f: {"parts": n, "part_accuracy": round(r / n, 3)} for f, (n, r) in sorted(out.items())}
 
 
+def with_other_bias(logits: np.ndarray, bias: float, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
+    """``accuracy`` with ``bias`` added to the last (``other``) column of ``logits`` (n, n_classes), and
+    each class's recall (the confusion's diagonal over its rows) as ``recall``."""
+    shifted = logits.copy()
+    shifted[:, -1] += bias
+    r = accuracy(shifted, feats, min_part_notes)
+    c = np.asarray(r["confusion"], np.float64)
+    r["recall"] = [round(float(v), 3) for v in np.diag(c) / np.maximum(c.sum(axis=1), 1)]
+    return r
+
+
 def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str, np.ndarray]:
     """Whole tracks of ``feats`` in a random order until ``max_notes`` notes."""
     tracks = np.random.default_rng(seed).permutation(np.unique(feats["K"]))
@@ -103,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", action="store_true", help="pool a part head's logits as its run did")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--corpus", type=Path, nargs="+", default=None, help="the features' corpora: accuracy per family")
+    ap.add_argument(
+        "--other-bias",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="B",
+        help="also score the selection notes with B added to the `other` logit (each B): where the run sits on "
+        "the trade-off between `other` and the rest",
+    )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     for f in (args.features, args.valid, *args.checkpoint):
@@ -150,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             prob = np.clip(predict(net, feats, pool)[0][:, : len(CLASSES)].astype(np.float64), 1e-12, 1 - 1e-12)
             logits = np.log(prob) - np.log1p(-prob)
             row[name] = accuracy(logits, feats, args.min_part_notes)
+            if name == "valid" and args.other_bias:
+                row["valid_other_bias"] = {
+                    str(b): with_other_bias(logits, b, feats, args.min_part_notes) for b in args.other_bias
+                }
             if name == "train" and tracks is not None:
                 row["train_families"] = family_accuracy(logits, feats, tracks, args.min_part_notes)
             r = row[name]
@@ -160,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         for fam, f in row.get("train_families", {}).items():
             print(f"  training parts, {fam:20s} {f['parts']:4d} part accuracy {f['part_accuracy']}")
+        for b, r in row.get("valid_other_bias", {}).items():
+            print(f"  valid, other {float(b):+.2f}: recall {r['recall']} note accuracy {r['note_accuracy']}")
         out[str(ckpt)] = row
     if args.json is not None:
         args.json.write_text(json.dumps({"argv": sys.argv[1:], "classes": list(CLASSES), "results": out}, indent=1))

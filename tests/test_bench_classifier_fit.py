@@ -52,6 +52,18 @@ def test_accuracy_of_known_logits() -> None:
     assert classifier_fit.accuracy(logits, f, 4)["parts"] == 0  # parts of 3 notes left out
 
 
+def test_other_bias_moves_notes_to_and_from_other() -> None:
+    f = _feats(2, 3, 0)
+    logits = np.full((len(f["Y"]), 5), -5.0)
+    logits[f["Q"] == 0, 0] = 5.0
+    logits[f["Q"] == 1, 3] = 1.0  # strings right, by a margin of 1 over `other` ...
+    logits[f["Q"] == 1, 4] = 0.0
+    assert classifier_fit.with_other_bias(logits, 0.0, f, 3)["recall"] == [1.0, 0.0, 0.0, 1.0, 0.0]
+    moved = classifier_fit.with_other_bias(logits, 2.0, f, 3)  # ... which a bias of 2 overturns
+    assert moved["recall"] == [1.0, 0.0, 0.0, 0.0, 0.0] and moved["confusion"][3] == [0, 0, 0, 0, 6]
+    assert logits[f["Q"] == 1, 4].max() == 0.0  # the caller's logits are left alone
+
+
 def test_run_over_two_feature_files(tmp_path: Path) -> None:
     key = {"tracks": ["a", "b"], "decoding": {"min_note_frames": 11}}
     for name, seed in (("features.npz", 1), ("valid.npz", 2)):
@@ -65,6 +77,9 @@ def test_run_over_two_feature_files(tmp_path: Path) -> None:
     row = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]
     assert row["train"]["notes"] == row["valid"]["notes"] == 16 and row["valid"]["parts"] == 4
     assert 0.0 <= row["valid"]["note_accuracy"] <= 1.0
+    assert classifier_fit.main([*args, "--other-bias", "-1", "1"]) == 0
+    biased = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]["valid_other_bias"]
+    assert sorted(biased) == ["-1.0", "1.0"] and len(biased["1.0"]["recall"]) == 5
     # --corpus: the training parts per GM family, programs from the tracks' metadata
     corpus = tmp_path / "corpus"
     for name in ("a", "b"):
