@@ -86,12 +86,12 @@ def family_accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], tracks: li
 
 def with_other_bias(logits: np.ndarray, bias: float, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
     """``accuracy`` with ``bias`` added to the last (``other``) column of ``logits`` (n, n_classes), and
-    each class's recall (the confusion's diagonal over its rows) as ``recall``."""
+    each class's recall (the confusion's diagonal over its rows; None for a class without notes) as ``recall``."""
     shifted = logits.copy()
     shifted[:, -1] += bias
     r = accuracy(shifted, feats, min_part_notes)
     c = np.asarray(r["confusion"], np.float64)
-    r["recall"] = [round(float(v), 3) for v in np.diag(c) / np.maximum(c.sum(axis=1), 1)]
+    r["recall"] = [round(float(c[i, i] / n), 3) if n else None for i, n in enumerate(c.sum(axis=1))]
     return r
 
 

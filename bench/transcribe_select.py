@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "--paired", default=None, metavar="ROW", help="with --merge: each row's mean per-track difference from ROW"
     )
     args = ap.parse_args(argv)
+    if args.paired is not None and not args.merge:
+        ap.error("--paired needs --merge")
     if args.merge:
         try:
             report(merge([json.loads(p.read_text()) for p in args.merge]), args.paired)

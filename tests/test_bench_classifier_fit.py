@@ -58,9 +58,9 @@ def test_other_bias_moves_notes_to_and_from_other() -> None:
     logits[f["Q"] == 0, 0] = 5.0
     logits[f["Q"] == 1, 3] = 1.0  # strings right, by a margin of 1 over `other` ...
     logits[f["Q"] == 1, 4] = 0.0
-    assert classifier_fit.with_other_bias(logits, 0.0, f, 3)["recall"] == [1.0, 0.0, 0.0, 1.0, 0.0]
+    assert classifier_fit.with_other_bias(logits, 0.0, f, 3)["recall"] == [1.0, None, None, 1.0, None]
     moved = classifier_fit.with_other_bias(logits, 2.0, f, 3)  # ... which a bias of 2 overturns
-    assert moved["recall"] == [1.0, 0.0, 0.0, 0.0, 0.0] and moved["confusion"][3] == [0, 0, 0, 0, 6]
+    assert moved["recall"] == [1.0, None, None, 0.0, None] and moved["confusion"][3] == [0, 0, 0, 0, 6]
     assert logits[f["Q"] == 1, 4].max() == 0.0  # the caller's logits are left alone
 
 

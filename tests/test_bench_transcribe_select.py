@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.transcribe_select import main, merge, paired  # noqa: E402
@@ -36,3 +38,5 @@ def test_merge_report_pairs_halves_and_refuses_a_missing_row(tmp_path: Path, cap
     assert "bass +2.00 (1+ 0-)" in capsys.readouterr().out
     assert main(["--merge", *map(str, files), "--paired", "shipped"]) == 2
     assert "no row 'shipped'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--paired", "base"])  # --paired without --merge: an argument error

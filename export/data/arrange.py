@@ -63,9 +63,13 @@ def part_events(rng, stem: str, program: int, meter: Meter, chords, scale):
 def generate_arrangement(rng: np.random.Generator, duration_s: float, extra_other: int = 0) -> Arrangement:
     """A random band arrangement lasting ``duration_s`` seconds (notes trimmed to it).
 
-    ``extra_other``: that many more ``other`` parts (winds, brass, organ, synths, ...) after the
-    usual draw, for classifier corpora where the ~60 ``other`` programs are otherwise spread thin;
-    0 (the default, and every held-out set) leaves the generator's stream exactly as it was."""
+    ``extra_other``: that many more ``other`` parts (winds, brass, organ, synths, ...; one left
+    without notes by ``duration_s`` is dropped) after the usual draw, for classifier corpora where
+    the 84 ``other`` programs are otherwise spread thin; 0 (the default, and every held-out set)
+    leaves the generator's stream exactly as it was."""
+    if extra_other < 0 or int(extra_other) != extra_other:
+        raise ValueError(f"extra_other must be a whole number >= 0, not {extra_other!r}")
+    extra_other = int(extra_other)
     meter = pick_meter(rng)
     qpm = float(rng.uniform(60.0, 180.0))
     mode_names = list(MODES)

@@ -139,6 +139,7 @@ def check_settings(out: Path, seed: int, settings: dict, timbre_ids: list[str]) 
         m = json.loads((out / "manifest.json").read_text())
         gen = m.get("generator", {})
         old = {k: gen.get(k, stamp[k] if k not in ("sources", "holdout") else None) for k in settings}
+        old["extra_other"] = gen.get("extra_other", 0)  # opt-in settings: absent means off
         old |= {"generator": m.get("versions", {}).get("generator"), "seed": m.get("seed"), "timbres": None}
         if old["sources"] is None:
             old["holdout"] = []
@@ -147,7 +148,8 @@ def check_settings(out: Path, seed: int, settings: dict, timbre_ids: list[str]) 
     if old is None:
         path.write_text(json.dumps(stamp, indent=1))
         return
-    diff = [k for k in stamp if old.get(k) != stamp[k]]
+    optional = {"extra_other": 0}  # recorded only when set: absent on either side means its default
+    diff = [k for k in {**stamp, **old} if old.get(k, optional.get(k)) != stamp.get(k, optional.get(k))]
     if diff:
         raise RuntimeError(
             f"{out} holds a corpus rendered with other settings ({', '.join(diff)} differ); "
@@ -312,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="N",
-        help="N more 'other' parts (winds, brass, organ, synths, ...) in every generated track, for "
-        "note-classifier corpora where those ~60 programs are otherwise spread thin (default 0)",
+        help="up to N more 'other' parts (winds, brass, organ, synths, ...; a part left without notes by "
+        "the track's end is dropped) in every generated track, for note-classifier corpora where those "
+        "84 programs are otherwise spread thin (default 0)",
     )
     p.add_argument(
         "--sources",
@@ -372,6 +375,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if not 0 <= args.extra_other <= 8:
         print("error: --extra-other needs 0 <= N <= 8", file=sys.stderr)
+        return 2
+    if args.extra_other and args.soundfont is not None:
+        print(
+            "error: --extra-other is for training corpora; a --soundfont (held-out) set keeps the default draw",
+            file=sys.stderr,
+        )
         return 2
     if args.soundfont is not None and not args.soundfont.is_file():
         print(f"error: soundfont {args.soundfont} not found", file=sys.stderr)

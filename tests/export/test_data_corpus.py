@@ -101,6 +101,29 @@ def test_extra_other_is_a_setting_a_resume_must_match(two_builds, capsys):
     assert "--extra-other needs 0 <= N <= 8" in capsys.readouterr().err
 
 
+def test_a_corpus_made_with_extra_other_resumes_only_with_it(tmp_path, capsys):
+    base = {"min_s": 4.0, "max_s": 6.0, "sources": None, "holdout": []}
+    stamped = tmp_path / "stamped"
+    stamped.mkdir()
+    corpus.check_settings(stamped, 3, {**base, "extra_other": 2}, [])  # first run: writes the stamp
+    corpus.check_settings(stamped, 3, {**base, "extra_other": 2}, [])
+    with pytest.raises(RuntimeError, match="extra_other differ"):
+        corpus.check_settings(stamped, 3, base, [])  # the flag left off
+    old = tmp_path / "manifest_only"  # a corpus from before the stamp: only its manifest
+    old.mkdir()
+    manifest = {"seed": 3, "versions": {"generator": corpus.GENERATOR_VERSION}, "generator": base}
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    corpus.check_settings(old, 3, base, [])
+    with pytest.raises(RuntimeError, match="extra_other differ"):
+        corpus.check_settings(old, 3, {**base, "extra_other": 2}, [])
+    assert (
+        corpus.main(["--out", str(tmp_path / "h"), *ARGS, "--extra-other", "1", "--soundfont", str(SOUNDFONT_HELDOUT)])
+        == 2
+    )
+    assert "held-out" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
 def test_extra_other_plans_more_other_parts_on_the_same_arrangement():
     from export.data.track import plan_track
 
