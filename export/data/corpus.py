@@ -48,6 +48,9 @@ from export.data.synth import SYNTH_VERSION
 from export.data.track import SAMPLE_RATE, plan_track, render_track, track_duration_s, track_name
 
 GENERATOR_VERSION = 2
+# Settings recorded only when they differ from these defaults (so corpora made before them resume);
+# absent from a stamp or manifest means the default.
+OPTIONAL_SETTINGS = {"extra_other": 0}
 PACKAGES = ("numpy", "scipy", "soundfile", "pretty_midi", "music21", "PyYAML", "soxr")
 
 
@@ -138,8 +141,8 @@ def check_settings(out: Path, seed: int, settings: dict, timbre_ids: list[str]) 
     elif (out / "manifest.json").is_file():
         m = json.loads((out / "manifest.json").read_text())
         gen = m.get("generator", {})
-        old = {k: gen.get(k, stamp[k] if k not in ("sources", "holdout") else None) for k in settings}
-        old["extra_other"] = gen.get("extra_other", 0)  # opt-in settings: absent means off
+        fallback = {**stamp, "sources": None, "holdout": None, **OPTIONAL_SETTINGS}  # for a key it lacks
+        old = {k: gen.get(k, fallback[k]) for k in {**settings, **OPTIONAL_SETTINGS}}
         old |= {"generator": m.get("versions", {}).get("generator"), "seed": m.get("seed"), "timbres": None}
         if old["sources"] is None:
             old["holdout"] = []
@@ -148,8 +151,8 @@ def check_settings(out: Path, seed: int, settings: dict, timbre_ids: list[str]) 
     if old is None:
         path.write_text(json.dumps(stamp, indent=1))
         return
-    optional = {"extra_other": 0}  # recorded only when set: absent on either side means its default
-    diff = [k for k in {**stamp, **old} if old.get(k, optional.get(k)) != stamp.get(k, optional.get(k))]
+    opt = OPTIONAL_SETTINGS
+    diff = [k for k in {**stamp, **old} if old.get(k, opt.get(k)) != stamp.get(k, opt.get(k))]
     if diff:
         raise RuntimeError(
             f"{out} holds a corpus rendered with other settings ({', '.join(diff)} differ); "
