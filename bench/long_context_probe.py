@@ -3,26 +3,31 @@
 
 The classifier sees 12 frames before a note's onset and 28 after (``PATCH``). Strings, organ, winds
 and pads differ in how a note goes on (swell, vibrato, decay), which that patch mostly misses. This
-probe keeps a trained checkpoint's note embedding frozen and trains small heads on the training
-notes whose logits add to the checkpoint's (their last layer starts at zero, so every head starts as
-the checkpoint), then scores the training notes (a subset) and the selection notes each epoch:
+probe keeps a trained checkpoint's note embedding frozen and trains small heads on the notes of a
+corpus (``--features``; ``--holdout`` of its tracks left out) whose logits add to the checkpoint's
+(their last layer starts at zero, so every head starts as the checkpoint), then scores, each epoch,
+whole tracks of the fitted notes (``fit``), the corpus tracks left out (``corpus_holdout``: the same
+timbre sources, songs not fitted) and the selection notes (``valid``, another soundfont):
 
 - ``control``: an MLP on the embedding alone (what more training of a head on these notes gives),
 - ``summary``: the same MLP on the embedding and hand-made long-context features of the note
-  (``summary_features``: the envelopes of its first eight harmonics over 1.5 s, its mean spectrum
-  over its length, the wobble of its upper harmonics' pitch over 0.74 s),
+  (``summary_features``: the envelopes of its first eight harmonics from 0.14 s before its onset to
+  1.35 s after, its mean spectrum over its length within that, the wobble of its upper harmonics'
+  pitch over 0.74 s),
 - ``patch``: a small CNN over a 1.5-s pitch-aligned patch of the mix (``long_patches``, 90 bins of
   2/3 semitone x 32 steps of 4 frames) beside the embedding.
 
 A head that lifts the selection accuracy over ``control`` says the longer look carries class
-evidence the patch lacks; one that lifts only the training accuracy learns the training timbres.
+evidence the patch lacks; one that lifts ``corpus_holdout`` but not ``valid`` learns the training
+timbres (sources), one that lifts only ``fit`` learns its songs. The notes of both feature files
+should be decoded as the bridge decodes them for a like-for-like ``valid`` (the bench does not check).
 Accuracies as ``bench/classifier_fit.py`` computes them (note: over notes of one true class, the
 most probable class; part: the class of each true part's mean logit).
 
     taskset -c 0,1 .venv/bin/python bench/long_context_probe.py --features runs/part6o/features.npz \\
         --corpus corpus/harm15n corpus/harm16o --valid runs/part6o/valid_features.npz \\
         --valid-tracks out/heldout/s9002_20s --checkpoint models_onnx/checkpoints/note-classes-part5.pt \\
-        --json bench/results/long_context_probe_stop32.json
+        --max-train-tracks 360 --json bench/results/long_context_probe_stop32.json
 """
 
 from __future__ import annotations
@@ -62,24 +67,36 @@ def _windows(log_map: np.ndarray, notes: np.ndarray):
         yield big[f0 : f0 + FRAMES, b0 : b0 + N_BINS], max(1, int(round((off - on) * sr / hop)))
 
 
+def _summary(w: np.ndarray, n_on: int) -> np.ndarray:
+    """``summary_features`` of one long window ``w`` (FRAMES, N_BINS) dB of a note ``n_on`` frames long."""
+    wn = np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
+    env = np.stack([wn[:, max(h - 1, 0) : h + 2].max(1) for h in HARMONICS]).reshape(8, 32, 4).mean(2)
+    spec = wn[FRAMES_BEFORE : FRAMES_BEFORE + min(n_on, FRAMES - FRAMES_BEFORE)].mean(0)
+    p = 10.0 ** (w[FRAMES_BEFORE : FRAMES_BEFORE + WOBBLE_FRAMES] / 10.0)
+    num, den = np.zeros(WOBBLE_FRAMES), np.full(WOBBLE_FRAMES, 1e-12)
+    for h in HARMONICS[1:]:
+        num += p[:, h + 1] - p[:, h - 1]
+        den += p[:, h - 1 : h + 2].sum(1)
+    wobble = num / den
+    return np.concatenate([env.reshape(-1), spec, 10.0 * (wobble - wobble.mean())])
+
+
+def _patch(w: np.ndarray) -> np.ndarray:
+    """``long_patches`` of one long window ``w`` (FRAMES, N_BINS) dB -> PATCH_SHAPE."""
+    wn = np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
+    return wn.reshape(FRAMES // 4, 4, N_BINS // 2, 2).mean((1, 3)).T
+
+
 def summary_features(log_map: np.ndarray, notes: np.ndarray) -> np.ndarray:
-    """(n, SUMMARY_DIM): per note, harmonics 1-8's envelopes (max over +-1 bin, 4-frame means: 8 x 32),
-    the mean spectrum over the note's frames (N_BINS), both in 20 dB re the window's 99th percentile
-    clipped to [-4, 0.5], and the power-weighted pitch wobble of harmonics 2-8 (3-bin centroid, mean
-    removed, x10) over the first WOBBLE_FRAMES frames after the onset."""
+    """(n, SUMMARY_DIM): per note, harmonics 1-8's envelopes (max over +-1 bin, 4-frame means: 8 x 32)
+    over the long window (12 frames before the onset to 116 after), the mean spectrum over the note's
+    frames within that window (N_BINS; at most 116 frames, 1.35 s), both in 20 dB re the window's 99th
+    percentile clipped to [-4, 0.5], and the power-weighted pitch wobble of harmonics 2-8 (3-bin
+    centroid, mean removed, x10) over the WOBBLE_FRAMES frames after the onset (whatever the note's
+    length)."""
     out = np.zeros((len(notes), SUMMARY_DIM), np.float32)
     for i, (w, n_on) in enumerate(_windows(log_map, notes)):
-        wn = np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
-        env = np.stack([wn[:, max(h - 1, 0) : h + 2].max(1) for h in HARMONICS]).reshape(8, 32, 4).mean(2)
-        spec = wn[FRAMES_BEFORE : FRAMES_BEFORE + min(n_on, FRAMES - FRAMES_BEFORE)].mean(0)
-        p = 10.0 ** (w[FRAMES_BEFORE : FRAMES_BEFORE + WOBBLE_FRAMES] / 10.0)
-        num, den = np.zeros(WOBBLE_FRAMES), np.full(WOBBLE_FRAMES, 1e-12)
-        for h in HARMONICS[1:]:
-            if h + 1 < N_BINS:
-                num += p[:, h + 1] - p[:, h - 1]
-                den += p[:, h - 1 : h + 2].sum(1)
-        wobble = num / den
-        out[i] = np.concatenate([env.reshape(-1), spec, 10.0 * (wobble - wobble.mean())])
+        out[i] = _summary(w, n_on)
     return out
 
 
@@ -88,8 +105,7 @@ def long_patches(log_map: np.ndarray, notes: np.ndarray) -> np.ndarray:
     averaged over 2 bins and 4 frames."""
     out = np.zeros((len(notes), *PATCH_SHAPE), np.float16)
     for i, (w, _n) in enumerate(_windows(log_map, notes)):
-        wn = np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
-        out[i] = wn.reshape(FRAMES // 4, 4, N_BINS // 2, 2).mean((1, 3)).T
+        out[i] = _patch(w)
     return out
 
 
@@ -99,15 +115,24 @@ def long_inputs(feats: dict[str, np.ndarray], tracks: list[Path], log=print) -> 
 
     summ = np.zeros((len(feats["N"]), SUMMARY_DIM), np.float32)
     lp = np.zeros((len(feats["N"]), *PATCH_SHAPE), np.float16)
-    for k, td in enumerate(tracks):
-        m = feats["K"] == k
-        if m.any():
-            x, sr = sf.read(str(td / "mix.flac"), dtype="float32", always_2d=True)
-            lm = log_map_db(x.mean(axis=1), sr)
-            summ[m], lp[m] = summary_features(lm, feats["N"][m]), long_patches(lm, feats["N"][m])
-        if (k + 1) % 100 == 0 or k + 1 == len(tracks):
-            log(f"[long] {k + 1}/{len(tracks)} tracks")
+    todo = np.unique(feats["K"]).tolist()
+    for j, k in enumerate(todo):
+        rows = np.flatnonzero(feats["K"] == k)
+        x, sr = sf.read(str(tracks[k] / "mix.flac"), dtype="float32", always_2d=True)
+        for i, (w, n_on) in zip(rows, _windows(log_map_db(x.mean(axis=1), sr), feats["N"][rows])):
+            summ[i], lp[i] = _summary(w, n_on), _patch(w)
+        if (j + 1) % 100 == 0 or j + 1 == len(todo):
+            log(f"[long] {j + 1}/{len(todo)} tracks")
     return summ, lp
+
+
+def whole_tracks(track: np.ndarray, max_notes: int, seed: int) -> np.ndarray:
+    """Indices (sorted) of the notes of whole tracks (``track`` (n,)) drawn in a random order until
+    ``max_notes`` notes, as ``bench/classifier_fit.py`` scores training notes (parts stay whole)."""
+    order = np.random.default_rng(seed).permutation(np.unique(track))
+    counts = np.array([(track == t).sum() for t in order])
+    keep = order[: max(1, int(np.searchsorted(np.cumsum(counts), max_notes)))]
+    return np.flatnonzero(np.isin(track, keep))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         "--heads", nargs="+", choices=("control", "summary", "patch"), default=["control", "summary", "patch"]
     )
     ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--train-notes", type=int, default=20_000, help="training notes scored each epoch")
+    ap.add_argument("--train-notes", type=int, default=20_000, help="fitted notes scored each epoch (whole tracks)")
+    ap.add_argument(
+        "--max-train-tracks", type=int, default=None, help="use this many of the training tracks (a random draw)"
+    )
+    ap.add_argument(
+        "--holdout", type=float, default=0.1, help="share of the training tracks the heads do not fit, scored apart"
+    )
     ap.add_argument("--min-part-notes", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -141,18 +172,28 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     c = len(CLASSES)
     net = load_classifier([args.checkpoint]).eval()
+    if net.context:
+        print(
+            f"long_context_probe: {args.checkpoint} has a song-context head; give a classifier without", file=sys.stderr
+        )
+        return 2
+    rng = np.random.default_rng(args.seed)
     sets = {}
     for name, f, roots in (("train", args.features, args.corpus), ("valid", args.valid, [args.valid_tracks])):
         t0 = time.perf_counter()
         with np.load(f) as d:
             key = json.loads(str(d["key"]))
-            feats = {k: d[k] for k in ("S", "Y", "Q", "K", "N")}
             tracks = [t for r in roots for t in _tracks(r)]
             names = [t.name if len(roots) == 1 else f"{t.parent.name}/{t.name}" for t in tracks]
             if names != key["tracks"]:
                 print(f"long_context_probe: {roots} do not hold the tracks {f} was built from", file=sys.stderr)
                 return 2
-            patches = d["P"]  # (n, bins, frames) float16: read once
+            keep = np.arange(len(tracks))
+            if name == "train" and args.max_train_tracks:
+                keep = np.sort(rng.permutation(len(tracks))[: args.max_train_tracks])
+            m = np.isin(d["K"], keep)
+            feats = {k: d[k][m] for k in ("S", "Y", "Q", "K", "N")}
+            patches = d["P"][m]  # (n, bins, frames) float16
             hs, logits = [], []
             with torch.no_grad():
                 for i in range(0, len(patches), 1024):
@@ -167,9 +208,24 @@ def main(argv: list[str] | None = None) -> int:
         sets[name] = feats
         print(f"{name}: {len(feats['S'])} notes ready in {time.perf_counter() - t0:.0f} s", flush=True)
     train, valid = sets["train"], sets["valid"]
-    mean, std = train["summary"].mean(0), train["summary"].std(0) + 1e-3
+    used = np.unique(train["K"])
+    held = rng.permutation(used)[: int(round(args.holdout * len(used)))]
+    is_held = np.isin(train["K"], held)
+    fit, held_notes = np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    scored = fit[whole_tracks(train["K"][fit], args.train_notes, args.seed)]
+    fit_rows = torch.from_numpy(fit)
+    mean, std = train["summary"][fit_rows].mean(0), train["summary"][fit_rows].std(0) + 1e-3
     y = torch.from_numpy(train["Y"].astype(np.float32))
-    scored = np.sort(np.random.default_rng(args.seed).permutation(len(y))[: args.train_notes])
+    sets_scored = {
+        "fit": (train, scored),
+        "corpus_holdout": (train, held_notes),
+        "valid": (valid, np.arange(len(valid["Y"]))),
+    }
+    print(
+        f"tracks: {len(used) - len(held)} fitted ({len(fit)} notes, {len(scored)} scored), {len(held)} held out "
+        f"({len(held_notes)} notes); selection {len(valid['Y'])} notes",
+        flush=True,
+    )
 
     class Head(nn.Module):
         def __init__(self, kind: str, hidden: int) -> None:
@@ -211,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     def line(tag: str, r: dict) -> str:
         return f"{tag}: note accuracy {r['note_accuracy']} part accuracy {r['part_accuracy']} recall {r['recall']}"
 
-    every = np.arange(len(valid["Y"]))
-    out: dict = {"checkpoint": {"train": score(None, train, scored), "valid": score(None, valid, every)}}
-    print(line("checkpoint train", out["checkpoint"]["train"]), flush=True)
-    print(line("checkpoint valid", out["checkpoint"]["valid"]), flush=True)
+    out: dict = {"checkpoint": {name: score(None, st, ix) for name, (st, ix) in sets_scored.items()}}
+    for name, r in out["checkpoint"].items():
+        print(line(f"checkpoint {name}", r), flush=True)
     for kind in args.heads:
         torch.manual_seed(args.seed)
         head = Head(kind, train["h"].shape[1])
@@ -223,21 +278,28 @@ def main(argv: list[str] | None = None) -> int:
         for epoch in range(1, args.epochs + 1):
             t0 = time.perf_counter()
             head.train()
-            perm = torch.randperm(len(y))
-            for i in range(0, len(y), 256):
+            perm = fit_rows[torch.randperm(len(fit_rows))]
+            for i in range(0, len(perm), 256):
                 idx = perm[i : i + 256]
                 loss = F.binary_cross_entropy_with_logits(head(train, idx), y[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             head.eval()
-            row: dict = {"epoch": epoch, "train": score(head, train, scored), "valid": score(head, valid, every)}
-            row["seconds"] = round(time.perf_counter() - t0, 1)
-            out[kind].append(row)
-            for name in ("train", "valid"):
+            row: dict = {"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1)}
+            for name, (st, ix) in sets_scored.items():
+                row[name] = score(head, st, ix)
                 print(line(f"{kind} epoch {epoch} {name}", row[name]), flush=True)
+            out[kind].append(row)
     if args.json is not None:
-        args.json.write_text(json.dumps({"argv": sys.argv[1:], "classes": list(CLASSES), "results": out}, indent=1))
+        sizes = {
+            "fitted_tracks": len(used) - len(held),
+            "held_out_tracks": len(held),
+            "fitted_notes": len(fit),
+            "selection_notes": len(valid["Y"]),
+        }
+        run = {"argv": list(sys.argv[1:] if argv is None else argv), "classes": list(CLASSES), "sizes": sizes}
+        args.json.write_text(json.dumps({**run, "results": out}, indent=1))
     return 0
 
 

@@ -48,6 +48,19 @@ def test_summary_features_follow_the_note() -> None:
     assert np.allclose(f[0, -lcp.WOBBLE_FRAMES :], 0.0, atol=1e-5)  # a steady pitch does not wobble
 
 
+def test_wobble_follows_vibrato() -> None:
+    """Upper harmonics one bin up on odd frames: the wobble alternates, positive on odd frames."""
+    log_map, note = _one_note_map()
+    b = PATCH["bins_per_semitone"]
+    for t in range(ONSET_FRAME + 1, ONSET_FRAME + LENGTH_FRAMES, 2):
+        for h in range(2, 9):
+            k = b * (PITCH - PATCH["midi_low"]) + round(b * 12 * np.log2(h))
+            log_map[t, k - 1 : k + 3] = [-100.0, 0.0, 0.0, 0.0]
+    wobble = lcp.summary_features(log_map, note)[0, -lcp.WOBBLE_FRAMES :]
+    inside = wobble[:48]  # frames 0-47 of the note
+    assert np.all(inside[1::2] > inside[0::2] + 1.0)  # odd frames (moved up) above even ones
+
+
 def test_long_patches_are_pitch_aligned() -> None:
     log_map, note = _one_note_map()
     p = lcp.long_patches(log_map, note)
@@ -75,26 +88,36 @@ def _feats(tracks: int, seed: int) -> dict[str, np.ndarray]:
     }
 
 
+def _track(folder: Path, rng: np.random.Generator) -> None:
+    folder.mkdir(parents=True)
+    (folder / "metadata.yaml").write_text("stems: {}\n")
+    sf.write(folder / "mix.flac", 0.1 * rng.standard_normal((44100 * 2, 2)), 44100)
+
+
 def test_run_over_two_feature_files(tmp_path: Path) -> None:
-    corpus = tmp_path / "corpus"
     rng = np.random.default_rng(0)
+    corpora = [tmp_path / "c1", tmp_path / "c2"]  # training notes from two corpora, as the real runs
+    train_names = [f"{c.name}/Track0000{i}" for c in corpora for i in (1, 2, 3)]
+    for name in train_names:
+        _track(tmp_path / name, rng)
+    corpus = tmp_path / "valid_tracks"
     for name in ("Track00001", "Track00002"):
-        (corpus / name).mkdir(parents=True)
-        (corpus / name / "metadata.yaml").write_text("stems: {}\n")
-        sf.write(corpus / name / "mix.flac", 0.1 * rng.standard_normal((44100 * 2, 2)), 44100)
-    key = {"tracks": ["Track00001", "Track00002"]}
-    for name, seed in (("features.npz", 1), ("valid.npz", 2)):
-        np.savez(tmp_path / name, key=json.dumps(key), **_feats(2, seed))
+        _track(corpus / name, rng)
+    np.savez(tmp_path / "features.npz", key=json.dumps({"tracks": train_names}), **_feats(6, 1))
+    np.savez(tmp_path / "valid.npz", key=json.dumps({"tracks": ["Track00001", "Track00002"]}), **_feats(2, 2))
     torch.manual_seed(0)
     torch.save({"model": NoteClassNet(width=4, hidden=8).state_dict(), "args": {}}, tmp_path / "c.pt")
-    args = ["--features", str(tmp_path / "features.npz"), "--corpus", str(corpus)]
+    args = ["--features", str(tmp_path / "features.npz"), "--corpus", *map(str, corpora)]
     args += ["--valid", str(tmp_path / "valid.npz")]
     args += ["--valid-tracks", str(corpus), "--checkpoint", str(tmp_path / "c.pt"), "--epochs", "2"]
-    args += ["--train-notes", "12", "--threads", "1", "--json", str(tmp_path / "out.json")]
+    args += ["--train-notes", "20", "--holdout", "0.34", "--threads", "1", "--json", str(tmp_path / "out.json")]
     assert lcp.main(args) == 0
-    res = json.loads((tmp_path / "out.json").read_text())["results"]
+    run = json.loads((tmp_path / "out.json").read_text())
+    res = run["results"]
+    assert run["argv"] == args and run["sizes"]["fitted_tracks"] == 4 and run["sizes"]["held_out_tracks"] == 2
     assert res["checkpoint"]["valid"]["notes"] == 24 and res["checkpoint"]["valid"]["parts"] == 4
-    assert res["checkpoint"]["train"]["notes"] == 12  # the scored subset
+    assert res["checkpoint"]["corpus_holdout"]["notes"] == 24 and res["checkpoint"]["corpus_holdout"]["parts"] == 4
+    assert res["checkpoint"]["fit"]["notes"] == 12 and res["checkpoint"]["fit"]["parts"] == 2  # one whole track
     for kind in ("control", "summary", "patch"):
         assert [r["epoch"] for r in res[kind]] == [1, 2]
         assert all(0.0 <= r["valid"]["note_accuracy"] <= 1.0 for r in res[kind])
