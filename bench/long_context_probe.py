@@ -135,6 +135,15 @@ def whole_tracks(track: np.ndarray, max_notes: int, seed: int) -> np.ndarray:
     return np.flatnonzero(np.isin(track, keep))
 
 
+def split_tracks(track: np.ndarray, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Note indices (fitted, held out) of ``track`` (n,): ``round(holdout * tracks)`` whole tracks, drawn
+    with ``rng``, held out; both sorted, disjoint, together every note."""
+    used = np.unique(track)
+    held = rng.permutation(used)[: int(round(holdout * len(used)))]
+    is_held = np.isin(track, held)
+    return np.flatnonzero(~is_held), np.flatnonzero(is_held)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", type=Path, required=True, help="a run's features.npz (its training notes)")
@@ -158,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    if not 0.0 <= args.holdout < 1.0 or (args.max_train_tracks is not None and args.max_train_tracks < 1):
+        ap.error("--holdout must lie in [0, 1) and --max-train-tracks be at least 1")
     for f in (args.features, args.valid, args.checkpoint, *args.corpus, args.valid_tracks):
         if not f.exists():
             print(f"long_context_probe: no such file or folder: {f}", file=sys.stderr)
@@ -209,18 +220,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {len(feats['S'])} notes ready in {time.perf_counter() - t0:.0f} s", flush=True)
     train, valid = sets["train"], sets["valid"]
     used = np.unique(train["K"])
-    held = rng.permutation(used)[: int(round(args.holdout * len(used)))]
-    is_held = np.isin(train["K"], held)
-    fit, held_notes = np.flatnonzero(~is_held), np.flatnonzero(is_held)
+    fit, held_notes = split_tracks(train["K"], args.holdout, rng)
+    held = np.unique(train["K"][held_notes])
+    if not len(fit):
+        print("long_context_probe: --holdout leaves no track to fit", file=sys.stderr)
+        return 2
     scored = fit[whole_tracks(train["K"][fit], args.train_notes, args.seed)]
     fit_rows = torch.from_numpy(fit)
     mean, std = train["summary"][fit_rows].mean(0), train["summary"][fit_rows].std(0) + 1e-3
     y = torch.from_numpy(train["Y"].astype(np.float32))
-    sets_scored = {
-        "fit": (train, scored),
-        "corpus_holdout": (train, held_notes),
-        "valid": (valid, np.arange(len(valid["Y"]))),
-    }
+    sets_scored = {"fit": (train, scored), "valid": (valid, np.arange(len(valid["Y"])))}
+    if len(held_notes):
+        sets_scored["corpus_holdout"] = (train, held_notes)
     print(
         f"tracks: {len(used) - len(held)} fitted ({len(fit)} notes, {len(scored)} scored), {len(held)} held out "
         f"({len(held_notes)} notes); selection {len(valid['Y'])} notes",

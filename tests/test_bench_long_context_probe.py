@@ -121,5 +121,26 @@ def test_run_over_two_feature_files(tmp_path: Path) -> None:
     for kind in ("control", "summary", "patch"):
         assert [r["epoch"] for r in res[kind]] == [1, 2]
         assert all(0.0 <= r["valid"]["note_accuracy"] <= 1.0 for r in res[kind])
+    assert lcp.main([*args, "--holdout", "0", "--epochs", "1"]) == 0  # nothing held out: that set is left out
+    assert "corpus_holdout" not in json.loads((tmp_path / "out.json").read_text())["results"]["checkpoint"]
     (corpus / "Track00002" / "mix.flac").unlink()  # the folder no longer holds the features' tracks
     assert lcp.main(args) == 2
+
+
+def test_split_tracks_holds_out_whole_tracks() -> None:
+    track = np.repeat(np.arange(20), np.arange(1, 21))  # track t has t + 1 notes
+    fit, held = lcp.split_tracks(track, 0.25, np.random.default_rng(3))
+    assert len(np.unique(track[held])) == 5 and not set(track[fit]) & set(track[held])
+    assert np.array_equal(np.sort(np.concatenate([fit, held])), np.arange(len(track)))
+    assert len(lcp.split_tracks(track, 0.0, np.random.default_rng(3))[1]) == 0
+
+
+def test_bad_holdout_is_refused(capsys) -> None:
+    import pytest
+
+    with pytest.raises(SystemExit):
+        lcp.main(
+            ["--features", "f", "--corpus", "c", "--valid", "v", "--valid-tracks", "t", "--checkpoint", "x"]
+            + ["--holdout", "1"]
+        )
+    assert "--holdout must lie in [0, 1)" in capsys.readouterr().err
