@@ -84,23 +84,34 @@ def family_accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], tracks: li
     return {f: {"parts": n, "part_accuracy": round(r / n, 3)} for f, (n, r) in sorted(out.items())}
 
 
-def with_other_bias(logits: np.ndarray, bias: float, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
-    """``accuracy`` with ``bias`` added to the last (``other``) column of ``logits`` (n, n_classes), and
-    each class's recall (the confusion's diagonal over its rows; None for a class without notes) as ``recall``."""
-    shifted = logits.copy()
-    shifted[:, -1] += bias
-    r = accuracy(shifted, feats, min_part_notes)
+def accuracy_and_recall(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
+    """``accuracy`` and each class's recall (the confusion's diagonal over its rows; None for a class
+    without notes) as ``recall``."""
+    r = accuracy(logits, feats, min_part_notes)
     c = np.asarray(r["confusion"], np.float64)
     r["recall"] = [round(float(c[i, i] / n), 3) if n else None for i, n in enumerate(c.sum(axis=1))]
     return r
 
 
-def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str, np.ndarray]:
-    """Whole tracks of ``feats`` in a random order until ``max_notes`` notes."""
-    tracks = np.random.default_rng(seed).permutation(np.unique(feats["K"]))
-    counts = np.bincount(feats["K"].astype(np.int64))
+def with_other_bias(logits: np.ndarray, bias: float, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
+    """``accuracy_and_recall`` with ``bias`` added to the last (``other``) column of ``logits`` (n, n_classes)."""
+    shifted = logits.copy()
+    shifted[:, -1] += bias
+    return accuracy_and_recall(shifted, feats, min_part_notes)
+
+
+def whole_tracks(track: np.ndarray, max_notes: int, seed: int) -> np.ndarray:
+    """Indices (sorted) of the notes of whole tracks (``track`` (n,), non-negative ids) drawn in a random
+    order until ``max_notes`` notes (at least one track), so that their parts stay whole."""
+    tracks = np.random.default_rng(seed).permutation(np.unique(track))
+    counts = np.bincount(track.astype(np.int64))
     keep = tracks[: max(1, int(np.searchsorted(np.cumsum(counts[tracks]), max_notes)))]
-    m = np.isin(feats["K"], keep)
+    return np.flatnonzero(np.isin(track, keep))
+
+
+def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str, np.ndarray]:
+    """Whole tracks of ``feats`` in a random order until ``max_notes`` notes (``whole_tracks``)."""
+    m = whole_tracks(feats["K"], max_notes, seed)
     return {k: feats[k][m] for k in ("P", "S", "Y", "Q", "K")}
 
 

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.classifier_fit import accuracy  # noqa: E402
+from bench.classifier_fit import accuracy_and_recall, whole_tracks  # noqa: E402
 from bridge.transcribe.note_classes import PATCH, log_map_db  # noqa: E402
 
 BINS = PATCH["bins_per_semitone"]
@@ -67,9 +67,14 @@ def _windows(log_map: np.ndarray, notes: np.ndarray):
         yield big[f0 : f0 + FRAMES, b0 : b0 + N_BINS], max(1, int(round((off - on) * sr / hop)))
 
 
-def _summary(w: np.ndarray, n_on: int) -> np.ndarray:
-    """``summary_features`` of one long window ``w`` (FRAMES, N_BINS) dB of a note ``n_on`` frames long."""
-    wn = np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
+def _normalised(w: np.ndarray) -> np.ndarray:
+    """A long window ``w`` (FRAMES, N_BINS) dB in 20 dB re its 99th percentile, clipped to [-4, 0.5]."""
+    return np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
+
+
+def _summary(w: np.ndarray, wn: np.ndarray, n_on: int) -> np.ndarray:
+    """``summary_features`` of one long window ``w`` (FRAMES, N_BINS) dB (``wn``: ``_normalised(w)``) of
+    a note ``n_on`` frames long."""
     env = np.stack([wn[:, max(h - 1, 0) : h + 2].max(1) for h in HARMONICS]).reshape(8, 32, 4).mean(2)
     spec = wn[FRAMES_BEFORE : FRAMES_BEFORE + min(n_on, FRAMES - FRAMES_BEFORE)].mean(0)
     p = 10.0 ** (w[FRAMES_BEFORE : FRAMES_BEFORE + WOBBLE_FRAMES] / 10.0)
@@ -81,9 +86,8 @@ def _summary(w: np.ndarray, n_on: int) -> np.ndarray:
     return np.concatenate([env.reshape(-1), spec, 10.0 * (wobble - wobble.mean())])
 
 
-def _patch(w: np.ndarray) -> np.ndarray:
-    """``long_patches`` of one long window ``w`` (FRAMES, N_BINS) dB -> PATCH_SHAPE."""
-    wn = np.clip((w - np.percentile(w, 99)) / 20.0, -4.0, 0.5)
+def _patch(wn: np.ndarray) -> np.ndarray:
+    """``long_patches`` of one normalised long window ``wn`` (FRAMES, N_BINS) -> PATCH_SHAPE."""
     return wn.reshape(FRAMES // 4, 4, N_BINS // 2, 2).mean((1, 3)).T
 
 
@@ -96,7 +100,7 @@ def summary_features(log_map: np.ndarray, notes: np.ndarray) -> np.ndarray:
     length)."""
     out = np.zeros((len(notes), SUMMARY_DIM), np.float32)
     for i, (w, n_on) in enumerate(_windows(log_map, notes)):
-        out[i] = _summary(w, n_on)
+        out[i] = _summary(w, _normalised(w), n_on)
     return out
 
 
@@ -105,7 +109,7 @@ def long_patches(log_map: np.ndarray, notes: np.ndarray) -> np.ndarray:
     averaged over 2 bins and 4 frames."""
     out = np.zeros((len(notes), *PATCH_SHAPE), np.float16)
     for i, (w, _n) in enumerate(_windows(log_map, notes)):
-        out[i] = _patch(w)
+        out[i] = _patch(_normalised(w))
     return out
 
 
@@ -120,19 +124,11 @@ def long_inputs(feats: dict[str, np.ndarray], tracks: list[Path], log=print) -> 
         rows = np.flatnonzero(feats["K"] == k)
         x, sr = sf.read(str(tracks[k] / "mix.flac"), dtype="float32", always_2d=True)
         for i, (w, n_on) in zip(rows, _windows(log_map_db(x.mean(axis=1), sr), feats["N"][rows])):
-            summ[i], lp[i] = _summary(w, n_on), _patch(w)
+            wn = _normalised(w)
+            summ[i], lp[i] = _summary(w, wn, n_on), _patch(wn)
         if (j + 1) % 100 == 0 or j + 1 == len(todo):
             log(f"[long] {j + 1}/{len(todo)} tracks")
     return summ, lp
-
-
-def whole_tracks(track: np.ndarray, max_notes: int, seed: int) -> np.ndarray:
-    """Indices (sorted) of the notes of whole tracks (``track`` (n,)) drawn in a random order until
-    ``max_notes`` notes, as ``bench/classifier_fit.py`` scores training notes (parts stay whole)."""
-    order = np.random.default_rng(seed).permutation(np.unique(track))
-    counts = np.array([(track == t).sum() for t in order])
-    keep = order[: max(1, int(np.searchsorted(np.cumsum(counts), max_notes)))]
-    return np.flatnonzero(np.isin(track, keep))
 
 
 def split_tracks(track: np.ndarray, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -270,10 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                     for i in range(0, len(ix), 2048)
                 ]
             )
-        r = accuracy(lg[:, :c].numpy().astype(np.float64), {k: s[k][idx] for k in ("Y", "Q", "K")}, args.min_part_notes)
-        conf = np.asarray(r["confusion"], np.float64)
-        r["recall"] = [round(float(conf[i, i] / n), 3) if n else None for i, n in enumerate(conf.sum(axis=1))]
-        return r
+        sub = {k: s[k][idx] for k in ("Y", "Q", "K")}
+        return accuracy_and_recall(lg[:, :c].numpy().astype(np.float64), sub, args.min_part_notes)
 
     def line(tag: str, r: dict) -> str:
         return f"{tag}: note accuracy {r['note_accuracy']} part accuracy {r['part_accuracy']} recall {r['recall']}"
