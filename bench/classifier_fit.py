@@ -11,8 +11,10 @@ of the notes (rows true, columns chosen; bass, piano, guitar, strings, other). T
 above the selection set's says the classifier learns its training timbres and misses the held-out
 ones (more timbres help); the two close says the network itself is the limit (its capacity or input).
 Training notes are a random subset of whole tracks (``--train-notes``), so their parts stay whole.
-``--corpus`` (the corpora the features were built from, in the same order) adds the training parts'
-accuracy per General MIDI family (program // 8), read from each track's metadata.
+``--corpus`` (the corpora the features were built from, in the same order) adds the training notes'
+and parts' accuracy per General MIDI family (program // 8) and per timbre source and class (which
+source's strings does it miss, and as what), read from each track's metadata. Features built from a
+corpus the checkpoint never trained on give the same figures on songs and renders it has not seen.
 
     .venv/bin/python bench/classifier_fit.py --features runs/part4/features.npz \\
         --valid runs/part4/valid_features.npz --checkpoint runs/part4/last.pt [--pool] [--json F]
@@ -63,25 +65,63 @@ def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: i
     }
 
 
-def family_accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], tracks: list[Path], min_part_notes: int) -> dict:
-    """Per GM family (Slakh's class names, ``export.data.gm.SLAKH_CLASSES``), the training parts of
-    ``part_verdicts`` and how many of them the mean logit classes right; ``tracks``: the track folders
-    ``feats["K"]`` indexes."""
+def _stems(track: Path) -> list[dict]:
+    """The stems' metadata of a corpus track, in part order (S00, S01, ...)."""
     import yaml
 
-    from export.data.gm import SLAKH_CLASSES
+    meta = yaml.safe_load((track / "metadata.yaml").read_text())
+    return [m for _, m in sorted((meta.get("stems") or {}).items())]
 
-    out: dict[str, list[int]] = {}
-    programs: dict[int, list] = {}
+
+def group_accuracy(
+    logits: np.ndarray, feats: dict[str, np.ndarray], tracks: list[Path], min_part_notes: int, by: str
+) -> dict:
+    """Accuracy of the training notes and parts grouped by their part's metadata: ``by`` "family" (the
+    GM family of its program, Slakh's class names, ``export.data.gm.SLAKH_CLASSES``) or "source" (its
+    timbre source and true class, e.g. ``synth:strings``; ``legacy`` for a soundfont-only corpus).
+    Per group: parts (``part_verdicts``) and how many the mean logit classes right, the one-class notes
+    and how many the arg-max classes right, and which class those notes were given (``chosen``, in
+    CLASSES order). ``tracks``: the track folders ``feats["K"]`` indexes; ``logits`` (n, n_classes)."""
+    from export.data.gm import SLAKH_CLASSES
+    from export.note_classes import CLASSES
+
+    c = logits.shape[1]
+    stems: dict[int, list[dict]] = {}
+
+    def label(t: int, j: int, cls: int) -> str:
+        if t not in stems:
+            stems[t] = _stems(tracks[t])
+        m = stems[t][j]
+        if by == "family":
+            return SLAKH_CLASSES[int(m.get("program_num", 0)) // 8]
+        return f"{m.get('timbre_source', 'legacy')}:{CLASSES[cls]}"
+
+    y = feats["Y"][:, :c]
+    one = (y.sum(axis=1) == 1) & (feats["Q"] >= 0)
+    out: dict[str, dict] = {}
     for t, j, right in part_verdicts(logits, feats, min_part_notes):
-        if t not in programs:
-            meta = yaml.safe_load((tracks[t] / "metadata.yaml").read_text())
-            programs[t] = [int(i.get("program_num", 0)) for _, i in sorted((meta.get("stems") or {}).items())]
-        fam = SLAKH_CLASSES[programs[t][j] // 8]
-        out.setdefault(fam, [0, 0])
-        out[fam][0] += 1
-        out[fam][1] += right
-    return {f: {"parts": n, "part_accuracy": round(r / n, 3)} for f, (n, r) in sorted(out.items())}
+        m = one & (feats["K"] == t) & (feats["Q"] == j)
+        g = out.setdefault(label(t, j, int(np.bincount(y[m].argmax(axis=1)).argmax())), {})
+        g["parts"] = g.get("parts", 0) + 1
+        g["parts_right"] = g.get("parts_right", 0) + right
+    notes: dict[str, np.ndarray] = {}
+    for i in np.flatnonzero(one).tolist():
+        name = label(int(feats["K"][i]), int(feats["Q"][i]), int(y[i].argmax()))
+        notes.setdefault(name, np.zeros((2, c), np.int64))
+        notes[name][0, logits[i].argmax()] += 1
+        notes[name][1, 0] += int(logits[i].argmax() == y[i].argmax())
+    rows = {}
+    for name in sorted(set(out) | set(notes)):
+        g, chosen = out.get(name, {}), notes.get(name, np.zeros((2, c), np.int64))
+        n_notes = int(chosen[0].sum())
+        rows[name] = {
+            "parts": g.get("parts", 0),
+            "part_accuracy": round(g["parts_right"] / g["parts"], 3) if g.get("parts") else None,
+            "notes": n_notes,
+            "note_accuracy": round(int(chosen[1, 0]) / n_notes, 3) if n_notes else None,
+            "chosen": chosen[0].tolist(),
+        }
+    return rows
 
 
 def accuracy_and_recall(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: int) -> dict:
@@ -186,15 +226,20 @@ def main(argv: list[str] | None = None) -> int:
                     str(b): with_other_bias(logits, b, feats, args.min_part_notes) for b in args.other_bias
                 }
             if name == "train" and tracks is not None:
-                row["train_families"] = family_accuracy(logits, feats, tracks, args.min_part_notes)
+                for by in ("family", "source"):
+                    row[f"train_{by}"] = group_accuracy(logits, feats, tracks, args.min_part_notes, by)
             r = row[name]
             print(
                 f"{ckpt} {name:5s} notes {r['notes']:6d} note accuracy {r['note_accuracy']} "
                 f"parts {r['parts']:4d} part accuracy {r['part_accuracy']}",
                 flush=True,
             )
-        for fam, f in row.get("train_families", {}).items():
-            print(f"  training parts, {fam:20s} {f['parts']:4d} part accuracy {f['part_accuracy']}")
+        for by in ("family", "source"):
+            for name, f in row.get(f"train_{by}", {}).items():
+                print(
+                    f"  training {by} {name:22s} parts {f['parts']:4d} part accuracy {f['part_accuracy']} "
+                    f"notes {f['notes']:6d} note accuracy {f['note_accuracy']} chosen {f['chosen']}"
+                )
         for b, r in row.get("valid_other_bias", {}).items():
             print(f"  valid, other {float(b):+.2f}: recall {r['recall']} note accuracy {r['note_accuracy']}")
         out[str(ckpt)] = row

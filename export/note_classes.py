@@ -767,6 +767,15 @@ def export_onnx(
     return path
 
 
+def corpora_exist(corpora: list[Path]) -> bool:
+    """True when every corpus folder exists; else a one-line error naming the first missing one."""
+    for corpus in corpora:
+        if not corpus.is_dir():
+            print(f"stembridge train-notes: no corpus at {corpus} (stembridge corpus --out {corpus})", file=sys.stderr)
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="stembridge train-notes", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -839,6 +848,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--export", type=Path, default=None, help="write the trained classifier here as ONNX")
     ap.add_argument("--no-train", action="store_true", help="export OUT/last.pt without training")
     ap.add_argument(
+        "--features-only",
+        action="store_true",
+        help="build (or reuse) OUT/features.npz from --corpus and OUT/valid_features.npz from --valid, then stop "
+        "(what bench/classifier_fit.py reads: a corpus no checkpoint trained on scores it on unseen songs)",
+    )
+    ap.add_argument(
         "--ensemble",
         type=Path,
         nargs="+",
@@ -891,6 +906,19 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.features_only:
+        if args.no_train or args.export or args.resume or args.init:
+            print("stembridge train-notes: --features-only trains and exports nothing", file=sys.stderr)
+            return 2
+        if not corpora_exist(args.corpus):
+            return 2
+        post, decoding = args.post_cache or args.out / "posteriorgrams", _decoding(args)
+        cached_features(
+            args.corpus, args.out / "features.npz", args.max_notes_per_track, args.seed, post, decoding, log
+        )
+        if args.valid is not None:
+            cached_features(args.valid, args.out / "valid_features.npz", 10**6, args.seed, post, decoding, log)
+        return 0
     if not args.no_train:
         resumed = args.out / "last.pt" if args.resume and (args.out / "last.pt").is_file() else None
         start = resumed or args.init
@@ -906,13 +934,8 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-        for corpus in args.corpus:
-            if not corpus.is_dir():
-                print(
-                    f"stembridge train-notes: no corpus at {corpus} (stembridge corpus --out {corpus})",
-                    file=sys.stderr,
-                )
-                return 2
+        if not corpora_exist(args.corpus):
+            return 2
         train(args, log)
     if args.export is not None:
         ckpt = args.out / "last.pt"

@@ -85,12 +85,21 @@ def test_run_over_two_feature_files(tmp_path: Path) -> None:
     for name in ("a", "b"):
         (corpus / name).mkdir(parents=True)
         (corpus / name / "mix.flac").touch()
-        stems = {"S00": {"program_num": 33}, "S01": {"program_num": 48}}  # bass, strings ensemble
-        (corpus / name / "metadata.yaml").write_text(json.dumps({"stems": stems}))
+        source = "synth" if name == "a" else "npm"
+        stems = {
+            "S00": {"program_num": 33, "timbre_source": "sf2"},
+            "S01": {"program_num": 48, "timbre_source": source},
+        }
+        (corpus / name / "metadata.yaml").write_text(json.dumps({"stems": stems}))  # bass, strings ensemble
     assert classifier_fit.main([*args, "--corpus", str(corpus)]) == 0
-    fams = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]["train_families"]
+    row = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]
+    fams = row["train_family"]
     assert sorted(fams) == ["Bass", "Strings (continued)"]
     assert fams["Bass"]["parts"] == fams["Strings (continued)"]["parts"] == 2
+    assert fams["Bass"]["notes"] == 8 and sum(fams["Bass"]["chosen"]) == 8
+    assert sorted(row["train_source"]) == ["npm:strings", "sf2:bass", "synth:strings"]
+    assert row["train_source"]["sf2:bass"]["notes"] == 8 and row["train_source"]["npm:strings"]["parts"] == 1
+
     (corpus / "c").mkdir()
     (corpus / "c" / "mix.flac").touch()
     (corpus / "c" / "metadata.yaml").write_text("{}")
@@ -99,3 +108,31 @@ def test_run_over_two_feature_files(tmp_path: Path) -> None:
     np.savez(tmp_path / "valid.npz", key=json.dumps({**key, "decoding": {"min_note_frames": 3}}), **_feats(2, 4, 2))
     assert classifier_fit.main(args) == 2
     assert classifier_fit.main([*args[:1], str(tmp_path / "nothing.npz"), *args[2:]]) == 2
+
+
+def test_group_accuracy_of_known_logits(tmp_path: Path) -> None:
+    f = _feats(2, 3, 0)
+    tracks = []
+    for t, source in enumerate(("synth", "npm")):
+        tracks.append(tmp_path / str(t))
+        tracks[-1].mkdir()
+        stems = {
+            "S00": {"program_num": 33, "timbre_source": "sf2"},
+            "S01": {"program_num": 40, "timbre_source": source},
+        }
+        (tracks[-1] / "metadata.yaml").write_text(json.dumps({"stems": stems}))
+    logits = np.full((len(f["Y"]), 5), -5.0)
+    logits[f["Q"] == 0, 0] = 5.0  # bass right
+    logits[(f["Q"] == 1) & (f["K"] == 0), 4] = 5.0  # track 0's (synth) strings called `other`
+    logits[(f["Q"] == 1) & (f["K"] == 1), 3] = 5.0  # track 1's (npm) strings right
+    r = classifier_fit.group_accuracy(logits, f, tracks, 3, "source")
+    assert r["synth:strings"] == {
+        "parts": 1,
+        "part_accuracy": 0.0,
+        "notes": 3,
+        "note_accuracy": 0.0,
+        "chosen": [0, 0, 0, 0, 3],
+    }
+    assert r["npm:strings"]["note_accuracy"] == 1.0 and r["sf2:bass"]["parts"] == 2
+    fam = classifier_fit.group_accuracy(logits, f, tracks, 3, "family")
+    assert fam["Strings"]["notes"] == 6 and fam["Strings"]["note_accuracy"] == 0.5  # program 40: violin

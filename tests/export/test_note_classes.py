@@ -80,6 +80,25 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert card["training"]["epochs"] == 1 and card["classes"] == ["bass", "piano", "guitar", "strings", "other"]
     assert (out / "posteriorgrams" / "corpus" / "Track00001.npz").is_file()  # basic-pitch's output, cached
     assert "transcribed notes" in log and "[data] 3/3 tracks" in log
+    # --features-only: the same notes cached for bench/classifier_fit.py, nothing trained or exported
+    feat_out = tmp_path / "feats"
+    feat_args = [
+        "--corpus",
+        str(corpus),
+        str(second),
+        "--out",
+        str(feat_out),
+        "--post-cache",
+        str(out / "posteriorgrams"),
+    ]
+    assert main([*feat_args, "--features-only", "--export", str(tmp_path / "x.onnx")]) == 2
+    assert main([*feat_args, "--features-only", "--corpus", str(tmp_path / "none")]) == 2
+    assert main([*feat_args, "--features-only", "--valid", str(corpus)]) == 0
+    assert not (feat_out / "last.pt").exists() and not (tmp_path / "x.onnx").exists()
+    with np.load(out / "features.npz") as a, np.load(feat_out / "features.npz") as b:
+        assert a["key"] == b["key"] and np.array_equal(a["P"], b["P"]) and np.array_equal(a["Y"], b["Y"])
+    with np.load(feat_out / "valid_features.npz") as v:
+        assert len(np.unique(v["K"])) == 2  # the --valid tracks
     clf = NoteClassifier(onnx_path)
     assert len(clf.onset_thresholds) == 5 and 0.0 < clf.sounding_threshold < 1.0
     mix, sr = sf.read(corpus / "Track00000" / "mix.flac", dtype="float32")
