@@ -65,14 +65,6 @@ def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: i
     }
 
 
-def _stems(track: Path) -> list[dict]:
-    """The stems' metadata of a corpus track, in part order (S00, S01, ...)."""
-    import yaml
-
-    meta = yaml.safe_load((track / "metadata.yaml").read_text())
-    return [m for _, m in sorted((meta.get("stems") or {}).items())]
-
-
 def group_accuracy(
     logits: np.ndarray, feats: dict[str, np.ndarray], tracks: list[Path], min_part_notes: int, by: str
 ) -> dict:
@@ -83,14 +75,14 @@ def group_accuracy(
     and how many the arg-max classes right, and which class those notes were given (``chosen``, in
     CLASSES order). ``tracks``: the track folders ``feats["K"]`` indexes; ``logits`` (n, n_classes)."""
     from export.data.gm import SLAKH_CLASSES
-    from export.note_classes import CLASSES
+    from export.note_classes import CLASSES, stem_metadata
 
     c = logits.shape[1]
     stems: dict[int, list[dict]] = {}
 
     def label(t: int, j: int, cls: int) -> str:
         if t not in stems:
-            stems[t] = _stems(tracks[t])
+            stems[t] = stem_metadata(tracks[t])
         m = stems[t][j]
         if by == "family":
             return SLAKH_CLASSES[int(m.get("program_num", 0)) // 8]

@@ -64,6 +64,7 @@ from bridge.transcribe.note_classes import (
     note_patches,
     pool_classes,
 )
+from export.data.sources import SOURCES
 from export.note_scores import onset_f1
 
 CLASSES = KNOWN_CLASSES
@@ -270,6 +271,26 @@ def track_notes(track_dir: Path, with_part: bool = False) -> np.ndarray:
         extra = [c, j] if with_part else [c]
         rows.append(np.concatenate([notes, np.tile(np.asarray(extra, np.float64), (len(notes), 1))], axis=1))
     return np.concatenate(rows) if rows else np.zeros((0, 6 if with_part else 5))
+
+
+def stem_metadata(track_dir: Path) -> list[dict]:
+    """The stems' metadata of a corpus track in part order (S00, S01, ...: the features' part index ``Q``)."""
+    import yaml
+
+    meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
+    return [info for _, info in sorted((meta.get("stems") or {}).items())]
+
+
+def source_mask(track: np.ndarray, part: np.ndarray, tracks: list[Path], sources: set[str]) -> np.ndarray:
+    """(n,) bool: which notes (``track`` (n,) indexing ``tracks``, ``part`` (n,) their part, -1 for none)
+    belong to no part or to a part whose timbre source is one of ``sources`` (a soundfont-only corpus's
+    parts read ``legacy``)."""
+    keep = part < 0
+    for t in np.unique(track).tolist():
+        names = [m.get("timbre_source", "legacy") for m in stem_metadata(tracks[t])]
+        ok = np.flatnonzero([n in sources for n in names])
+        keep |= (track == t) & np.isin(part, ok)
+    return keep
 
 
 def note_labels(est: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -566,6 +587,11 @@ def train(args: argparse.Namespace, log=print) -> Path:
         if args.valid
         else None
     )
+    if args.train_sources:
+        tracks = [t for r in args.corpus for t in _tracks(r)]
+        keep = source_mask(feats["K"], feats["Q"], tracks, set(args.train_sources))
+        log(f"[train] {int(keep.sum())} of {len(keep)} notes: no part or parts of {', '.join(args.train_sources)}")
+        feats = {k: v[keep] if k in "PSYDQNK" else v for k, v in feats.items()}  # T, R: the true notes
     y = torch.from_numpy(feats["Y"].astype(np.float32))
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
@@ -842,6 +868,14 @@ def main(argv: list[str] | None = None) -> int:
         help=f"part pooling: share of the pooled logits, 0..1 (default the run's, else {POOL_DEFAULT[1]})",
     )
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (not resumed)")
+    ap.add_argument(
+        "--train-sources",
+        type=lambda v: sorted(set(v.split(","))),
+        default=None,
+        metavar="S1,S2",
+        help="train only on notes of parts with these timbre sources (sf2, synth, freepats, npm, drumkits; legacy "
+        "for a soundfont-only corpus); the mixes keep every part",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -893,6 +927,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if bad:
         print(f"stembridge train-notes: {bad}", file=sys.stderr)
+        return 2
+    known = {*SOURCES, "legacy"}
+    if args.train_sources is not None and not set(args.train_sources) <= known:
+        print(f"stembridge train-notes: --train-sources takes some of {', '.join(sorted(known))}", file=sys.stderr)
         return 2
     if args.ensemble and not (args.no_train and args.export and args.valid):
         print("stembridge train-notes: --ensemble needs --no-train, --export and --valid", file=sys.stderr)
@@ -992,6 +1030,11 @@ def main(argv: list[str] | None = None) -> int:
                         f" --part-dim {trained['part_dim']} --part-weight {trained['part_weight']}"
                         f" --context-chunk {trained['context_chunk']}"
                         if trained.get("part_dim") not in (None, "None", "0")
+                        else ""
+                    )
+                    + (
+                        f" --train-sources {trained['train_sources'].replace(' ', ',')}"
+                        if trained.get("train_sources") not in (None, "None")
                         else ""
                     )
                 ),

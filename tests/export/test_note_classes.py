@@ -4,6 +4,7 @@ FluidSynth, one epoch, ONNX export with its metadata and card, read back by the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from export.note_classes import (
     note_labels,
     note_parts,
     part_contrast_loss,
+    source_mask,
     track_notes,
 )
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
@@ -214,8 +216,12 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "no such checkpoint" in capsys.readouterr().err
     assert main([*small, "--width", "0"]) == 2
     assert "--width must be 1..256" in capsys.readouterr().err
-    assert main([*small, "--export", str(small_onnx)]) == 0
-    assert "--width 8 --hidden 32" in json.loads(small_onnx.with_suffix(".json").read_text())["training"]["command"]
+    assert main([*small, "--train-sources", "legacy,sf2", "--export", str(small_onnx)]) == 0
+    command = json.loads(small_onnx.with_suffix(".json").read_text())["training"]["command"]
+    assert "--width 8 --hidden 32" in command and "--train-sources legacy,sf2" in command
+    assert re.search(
+        r"\[train\] (\d+) of \1 notes: no part or parts of legacy, sf2", (small_out / "train.log").read_text()
+    )
     capsys.readouterr()
     assert main([*small[:-4], "--resume"]) == 2  # resumed without its shape: refused
     assert "is a classifier of width 8, hidden 32; this run is width 16, hidden 128" in capsys.readouterr().err
@@ -269,6 +275,22 @@ def test_labels_of_transcribed_notes() -> None:
     assert onset[:, :3].tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]]
     assert not sounding[:, 3:].any() and not onset[:, 3:].any()
     np.testing.assert_allclose(shift_s, [-0.03, 0.01, np.nan, np.nan, -0.08], atol=1e-6)
+
+
+def test_source_mask_keeps_parts_of_the_named_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tracks = []
+    for t, sources in enumerate((("sf2", "synth"), ("npm", "sf2", "synth"), (None,))):
+        tracks.append(tmp_path / f"T{t}")
+        tracks[-1].mkdir()
+        stems = {f"S{j:02d}": ({"timbre_source": s} if s else {}) for j, s in enumerate(sources)}
+        (tracks[-1] / "metadata.yaml").write_text(json.dumps({"stems": stems}))
+    track = np.array([0, 0, 0, 1, 1, 1, 1, 2, 2])
+    part = np.array([0, 1, -1, 0, 1, 2, 1, 0, -1])
+    assert source_mask(track, part, tracks, {"sf2"}).tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1]
+    assert source_mask(track, part, tracks, {"npm", "synth"}).tolist() == [0, 1, 1, 1, 0, 1, 0, 0, 1]
+    assert source_mask(track, part, tracks, {"legacy"}).tolist() == [0, 0, 1, 0, 0, 0, 0, 1, 1]
+    assert main(["--out", str(tmp_path / "run"), "--train-sources", "sf2,bogus"]) == 2
+    assert "--train-sources takes some of" in capsys.readouterr().err
 
 
 def test_missing_corpus_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
