@@ -13,8 +13,11 @@ ones (more timbres help); the two close says the network itself is the limit (it
 Training notes are a random subset of whole tracks (``--train-notes``), so their parts stay whole.
 ``--corpus`` (the corpora the features were built from, in the same order) adds the training notes'
 and parts' accuracy per General MIDI family (program // 8) and per timbre source and class (which
-source's strings does it miss, and as what), read from each track's metadata. Features built from a
-corpus the checkpoint never trained on give the same figures on songs and renders it has not seen.
+source's strings does it miss, and as what), read from each track's metadata; these count only notes
+of a part, so their totals fall short of the overall figure. Features built from a corpus the
+checkpoint never trained on (``stembridge train-notes --features-only``) give the same figures on
+songs it has not heard; a run trained with ``--train-sources`` still finds every source's notes in
+its features.npz, the ones it never trained on included.
 
     .venv/bin/python bench/classifier_fit.py --features runs/part4/features.npz \\
         --valid runs/part4/valid_features.npz --checkpoint runs/part4/last.pt [--pool] [--json F]
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-part-notes", type=int, default=3)
     ap.add_argument("--pool", action="store_true", help="pool a part head's logits as its run did")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--corpus", type=Path, nargs="+", default=None, help="the features' corpora: accuracy per family")
+    ap.add_argument("--corpus", type=Path, nargs="+", default=None, help="the features' corpora: accuracy per GM family and per timbre source")
     ap.add_argument(
         "--other-bias",
         type=float,

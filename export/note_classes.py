@@ -591,7 +591,9 @@ def train(args: argparse.Namespace, log=print) -> Path:
         tracks = [t for r in args.corpus for t in _tracks(r)]
         keep = source_mask(feats["K"], feats["Q"], tracks, set(args.train_sources))
         log(f"[train] {int(keep.sum())} of {len(keep)} notes: no part or parts of {', '.join(args.train_sources)}")
-        feats = {k: v[keep] if k in "PSYDQNK" else v for k, v in feats.items()}  # T, R: the true notes
+        if not (keep & (feats["Q"] >= 0)).any():
+            raise SystemExit(f"stembridge train-notes: no part of {args.corpus} has a timbre source of --train-sources")
+        feats = {k: v[keep] if k in ("P", "S", "Y", "D", "Q", "N", "K") else v for k, v in feats.items()}  # T, R: true
     y = torch.from_numpy(feats["Y"].astype(np.float32))
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
@@ -599,6 +601,8 @@ def train(args: argparse.Namespace, log=print) -> Path:
     chunk = args.context_chunk
     by_track = bool(args.context or args.part_dim)
     steps_per_epoch = n_track_batches(feats["K"], bs, chunk) if by_track else n // bs
+    if not steps_per_epoch:
+        raise SystemExit(f"stembridge train-notes: {n} training notes do not fill one batch of {bs}")
     torch.manual_seed(args.seed)
     net = NoteClassNet(width=args.width, hidden=args.hidden, context=args.context, part_dim=args.part_dim)
     pool = pool_of(args) if args.part_dim else None
@@ -870,11 +874,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init", type=Path, default=None, help="start from this checkpoint's weights (not resumed)")
     ap.add_argument(
         "--train-sources",
-        type=lambda v: sorted(set(v.split(","))),
+        type=lambda v: sorted({x.strip() for x in v.split(",")}),
         default=None,
         metavar="S1,S2",
-        help="train only on notes of parts with these timbre sources (sf2, synth, freepats, npm, drumkits; legacy "
-        "for a soundfont-only corpus); the mixes keep every part",
+        help="train only on notes of pitched parts with these timbre sources (sf2, synth, freepats, npm; legacy for "
+        "a soundfont-only corpus) and on notes of no part; the mixes keep every part",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -913,6 +917,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.context and args.part_dim:
         print("stembridge train-notes: --context and --part-dim are one or the other", file=sys.stderr)
         return 2
+    if args.context and args.train_sources:  # its training context would miss the notes left out
+        print("stembridge train-notes: --context and --train-sources are one or the other", file=sys.stderr)
+        return 2
     bad = (
         "--part-dim must be 0..4096"
         if not 0 <= args.part_dim <= 4096
@@ -948,7 +955,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.no_train or args.export or args.resume or args.init:
             print("stembridge train-notes: --features-only trains and exports nothing", file=sys.stderr)
             return 2
-        if not corpora_exist(args.corpus):
+        if not corpora_exist([*args.corpus, *([args.valid] if args.valid else [])]):
             return 2
         post, decoding = args.post_cache or args.out / "posteriorgrams", _decoding(args)
         cached_features(
@@ -963,6 +970,16 @@ def main(argv: list[str] | None = None) -> int:
         if start is not None and not start.is_file():
             print(f"stembridge train-notes: --init: no such checkpoint: {start}", file=sys.stderr)
             return 2
+        if resumed is not None:  # the notes trained on are part of the schedule
+            was = torch.load(resumed, weights_only=True).get("args", {}).get("train_sources", "None")
+            now = " ".join(args.train_sources) if args.train_sources else "None"
+            if was != now:
+                print(
+                    f"stembridge train-notes: {resumed} trained with --train-sources {was.replace(' ', ',')}; "
+                    f"resume it with the same (this run: {now.replace(' ', ',')})",
+                    file=sys.stderr,
+                )
+                return 2
         if start is not None:  # before any work: a checkpoint of another shape
             got = shape_of(torch.load(start, weights_only=True))
             if got != {"width": args.width, "hidden": args.hidden}:

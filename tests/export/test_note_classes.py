@@ -223,7 +223,13 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
         r"\[train\] (\d+) of \1 notes: no part or parts of legacy, sf2", (small_out / "train.log").read_text()
     )
     capsys.readouterr()
-    assert main([*small[:-4], "--resume"]) == 2  # resumed without its shape: refused
+    assert main([*small, "--resume"]) == 2  # resumed without its --train-sources: refused
+    assert "trained with --train-sources legacy,sf2; resume it with the same" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no part of .* has a timbre source of --train-sources"):
+        main([*small[:3], str(tmp_path / "run_sf2"), *small[4:], "--train-sources", "sf2"])  # this corpus: legacy
+    assert main([*small, "--train-sources", "sf2", "--context", "8"]) == 2
+    capsys.readouterr()
+    assert main([*small[:-4], "--train-sources", "legacy,sf2", "--resume"]) == 2  # without its shape: refused
     assert "is a classifier of width 8, hidden 32; this run is width 16, hidden 128" in capsys.readouterr().err
     net = load_classifier([small_out / "last.pt"])
     assert (net.hidden, net.c1.out_channels) == (32, 8)
