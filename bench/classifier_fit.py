@@ -159,7 +159,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-part-notes", type=int, default=3)
     ap.add_argument("--pool", action="store_true", help="pool a part head's logits as its run did")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--corpus", type=Path, nargs="+", default=None, help="the features' corpora: accuracy per GM family and per timbre source")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="the features' corpora: accuracy per GM family and per timbre source",
+    )
     ap.add_argument(
         "--other-bias",
         type=float,

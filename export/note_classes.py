@@ -100,7 +100,12 @@ class NoteClassNet(nn.Module):
     With ``part_dim`` > 0, a linear head maps the embedding to a unit-length part embedding
     (``part_embedding``), trained contrastively so that notes of the same part of a file lie close:
     at inference each note's logits are pooled with those of the notes that sound like it
-    (``pool_classes``), since one part keeps one class through a file."""
+    (``pool_classes``), since one part keeps one class through a file.
+
+    With ``families`` > 0, a linear head (``fam``) names the General MIDI family (program // 8) of the
+    note's part from the embedding: a training-only auxiliary task, so that the classes that gather
+    several families (``other``: organ, brass, reed, pads, ...) are learnt as what they are rather than
+    as a remainder; the export leaves it out."""
 
     def __init__(
         self,
@@ -109,6 +114,7 @@ class NoteClassNet(nn.Module):
         hidden: int = HIDDEN,
         context: int = 0,
         part_dim: int = 0,
+        families: int = 0,
     ) -> None:
         super().__init__()
         w = width
@@ -126,6 +132,8 @@ class NoteClassNet(nn.Module):
             nn.init.zeros_(self.ctx[2].bias)
         if part_dim:
             self.part = nn.Linear(hidden, part_dim)
+        if families:
+            self.fam = nn.Linear(hidden, families)
 
     def part_embedding(self, h: torch.Tensor) -> torch.Tensor:
         """Unit-length part embeddings (B, part_dim) of note embeddings ``h``: notes of one part of a
@@ -179,7 +187,8 @@ def load_classifier(ckpts: list[Path]) -> NoteClassNet | NoteClassEnsemble:
     nets = []
     for ckpt in ckpts:
         state = torch.load(ckpt, weights_only=True)
-        net = NoteClassNet(**shape_of(state), context=context_of(state), part_dim=part_dim_of(state))
+        families = int(state["model"]["fam.weight"].shape[0]) if "fam.weight" in state["model"] else 0
+        net = NoteClassNet(**shape_of(state), context=context_of(state), part_dim=part_dim_of(state), families=families)
         net.load_state_dict(state["model"])
         nets.append(net.eval())
     return nets[0] if len(nets) == 1 else NoteClassEnsemble(nets).eval()
@@ -279,6 +288,20 @@ def stem_metadata(track_dir: Path) -> list[dict]:
 
     meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
     return [info for _, info in sorted((meta.get("stems") or {}).items())]
+
+
+N_FAMILIES = 16  # General MIDI program // 8
+
+
+def part_families(track: np.ndarray, part: np.ndarray, tracks: list[Path]) -> np.ndarray:
+    """(n,) int64: the General MIDI family (program // 8) of each note's part (``track`` (n,) indexing
+    ``tracks``, ``part`` (n,), -1 for none); -1 for a note of no part."""
+    out = np.full(len(part), -1, np.int64)
+    for t in np.unique(track).tolist():
+        programs = np.array([int(m.get("program_num", 0)) // 8 for m in stem_metadata(tracks[t])] + [-1])
+        m = track == t
+        out[m] = programs[np.where(part[m] >= 0, part[m], -1)]
+    return out
 
 
 def source_mask(track: np.ndarray, part: np.ndarray, tracks: list[Path], sources: set[str]) -> np.ndarray:
@@ -604,15 +627,24 @@ def train(args: argparse.Namespace, log=print) -> Path:
     if not steps_per_epoch:
         raise SystemExit(f"stembridge train-notes: {n} training notes do not fill one batch of {bs}")
     torch.manual_seed(args.seed)
-    net = NoteClassNet(width=args.width, hidden=args.hidden, context=args.context, part_dim=args.part_dim)
+    families = N_FAMILIES if args.family_weight else 0
+    net = NoteClassNet(
+        width=args.width, hidden=args.hidden, context=args.context, part_dim=args.part_dim, families=families
+    )
     pool = pool_of(args) if args.part_dim else None
     part = torch.from_numpy(feats["Q"].astype(np.int64))
+    if families:
+        family = torch.from_numpy(part_families(feats["K"], feats["Q"], [t for r in args.corpus for t in _tracks(r)]))
     if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
         weights = torch.load(args.init, weights_only=True)["model"]
         own = net.state_dict()  # a part head of another width (or none here) is not carried over
-        dropped = [k for k, v in weights.items() if k.startswith("part.") and (k not in own or v.shape != own[k].shape)]
+        dropped = [
+            k
+            for k, v in weights.items()
+            if k.startswith(("part.", "fam.")) and (k not in own or v.shape != own[k].shape)
+        ]
         missing, unexpected = net.load_state_dict({k: v for k, v in weights.items() if k not in dropped}, strict=False)
-        if unexpected or any(not k.startswith(("ctx.", "part.")) for k in missing):
+        if unexpected or any(not k.startswith(("ctx.", "part.", "fam.")) for k in missing):
             raise SystemExit(f"{args.init}: not a note classifier checkpoint of this shape")
         log(
             f"[train] started from {args.init} (new: {', '.join(missing) or 'nothing'}"
@@ -649,6 +681,8 @@ def train(args: argparse.Namespace, log=print) -> Path:
             loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
             if args.part_dim:
                 loss = loss + args.part_weight * part_contrast_loss(net.part_embedding(h), part[idx], group)
+            if families and (family[idx] >= 0).any():
+                loss = loss + args.family_weight * F.cross_entropy(net.fam(net.drop(h)), family[idx], ignore_index=-1)
             shift_loss = F.smooth_l1_loss(y_hat[:, -1], d[idx], reduction="none")
             loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)
             opt.zero_grad()
@@ -859,6 +893,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--part-weight", type=float, default=1.0, help="weight of the part head's contrastive loss")
     ap.add_argument(
+        "--family-weight",
+        type=float,
+        default=0.0,
+        help="weight of an auxiliary loss that names each note's GM family (program // 8) from its embedding "
+        "(0: none; the export leaves the family head out)",
+    )
+    ap.add_argument(
         "--pool-temperature",
         type=float,
         default=None,
@@ -930,6 +971,8 @@ def main(argv: list[str] | None = None) -> int:
         and not (math.isfinite(args.pool_temperature) and args.pool_temperature >= 1e-4)
         else "--pool-weight must be in 0..1"
         if args.pool_weight is not None and not 0 <= args.pool_weight <= 1
+        else "--family-weight must be a number >= 0"
+        if not (math.isfinite(args.family_weight) and args.family_weight >= 0)
         else None
     )
     if bad:
@@ -970,16 +1013,21 @@ def main(argv: list[str] | None = None) -> int:
         if start is not None and not start.is_file():
             print(f"stembridge train-notes: --init: no such checkpoint: {start}", file=sys.stderr)
             return 2
-        if resumed is not None:  # the notes trained on are part of the schedule
-            was = torch.load(resumed, weights_only=True).get("args", {}).get("train_sources", "None")
-            now = " ".join(args.train_sources) if args.train_sources else "None"
-            if was != now:
-                print(
-                    f"stembridge train-notes: {resumed} trained with --train-sources {was.replace(' ', ',')}; "
-                    f"resume it with the same (this run: {now.replace(' ', ',')})",
-                    file=sys.stderr,
-                )
-                return 2
+        if resumed is not None:  # the notes and losses trained on are part of the schedule
+            trained = torch.load(resumed, weights_only=True).get("args", {})
+            for flag, default, now in (
+                ("train_sources", "None", " ".join(args.train_sources) if args.train_sources else "None"),
+                ("family_weight", "0.0", str(args.family_weight)),
+            ):
+                was = trained.get(flag, default)
+                if was != now:
+                    name = "--" + flag.replace("_", "-")
+                    print(
+                        f"stembridge train-notes: {resumed} trained with {name} {was.replace(' ', ',')}; "
+                        f"resume it with the same (this run: {now.replace(' ', ',')})",
+                        file=sys.stderr,
+                    )
+                    return 2
         if start is not None:  # before any work: a checkpoint of another shape
             got = shape_of(torch.load(start, weights_only=True))
             if got != {"width": args.width, "hidden": args.hidden}:

@@ -24,6 +24,7 @@ from export.note_classes import (
     note_labels,
     note_parts,
     part_contrast_loss,
+    part_families,
     source_mask,
     track_notes,
 )
@@ -238,6 +239,29 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     got = NoteClassifier(small_onnx).predict(mix, sr, notes[:, :4])
     np.testing.assert_allclose(got[0], torch.sigmoid(y[:, :5]).numpy(), atol=1e-4)
 
+    # --family-weight: an auxiliary GM-family head, new on top of a checkpoint, trained and left out of the export
+    fam_out, fam_onnx = tmp_path / "run_fam", tmp_path / "nc_fam.onnx"
+    fam = [
+        "--corpus",
+        str(corpus),
+        "--out",
+        str(fam_out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--family-weight",
+        "0.5",
+    ]
+    assert main([*fam, "--init", str(out / "last.pt"), "--export", str(fam_onnx)]) == 0
+    assert "(new: fam.weight, fam.bias)" in (fam_out / "train.log").read_text()
+    assert load_classifier([fam_out / "last.pt"]).fam.out_features == 16
+    assert NoteClassifier(fam_onnx).predict(mix, sr, notes[:, :4])[0].shape == (16, 5)
+    capsys.readouterr()
+    assert main([*fam[:-2], "--resume"]) == 2  # resumed without its --family-weight: refused
+    assert "trained with --family-weight 0.5; resume it with the same (this run: 0.0)" in capsys.readouterr().err
+    assert main([*fam[:-1], "-1"]) == 2
+
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
     other = NoteClassNet()
@@ -296,6 +320,10 @@ def test_source_mask_keeps_parts_of_the_named_sources(tmp_path: Path, capsys: py
     assert source_mask(track, part, tracks, {"npm", "synth"}).tolist() == [0, 1, 1, 1, 0, 1, 0, 0, 1]
     assert source_mask(track, part, tracks, {"legacy"}).tolist() == [0, 0, 1, 0, 0, 0, 0, 1, 1]
     assert main(["--out", str(tmp_path / "run"), "--train-sources", "sf2,bogus"]) == 2
+    for t, programs in enumerate(((33, 48), (0, 40, 56), (16,))):
+        stems = {f"S{j:02d}": {"program_num": g} for j, g in enumerate(programs)}
+        (tracks[t] / "metadata.yaml").write_text(json.dumps({"stems": stems}))
+    assert part_families(track, part, tracks).tolist() == [4, 6, -1, 0, 5, 7, 5, 2, -1]
     assert "--train-sources takes some of" in capsys.readouterr().err
 
 
