@@ -295,10 +295,10 @@ N_FAMILIES = 16  # General MIDI program // 8
 
 def part_families(track: np.ndarray, part: np.ndarray, tracks: list[Path]) -> np.ndarray:
     """(n,) int64: the General MIDI family (program // 8) of each note's part (``track`` (n,) indexing
-    ``tracks``, ``part`` (n,), -1 for none); -1 for a note of no part."""
+    ``tracks``, ``part`` (n,), -1 for none); -1 for a note of no part or of a part without a program."""
     out = np.full(len(part), -1, np.int64)
     for t in np.unique(track).tolist():
-        programs = np.array([int(m.get("program_num", 0)) // 8 for m in stem_metadata(tracks[t])] + [-1])
+        programs = np.array([int(m.get("program_num", -8)) // 8 for m in stem_metadata(tracks[t])] + [-1])
         m = track == t
         out[m] = programs[np.where(part[m] >= 0, part[m], -1)]
     return out
@@ -1100,6 +1100,11 @@ def main(argv: list[str] | None = None) -> int:
                     + (
                         f" --train-sources {trained['train_sources'].replace(' ', ',')}"
                         if trained.get("train_sources") not in (None, "None")
+                        else ""
+                    )
+                    + (
+                        f" --family-weight {trained['family_weight']}"
+                        if trained.get("family_weight") not in (None, "None", "0.0", "0")
                         else ""
                     )
                 ),

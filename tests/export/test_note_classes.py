@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 import torch
@@ -172,8 +173,6 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert '"valid_unpooled"' not in part_log and "started from" in part_log  # no --valid: no scores
     clf = NoteClassifier(part_onnx)
     assert clf.pooling == {"dim": 8, "temperature": 0.2, "weight": 0.7}
-    import onnx
-
     m = onnx.load(str(part_onnx))  # metadata that does not match the graph's part embedding: refused
     entry = next(e for e in m.metadata_props if e.key == "stembridge_note_classes")
     entry.value = entry.value.replace('"dim": 8', '"dim": 16')
@@ -229,7 +228,7 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit, match="no part of .* has a timbre source of --train-sources"):
         main([*small[:3], str(tmp_path / "run_sf2"), *small[4:], "--train-sources", "sf2"])  # this corpus: legacy
     assert main([*small, "--train-sources", "sf2", "--context", "8"]) == 2
-    capsys.readouterr()
+    assert "one or the other" in capsys.readouterr().err
     assert main([*small[:-4], "--train-sources", "legacy,sf2", "--resume"]) == 2  # without its shape: refused
     assert "is a classifier of width 8, hidden 32; this run is width 16, hidden 128" in capsys.readouterr().err
     net = load_classifier([small_out / "last.pt"])
@@ -257,10 +256,13 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "(new: fam.weight, fam.bias)" in (fam_out / "train.log").read_text()
     assert load_classifier([fam_out / "last.pt"]).fam.out_features == 16
     assert NoteClassifier(fam_onnx).predict(mix, sr, notes[:, :4])[0].shape == (16, 5)
+    assert not [i.name for i in onnx.load(str(fam_onnx)).graph.initializer if "fam" in i.name]
+    assert "--family-weight 0.5" in json.loads(fam_onnx.with_suffix(".json").read_text())["training"]["command"]
     capsys.readouterr()
     assert main([*fam[:-2], "--resume"]) == 2  # resumed without its --family-weight: refused
     assert "trained with --family-weight 0.5; resume it with the same (this run: 0.0)" in capsys.readouterr().err
     assert main([*fam[:-1], "-1"]) == 2
+    assert "--family-weight must be a number >= 0" in capsys.readouterr().err
 
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
@@ -324,6 +326,8 @@ def test_source_mask_keeps_parts_of_the_named_sources(tmp_path: Path, capsys: py
         stems = {f"S{j:02d}": {"program_num": g} for j, g in enumerate(programs)}
         (tracks[t] / "metadata.yaml").write_text(json.dumps({"stems": stems}))
     assert part_families(track, part, tracks).tolist() == [4, 6, -1, 0, 5, 7, 5, 2, -1]
+    (tracks[2] / "metadata.yaml").write_text(json.dumps({"stems": {"S00": {}}}))  # no program: no family
+    assert part_families(track, part, tracks).tolist() == [4, 6, -1, 0, 5, 7, 5, -1, -1]
     assert "--train-sources takes some of" in capsys.readouterr().err
 
 
