@@ -10,10 +10,14 @@ the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped 
 network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
-classifier's parts, ghosts dropped; ``all``: both; ``parts``: each note of one true part
+classifier's parts, ghosts dropped; ``all``: both; ``notes``: the true pitched notes (all parts
+together, one note per onset and pitch) in place of basic-pitch's, classed by the classifier;
+``notes+classes``: those notes in the parts of their true classes; ``parts``: each note of one true part
 takes the part's mean sounding logit, the ceiling of pooling a file's notes by part; labels as
-``stembridge train-notes`` makes them, ``export.note_classes.note_labels``); the network alone is
-always the first row.
+``stembridge train-notes`` makes them, ``export.note_classes.note_labels``), ``ofrac`` (with
+``oracle=classes|all``: the true classes for that fraction of the real notes only, drawn at random
+per track with seed ``oseed`` (default 0), the classifier's for the rest: how the stems grow with
+the share of notes classed right); the network alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -41,18 +45,40 @@ import numpy as np  # noqa: E402
 STEMS = ("drums", "bass", "piano", "guitar", "strings")
 
 
-def _oracle_transcriber(mode: str, **kwargs):
-    """A ``Transcriber`` whose part membership uses the true notes of ``track_dir`` (set per track)."""
+def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, **kwargs):
+    """A ``Transcriber`` whose part membership uses the true notes of ``track_dir`` (set per track);
+    ``fraction`` < 1: only that share of the real notes, drawn with ``seed`` afresh for each track."""
     from bridge.transcribe import Transcriber
     from export.note_classes import note_labels, note_parts, track_notes
 
-    if mode not in ("classes", "ghosts", "all", "parts"):
-        raise SystemExit(f"oracle must be classes, ghosts, all or parts, got {mode!r}")
+    if mode not in ("classes", "ghosts", "all", "parts", "notes", "notes+classes"):
+        raise SystemExit(f"oracle must be classes, ghosts, all, parts, notes or notes+classes, got {mode!r}")
+    true_notes = mode.startswith("notes")
+    mode = mode.removeprefix("notes").removeprefix("+")
+    if not 0.0 <= fraction <= 1.0 or (fraction < 1.0 and mode not in ("classes", "all")):
+        raise SystemExit(f"ofrac must be in [0, 1] and goes with oracle=classes or all, got {fraction} with {mode}")
+
+    class TrueNotes:  # in place of basic-pitch: the track's pitched notes, a note of two parts once
+        def __init__(self, owner: OracleTranscriber) -> None:
+            self.owner = owner
+
+        def transcribe(self, audio: np.ndarray, sample_rate: int, decoding=None) -> np.ndarray:
+            true = track_notes(self.owner.track_dir)[:, :4]
+            true = true[np.lexsort((-true[:, 1], true[:, 2], true[:, 0]))]  # the longest of a repeat first
+            _, first = np.unique(np.round(true[:, [0, 2]], 3), axis=0, return_index=True)
+            return true[np.sort(first)]
 
     class OracleTranscriber(Transcriber):
         track_dir: Path | None = None
 
+        def __init__(self, **kw) -> None:
+            super().__init__(**kw)
+            if true_notes:
+                self.pitch = TrueNotes(self)
+
         def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+            if not mode:  # true notes, the classifier's classes
+                return super().membership(notes, sounding)
             if mode == "parts":  # each note of one true part takes the part's mean sounding logit
                 part = note_parts(notes, track_notes(self.track_dir, with_part=True))
                 p = np.clip(sounding.astype(np.float64), 1e-6, 1 - 1e-6)
@@ -64,7 +90,8 @@ def _oracle_transcriber(mode: str, **kwargs):
             truth = note_labels(notes, track_notes(self.track_dir))[0].astype(bool)
             real = truth.any(axis=1, keepdims=True)
             if mode in ("classes", "all"):
-                member = np.where(real, truth, member)
+                told = real & (np.random.default_rng(seed).random((len(notes), 1)) < fraction)
+                member = np.where(told, truth, member)
             if mode in ("ghosts", "all"):
                 member = member & real
             return member
@@ -76,7 +103,13 @@ def transcriber_of(spec: str):
     from bridge.transcribe import TRANSCRIBED_NETWORK_SHARE, Transcriber
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
-    make = Transcriber if "oracle" not in kv else lambda **kw: _oracle_transcriber(kv["oracle"], **kw)
+    if ("ofrac" in kv or "oseed" in kv) and "oracle" not in kv:
+        raise SystemExit("ofrac and oseed go with oracle=classes or all")
+    make = (
+        Transcriber
+        if "oracle" not in kv
+        else lambda **kw: _oracle_transcriber(kv["oracle"], float(kv.get("ofrac", 1.0)), int(kv.get("oseed", 0)), **kw)
+    )
     tr = make(
         member_share=float(kv.get("share", 0.3)),
         sounding_threshold=float(kv["sound"]) if "sound" in kv else None,

@@ -40,3 +40,16 @@ def test_merge_report_pairs_halves_and_refuses_a_missing_row(tmp_path: Path, cap
     assert "no row 'shipped'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--paired", "base"])  # --paired without --merge: an argument error
+
+
+def test_oracle_fraction_is_checked_before_any_model_loads() -> None:
+    from bench.transcribe_select import transcriber_of
+
+    for spec, text in (
+        ("share=0.3,ofrac=0.5", "go with oracle"),
+        ("oracle=classes,ofrac=1.5", "ofrac must be in"),
+        ("oracle=ghosts,ofrac=0.5", "ofrac must be in"),
+        ("oracle=bogus", "oracle must be"),
+    ):
+        with pytest.raises(SystemExit, match=text):
+            transcriber_of(spec)
