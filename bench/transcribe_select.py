@@ -12,8 +12,11 @@ network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same sy
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
 classifier's parts, ghosts dropped; ``all``: both; ``notes``: the true pitched notes (all parts
 together, one note per onset and pitch) in place of basic-pitch's, classed by the classifier;
-``notes+classes``: those notes in the parts of their true classes; ``parts``: each note of one true part
-takes the part's mean sounding logit, the ceiling of pooling a file's notes by part; labels as
+``notes+classes``: those notes in the parts of their true classes; ``split``, alone or joined to
+another (``split+classes``): each class's part split into one part per true part of its notes,
+the notes of no single part one more (the ceiling of telling a class's instruments apart);
+``parts``: each note of one true part takes the part's mean sounding logit, the ceiling of pooling a
+file's notes by part; labels as
 ``stembridge train-notes`` makes them, ``export.note_classes.note_labels``), ``ofrac`` (with
 ``oracle=classes|all``: the true classes for that fraction of the real notes only, drawn at random
 per track with seed ``oseed`` (default 0), the classifier's for the rest: how the stems grow with
@@ -36,6 +39,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -51,10 +55,12 @@ def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, **kwarg
     from bridge.transcribe import Transcriber
     from export.note_classes import note_labels, note_parts, track_notes
 
-    if mode not in ("classes", "ghosts", "all", "parts", "notes", "notes+classes"):
-        raise SystemExit(f"oracle must be classes, ghosts, all, parts, notes or notes+classes, got {mode!r}")
-    true_notes = mode.startswith("notes")
-    mode = mode.removeprefix("notes").removeprefix("+")
+    words = mode.split("+")
+    true_notes, split = "notes" in words, "split" in words
+    rest = [w for w in words if w not in ("notes", "split")]
+    if len(rest) > 1 or (rest and rest[0] not in ("classes", "ghosts", "all", "parts")) or not words[0]:
+        raise SystemExit(f"oracle must be classes, ghosts, all or parts, with notes+ or split+ or both, got {mode!r}")
+    mode = rest[0] if rest else ""
     if not 0.0 <= fraction <= 1.0 or (fraction < 1.0 and mode not in ("classes", "all")):
         raise SystemExit(f"ofrac must be in [0, 1] and goes with oracle=classes or all, got {fraction} with {mode}")
 
@@ -76,8 +82,20 @@ def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, **kwarg
             if true_notes:
                 self.pitch = TrueNotes(self)
 
+        def transcribe(self, audio: np.ndarray, sample_rate: int):
+            out = super().transcribe(audio, sample_rate)
+            if split:  # each class part as one part per true part of its notes (ghosts and unisons one more)
+                true = track_notes(self.track_dir, with_part=True)
+                parts = []
+                for p in out.parts:
+                    q = note_parts(p.notes, true)
+                    for j in np.unique(q).tolist():
+                        parts.append(replace(p, name=f"{p.name}{j}", notes=p.notes[q == j]))
+                out = replace(out, parts=parts)
+            return out
+
         def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
-            if not mode:  # true notes, the classifier's classes
+            if not mode:  # the classifier's classes
                 return super().membership(notes, sounding)
             if mode == "parts":  # each note of one true part takes the part's mean sounding logit
                 part = note_parts(notes, track_notes(self.track_dir, with_part=True))
