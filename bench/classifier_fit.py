@@ -17,7 +17,11 @@ source's strings does it miss, and as what), read from each track's metadata; th
 of a part, so their totals fall short of the overall figure. Features built from a corpus the
 checkpoint never trained on (``stembridge train-notes --features-only``) give the same figures on
 songs it has not heard; a run trained with ``--train-sources`` still finds every source's notes in
-its features.npz, the ones it never trained on included.
+its features.npz, the ones it never trained on included. ``--valid-tracks`` (the rendered folder the
+valid features came from, with its true stems) splits the selection notes by dominance: the share of
+the mix's energy at the note's harmonics (8 partials, +-1 bin, over its length) that its own class's
+stems hold, so a note alone in its register reads about 1 and a note under louder neighbours near 0
+(are the misses masked notes, or clear notes of a timbre the classifier does not know?).
 
     .venv/bin/python bench/classifier_fit.py --features runs/part4/features.npz \\
         --valid runs/part4/valid_features.npz --checkpoint runs/part4/last.pt [--pool] [--json F]
@@ -150,6 +154,86 @@ def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str,
     return {k: feats[k][m] for k in ("P", "S", "Y", "Q", "K")}
 
 
+DOMINANCE_EDGES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+_DOM_FFT, _DOM_HOP, _DOM_PARTIALS = 4096, 512, 8
+
+
+def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: list[str]) -> np.ndarray:
+    """(n,) float: for each note of exactly one true class (``feats`` ``Y``, ``N`` (n, 4) onset_s,
+    offset_s, pitch, velocity, ``K`` indexing ``track_names`` under ``tracks_dir``), the share of the
+    mix's energy at its harmonics that its class's true stems hold; NaN for other notes, and for a
+    class with no stem in the track."""
+    import soundfile as sf
+    import yaml
+    from scipy.signal import stft
+
+    from bridge.instruments import stem_for_program
+    from export.note_classes import CLASSES
+
+    def power(x: np.ndarray) -> np.ndarray:
+        f = stft(x, nperseg=_DOM_FFT, noverlap=_DOM_FFT - _DOM_HOP, boundary=None, padded=True)[2]
+        return np.abs(f) ** 2
+
+    def mono(path: Path, n: int | None = None) -> tuple[np.ndarray, int]:
+        x, sr = sf.read(str(path), dtype="float64", always_2d=True)
+        x = x.mean(axis=1)
+        return (x if n is None else np.pad(x, (0, max(0, n - len(x))))[:n]), sr
+
+    y = feats["Y"][:, : len(CLASSES)]
+    one = y.sum(axis=1) == 1
+    out = np.full(len(y), np.nan)
+    for t, name in enumerate(track_names):
+        rows = np.flatnonzero((feats["K"] == t) & one)
+        if not len(rows):
+            continue
+        td = tracks_dir / name
+        meta = yaml.safe_load((td / "metadata.yaml").read_text())
+        mix, sr = mono(td / "mix.flac")
+        per: dict[int, np.ndarray] = {}
+        for sid, info in sorted((meta.get("stems") or {}).items()):
+            path = td / "stems" / f"{sid}.flac"
+            if info.get("is_drum") or not path.is_file():
+                continue
+            c = CLASSES.index(stem_for_program(int(info.get("program_num", 0))))
+            per[c] = per.get(c, 0.0) + mono(path, len(mix))[0]
+        pm = power(mix)
+        pc = {c: power(x) for c, x in per.items()}
+        for i in rows.tolist():
+            on_s, off_s, pitch = feats["N"][i, :3]
+            c = int(y[i].argmax())
+            if c not in pc:
+                continue
+            t0 = int(on_s * sr / _DOM_HOP)
+            t1 = max(t0 + 1, int(np.ceil(off_s * sr / _DOM_HOP)))
+            f0_hz = 440.0 * 2 ** ((pitch - 69) / 12)
+            centre = np.round(np.arange(1, _DOM_PARTIALS + 1) * f0_hz * _DOM_FFT / sr).astype(int)
+            bins = np.unique(np.concatenate([centre - 1, centre, centre + 1]))
+            bins = bins[(bins >= 0) & (bins < pm.shape[0])]
+            out[i] = pc[c][bins, t0:t1].sum() / max(pm[bins, t0:t1].sum(), 1e-20)
+    return out
+
+
+def accuracy_by_dominance(logits: np.ndarray, feats: dict[str, np.ndarray], dominance: np.ndarray) -> list[dict]:
+    """Note accuracy of ``logits`` (n, n_classes) per dominance bin (``DOMINANCE_EDGES``, the last bin
+    open above: energy can add up to more than the mix's), overall and per true class."""
+    y = feats["Y"][:, : logits.shape[1]]
+    ok = np.isfinite(dominance)
+    true, right = y.argmax(axis=1), logits.argmax(axis=1) == y.argmax(axis=1)
+    edges = [*DOMINANCE_EDGES, np.inf]
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = ok & (dominance >= lo) & (dominance < hi)
+        per = {}
+        for c in range(logits.shape[1]):
+            mc = m & (true == c)
+            per[c] = [int(mc.sum()), round(float(right[mc].mean()), 4) if mc.any() else None]
+        acc = round(float(right[m].mean()), 4) if m.any() else None
+        out.append(
+            {"from": lo, "to": None if hi == np.inf else hi, "notes": int(m.sum()), "accuracy": acc, "per_class": per}
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--features", type=Path, required=True, help="a run's features.npz (its training notes)")
@@ -174,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="B",
         help="also score the selection notes with B added to the `other` logit (each B): where the run sits on "
         "the trade-off between `other` and the rest",
+    )
+    ap.add_argument(
+        "--valid-tracks",
+        type=Path,
+        default=None,
+        help="the rendered folder the valid features came from: the selection notes' accuracy by dominance",
     )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -209,7 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     with np.load(args.features) as d:
         train = subset({k: d[k] for k in ("P", "S", "Y", "Q", "K")}, args.train_notes, args.seed)
     with np.load(args.valid) as d:
-        valid = {k: d[k] for k in ("P", "S", "Y", "Q", "K")}
+        valid = {k: d[k] for k in ("P", "S", "Y", "Q", "K", *(("N",) if args.valid_tracks else ()))}
+    dominance = None
+    if args.valid_tracks is not None:
+        missing = [n for n in keys[1]["tracks"] if not (args.valid_tracks / n / "metadata.yaml").is_file()]
+        if missing:
+            print(f"classifier_fit: --valid-tracks has no track {missing[0]} of the valid features", file=sys.stderr)
+            return 2
+        dominance = note_dominance(valid, args.valid_tracks, keys[1]["tracks"])
     out = {}
     for ckpt in args.checkpoint:
         net = load_classifier([ckpt])
@@ -222,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             prob = np.clip(predict(net, feats, pool)[0][:, : len(CLASSES)].astype(np.float64), 1e-12, 1 - 1e-12)
             logits = np.log(prob) - np.log1p(-prob)
             row[name] = accuracy(logits, feats, args.min_part_notes)
+            if name == "valid" and dominance is not None:
+                row["valid_dominance"] = accuracy_by_dominance(logits, feats, dominance)
             if name == "valid" and args.other_bias:
                 row["valid_other_bias"] = {
                     str(b): with_other_bias(logits, b, feats, args.min_part_notes) for b in args.other_bias
@@ -241,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  training {by} {name:22s} parts {f['parts']:4d} part accuracy {f['part_accuracy']} "
                     f"notes {f['notes']:6d} note accuracy {f['note_accuracy']} chosen {f['chosen']}"
                 )
+        for r in row.get("valid_dominance", []):
+            per = " ".join(f"{CLASSES[c]} {a}({n})" for c, (n, a) in r["per_class"].items())
+            print(
+                f"  valid, dominance {r['from']:.2f}-{r['to'] or 'up'}: notes {r['notes']:5d} "
+                f"accuracy {r['accuracy']} | {per}"
+            )
         for b, r in row.get("valid_other_bias", {}).items():
             print(f"  valid, other {float(b):+.2f}: recall {r['recall']} note accuracy {r['note_accuracy']}")
         out[str(ckpt)] = row

@@ -20,7 +20,10 @@ file's notes by part; labels as
 ``stembridge train-notes`` makes them, ``export.note_classes.note_labels``), ``ofrac`` (with
 ``oracle=classes|all``: the true classes for that fraction of the real notes only, drawn at random
 per track with seed ``oseed`` (default 0), the classifier's for the rest: how the stems grow with
-the share of notes classed right); the network alone is always the first row.
+the share of notes classed right), ``oclass`` (with ``oracle=classes|all``: the true classes only for
+the notes one of these classes truly plays, ``strings+other``: what classing those right is
+worth), ``excl`` (``bass:0.8+guitar:0.9``: a note whose most probable class is one of these, with at
+least that probability, joins that class's part alone); the network alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -49,11 +52,12 @@ import numpy as np  # noqa: E402
 STEMS = ("drums", "bass", "piano", "guitar", "strings")
 
 
-def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, **kwargs):
+def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, only: tuple[str, ...] = (), **kwargs):
     """A ``Transcriber`` whose part membership uses the true notes of ``track_dir`` (set per track);
-    ``fraction`` < 1: only that share of the real notes, drawn with ``seed`` afresh for each track."""
+    ``fraction`` < 1: only that share of the real notes, drawn with ``seed`` afresh for each track;
+    ``only``: only the notes that one of these classes truly plays."""
     from bridge.transcribe import Transcriber
-    from export.note_classes import note_labels, note_parts, track_notes
+    from export.note_classes import CLASSES, note_labels, note_parts, track_notes
 
     words = mode.split("+")
     true_notes, split = "notes" in words, "split" in words
@@ -61,8 +65,11 @@ def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, **kwarg
     if len(rest) > 1 or (rest and rest[0] not in ("classes", "ghosts", "all", "parts")) or not words[0]:
         raise SystemExit(f"oracle must be classes, ghosts, all or parts, with notes+ or split+ or both, got {mode!r}")
     mode = rest[0] if rest else ""
-    if not 0.0 <= fraction <= 1.0 or (fraction < 1.0 and mode not in ("classes", "all")):
-        raise SystemExit(f"ofrac must be in [0, 1] and goes with oracle=classes or all, got {fraction} with {mode}")
+    if not 0.0 <= fraction <= 1.0 or ((fraction < 1.0 or only) and mode not in ("classes", "all")):
+        raise SystemExit(f"ofrac must be in [0, 1]; ofrac and oclass go with oracle=classes or all, got {mode}")
+    if set(only) - set(CLASSES):
+        raise SystemExit(f"oclass: classes are {', '.join(CLASSES)}, got {', '.join(only)}")
+    chosen = np.isin(CLASSES, only) if only else np.ones(len(CLASSES), bool)
 
     class TrueNotes:  # in place of basic-pitch: the track's pitched notes, a note of two parts once
         def __init__(self, owner: OracleTranscriber) -> None:
@@ -109,6 +116,7 @@ def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, **kwarg
             real = truth.any(axis=1, keepdims=True)
             if mode in ("classes", "all"):
                 told = real & (np.random.default_rng(seed).random((len(notes), 1)) < fraction)
+                told &= truth[:, chosen].any(axis=1, keepdims=True)
                 member = np.where(told, truth, member)
             if mode in ("ghosts", "all"):
                 member = member & real
@@ -121,12 +129,18 @@ def transcriber_of(spec: str):
     from bridge.transcribe import TRANSCRIBED_NETWORK_SHARE, Transcriber
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
-    if ("ofrac" in kv or "oseed" in kv) and "oracle" not in kv:
-        raise SystemExit("ofrac and oseed go with oracle=classes or all")
+    if ("ofrac" in kv or "oseed" in kv or "oclass" in kv) and "oracle" not in kv:
+        raise SystemExit("ofrac, oseed and oclass go with oracle=classes or all")
     make = (
         Transcriber
         if "oracle" not in kv
-        else lambda **kw: _oracle_transcriber(kv["oracle"], float(kv.get("ofrac", 1.0)), int(kv.get("oseed", 0)), **kw)
+        else lambda **kw: _oracle_transcriber(
+            kv["oracle"],
+            float(kv.get("ofrac", 1.0)),
+            int(kv.get("oseed", 0)),
+            tuple(_names(kv.get("oclass", ""))),
+            **kw,
+        )
     )
     tr = make(
         member_share=float(kv.get("share", 0.3)),
@@ -145,7 +159,27 @@ def transcriber_of(spec: str):
         thr = np.array([per_class.get(c, tr.sounding_threshold) for c in tr.classifier.classes])
         base = tr.membership
         tr.membership = lambda notes, sounding: base(notes, sounding) & (sounding >= thr[None, :])
+    if "excl" in kv:  # a note whose most probable class is one of these, at least this sure, joins it alone
+        sure = _per_stem(kv["excl"])
+        if set(sure) - set(tr.classifier.classes):
+            raise SystemExit(f"excl: classes are {', '.join(tr.classifier.classes)}, got {', '.join(sure)}")
+        floor = np.array([sure.get(c, np.inf) for c in tr.classifier.classes])
+        joined = tr.membership
+
+        def exclusive(notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+            member = joined(notes, sounding)
+            best = sounding.argmax(axis=1)
+            alone = sounding[np.arange(len(best)), best] >= floor[best]
+            member[alone] = np.eye(sounding.shape[1], dtype=bool)[best[alone]]
+            return member
+
+        tr.membership = exclusive
     return tr
+
+
+def _names(text: str) -> list[str]:
+    """``strings+other`` -> ["strings", "other"] (empty text: none)."""
+    return [x for x in text.split("+") if x]
 
 
 def _per_stem(text: str) -> dict[str, float]:

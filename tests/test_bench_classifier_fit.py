@@ -136,3 +136,35 @@ def test_group_accuracy_of_known_logits(tmp_path: Path) -> None:
     assert r["npm:strings"]["note_accuracy"] == 1.0 and r["sf2:bass"]["parts"] == 2
     fam = classifier_fit.group_accuracy(logits, f, tracks, 3, "family")
     assert fam["Strings"]["notes"] == 6 and fam["Strings"]["note_accuracy"] == 0.5  # program 40: violin
+
+
+def test_dominance_is_the_class_share_of_the_notes_harmonics(tmp_path: Path) -> None:
+    import soundfile as sf
+    import yaml
+
+    sr, t = 22050, np.arange(2 * 22050) / 22050
+    bass = 0.3 * np.sin(2 * np.pi * 110.0 * t)  # pitch 45 throughout
+    strings = 0.3 * np.sin(2 * np.pi * 466.16 * t)  # pitch 70, off the bass's partials
+    strings += np.where(t >= 1.0, 0.3 * np.cos(2 * np.pi * 110.0 * t), 0.0)  # a unison with the bass from 1 s
+    td = tmp_path / "T1"
+    (td / "stems").mkdir(parents=True)
+    stems = {"S00": {"program_num": 33}, "S01": {"program_num": 48}, "S02": {"program_num": 0, "is_drum": True}}
+    (td / "metadata.yaml").write_text(yaml.safe_dump({"stems": stems}))
+    sf.write(str(td / "stems" / "S00.flac"), bass, sr)
+    sf.write(str(td / "stems" / "S01.flac"), strings, sr)
+    sf.write(str(td / "mix.flac"), bass + strings, sr)
+    notes = [(0.1, 0.9, 45, 80), (0.1, 0.9, 70, 80), (1.2, 1.9, 45, 80), (1.2, 1.9, 45, 80), (0.1, 0.9, 60, 80)]
+    y = np.zeros((5, 10), np.uint8)
+    y[0, 0] = y[1, 3] = y[2, 0] = 1  # bass, strings, bass in the unison
+    y[3, [0, 3]] = 1  # two true classes: no dominance
+    y[4, 4] = 1  # `other`, which no stem plays
+    feats = {"Y": y, "N": np.asarray(notes, np.float64), "K": np.zeros(5, np.int32)}
+    dom = classifier_fit.note_dominance(feats, tmp_path, ["T1"])
+    assert dom[0] > 0.95 and dom[1] > 0.95
+    assert 0.4 < dom[2] < 0.6  # equal tones in quadrature: half the energy
+    assert np.isnan(dom[3]) and np.isnan(dom[4])
+    logits = np.full((5, 5), -5.0)
+    logits[[0, 1, 2], [0, 2, 0]] = 5.0  # the first and third right, the strings note called guitar
+    bins = classifier_fit.accuracy_by_dominance(logits, feats, dom)
+    assert [b["notes"] for b in bins] == [0, 0, int(dom[2] < 0.5), int(dom[2] >= 0.5), 2, 0]
+    assert bins[4]["accuracy"] == 0.5 and bins[4]["per_class"][3] == [1, 0.0] and bins[4]["per_class"][0] == [1, 1.0]

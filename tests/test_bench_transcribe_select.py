@@ -50,6 +50,9 @@ def test_oracle_fraction_is_checked_before_any_model_loads() -> None:
         ("oracle=classes,ofrac=1.5", "ofrac must be in"),
         ("oracle=ghosts,ofrac=0.5", "ofrac must be in"),
         ("oracle=bogus", "oracle must be"),
+        ("oracle=classes,oclass=drums", "oclass: classes are"),
+        ("oracle=parts,oclass=bass", "go with oracle=classes or all"),
+        ("share=0.3,oclass=bass", "go with oracle"),
     ):
         with pytest.raises(SystemExit, match=text):
             transcriber_of(spec)
