@@ -21,7 +21,8 @@ its features.npz, the ones it never trained on included. ``--valid-tracks`` (the
 valid features came from, with its true stems) splits the selection notes by dominance: the share of
 the mix's energy at the note's harmonics (8 partials, +-1 bin, over its length) that its own class's
 stems hold, so a note alone in its register reads about 1 and a note under louder neighbours near 0
-(are the misses masked notes, or clear notes of a timbre the classifier does not know?).
+(are the misses masked notes, or clear notes of a timbre the classifier does not know?), and by
+their part's GM program (which instruments it misses, and as what).
 
     .venv/bin/python bench/classifier_fit.py --features runs/part4/features.npz \\
         --valid runs/part4/valid_features.npz --checkpoint runs/part4/last.pt [--pool] [--json F]
@@ -75,12 +76,14 @@ def accuracy(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: i
 def group_accuracy(
     logits: np.ndarray, feats: dict[str, np.ndarray], tracks: list[Path], min_part_notes: int, by: str
 ) -> dict:
-    """Accuracy of the training notes and parts grouped by their part's metadata: ``by`` "family" (the
-    GM family of its program, Slakh's class names, ``export.data.gm.SLAKH_CLASSES``) or "source" (its
-    timbre source and true class, e.g. ``synth:strings``; ``legacy`` for a soundfont-only corpus).
+    """Accuracy of the notes and parts of ``feats`` grouped by their part's metadata: ``by`` "family" (the
+    GM family of its program, Slakh's class names, ``export.data.gm.SLAKH_CLASSES``), "program" (its GM
+    program's name) or "source" (its timbre source and true class, e.g. ``synth:strings``; ``legacy``
+    for a soundfont-only corpus).
     Per group: parts (``part_verdicts``) and how many the mean logit classes right, the one-class notes
     and how many the arg-max classes right, and which class those notes were given (``chosen``, in
     CLASSES order). ``tracks``: the track folders ``feats["K"]`` indexes; ``logits`` (n, n_classes)."""
+    from bridge.parts.score_parts import gm_program_name
     from export.data.gm import SLAKH_CLASSES
     from export.note_classes import CLASSES, stem_metadata
 
@@ -93,6 +96,8 @@ def group_accuracy(
         m = stems[t][j]
         if by == "family":
             return SLAKH_CLASSES[int(m.get("program_num", 0)) // 8]
+        if by == "program":
+            return gm_program_name(int(m["program_num"])) if "program_num" in m else "no program"
         return f"{m.get('timbre_source', 'legacy')}:{CLASSES[cls]}"
 
     y = feats["Y"][:, :c]
@@ -161,8 +166,9 @@ _DOM_FFT, _DOM_HOP, _DOM_PARTIALS = 4096, 512, 8
 def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: list[str]) -> np.ndarray:
     """(n,) float: for each note of exactly one true class (``feats`` ``Y``, ``N`` (n, 4) onset_s,
     offset_s, pitch, velocity, ``K`` indexing ``track_names`` under ``tracks_dir``), the share of the
-    mix's energy at its harmonics that its class's true stems hold; NaN for other notes, and for a
-    class with no stem in the track."""
+    mix's energy at its harmonics that its class's true stems hold (frames centred from its onset to
+    its offset); NaN for other notes, for a class with no stem in the track, and where the mix is
+    silent at those harmonics or the note lies outside the audio."""
     import soundfile as sf
     import yaml
     from scipy.signal import stft
@@ -171,7 +177,8 @@ def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: 
     from export.note_classes import CLASSES
 
     def power(x: np.ndarray) -> np.ndarray:
-        f = stft(x, nperseg=_DOM_FFT, noverlap=_DOM_FFT - _DOM_HOP, boundary=None, padded=True)[2]
+        # boundary "zeros": frame j is centred on sample j * hop
+        f = stft(x, nperseg=_DOM_FFT, noverlap=_DOM_FFT - _DOM_HOP, boundary="zeros", padded=True)[2]
         return np.abs(f) ** 2
 
     def mono(path: Path, n: int | None = None) -> tuple[np.ndarray, int]:
@@ -198,18 +205,21 @@ def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: 
             per[c] = per.get(c, 0.0) + mono(path, len(mix))[0]
         pm = power(mix)
         pc = {c: power(x) for c, x in per.items()}
+        floor = 1e-10 * max(float(pm.mean()), 1e-30)  # below this the mix is silent there
         for i in rows.tolist():
             on_s, off_s, pitch = feats["N"][i, :3]
             c = int(y[i].argmax())
             if c not in pc:
                 continue
-            t0 = int(on_s * sr / _DOM_HOP)
-            t1 = max(t0 + 1, int(np.ceil(off_s * sr / _DOM_HOP)))
+            t0 = max(0, round(on_s * sr / _DOM_HOP))
+            t1 = min(pm.shape[1], max(t0 + 1, round(off_s * sr / _DOM_HOP)))
             f0_hz = 440.0 * 2 ** ((pitch - 69) / 12)
             centre = np.round(np.arange(1, _DOM_PARTIALS + 1) * f0_hz * _DOM_FFT / sr).astype(int)
             bins = np.unique(np.concatenate([centre - 1, centre, centre + 1]))
             bins = bins[(bins >= 0) & (bins < pm.shape[0])]
-            out[i] = pc[c][bins, t0:t1].sum() / max(pm[bins, t0:t1].sum(), 1e-20)
+            total = pm[bins, t0:t1].sum()
+            if t0 < t1 and len(bins) and total > floor * len(bins) * (t1 - t0):
+                out[i] = pc[c][bins, t0:t1].sum() / total
     return out
 
 
@@ -263,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "--valid-tracks",
         type=Path,
         default=None,
-        help="the rendered folder the valid features came from: the selection notes' accuracy by dominance",
+        help="the rendered folder the valid features came from: the selection notes' accuracy by dominance "
+        "and by their part's GM program",
     )
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -299,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     with np.load(args.features) as d:
         train = subset({k: d[k] for k in ("P", "S", "Y", "Q", "K")}, args.train_notes, args.seed)
     with np.load(args.valid) as d:
+        if args.valid_tracks is not None and "N" not in d.files:
+            print(f"classifier_fit: {args.valid} has no note times (N) for --valid-tracks", file=sys.stderr)
+            return 2
         valid = {k: d[k] for k in ("P", "S", "Y", "Q", "K", *(("N",) if args.valid_tracks else ()))}
     dominance = None
     if args.valid_tracks is not None:
@@ -321,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             row[name] = accuracy(logits, feats, args.min_part_notes)
             if name == "valid" and dominance is not None:
                 row["valid_dominance"] = accuracy_by_dominance(logits, feats, dominance)
+                valid_tracks = [args.valid_tracks / n for n in keys[1]["tracks"]]
+                row["valid_program"] = group_accuracy(logits, feats, valid_tracks, args.min_part_notes, "program")
             if name == "valid" and args.other_bias:
                 row["valid_other_bias"] = {
                     str(b): with_other_bias(logits, b, feats, args.min_part_notes) for b in args.other_bias
@@ -334,18 +350,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"parts {r['parts']:4d} part accuracy {r['part_accuracy']}",
                 flush=True,
             )
-        for by in ("family", "source"):
-            for name, f in row.get(f"train_{by}", {}).items():
+        for by in ("train_family", "train_source", "valid_program"):
+            for name, f in row.get(by, {}).items():
                 print(
-                    f"  training {by} {name:22s} parts {f['parts']:4d} part accuracy {f['part_accuracy']} "
+                    f"  {by.replace('_', ' ')} {name:22s} parts {f['parts']:4d} part accuracy {f['part_accuracy']} "
                     f"notes {f['notes']:6d} note accuracy {f['note_accuracy']} chosen {f['chosen']}"
                 )
         for r in row.get("valid_dominance", []):
             per = " ".join(f"{CLASSES[c]} {a}({n})" for c, (n, a) in r["per_class"].items())
-            print(
-                f"  valid, dominance {r['from']:.2f}-{r['to'] or 'up'}: notes {r['notes']:5d} "
-                f"accuracy {r['accuracy']} | {per}"
-            )
+            upper = "up" if r["to"] is None else format(r["to"], ".2f")
+            print(f"  valid, dominance {r['from']:.2f}-{upper}: notes {r['notes']:5d} accuracy {r['accuracy']} | {per}")
         for b, r in row.get("valid_other_bias", {}).items():
             print(f"  valid, other {float(b):+.2f}: recall {r['recall']} note accuracy {r['note_accuracy']}")
         out[str(ckpt)] = row

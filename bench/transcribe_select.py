@@ -52,10 +52,13 @@ import numpy as np  # noqa: E402
 STEMS = ("drums", "bass", "piano", "guitar", "strings")
 
 
-def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, only: tuple[str, ...] = (), **kwargs):
+def _oracle_transcriber(
+    mode: str, fraction: float = 1.0, seed: int | None = None, only: tuple[str, ...] = (), **kwargs
+):
     """A ``Transcriber`` whose part membership uses the true notes of ``track_dir`` (set per track);
-    ``fraction`` < 1: only that share of the real notes, drawn with ``seed`` afresh for each track;
-    ``only``: only the notes that one of these classes truly plays."""
+    ``fraction`` < 1: only that share of the real notes, drawn with ``seed`` (default 0; the same
+    draw on every track: its i-th note gets the same number); ``only``: only the notes that one of
+    these classes truly plays."""
     from bridge.transcribe import Transcriber
     from export.note_classes import CLASSES, note_labels, note_parts, track_notes
 
@@ -64,9 +67,14 @@ def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, only: t
     rest = [w for w in words if w not in ("notes", "split")]
     if len(rest) > 1 or (rest and rest[0] not in ("classes", "ghosts", "all", "parts")) or not words[0]:
         raise SystemExit(f"oracle must be classes, ghosts, all or parts, with notes+ or split+ or both, got {mode!r}")
+    given = mode
     mode = rest[0] if rest else ""
-    if not 0.0 <= fraction <= 1.0 or ((fraction < 1.0 or only) and mode not in ("classes", "all")):
-        raise SystemExit(f"ofrac must be in [0, 1]; ofrac and oclass go with oracle=classes or all, got {mode}")
+    if not 0.0 <= fraction <= 1.0 or ((fraction < 1.0 or only or seed is not None) and mode not in ("classes", "all")):
+        raise SystemExit(
+            f"ofrac must be in [0, 1]; ofrac, oseed and oclass go with oracle=classes or all, "
+            f"got oracle={given}, ofrac={fraction}"
+        )
+    seed = 0 if seed is None else seed
     if set(only) - set(CLASSES):
         raise SystemExit(f"oclass: classes are {', '.join(CLASSES)}, got {', '.join(only)}")
     chosen = np.isin(CLASSES, only) if only else np.ones(len(CLASSES), bool)
@@ -77,9 +85,12 @@ def _oracle_transcriber(mode: str, fraction: float = 1.0, seed: int = 0, only: t
 
         def transcribe(self, audio: np.ndarray, sample_rate: int, decoding=None) -> np.ndarray:
             true = track_notes(self.owner.track_dir)[:, :4]
-            true = true[np.lexsort((-true[:, 1], true[:, 2], true[:, 0]))]  # the longest of a repeat first
-            _, first = np.unique(np.round(true[:, [0, 2]], 3), axis=0, return_index=True)
-            return true[np.sort(first)]
+            at = np.round(true[:, [0, 2]], 3)  # one note per onset (to the ms) and pitch ...
+            order = np.lexsort((-true[:, 1], at[:, 1], at[:, 0]))  # ... the longest of a repeat first
+            true, at = true[order], at[order]
+            _, first = np.unique(at, axis=0, return_index=True)
+            kept = true[first]
+            return kept[np.lexsort((kept[:, 2], kept[:, 0]))]  # by onset, then pitch, as basic-pitch gives them
 
     class OracleTranscriber(Transcriber):
         track_dir: Path | None = None
@@ -131,13 +142,15 @@ def transcriber_of(spec: str):
     kv = dict(item.split("=", 1) for item in spec.split(","))
     if ("ofrac" in kv or "oseed" in kv or "oclass" in kv) and "oracle" not in kv:
         raise SystemExit("ofrac, oseed and oclass go with oracle=classes or all")
+    if "excl" in kv and "oracle" in kv:
+        raise SystemExit("excl is a setting, oracle a diagnostic: one or the other")
     make = (
         Transcriber
         if "oracle" not in kv
         else lambda **kw: _oracle_transcriber(
             kv["oracle"],
             float(kv.get("ofrac", 1.0)),
-            int(kv.get("oseed", 0)),
+            int(kv["oseed"]) if "oseed" in kv else None,
             tuple(_names(kv.get("oclass", ""))),
             **kw,
         )

@@ -100,6 +100,26 @@ def test_run_over_two_feature_files(tmp_path: Path) -> None:
     assert sorted(row["train_source"]) == ["npm:strings", "sf2:bass", "synth:strings"]
     assert row["train_source"]["sf2:bass"]["notes"] == 8 and row["train_source"]["npm:strings"]["parts"] == 1
 
+    assert classifier_fit.main([*args, "--valid-tracks", str(corpus)]) == 2  # no note times in these features
+    with np.load(tmp_path / "valid.npz") as d:
+        timed = {k: d[k] for k in d.files}
+    timed["N"] = np.tile([0.1, 0.5, 45.0, 80.0], (len(timed["Y"]), 1))
+    np.savez(tmp_path / "valid_timed.npz", **timed)
+    timed_args = [*args[:3], str(tmp_path / "valid_timed.npz"), *args[4:]]
+    assert classifier_fit.main([*timed_args, "--valid-tracks", str(tmp_path / "none")]) == 2  # no such tracks
+    import soundfile as sf
+
+    tone = 0.2 * np.sin(2 * np.pi * 110.0 * np.arange(22050) / 22050)
+    for name in ("a", "b"):  # the corpus folders as the selection tracks, with stems: bass and strings at 110 Hz
+        (corpus / name / "stems").mkdir()
+        for sid, gain in (("S00", 1.0), ("S01", 0.5)):
+            sf.write(str(corpus / name / "stems" / f"{sid}.flac"), gain * tone, 22050)
+        sf.write(str(corpus / name / "mix.flac"), 1.5 * tone, 22050)
+    assert classifier_fit.main([*timed_args, "--valid-tracks", str(corpus)]) == 0
+    row = json.loads((tmp_path / "out.json").read_text())["results"][str(tmp_path / "c.pt")]
+    by_dom = {b["from"]: b for b in row["valid_dominance"]}
+    assert by_dom[0.25]["per_class"]["0"][0] == 8 and by_dom[0.1]["per_class"]["3"][0] == 8  # 4/9 and 1/9
+    assert sorted(row["valid_program"]) == ["Electric Bass (finger)", "String Ensemble 1"]
     (corpus / "c").mkdir()
     (corpus / "c" / "mix.flac").touch()
     (corpus / "c" / "metadata.yaml").write_text("{}")
@@ -136,6 +156,8 @@ def test_group_accuracy_of_known_logits(tmp_path: Path) -> None:
     assert r["npm:strings"]["note_accuracy"] == 1.0 and r["sf2:bass"]["parts"] == 2
     fam = classifier_fit.group_accuracy(logits, f, tracks, 3, "family")
     assert fam["Strings"]["notes"] == 6 and fam["Strings"]["note_accuracy"] == 0.5  # program 40: violin
+    prog = classifier_fit.group_accuracy(logits, f, tracks, 3, "program")
+    assert set(prog) == {"Electric Bass (finger)", "Violin"} and prog["Violin"]["chosen"] == [0, 0, 0, 3, 3]
 
 
 def test_dominance_is_the_class_share_of_the_notes_harmonics(tmp_path: Path) -> None:
@@ -154,15 +176,18 @@ def test_dominance_is_the_class_share_of_the_notes_harmonics(tmp_path: Path) -> 
     sf.write(str(td / "stems" / "S01.flac"), strings, sr)
     sf.write(str(td / "mix.flac"), bass + strings, sr)
     notes = [(0.1, 0.9, 45, 80), (0.1, 0.9, 70, 80), (1.2, 1.9, 45, 80), (1.2, 1.9, 45, 80), (0.1, 0.9, 60, 80)]
-    y = np.zeros((5, 10), np.uint8)
-    y[0, 0] = y[1, 3] = y[2, 0] = 1  # bass, strings, bass in the unison
+    notes += [(1.95, 1.99, 70, 80), (2.5, 3.0, 70, 80)]  # at the very end, and after it
+    y = np.zeros((7, 10), np.uint8)
+    y[0, 0] = y[1, 3] = y[2, 0] = y[5, 3] = y[6, 3] = 1  # bass, strings, bass in the unison, strings, strings
     y[3, [0, 3]] = 1  # two true classes: no dominance
     y[4, 4] = 1  # `other`, which no stem plays
-    feats = {"Y": y, "N": np.asarray(notes, np.float64), "K": np.zeros(5, np.int32)}
+    feats = {"Y": y, "N": np.asarray(notes, np.float64), "K": np.zeros(7, np.int32)}
     dom = classifier_fit.note_dominance(feats, tmp_path, ["T1"])
-    assert dom[0] > 0.95 and dom[1] > 0.95
+    assert dom[0] > 0.95 and dom[1] > 0.95 and dom[5] > 0.95
     assert 0.4 < dom[2] < 0.6  # equal tones in quadrature: half the energy
-    assert np.isnan(dom[3]) and np.isnan(dom[4])
+    assert np.isnan(dom[3]) and np.isnan(dom[4]) and np.isnan(dom[6])
+    feats = {k: v[:5] for k, v in feats.items()}
+    dom = dom[:5]
     logits = np.full((5, 5), -5.0)
     logits[[0, 1, 2], [0, 2, 0]] = 5.0  # the first and third right, the strings note called guitar
     bins = classifier_fit.accuracy_by_dominance(logits, feats, dom)

@@ -42,8 +42,14 @@ def test_merge_report_pairs_halves_and_refuses_a_missing_row(tmp_path: Path, cap
         main(["--paired", "base"])  # --paired without --merge: an argument error
 
 
-def test_oracle_fraction_is_checked_before_any_model_loads() -> None:
+def test_oracle_fraction_is_checked_before_any_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.transcribe_select import transcriber_of
+    from bridge.transcribe import Transcriber
+
+    def no_models(*args, **kwargs) -> None:
+        raise AssertionError("a model was loaded before the variant was checked")
+
+    monkeypatch.setattr(Transcriber, "__init__", no_models)
 
     for spec, text in (
         ("share=0.3,ofrac=0.5", "go with oracle"),
@@ -53,6 +59,8 @@ def test_oracle_fraction_is_checked_before_any_model_loads() -> None:
         ("oracle=classes,oclass=drums", "oclass: classes are"),
         ("oracle=parts,oclass=bass", "go with oracle=classes or all"),
         ("share=0.3,oclass=bass", "go with oracle"),
+        ("oracle=ghosts,oseed=2", "go with oracle=classes or all"),
+        ("oracle=classes,excl=bass:0.5", "one or the other"),
     ):
         with pytest.raises(SystemExit, match=text):
             transcriber_of(spec)
