@@ -173,6 +173,7 @@ def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: 
     import yaml
     from scipy.signal import stft
 
+    from bench.quality import _read_mono
     from bridge.instruments import stem_for_program
     from export.note_classes import CLASSES
 
@@ -180,11 +181,6 @@ def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: 
         # boundary "zeros": frame j is centred on sample j * hop
         f = stft(x, nperseg=_DOM_FFT, noverlap=_DOM_FFT - _DOM_HOP, boundary="zeros", padded=True)[2]
         return np.abs(f) ** 2
-
-    def mono(path: Path, n: int | None = None) -> tuple[np.ndarray, int]:
-        x, sr = sf.read(str(path), dtype="float64", always_2d=True)
-        x = x.mean(axis=1)
-        return (x if n is None else np.pad(x, (0, max(0, n - len(x))))[:n]), sr
 
     y = feats["Y"][:, : len(CLASSES)]
     one = y.sum(axis=1) == 1
@@ -195,14 +191,15 @@ def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: 
             continue
         td = tracks_dir / name
         meta = yaml.safe_load((td / "metadata.yaml").read_text())
-        mix, sr = mono(td / "mix.flac")
+        info = sf.info(str(td / "mix.flac"))
+        sr, mix = info.samplerate, _read_mono(td / "mix.flac", info.frames)
         per: dict[int, np.ndarray] = {}
         for sid, info in sorted((meta.get("stems") or {}).items()):
             path = td / "stems" / f"{sid}.flac"
             if info.get("is_drum") or not path.is_file():
                 continue
             c = CLASSES.index(stem_for_program(int(info.get("program_num", 0))))
-            per[c] = per.get(c, 0.0) + mono(path, len(mix))[0]
+            per[c] = per.get(c, 0.0) + _read_mono(path, len(mix))
         pm = power(mix)
         pc = {c: power(x) for c, x in per.items()}
         floor = 1e-10 * max(float(pm.mean()), 1e-30)  # below this the mix is silent there
