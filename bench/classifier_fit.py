@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from export.note_dominance import DOMINANCE_EDGES, note_dominance  # noqa: E402
+
 
 def part_verdicts(logits: np.ndarray, feats: dict[str, np.ndarray], min_part_notes: int) -> list[tuple[int, int, int]]:
     """(track, part, 1 if right else 0) of every true part with ``min_part_notes`` or more notes of exactly
@@ -159,67 +161,6 @@ def subset(feats: dict[str, np.ndarray], max_notes: int, seed: int) -> dict[str,
     return {k: feats[k][m] for k in ("P", "S", "Y", "Q", "K")}
 
 
-DOMINANCE_EDGES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
-_DOM_FFT, _DOM_HOP, _DOM_PARTIALS = 4096, 512, 8
-
-
-def note_dominance(feats: dict[str, np.ndarray], tracks_dir: Path, track_names: list[str]) -> np.ndarray:
-    """(n,) float: for each note of exactly one true class (``feats`` ``Y``, ``N`` (n, 4) onset_s,
-    offset_s, pitch, velocity, ``K`` indexing ``track_names`` under ``tracks_dir``), the share of the
-    mix's energy at its harmonics that its class's true stems hold (frames centred from its onset to
-    its offset); NaN for other notes, for a class with no stem in the track, and where the mix is
-    silent at those harmonics or the note lies outside the audio."""
-    import soundfile as sf
-    import yaml
-    from scipy.signal import stft
-
-    from bench.quality import _read_mono
-    from bridge.instruments import stem_for_program
-    from export.note_classes import CLASSES
-
-    def power(x: np.ndarray) -> np.ndarray:
-        # boundary "zeros": frame j is centred on sample j * hop
-        f = stft(x, nperseg=_DOM_FFT, noverlap=_DOM_FFT - _DOM_HOP, boundary="zeros", padded=True)[2]
-        return np.abs(f) ** 2
-
-    y = feats["Y"][:, : len(CLASSES)]
-    one = y.sum(axis=1) == 1
-    out = np.full(len(y), np.nan)
-    for t, name in enumerate(track_names):
-        rows = np.flatnonzero((feats["K"] == t) & one)
-        if not len(rows):
-            continue
-        td = tracks_dir / name
-        meta = yaml.safe_load((td / "metadata.yaml").read_text())
-        info = sf.info(str(td / "mix.flac"))
-        sr, mix = info.samplerate, _read_mono(td / "mix.flac", info.frames)
-        per: dict[int, np.ndarray] = {}
-        for sid, info in sorted((meta.get("stems") or {}).items()):
-            path = td / "stems" / f"{sid}.flac"
-            if info.get("is_drum") or not path.is_file():
-                continue
-            c = CLASSES.index(stem_for_program(int(info.get("program_num", 0))))
-            per[c] = per.get(c, 0.0) + _read_mono(path, len(mix))
-        pm = power(mix)
-        pc = {c: power(x) for c, x in per.items()}
-        floor = 1e-10 * max(float(pm.mean()), 1e-30)  # below this the mix is silent there
-        for i in rows.tolist():
-            on_s, off_s, pitch = feats["N"][i, :3]
-            c = int(y[i].argmax())
-            if c not in pc:
-                continue
-            t0 = max(0, round(on_s * sr / _DOM_HOP))
-            t1 = min(pm.shape[1], max(t0 + 1, round(off_s * sr / _DOM_HOP)))
-            f0_hz = 440.0 * 2 ** ((pitch - 69) / 12)
-            centre = np.round(np.arange(1, _DOM_PARTIALS + 1) * f0_hz * _DOM_FFT / sr).astype(int)
-            bins = np.unique(np.concatenate([centre - 1, centre, centre + 1]))
-            bins = bins[(bins >= 0) & (bins < pm.shape[0])]
-            total = pm[bins, t0:t1].sum()
-            if t0 < t1 and len(bins) and total > floor * len(bins) * (t1 - t0):
-                out[i] = pc[c][bins, t0:t1].sum() / total
-    return out
-
-
 def accuracy_by_dominance(logits: np.ndarray, feats: dict[str, np.ndarray], dominance: np.ndarray) -> list[dict]:
     """Note accuracy of ``logits`` (n, n_classes) per dominance bin (``DOMINANCE_EDGES``, the last bin
     open above: energy can add up to more than the mix's), overall and per true class."""
@@ -317,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"classifier_fit: --valid-tracks has no track {missing[0]} of the valid features", file=sys.stderr)
             return 2
-        dominance = note_dominance(valid, args.valid_tracks, keys[1]["tracks"])
+        dominance = note_dominance(valid, [args.valid_tracks / name for name in keys[1]["tracks"]])
     out = {}
     for ckpt in args.checkpoint:
         net = load_classifier([ckpt])

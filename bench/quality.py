@@ -58,6 +58,7 @@ import numpy as np  # noqa: E402
 
 from bench.metrics import ideal_ratio_mask, onset_f1, separation_scores  # noqa: E402
 from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
+from export.note_dominance import read_mono as _read_mono  # noqa: E402
 
 HELDOUT_SEED = 9001  # never used for a training corpus
 ROWS = ("model blind", "network blind", "model + score", "network + score", "IRM ceiling", "basic-pitch")
@@ -195,14 +196,6 @@ def _version(dist: str) -> str:
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def _read_mono(path: Path, n: int) -> np.ndarray:
-    import soundfile as sf
-
-    x, _ = sf.read(str(path), dtype="float64", always_2d=True)
-    x = x.mean(axis=1)
-    return x[:n] if len(x) >= n else np.pad(x, (0, n - len(x)))
 
 
 def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple[str, ...]) -> dict:

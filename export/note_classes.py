@@ -598,6 +598,29 @@ def evaluate(
     }
 
 
+def note_weights(feats: dict[str, np.ndarray], args: argparse.Namespace, log=print) -> np.ndarray:
+    """(n,) float32 loss weights of the training notes: 1 each, or with ``--dominance-floor`` F < 1, each
+    note of one true class weighted by its dominance (``export.note_dominance``), clipped to [F, 1]
+    (notes of no or several true classes keep 1). The dominance is cached in ``OUT/dominance.npy``
+    (computed again where its length is not the notes')."""
+    n = len(feats["Y"])
+    if args.dominance_floor >= 1:
+        return np.ones(n, np.float32)
+    from export.note_dominance import note_dominance
+
+    cache = args.out / "dominance.npy"
+    dom = np.load(cache) if cache.is_file() else None
+    if dom is None or dom.shape != (n,):
+        t0 = time.perf_counter()
+        dom = note_dominance(feats, [t for r in args.corpus for t in _tracks(r)])
+        np.save(args.out / "dominance.tmp.npy", dom)
+        (args.out / "dominance.tmp.npy").replace(cache)
+        log(f"[train] dominance of {int(np.isfinite(dom).sum())} of {n} notes ({time.perf_counter() - t0:.0f} s)")
+    w = np.where(np.isfinite(dom), np.clip(np.nan_to_num(dom), args.dominance_floor, 1.0), 1.0)
+    log(f"[train] note weights: mean {w.mean():.3f}, {int((w < 0.5).sum())} notes under 0.5")
+    return w.astype(np.float32)
+
+
 def train(args: argparse.Namespace, log=print) -> Path:
     torch.set_num_threads(args.threads)
     out = args.out
@@ -618,6 +641,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
             raise SystemExit(f"stembridge train-notes: no part of {args.corpus} has a timbre source of --train-sources")
         feats = {k: v[keep] if k in ("P", "S", "Y", "D", "Q", "N", "K") else v for k, v in feats.items()}  # T, R: true
     y = torch.from_numpy(feats["Y"].astype(np.float32))
+    weight = torch.from_numpy(note_weights(feats, args, log)).float()
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
     n, bs = len(y), args.batch_size
@@ -678,7 +702,8 @@ def train(args: argparse.Namespace, log=print) -> Path:
         for idx, group in batches:
             h = net.embed(augment(P[idx].float(), gen), S[idx])
             y_hat = net.head(h, group_context(h, group) if args.context else None)
-            loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
+            bce = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx], reduction="none").mean(dim=1)
+            loss = (bce * weight[idx]).sum() / weight[idx].sum()
             if args.part_dim:
                 loss = loss + args.part_weight * part_contrast_loss(net.part_embedding(h), part[idx], group)
             if families and (family[idx] >= 0).any():
@@ -900,6 +925,14 @@ def main(argv: list[str] | None = None) -> int:
         "(0: none; the export leaves the family head out)",
     )
     ap.add_argument(
+        "--dominance-floor",
+        type=float,
+        default=1.0,
+        help="weight each training note of one true class by its dominance (the share of the mix's energy at "
+        "its harmonics its class's stems hold), at least this much, so that notes masked by other "
+        "instruments count less (1: every note alike; computed once from the corpus's stems, OUT/dominance.npy)",
+    )
+    ap.add_argument(
         "--pool-temperature",
         type=float,
         default=None,
@@ -973,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.pool_weight is not None and not 0 <= args.pool_weight <= 1
         else "--family-weight must be a number >= 0"
         if not (math.isfinite(args.family_weight) and args.family_weight >= 0)
+        else "--dominance-floor must be in 0..1"
+        if not 0 <= args.dominance_floor <= 1
         else None
     )
     if bad:
@@ -1018,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
             for flag, default, now in (
                 ("train_sources", "None", " ".join(args.train_sources) if args.train_sources else "None"),
                 ("family_weight", "0.0", str(args.family_weight)),
+                ("dominance_floor", "1.0", str(args.dominance_floor)),
             ):
                 was = trained.get(flag, default)
                 if was != now:
@@ -1105,6 +1141,11 @@ def main(argv: list[str] | None = None) -> int:
                     + (
                         f" --family-weight {trained['family_weight']}"
                         if trained.get("family_weight") not in (None, "None", "0.0", "0")
+                        else ""
+                    )
+                    + (
+                        f" --dominance-floor {trained['dominance_floor']}"
+                        if trained.get("dominance_floor") not in (None, "None", "1.0", "1")
                         else ""
                     )
                 ),

@@ -15,6 +15,7 @@ import classifier_fit  # noqa: E402
 
 from bridge.transcribe.note_classes import PATCH  # noqa: E402
 from export.note_classes import N_BINS, NoteClassNet  # noqa: E402
+from export.note_dominance import note_dominance  # noqa: E402
 
 
 def _feats(n_tracks: int, per_part: int, seed: int) -> dict[str, np.ndarray]:
@@ -182,7 +183,7 @@ def test_dominance_is_the_class_share_of_the_notes_harmonics(tmp_path: Path) -> 
     y[3, [0, 3]] = 1  # two true classes: no dominance
     y[4, 4] = 1  # `other`, which no stem plays
     feats = {"Y": y, "N": np.asarray(notes, np.float64), "K": np.zeros(7, np.int32)}
-    dom = classifier_fit.note_dominance(feats, tmp_path, ["T1"])
+    dom = note_dominance(feats, [tmp_path / "T1"])
     assert dom[0] > 0.95 and dom[1] > 0.95 and dom[5] > 0.95
     assert 0.4 < dom[2] < 0.6  # equal tones in quadrature: half the energy
     assert np.isnan(dom[3]) and np.isnan(dom[4]) and np.isnan(dom[6])

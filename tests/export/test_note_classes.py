@@ -3,6 +3,7 @@ FluidSynth, one epoch, ONNX export with its metadata and card, read back by the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -24,11 +25,13 @@ from export.note_classes import (
     main,
     note_labels,
     note_parts,
+    note_weights,
     part_contrast_loss,
     part_families,
     source_mask,
     track_notes,
 )
+from export.note_dominance import note_dominance
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
 
 pytestmark = pytest.mark.skipif(
@@ -48,6 +51,8 @@ def _track(root: Path, name: str, shift: int) -> Path:
         notes = [(a, b, p + shift) for a, b, p in notes]
         mid = write_midi(d / "MIDI" / f"{sid}.mid", [(sid, 0, program, notes)])
         audio.append(render(d / sid, mid, 4.5))
+        (d / "stems").mkdir(exist_ok=True)
+        sf.write(d / "stems" / f"{sid}.flac", audio[-1], SR)
         stems[sid] = {"program_num": program, "is_drum": False, "audio_rendered": True}
     sf.write(d / "mix.flac", sum(audio), SR)
     (d / "metadata.yaml").write_text(yaml.safe_dump({"stems": stems, "midi_dir": "MIDI"}))
@@ -263,6 +268,30 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "trained with --family-weight 0.5; resume it with the same (this run: 0.0)" in capsys.readouterr().err
     assert main([*fam[:-1], "-1"]) == 2
     assert "--family-weight must be a number >= 0" in capsys.readouterr().err
+
+    # --dominance-floor: notes of one true class weighted by their dominance (computed once, cached)
+    dom_out, dom_onnx = tmp_path / "run_dom", tmp_path / "nc_dom.onnx"
+    dom = ["--corpus", str(corpus), "--out", str(dom_out), "--epochs", "1", "--batch-size", "8"]
+    assert main([*dom, "--dominance-floor", "0.3", "--init", str(out / "last.pt"), "--export", str(dom_onnx)]) == 0
+    dom_log = (dom_out / "train.log").read_text()
+    assert "[train] dominance of" in dom_log and "[train] note weights: mean" in dom_log
+    assert "--dominance-floor 0.3" in json.loads(dom_onnx.with_suffix(".json").read_text())["training"]["command"]
+    with np.load(dom_out / "features.npz") as z:
+        dom_feats = {k: z[k] for k in ("Y", "N", "K")}
+    dominance = np.load(dom_out / "dominance.npy")
+    one = dom_feats["Y"][:, :5].sum(axis=1) == 1
+    assert dominance.shape == (len(one),) and np.isnan(dominance[~one]).all()
+    assert np.nanmin(dominance[one]) >= 0 and np.isfinite(dominance[one]).mean() > 0.5
+    want = np.where(np.isfinite(dominance), np.clip(np.nan_to_num(dominance), 0.3, 1.0), 1.0)
+    run = argparse.Namespace(dominance_floor=0.3, out=dom_out, corpus=[corpus])
+    np.testing.assert_allclose(note_weights(dom_feats, run), want, rtol=1e-6)  # from the cache
+    np.testing.assert_allclose(dominance, note_dominance(dom_feats, sorted(corpus.iterdir())))
+    assert (note_weights(dom_feats, argparse.Namespace(dominance_floor=1.0)) == 1).all()
+    capsys.readouterr()
+    assert main([*dom, "--resume"]) == 2  # resumed without its --dominance-floor: refused
+    assert "trained with --dominance-floor 0.3; resume it with the same (this run: 1.0)" in capsys.readouterr().err
+    assert main([*dom, "--dominance-floor", "1.5"]) == 2
+    assert "--dominance-floor must be in 0..1" in capsys.readouterr().err
 
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
