@@ -661,6 +661,9 @@ def train(args: argparse.Namespace, log=print) -> Path:
         family = torch.from_numpy(part_families(feats["K"], feats["Q"], [t for r in args.corpus for t in _tracks(r)]))
     if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
         weights = torch.load(args.init, weights_only=True)["model"]
+        if args.widen and shape_of({"model": weights}) != shape_of({"model": net.state_dict()}):
+            log(f"[train] {args.init} widened to width {args.width}, hidden {args.hidden}")
+            weights = widen_state(weights, net)
         own = net.state_dict()  # a part head of another width (or none here) is not carried over
         dropped = [
             k
@@ -738,6 +741,39 @@ def train(args: argparse.Namespace, log=print) -> Path:
         torch.save(state, out / "last.tmp.pt")
         (out / "last.tmp.pt").replace(ckpt)
     return ckpt
+
+
+def widen_state(old: dict[str, torch.Tensor], net: NoteClassNet) -> dict[str, torch.Tensor]:
+    """A state dict for ``net`` (at least as wide in every layer as the ``NoteClassNet`` whose weights
+    are ``old``, no context head) that computes the old network's outputs (Net2Net-style widening):
+    the old weights in the first channels / units, ``net``'s own random initialisation for the new
+    units' incoming weights, zero for every weight from a new unit into an old one (next convolution,
+    the dense layer) or into a head, so that the new units change no output at first and learn from
+    the first step (their outgoing weights get gradients)."""
+    new = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    w0, h0 = int(old["c1.weight"].shape[0]), int(old["fc.weight"].shape[0])
+    w = net.c1.out_channels
+    cells = (N_BINS // 8) * (PATCH["frames"] // 8)  # flatten is channel-major: old channels come first
+    for name, rows, cols in (("c1", w0, None), ("c2", 2 * w0, w0), ("c3", 4 * w0, 2 * w0)):
+        wt = new[f"{name}.weight"]
+        if cols is not None:
+            wt[:rows, cols:] = 0.0  # into old channels from the new ones of the layer before
+            wt[:rows, :cols] = old[f"{name}.weight"]
+        else:
+            wt[:rows] = old[f"{name}.weight"]
+        new[f"{name}.bias"][:rows] = old[f"{name}.bias"]
+    flat0, flat = 4 * w0 * cells, 4 * w * cells
+    fc = new["fc.weight"]
+    fc[:h0, flat0:flat] = 0.0
+    fc[:h0, :flat0] = old["fc.weight"][:, :flat0]
+    fc[:h0, flat:] = old["fc.weight"][:, flat0:]  # the scalars, last
+    new["fc.bias"][:h0] = old["fc.bias"]
+    for head in ("out", "part", "fam"):
+        if f"{head}.weight" in old and f"{head}.weight" in new:
+            new[f"{head}.weight"][:, h0:] = 0.0
+            new[f"{head}.weight"][:, :h0] = old[f"{head}.weight"]
+            new[f"{head}.bias"] = old[f"{head}.bias"].clone()
+    return new
 
 
 def shape_of(state: dict) -> dict[str, int]:
@@ -925,6 +961,12 @@ def main(argv: list[str] | None = None) -> int:
         "(0: none; the export leaves the family head out)",
     )
     ap.add_argument(
+        "--widen",
+        action="store_true",
+        help="--init may be narrower (--width, --hidden) than this run: its network is widened so that it "
+        "computes the same outputs (the new units' outgoing weights zero), then trained",
+    )
+    ap.add_argument(
         "--dominance-floor",
         type=float,
         default=1.0,
@@ -1066,12 +1108,17 @@ def main(argv: list[str] | None = None) -> int:
                     return 2
         if start is not None:  # before any work: a checkpoint of another shape
             got = shape_of(torch.load(start, weights_only=True))
-            if got != {"width": args.width, "hidden": args.hidden}:
+            widened = args.widen and resumed is None and got["width"] <= args.width and got["hidden"] <= args.hidden
+            if got != {"width": args.width, "hidden": args.hidden} and not widened:
                 print(
                     f"stembridge train-notes: {start} is a classifier of width {got['width']}, hidden "
-                    f"{got['hidden']}; this run is width {args.width}, hidden {args.hidden}",
+                    f"{got['hidden']}; this run is width {args.width}, hidden {args.hidden}"
+                    + ("" if args.widen else " (--widen starts a wider run from a narrower --init)"),
                     file=sys.stderr,
                 )
+                return 2
+            if args.widen and args.context:
+                print("stembridge train-notes: --widen does not take a context head", file=sys.stderr)
                 return 2
         if not corpora_exist(args.corpus):
             return 2

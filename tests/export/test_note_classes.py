@@ -30,6 +30,7 @@ from export.note_classes import (
     part_families,
     source_mask,
     track_notes,
+    widen_state,
 )
 from export.note_dominance import note_dominance
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
@@ -243,6 +244,19 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     got = NoteClassifier(small_onnx).predict(mix, sr, notes[:, :4])
     np.testing.assert_allclose(got[0], torch.sigmoid(y[:, :5]).numpy(), atol=1e-4)
 
+    # --widen: a narrower --init widened so that it computes the same outputs, then trained
+    wid = ["--corpus", str(corpus), "--out", str(tmp_path / "run_widen"), "--epochs", "1", "--batch-size", "8"]
+    wid += ["--init", str(small_out / "last.pt")]
+    capsys.readouterr()
+    assert main(wid) == 2
+    assert "(--widen starts a wider run from a narrower --init)" in capsys.readouterr().err
+    assert main([*wid, "--widen"]) == 0
+    assert "widened to width 16, hidden 128" in (tmp_path / "run_widen" / "train.log").read_text()
+    assert load_classifier([tmp_path / "run_widen" / "last.pt"]).hidden == 128
+    narrow = [*small[:3], str(tmp_path / "run_narrow"), *small[4:], "--init", str(out / "last.pt"), "--widen"]
+    assert main(narrow) == 2  # narrower than its --init: refused, --widen or not
+    assert "is a classifier of width 16, hidden 128; this run is width 8, hidden 32" in capsys.readouterr().err
+
     # --family-weight: an auxiliary GM-family head, new on top of a checkpoint, trained and left out of the export
     fam_out, fam_onnx = tmp_path / "run_fam", tmp_path / "nc_fam.onnx"
     fam = [
@@ -316,6 +330,26 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (
         np.abs(got[0] - NoteClassifier(retuned).predict(mix, sr, notes[:, :4])[0]).max() > 1e-3
     )  # not the first alone
+
+
+def test_widened_network_computes_the_same_outputs() -> None:
+    """``widen_state``: a network with twice the channels and units, part and family heads included,
+    gives the narrow one's logits and part embeddings to float precision, and its new units train."""
+    torch.manual_seed(1)
+    small = NoteClassNet(width=4, hidden=16, part_dim=8, families=16).eval()
+    wide = NoteClassNet(width=8, hidden=40, part_dim=8, families=16)
+    wide.load_state_dict(widen_state(small.state_dict(), wide))
+    wide.eval()
+    patch, scalars = torch.randn(6, N_BINS, PATCH["frames"]), torch.randn(6, 2)
+    with torch.no_grad():
+        h_small, h_wide = small.embed(patch, scalars), wide.embed(patch, scalars)
+        torch.testing.assert_close(wide.head(h_wide), small.head(h_small), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(wide.part_embedding(h_wide), small.part_embedding(h_small), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(wide.fam(h_wide), small.fam(h_small), atol=1e-5, rtol=1e-5)
+        assert h_wide[:, 16:].abs().sum() > 0  # the new units are alive, only silenced downstream
+    wide.train()
+    wide.head(wide.embed(patch, scalars)).sum().backward()
+    assert wide.out.weight.grad[:, 16:].abs().sum() > 0
 
 
 def test_labels_of_transcribed_notes() -> None:
