@@ -601,20 +601,30 @@ def evaluate(
 def note_weights(feats: dict[str, np.ndarray], args: argparse.Namespace, log=print) -> np.ndarray:
     """(n,) float32 loss weights of the training notes: 1 each, or with ``--dominance-floor`` F < 1, each
     note of one true class weighted by its dominance (``export.note_dominance``), clipped to [F, 1]
-    (notes of no or several true classes keep 1). The dominance is cached in ``OUT/dominance.npy``
-    (computed again where its length is not the notes')."""
+    (notes of no or several true classes keep 1). The dominance is cached in ``OUT/dominance.npz``
+    with a key over the notes and the track folders (computed again where the key differs)."""
     n = len(feats["Y"])
     if args.dominance_floor >= 1:
         return np.ones(n, np.float32)
+    import hashlib
+
     from export.note_dominance import note_dominance
 
-    cache = args.out / "dominance.npy"
-    dom = np.load(cache) if cache.is_file() else None
-    if dom is None or dom.shape != (n,):
+    tracks = [t for r in args.corpus for t in _tracks(r)]
+    key = hashlib.sha1(np.ascontiguousarray(feats["N"], np.float64).tobytes())
+    key.update(np.ascontiguousarray(feats["K"], np.int64).tobytes())
+    key.update("\n".join(map(str, tracks)).encode())
+    cache = args.out / "dominance.npz"
+    dom = None
+    if cache.is_file():
+        with np.load(cache) as z:
+            dom = z["dominance"] if str(z["key"]) == key.hexdigest() else None
+    if dom is None:
         t0 = time.perf_counter()
-        dom = note_dominance(feats, [t for r in args.corpus for t in _tracks(r)])
-        np.save(args.out / "dominance.tmp.npy", dom)
-        (args.out / "dominance.tmp.npy").replace(cache)
+        dom = note_dominance(feats, tracks)
+        with open(args.out / "dominance.tmp.npz", "wb") as f:
+            np.savez(f, dominance=dom, key=np.array(key.hexdigest()))
+        (args.out / "dominance.tmp.npz").replace(cache)
         log(f"[train] dominance of {int(np.isfinite(dom).sum())} of {n} notes ({time.perf_counter() - t0:.0f} s)")
     w = np.where(np.isfinite(dom), np.clip(np.nan_to_num(dom), args.dominance_floor, 1.0), 1.0)
     log(f"[train] note weights: mean {w.mean():.3f}, {int((w < 0.5).sum())} notes under 0.5")
@@ -642,6 +652,7 @@ def train(args: argparse.Namespace, log=print) -> Path:
         feats = {k: v[keep] if k in ("P", "S", "Y", "D", "Q", "N", "K") else v for k, v in feats.items()}  # T, R: true
     y = torch.from_numpy(feats["Y"].astype(np.float32))
     weight = torch.from_numpy(note_weights(feats, args, log)).float()
+    weighted, mean_weight = args.dominance_floor < 1, float(weight.mean())
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
     n, bs = len(y), args.batch_size
@@ -705,8 +716,11 @@ def train(args: argparse.Namespace, log=print) -> Path:
         for idx, group in batches:
             h = net.embed(augment(P[idx].float(), gen), S[idx])
             y_hat = net.head(h, group_context(h, group) if args.context else None)
-            bce = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx], reduction="none").mean(dim=1)
-            loss = (bce * weight[idx]).sum() / weight[idx].sum()
+            if weighted:  # a batch of masked notes counts less, not rescaled to full weight
+                bce = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx], reduction="none").mean(dim=1)
+                loss = (bce * weight[idx]).sum() / (len(idx) * mean_weight)
+            else:
+                loss = F.binary_cross_entropy_with_logits(y_hat[:, :-1], y[idx])
             if args.part_dim:
                 loss = loss + args.part_weight * part_contrast_loss(net.part_embedding(h), part[idx], group)
             if families and (family[idx] >= 0).any():
@@ -750,6 +764,9 @@ def widen_state(old: dict[str, torch.Tensor], net: NoteClassNet) -> dict[str, to
     units' incoming weights, zero for every weight from a new unit into an old one (next convolution,
     the dense layer) or into a head, so that the new units change no output at first and learn from
     the first step (their outgoing weights get gradients)."""
+    unknown = [k for k in old if not k.startswith(("c1.", "c2.", "c3.", "fc.", "out.", "part.", "fam."))]
+    if unknown:
+        raise ValueError(f"widen_state: cannot widen {', '.join(unknown)} (a context head)")
     new = {k: v.detach().clone() for k, v in net.state_dict().items()}
     w0, h0 = int(old["c1.weight"].shape[0]), int(old["fc.weight"].shape[0])
     w = net.c1.out_channels
@@ -769,10 +786,16 @@ def widen_state(old: dict[str, torch.Tensor], net: NoteClassNet) -> dict[str, to
     fc[:h0, flat:] = old["fc.weight"][:, flat0:]  # the scalars, last
     new["fc.bias"][:h0] = old["fc.bias"]
     for head in ("out", "part", "fam"):
-        if f"{head}.weight" in old and f"{head}.weight" in new:
-            new[f"{head}.weight"][:, h0:] = 0.0
-            new[f"{head}.weight"][:, :h0] = old[f"{head}.weight"]
+        k = f"{head}.weight"
+        if k in old and k in new and old[k].shape[0] == new[k].shape[0]:
+            new[k][:, h0:] = 0.0
+            new[k][:, :h0] = old[k]
             new[f"{head}.bias"] = old[f"{head}.bias"].clone()
+        else:  # none here, none in the checkpoint, or of another width: as a plain --init treats it
+            for name in (k, f"{head}.bias"):
+                new.pop(name, None)
+                if name in old:
+                    new[name] = old[name]
     return new
 
 
@@ -972,7 +995,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1.0,
         help="weight each training note of one true class by its dominance (the share of the mix's energy at "
         "its harmonics its class's stems hold), at least this much, so that notes masked by other "
-        "instruments count less (1: every note alike; computed once from the corpus's stems, OUT/dominance.npy)",
+        "instruments count less (1: every note alike; computed once from the corpus's stems, OUT/dominance.npz)",
     )
     ap.add_argument(
         "--pool-temperature",
@@ -1048,8 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.pool_weight is not None and not 0 <= args.pool_weight <= 1
         else "--family-weight must be a number >= 0"
         if not (math.isfinite(args.family_weight) and args.family_weight >= 0)
-        else "--dominance-floor must be in 0..1"
-        if not 0 <= args.dominance_floor <= 1
+        else "--dominance-floor must be in (0, 1]"
+        if not 0 < args.dominance_floor <= 1
         else None
     )
     if bad:
@@ -1113,11 +1136,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"stembridge train-notes: {start} is a classifier of width {got['width']}, hidden "
                     f"{got['hidden']}; this run is width {args.width}, hidden {args.hidden}"
-                    + ("" if args.widen else " (--widen starts a wider run from a narrower --init)"),
+                    + ("" if args.widen or resumed else " (--widen starts a wider run from a narrower --init)"),
                     file=sys.stderr,
                 )
                 return 2
-            if args.widen and args.context:
+            if widened and (args.context or context_of(torch.load(start, weights_only=True))):
                 print("stembridge train-notes: --widen does not take a context head", file=sys.stderr)
                 return 2
         if not corpora_exist(args.corpus):
@@ -1190,6 +1213,7 @@ def main(argv: list[str] | None = None) -> int:
                         if trained.get("family_weight") not in (None, "None", "0.0", "0")
                         else ""
                     )
+                    + (" --widen" if trained.get("widen") == "True" else "")
                     + (
                         f" --dominance-floor {trained['dominance_floor']}"
                         if trained.get("dominance_floor") not in (None, "None", "1.0", "1")

@@ -58,7 +58,7 @@ def note_dominance(feats: dict[str, np.ndarray], track_dirs: list[Path]) -> np.n
         per: dict[int, np.ndarray] = {}
         for sid, info in sorted((meta.get("stems") or {}).items()):
             path = td / "stems" / f"{sid}.flac"
-            if info.get("is_drum") or not path.is_file():
+            if info.get("is_drum") or info.get("audio_rendered") is False or not path.is_file():
                 continue
             c = CLASSES.index(stem_for_program(int(info.get("program_num", 0))))
             per[c] = per.get(c, 0.0) + read_mono(path, len(mix))

@@ -250,8 +250,11 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     capsys.readouterr()
     assert main(wid) == 2
     assert "(--widen starts a wider run from a narrower --init)" in capsys.readouterr().err
-    assert main([*wid, "--widen"]) == 0
-    assert "widened to width 16, hidden 128" in (tmp_path / "run_widen" / "train.log").read_text()
+    wid_onnx = tmp_path / "nc_widen.onnx"
+    assert main([*wid, "--widen", "--part-dim", "4", "--context-chunk", "4", "--export", str(wid_onnx)]) == 0
+    wid_log = (tmp_path / "run_widen" / "train.log").read_text()
+    assert "widened to width 16, hidden 128" in wid_log and "(new: part.weight, part.bias)" in wid_log
+    assert " --widen" in json.loads(wid_onnx.with_suffix(".json").read_text())["training"]["command"]
     assert load_classifier([tmp_path / "run_widen" / "last.pt"]).hidden == 128
     narrow = [*small[:3], str(tmp_path / "run_narrow"), *small[4:], "--init", str(out / "last.pt"), "--widen"]
     assert main(narrow) == 2  # narrower than its --init: refused, --widen or not
@@ -292,20 +295,33 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "--dominance-floor 0.3" in json.loads(dom_onnx.with_suffix(".json").read_text())["training"]["command"]
     with np.load(dom_out / "features.npz") as z:
         dom_feats = {k: z[k] for k in ("Y", "N", "K")}
-    dominance = np.load(dom_out / "dominance.npy")
+    with np.load(dom_out / "dominance.npz") as z:
+        dominance = z["dominance"]
     one = dom_feats["Y"][:, :5].sum(axis=1) == 1
     assert dominance.shape == (len(one),) and np.isnan(dominance[~one]).all()
     assert np.nanmin(dominance[one]) >= 0 and np.isfinite(dominance[one]).mean() > 0.5
     want = np.where(np.isfinite(dominance), np.clip(np.nan_to_num(dominance), 0.3, 1.0), 1.0)
     run = argparse.Namespace(dominance_floor=0.3, out=dom_out, corpus=[corpus])
-    np.testing.assert_allclose(note_weights(dom_feats, run), want, rtol=1e-6)  # from the cache
+    logged: list[str] = []
+    np.testing.assert_allclose(note_weights(dom_feats, run, logged.append), want, rtol=1e-6)
+    assert not any("dominance of" in line for line in logged)  # read from the cache
+    other_notes = {**dom_feats, "N": dom_feats["N"] + np.array([0.01, 0.01, 0, 0])}  # as many notes, others
+    note_weights(other_notes, run, logged.append)
+    assert any("dominance of" in line for line in logged)  # the key differs: computed again
     np.testing.assert_allclose(dominance, note_dominance(dom_feats, sorted(corpus.iterdir())))
     assert (note_weights(dom_feats, argparse.Namespace(dominance_floor=1.0)) == 1).all()
     capsys.readouterr()
     assert main([*dom, "--resume"]) == 2  # resumed without its --dominance-floor: refused
     assert "trained with --dominance-floor 0.3; resume it with the same (this run: 1.0)" in capsys.readouterr().err
-    assert main([*dom, "--dominance-floor", "1.5"]) == 2
-    assert "--dominance-floor must be in 0..1" in capsys.readouterr().err
+    for bad in ("1.5", "0", "nan"):
+        assert main([*dom, "--dominance-floor", bad]) == 2
+        assert "--dominance-floor must be in (0, 1]" in capsys.readouterr().err
+    # the weights reach the loss: the same run unweighted ends elsewhere
+    plain_out = tmp_path / "run_dom_plain"
+    assert main([*dom[:3], str(plain_out), *dom[4:], "--init", str(out / "last.pt")]) == 0
+    a = torch.load(dom_out / "last.pt", weights_only=True)["model"]["out.weight"]
+    b = torch.load(plain_out / "last.pt", weights_only=True)["model"]["out.weight"]
+    assert not torch.equal(a, b)
 
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
@@ -350,6 +366,11 @@ def test_widened_network_computes_the_same_outputs() -> None:
     wide.train()
     wide.head(wide.embed(patch, scalars)).sum().backward()
     assert wide.out.weight.grad[:, 16:].abs().sum() > 0
+    # a part head of another width is left as a plain --init leaves it (not carried over); a context head refused
+    other = widen_state(small.state_dict(), NoteClassNet(width=8, hidden=40, part_dim=4))
+    assert other["part.weight"].shape == (8, 16) and "fam.weight" not in NoteClassNet(width=8, hidden=40).state_dict()
+    with pytest.raises(ValueError, match="a context head"):
+        widen_state(NoteClassNet(width=4, hidden=16, context=8).state_dict(), NoteClassNet(width=8, hidden=40))
 
 
 def test_labels_of_transcribed_notes() -> None:
