@@ -598,11 +598,12 @@ def evaluate(
     }
 
 
-def note_weights(feats: dict[str, np.ndarray], args: argparse.Namespace, log=print) -> np.ndarray:
-    """(n,) float32 loss weights of the training notes: 1 each, or with ``--dominance-floor`` F < 1, each
-    note of one true class weighted by its dominance (``export.note_dominance``), clipped to [F, 1]
-    (notes of no or several true classes keep 1). The dominance is cached in ``OUT/dominance.npz``
-    with a key over the notes and the track folders (computed again where the key differs)."""
+def note_weights(feats: dict[str, np.ndarray], args: argparse.Namespace, tracks: list[Path], log=print) -> np.ndarray:
+    """(n,) float32 loss weights of the training notes (``K`` indexing ``tracks``): 1 each, or with
+    ``--dominance-floor`` F < 1, each note of one true class weighted by its dominance
+    (``export.note_dominance``), clipped to [F, 1] (notes of no or several true classes keep 1). The
+    dominance is cached in ``OUT/dominance.npz`` with a key over the notes and the track folders
+    (computed again where the key differs)."""
     n = len(feats["Y"])
     if args.dominance_floor >= 1:
         return np.ones(n, np.float32)
@@ -610,7 +611,6 @@ def note_weights(feats: dict[str, np.ndarray], args: argparse.Namespace, log=pri
 
     from export.note_dominance import note_dominance
 
-    tracks = [t for r in args.corpus for t in _tracks(r)]
     key = hashlib.sha1(np.ascontiguousarray(feats["N"], np.float64).tobytes())
     key.update(np.ascontiguousarray(feats["K"], np.int64).tobytes())
     key.update("\n".join(map(str, tracks)).encode())
@@ -643,15 +643,15 @@ def train(args: argparse.Namespace, log=print) -> Path:
         if args.valid
         else None
     )
+    tracks = [t for r in args.corpus for t in _tracks(r)]
     if args.train_sources:
-        tracks = [t for r in args.corpus for t in _tracks(r)]
         keep = source_mask(feats["K"], feats["Q"], tracks, set(args.train_sources))
         log(f"[train] {int(keep.sum())} of {len(keep)} notes: no part or parts of {', '.join(args.train_sources)}")
         if not (keep & (feats["Q"] >= 0)).any():
             raise SystemExit(f"stembridge train-notes: no part of {args.corpus} has a timbre source of --train-sources")
         feats = {k: v[keep] if k in ("P", "S", "Y", "D", "Q", "N", "K") else v for k, v in feats.items()}  # T, R: true
     y = torch.from_numpy(feats["Y"].astype(np.float32))
-    weight = torch.from_numpy(note_weights(feats, args, log)).float()
+    weight = torch.from_numpy(note_weights(feats, args, tracks, log)).float()
     weighted, mean_weight = args.dominance_floor < 1, float(weight.mean())
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
@@ -669,10 +669,10 @@ def train(args: argparse.Namespace, log=print) -> Path:
     pool = pool_of(args) if args.part_dim else None
     part = torch.from_numpy(feats["Q"].astype(np.int64))
     if families:
-        family = torch.from_numpy(part_families(feats["K"], feats["Q"], [t for r in args.corpus for t in _tracks(r)]))
+        family = torch.from_numpy(part_families(feats["K"], feats["Q"], tracks))
     if args.init is not None and not (args.resume and (out / "last.pt").is_file()):
         weights = torch.load(args.init, weights_only=True)["model"]
-        if args.widen and shape_of({"model": weights}) != shape_of({"model": net.state_dict()}):
+        if args.widen and shape_of({"model": weights}) != {"width": args.width, "hidden": args.hidden}:
             log(f"[train] {args.init} widened to width {args.width}, hidden {args.hidden}")
             weights = widen_state(weights, net)
         own = net.state_dict()  # a part head of another width (or none here) is not carried over
@@ -1130,7 +1130,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     return 2
         if start is not None:  # before any work: a checkpoint of another shape
-            got = shape_of(torch.load(start, weights_only=True))
+            start_state = torch.load(start, weights_only=True)
+            got = shape_of(start_state)
             widened = args.widen and resumed is None and got["width"] <= args.width and got["hidden"] <= args.hidden
             if got != {"width": args.width, "hidden": args.hidden} and not widened:
                 print(
@@ -1140,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            if widened and (args.context or context_of(torch.load(start, weights_only=True))):
+            if widened and (args.context or context_of(start_state)):
                 print("stembridge train-notes: --widen does not take a context head", file=sys.stderr)
                 return 2
         if not corpora_exist(args.corpus):

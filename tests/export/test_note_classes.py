@@ -301,15 +301,15 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert dominance.shape == (len(one),) and np.isnan(dominance[~one]).all()
     assert np.nanmin(dominance[one]) >= 0 and np.isfinite(dominance[one]).mean() > 0.5
     want = np.where(np.isfinite(dominance), np.clip(np.nan_to_num(dominance), 0.3, 1.0), 1.0)
-    run = argparse.Namespace(dominance_floor=0.3, out=dom_out, corpus=[corpus])
+    run, dom_tracks = argparse.Namespace(dominance_floor=0.3, out=dom_out), sorted(corpus.iterdir())
     logged: list[str] = []
-    np.testing.assert_allclose(note_weights(dom_feats, run, logged.append), want, rtol=1e-6)
+    np.testing.assert_allclose(note_weights(dom_feats, run, dom_tracks, logged.append), want, rtol=1e-6)
     assert not any("dominance of" in line for line in logged)  # read from the cache
     other_notes = {**dom_feats, "N": dom_feats["N"] + np.array([0.01, 0.01, 0, 0])}  # as many notes, others
-    note_weights(other_notes, run, logged.append)
+    note_weights(other_notes, run, dom_tracks, logged.append)
     assert any("dominance of" in line for line in logged)  # the key differs: computed again
-    np.testing.assert_allclose(dominance, note_dominance(dom_feats, sorted(corpus.iterdir())))
-    assert (note_weights(dom_feats, argparse.Namespace(dominance_floor=1.0)) == 1).all()
+    np.testing.assert_allclose(dominance, note_dominance(dom_feats, dom_tracks))
+    assert (note_weights(dom_feats, argparse.Namespace(dominance_floor=1.0), dom_tracks) == 1).all()
     capsys.readouterr()
     assert main([*dom, "--resume"]) == 2  # resumed without its --dominance-floor: refused
     assert "trained with --dominance-floor 0.3; resume it with the same (this run: 1.0)" in capsys.readouterr().err
