@@ -21,6 +21,7 @@ envelope, measured no better: BENCHMARKS.md).
     stembridge train-notes --out runs/notecls --no-train --valid out/heldout/s9002_20s \
         --ensemble runs/other/last.pt --export nc.onnx          # two classifiers as one (mean logits)
     stembridge train-notes ... --part-dim 32 --init CKPT      # + a part head (pooling over a file's parts)
+    stembridge train-notes ... --clean-weight 1               # + the same notes from their own stems, alone
 
 Part head (``--part-dim``): one part of a file keeps one instrument, so the notes of a part should
 share a class. A linear head maps each note's embedding to a unit vector trained with a supervised
@@ -607,28 +608,42 @@ def note_weights(feats: dict[str, np.ndarray], args: argparse.Namespace, tracks:
     n = len(feats["Y"])
     if args.dominance_floor >= 1:
         return np.ones(n, np.float32)
-    import hashlib
-
+    from export.note_clean import cached_array, notes_key
     from export.note_dominance import note_dominance
 
-    key = hashlib.sha1(np.ascontiguousarray(feats["N"], np.float64).tobytes())
-    key.update(np.ascontiguousarray(feats["K"], np.int64).tobytes())
-    key.update("\n".join(map(str, tracks)).encode())
-    cache = args.out / "dominance.npz"
-    dom = None
-    if cache.is_file():
-        with np.load(cache) as z:
-            dom = z["dominance"] if str(z["key"]) == key.hexdigest() else None
-    if dom is None:
-        t0 = time.perf_counter()
-        dom = note_dominance(feats, tracks)
-        with open(args.out / "dominance.tmp.npz", "wb") as f:
-            np.savez(f, dominance=dom, key=np.array(key.hexdigest()))
-        (args.out / "dominance.tmp.npz").replace(cache)
+    t0 = time.perf_counter()
+    dom, computed = cached_array(
+        args.out / "dominance.npz", "dominance", notes_key(feats, tracks), lambda: note_dominance(feats, tracks)
+    )
+    if computed:
         log(f"[train] dominance of {int(np.isfinite(dom).sum())} of {n} notes ({time.perf_counter() - t0:.0f} s)")
     w = np.where(np.isfinite(dom), np.clip(np.nan_to_num(dom), args.dominance_floor, 1.0), 1.0)
     log(f"[train] note weights: mean {w.mean():.3f}, {int((w < 0.5).sum())} notes under 0.5")
     return w.astype(np.float32)
+
+
+def clean_targets(
+    feats: dict[str, np.ndarray], args: argparse.Namespace, tracks: list[Path], log=print
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(row, patches)`` for ``--clean-weight``: ``row`` (n,) int64, the index into ``patches`` of each
+    training note's clean patch (``export.note_clean``: the note cut from its own part's stem), -1 for a
+    note of no or several true classes or parts; ``patches`` (m, bins, frames) float16. Cached in
+    ``OUT/clean_patches.npz`` with a key over the notes, their parts and the track folders."""
+    from export.note_clean import cached_array, clean_patches, notes_key, one_part_notes
+
+    rows = one_part_notes(feats)
+    t0 = time.perf_counter()
+    patches, computed = cached_array(
+        args.out / "clean_patches.npz",
+        "patches",
+        notes_key(feats, tracks, ("N", "K", "Q", "Y")),
+        lambda: clean_patches(feats, rows, tracks, log),
+    )
+    if computed:
+        log(f"[train] clean patches of {len(rows)} of {len(feats['Y'])} notes ({time.perf_counter() - t0:.0f} s)")
+    row = np.full(len(feats["Y"]), -1, np.int64)
+    row[rows] = np.arange(len(rows))
+    return row, patches
 
 
 def train(args: argparse.Namespace, log=print) -> Path:
@@ -653,6 +668,11 @@ def train(args: argparse.Namespace, log=print) -> Path:
     y = torch.from_numpy(feats["Y"].astype(np.float32))
     weight = torch.from_numpy(note_weights(feats, args, tracks, log)).float()
     weighted, mean_weight = args.dominance_floor < 1, float(weight.mean())
+    if args.clean_weight:
+        clean_row, clean = clean_targets(feats, args, tracks, log)
+        clean_row_t, clean_t = torch.from_numpy(clean_row), torch.from_numpy(clean)
+        # a clean patch holds its own part only: its labels are its class's alone
+        own_class = torch.from_numpy(np.tile(feats["Y"][:, : len(CLASSES)] > 0, 2)).float()
     d = torch.from_numpy(np.nan_to_num(feats["D"], nan=0.0) / SHIFT_SCALE_S).float()
     has_d = torch.from_numpy(np.isfinite(feats["D"])).float()
     n, bs = len(y), args.batch_size
@@ -725,6 +745,12 @@ def train(args: argparse.Namespace, log=print) -> Path:
                 loss = loss + args.part_weight * part_contrast_loss(net.part_embedding(h), part[idx], group)
             if families and (family[idx] >= 0).any():
                 loss = loss + args.family_weight * F.cross_entropy(net.fam(net.drop(h)), family[idx], ignore_index=-1)
+            if args.clean_weight and (clean_row_t[idx] >= 0).any():
+                ci = idx[clean_row_t[idx] >= 0]
+                y_clean = net.head(net.embed(augment(clean_t[clean_row_t[ci]].float(), gen), S[ci]))
+                loss = loss + args.clean_weight * F.binary_cross_entropy_with_logits(
+                    y_clean[:, :-1], y[ci] * own_class[ci]
+                )
             shift_loss = F.smooth_l1_loss(y_hat[:, -1], d[idx], reduction="none")
             loss = loss + (shift_loss * has_d[idx]).sum() / has_d[idx].sum().clamp(min=1)
             opt.zero_grad()
@@ -998,6 +1024,14 @@ def main(argv: list[str] | None = None) -> int:
         "instruments count less (1: every note alike; computed once from the corpus's stems, OUT/dominance.npz)",
     )
     ap.add_argument(
+        "--clean-weight",
+        type=float,
+        default=0.0,
+        help="weight of a second loss on the same notes cut from their own part's stem, rendered alone (each "
+        "class's timbre where nothing else sounds; training only, the classifier still reads the mix; 0: none; "
+        "built once from the corpus's stems, OUT/clean_patches.npz)",
+    )
+    ap.add_argument(
         "--pool-temperature",
         type=float,
         default=None,
@@ -1056,6 +1090,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.context and args.part_dim:
         print("stembridge train-notes: --context and --part-dim are one or the other", file=sys.stderr)
         return 2
+    if args.context and args.clean_weight:  # a clean batch has no song around it for the context head
+        print("stembridge train-notes: --context and --clean-weight are one or the other", file=sys.stderr)
+        return 2
     if args.context and args.train_sources:  # its training context would miss the notes left out
         print("stembridge train-notes: --context and --train-sources are one or the other", file=sys.stderr)
         return 2
@@ -1073,6 +1110,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (math.isfinite(args.family_weight) and args.family_weight >= 0)
         else "--dominance-floor must be in (0, 1]"
         if not 0 < args.dominance_floor <= 1
+        else "--clean-weight must be a number >= 0"
+        if not (math.isfinite(args.clean_weight) and args.clean_weight >= 0)
         else None
     )
     if bad:
@@ -1119,6 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("train_sources", "None", " ".join(args.train_sources) if args.train_sources else "None"),
                 ("family_weight", "0.0", str(args.family_weight)),
                 ("dominance_floor", "1.0", str(args.dominance_floor)),
+                ("clean_weight", "0.0", str(args.clean_weight)),
             ):
                 was = trained.get(flag, default)
                 if was != now:

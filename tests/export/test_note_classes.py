@@ -21,6 +21,7 @@ from bridge.transcribe.note_classes import PATCH, NoteClassifier, log_map_db, no
 from export.note_classes import (
     N_BINS,
     NoteClassNet,
+    clean_targets,
     load_classifier,
     main,
     note_labels,
@@ -32,6 +33,7 @@ from export.note_classes import (
     track_notes,
     widen_state,
 )
+from export.note_clean import one_part_notes
 from export.note_dominance import note_dominance
 from tests.test_parts import SOUNDFONT, SR, render, write_midi
 
@@ -322,6 +324,46 @@ def test_train_export_and_load(tmp_path: Path, capsys: pytest.CaptureFixture[str
     a = torch.load(dom_out / "last.pt", weights_only=True)["model"]["out.weight"]
     b = torch.load(plain_out / "last.pt", weights_only=True)["model"]["out.weight"]
     assert not torch.equal(a, b)
+
+    # --clean-weight: a second loss on the same notes cut from their own part's stem (built once, cached)
+    cl_out = tmp_path / "run_clean"
+    cl = ["--corpus", str(corpus), "--out", str(cl_out), "--epochs", "1", "--batch-size", "8"]
+    assert main([*cl, "--clean-weight", "0.5", "--init", str(out / "last.pt")]) == 0
+    assert "[train] clean patches of" in (cl_out / "train.log").read_text()
+    with np.load(cl_out / "features.npz") as z:
+        cl_feats = {k: z[k] for k in ("P", "Y", "N", "K", "Q")}
+    with np.load(cl_out / "clean_patches.npz") as z:
+        clean = z["patches"]
+    rows = one_part_notes(cl_feats)
+    assert len(rows) > 4 and clean.shape == (len(rows), *cl_feats["P"].shape[1:])
+    cl_tracks = sorted(corpus.iterdir())
+    for j in (0, len(rows) - 1):  # a note's clean patch is its patch of its own part's stem alone
+        i = rows[j]
+        stem, stem_sr = sf.read(cl_tracks[cl_feats["K"][i]] / "stems" / f"S0{cl_feats['Q'][i]}.flac", dtype="float32")
+        want, _ = note_patches(log_map_db(stem, stem_sr), cl_feats["N"][i : i + 1])
+        np.testing.assert_allclose(clean[j].astype(np.float32), want[0], atol=2e-3)
+        assert np.abs(clean[j].astype(np.float32) - cl_feats["P"][i].astype(np.float32)).max() > 0.1  # not the mix
+    logged = []
+    row, again = clean_targets(cl_feats, argparse.Namespace(out=cl_out), cl_tracks, logged.append)
+    assert not logged and np.array_equal(again, clean)  # read from the cache
+    assert (row[rows] == np.arange(len(rows))).all() and (np.delete(row, rows) == -1).all()
+    other_parts = {
+        **cl_feats,
+        "Q": np.where(cl_feats["Q"] >= 0, 1 - cl_feats["Q"], -1),
+    }  # the same notes, parts swapped
+    clean_targets(other_parts, argparse.Namespace(out=cl_out), cl_tracks, logged.append)
+    assert any("clean patches of" in line for line in logged)  # the key differs: built again
+    # the clean loss reaches the weights: the same run with a negligible weight (the same random draws) ends elsewhere
+    tiny_out = tmp_path / "run_clean_tiny"
+    assert main([*cl[:3], str(tiny_out), *cl[4:], "--clean-weight", "1e-9", "--init", str(out / "last.pt")]) == 0
+    a = torch.load(cl_out / "last.pt", weights_only=True)["model"]["out.weight"]
+    assert not torch.equal(a, torch.load(tiny_out / "last.pt", weights_only=True)["model"]["out.weight"])
+    capsys.readouterr()
+    assert main([*cl, "--resume"]) == 2  # resumed without its --clean-weight: refused
+    assert "trained with --clean-weight 0.5; resume it with the same (this run: 0.0)" in capsys.readouterr().err
+    for bad in ("-1", "nan"):
+        assert main([*cl, "--clean-weight", bad]) == 2
+        assert "--clean-weight must be a number >= 0" in capsys.readouterr().err
 
     # an ensemble: OUT/last.pt and a second classifier as one graph, the mean of their logits
     torch.manual_seed(3)
