@@ -96,6 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument(
+        "--save",
+        type=Path,
+        help="write the trained network here ({'model': state_dict, 'args': ...}, torch.load(weights_only=True))",
+    )
     args = ap.parse_args(argv)
     if not 0 < args.holdout < 1:
         ap.error("--holdout must lie in (0, 1)")
@@ -201,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             line["selection_mix"] = acc(*valid)
         history.append(line)
         print(json.dumps(line), flush=True)
+    if args.save:
+        torch.save({"model": net.state_dict(), "args": {k: str(v) for k, v in vars(args).items()}}, args.save)
     if args.json:
         report = {
             "argv": [str(a) for a in (argv if argv is not None else sys.argv[1:])],
