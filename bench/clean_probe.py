@@ -37,19 +37,21 @@ import numpy as np  # noqa: E402
 
 from bench.long_context_probe import split_tracks  # noqa: E402
 from bridge.transcribe.note_classes import KNOWN_CLASSES, PATCH  # noqa: E402
-from export.note_clean import cached_array, clean_patches, notes_key, one_part_notes  # noqa: E402
+from export.note_clean import cached_array, clean_key, clean_patches, one_part_notes  # noqa: E402
 
 N_CLASSES = len(KNOWN_CLASSES)
 _B = PATCH["bins_per_semitone"]
-_OWN = np.round(_B * 12 * np.log2(np.arange(1, 17))).astype(int) + _B * PATCH["semitones_below"]  # partials 1-16
+# partials 1-16 in the patch: ``bridge.logfreq`` centres a semitone on its middle bin (b * p + b // 2)
+_OWN = np.round(_B * 12 * np.log2(np.arange(1, 17))).astype(int) + _B * PATCH["semitones_below"] + _B // 2
+_LEAD_FRAMES = PATCH["n_fft"] // PATCH["hop"] - 1  # a frame holds n_fft samples: a note shows this early
 _FRAME_S = PATCH["hop"] / PATCH["sample_rate"]
 
 
 def unmasked(patches: np.ndarray, notes: np.ndarray, others: list[np.ndarray]) -> np.ndarray:
     """``patches`` (n, bins, frames) of ``notes`` (n, 4) with the bins that another transcribed note of the
     same file (``others[i]`` (m, 4): every note of note i's file) holds a partial of (16 partials, +-1 bin,
-    over its length and 2 frames after) and the note itself does not, set to the patch's floor: the
-    note's view without the other notes' harmonics."""
+    from the first frame whose window reaches its onset to 2 frames after its end) and the note itself
+    does not, set to the patch's floor: the note's view without the other notes' harmonics."""
     out = patches.copy()
     n_bins, n_t = patches.shape[1:]
     floor = PATCH["floor_db"] / 20.0
@@ -59,7 +61,7 @@ def unmasked(patches: np.ndarray, notes: np.ndarray, others: list[np.ndarray]) -
     for i, (on, _off, pitch, _v) in enumerate(notes.tolist()):
         start = round(on / _FRAME_S) - PATCH["frames_before"]
         o = others[i]
-        a = np.round(o[:, 0] / _FRAME_S).astype(int) - start
+        a = np.round(o[:, 0] / _FRAME_S).astype(int) - _LEAD_FRAMES - start
         b = np.round(o[:, 1] / _FRAME_S).astype(int) + 3 - start
         near = (b > 0) & (a < n_t) & ~((o[:, 0] == on) & (o[:, 2] == pitch))
         for a_j, b_j, p_j in zip(a[near].tolist(), b[near].tolist(), o[near, 2].tolist()):
@@ -89,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the mix patches as they are, or with the other transcribed notes' harmonics set to the floor "
         "(every note of the file decoded from --post-cache as the features were)",
     )
-    ap.add_argument("--post-cache", type=Path, help="basic-pitch posteriorgrams of --corpus (with --view unmask)")
+    ap.add_argument(
+        "--post-cache", type=Path, help="train-notes' --post-cache (POST/<corpus>/<track>.npz), for --view unmask"
+    )
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--holdout", type=float, default=0.2, help="share of the corpus tracks left out of the fit")
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 0 < args.holdout < 1:
         ap.error("--holdout must lie in (0, 1)")
+    if args.view == "unmask" and args.post_cache is None:
+        ap.error("--view unmask needs --post-cache (train-notes' basic-pitch cache, one folder per corpus)")
 
     import torch
     import torch.nn.functional as F
@@ -113,11 +119,16 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     with np.load(args.features) as d:
         feats = {k: d[k] for k in ("P", "S", "Y", "Q", "N", "K")}
+        features_key = json.loads(str(d["key"]))
     tracks = _tracks(args.corpus)
+    if "tracks" in features_key and features_key["tracks"] != [t.name for t in tracks]:
+        ap.error(
+            f"{args.features} was not built from the tracks of {args.corpus} (one corpus, as train-notes lists it)"
+        )
     rows = one_part_notes(feats)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    key = notes_key(feats, tracks, ("N", "K", "Q", "Y"))
+    key = clean_key(feats, tracks)
     clean, _ = cached_array(args.out / "clean_patches.npz", "patches", key, lambda: clean_patches(feats, rows, tracks))
     print(f"[clean] {len(rows)} notes of one part, clean patches in {time.perf_counter() - t0:.0f} s", flush=True)
     label = feats["Y"][rows, :N_CLASSES].argmax(axis=1)
@@ -129,15 +140,17 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.perf_counter()
         all_notes = {}
+        decoding = dict(features_key.get("decoding", DECODING))  # as train-notes decoded the features
         for k in np.unique(feats["K"][rows]).tolist():
-            with np.load(args.post_cache / f"{tracks[k].name}.npz") as z:
-                decoding = {**DECODING, "min_note_frames": 11}
+            with np.load(args.post_cache / tracks[k].parent.name / f"{tracks[k].name}.npz") as z:
                 all_notes[k] = notes_of_posteriorgrams(
                     z["note"].astype(np.float32), z["onset"].astype(np.float32), decoding
                 )
         mix = unmasked(mix, feats["N"][rows], file_notes(feats, rows, all_notes))
         print(f"[unmask] {len(rows)} corpus notes in {time.perf_counter() - t0:.0f} s", flush=True)
     fit, held = split_tracks(feats["K"][rows], args.holdout, np.random.default_rng(args.seed))
+    if not len(held) or len(fit) * (2 if args.train == "both" else 1) < args.batch_size:
+        ap.error(f"--holdout {args.holdout} leaves {len(fit)} notes to fit and {len(held)} held out: too few")
     valid = None
     if args.valid:
         with np.load(args.valid) as d:

@@ -629,14 +629,14 @@ def clean_targets(
     training note's clean patch (``export.note_clean``: the note cut from its own part's stem), -1 for a
     note of no or several true classes or parts; ``patches`` (m, bins, frames) float16. Cached in
     ``OUT/clean_patches.npz`` with a key over the notes, their parts and the track folders."""
-    from export.note_clean import cached_array, clean_patches, notes_key, one_part_notes
+    from export.note_clean import cached_array, clean_key, clean_patches, one_part_notes
 
     rows = one_part_notes(feats)
     t0 = time.perf_counter()
     patches, computed = cached_array(
         args.out / "clean_patches.npz",
         "patches",
-        notes_key(feats, tracks, ("N", "K", "Q", "Y")),
+        clean_key(feats, tracks),
         lambda: clean_patches(feats, rows, tracks, log),
     )
     if computed:

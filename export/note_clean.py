@@ -8,12 +8,14 @@ computed for.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from bridge.transcribe.note_classes import KNOWN_CLASSES, log_map_db, note_patches
+from bridge.transcribe.note_classes import KNOWN_CLASSES, PATCH, log_map_db, note_patches
 
 
 def notes_key(feats: dict[str, np.ndarray], tracks: list[Path], fields: tuple[str, ...] = ("N", "K")) -> str:
@@ -26,6 +28,12 @@ def notes_key(feats: dict[str, np.ndarray], tracks: list[Path], fields: tuple[st
     return key.hexdigest()
 
 
+def clean_key(feats: dict[str, np.ndarray], tracks: list[Path]) -> str:
+    """The key of a cache of clean patches: the notes, their tracks, parts and labels, the track folders
+    and the patch geometry."""
+    return notes_key(feats, tracks, ("N", "K", "Q", "Y")) + ":" + json.dumps(PATCH, sort_keys=True)
+
+
 def cached_array(path: Path, name: str, key: str, compute: Callable[[], np.ndarray]) -> tuple[np.ndarray, bool]:
     """``(array, computed)``: the array ``name`` of the npz ``path`` where its key is ``key``, else
     ``compute()``, written there (atomically) and returned with ``computed`` True."""
@@ -34,7 +42,7 @@ def cached_array(path: Path, name: str, key: str, compute: Callable[[], np.ndarr
             if str(z["key"]) == key:
                 return z[name], False
     value = compute()
-    tmp = path.with_name(path.stem + ".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # two runs filling one cache do not collide
     with open(tmp, "wb") as f:
         np.savez(f, key=np.array(key), **{name: value})
     tmp.replace(path)

@@ -79,13 +79,25 @@ def test_unmasked_floors_only_the_other_notes_harmonics() -> None:
     out = clean_probe.unmasked(patch, note, [other])
     floored = out[0] < 0
     start = round(1.0 / HOP_S) - PATCH["frames_before"]
-    a, b = round(0.9 / HOP_S) - start, round(1.2 / HOP_S) + 3 - start
+    lead = PATCH["n_fft"] // PATCH["hop"] - 1  # frames whose window already reaches the third's onset
+    a, b = round(0.9 / HOP_S) - lead - start, round(1.2 / HOP_S) + 3 - start
     assert not floored[:, :a].any() and not floored[:, b:].any()  # only while the third sounds
     rows = np.flatnonzero(floored.any(axis=1))
     own = {int(c) + d for c in clean_probe._OWN for d in (-1, 0, 1)}
     assert len(rows) and not own & set(rows.tolist())  # never the note's own partials
-    assert 36 + 12 in rows  # the third's fundamental, 4 semitones up
-    assert (out[0][floored] == PATCH["floor_db"] / 20).all() and (out[0][~floored] == 0).all()
+    centre = PATCH["bins_per_semitone"] * (PATCH["semitones_below"] + 4) + 1  # the third's fundamental
+    assert floored[centre - 1 : centre + 2, a:b].all()  # floored all the while it sounds
+    assert clean_probe._OWN[0] == PATCH["bins_per_semitone"] * PATCH["semitones_below"] + 1
+
+
+def test_own_partials_sit_where_the_log_map_puts_a_tone() -> None:
+    n = SR
+    x = _tone(76, 0.0, 1.0, n, 0.9)  # high enough for the STFT to resolve each partial to a bin or two
+    patch, _ = note_patches(log_map_db(x, SR), np.array([[0.2, 0.8, 76, 90]]))
+    profile = patch[0][:, 20:30].mean(axis=1)
+    for k in (1, 2, 3, 5):  # each of these partials peaks on its bin of _OWN
+        c = clean_probe._OWN[k - 1]
+        assert profile[c] >= profile[c - 2 : c + 3].max() - 0.01 and profile[c] > profile[c - 2] + 0.05
 
 
 def test_probe_runs_and_saves(tmp_path: Path) -> None:
