@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 
 from bench.long_context_probe import split_tracks  # noqa: E402
 from bridge.transcribe.note_classes import KNOWN_CLASSES, PATCH  # noqa: E402
-from export.note_clean import cached_array, clean_key, clean_patches, one_part_notes  # noqa: E402
+from export.note_clean import cached_clean_patches  # noqa: E402
 
 N_CLASSES = len(KNOWN_CLASSES)
 _B = PATCH["bins_per_semitone"]
@@ -125,11 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(
             f"{args.features} was not built from the tracks of {args.corpus} (one corpus, as train-notes lists it)"
         )
-    rows = one_part_notes(feats)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    key = clean_key(feats, tracks)
-    clean, _ = cached_array(args.out / "clean_patches.npz", "patches", key, lambda: clean_patches(feats, rows, tracks))
+    rows, clean, _ = cached_clean_patches(feats, tracks, args.out / "clean_patches.npz")
     print(f"[clean] {len(rows)} notes of one part, clean patches in {time.perf_counter() - t0:.0f} s", flush=True)
     label = feats["Y"][rows, :N_CLASSES].argmax(axis=1)
     mix = feats["P"][rows]

@@ -629,16 +629,10 @@ def clean_targets(
     training note's clean patch (``export.note_clean``: the note cut from its own part's stem), -1 for a
     note of no or several true classes or parts; ``patches`` (m, bins, frames) float16. Cached in
     ``OUT/clean_patches.npz`` with a key over the notes, their parts and the track folders."""
-    from export.note_clean import cached_array, clean_key, clean_patches, one_part_notes
+    from export.note_clean import cached_clean_patches
 
-    rows = one_part_notes(feats)
     t0 = time.perf_counter()
-    patches, computed = cached_array(
-        args.out / "clean_patches.npz",
-        "patches",
-        clean_key(feats, tracks),
-        lambda: clean_patches(feats, rows, tracks, log),
-    )
+    rows, patches, computed = cached_clean_patches(feats, tracks, args.out / "clean_patches.npz", log)
     if computed:
         log(f"[train] clean patches of {len(rows)} of {len(feats['Y'])} notes ({time.perf_counter() - t0:.0f} s)")
     row = np.full(len(feats["Y"]), -1, np.int64)

@@ -80,3 +80,15 @@ def clean_patches(feats: dict[str, np.ndarray], rows: np.ndarray, tracks: list[P
         if done % 50 == 0:
             log(f"[clean] {done} tracks")
     return out
+
+
+def cached_clean_patches(
+    feats: dict[str, np.ndarray], tracks: list[Path], path: Path, log=print
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(rows, patches, computed)``: the notes a clean patch exists for (``one_part_notes``) and their
+    clean patches, read from the cache ``path`` where its key (``clean_key``) fits, else computed there."""
+    rows = one_part_notes(feats)
+    patches, computed = cached_array(
+        path, "patches", clean_key(feats, tracks), lambda: clean_patches(feats, rows, tracks, log)
+    )
+    return rows, patches, computed
