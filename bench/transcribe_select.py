@@ -7,7 +7,9 @@ threshold; default the classifier's), ``soundc`` (per-class sounding thresholds 
 network, ``+``-joined), ``blind`` (of those, stems from a run without the score), ``net`` (1: the
 network conditioned on the transcription, 0: not), ``nshare`` (the network's share in stems from
 the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one), ``fuse`` (the
-network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``oracle``
+network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``remask``
+(the finished stems re-masked from their sum, ``bridge.parts.fusion.StemRemask``: the mask power per
+stem, same syntax, 1 where not named; ``none``: not re-masked; default the shipped one), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
 classifier's parts, ghosts dropped; ``all``: both; ``notes``: the true pitched notes (all parts
@@ -137,7 +139,7 @@ def _oracle_transcriber(
 
 
 def transcriber_of(spec: str):
-    from bridge.transcribe import TRANSCRIBED_NETWORK_SHARE, Transcriber
+    from bridge.transcribe import TRANSCRIBED_NETWORK_SHARE, TRANSCRIBED_REMASK, Transcriber
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
     if ("ofrac" in kv or "oseed" in kv or "oclass" in kv) and "oracle" not in kv:
@@ -164,6 +166,7 @@ def transcriber_of(spec: str):
         condition_network=kv.get("net", "1") == "1",
         network_share=_per_stem(kv["nshare"]) if "nshare" in kv else TRANSCRIBED_NETWORK_SHARE,
         fusion=_per_stem(kv["fuse"]) if "fuse" in kv else None,
+        remask=_remask(kv["remask"]) if "remask" in kv else TRANSCRIBED_REMASK,
     )
     if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
         per_class = _per_stem(kv["soundc"])
@@ -188,6 +191,11 @@ def transcriber_of(spec: str):
 
         tr.membership = exclusive
     return tr
+
+
+def _remask(text: str) -> dict[str, float] | None:
+    """``none`` -> None (no re-masking); else the mask power per stem (``_per_stem``; 1 where not named)."""
+    return None if text == "none" else _per_stem(text)
 
 
 def _names(text: str) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.parts.fusion import StemFusion
+from bridge.parts.fusion import StemFusion, StemRemask, remask_size_for
 
 SR = 44100
 N_FFT, HOP = 4096, 1024
@@ -78,3 +78,61 @@ def test_output_does_not_depend_on_the_block_size() -> None:
 def test_exponents_outside_zero_one_are_refused(bad: list[float]) -> None:
     with pytest.raises(ValueError, match="fusion exponents"):
         StemFusion(bad, N_FFT, HOP, 2, 256)
+
+
+def remask_run(remask: StemRemask, stems: np.ndarray, block: int) -> np.ndarray:
+    """``stems`` (n_stems, n_channels, n) through ``remask`` in blocks (plus its latency in zeros), the
+    latency cut off."""
+    lat, n = remask.latency_samples, stems.shape[2]
+    padded = np.pad(stems, ((0, 0), (0, 0), (0, lat)))
+    out = [remask.process(padded[..., i : i + block]) for i in range(0, n + lat, block)]
+    return np.concatenate(out, axis=2)[:, :, lat : lat + n]
+
+
+def test_remask_drops_what_the_stems_hold_but_their_sum_cancels() -> None:
+    """Stem 0 holds the low tone plus noise, the remainder the high tone minus the same noise (the noise
+    cancels in their sum, as two estimates' errors can): re-masked from their sum, each stem keeps the
+    bins its tone fills and the noise, absent from the sum, is gone from both; they still sum to it."""
+    low, high = tones(2.0)
+    noise = 0.1 * np.random.default_rng(0).standard_normal(low.shape).astype(np.float32)
+    stems = np.stack([low + noise, high - noise])
+    n_fft, hop = remask_size_for(SR)
+    got = remask_run(StemRemask([0.75, 0.75], n_fft, hop, 2, 4096), stems, 4096)
+    core = slice(n_fft, -n_fft)
+
+    def err(est: np.ndarray, ref: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((est[:, core] - ref[:, core]) ** 2)))
+
+    assert err(got[0], low) < 0.2 * err(stems[0], low), (err(got[0], low), err(stems[0], low))
+    assert err(got[1], high) < 0.2 * err(stems[1], high)
+    np.testing.assert_allclose(got.sum(axis=0), stems.sum(axis=0), atol=1e-5)
+
+
+def test_remask_does_not_depend_on_the_block_size() -> None:
+    low, high = tones(1.5)
+    noise = 0.05 * np.random.default_rng(1).standard_normal(low.shape).astype(np.float32)
+    stems = np.stack([low + noise, high, 0.5 * noise])
+    n_fft, hop = 8192, 2048
+    ref = remask_run(StemRemask([0.9, 0.75, 1.0], n_fft, hop, 2, 4096), stems, 4096)
+    for block in (100, 2048, 16384):
+        got = remask_run(StemRemask([0.9, 0.75, 1.0], n_fft, hop, 2, block), stems, block)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_unit_powers_are_the_plain_ratio_masks() -> None:
+    """Powers of 1 leave the fusion's masks as they were (the weight relative to the target cancels)."""
+    rng = np.random.default_rng(2)
+    parts, network = rng.random((2, 5, 3, 7)).astype(np.float32) + 0.01
+    target = rng.random((5, 7)).astype(np.float32)
+    plain = StemFusion([0.3, 0.0, 0.1], N_FFT, HOP, 2, 256).masks(parts, network, target)
+    ones = StemFusion([0.3, 0.0, 0.1], N_FFT, HOP, 2, 256, powers=[1.0, 1.0, 1.0]).masks(parts, network, target)
+    np.testing.assert_allclose(ones, plain, rtol=1e-6)
+    softer = StemFusion([0.3, 0.0, 0.1], N_FFT, HOP, 2, 256, powers=[0.5, 0.5, 0.5]).masks(parts, network, target)
+    np.testing.assert_allclose(softer.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.std(softer) < np.std(plain)  # softer masks lie closer to an even split
+
+
+@pytest.mark.parametrize("bad", [[1.0], [0.05, 1.0], [1.0, 5.0], [1.0, 1.0, 1.0]])
+def test_mask_powers_outside_their_range_or_count_are_refused(bad: list[float]) -> None:
+    with pytest.raises(ValueError, match="mask powers|fusion exponents"):
+        StemFusion([0.0, 0.0], N_FFT, HOP, 2, 256, powers=bad) if len(bad) != 1 else StemRemask(bad, N_FFT, HOP, 2, 256)

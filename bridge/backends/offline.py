@@ -77,7 +77,8 @@ def separate_file(
 
     With a score and ``stems_from_parts``, the class stems come from the score's parts
     (``bridge.parts.classes.ScoredClasses``, fused with the network's by ``fusion``, None: a linear
-    blend; with a ``transcriber``, its own ``fusion`` replaces this one); the network still writes the notes. Without a
+    blend; with a ``transcriber``, its own ``fusion`` replaces this one, and its ``remask`` re-masks the finished
+    stems); the network still writes the notes. Without a
     score, a ``transcriber`` first transcribes the whole file into one part per class
     (``bridge.transcribe``), which then serves as that score; ``notes.mid`` then holds the
     transcription's notes for its classes and the network's for the rest (drums)."""
@@ -89,6 +90,7 @@ def separate_file(
     transcription: Transcription | None = None
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
+    remask: Mapping[str, float] | None = None  # the transcription's stems only (selection set, blind)
     if score_path is not None:
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
@@ -98,6 +100,7 @@ def separate_file(
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
         fusion = transcriber.fusion
+        remask = transcriber.remask
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | ScoredClasses = (
@@ -111,6 +114,7 @@ def separate_file(
             blind_stems=blind_stems,
             network_share=network_share,
             fusion=fusion,
+            remask=remask,
         )
     )
 

@@ -44,9 +44,11 @@ Public API
 - ``class_parts_settings(low_latency=False)``: the parts' settings the class stems use by default;
   ``transcribed_parts_settings(low_latency=False)``: those for a transcription's parts.
 - ``ScoredClasses(model, parts, model_stems=MODEL_STEMS, settings=None, blind_stems=(),
-  subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE, fusion=None)`` (those of ``model_stems``
-  in ``subtracted_stems`` are subtracted; ``network_share`` applies to the stems from the parts;
-  ``fusion`` {stem: the network's exponent} fuses those stems, ``bridge.parts.fusion``): the
+  subtracted_stems=SUBTRACTED_STEMS, network_share=NETWORK_SHARE, fusion=None,
+  remask=None)`` (those of ``model_stems`` in ``subtracted_stems`` are subtracted; ``network_share`` applies
+  to the stems from the parts; ``fusion`` {stem: the network's exponent} fuses those stems,
+  ``bridge.parts.fusion``; ``remask`` {stem: mask power, 1 where not named} re-masks the finished stems
+  from their sum, ``StemRemask``, at the cost of its long window's latency): the
   ``Processor`` verbs ``prepare`` / ``process`` / ``reset`` / ``release`` / ``end_notes``, ``stems`` and
   ``meta`` of the network (``other`` last), for a score known in advance (offline files).
 - ``ScoredClasses.live(model, channel_map=None, settings=None, **kwargs)`` (``fusion=`` among
@@ -66,7 +68,7 @@ from bridge.engine import BlockResult, Processor, clean_block, restamp
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.decompose import DecompositionSettings
-from bridge.parts.fusion import REMAINDER_EXPONENT, StemFusion
+from bridge.parts.fusion import REMAINDER_EXPONENT, StemFusion, StemRemask, remask_size_for
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of, stft_size_for
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
@@ -116,6 +118,7 @@ class ScoredClasses:
         subtracted_stems: Sequence[str] = SUBTRACTED_STEMS,
         network_share: Mapping[str, float] = NETWORK_SHARE,
         fusion: Mapping[str, float] | None = None,
+        remask: Mapping[str, float] | None = None,
     ) -> None:
         self.model = model
         self.meta = model.meta
@@ -146,6 +149,9 @@ class ScoredClasses:
         self._linear = [i for i in range(len(predicted)) if i not in self._fused]
         self._exponents = [float(fusion[predicted[i]]) for i in self._fused] + [REMAINDER_EXPONENT]
         self._fusion: StemFusion | None = None
+        # the finished stems re-masked from their sum (``bridge.parts.fusion.StemRemask``): {stem: mask power}
+        self.remask = dict(remask) if remask else None
+        self._remask: StemRemask | None = None
         # those stems from a second run of the same network without the score (a score known to lack
         # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
         self.blind = Processor(model.model) if self._from_blind else None
@@ -265,6 +271,11 @@ class ScoredClasses:
             self._fusion = StemFusion(self._exponents, n_fft, hop, n_channels, max_block_size)
             self.latency_terms["stem_fusion"] = self._fusion.latency_samples
         cap = self.latency_samples + 2 * max(1, int(max_block_size)) + 16
+        self._remask = None
+        if self.remask is not None:  # last: its long window's latency on top of everything
+            powers = [float(self.remask.get(s, 1.0)) for s in (*self.meta.stems, "other")]
+            self._remask = StemRemask(powers, *remask_size_for(sample_rate), n_channels, max_block_size)
+            self.latency_terms["stem_remask"] = self._remask.latency_samples
         self._model_ring = RingBuffer(n_pred * n_channels, cap)
         self._parts_ring = RingBuffer(n_pred * n_channels, cap)
         self._parts_in = RingBuffer(n_channels, cap)
@@ -275,6 +286,9 @@ class ScoredClasses:
             self._late = RingBuffer((len(self._linear) + 1) * n_channels, self._fusion.latency_samples + cap)
             self.latency_samples += self._fusion.latency_samples
             self._notes_delay += self._fusion.latency_samples
+        if self._remask is not None:
+            self.latency_samples += self._remask.latency_samples
+            self._notes_delay += self._remask.latency_samples
         self.prepared = True
         self._reset_own()
 
@@ -291,6 +305,8 @@ class ScoredClasses:
             self._fusion.reset()
             self._late.clear()
             self._late.fill_zeros(self._fusion.latency_samples)
+        if self._remask is not None:
+            self._remask.reset()
         self._pending: list[NoteEvent] = []  # network notes, stamped in absolute output samples
         self._n_out = 0
         self._midi: list[tuple[int, bytes]] = []  # live: score MIDI for the parts, absolute input samples
@@ -351,6 +367,8 @@ class ScoredClasses:
             stems = np.empty((n_pred + 1, c, n), np.float32)
             stems[:-1] = self._blend(parts, net, slice(None))
             stems[-1] = dry - stems[:-1].sum(axis=0)
+        if self._remask is not None:
+            stems = self._remask.process(stems)
         start = self._n_out
         self._n_out += n
         self._pending += [restamp(e, start + e.sample + self._notes_delay) for e in m.notes]

@@ -20,13 +20,21 @@ Public API
 ----------
 - ``FUSION_EXPONENT``: {class stem: the network's exponent ``a``} for the fused stems; stems not
   listed stay linear blends.
-- ``StemFusion(exponents, n_fft, hop, n_channels, max_block_size)``: ``exponents`` one per fused stem, the remainder
-  last. ``process(parts, network, target) -> fused``: ``parts`` and ``network`` (n_fused,
-  n_channels, n) each, the remainder last; ``target`` (n_channels, n) the signal the fused stems
+- ``StemFusion(exponents, n_fft, hop, n_channels, max_block_size, powers=None)``: ``exponents`` one per fused
+  stem, the remainder last; ``powers`` (one per stem, default 1) sharpen (> 1) or soften (< 1) each stem's
+  mask: its weight is its fused magnitude relative to the target's, to that power.
+  ``process(parts, network, target) -> fused``: ``parts`` and ``network`` (n_fused, n_channels, n) each,
+  the remainder last; ``target`` (n_channels, n) the signal the fused stems
   share; returns the fused stems but the remainder, (n_fused - 1, n_channels, n), delayed by
   ``latency_samples`` (the remainder is the delayed target minus them). One mask per stem for
   every channel, from the magnitudes of the channel means (as the parts' own). ``reset()``.
   Block-size invariant (a fixed frame schedule).
+- ``StemRemask(powers, n_fft, hop, n_channels, max_block_size)``: finished stems (remainder last, summing to
+  the input) re-masked from their own sum by their magnitudes in a long STFT (``remask_size_for``), each
+  mask to its stem's power: ``process(stems) -> stems`` delayed by ``latency_samples``, still summing to
+  the (delayed) input. The blind path's stems gain on every stem (``bridge.transcribe``; BENCHMARKS.md,
+  stop 37): offline only, the window is long.
+- ``remask_size_for(sample_rate) -> (n_fft, hop)``: about 0.37 s windows, hop a quarter.
 """
 
 from __future__ import annotations
@@ -49,13 +57,24 @@ REMAINDER_FLOOR = 1e-3  # of the target's magnitude, given to the remainder in e
 class StemFusion:
     """Magnitude fusion of two stem estimates; see the module docstring."""
 
-    def __init__(self, exponents: Sequence[float], n_fft: int, hop: int, n_channels: int, max_block_size: int) -> None:
+    def __init__(
+        self,
+        exponents: Sequence[float],
+        n_fft: int,
+        hop: int,
+        n_channels: int,
+        max_block_size: int,
+        powers: Sequence[float] | None = None,
+    ) -> None:
         a = np.asarray(exponents, np.float32)
         if a.ndim != 1 or len(a) < 2 or np.any(a < 0.0) or np.any(a > 1.0):
             raise ValueError(
                 f"fusion exponents must lie in [0, 1], one per stem and the remainder, got {list(exponents)}"
             )
-        self.exponents = a
+        q = np.ones_like(a) if powers is None else np.asarray(powers, np.float32)
+        if q.shape != a.shape or not np.all((q >= 0.1) & (q <= 4.0)):
+            raise ValueError(f"mask powers must lie in [0.1, 4], one per stem and the remainder, got {list(q)}")
+        self.exponents, self.powers = a, q
         self.n_stems, self.n_channels = len(a), n_channels
         self.n_fft, self.hop = n_fft, hop
         self.latency_samples = n_fft - 1  # as the parts': n_fft - hop of overlap, hop - 1 of framing
@@ -79,11 +98,14 @@ class StemFusion:
         summing to 1 over the stems. The remainder's weight has a floor of ``REMAINDER_FLOOR`` times
         ``target_mag`` (the mean of the target channels' magnitudes), so a bin that neither
         estimate fills goes mostly to the remainder: there the ratios of near-silent estimates would
-        follow their rounding (a block size, a CPU's vector width)."""
+        follow their rounding (a block size, a CPU's vector width). Each weight, relative to
+        ``target_mag``, is raised to its stem's power (1: the plain ratio of magnitudes)."""
         a = self.exponents[None, :, None]
         log_p = np.log(parts_mag + _TINY)
         w = np.exp(log_p + a * (np.log(network_mag + _TINY) - log_p))  # |P| ** (1 - a) * |N| ** a
         w[:, -1] += REMAINDER_FLOOR * target_mag + _TINY
+        if np.any(self.powers != 1.0):
+            w = (w / (target_mag[:, None, :] + _TINY)) ** self.powers[None, :, None] + _TINY
         return w / w.sum(axis=1, keepdims=True)
 
     def process(self, parts: np.ndarray, network: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -100,3 +122,35 @@ class StemFusion:
         fused = np.empty(((s - 1) * c, n), np.float32)
         self._fifo.read(n, fused)
         return fused.reshape(s - 1, c, n)
+
+
+def remask_size_for(sample_rate: int) -> tuple[int, int]:
+    """``(n_fft, hop)`` of ``StemRemask`` at a host rate: about 0.37 s windows, hop a quarter."""
+    n_fft = 16384 if sample_rate <= 50000 else 32768 if sample_rate <= 100000 else 65536
+    return n_fft, n_fft // 4
+
+
+class StemRemask:
+    """Finished stems re-masked from their sum; see the module docstring."""
+
+    def __init__(self, powers: Sequence[float], n_fft: int, hop: int, n_channels: int, max_block_size: int) -> None:
+        self._fusion = StemFusion([0.0] * len(powers), n_fft, hop, n_channels, max_block_size, powers)
+        self.n_stems, self.n_channels = len(powers), n_channels
+        self.latency_samples = self._fusion.latency_samples
+        self._total = RingBuffer(n_channels, self.latency_samples + 4 * max(1, int(max_block_size)) + 16384)
+        self.reset()
+
+    def reset(self) -> None:
+        self._fusion.reset()
+        self._total.clear()
+        self._total.fill_zeros(self.latency_samples)
+
+    def process(self, stems: np.ndarray) -> np.ndarray:
+        """stems (n_stems, n_channels, n), the remainder last -> the re-masked stems, (n_stems, n_channels,
+        n), delayed by ``latency_samples``; the remainder is the delayed sum minus the others."""
+        total = stems.sum(axis=0, dtype=np.float32)
+        out = self._fusion.process(stems, stems, total)
+        self._total.write(total)
+        late = np.empty_like(total)
+        self._total.read(total.shape[1], late)
+        return np.concatenate([out, (late - out.sum(axis=0))[None]])

@@ -25,9 +25,10 @@ Public API
 ----------
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
   classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
-  sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE, fusion=None)`` (None: the
-  classifier's own; the share as ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` as
-  ``ScoredClasses``' ``fusion``, none by default): ``transcribe(audio, sample_rate) ->
+  sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE, fusion=None,
+  remask=TRANSCRIBED_REMASK)`` (None: the classifier's own; the share as
+  ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` and ``remask`` as ``ScoredClasses``', no fusion by
+  default, ``remask`` None: none): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
   ``parts(audio, sample_rate) -> list[ScorePart]``.
 - ``Transcription``: ``parts`` (one ``ScorePart`` per class), ``notes`` {class: (n, 4)} and
@@ -65,6 +66,9 @@ TRANSCRIBED_BLIND_STEMS = ("drums",)  # the transcription has no drum part: drum
 # part holds notes of other instruments the classifier calls strings, which its smaller share hands back to
 # `other`, the remainder; 0.4 / 0.8 read +0.17 / +0.01 and +0.81 / +1.20)
 TRANSCRIBED_NETWORK_SHARE = {"bass": 0.5, "strings": 0.6, "piano": 0.8, "guitar": 0.6}
+# the finished stems re-masked from their sum in a 0.37 s STFT, each mask to its stem's power
+# (``bridge.parts.fusion.StemRemask``; selection set, seed 9002, 48 tracks: BENCHMARKS.md, stop 37)
+TRANSCRIBED_REMASK = {"drums": 0.9, "bass": 0.9, "piano": 0.75, "guitar": 0.75, "strings": 0.6, "other": 0.9}
 
 
 @dataclass
@@ -106,6 +110,7 @@ class Transcriber:
         sounding_threshold: float | None = None,
         network_share: Mapping[str, float] = TRANSCRIBED_NETWORK_SHARE,
         fusion: Mapping[str, float] | None = None,
+        remask: Mapping[str, float] | None = TRANSCRIBED_REMASK,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
@@ -118,6 +123,7 @@ class Transcriber:
         self.blind_stems = tuple(blind_stems)
         self.network_share = dict(network_share)
         self.fusion = dict(fusion) if fusion else None
+        self.remask = dict(remask) if remask is not None else None
         self.sounding_threshold = (
             self.classifier.sounding_threshold if sounding_threshold is None else float(sounding_threshold)
         )
@@ -181,6 +187,7 @@ __all__ = [
     "MEMBER_SHARE",
     "TRANSCRIBED_MODEL_STEMS",
     "TRANSCRIBED_NETWORK_SHARE",
+    "TRANSCRIBED_REMASK",
     "Transcriber",
     "Transcription",
     "score_of_parts",

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Choose how the blind path's finished stems are re-masked from their sum (``bridge.parts.fusion.StemRemask``).
+
+The blind path's class stems (``bridge.transcribe``) are linear blends of the parts decomposition and
+the network: they sum to the input, but each holds errors the others cancel. Re-masking them from
+their sum by their own magnitudes in a long STFT keeps what each stem's magnitude claims and drops
+what cancels. This bench runs the blind path once per track without re-masking (``remask=None``;
+the stems are cached in ``--stems``, reused on later runs; ``--path score``: ``separate --score``'s
+stems with the track's true score instead), then scores each variant on those stems:
+``N_FFT:POWERS`` where POWERS is one mask power for every stem or ``stem=power+...`` (1 where not
+named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``. Prints the median SI-SDRi per stem,
+the pooled median (drums, bass, piano, guitar, strings) and each variant's mean per-track change
+against the stems as they are (tracks up / down); the JSON keeps every per-track figure.
+
+    taskset -c 0 .venv/bin/python bench/remask_select.py --first 0 --count 24 --stems out/remask_stems \\
+        --variant 16384:0.75 --variant 8192:0.75 --json out/remask_a.json
+    .venv/bin/python bench/remask_select.py --merge out/remask_a.json out/remask_b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+STEMS = ("drums", "bass", "piano", "guitar", "strings")
+NAMES = (*STEMS, "other")
+BLOCK = 65536
+
+
+def parse_variant(text: str) -> tuple[int, list[float]]:
+    """``N_FFT:POWERS`` -> (n_fft, one power per stem of ``NAMES``); ``SystemExit`` with the reason for bad text."""
+    try:
+        size, powers = text.split(":", 1)
+        n_fft = int(size)
+        if "=" in powers:
+            named = {k: float(v) for k, v in (x.split("=") for x in powers.split("+") if x)}
+            if set(named) - set(NAMES):
+                raise ValueError(f"stems are {', '.join(NAMES)}")
+            out = [named.get(s, 1.0) for s in NAMES]
+        else:
+            out = [float(powers)] * len(NAMES)
+    except ValueError as e:
+        raise SystemExit(f"error: variant {text!r} is not N_FFT:POWER or N_FFT:stem=power+... ({e})") from None
+    if n_fft < 256 or n_fft & (n_fft - 1):
+        raise SystemExit(f"error: variant {text!r}: N_FFT must be a power of two >= 256")
+    return n_fft, out
+
+
+def remasked(stems: np.ndarray, n_fft: int, powers: list[float]) -> np.ndarray:
+    """``stems`` (n_stems, n_channels, n), ``other`` last, through ``StemRemask`` (hop n_fft / 4) in blocks of
+    ``BLOCK`` samples, its latency cut off."""
+    from bridge.parts.fusion import StemRemask
+
+    rm = StemRemask(powers, n_fft, n_fft // 4, stems.shape[1], BLOCK)
+    lat, n = rm.latency_samples, stems.shape[2]
+    padded = np.pad(stems, ((0, 0), (0, 0), (0, lat))).astype(np.float32)
+    out = np.concatenate([rm.process(padded[..., i : i + BLOCK]) for i in range(0, n + lat, BLOCK)], axis=2)
+    return out[:, :, lat : lat + n]
+
+
+def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
+    """The stems of track ``td`` without re-masking (n_stems, n_channels, n), from ``cache`` (written there
+    on the first call): the blind path's (``path`` "blind"), or ``separate --score``'s with the track's
+    true score (``score``)."""
+    import soundfile as sf
+
+    if not all((cache / f"{s}.flac").is_file() for s in NAMES):
+        from bridge.backends.offline import separate_file
+        from bridge.engine import Processor
+        from bridge.transcribe import Transcriber
+
+        if path == "score":
+            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", score_path=td / "all_src.mid")
+        else:
+            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", transcriber=Transcriber(remask=None))
+    # FLAC is 16-bit: re-masked stems are scored against stems of that precision, the input of both
+    return np.stack([sf.read(str(cache / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
+
+
+def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "blind") -> dict:
+    import soundfile as sf
+
+    from bench.quality import _sep_scores
+    from export.data.slakh import load_track
+
+    parsed = {v: parse_variant(v) for v in variants}
+    out: dict = {"sep": {}}
+    for td in tracks:
+        truth = load_track(td, stems=STEMS)
+        mix, _ = sf.read(str(td / "mix.flac"), dtype="float64", always_2d=True)
+        mix = mix.mean(axis=1)
+        n = len(mix)
+        refs = np.concatenate([truth["stems"], truth["other"][None]])
+        refs = np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
+        stems = first_pass(td, stems_dir / td.name, path)
+        rows = {"as is": stems, **{v: remasked(stems, *p) for v, p in parsed.items()}}
+        for name, est in rows.items():
+            mono = np.zeros((len(NAMES), n))
+            m = min(n, est.shape[2])
+            mono[:, :m] = est.mean(axis=1)[:, :m]
+            out["sep"].setdefault(name, {})[td.name] = _sep_scores(mono, mix, refs, NAMES)
+        print(f"  {td.name} done", flush=True)
+    return out
+
+
+def report(doc: dict) -> None:
+    from bench.transcribe_select import paired
+
+    base = doc["sep"]["as is"]
+    for row, per in doc["sep"].items():
+        med = {s: np.median([t[s]["si_sdri"] for t in per.values() if s in t]) for s in NAMES}
+        pooled = np.median([t[s]["si_sdri"] for t in per.values() for s in STEMS if s in t])
+        print(f"{row} ({len(per)} tracks)")
+        print("  SI-SDRi " + " ".join(f"{s} {med[s]:+.2f}" for s in NAMES) + f" | overall {pooled:+.3f}")
+        if row != "as is":
+            cells = paired(per, base)
+            print("  paired vs as is: " + ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tracks", type=Path, default=Path("out/heldout/s9002_20s"), help="rendered track folders")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--count", type=int, default=24)
+    ap.add_argument("--stems", type=Path, default=Path("out/remask_stems"), help="cache of the first pass's stems")
+    ap.add_argument(
+        "--path", choices=("blind", "score"), default="blind", help="the stems of the blind path or of --score"
+    )
+    ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS (repeatable)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--merge", type=Path, nargs="+", help="report these JSON files together")
+    args = ap.parse_args(argv)
+    if args.merge:
+        from bench.transcribe_select import merge
+
+        try:
+            report(merge([json.loads(p.read_text()) | {"f1": {}} for p in args.merge]))
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: cannot read {' '.join(map(str, args.merge))}: {e}", file=sys.stderr)
+            return 2
+        return 0
+    for v in args.variant:
+        parse_variant(v)  # refused before any track runs
+    tracks = sorted(p for p in args.tracks.iterdir() if (p / "metadata.yaml").is_file())
+    doc = run(tracks[args.first : args.first + args.count], args.variant, args.stems, args.path)
+    report(doc)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
