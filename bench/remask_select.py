@@ -84,20 +84,14 @@ def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
 
 
 def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "blind") -> dict:
-    import soundfile as sf
-
     from bench.quality import _sep_scores
-    from export.data.slakh import load_track
+    from bench.transcribe_select import mix_and_refs
 
     parsed = {v: parse_variant(v) for v in variants}
     out: dict = {"sep": {}}
     for td in tracks:
-        truth = load_track(td, stems=STEMS)
-        mix, _ = sf.read(str(td / "mix.flac"), dtype="float64", always_2d=True)
-        mix = mix.mean(axis=1)
+        _, mix, refs = mix_and_refs(td)
         n = len(mix)
-        refs = np.concatenate([truth["stems"], truth["other"][None]])
-        refs = np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
         stems = first_pass(td, stems_dir / td.name, path)
         rows = {"as is": stems, **{v: remasked(stems, *p) for v, p in parsed.items()}}
         for name, est in rows.items():
@@ -136,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--merge", type=Path, nargs="+", help="report these JSON files together")
     args = ap.parse_args(argv)
-    if args.merge:
-        from bench.transcribe_select import merge
+    from bench.transcribe_select import merge, save_json, track_folders
 
+    if args.merge:
         try:
             report(merge([json.loads(p.read_text()) | {"f1": {}} for p in args.merge]))
         except (OSError, ValueError, KeyError) as e:
@@ -147,12 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for v in args.variant:
         parse_variant(v)  # refused before any track runs
-    tracks = sorted(p for p in args.tracks.iterdir() if (p / "metadata.yaml").is_file())
-    doc = run(tracks[args.first : args.first + args.count], args.variant, args.stems, args.path)
+    doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.stems, args.path)
     report(doc)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc))
+    save_json(doc, args.json)
     return 0
 
 

@@ -19,10 +19,15 @@ rules that pick a class from these on the notes of exactly one true class (note 
 - ``probe_assigned``: the probe on the stem of the classifier's class;
 - ``probe_loudest``: the probe on the stem holding the most of the note's partials;
 - ``probe_weighted``: the probe's probabilities averaged over the stems, weighted by their energy;
-- ``joint:A``: the classifier's log-probabilities plus ``A`` times ``probe_weighted``'s.
+- ``joint:A``: the classifier's log-probabilities plus ``A`` times ``probe_weighted``'s;
+- ``clf_*``: the same with the shipped classifier itself judging each stem (``clf_own``: class c as the
+  classifier finds it on stem c);
+- ``probe_true_stem`` / ``clf_true_stem`` (after ``--truth``): each note judged on its class's true stem,
+  what a perfect separation would show (the ceiling of classing from stems).
 
     taskset -c 0 .venv/bin/python bench/stem_reclass.py --collect out/reclass --first 0 --count 24
     taskset -c 1 .venv/bin/python bench/stem_reclass.py --collect out/reclass --first 24 --count 24
+    taskset -c 0 .venv/bin/python bench/stem_reclass.py --truth out/reclass --first 0 --count 48
     .venv/bin/python bench/stem_reclass.py --report out/reclass --json bench/results/stem_reclass.json
 """
 
@@ -140,6 +145,38 @@ def collect(tracks: list[Path], out: Path, probe: Path) -> None:
         print(f"  {td.name}: {len(notes)} notes", flush=True)
 
 
+def add_truth(tracks: list[Path], out: Path, probe: Path) -> None:
+    """Add to each collected track of ``out`` the probe's logits (``true_logits``) and the classifier's
+    ``sounding`` (``true_judged``), each (n, 5), of every note of one true class judged on that class's true
+    stem (the rendered stems, summed per class: the view a perfect separation would give; NaN for the
+    other notes): the ceiling of classing from stems."""
+    import torch
+
+    from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier, log_map_db, note_patches
+    from export.data.slakh import load_track
+
+    torch.set_num_threads(1)
+    net, clf = load_probe(probe), NoteClassifier(NOTE_CLASSES_FILE)
+    for td in tracks:
+        path = out / f"{td.name}.npz"
+        with np.load(path) as z:
+            d = {k: z[k] for k in z.files}
+        truth = load_track(td, stems=("drums", "bass", "piano", "guitar", "strings"))
+        views = [*truth["stems"][1:], truth["other"]]  # in KNOWN_CLASSES order
+        one = d["labels"].sum(axis=1) == 1
+        y = d["labels"].argmax(axis=1)
+        d["true_logits"] = np.full((len(y), N_CLASSES), np.nan, np.float32)
+        d["true_judged"] = np.full((len(y), N_CLASSES), np.nan, np.float32)
+        for k in range(N_CLASSES):
+            m = one & (y == k)
+            if m.any():
+                patches, scalars = note_patches(log_map_db(views[k], truth["sample_rate"]), d["notes"][m])
+                d["true_logits"][m] = probe_logits(net, patches, scalars)
+                d["true_judged"][m] = clf.predict(views[k], truth["sample_rate"], d["notes"][m])[0]
+        np.savez(path, **d)
+        print(f"  {td.name}: true stems", flush=True)
+
+
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
@@ -173,6 +210,10 @@ def rules(d: dict[str, np.ndarray], alphas: tuple[float, ...] = (0.5, 1.0, 2.0))
         out["clf_own"] = j[np.arange(N_CLASSES), :, np.arange(N_CLASSES)].T.argmax(axis=1)  # class c judged on stem c
         for a in alphas:
             out[f"clf_joint:{a:g}"] = (ls + a * np.log(np.clip(jw, 1e-6, 1.0))).argmax(axis=1)
+    if "true_logits" in d:  # the ceiling: each note judged on its own class's true stem (-1 where none)
+        for name, key in (("probe_true_stem", "true_logits"), ("clf_true_stem", "true_judged")):
+            v = d[key]
+            out[name] = np.where(np.isnan(v).any(axis=1), -1, np.nan_to_num(v, nan=-np.inf).argmax(axis=1))
     return out
 
 
@@ -207,14 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=48)
     ap.add_argument("--probe", type=Path, default=PROBE, help="clean_probe.py --save's network")
     ap.add_argument("--collect", type=Path, help="run the first pass and keep each track's figures here")
+    ap.add_argument("--truth", type=Path, help="add the true class stems' views to the tracks collected here")
     ap.add_argument("--report", type=Path, help="score the rules on the tracks collected here")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    if (args.collect is None) == (args.report is None):
-        ap.error("give one of --collect or --report")
+    if sum(x is not None for x in (args.collect, args.truth, args.report)) != 1:
+        ap.error("give one of --collect, --truth or --report")
+    from bench.transcribe_select import track_folders
+
     if args.collect is not None:
-        tracks = sorted(p for p in args.tracks.iterdir() if (p / "metadata.yaml").is_file())
-        collect(tracks[args.first : args.first + args.count], args.collect, args.probe)
+        collect(track_folders(args.tracks, args.first, args.count), args.collect, args.probe)
+        return 0
+    if args.truth is not None:
+        add_truth(track_folders(args.tracks, args.first, args.count), args.truth, args.probe)
         return 0
     doc = report(args.report)
     if args.json is not None:

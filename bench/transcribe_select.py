@@ -208,15 +208,27 @@ def _per_stem(text: str) -> dict[str, float]:
     return {k: float(v) for k, v in (x.split(":") for x in text.split("+") if x)}
 
 
-def run(tracks: list[Path], variants: list[str]) -> dict:
+def mix_and_refs(td: Path) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Track ``td``'s truth (``load_track``), its mono mix (n,) and the true stems (6, n), ``other`` last."""
     import soundfile as sf
+
+    from export.data.slakh import load_track
+
+    truth = load_track(td, stems=STEMS)
+    mix, _ = sf.read(str(td / "mix.flac"), dtype="float64", always_2d=True)
+    mix = mix.mean(axis=1)
+    n = len(mix)
+    refs = np.concatenate([truth["stems"], truth["other"][None]])
+    return truth, mix, np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
+
+
+def run(tracks: list[Path], variants: list[str]) -> dict:
 
     from bench.metrics import onset_f1
     from bench.quality import _read_mono, _sep_scores
     from bridge.backends.offline import separate_file
     from bridge.engine import Processor
     from bridge.score import read_score_file
-    from export.data.slakh import load_track
 
     proc = Processor(None)
     names = (*STEMS, "other")
@@ -224,12 +236,8 @@ def run(tracks: list[Path], variants: list[str]) -> dict:
     out: dict = {"sep": {}, "f1": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for td in tracks:
-            truth = load_track(td, stems=STEMS)
-            mix, _ = sf.read(str(td / "mix.flac"), dtype="float64", always_2d=True)
-            mix = mix.mean(axis=1)
+            truth, mix, refs = mix_and_refs(td)
             n = len(mix)
-            refs = np.concatenate([truth["stems"], truth["other"][None]])
-            refs = np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
             for name, tr in rows:
                 if hasattr(tr, "track_dir"):
                     tr.track_dir = td
@@ -244,6 +252,19 @@ def run(tracks: list[Path], variants: list[str]) -> dict:
                         out["f1"].setdefault(name, {}).setdefault(s, []).append(f1)
             print(f"  {td.name} done", flush=True)
     return out
+
+
+def track_folders(root: Path, first: int, count: int) -> list[Path]:
+    """The rendered track folders of ``root`` (those with ``metadata.yaml``), sorted, ``count`` from ``first``."""
+    tracks = sorted(p for p in root.iterdir() if (p / "metadata.yaml").is_file())
+    return tracks[first : first + count]
+
+
+def save_json(doc: dict, path: Path | None) -> None:
+    """Write ``doc`` to ``path`` (its folder made), if given."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
 
 
 def merge(docs: list[dict]) -> dict:
@@ -309,12 +330,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    tracks = sorted(p for p in args.tracks.iterdir() if (p / "metadata.yaml").is_file())
-    doc = run(tracks[args.first : args.first + args.count], args.variant)
+    doc = run(track_folders(args.tracks, args.first, args.count), args.variant)
     report(doc)
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc))
+    save_json(doc, args.json)
     return 0
 
 
