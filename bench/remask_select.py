@@ -5,7 +5,7 @@ The blind path's class stems (``bridge.transcribe``) are linear blends of the pa
 the network: they sum to the input, but each holds errors the others cancel. Re-masking them from
 their sum by their own magnitudes in a long STFT keeps what each stem's magnitude claims and drops
 what cancels. This bench runs the blind path once per track without re-masking (``remask=None``;
-the stems are cached in ``--stems``, reused on later runs; ``--path score``: ``separate --score``'s
+the stems are cached in ``--stems``/PATH, reused on later runs; ``--path score``: ``separate --score``'s
 stems with the track's true score instead), then scores each variant on those stems:
 ``N_FFT:POWERS`` where POWERS is one mask power for every stem or ``stem=power+...`` (1 where not
 named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``. Prints the median SI-SDRi per stem,
@@ -92,7 +92,7 @@ def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "b
     for td in tracks:
         _, mix, refs = mix_and_refs(td)
         n = len(mix)
-        stems = first_pass(td, stems_dir / td.name, path)
+        stems = first_pass(td, stems_dir / path / td.name, path)
         rows = {"as is": stems, **{v: remasked(stems, *p) for v, p in parsed.items()}}
         for name, est in rows.items():
             mono = np.zeros((len(NAMES), n))
@@ -122,7 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracks", type=Path, default=Path("out/heldout/s9002_20s"), help="rendered track folders")
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--count", type=int, default=24)
-    ap.add_argument("--stems", type=Path, default=Path("out/remask_stems"), help="cache of the first pass's stems")
+    ap.add_argument(
+        "--stems",
+        type=Path,
+        default=Path("out/remask_stems"),
+        help="cache of the first pass's stems (STEMS/PATH/track)",
+    )
     ap.add_argument(
         "--path", choices=("blind", "score"), default="blind", help="the stems of the blind path or of --score"
     )

@@ -117,6 +117,7 @@ def collect(tracks: list[Path], out: Path, probe: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stems_dir = out / "stems"  # the first pass's stems, kept for other rules
     for td in tracks:
+        tr.seen = None
         res = separate_file(proc, td / "mix.flac", stems_dir / td.name, fmt="flac", transcriber=tr)
         assert tr.seen is not None
         notes, sounding = tr.seen
@@ -221,20 +222,22 @@ def report(folder: Path) -> dict:
     files = sorted(folder.glob("*.npz"))
     if not files:
         raise SystemExit(f"error: no collected tracks in {folder}")
-    hits: dict[str, list[np.ndarray]] = {}
-    truth = []
+    hits: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # per rule: (right, true class) per file
+    n_notes = 0
     for f in files:
         with np.load(f) as z:
             d = {k: z[k] for k in z.files}
         one = d["labels"].sum(axis=1) == 1
         y = d["labels"].argmax(axis=1)[one]
-        truth.append(y)
+        n_notes += len(y)
         for name, pred in rules(d).items():
-            hits.setdefault(name, []).append(pred[one] == y)
-    y = np.concatenate(truth)
-    doc: dict = {"tracks": len(files), "notes": int(len(y)), "rules": {}}
-    for name, h in hits.items():
-        h = np.concatenate(h)
+            hits.setdefault(name, []).append((pred[one] == y, y))
+    doc: dict = {"tracks": len(files), "notes": n_notes, "rules": {}}
+    for name, pairs in hits.items():
+        if len(pairs) < len(files):  # --truth not run on every collected track: left out
+            print(f"{name:>16} on {len(pairs)} of {len(files)} tracks only: left out")
+            continue
+        h, y = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
         per = {c: round(float(h[y == k].mean()), 3) for k, c in enumerate(KNOWN_CLASSES) if (y == k).any()}
         doc["rules"][name] = {"accuracy": round(float(h.mean()), 4), "per_class": per}
         print(f"{name:>16} {h.mean():.4f}  " + " ".join(f"{c} {v:.3f}" for c, v in per.items()))

@@ -9,7 +9,8 @@ network conditioned on the transcription, 0: not), ``nshare`` (the network's sha
 the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped one), ``fuse`` (the
 network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``remask``
 (the finished stems re-masked from their sum, ``bridge.parts.fusion.StemRemask``: the mask power per
-stem, same syntax, 1 where not named; ``none``: not re-masked; default the shipped one), ``oracle``
+stem, same syntax, 1 where not named, so ``remask=`` re-masks with every power 1; ``none``: not
+re-masked; default the shipped one), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
 classifier's parts, ghosts dropped; ``all``: both; ``notes``: the true pitched notes (all parts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bridge.parts.fusion import StemFusion, StemRemask, remask_size_for
+from bridge.parts.fusion import StemFusion, StemRemask, powered_masks, remask_size_for
 
 SR = 44100
 N_FFT, HOP = 4096, 1024
@@ -119,17 +119,23 @@ def test_remask_does_not_depend_on_the_block_size() -> None:
         np.testing.assert_allclose(got, ref, atol=1e-5)
 
 
-def test_unit_powers_are_the_plain_ratio_masks() -> None:
-    """Powers of 1 leave the fusion's masks as they were (the weight relative to the target cancels)."""
+def test_powered_masks_are_each_ratio_to_its_power_normalised() -> None:
+    """Mixed powers against the formula in float64; powers of 1 give the plain ratio masks; and a bin
+    where the stems cancel to a silent target (ratios of 1e12) at power 4 stays finite."""
     rng = np.random.default_rng(2)
     parts, network = rng.random((2, 5, 3, 7)).astype(np.float32) + 0.01
-    target = rng.random((5, 7)).astype(np.float32)
-    plain = StemFusion([0.3, 0.0, 0.1], N_FFT, HOP, 2, 256).masks(parts, network, target)
-    ones = StemFusion([0.3, 0.0, 0.1], N_FFT, HOP, 2, 256, powers=[1.0, 1.0, 1.0]).masks(parts, network, target)
-    np.testing.assert_allclose(ones, plain, rtol=1e-6)
-    softer = StemFusion([0.3, 0.0, 0.1], N_FFT, HOP, 2, 256, powers=[0.5, 0.5, 0.5]).masks(parts, network, target)
-    np.testing.assert_allclose(softer.sum(axis=1), 1.0, rtol=1e-5)
-    assert np.std(softer) < np.std(plain)  # softer masks lie closer to an even split
+    target = rng.random((5, 7)).astype(np.float32) + 0.01
+    exps, powers = [0.3, 0.0, 0.1], [0.6, 1.0, 2.0]
+    got = StemFusion(exps, N_FFT, HOP, 2, 256, powers=powers).masks(parts, network, target)
+    w = parts.astype(np.float64) ** (1 - np.array(exps)[None, :, None]) * network ** np.array(exps)[None, :, None]
+    w[:, -1] += 1e-3 * target
+    want = (w / target[:, None, :]) ** np.array(powers)[None, :, None]
+    np.testing.assert_allclose(got, want / want.sum(axis=1, keepdims=True), rtol=2e-4)
+    ones = powered_masks(w.astype(np.float32), target, np.ones(3, np.float32))
+    np.testing.assert_allclose(ones, w / w.sum(axis=1, keepdims=True), rtol=2e-4)
+    silent = StemFusion([0.0, 0.0], N_FFT, HOP, 2, 256, powers=[4.0, 4.0])
+    m = silent.masks(np.full((2, 2, 3), 0.5, np.float32), np.full((2, 2, 3), 0.5, np.float32), np.zeros((2, 3)))
+    assert np.all(np.isfinite(m)) and np.allclose(m.sum(axis=1), 1.0)
 
 
 @pytest.mark.parametrize("bad", [[1.0], [0.05, 1.0], [1.0, 5.0], [1.0, 1.0, 1.0]])

@@ -764,6 +764,52 @@ def test_fused_class_stems_sum_to_the_input_at_any_block_size(bass_and_kit: dict
     assert fused_onsets == linear_onsets and fused_onsets  # the same notes at the same output time
 
 
+def test_remasked_class_stems_come_a_remask_window_later_and_still_sum_to_the_input(bass_and_kit: dict) -> None:
+    """``ScoredClasses``' ``remask`` (the blind path's last stage): the stems come 16383 samples later at
+    44.1 kHz, still sum to the input, do not depend on the block size, differ from the plain blend's, and
+    the notes come as late as the stems; live parts refuse it, and a stem the model lacks is refused."""
+    from bridge.engine import Processor
+    from bridge.parts.classes import ScoredClasses
+    from bridge.parts.score_parts import read_parts
+    from bridge.score import read_score_file
+    from bridge.transcribe import TRANSCRIBED_REMASK
+
+    mix = bass_and_kit["mix"]
+    parts = read_parts(bass_and_kit["score"])
+
+    def run(block: int, remask: dict | None) -> tuple[np.ndarray, list[int]]:
+        sc = ScoredClasses(Processor("band"), parts, remask=remask)
+        sc.prepare(SR, block, 2)
+        sc.set_score_notes(read_score_file(bass_and_kit["score"], sc.meta.stems))
+        lat = sc.latency_samples
+        assert lat == 4095 + (16383 if remask else 0)
+        assert sc.latency_terms.get("stem_remask", 0) == (16383 if remask else 0)
+        x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
+        out, onsets = [], []
+        for _ in range(2):  # a second stream after reset gives the same
+            sc.reset()
+            out, onsets = [], []
+            for i in range(0, x.shape[1], block):
+                r = sc.process(x[:, i : i + block])
+                out.append(r.stems)
+                onsets += [i + e.sample - lat for e in r.notes if e.velocity > 0]
+        stems = np.concatenate(out, axis=2)[:, :, lat : lat + mix.shape[1]]
+        np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
+        return stems, onsets
+
+    remasked, remasked_onsets = run(2048, TRANSCRIBED_REMASK)
+    bigger, _ = run(4096, TRANSCRIBED_REMASK)
+    plain, plain_onsets = run(2048, None)
+    np.testing.assert_allclose(bigger, remasked, atol=1e-4)
+    bass_k = list(Processor("band").meta.stems).index("bass")
+    assert not np.allclose(remasked[bass_k], plain[bass_k], atol=1e-3)
+    assert remasked_onsets == plain_onsets and remasked_onsets
+    with pytest.raises(ValueError, match="for files"):
+        ScoredClasses.live(Processor("band"), remask=TRANSCRIBED_REMASK)
+    with pytest.raises(ValueError, match="remask names stems"):
+        ScoredClasses(Processor("band"), parts, remask={"violin": 0.5})
+
+
 def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> None:
     """``run --parts``' child process rebuilds ``NetworkDrumParts`` (same parts, kit and model)
     from ``worker_spec``; the network hears only the kit's channel live, and offline the kit's

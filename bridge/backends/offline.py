@@ -77,10 +77,10 @@ def separate_file(
 
     With a score and ``stems_from_parts``, the class stems come from the score's parts
     (``bridge.parts.classes.ScoredClasses``, fused with the network's by ``fusion``, None: a linear
-    blend; with a ``transcriber``, its own ``fusion`` replaces this one, and its ``remask`` re-masks the finished
-    stems); the network still writes the notes. Without a
+    blend; with a ``transcriber``, its own ``fusion`` replaces this one); the network still writes the notes. Without a
     score, a ``transcriber`` first transcribes the whole file into one part per class
-    (``bridge.transcribe``), which then serves as that score; ``notes.mid`` then holds the
+    (``bridge.transcribe``), which then serves as that score (the transcriber's ``remask`` re-masks the
+    finished stems, ``bridge.parts.fusion.StemRemask``); ``notes.mid`` then holds the
     transcription's notes for its classes and the network's for the rest (drums)."""
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
@@ -100,7 +100,8 @@ def separate_file(
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
         fusion = transcriber.fusion
-        remask = transcriber.remask
+        if transcriber.remask is not None:  # the stems this model has
+            remask = {k: v for k, v in transcriber.remask.items() if k in (*stems, "other")}
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | ScoredClasses = (

@@ -150,7 +150,12 @@ class ScoredClasses:
         self._exponents = [float(fusion[predicted[i]]) for i in self._fused] + [REMAINDER_EXPONENT]
         self._fusion: StemFusion | None = None
         # the finished stems re-masked from their sum (``bridge.parts.fusion.StemRemask``): {stem: mask power}
-        self.remask = dict(remask) if remask else None
+        self.remask = dict(remask) if remask is not None else None
+        if self.remask is not None and set(self.remask) - {*self.meta.stems, "other"}:
+            raise ValueError(
+                f"remask names stems {', '.join(sorted(self.remask))}; this model's are "
+                f"{', '.join([*self.meta.stems, 'other'])}"
+            )
         self._remask: StemRemask | None = None
         # those stems from a second run of the same network without the score (a score known to lack
         # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
@@ -169,6 +174,8 @@ class ScoredClasses:
     ) -> ScoredClasses:
         """Class stems from parts whose notes arrive as live MIDI: one part per MIDI channel (0-based
         ``channel_map``: channel -> stem, as the network's live score, which this sets)."""
+        if kwargs.get("remask") is not None:  # a 0.37 s window, and the live worker's spec does not carry it
+            raise ValueError("remask is for files (offline) only, not for live parts")
         empty = np.zeros((0, 4))
         parts = [
             ScorePart(f"ch{c + 1}", f"ch{c + 1}", c, c, 0, c == DRUM_CHANNEL, empty) for c in range(N_MIDI_CHANNELS)

@@ -34,7 +34,9 @@ Public API
   mask to its stem's power: ``process(stems) -> stems`` delayed by ``latency_samples``, still summing to
   the (delayed) input. The blind path's stems gain on every stem (``bridge.transcribe``; BENCHMARKS.md,
   stop 37): offline only, the window is long.
-- ``remask_size_for(sample_rate) -> (n_fft, hop)``: about 0.37 s windows, hop a quarter.
+- ``remask_size_for(sample_rate) -> (n_fft, hop)``: 16384 samples at 44.1 / 48 kHz (0.37 / 0.34 s), hop a
+  quarter.
+- ``powered_masks(weights, target_mag, powers) -> masks``: the masks for powers other than 1.
 """
 
 from __future__ import annotations
@@ -99,13 +101,14 @@ class StemFusion:
         ``target_mag`` (the mean of the target channels' magnitudes), so a bin that neither
         estimate fills goes mostly to the remainder: there the ratios of near-silent estimates would
         follow their rounding (a block size, a CPU's vector width). Each weight, relative to
-        ``target_mag``, is raised to its stem's power (1: the plain ratio of magnitudes)."""
+        ``target_mag``, is raised to its stem's power (1: the plain ratio of magnitudes;
+        ``powered_masks``); a remainder's power under 1 lifts its floor (1e-3 ** power of the target)."""
         a = self.exponents[None, :, None]
         log_p = np.log(parts_mag + _TINY)
         w = np.exp(log_p + a * (np.log(network_mag + _TINY) - log_p))  # |P| ** (1 - a) * |N| ** a
         w[:, -1] += REMAINDER_FLOOR * target_mag + _TINY
         if np.any(self.powers != 1.0):
-            w = (w / (target_mag[:, None, :] + _TINY)) ** self.powers[None, :, None] + _TINY
+            return powered_masks(w, target_mag, self.powers)
         return w / w.sum(axis=1, keepdims=True)
 
     def process(self, parts: np.ndarray, network: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -124,8 +127,20 @@ class StemFusion:
         return fused.reshape(s - 1, c, n)
 
 
+def powered_masks(weights: np.ndarray, target_mag: np.ndarray, powers: np.ndarray) -> np.ndarray:
+    """weights (T, n_stems, F) > 0, target_mag (T, F), powers (n_stems,) -> masks (T, n_stems, F) summing to 1
+    over the stems, each ``(weight / target) ** power`` normalised; computed in the log domain with each
+    bin's largest term taken out first, so a bin where the stems cancel to a silent target (ratios of
+    1e15) or a large power neither overflows nor gives NaN."""
+    log_r = np.log(weights) - np.log(target_mag + _TINY)[:, None, :]
+    log_r *= np.asarray(powers, np.float32)[None, :, None]
+    r = np.exp(log_r - log_r.max(axis=1, keepdims=True))
+    return r / r.sum(axis=1, keepdims=True)
+
+
 def remask_size_for(sample_rate: int) -> tuple[int, int]:
-    """``(n_fft, hop)`` of ``StemRemask`` at a host rate: about 0.37 s windows, hop a quarter."""
+    """``(n_fft, hop)`` of ``StemRemask`` at a host rate: 16384 samples up to 50 kHz (0.37 s at 44.1 kHz,
+    0.34 s at 48 kHz), twice that up to 100 kHz, four times above; hop a quarter."""
     n_fft = 16384 if sample_rate <= 50000 else 32768 if sample_rate <= 100000 else 65536
     return n_fft, n_fft // 4
 
