@@ -15,6 +15,7 @@ against the stems as they are (tracks up / down); the JSON keeps every per-track
     taskset -c 0 .venv/bin/python bench/remask_select.py --first 0 --count 24 --stems out/remask_stems \\
         --variant 16384:0.75 --variant 8192:0.75 --json out/remask_a.json
     .venv/bin/python bench/remask_select.py --merge out/remask_a.json out/remask_b.json
+    taskset -c 1 .venv/bin/python bench/remask_select.py --speed --count 4   # the blind path's speed, both ways
 """
 
 from __future__ import annotations
@@ -103,6 +104,36 @@ def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "b
     return out
 
 
+def speed(tracks: list[Path]) -> dict[str, float]:
+    """The whole blind path (``separate_file`` with a transcriber, file reading and writing included) as a
+    multiple of real time, without and with the shipped re-masking, over ``tracks`` (one warm-up run
+    first); pin the process to one core to read it per core."""
+    import tempfile
+    import time
+
+    import soundfile as sf
+
+    from bridge.backends.offline import separate_file
+    from bridge.engine import Processor
+    from bridge.transcribe import Transcriber
+
+    proc = Processor(None)
+    out = {}
+    for name, tr in (("not re-masked", Transcriber(remask=None)), ("re-masked (shipped)", Transcriber())):
+        seconds = wall = 0.0
+        with tempfile.TemporaryDirectory() as tmp:
+            separate_file(proc, tracks[0] / "mix.flac", Path(tmp) / "warm", transcriber=tr)
+            for td in tracks:
+                info = sf.info(str(td / "mix.flac"))
+                seconds += info.frames / info.samplerate
+                t0 = time.perf_counter()
+                separate_file(proc, td / "mix.flac", Path(tmp) / td.name, transcriber=tr)
+                wall += time.perf_counter() - t0
+        out[name] = seconds / wall
+        print(f"{name}: {seconds:.0f} s of audio in {wall:.1f} s: {seconds / wall:.1f}x real time", flush=True)
+    return out
+
+
 def report(doc: dict) -> None:
     from bench.transcribe_select import paired
 
@@ -132,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         "--path", choices=("blind", "score"), default="blind", help="the stems of the blind path or of --score"
     )
     ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS (repeatable)")
+    ap.add_argument("--speed", action="store_true", help="time the blind path without and with re-masking instead")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--merge", type=Path, nargs="+", help="report these JSON files together")
     args = ap.parse_args(argv)
@@ -143,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, KeyError) as e:
             print(f"error: cannot read {' '.join(map(str, args.merge))}: {e}", file=sys.stderr)
             return 2
+        return 0
+    if args.speed:
+        save_json({"speed_x_real_time": speed(track_folders(args.tracks, args.first, args.count))}, args.json)
         return 0
     for v in args.variant:
         parse_variant(v)  # refused before any track runs

@@ -19,15 +19,20 @@ def tones(seconds: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([low, 0.8 * low]), np.stack([high, 1.2 * high])
 
 
-def run(fusion: StemFusion, parts: np.ndarray, network: np.ndarray, target: np.ndarray, block: int) -> np.ndarray:
+def run(
+    fusion: StemFusion, parts: np.ndarray, network: np.ndarray | None, target: np.ndarray, block: int
+) -> np.ndarray:
     """Push everything through in blocks of ``block`` samples (plus the latency in zeros) and return the
     output with the latency cut off and the remainder (the target minus the rest) last, (n_stems, n_channels, n)."""
     lat, n = fusion.latency_samples, target.shape[1]
     pad = ((0, 0), (0, 0), (0, lat))
-    parts, network = np.pad(parts, pad), np.pad(network, pad)
+    parts = np.pad(parts, pad)
+    net = None if network is None else np.pad(network, pad)
     target = np.pad(target, ((0, 0), (0, lat)))
     out = [
-        fusion.process(parts[..., i : i + block], network[..., i : i + block], target[:, i : i + block])
+        fusion.process(
+            parts[..., i : i + block], None if net is None else net[..., i : i + block], target[:, i : i + block]
+        )
         for i in range(0, n + lat, block)
     ]
     fused = np.concatenate(out, axis=2)[:, :, lat : lat + n]
@@ -142,3 +147,15 @@ def test_powered_masks_are_each_ratio_to_its_power_normalised() -> None:
 def test_mask_powers_outside_their_range_or_count_are_refused(bad: list[float]) -> None:
     with pytest.raises(ValueError, match="mask powers|fusion exponents"):
         StemFusion([0.0, 0.0], N_FFT, HOP, 2, 256, powers=bad) if len(bad) != 1 else StemRemask(bad, N_FFT, HOP, 2, 256)
+
+
+def test_one_estimate_takes_no_network_and_two_take_one() -> None:
+    low, high = tones(0.2)
+    stems = np.stack([low, high])
+    with pytest.raises(ValueError, match="one_estimate"):
+        StemFusion([0.0, 0.0], N_FFT, HOP, 2, 8820, one_estimate=True).process(stems, stems, low + high)
+    with pytest.raises(ValueError, match="one_estimate"):
+        StemFusion([0.0, 0.0], N_FFT, HOP, 2, 8820).process(stems, None, low + high)
+    one = run(StemFusion([0.0, 0.0], N_FFT, HOP, 2, 1024, one_estimate=True), stems, None, low + high, 1024)
+    two = run(StemFusion([0.0, 0.0], N_FFT, HOP, 2, 1024), stems, stems, low + high, 1024)
+    np.testing.assert_allclose(one, two, atol=1e-6)

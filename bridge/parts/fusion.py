@@ -20,9 +20,10 @@ Public API
 ----------
 - ``FUSION_EXPONENT``: {class stem: the network's exponent ``a``} for the fused stems; stems not
   listed stay linear blends.
-- ``StemFusion(exponents, n_fft, hop, n_channels, max_block_size, powers=None)``: ``exponents`` one per fused
-  stem, the remainder last; ``powers`` (one per stem, default 1) sharpen (> 1) or soften (< 1) each stem's
-  mask: its weight is its fused magnitude relative to the target's, to that power.
+- ``StemFusion(exponents, n_fft, hop, n_channels, max_block_size, powers=None, one_estimate=False)``:
+  ``exponents`` one per fused stem, the remainder last; ``powers`` (one per stem, default 1) sharpen (> 1)
+  or soften (< 1) each stem's mask: its weight is its fused magnitude relative to the target's, to that
+  power; ``one_estimate``: ``process(parts, None, target)`` masks by the parts' magnitudes alone.
   ``process(parts, network, target) -> fused``: ``parts`` and ``network`` (n_fused, n_channels, n) each,
   the remainder last; ``target`` (n_channels, n) the signal the fused stems
   share; returns the fused stems but the remainder, (n_fused - 1, n_channels, n), delayed by
@@ -67,6 +68,7 @@ class StemFusion:
         n_channels: int,
         max_block_size: int,
         powers: Sequence[float] | None = None,
+        one_estimate: bool = False,
     ) -> None:
         a = np.asarray(exponents, np.float32)
         if a.ndim != 1 or len(a) < 2 or np.any(a < 0.0) or np.any(a > 1.0):
@@ -80,9 +82,12 @@ class StemFusion:
         self.n_stems, self.n_channels = len(a), n_channels
         self.n_fft, self.hop = n_fft, hop
         self.latency_samples = n_fft - 1  # as the parts': n_fft - hop of overlap, hop - 1 of framing
-        # the channel means of the parts' and the network's stems (n_stems rows each), then the target
-        # (n_channels rows): one mask per stem for every channel, as the parts' own
-        self._analysis = StreamingAnalysis(n_fft, hop, 2 * self.n_stems + n_channels)
+        # the channel means of the parts' and the network's stems (n_stems rows each; the parts' alone with
+        # ``one_estimate``), then the target (n_channels rows): one mask per stem for every channel, as the
+        # parts' own
+        self.one_estimate = one_estimate
+        n_estimates = 1 if one_estimate else 2
+        self._analysis = StreamingAnalysis(n_fft, hop, n_estimates * self.n_stems + n_channels)
         # the remainder is not resynthesised: the caller takes it as the target minus the others
         self._synthesis = StreamingSynthesis(n_fft, hop, self.n_stems - 1, n_channels)
         cap = self.latency_samples + 4 * max(1, int(max_block_size)) + 8 * hop + 16384
@@ -111,16 +116,21 @@ class StemFusion:
             return powered_masks(w, target_mag, self.powers)
         return w / w.sum(axis=1, keepdims=True)
 
-    def process(self, parts: np.ndarray, network: np.ndarray, target: np.ndarray) -> np.ndarray:
-        """parts, network (n_stems, n_channels, n); target (n_channels, n) -> (n_stems - 1, n_channels, n)
-        the fused stems but the remainder (the delayed target minus these), delayed by ``latency_samples``."""
+    def process(self, parts: np.ndarray, network: np.ndarray | None, target: np.ndarray) -> np.ndarray:
+        """parts, network (n_stems, n_channels, n) (network None, and only then, with ``one_estimate``: the
+        parts' magnitudes alone); target (n_channels, n) -> (n_stems - 1, n_channels, n) the fused stems but
+        the remainder (the delayed target minus these), delayed by ``latency_samples``."""
+        if (network is None) != self.one_estimate:
+            raise ValueError("a network estimate goes with two estimates, None with one_estimate")
         s, c, n = self.n_stems, self.n_channels, target.shape[1]
-        rows = np.concatenate([parts.mean(axis=1), network.mean(axis=1), target], axis=0)
+        means = [parts.mean(axis=1)] + ([] if network is None else [network.mean(axis=1)])
+        rows = np.concatenate([*means, target], axis=0)
         spectra = self._analysis.push(rows.astype(np.float32, copy=False))  # (T, rows, F)
         if spectra.shape[0]:
+            k = len(means) * s  # the target's first row
             mag = np.abs(spectra)
-            m = self.masks(mag[:, :s], mag[:, s : 2 * s], mag[:, 2 * s :].mean(axis=1))  # (T, s, F)
-            out = self._synthesis.push(m[:, :-1, None, :] * spectra[:, None, 2 * s :, :])  # (s - 1, c, n_out)
+            m = self.masks(mag[:, :s], mag[:, k - s : k], mag[:, k:].mean(axis=1))  # (T, s, F)
+            out = self._synthesis.push(m[:, :-1, None, :] * spectra[:, None, k:, :])  # (s - 1, c, n_out)
             self._fifo.write(np.ascontiguousarray(out.reshape((s - 1) * c, -1)))
         fused = np.empty(((s - 1) * c, n), np.float32)
         self._fifo.read(n, fused)
@@ -149,7 +159,7 @@ class StemRemask:
     """Finished stems re-masked from their sum; see the module docstring."""
 
     def __init__(self, powers: Sequence[float], n_fft: int, hop: int, n_channels: int, max_block_size: int) -> None:
-        self._fusion = StemFusion([0.0] * len(powers), n_fft, hop, n_channels, max_block_size, powers)
+        self._fusion = StemFusion([0.0] * len(powers), n_fft, hop, n_channels, max_block_size, powers, True)
         self.n_stems, self.n_channels = len(powers), n_channels
         self.latency_samples = self._fusion.latency_samples
         self._total = RingBuffer(n_channels, self.latency_samples + 4 * max(1, int(max_block_size)) + 16384)
@@ -164,7 +174,7 @@ class StemRemask:
         """stems (n_stems, n_channels, n), the remainder last -> the re-masked stems, (n_stems, n_channels,
         n), delayed by ``latency_samples``; the remainder is the delayed sum minus the others."""
         total = stems.sum(axis=0, dtype=np.float32)
-        out = self._fusion.process(stems, stems, total)
+        out = self._fusion.process(stems, None, total)
         self._total.write(total)
         late = np.empty_like(total)
         self._total.read(total.shape[1], late)
