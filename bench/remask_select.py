@@ -6,7 +6,8 @@ the network: they sum to the input, but each holds errors the others cancel. Re-
 their sum by their own magnitudes in a long STFT keeps what each stem's magnitude claims and drops
 what cancels. This bench runs the blind path once per track without re-masking (``remask=None``;
 the stems are cached in ``--stems``/PATH, reused on later runs; ``--path score``: ``separate --score``'s
-stems with the track's true score instead), then scores each variant on those stems:
+stems with the track's true score instead, ``--path network`` the network's alone), then scores each
+variant on those stems:
 ``N_FFT:POWERS`` where POWERS is one mask power for every stem or ``stem=power+...`` (1 where not
 named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``. Prints the median SI-SDRi per stem,
 the pooled median (drums, bass, piano, guitar, strings) and each variant's mean per-track change
@@ -67,8 +68,8 @@ def remasked(stems: np.ndarray, n_fft: int, powers: list[float]) -> np.ndarray:
 
 def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
     """The stems of track ``td`` without re-masking (n_stems, n_channels, n), from ``cache`` (written there
-    on the first call): the blind path's (``path`` "blind"), or ``separate --score``'s with the track's
-    true score (``score``)."""
+    on the first call): the blind path's (``path`` "blind"), ``separate --score``'s with the track's
+    true score (``score``), or the network's alone (``network``: ``--class-stems-from network``)."""
     import soundfile as sf
 
     if not all((cache / f"{s}.flac").is_file() for s in NAMES):
@@ -78,6 +79,8 @@ def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
 
         if path == "score":
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", score_path=td / "all_src.mid")
+        elif path == "network":
+            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac")
         else:
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", transcriber=Transcriber(remask=None))
     # FLAC is 16-bit: re-masked stems are scored against stems of that precision, the input of both
@@ -160,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         help="cache of the first pass's stems (STEMS/PATH/track)",
     )
     ap.add_argument(
-        "--path", choices=("blind", "score"), default="blind", help="the stems of the blind path or of --score"
+        "--path",
+        choices=("blind", "score", "network"),
+        default="blind",
+        help="the stems of the blind path, of --score, or of the network alone",
     )
     ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS (repeatable)")
     ap.add_argument("--speed", action="store_true", help="time the blind path without and with re-masking instead")
