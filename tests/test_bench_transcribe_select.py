@@ -64,3 +64,14 @@ def test_oracle_fraction_is_checked_before_any_model_loads(monkeypatch: pytest.M
     ):
         with pytest.raises(SystemExit, match=text):
             transcriber_of(spec)
+
+
+def test_remask_variants_parse_and_a_misspelt_stem_is_refused() -> None:
+    from bench.transcribe_select import transcriber_of
+    from bridge.transcribe import TRANSCRIBED_REMASK
+
+    assert transcriber_of("share=0.3").remask == TRANSCRIBED_REMASK
+    assert transcriber_of("share=0.3,remask=none").remask is None
+    assert transcriber_of("share=0.3,remask=strings:0.6").remask == {"strings": 0.6}
+    with pytest.raises(ValueError, match="no stem strngs"):
+        transcriber_of("share=0.3,remask=strngs:0.6")

@@ -77,11 +77,12 @@ def separate_file(
 
     With a score and ``stems_from_parts``, the class stems come from the score's parts
     (``bridge.parts.classes.ScoredClasses``, fused with the network's by ``fusion``, None: a linear
-    blend; with a ``transcriber``, its own ``fusion`` replaces this one); the network still writes the notes. Without a
+    blend); the network still writes the notes. Without a
     score, a ``transcriber`` first transcribes the whole file into one part per class
-    (``bridge.transcribe``), which then serves as that score (the transcriber's ``remask`` re-masks the
-    finished stems, ``bridge.parts.fusion.StemRemask``); ``notes.mid`` then holds the
-    transcription's notes for its classes and the network's for the rest (drums)."""
+    (``bridge.transcribe``), which then serves as that score (the transcriber's own ``fusion`` replaces
+    ``fusion``, and its ``remask`` re-masks the finished stems, ``bridge.parts.fusion.StemRemask``);
+    ``notes.mid`` then holds the transcription's notes for its classes and the network's for the rest
+    (drums)."""
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
     blind_stems: tuple[str, ...] = ()

@@ -151,9 +151,10 @@ class ScoredClasses:
         self._fusion: StemFusion | None = None
         # the finished stems re-masked from their sum (``bridge.parts.fusion.StemRemask``): {stem: mask power}
         self.remask = dict(remask) if remask is not None else None
-        if self.remask is not None and set(self.remask) - {*self.meta.stems, "other"}:
+        unknown = sorted(set(self.remask or {}) - {*self.meta.stems, "other"})
+        if unknown:
             raise ValueError(
-                f"remask names stems {', '.join(sorted(self.remask))}; this model's are "
+                f"remask names stems {', '.join(unknown)} this model lacks; its are "
                 f"{', '.join([*self.meta.stems, 'other'])}"
             )
         self._remask: StemRemask | None = None

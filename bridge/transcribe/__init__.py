@@ -124,6 +124,11 @@ class Transcriber:
         self.network_share = dict(network_share)
         self.fusion = dict(fusion) if fusion else None
         self.remask = dict(remask) if remask is not None else None
+        unknown = sorted(set(self.remask or {}) - {"drums", *self.classifier.classes, "other"})
+        if unknown:  # a misspelt stem would silently keep power 1
+            raise ValueError(
+                f"remask: no stem {', '.join(unknown)} (stems: drums, {', '.join(self.classifier.classes)})"
+            )
         self.sounding_threshold = (
             self.classifier.sounding_threshold if sounding_threshold is None else float(sounding_threshold)
         )
