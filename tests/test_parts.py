@@ -724,34 +724,49 @@ def test_class_stems_from_the_parts_take_a_share_of_the_network(bass_and_kit: di
     assert not np.allclose(none[bass_k], whole[bass_k], atol=1e-3)
 
 
+def prepared_classes(score: Path, block: int, **kwargs):
+    """``ScoredClasses`` of the score file's parts on the band model, prepared at SR for ``block``-sample
+    stereo blocks, the network given the same score; ``kwargs`` as ``ScoredClasses``'."""
+    from bridge.engine import Processor
+    from bridge.parts.classes import ScoredClasses
+    from bridge.parts.score_parts import read_parts
+    from bridge.score import read_score_file
+
+    sc = ScoredClasses(Processor("band"), read_parts(score), **kwargs)
+    sc.prepare(SR, block, 2)
+    sc.set_score_notes(read_score_file(score, sc.meta.stems))
+    return sc
+
+
+def stream_classes(sc, mix: np.ndarray, block: int) -> tuple[np.ndarray, list[int]]:
+    """``mix`` (2, n) through a prepared ``ScoredClasses`` in blocks (its latency in zeros after it):
+    the stems with the latency cut off (n_stems, 2, n) and the note-on times in input samples."""
+    lat = sc.latency_samples
+    x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
+    out, onsets = [], []
+    for i in range(0, x.shape[1], block):
+        r = sc.process(x[:, i : i + block])
+        out.append(r.stems)
+        onsets += [i + e.sample - lat for e in r.notes if e.velocity > 0]
+    return np.concatenate(out, axis=2)[:, :, lat : lat + mix.shape[1]], onsets
+
+
 def test_fused_class_stems_sum_to_the_input_at_any_block_size(bass_and_kit: dict) -> None:
     """``ScoredClasses``' ``fusion`` (what ``separate --score`` runs): the fused stems come a fusion
     window later (the parts' 4095 samples twice at 44.1 kHz), still sum to the input, do not depend
     on the block size (1e-4), and differ from the linear blend's; the notes come as late as the stems."""
     from bridge.engine import Processor
-    from bridge.parts.classes import ScoredClasses
     from bridge.parts.fusion import FUSION_EXPONENT
-    from bridge.parts.score_parts import read_parts
-    from bridge.score import read_score_file
 
     mix = bass_and_kit["mix"]
-    parts = read_parts(bass_and_kit["score"])
 
     def run(block: int, fusion: dict | None) -> tuple[np.ndarray, list[int]]:
-        sc = ScoredClasses(Processor("band"), parts, fusion=fusion)
-        sc.prepare(SR, block, 2)
-        sc.set_score_notes(read_score_file(bass_and_kit["score"], sc.meta.stems))
+        sc = prepared_classes(bass_and_kit["score"], block, fusion=fusion)
         lat = sc.latency_samples
         # blocks under the parts' hop: their synthesis a block later, but not before the fusion (its grid)
         assert lat == (8190 if fusion else 4095 + (block if block < 1024 else 0))
         assert sc.latency_terms.get("stem_fusion", 0) == (4095 if fusion else 0)
-        x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
-        out, onsets = [], []
-        for i in range(0, x.shape[1], block):
-            r = sc.process(x[:, i : i + block])
-            out.append(r.stems)
-            onsets += [i + e.sample - lat for e in r.notes if e.velocity > 0]
-        stems = np.concatenate(out, axis=2)[:, :, lat : lat + mix.shape[1]]
+        stems, onsets = stream_classes(sc, mix, block)
         np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
         return stems, onsets
 
@@ -771,31 +786,20 @@ def test_remasked_class_stems_come_a_remask_window_later_and_still_sum_to_the_in
     from bridge.engine import Processor
     from bridge.parts.classes import ScoredClasses
     from bridge.parts.score_parts import read_parts
-    from bridge.score import read_score_file
     from bridge.transcribe import TRANSCRIBED_REMASK
 
     mix = bass_and_kit["mix"]
     parts = read_parts(bass_and_kit["score"])
 
     def run(block: int, remask: dict | None) -> tuple[np.ndarray, list[int]]:
-        sc = ScoredClasses(Processor("band"), parts, remask=remask)
-        sc.prepare(SR, block, 2)
-        sc.set_score_notes(read_score_file(bass_and_kit["score"], sc.meta.stems))
+        sc = prepared_classes(bass_and_kit["score"], block, remask=remask)
         lat = sc.latency_samples
         assert lat == 4095 + (16383 if remask else 0)
         assert sc.latency_terms.get("stem_remask", 0) == (16383 if remask else 0)
-        x = np.concatenate([mix, np.zeros((2, lat), np.float32)], axis=1)
-        passes = []
-        for _ in range(2):  # a second stream after reset gives the same
-            sc.reset()
-            out, onsets = [], []
-            for i in range(0, x.shape[1], block):
-                r = sc.process(x[:, i : i + block])
-                out.append(r.stems)
-                onsets += [i + e.sample - lat for e in r.notes if e.velocity > 0]
-            passes.append(np.concatenate(out, axis=2)[:, :, lat : lat + mix.shape[1]])
-        np.testing.assert_allclose(passes[1], passes[0], atol=1e-6)
-        stems = passes[1]
+        first, _ = stream_classes(sc, mix, block)
+        sc.reset()  # a second stream after reset gives the same
+        stems, onsets = stream_classes(sc, mix, block)
+        np.testing.assert_allclose(stems, first, atol=1e-6)
         np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
         return stems, onsets
 
