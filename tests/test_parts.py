@@ -794,7 +794,8 @@ def test_remasked_class_stems_come_a_remask_window_later_and_still_sum_to_the_in
     def run(block: int, remask: dict | None) -> tuple[np.ndarray, list[int]]:
         sc = prepared_classes(bass_and_kit["score"], block, remask=remask)
         lat = sc.latency_samples
-        assert lat == 4095 + (16383 if remask else 0)
+        # blocks under the parts' hop delay the plain blend a block, never the re-masked stems (their grid)
+        assert lat == (4095 + 16383 if remask else 4095 + (block if block < 1024 else 0))
         assert sc.latency_terms.get("stem_remask", 0) == (16383 if remask else 0)
         first, _ = stream_classes(sc, mix, block)
         sc.reset()  # a second stream after reset gives the same
@@ -804,9 +805,9 @@ def test_remasked_class_stems_come_a_remask_window_later_and_still_sum_to_the_in
         return stems, onsets
 
     remasked, remasked_onsets = run(2048, TRANSCRIBED_REMASK)
-    bigger, _ = run(4096, TRANSCRIBED_REMASK)
+    small, _ = run(512, TRANSCRIBED_REMASK)  # under the parts' hop
     plain, plain_onsets = run(2048, None)
-    np.testing.assert_allclose(bigger, remasked, atol=1e-4)
+    np.testing.assert_allclose(small, remasked, atol=1e-4)
     bass_k = list(Processor("band").meta.stems).index("bass")
     assert not np.allclose(remasked[bass_k], plain[bass_k], atol=1e-3)
     assert remasked_onsets == plain_onsets and remasked_onsets

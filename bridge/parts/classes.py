@@ -126,8 +126,8 @@ class ScoredClasses:
         self.parts = tuple(parts)
         self.model_stems = tuple(s for s in model_stems if s in self.meta.stems)
         settings = settings or class_parts_settings()
-        if fusion:  # the fusion frames the blend on the parts' grid: their latency must not depend on the block
-            settings = replace(settings, split_frames=False)
+        if fusion or remask is not None:  # a fixed frame grid on the parts' output: their latency must not
+            settings = replace(settings, split_frames=False)  # depend on the block (else neither is invariant)
         self._parts = PartsProcessor([spec_of(p) for p in self.parts], settings)
         # class stem index of every part (-1: `other`, or a class the network provides)
         predicted = list(self.meta.stems)
