@@ -137,20 +137,6 @@ def speed(tracks: list[Path]) -> dict[str, float]:
     return out
 
 
-def report(doc: dict) -> None:
-    from bench.transcribe_select import paired
-
-    base = doc["sep"]["as is"]
-    for row, per in doc["sep"].items():
-        med = {s: np.median([t[s]["si_sdri"] for t in per.values() if s in t]) for s in NAMES}
-        pooled = np.median([t[s]["si_sdri"] for t in per.values() for s in STEMS if s in t])
-        print(f"{row} ({len(per)} tracks)")
-        print("  SI-SDRi " + " ".join(f"{s} {med[s]:+.2f}" for s in NAMES) + f" | overall {pooled:+.3f}")
-        if row != "as is":
-            cells = paired(per, base)
-            print("  paired vs as is: " + ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items()))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tracks", type=Path, default=Path("out/heldout/s9002_20s"), help="rendered track folders")
@@ -173,11 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--merge", type=Path, nargs="+", help="report these JSON files together")
     args = ap.parse_args(argv)
-    from bench.transcribe_select import merge, save_json, track_folders
+    from bench.transcribe_select import merge, report, save_json, track_folders
 
     if args.merge:
         try:
-            report(merge([json.loads(p.read_text()) | {"f1": {}} for p in args.merge]))
+            report(merge([json.loads(p.read_text()) | {"f1": {}} for p in args.merge]), "as is")
         except (OSError, ValueError, KeyError) as e:
             print(f"error: cannot read {' '.join(map(str, args.merge))}: {e}", file=sys.stderr)
             return 2
@@ -188,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     for v in args.variant:
         parse_variant(v)  # refused before any track runs
     doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.stems, args.path)
-    report(doc)
+    report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)
     return 0
 

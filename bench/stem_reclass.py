@@ -67,18 +67,6 @@ def partial_energy(log_map: np.ndarray, notes: np.ndarray) -> np.ndarray:
     return out
 
 
-def load_probe(path: Path):
-    """The clean-patch probe network (``clean_probe.py --save``), loaded without pickle."""
-    import torch
-
-    from export.note_classes import NoteClassNet
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net = NoteClassNet()
-    net.load_state_dict(state["model"])
-    return net.eval()
-
-
 def probe_logits(net, patches: np.ndarray, scalars: np.ndarray) -> np.ndarray:
     """(n, N_CLASSES) the probe's class logits of ``patches`` (n, bins, frames)."""
     import torch
@@ -100,10 +88,10 @@ def collect(tracks: list[Path], out: Path, probe: Path) -> None:
     from bridge.engine import Processor
     from bridge.transcribe import Transcriber
     from bridge.transcribe.note_classes import log_map_db, note_patches
-    from export.note_classes import note_labels, track_notes
+    from export.note_classes import load_classifier, note_labels, track_notes
 
     torch.set_num_threads(1)
-    net = load_probe(probe)
+    net = load_classifier([probe])  # the probe is a NoteClassNet checkpoint
     proc = Processor(None)
 
     class Recording(Transcriber):  # the first pass, keeping the notes and the classifier's judgement
@@ -155,9 +143,10 @@ def add_truth(tracks: list[Path], out: Path, probe: Path) -> None:
 
     from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier, log_map_db, note_patches
     from export.data.slakh import load_track
+    from export.note_classes import load_classifier
 
     torch.set_num_threads(1)
-    net, clf = load_probe(probe), NoteClassifier(NOTE_CLASSES_FILE)
+    net, clf = load_classifier([probe]), NoteClassifier(NOTE_CLASSES_FILE)
     for td in tracks:
         path = out / f"{td.name}.npz"
         with np.load(path) as z:

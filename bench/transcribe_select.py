@@ -224,7 +224,6 @@ def mix_and_refs(td: Path) -> tuple[dict, np.ndarray, np.ndarray]:
 
 
 def run(tracks: list[Path], variants: list[str]) -> dict:
-
     from bench.metrics import onset_f1
     from bench.quality import _read_mono, _sep_scores
     from bridge.backends.offline import separate_file
@@ -299,11 +298,12 @@ def report(doc: dict, paired_with: str | None = None) -> None:
         med = {s: np.median([t[s]["si_sdri"] for t in per.values() if s in t]) for s in names}
         pooled = [t[s]["si_sdri"] for t in per.values() for s in STEMS if s in t]
         f1 = {s: float(np.mean(v)) for s, v in doc["f1"].get(row, {}).items()}
-        pitched = np.mean([f1.get(s, np.nan) for s in STEMS[1:]])
         print(f"{row} ({len(per)} tracks)")
         print("  SI-SDRi " + " ".join(f"{s} {med[s]:+.2f}" for s in names) + f" | overall {np.median(pooled):+.3f}")
-        f1_text = " ".join(f"{s} {f1.get(s, float('nan')):.3f}" for s in STEMS)
-        print(f"  onset F1 {f1_text} | pitched {pitched:.3f}")
+        if f1:  # rows of stems alone (bench/remask_select.py) have no notes
+            f1_text = " ".join(f"{s} {f1.get(s, float('nan')):.3f}" for s in STEMS)
+            pitched = np.mean([f1.get(s, np.nan) for s in STEMS[1:]])
+            print(f"  onset F1 {f1_text} | pitched {pitched:.3f}")
         if paired_with is not None and row != paired_with:
             cells = paired(per, doc["sep"][paired_with])
             text = ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items())

@@ -160,7 +160,6 @@ class StemRemask:
 
     def __init__(self, powers: Sequence[float], n_fft: int, hop: int, n_channels: int, max_block_size: int) -> None:
         self._fusion = StemFusion([0.0] * len(powers), n_fft, hop, n_channels, max_block_size, powers, True)
-        self.n_stems, self.n_channels = len(powers), n_channels
         self.latency_samples = self._fusion.latency_samples
         self._total = RingBuffer(n_channels, self.latency_samples + 4 * max(1, int(max_block_size)) + 16384)
         self.reset()
