@@ -5,7 +5,8 @@ The blind path (``bridge.transcribe.Transcriber``) classes each transcribed note
 mix, where other instruments hide about a quarter of what the class sounds like (BENCHMARKS stop 36:
 a network trained on clean notes reads 0.78 held out, one trained on the mix 0.53). After the first
 pass, the decomposition has put each note's energy in the stems of the classes it joined; a note
-wrongly joined to piano still sounds like strings there. This bench runs the shipped blind path on
+wrongly joined to piano still sounds like strings there. This bench runs the shipped blind path (without
+the stems' re-masking, ``remask=None``, as BENCHMARKS stop 37 measured it, before that stage existed) on
 each selection track, then cuts every transcribed note's patch from each of the five pitched stems
 (``note_patches``, as the classifier's) and judges it with a network trained on clean notes
 (``bench/clean_probe.py --train clean --save``), and also measures each stem's energy at the note's
@@ -101,7 +102,7 @@ def collect(tracks: list[Path], out: Path, probe: Path) -> None:
             self.seen = (notes.copy(), sounding.copy())
             return super().membership(notes, sounding)
 
-    tr = Recording()
+    tr = Recording(remask=None)  # the first pass as stop 37 measured it
     out.mkdir(parents=True, exist_ok=True)
     stems_dir = out / "stems"  # the first pass's stems, kept for other rules
     for td in tracks:
