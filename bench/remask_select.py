@@ -6,7 +6,8 @@ the network: they sum to the input, but each holds errors the others cancel. Re-
 their sum by their own magnitudes in a long STFT keeps what each stem's magnitude claims and drops
 what cancels. This bench runs the blind path once per track without re-masking (``remask=None``;
 the stems are cached in ``--stems``/PATH, reused on later runs; ``--path score``: ``separate --score``'s
-stems with the track's true score instead, ``--path network`` the network's alone), then scores each
+stems with the track's true score instead, ``--path network`` the network's alone, ``--path network-score`` the
+network's alone with the true score), then scores each
 variant on those stems:
 ``N_FFT:POWERS`` where POWERS is one mask power for every stem or ``stem=power+...`` (1 where not
 named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``. Prints the median SI-SDRi per stem,
@@ -69,7 +70,8 @@ def remasked(stems: np.ndarray, n_fft: int, powers: list[float]) -> np.ndarray:
 def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
     """The stems of track ``td`` without re-masking (n_stems, n_channels, n), from ``cache`` (written there
     on the first call): the blind path's (``path`` "blind"), ``separate --score``'s with the track's
-    true score (``score``), or the network's alone (``network``: ``--class-stems-from network``)."""
+    true score (``score``), or the network's alone (``network``: ``--class-stems-from network``; ``network-score``: with
+    the true score)."""
     import soundfile as sf
 
     if not all((cache / f"{s}.flac").is_file() for s in NAMES):
@@ -81,6 +83,9 @@ def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", score_path=td / "all_src.mid")
         elif path == "network":
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac")
+        elif path == "network-score":
+            score = td / "all_src.mid"
+            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", score_path=score, stems_from_parts=False)
         else:
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", transcriber=Transcriber(remask=None))
     # FLAC is 16-bit: re-masked stems are scored against stems of that precision, the input of both
@@ -150,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--path",
-        choices=("blind", "score", "network"),
+        choices=("blind", "score", "network", "network-score"),
         default="blind",
-        help="the stems of the blind path, of --score, or of the network alone",
+        help="the stems of the blind path, of --score, of the network alone, or of the network alone with the score",
     )
     ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS (repeatable)")
     ap.add_argument("--speed", action="store_true", help="time the blind path without and with re-masking instead")

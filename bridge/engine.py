@@ -18,6 +18,9 @@ Public API
   - ``release()`` (main thread): frees the model session.
 
 - ``BlockResult``: ``stems``, ``notes``, ``activity`` (n_stems,) last frame's stem activity.
+- ``NoteDelay(delay_samples)``: a stage's note events delayed by the latency a later stage adds
+  (``process(events, n) -> due``, block offsets in and out; ``end(tail) -> events``; ``reset()``).
+- ``restamp(event, sample) -> event``: the same event at another sample.
 
 Signal path: non-finite input samples become 0 (counted in ``n_bad_samples``); host rates
 other than the model's go through low-delay polyphase streams (``bridge.resample``, in and
@@ -346,6 +349,36 @@ class Processor:
         due = sorted(self._pending_notes, key=lambda te: (te[0], te[1].on))
         self._pending_notes = []
         return [restamp(e, max(0, t - self._n_in)) for t, e in due]
+
+
+class NoteDelay:
+    """Note events delayed by ``delay_samples``: what an earlier stage decoded, timed to the stems of a
+    later stage that adds that much latency (``bridge.parts.classes.ScoredClasses``, ``bridge.remasked``)."""
+
+    def __init__(self, delay_samples: int) -> None:
+        self.delay_samples = int(delay_samples)
+        self.reset()
+
+    def reset(self) -> None:
+        self._pending: list[NoteEvent] = []  # stamped in absolute output samples
+        self._n_out = 0
+
+    def process(self, events: Iterable[NoteEvent], n: int) -> list[NoteEvent]:
+        """``events`` of a block of ``n`` samples (offsets in it) -> the delayed events due in it."""
+        start = self._n_out
+        self._n_out += n
+        self._pending += [restamp(e, start + e.sample + self.delay_samples) for e in events]
+        due = [restamp(e, e.sample - start) for e in self._pending if e.sample < start + n]
+        self._pending = [e for e in self._pending if e.sample >= start + n]
+        return due
+
+    def end(self, tail: Iterable[NoteEvent]) -> list[NoteEvent]:
+        """End of stream: every pending event and the earlier stage's ``tail`` (its ``end_notes()``,
+        offsets from the next block), delayed; offsets from the next block (>= 0)."""
+        late = [restamp(e, self._n_out + e.sample + self.delay_samples) for e in tail]
+        events = [restamp(e, max(0, e.sample - self._n_out)) for e in self._pending + late]
+        self._pending = []
+        return events
 
 
 def restamp(ev: NoteEvent, sample: int) -> NoteEvent:

@@ -817,6 +817,48 @@ def test_remasked_class_stems_come_a_remask_window_later_and_still_sum_to_the_in
         ScoredClasses(Processor("band"), parts, remask={"violin": 0.5})
 
 
+def test_the_network_alone_remasked_is_its_stems_through_the_remask_a_window_later(bass_and_kit: dict) -> None:
+    """``RemaskedNetwork`` (``separate --class-stems-from network`` without a score): exactly the plain
+    network's stems through ``StemRemask``, 16383 samples later at 44.1 kHz, still summing to the input,
+    independent of the block size and the same after reset; the notes come as late as the stems (the same
+    note-ons as the plain network's); a stem the model lacks is refused."""
+    from bridge.engine import Processor
+    from bridge.parts.fusion import StemRemask, remask_size_for
+    from bridge.remasked import NETWORK_REMASK, RemaskedNetwork
+
+    mix = bass_and_kit["mix"]
+    plain = Processor("band")
+    plain.prepare(SR, 2048, 2)
+    net, net_onsets = stream_classes(plain, mix, 2048)
+
+    def run(block: int) -> tuple[np.ndarray, list[int]]:
+        rm = RemaskedNetwork(Processor("band"), NETWORK_REMASK)
+        rm.prepare(SR, block, 2)
+        assert rm.latency_samples == plain.latency_samples + 16383 and rm.latency_terms["stem_remask"] == 16383
+        first, _ = stream_classes(rm, mix, block)
+        rm.reset()
+        stems, onsets = stream_classes(rm, mix, block)
+        np.testing.assert_allclose(stems, first, atol=1e-6)
+        np.testing.assert_allclose(stems.sum(axis=0), mix, atol=1e-4)
+        return stems, onsets
+
+    stems, onsets = run(2048)
+    small, _ = run(512)
+    np.testing.assert_allclose(small, stems, atol=1e-4)
+    assert onsets == net_onsets and onsets
+    powers = [NETWORK_REMASK.get(s, 1.0) for s in plain.stems]
+    lat = plain.latency_samples + 16383  # the stage sees the network's output as it comes: its latency first
+    stage = StemRemask(powers, *remask_size_for(SR), 2, mix.shape[1] + lat)
+    late = np.zeros((len(powers), 2, mix.shape[1] + lat), np.float32)
+    late[:, :, plain.latency_samples : plain.latency_samples + mix.shape[1]] = net
+    expected = stage.process(late)[:, :, lat:]
+    # but the last window, which the network's own output past the mix's end (cut from ``net``) reaches
+    np.testing.assert_allclose(stems[:, :, :-16384], expected[:, :, :-16384], atol=1e-4)
+    assert not np.allclose(stems, net, atol=1e-3)
+    with pytest.raises(ValueError, match="remask names stems"):
+        RemaskedNetwork(Processor("band"), {"violin": 0.5})
+
+
 def test_the_kit_runner_survives_the_worker_spec_and_hears_only_the_kit() -> None:
     """``run --parts``' child process rebuilds ``NetworkDrumParts`` (same parts, kit and model)
     from ``worker_spec``; the network hears only the kit's channel live, and offline the kit's

@@ -3,10 +3,11 @@
 Public API
 ----------
 - ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None,
-  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT) -> SeparateResult``: stream one file through a
-  prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
+  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT, network_remask=None) -> SeparateResult``: stream
+  one file through a prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
   ``bridge.parts.classes``; without one, with a ``bridge.transcribe.Transcriber``: from the
-  parts of the file's own transcription, whose notes are then the pitched stems' notes) and write
+  parts of the file's own transcription, whose notes are then the pitched stems' notes; the network's
+  stems alone re-masked by ``network_remask``, ``bridge.remasked``) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
 - ``separate_parts_file(parts, in_path, out_dir, block_size, fmt, progress=None, settings=None,
@@ -43,6 +44,7 @@ from bridge.parts.fusion import FUSION_EXPONENT
 from bridge.parts.network_drums import NetworkDrumParts, parts_runner
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
+from bridge.remasked import RemaskedNetwork
 from bridge.score import read_score_file
 from bridge.transcribe import Transcriber, Transcription, score_of_parts
 
@@ -72,6 +74,7 @@ def separate_file(
     stems_from_parts: bool = True,
     transcriber: Transcriber | None = None,
     fusion: Mapping[str, float] | None = FUSION_EXPONENT,
+    network_remask: Mapping[str, float] | None = None,
 ) -> SeparateResult:
     """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block.
 
@@ -82,7 +85,8 @@ def separate_file(
     (``bridge.transcribe``), which then serves as that score (the transcriber's own ``fusion`` replaces
     ``fusion``, and its ``remask`` re-masks the finished stems, ``bridge.parts.fusion.StemRemask``);
     ``notes.mid`` then holds the transcription's notes for its classes and the network's for the rest
-    (drums)."""
+    (drums). Where the stems are the network's alone (no parts), ``network_remask`` {stem: mask power}
+    re-masks them from their sum (``bridge.remasked``; None: as the network gives them, as live)."""
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
     blind_stems: tuple[str, ...] = ()
@@ -101,12 +105,12 @@ def separate_file(
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
         fusion = transcriber.fusion
-        if transcriber.remask is not None:  # the stems this model has
-            remask = {k: v for k, v in transcriber.remask.items() if k in (*stems, "other")}
+        if transcriber.remask is not None:
+            remask = _own(transcriber.remask, stems)
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
-    runner: Processor | ScoredClasses = (
-        processor
+    runner: Processor | RemaskedNetwork | ScoredClasses = (
+        (processor if network_remask is None else RemaskedNetwork(processor, _own(network_remask, stems)))
         if parts is None
         else ScoredClasses(
             processor,
@@ -130,7 +134,7 @@ def separate_file(
             _save_notes_so_far(path, events, stems, sample_rate, n_done)
 
     def start(sample_rate: int, n_channels: int) -> None:
-        if isinstance(runner, ScoredClasses):
+        if not isinstance(runner, Processor):
             runner.prepare(sample_rate, block_size, n_channels)
         else:
             _prepare(processor, sample_rate, n_channels, block_size)
@@ -166,6 +170,11 @@ def separate_parts_file(
     return res
 
 
+def _own(powers: Mapping[str, float], stems: Sequence[str]) -> dict[str, float]:
+    """The re-masking powers of the stems this model has (``stems`` and ``other``)."""
+    return {k: v for k, v in powers.items() if k in (*stems, "other")}
+
+
 def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size: int) -> None:
     if not processor.prepared or processor.sample_rate != sample_rate or processor.n_channels != n_channels:
         processor.prepare(sample_rate, block_size, n_channels)
@@ -174,7 +183,7 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
 
 
 def _separate(
-    processor: Processor | PartsProcessor | NetworkDrumParts | ScoredClasses,
+    processor: Processor | PartsProcessor | NetworkDrumParts | ScoredClasses | RemaskedNetwork,
     start: Callable[[int, int], None],
     write_notes: Callable[[Path, list[NoteEvent], int, int | None], None],
     in_path: Path,

@@ -64,7 +64,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from bridge.engine import BlockResult, Processor, clean_block, restamp
+from bridge.engine import BlockResult, NoteDelay, Processor, clean_block
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.decompose import DecompositionSettings
@@ -315,7 +315,7 @@ class ScoredClasses:
             self._late.fill_zeros(self._fusion.latency_samples)
         if self._remask is not None:
             self._remask.reset()
-        self._pending: list[NoteEvent] = []  # network notes, stamped in absolute output samples
+        self._notes = NoteDelay(self._notes_delay)  # the network's notes, timed to the class stems
         self._n_out = 0
         self._midi: list[tuple[int, bytes]] = []  # live: score MIDI for the parts, absolute input samples
         if self._live_map is not None:
@@ -377,10 +377,8 @@ class ScoredClasses:
             stems[-1] = dry - stems[:-1].sum(axis=0)
         if self._remask is not None:
             stems = self._remask.process(stems)
-        start = self._n_out
         self._n_out += n
-        self._pending += [restamp(e, start + e.sample + self._notes_delay) for e in m.notes]
-        return BlockResult(stems=stems, notes=self._due(start, n), activity=m.activity)
+        return BlockResult(stems=stems, notes=self._notes.process(m.notes, n), activity=m.activity)
 
     def _blend(self, parts: np.ndarray, network: np.ndarray, rows: slice | list[int]) -> np.ndarray:
         """The linear blend of the class stems ``rows`` of parts / network (n_pred, c, n)."""
@@ -433,14 +431,6 @@ class ScoredClasses:
         self._midi = [(t, msg) for t, msg in self._midi if t >= start + n]
         return due
 
-    def _due(self, start: int, n: int) -> list[NoteEvent]:
-        due = [restamp(e, e.sample - start) for e in self._pending if e.sample < start + n]
-        self._pending = [e for e in self._pending if e.sample >= start + n]
-        return due
-
     def end_notes(self) -> list[NoteEvent]:
         """Every pending and held network note, offsets relative to the next block (>= 0)."""
-        tail = [restamp(e, self._n_out + e.sample + self._notes_delay) for e in self.model.end_notes()]
-        events = [restamp(e, max(0, e.sample - self._n_out)) for e in self._pending + tail]
-        self._pending = []
-        return events
+        return self._notes.end(self.model.end_notes())
