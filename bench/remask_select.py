@@ -10,7 +10,8 @@ stems with the track's true score instead, ``--path network`` the network's alon
 network's alone with the true score), then scores each
 variant on those stems:
 ``N_FFT:POWERS`` where POWERS is one mask power for every stem or ``stem=power+...`` (1 where not
-named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``. Prints the median SI-SDRi per stem,
+named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``; ``A>B`` re-masks by A, then the result by B
+(``16384:0.75>2048:drums=0.8``). Prints the median SI-SDRi per stem,
 the pooled median (drums, bass, piano, guitar, strings) and each variant's mean per-track change
 against the stems as they are (tracks up / down); the JSON keeps every per-track figure.
 
@@ -67,6 +68,13 @@ def remasked(stems: np.ndarray, n_fft: int, powers: list[float]) -> np.ndarray:
     return out[:, :, lat : lat + n]
 
 
+def chained(stems: np.ndarray, stages: list[tuple[int, list[float]]]) -> np.ndarray:
+    """``stems`` re-masked by each stage in turn (``A>B``: by A, then the result by B)."""
+    for n_fft, powers in stages:
+        stems = remasked(stems, n_fft, powers)
+    return stems
+
+
 def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
     """The stems of track ``td`` without re-masking (n_stems, n_channels, n), from ``cache`` (written there
     on the first call): the blind path's (``path`` "blind"), ``separate --score``'s with the track's
@@ -96,13 +104,13 @@ def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "b
     from bench.quality import _sep_scores
     from bench.transcribe_select import mix_and_refs
 
-    parsed = {v: parse_variant(v) for v in variants}
+    parsed = {v: [parse_variant(x) for x in v.split(">")] for v in variants}
     out: dict = {"sep": {}}
     for td in tracks:
         _, mix, refs = mix_and_refs(td)
         n = len(mix)
         stems = first_pass(td, stems_dir / path / td.name, path)
-        rows = {"as is": stems, **{v: remasked(stems, *p) for v, p in parsed.items()}}
+        rows = {"as is": stems, **{v: chained(stems, p) for v, p in parsed.items()}}
         for name, est in rows.items():
             mono = np.zeros((len(NAMES), n))
             m = min(n, est.shape[2])
@@ -159,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         default="blind",
         help="the stems of the blind path, of --score, of the network alone, or of the network alone with the score",
     )
-    ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS (repeatable)")
+    ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS, or A>B chained (repeatable)")
     ap.add_argument("--speed", action="store_true", help="time the blind path without and with re-masking instead")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--merge", type=Path, nargs="+", help="report these JSON files together")
@@ -177,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         save_json({"speed_x_real_time": speed(track_folders(args.tracks, args.first, args.count))}, args.json)
         return 0
     for v in args.variant:
-        parse_variant(v)  # refused before any track runs
+        for x in v.split(">"):
+            parse_variant(x)  # refused before any track runs
     doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.stems, args.path)
     report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)

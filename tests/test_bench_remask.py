@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.remask_select import NAMES, parse_variant, remasked
+from bench.remask_select import NAMES, chained, parse_variant, remasked
 from bench.stem_reclass import partial_energy, rules
 from bridge.transcribe.note_classes import log_map_db
 
@@ -27,6 +27,8 @@ def test_remasked_stems_keep_their_length_and_sum() -> None:
     assert out.shape == stems.shape
     np.testing.assert_allclose(out.sum(axis=0), stems.sum(axis=0), atol=1e-4)
     assert not np.allclose(out, stems, atol=1e-3)  # noise stems that overlap everywhere do change
+    two = chained(stems, [(2048, [0.75] * len(NAMES)), (1024, [1.0] * len(NAMES))])
+    np.testing.assert_allclose(two, remasked(out, 1024, [1.0] * len(NAMES)), atol=1e-6)  # A>B: A, then B
 
 
 def test_partial_energy_is_the_notes_own() -> None:

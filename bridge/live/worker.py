@@ -408,6 +408,10 @@ def worker_spec(processor: Any) -> dict[str, Any]:
             spec.update(model_path=str(processor.model.model.path), n_threads=_n_threads(processor.model.model))
         return spec
     channel_map, score_offset_ms = processor.live_score_settings
+    remask = getattr(processor, "remask_powers", None)
+    if remask is not None:  # a bridge.remasked RemaskedNetwork: the network's stems re-masked in the child
+        spec["remask"] = dict(remask)
+        processor = processor.network
     spec.update(
         model_path=str(processor.model.path),
         n_threads=_n_threads(processor.model),
@@ -448,6 +452,10 @@ def build_processor(spec: dict[str, Any]) -> Any:
 
         settings = class_parts_settings(low_latency=spec["scored_classes"]["low_latency"])
         proc = ScoredClasses.live(proc, spec["channel_map"], settings, fusion=spec["scored_classes"]["fusion"])
+    elif "remask" in spec:
+        from bridge.remasked import RemaskedNetwork
+
+        proc = RemaskedNetwork(proc, spec["remask"], live=True)
     proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
     proc.prepare(spec["sample_rate"], spec["block_size"], 2)
     return proc
