@@ -11,9 +11,10 @@ network's alone with the true score), then scores each
 variant on those stems:
 ``N_FFT:POWERS`` where POWERS is one mask power for every stem or ``stem=power+...`` (1 where not
 named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``; ``A>B`` re-masks by A, then the result by B
-(``16384:0.75>2048:drums=0.8``). Prints the median SI-SDRi per stem,
-the pooled median (drums, bass, piano, guitar, strings) and each variant's mean per-track change
-against the stems as they are (tracks up / down); the JSON keeps every per-track figure.
+(``16384:0.75>2048:drums=0.8``); with ``--path network[-score]``, ``mask:POWERS`` first is the network run with its
+own masks softened to those powers in its own STFT (``bridge.engine.softened_masks``: no window of latency
+more). Prints the median SI-SDRi per stem, the pooled median (drums, bass, piano, guitar, strings) and each
+variant's mean per-track change against the stems as they are (tracks up / down); the JSON keeps every per-track figure.
 
     taskset -c 0 .venv/bin/python bench/remask_select.py --first 0 --count 24 --stems out/remask_stems \\
         --variant 16384:0.75 --variant 8192:0.75 --json out/remask_a.json
@@ -38,10 +39,11 @@ BLOCK = 65536
 
 
 def parse_variant(text: str) -> tuple[int, list[float]]:
-    """``N_FFT:POWERS`` -> (n_fft, one power per stem of ``NAMES``); ``SystemExit`` with the reason for bad text."""
+    """``N_FFT:POWERS`` -> (n_fft, one power per stem of ``NAMES``), ``mask:POWERS`` -> (0, powers); ``SystemExit``
+    with the reason for bad text."""
     try:
         size, powers = text.split(":", 1)
-        n_fft = int(size)
+        n_fft = 0 if size == "mask" else int(size)
         if "=" in powers:
             named = {k: float(v) for k, v in (x.split("=") for x in powers.split("+") if x)}
             if set(named) - set(NAMES):
@@ -51,7 +53,7 @@ def parse_variant(text: str) -> tuple[int, list[float]]:
             out = [float(powers)] * len(NAMES)
     except ValueError as e:
         raise SystemExit(f"error: variant {text!r} is not N_FFT:POWER or N_FFT:stem=power+... ({e})") from None
-    if n_fft < 256 or n_fft & (n_fft - 1):
+    if n_fft != 0 and (n_fft < 256 or n_fft & (n_fft - 1)):
         raise SystemExit(f"error: variant {text!r}: N_FFT must be a power of two >= 256")
     return n_fft, out
 
@@ -73,6 +75,24 @@ def chained(stems: np.ndarray, stages: list[tuple[int, list[float]]]) -> np.ndar
     for n_fft, powers in stages:
         stems = remasked(stems, n_fft, powers)
     return stems
+
+
+def softened_network(td: Path, powers: list[float], path: str = "network") -> np.ndarray:
+    """The network alone on track ``td`` (``path`` "network-score": with the true score) with its masks softened
+    in its own STFT (``Processor(mask_powers=)``, ``bridge.engine.softened_masks``): (n_stems, n_channels, n),
+    through 16-bit FLAC as the cached stems."""
+    import tempfile
+
+    import soundfile as sf
+
+    from bridge.backends.offline import separate_file
+    from bridge.engine import Processor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        score = td / "all_src.mid" if path == "network-score" else None
+        proc = Processor(None, mask_powers=powers)
+        separate_file(proc, td / "mix.flac", Path(tmp), fmt="flac", score_path=score, stems_from_parts=False)
+        return np.stack([sf.read(str(Path(tmp) / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
 
 
 def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
@@ -110,7 +130,12 @@ def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "b
         _, mix, refs = mix_and_refs(td)
         n = len(mix)
         stems = first_pass(td, stems_dir / path / td.name, path)
-        rows = {"as is": stems, **{v: chained(stems, p) for v, p in parsed.items()}}
+        rows = {"as is": stems}
+        for v, stages in parsed.items():
+            if stages[0][0] == 0:  # mask:POWERS: the network itself with softened masks, then the rest
+                rows[v] = chained(softened_network(td, stages[0][1], path), stages[1:])
+            else:
+                rows[v] = chained(stems, stages)
         for name, est in rows.items():
             mono = np.zeros((len(NAMES), n))
             m = min(n, est.shape[2])
@@ -184,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed:
         save_json({"speed_x_real_time": speed(track_folders(args.tracks, args.first, args.count))}, args.json)
         return 0
-    for v in args.variant:
-        for x in v.split(">"):
-            parse_variant(x)  # refused before any track runs
+    for v in args.variant:  # refused before any track runs
+        stages = [parse_variant(x) for x in v.split(">")]
+        if any(n_fft == 0 for n_fft, _ in stages[1:]) or (stages[0][0] == 0 and not args.path.startswith("network")):
+            ap.error(f"variant {v!r}: mask:POWERS comes first, with --path network or network-score")
     doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.stems, args.path)
     report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parts (default): class stems from score parts summed per GM class, drums from the network; "
         "the parts are --score's, or without a score those of the file's own transcription (basic-pitch notes, "
         "each classified by instrument: transcribe, then separate; offline only). network: the network alone "
-        "(without a score its stems re-masked from their sum, a 0.37 s window: better stems than live gives)",
+        "(without a score its stems re-shared: softened masks, then re-masked from their sum in a 0.37 s window)",
     )
     p.add_argument(
         "--parts",
@@ -165,10 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         "another 93 ms)",
     )
     p.add_argument(
-        "--remask",
+        "--raw-masks",
         action="store_true",
-        help="the network's own stems re-masked from their sum in a 23 ms window (softened ratio masks): "
-        "better stems on unseen sounds, 23 ms more latency (not with --parts, --follow or --classes-from parts)",
+        help="the network's masks as they come; by default its stems share each bin more evenly (softened masks, "
+        "no latency more: far better stems on sounds it was not trained on)",
     )
     p.add_argument(
         "--follow",
@@ -295,9 +295,12 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
     else:
         processor = _network(args)
         transcriber = None
-        from bridge.remasked import NETWORK_REMASK
+        network_remask = None
+        if args.score is None and args.class_stems_from == "network":  # the network's stems re-shared
+            from bridge.remasked import NETWORK_REMASK, mask_powers_for
 
-        network_remask = NETWORK_REMASK if args.score is None and args.class_stems_from == "network" else None
+            processor.set_mask_powers(mask_powers_for(processor.stems))
+            network_remask = NETWORK_REMASK
         if args.score is None and args.class_stems_from == "parts":
             from bridge.transcribe import Transcriber
 

@@ -2,7 +2,9 @@
 
 Public API
 ----------
-- ``Processor(model)``: the plugin contract, as in JUCE's AudioProcessor / nih-plug's Plugin.
+- ``Processor(model, n_threads=1, mask_powers=None)``: the plugin contract, as in JUCE's AudioProcessor /
+  nih-plug's Plugin. ``mask_powers`` (one per stem and ``other``): the network's masks softened in its own
+  STFT before they are applied (``softened_masks``; no latency more; ``set_mask_powers`` changes them).
 
   - ``prepare(sample_rate, max_block_size, n_channels)`` (main thread): allocates everything,
     fixes ``latency_samples`` and its named breakdown ``latency_terms``, warms the model up.
@@ -21,6 +23,7 @@ Public API
 - ``NoteDelay(delay_samples)``: a stage's note events delayed by the latency a later stage adds
   (``process(events, n) -> due``, block offsets in and out; ``end(tail) -> events``; ``reset()``).
 - ``restamp(event, sample) -> event``: the same event at another sample.
+- ``softened_masks(masks, powers) -> masks``: each stem's mask and ``other``'s to its power, renormalised.
 
 Signal path: non-finite input samples become 0 (counted in ``n_bad_samples``); host rates
 other than the model's go through low-delay polyphase streams (``bridge.resample``, in and
@@ -52,6 +55,7 @@ from bridge.ring import RingBuffer
 from bridge.score import LiveScore, notes_to_roll
 from bridge.stft import StreamingAnalysis, StreamingSynthesis
 
+MASK_FLOOR = 1e-3  # of the input, left to `other` in every bin by softened masks
 MAX_ABS_SAMPLE = 1000.0  # larger magnitudes are clipped: no overflow, no NaN downstream
 
 
@@ -107,16 +111,27 @@ class BlockResult:
 class Processor:
     """Streaming separation + transcription with a fixed, reported latency."""
 
-    def __init__(self, model: OnnxModel | str | None = None, n_threads: int = 1) -> None:
+    def __init__(
+        self, model: OnnxModel | str | None = None, n_threads: int = 1, mask_powers: Sequence[float] | None = None
+    ) -> None:
         self.model = model if isinstance(model, OnnxModel) else OnnxModel(model, n_threads=n_threads)
         self.meta: ModelMetadata = self.model.meta
         self.stems: tuple[str, ...] = self.meta.all_stems
+        self.set_mask_powers(mask_powers)
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
         self.n_bad_samples = 0
         self._channel_map: dict[int, str] | None = None
         self._score_offset_ms = 0.0
+
+    def set_mask_powers(self, mask_powers: Sequence[float] | None) -> None:
+        """Main thread. Soften the network's masks (``softened_masks``; one power per stem and ``other``), or
+        None: the masks as they come. ``ValueError`` for powers outside [0.1, 4] or of another count."""
+        powers = None if mask_powers is None else np.asarray(mask_powers, np.float32)
+        if powers is not None and (powers.shape != (len(self.stems),) or not np.all((powers >= 0.1) & (powers <= 4.0))):
+            raise ValueError(f"mask powers must lie in [0.1, 4], one per stem and other, got {list(powers)}")
+        self.mask_powers = powers
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
@@ -264,6 +279,8 @@ class Processor:
         masks, note_frame, note_onset, activity = self._run_model(spectra, mag, score)
         masks = masks[0]  # (T, S, F), clipped in place to [0, 1] with NaN -> 0 (fmax ignores NaN)
         np.fmin(np.fmax(masks, 0.0, out=masks), 1.0, out=masks)
+        if self.mask_powers is not None:
+            masks = softened_masks(masks, self.mask_powers)
         self.activity = np.nan_to_num(activity[0, -1]).astype(np.float32)
         for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
             self._schedule(ev)
@@ -379,6 +396,17 @@ class NoteDelay:
         events = [restamp(e, max(0, e.sample - self._n_out)) for e in self._pending + late]
         self._pending = []
         return events
+
+
+def softened_masks(masks: np.ndarray, powers: np.ndarray) -> np.ndarray:
+    """masks (T, S, F) in [0, 1] -> (T, S, F): each stem's mask and ``other``'s (``|1 - sum|``, floored at
+    ``MASK_FLOOR``) to its power (``powers`` (S + 1,), ``other`` last), normalised over the S + 1 (in the
+    log domain, each bin's largest term taken out first); the first S returned. Powers under 1 share a
+    bin more evenly between the stems that claim it."""
+    rest = np.abs(1.0 - masks.sum(axis=1, keepdims=True)) + MASK_FLOOR
+    log_r = np.log(np.concatenate([masks, rest], axis=1) + 1e-12) * powers[None, :, None]
+    r = np.exp(log_r - log_r.max(axis=1, keepdims=True))
+    return (r[:, :-1] / r.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def restamp(ev: NoteEvent, sample: int) -> NoteEvent:

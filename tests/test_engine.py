@@ -209,3 +209,39 @@ def test_live_score_config_steers_and_survives_reset(tiny_model) -> None:
     again = run(proc)
     assert np.abs(as_bass - as_piano).max() > 1e-4  # the score input reached the model
     np.testing.assert_allclose(again, as_bass, atol=1e-6)  # the map survives reset
+
+
+def test_softened_masks_share_each_bin_and_power_one_keeps_the_masks() -> None:
+    """``softened_masks``: powers 1 give the masks back (but the 1e-3 floor left to ``other``); powers
+    under 1 move the stems' masks towards each other; every bin sums to at most 1 over the stems; a bin
+    the stems claim with masks summing past 1 is still shared (no negative ``other``)."""
+    from bridge.engine import MASK_FLOOR, softened_masks
+
+    rng = np.random.default_rng(0)
+    masks = (rng.random((7, 3, 50)) * 0.33).astype(np.float32)
+    np.testing.assert_allclose(softened_masks(masks, np.ones(4, np.float32)), masks / (1 + MASK_FLOOR), rtol=1e-5)
+    soft = softened_masks(masks, np.full(4, 0.5, np.float32))
+    assert np.all(soft.sum(axis=1) <= 1.0 + 1e-6) and np.all(soft >= 0.0)
+    assert np.std(soft, axis=1).mean() < np.std(masks, axis=1).mean()  # the stems' shares closer together
+    over = np.full((1, 3, 1), 0.9, np.float32)  # the network claims 2.7 of the bin
+    np.testing.assert_allclose(softened_masks(over, np.ones(4, np.float32)).sum(), 2.7 / (2.7 + 1.7 + MASK_FLOOR))
+
+
+def test_mask_powers_keep_the_sum_the_latency_and_block_size_invariance(tiny_model) -> None:
+    """``Processor(mask_powers=)``: softened masks in the network's own STFT: no latency more, the stems
+    still sum to the delayed input, independent of the block size, and not the plain masks' stems; bad
+    powers are refused."""
+    x = noise(2, 20000, seed=4)
+    plain = Processor(tiny_model)
+    ref = _run(plain, x, 1000, 44100)
+    powers = [0.75, 0.4, 0.4, 0.4, 0.3, 0.6]
+    soft = Processor(tiny_model, mask_powers=powers)
+    out = _run(soft, x, 1000, 44100)
+    lat = soft.latency_samples
+    assert lat == plain.latency_samples
+    np.testing.assert_allclose(out.sum(axis=0)[:, lat:], x[:, : x.shape[1] - lat], atol=1e-5)
+    np.testing.assert_allclose(_run(soft, x, 64, 44100), out, atol=1e-6)
+    assert not np.allclose(out[:-1], ref[:-1], atol=1e-3)
+    for bad in ([0.5] * 5, [0.0] * 6, [5.0] * 6):
+        with pytest.raises(ValueError, match="mask powers"):
+            Processor(tiny_model, mask_powers=bad)

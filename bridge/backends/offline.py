@@ -44,7 +44,7 @@ from bridge.parts.fusion import FUSION_EXPONENT
 from bridge.parts.network_drums import NetworkDrumParts, parts_runner
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
-from bridge.remasked import RemaskedNetwork, own_powers
+from bridge.remasked import RemaskedNetwork
 from bridge.score import read_score_file
 from bridge.transcribe import Transcriber, Transcription, score_of_parts
 
@@ -106,11 +106,11 @@ def separate_file(
         network_share = transcriber.network_share
         fusion = transcriber.fusion
         if transcriber.remask is not None:
-            remask = own_powers(transcriber.remask, stems)
+            remask = _own(transcriber.remask, stems)
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
     runner: Processor | RemaskedNetwork | ScoredClasses = (
-        (processor if network_remask is None else RemaskedNetwork(processor, own_powers(network_remask, stems)))
+        (processor if network_remask is None else RemaskedNetwork(processor, _own(network_remask, stems)))
         if parts is None
         else ScoredClasses(
             processor,
@@ -168,6 +168,11 @@ def separate_parts_file(
     res = _separate(processor, start, write_notes, in_path, out_dir, block_size, fmt, progress)
     res.n_notes = sum(p.n_notes for p in parts)
     return res
+
+
+def _own(powers: Mapping[str, float], stems: Sequence[str]) -> dict[str, float]:
+    """The re-masking powers of the stems this model has (``stems`` and ``other``)."""
+    return {k: v for k, v in powers.items() if k in (*stems, "other")}
 
 
 def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size: int) -> None:

@@ -69,7 +69,6 @@ def run_bridge(args: argparse.Namespace) -> int:
     from bridge.live.config import apply_score_config, auto_queue_blocks
     from bridge.live.host import DEFAULT_WORKER, OutputRoute, RealtimeHost
     from bridge.live.status import status_line, write_stats
-    from bridge.remasked import RemaskedNetwork
 
     if args.duration is not None and not args.duration > 0:
         raise InputError(f"--duration must be > 0 seconds, got {args.duration}")
@@ -87,8 +86,7 @@ def run_bridge(args: argparse.Namespace) -> int:
         sample_rate, block_size = backend.open()
         stats.update(sample_rate=sample_rate, block_size=block_size)
         processor.prepare(sample_rate, block_size, 2)  # allocates and warms the model up
-        # the network (re-masked or not) and live class parts hear the score; parts send no notes
-        hears_score = isinstance(processor, (Processor, RemaskedNetwork)) or getattr(processor, "is_live", False)
+        hears_score = isinstance(processor, Processor) or getattr(processor, "is_live", False)  # parts send no notes
         if hears_score:
             apply_score_config(processor, config)
         host = RealtimeHost(
@@ -183,8 +181,6 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
     if getattr(args, "classes_from", None) and (args.parts is not None or getattr(args, "follow", None) is not None):
         raise InputError("--classes-from picks the source of class stems; --parts / --follow give one stem per part")
-    if getattr(args, "remask", False) and (args.parts is not None or getattr(args, "follow", None) is not None):
-        raise InputError("--remask re-masks the network's own stems: not with --parts or --follow")
     if getattr(args, "follow", None) is not None:
         if args.parts:
             raise InputError("--follow takes the parts from its score: give --parts without channels")
@@ -193,8 +189,6 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
         model = Processor(args.model, n_threads=args.threads)
         config = load_config(args.config, model.meta.stems)
         source = getattr(args, "classes_from", None) or config.classes_from
-        if getattr(args, "remask", False) and source in ("parts", "fused"):
-            raise InputError("--remask re-masks the network's own stems: not with class stems from the score's parts")
         if source in ("parts", "fused"):
             from bridge.parts.classes import ScoredClasses
             from bridge.parts.fusion import FUSION_EXPONENT
@@ -204,11 +198,11 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
             if fusion:
                 label += ", fused with the network's"
             return ScoredClasses.live(model, config.channel_map, fusion=fusion), config, label
-        if getattr(args, "remask", False):
-            from bridge.remasked import NETWORK_REMASK, RemaskedNetwork, own_powers
+        if getattr(args, "raw_masks", False):
+            return model, config, f"model {model.meta.name}, masks as they come"
+        from bridge.remasked import mask_powers_for
 
-            remasked = RemaskedNetwork(model, own_powers(NETWORK_REMASK, model.stems), live=True)
-            return remasked, config, f"model {model.meta.name}, re-masked"
+        model.set_mask_powers(mask_powers_for(model.stems))  # softened: no latency more (bridge.remasked)
         return model, config, f"model {model.meta.name}"
     from bridge.parts.network_drums import one_kit, parts_runner
     from bridge.parts.processor import PartSpec, PartsSettings

@@ -408,10 +408,8 @@ def worker_spec(processor: Any) -> dict[str, Any]:
             spec.update(model_path=str(processor.model.model.path), n_threads=_n_threads(processor.model.model))
         return spec
     channel_map, score_offset_ms = processor.live_score_settings
-    remask = getattr(processor, "remask_powers", None)
-    if remask is not None:  # a bridge.remasked RemaskedNetwork: the network's stems re-masked in the child
-        spec["remask"] = dict(remask)
-        processor = processor.network
+    powers = processor.mask_powers
+    spec["mask_powers"] = None if powers is None else [float(p) for p in powers]  # the network's softened masks
     spec.update(
         model_path=str(processor.model.path),
         n_threads=_n_threads(processor.model),
@@ -452,10 +450,6 @@ def build_processor(spec: dict[str, Any]) -> Any:
 
         settings = class_parts_settings(low_latency=spec["scored_classes"]["low_latency"])
         proc = ScoredClasses.live(proc, spec["channel_map"], settings, fusion=spec["scored_classes"]["fusion"])
-    elif "remask" in spec:
-        from bridge.remasked import RemaskedNetwork
-
-        proc = RemaskedNetwork(proc, spec["remask"], live=True)
     proc.set_live_score(spec["channel_map"], spec["score_offset_ms"])
     proc.prepare(spec["sample_rate"], spec["block_size"], 2)
     return proc
@@ -466,7 +460,8 @@ def _model_processor(spec: dict[str, Any]) -> Any:
     from bridge.engine import Processor
     from bridge.model import OnnxModel
 
-    return Processor(OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False))
+    model = OnnxModel(spec["model_path"], n_threads=spec["n_threads"], verify_sha256=False)
+    return Processor(model, mask_powers=spec.get("mask_powers"))
 
 
 def _child_main(

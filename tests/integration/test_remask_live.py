@@ -1,16 +1,14 @@
-"""``stembridge run --remask`` on a private ``jackd -d dummy`` at 48 kHz / 256: a stand-in DAW plays a
-FluidSynth bass over a drum kit into the bridge and records every stem. Facts: the latency has a
-``stem_remask`` term of 1023 samples (a 1024-sample window at 48 kHz); the outputs sum to the input
-delayed by the reported latency; the recorded bass, scored against the true bass, is within 1 dB
-(SI-SDR) of ``RemaskedNetwork(live=True)`` run offline on the same file (the network hears the stream
-from wherever the stand-in DAW starts it, so its frames fall elsewhere); the re-masked bass is not
-the plain network's. ``--remask`` with class stems from the score's parts is refused."""
+"""``stembridge run`` (network mode) sends the network's stems with softened masks (``bridge.remasked``
+stage 1), ``--raw-masks`` as they come; on a private ``jackd -d dummy`` at 48 kHz / 256 a stand-in DAW
+plays a FluidSynth bass over a drum kit into the bridge and records every stem. Facts: both runs report
+the same latency (the softening adds none); the outputs sum to the input delayed by it; each recorded
+bass, scored against the true bass, is within 1 dB (SI-SDR) of the same Processor offline on the same
+file (the network hears the stream from wherever the stand-in DAW starts it, so its frames fall
+elsewhere); the softened and the raw stems differ."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +28,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _offline(x: np.ndarray, remask: bool) -> np.ndarray:
-    """The band network (re-masked with the live window, or not) on ``x`` (2, n) in 4096-sample blocks,
+def _offline(x: np.ndarray, softened: bool) -> np.ndarray:
+    """The band network (masks softened as ``run`` does, or not) on ``x`` (2, n) in 4096-sample blocks,
     its latency cut off: (n_stems, 2, n)."""
     from bridge.engine import Processor
-    from bridge.remasked import NETWORK_REMASK, RemaskedNetwork
+    from bridge.remasked import mask_powers_for
 
-    proc = RemaskedNetwork(Processor("band"), NETWORK_REMASK, live=True) if remask else Processor("band")
+    proc = Processor("band")
+    if softened:
+        proc.set_mask_powers(mask_powers_for(proc.stems))
     proc.prepare(RATE, 4096, 2)
     lat = proc.latency_samples
     padded = np.concatenate([x, np.zeros((2, lat), np.float32)], axis=1)
@@ -44,22 +44,17 @@ def _offline(x: np.ndarray, remask: bool) -> np.ndarray:
     return out[:, :, lat : lat + x.shape[1]]
 
 
-def test_run_remask_equals_offline_and_sums_to_the_input(tmp_path: Path) -> None:
+def test_run_softens_the_network_masks_at_no_latency_and_equals_offline(tmp_path: Path) -> None:
     b = render(tmp_path / "b", write_midi(tmp_path / "b.mid", [("b", 0, 33, BASS)]), 6.0, RATE)
     d = render(tmp_path / "d", write_midi(tmp_path / "d.mid", [("d", 9, 0, KIT)]), 6.0, RATE)
     x = np.stack([b + d, b + d]).astype(np.float32)
-    run = record_run(["--remask"], x, [], STEMS, RATE, BLOCK, ROOT)
-    rec, st = run.stems, run.stats
-    assert st["latency_terms"]["stem_remask"] == 1023, st
-    np.testing.assert_allclose(rec.sum(axis=0), x, atol=1e-4)
-    remasked, plain = _offline(x, True), _offline(x, False)
     k = STEMS.index("bass")
-    live_db, offline_db = si_sdr_db(rec[k, 0], b), si_sdr_db(remasked[k, 0], b)
-    assert abs(live_db - offline_db) <= 1.0, (live_db, offline_db)
-    assert not np.allclose(remasked[k], plain[k], atol=1e-3)
-
-
-def test_run_remask_refuses_class_stems_from_parts() -> None:
-    cmd = [sys.executable, "-m", "bridge", "run", "--remask", "--classes-from", "parts", "--duration", "1"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert res.returncode != 0 and "--remask" in res.stderr and "Traceback" not in res.stderr, res.stderr
+    recorded = {}
+    for softened, args in ((True, []), (False, ["--raw-masks"])):
+        run = record_run(args, x, [], STEMS, RATE, BLOCK, ROOT)
+        np.testing.assert_allclose(run.stems.sum(axis=0), x, atol=1e-4)
+        live_db, offline_db = si_sdr_db(run.stems[k, 0], b), si_sdr_db(_offline(x, softened)[k, 0], b)
+        assert abs(live_db - offline_db) <= 1.0, (softened, live_db, offline_db)
+        recorded[softened] = run
+    assert recorded[True].stats["latency_terms"] == recorded[False].stats["latency_terms"]
+    assert not np.allclose(recorded[True].stems[k], recorded[False].stems[k], atol=1e-3)
