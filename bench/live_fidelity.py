@@ -108,8 +108,9 @@ def offline(
     network: Any, track: Path, x: np.ndarray, rate: int, mode: str, tmp: Path, offset: int = 0
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """``separate --score`` (``fused``; ``parts``: its linear blend) or the network with the score
-    (``network``), with the ``network`` Processor (reused: each run prepares it again), on ``x`` at
-    ``rate`` after ``offset`` samples of silence (score moved with it; outputs and notes moved back)."""
+    (``network``: its masks softened, as ``run`` sends it), with the ``network`` Processor (reused: each run
+    prepares it again), on ``x`` at ``rate`` after ``offset`` samples of silence (score moved with it; outputs
+    and notes moved back)."""
     import mido
     import soundfile as sf
 
@@ -122,6 +123,11 @@ def offline(
     sf.write(str(wav), np.concatenate([np.zeros((2, offset), np.float32), x], axis=1).T, rate, subtype="FLOAT")
     _delay_midi(mido.MidiFile(str(track / "all_src.mid")), offset / rate).save(str(score))
     lead_s = offset / rate
+    if mode == "network":  # as `run` sends it: the masks softened (bridge.remasked), no re-masking
+        from bridge.engine import Processor
+        from bridge.remasked import mask_powers_for
+
+        network = Processor(network.model, mask_powers=mask_powers_for(network.stems))
     res = separate_file(
         network,
         wav,

@@ -6,7 +6,8 @@ Renders N tracks of a corpus seed never used for training (``plan_track(seed, i)
 track runs the model through the real offline path (``separate_file`` with a ``Processor``, what
 ``stembridge separate`` runs) blind (the "model blind" row: transcribe, then separate, as
 ``separate`` does without a score, see ``bridge.transcribe``; "network blind": the network alone,
-as ``--class-stems-from network`` and the live bridge give it; ``--blind network`` makes the
+as ``--class-stems-from network`` gives it: masks softened, then re-masked, ``bridge.remasked``; the live bridge
+sends the softened masks alone; ``--blind network`` makes the
 network alone the "model blind" row) and with the true score (``all_src.mid`` as ``--score``: the
 "model + score" row, class stems from the score's parts as ``separate --score`` gives them; the
 "network + score" row, the score-conditioned network alone), and scores the stems and
@@ -266,6 +267,8 @@ def evaluate_track(
     import soundfile as sf
 
     from bridge.backends.offline import separate_file
+    from bridge.engine import Processor
+    from bridge.remasked import NETWORK_REMASK, mask_powers_for
     from bridge.score import read_score_file
     from export.data.slakh import load_track
 
@@ -303,12 +306,15 @@ def evaluate_track(
         if row == "network blind" and transcriber is None:
             continue  # "model blind" is the network alone then
         runs = []
+        # the network alone as `separate --class-stems-from network` gives it: masks softened, then re-masked
+        alone = not from_parts or (score is None and transcriber is None)
+        runner = Processor(processor.model, mask_powers=mask_powers_for(processor.stems)) if alone else processor
         for offset in offsets:
             out_dir = work / row.replace(" ", "").replace("+", "_")
             src, delayed_score = inputs[offset]
             score_src = None if score is None else delayed_score
             res = separate_file(
-                processor,
+                runner,
                 src,
                 out_dir,
                 block_size=block_size,
@@ -316,6 +322,7 @@ def evaluate_track(
                 score_path=score_src,
                 stems_from_parts=from_parts,
                 transcriber=transcriber if from_parts else None,
+                network_remask=NETWORK_REMASK if alone else None,
             )
             by_name = {p.stem: p for p in res.stem_paths}
             est = np.stack([_read_mono(by_name[s], n + offset)[offset:] for s in all_names])

@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parts (default): class stems from score parts summed per GM class, drums from the network; "
         "the parts are --score's, or without a score those of the file's own transcription (basic-pitch notes, "
         "each classified by instrument: transcribe, then separate; offline only). network: the network alone "
-        "(without a score its stems re-shared: softened masks, then re-masked from their sum in a 0.37 s window)",
+        "(its stems re-shared: softened masks, then re-masked from their sum in a 0.37 s window)",
     )
     p.add_argument(
         "--parts",
@@ -296,7 +296,7 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
         processor = _network(args)
         transcriber = None
         network_remask = None
-        if args.score is None and args.class_stems_from == "network":  # the network's stems re-shared
+        if args.class_stems_from == "network":  # the network's stems re-shared (with or without a score)
             from bridge.remasked import NETWORK_REMASK, mask_powers_for
 
             processor.set_mask_powers(mask_powers_for(processor.stems))
