@@ -125,9 +125,9 @@ def offline(
     lead_s = offset / rate
     if mode == "network":  # as `run` sends it: the masks softened (bridge.remasked), no re-masking
         from bridge.engine import Processor
-        from bridge.remasked import mask_powers_for
+        from bridge.remasked import soften
 
-        network = Processor(network.model, mask_powers=mask_powers_for(network.stems))
+        network = soften(Processor(network.model))
     res = separate_file(
         network,
         wav,

@@ -268,7 +268,7 @@ def evaluate_track(
 
     from bridge.backends.offline import separate_file
     from bridge.engine import Processor
-    from bridge.remasked import NETWORK_REMASK, mask_powers_for
+    from bridge.remasked import NETWORK_REMASK, soften
     from bridge.score import read_score_file
     from export.data.slakh import load_track
 
@@ -308,7 +308,7 @@ def evaluate_track(
         runs = []
         # the network alone as `separate --class-stems-from network` gives it: masks softened, then re-masked
         alone = not from_parts or (score is None and transcriber is None)
-        runner = Processor(processor.model, mask_powers=mask_powers_for(processor.stems)) if alone else processor
+        runner = soften(Processor(processor.model)) if alone else processor
         for offset in offsets:
             out_dir = work / row.replace(" ", "").replace("+", "_")
             src, delayed_score = inputs[offset]

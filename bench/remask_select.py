@@ -85,21 +85,26 @@ def softened_network(td: Path, powers: list[float], path: str = "network") -> np
 
     import soundfile as sf
 
-    from bridge.backends.offline import separate_file
     from bridge.engine import Processor
 
     with tempfile.TemporaryDirectory() as tmp:
-        score = td / "all_src.mid" if path == "network-score" else None
-        proc = Processor(None, mask_powers=powers)
-        separate_file(proc, td / "mix.flac", Path(tmp), fmt="flac", score_path=score, stems_from_parts=False)
+        _network_pass(Processor(None, mask_powers=powers), td, Path(tmp), path)
         return np.stack([sf.read(str(Path(tmp) / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
+
+
+def _network_pass(proc, td: Path, out: Path, path: str) -> None:
+    """The network alone on track ``td`` into ``out`` as FLAC (``path`` "network-score": with the true score)."""
+    from bridge.backends.offline import separate_file
+
+    score = td / "all_src.mid" if path == "network-score" else None
+    separate_file(proc, td / "mix.flac", out, fmt="flac", score_path=score, stems_from_parts=False)
 
 
 def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
     """The stems of track ``td`` without re-masking (n_stems, n_channels, n), from ``cache`` (written there
     on the first call): the blind path's (``path`` "blind"), ``separate --score``'s with the track's
-    true score (``score``), or the network's alone (``network``: ``--class-stems-from network``; ``network-score``: with
-    the true score)."""
+    true score (``score``), or the network's alone, its masks as they come (``network``; ``network-score``: with the
+    true score)."""
     import soundfile as sf
 
     if not all((cache / f"{s}.flac").is_file() for s in NAMES):
@@ -109,11 +114,8 @@ def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
 
         if path == "score":
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", score_path=td / "all_src.mid")
-        elif path == "network":
-            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac")
-        elif path == "network-score":
-            score = td / "all_src.mid"
-            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", score_path=score, stems_from_parts=False)
+        elif path in ("network", "network-score"):
+            _network_pass(Processor(None), td, cache, path)
         else:
             separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", transcriber=Transcriber(remask=None))
     # FLAC is 16-bit: re-masked stems are scored against stems of that precision, the input of both
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = [parse_variant(x) for x in v.split(">")]
         if any(n_fft == 0 for n_fft, _ in stages[1:]) or (stages[0][0] == 0 and not args.path.startswith("network")):
             ap.error(f"variant {v!r}: mask:POWERS comes first, with --path network or network-score")
+        if not all(0.1 <= p <= 4.0 for _, powers in stages for p in powers):
+            ap.error(f"variant {v!r}: every power must lie in [0.1, 4]")
     doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.stems, args.path)
     report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)

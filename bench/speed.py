@@ -10,6 +10,7 @@ thread and the process pinned to one core. Prints a table; `--plot FILE` writes 
     .venv/bin/python bench/speed.py --json bench/results/speed.json   # also keep the rows as JSON
     .venv/bin/python bench/speed.py --models band --network-only   # the network alone, no STFT / Python
     .venv/bin/python bench/speed.py --models band --provider cuda  # onnxruntime's CUDA provider (gpu extra)
+    .venv/bin/python bench/speed.py --models band --soft-masks     # the masks softened, as `run` sends them
 
 ``--network-only`` times the onnxruntime session by itself on 8, 32, 128, 512 and 2048 frames per call
 (random magnitudes, zero state): the ceiling any host code around this network can reach.
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the rows and the machine as JSON")
     ap.add_argument("--network-only", action="store_true", help="time the network's session alone (see above)")
     ap.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default cpu)")
+    ap.add_argument(
+        "--soft-masks", action="store_true", help="the network's masks softened as `run` sends them (bridge.remasked)"
+    )
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -56,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     names = args.models or [m["name"] for m in list_models()]
     if args.network_only:
+        if args.soft_masks:
+            ap.error("--soft-masks softens what the Processor applies; --network-only times the session alone")
         return network_only(names, args.seconds, providers)
     n = int(args.seconds * args.rate)
     rng = np.random.default_rng(0)
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for name in names:
         proc = Processor(OnnxModel(name, n_threads=1, providers=providers))
+        if args.soft_masks:
+            from bridge.remasked import soften
+
+            soften(proc)
         for block in args.blocks:
             proc.prepare(args.rate, block, 2)
             best = float("inf")
@@ -98,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         machine |= {"pinned_to_one_core": not args.no_pin, "python": platform.python_version()}
         machine |= {"onnxruntime": onnxruntime.__version__, "numpy": np.__version__, "provider": args.provider}
         run = {"seconds": args.seconds, "rate": args.rate, "repeats": args.repeats, "best_of": args.repeats}
+        run["soft_masks"] = args.soft_masks
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": machine, "run": run, "rows": records}, indent=2) + "\n")
         print(f"json: {args.json}")

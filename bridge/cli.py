@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--raw-masks",
         action="store_true",
-        help="the network's masks as they come; by default its stems share each bin more evenly (softened masks, "
-        "no latency more: far better stems on sounds it was not trained on)",
+        help="network mode: the network's masks as they come; by default its stems share each bin more evenly "
+        "(softened masks, no latency more: far better stems on sounds it was not trained on)",
     )
     p.add_argument(
         "--follow",
@@ -297,9 +297,9 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
         transcriber = None
         network_remask = None
         if args.class_stems_from == "network":  # the network's stems re-shared (with or without a score)
-            from bridge.remasked import NETWORK_REMASK, mask_powers_for
+            from bridge.remasked import NETWORK_REMASK, soften
 
-            processor.set_mask_powers(mask_powers_for(processor.stems))
+            soften(processor)
             network_remask = NETWORK_REMASK
         if args.score is None and args.class_stems_from == "parts":
             from bridge.transcribe import Transcriber

@@ -130,7 +130,8 @@ class Processor:
         None: the masks as they come. ``ValueError`` for powers outside [0.1, 4] or of another count."""
         powers = None if mask_powers is None else np.asarray(mask_powers, np.float32)
         if powers is not None and (powers.shape != (len(self.stems),) or not np.all((powers >= 0.1) & (powers <= 4.0))):
-            raise ValueError(f"mask powers must lie in [0.1, 4], one per stem and other, got {list(powers)}")
+            got = ", ".join(f"{p:g}" for p in np.ravel(powers))
+            raise ValueError(f"mask powers must lie in [0.1, 4], one per stem and other ({len(self.stems)}), got {got}")
         self.mask_powers = powers
 
     # ------------------------------------------------------------------ prepare
@@ -400,13 +401,20 @@ class NoteDelay:
 
 def softened_masks(masks: np.ndarray, powers: np.ndarray) -> np.ndarray:
     """masks (T, S, F) in [0, 1] -> (T, S, F): each stem's mask and ``other``'s (``|1 - sum|``, floored at
-    ``MASK_FLOOR``) to its power (``powers`` (S + 1,), ``other`` last), normalised over the S + 1 (in the
-    log domain, each bin's largest term taken out first); the first S returned. Powers under 1 share a
-    bin more evenly between the stems that claim it."""
+    ``MASK_FLOOR``) to its power (``powers`` (S + 1,) in [0.1, 4], ``other`` last), normalised over the S + 1;
+    the first S returned. Powers under 1 share a bin more evenly between the stems that claim it; a stem
+    whose mask is 0 keeps 0 (no floor of its own: a floor to a power under 1 would leak the input into
+    it). The terms lie in [0, S + 1] before the power, so none overflows, and ``other``'s keeps every sum
+    above 0."""
     rest = np.abs(1.0 - masks.sum(axis=1, keepdims=True)) + MASK_FLOOR
-    log_r = np.log(np.concatenate([masks, rest], axis=1) + 1e-12) * powers[None, :, None]
-    r = np.exp(log_r - log_r.max(axis=1, keepdims=True))
-    return (r[:, :-1] / r.sum(axis=1, keepdims=True)).astype(np.float32)
+    r = np.concatenate([masks, rest], axis=1).astype(np.float32, copy=False)
+    with np.errstate(divide="ignore"):  # log(0) = -inf, then exp(-inf * power) = 0
+        np.log(r, out=r)
+    r *= powers.astype(np.float32)[None, :, None]
+    np.exp(r, out=r)
+    out = r[:, :-1]
+    out /= r.sum(axis=1, keepdims=True)
+    return out
 
 
 def restamp(ev: NoteEvent, sample: int) -> NoteEvent:

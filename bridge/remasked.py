@@ -24,6 +24,7 @@ Public API
 - ``NETWORK_REMASK``: {stem: mask power} of stage 2 (1 where not named).
 - ``mask_powers_for(stems, powers=NETWORK_MASK_POWERS) -> list[float]``: one power per stem of a model
   (``Processor.stems``, ``other`` last), 1 for stems not named.
+- ``soften(network) -> network``: a ``Processor`` with stage 1 on (``NETWORK_MASK_POWERS``).
 - ``RemaskedNetwork(network, powers)``: a ``bridge.engine.Processor`` whose finished stems are re-masked
   (stage 2, ``powers`` {stem: mask power}, 1 where not named); the same ``prepare`` / ``process`` /
   ``set_score_notes`` / ``end_notes`` / ``reset`` / ``release``, ``latency_samples`` the network's plus the
@@ -51,13 +52,20 @@ NETWORK_MASK_POWERS: dict[str, float] = {
 }
 
 
-# stage 2's mask powers offline (1 for every stem: after the softened masks, plain ratios read best)
+# stage 2's mask powers offline: 1 for every stem. After the softened masks, power 0.75 read higher pooled
+# on the selection set but lower paired on drums, piano and other (BENCHMARKS.md, stop 38)
 NETWORK_REMASK: dict[str, float] = {}
 
 
 def mask_powers_for(stems: Sequence[str], powers: Mapping[str, float] = NETWORK_MASK_POWERS) -> list[float]:
     """One power per stem of ``stems`` (a model's, ``other`` last), 1 where ``powers`` does not name it."""
     return [float(powers.get(s, 1.0)) for s in stems]
+
+
+def soften(network: Processor) -> Processor:
+    """``network`` with its masks softened by ``NETWORK_MASK_POWERS`` (stage 1), returned for chaining."""
+    network.set_mask_powers(mask_powers_for(network.stems))
+    return network
 
 
 class RemaskedNetwork:
@@ -105,6 +113,8 @@ class RemaskedNetwork:
 
     def reset(self) -> None:
         """Inference thread, between streams."""
+        if not self.prepared:
+            raise RuntimeError("RemaskedNetwork.prepare() must be called first")
         self.network.reset()
         self._remask.reset()
         self._notes.reset()

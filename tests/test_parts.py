@@ -818,7 +818,7 @@ def test_remasked_class_stems_come_a_remask_window_later_and_still_sum_to_the_in
 
 
 def test_the_network_alone_remasked_is_its_stems_through_the_remask_a_window_later(bass_and_kit: dict) -> None:
-    """``RemaskedNetwork`` (``separate --class-stems-from network`` without a score): exactly the plain
+    """``RemaskedNetwork`` (``separate --class-stems-from network``'s last stage): exactly the plain
     network's stems through ``StemRemask``, 16383 samples later at 44.1 kHz, still summing to the input,
     independent of the block size and the same after reset; the notes come as late as the stems (the same
     note-ons as the plain network's); a stem the model lacks is refused."""

@@ -287,3 +287,37 @@ def test_status_line_and_stats_file(processor, tmp_path):
 
     data = json.loads(path.read_text())
     assert data["latency_samples"] == host.latency_samples and data["worker_ms_p99"] == 0
+
+
+def test_run_softens_the_network_masks_and_the_worker_child_builds_the_same() -> None:
+    """``run``'s network mode softens the network's masks (``bridge.remasked.soften``), ``--raw-masks``
+    leaves them as they come and is refused where the stems come from a score's parts; the worker spec
+    carries the powers, so the child process's Processor gives the same stems."""
+    import argparse
+
+    from bridge.live.command import _make_processor
+    from bridge.live.worker import build_processor, worker_spec
+    from bridge.remasked import NETWORK_MASK_POWERS, mask_powers_for
+
+    def args(*extra: str) -> argparse.Namespace:
+        ns = argparse.Namespace(model=TEST_MODEL, threads=1, config=None, parts=None, follow=None, classes_from=None)
+        ns.raw_masks = "--raw-masks" in extra
+        ns.classes_from = "parts" if "--classes-from-parts" in extra else None
+        return ns
+
+    soft, _, _ = _make_processor(args())
+    raw, _, label = _make_processor(args("--raw-masks"))
+    expected = mask_powers_for(soft.stems, NETWORK_MASK_POWERS)
+    assert soft.mask_powers is not None and soft.mask_powers.tolist() == pytest.approx(expected)
+    assert raw.mask_powers is None and "as they come" in label
+    with pytest.raises(InputError, match="--raw-masks"):
+        _make_processor(args("--raw-masks", "--classes-from-parts"))
+    soft.prepare(44100, B, 2)
+    child = build_processor(worker_spec(soft))
+    assert child.mask_powers.tolist() == pytest.approx(expected)
+    x = noise(2, 8 * B, seed=5)
+    a = np.concatenate([soft.process(x[:, i : i + B]).stems for i in range(0, x.shape[1], B)], axis=2)
+    b = np.concatenate([child.process(x[:, i : i + B]).stems for i in range(0, x.shape[1], B)], axis=2)
+    np.testing.assert_array_equal(a, b)
+    raw.prepare(44100, B, 2)
+    assert build_processor(worker_spec(raw)).mask_powers is None

@@ -86,7 +86,7 @@ def separate_file(
     ``fusion``, and its ``remask`` re-masks the finished stems, ``bridge.parts.fusion.StemRemask``);
     ``notes.mid`` then holds the transcription's notes for its classes and the network's for the rest
     (drums). Where the stems are the network's alone (no parts), ``network_remask`` {stem: mask power}
-    re-masks them from their sum (``bridge.remasked``; None: as the network gives them, as live)."""
+    re-masks them from their sum (``bridge.remasked``; None: as the network gives them)."""
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
     blind_stems: tuple[str, ...] = ()

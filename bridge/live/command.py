@@ -181,6 +181,9 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
     if getattr(args, "classes_from", None) and (args.parts is not None or getattr(args, "follow", None) is not None):
         raise InputError("--classes-from picks the source of class stems; --parts / --follow give one stem per part")
+    raw_masks_refused = "--raw-masks is for the network's own stems: not with --parts, --follow or parts' class stems"
+    if getattr(args, "raw_masks", False) and (args.parts is not None or getattr(args, "follow", None) is not None):
+        raise InputError(raw_masks_refused)
     if getattr(args, "follow", None) is not None:
         if args.parts:
             raise InputError("--follow takes the parts from its score: give --parts without channels")
@@ -190,6 +193,8 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
         config = load_config(args.config, model.meta.stems)
         source = getattr(args, "classes_from", None) or config.classes_from
         if source in ("parts", "fused"):
+            if getattr(args, "raw_masks", False):
+                raise InputError(raw_masks_refused)
             from bridge.parts.classes import ScoredClasses
             from bridge.parts.fusion import FUSION_EXPONENT
 
@@ -200,10 +205,9 @@ def _make_processor(args: argparse.Namespace) -> tuple[Any, Any, str]:
             return ScoredClasses.live(model, config.channel_map, fusion=fusion), config, label
         if getattr(args, "raw_masks", False):
             return model, config, f"model {model.meta.name}, masks as they come"
-        from bridge.remasked import mask_powers_for
+        from bridge.remasked import soften
 
-        model.set_mask_powers(mask_powers_for(model.stems))  # softened: no latency more (bridge.remasked)
-        return model, config, f"model {model.meta.name}"
+        return soften(model), config, f"model {model.meta.name}"  # masks softened: no latency more
     from bridge.parts.network_drums import one_kit, parts_runner
     from bridge.parts.processor import PartSpec, PartsSettings
 

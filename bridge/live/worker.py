@@ -21,7 +21,7 @@ Public API
   programs cannot delay a block (``make_realtime``); where the system refuses it (no CAP_SYS_NICE /
   rtprio limit, not Linux) it runs as before and ``ctl[RT_PRIORITY]`` stays 0.
   ``ProcessWorker.channel`` is the shared channel; its child builds its own processor from
-  ``worker_spec(processor)`` (plain data: a model path and the live score settings, or the parts and
+  ``worker_spec(processor)`` (plain data: a model path, its mask powers and the live score settings, or the parts and
   their channels; nothing unpicklable crosses) with ``build_processor(spec)``, and is woken through
   a non-blocking pipe (``os.write`` of one byte; a full pipe is ignored).
 - ``WORKER_MODES``: ``("process", "thread")``.

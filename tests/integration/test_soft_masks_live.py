@@ -32,11 +32,9 @@ def _offline(x: np.ndarray, softened: bool) -> np.ndarray:
     """The band network (masks softened as ``run`` does, or not) on ``x`` (2, n) in 4096-sample blocks,
     its latency cut off: (n_stems, 2, n)."""
     from bridge.engine import Processor
-    from bridge.remasked import mask_powers_for
+    from bridge.remasked import soften
 
-    proc = Processor("band")
-    if softened:
-        proc.set_mask_powers(mask_powers_for(proc.stems))
+    proc = soften(Processor("band")) if softened else Processor("band")
     proc.prepare(RATE, 4096, 2)
     lat = proc.latency_samples
     padded = np.concatenate([x, np.zeros((2, lat), np.float32)], axis=1)
@@ -50,7 +48,7 @@ def test_run_softens_the_network_masks_at_no_latency_and_equals_offline(tmp_path
     x = np.stack([b + d, b + d]).astype(np.float32)
     k = STEMS.index("bass")
     recorded = {}
-    for softened, args in ((True, []), (False, ["--raw-masks"])):
+    for softened, args in ((True, ["--model", "band"]), (False, ["--model", "band", "--raw-masks"])):
         run = record_run(args, x, [], STEMS, RATE, BLOCK, ROOT)
         np.testing.assert_allclose(run.stems.sum(axis=0), x, atol=1e-4)
         live_db, offline_db = si_sdr_db(run.stems[k, 0], b), si_sdr_db(_offline(x, softened)[k, 0], b)
