@@ -10,7 +10,8 @@ the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped 
 network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``remask``
 (the finished stems re-masked from their sum, ``bridge.parts.fusion.StemRemask``: the mask power per
 stem, same syntax, 1 where not named, so ``remask=`` re-masks with every power 1; ``none``: not
-re-masked; default the shipped one), ``oracle``
+re-masked; default the shipped one), ``soft`` (the network conditioned on the transcription with its
+masks softened: ``1`` the live bridge's powers, ``bridge.remasked``, or ``bass:0.3+...``), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
 classifier's parts, ghosts dropped; ``all``: both; ``notes``: the true pitched notes (all parts
@@ -194,6 +195,23 @@ def transcriber_of(spec: str):
     return tr
 
 
+def network_of(spec: str, plain):
+    """The network ``Processor`` a variant runs: ``plain``, or with ``soft=1`` a new one on the same session
+    with its masks softened (``bridge.remasked.soften``; ``soft=bass:0.3+...``: these powers, 1 where not
+    named)."""
+    from bridge.engine import Processor
+    from bridge.remasked import mask_powers_for, soften
+
+    kv = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
+    if "soft" not in kv:
+        return plain
+    network = Processor(plain.model)
+    if kv["soft"] == "1":
+        return soften(network)
+    network.set_mask_powers(mask_powers_for(network.stems, _per_stem(kv["soft"])))
+    return network
+
+
 def _remask(text: str) -> dict[str, float] | None:
     """``none`` -> None (no re-masking); else the mask power per stem (``_per_stem``; 1 where not named)."""
     return None if text == "none" else _per_stem(text)
@@ -233,6 +251,7 @@ def run(tracks: list[Path], variants: list[str]) -> dict:
     proc = Processor(None)
     names = (*STEMS, "other")
     rows = [("network", None), *((v, transcriber_of(v)) for v in variants)]
+    procs = {name: network_of(name, proc) for name, _ in rows}
     out: dict = {"sep": {}, "f1": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for td in tracks:
@@ -241,7 +260,7 @@ def run(tracks: list[Path], variants: list[str]) -> dict:
             for name, tr in rows:
                 if hasattr(tr, "track_dir"):
                     tr.track_dir = td
-                res = separate_file(proc, td / "mix.flac", Path(tmp) / "o", transcriber=tr)
+                res = separate_file(procs[name], td / "mix.flac", Path(tmp) / "o", transcriber=tr)
                 by = {p.stem: p for p in res.stem_paths}
                 est = np.stack([_read_mono(by[s], n) for s in names])
                 out["sep"].setdefault(name, {})[td.name] = _sep_scores(est, mix, refs, names)

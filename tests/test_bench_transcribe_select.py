@@ -75,3 +75,18 @@ def test_remask_variants_parse_and_a_misspelt_stem_is_refused() -> None:
     assert transcriber_of("share=0.3,remask=strings:0.6").remask == {"strings": 0.6}
     with pytest.raises(ValueError, match="no stem strngs"):
         transcriber_of("share=0.3,remask=strngs:0.6")
+
+
+def test_soft_variants_run_a_softened_network_on_the_same_session() -> None:
+    """``soft=1``: the live bridge's softened masks (``bridge.remasked``), ``soft=bass:0.5``: those powers (1
+    where not named); no ``soft``: the plain network itself."""
+    from bench.transcribe_select import network_of
+    from bridge.engine import Processor
+    from bridge.remasked import mask_powers_for
+
+    plain = Processor("test-tiny")
+    assert network_of("share=0.3", plain) is plain
+    soft = network_of("share=0.3,soft=1", plain)
+    assert soft.model is plain.model and soft.mask_powers.tolist() == pytest.approx(mask_powers_for(plain.stems))
+    bass = network_of("soft=bass:0.5", plain).mask_powers.tolist()
+    assert bass == pytest.approx([0.5 if s == "bass" else 1.0 for s in plain.stems])
