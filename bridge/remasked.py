@@ -39,7 +39,7 @@ import numpy as np
 
 from bridge.engine import BlockResult, NoteDelay, Processor
 from bridge.notes import NoteEvent
-from bridge.parts.fusion import StemRemask, remask_size_for
+from bridge.parts.fusion import StemRemask, remask_powers, remask_size_for
 
 # the softened masks' powers, selection set, seed 9002, 48 tracks, no score (stop 38)
 NETWORK_MASK_POWERS: dict[str, float] = {
@@ -72,13 +72,10 @@ class RemaskedNetwork:
     """A network ``Processor`` whose finished stems are re-masked from their sum; see the module docstring."""
 
     def __init__(self, network: Processor, powers: Mapping[str, float]) -> None:
-        unknown = sorted(set(powers) - set(network.stems))
-        if unknown:
-            raise ValueError(f"remask names stems {', '.join(unknown)} this model lacks; its are {network.stems}")
         self.network = network
         self.meta = network.meta
         self.stems = network.stems
-        self.remask_powers = dict(powers)
+        self._powers = remask_powers(powers, network.stems)
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
@@ -93,8 +90,7 @@ class RemaskedNetwork:
     def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
         """Main thread. Prepares the network, then the re-masking on top of its latency."""
         self.network.prepare(sample_rate, max_block_size, n_channels)
-        powers = mask_powers_for(self.stems, self.remask_powers)
-        self._remask = StemRemask(powers, *remask_size_for(sample_rate), n_channels, max_block_size)
+        self._remask = StemRemask(self._powers, *remask_size_for(sample_rate), n_channels, max_block_size)
         self.latency_terms = {**self.network.latency_terms, "stem_remask": self._remask.latency_samples}
         self.latency_samples = self.network.latency_samples + self._remask.latency_samples
         self._notes = NoteDelay(self._remask.latency_samples)

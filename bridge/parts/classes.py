@@ -68,7 +68,7 @@ from bridge.engine import BlockResult, NoteDelay, Processor, clean_block
 from bridge.instruments import DRUM_CHANNEL, stem_for_program
 from bridge.notes import NoteEvent
 from bridge.parts.decompose import DecompositionSettings
-from bridge.parts.fusion import REMAINDER_EXPONENT, StemFusion, StemRemask, remask_size_for
+from bridge.parts.fusion import REMAINDER_EXPONENT, StemFusion, StemRemask, remask_powers, remask_size_for
 from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of, stft_size_for
 from bridge.parts.score_parts import ScorePart
 from bridge.ring import RingBuffer
@@ -151,12 +151,7 @@ class ScoredClasses:
         self._fusion: StemFusion | None = None
         # the finished stems re-masked from their sum (``bridge.parts.fusion.StemRemask``): {stem: mask power}
         self.remask = dict(remask) if remask is not None else None
-        unknown = sorted(set(self.remask or {}) - {*self.meta.stems, "other"})
-        if unknown:
-            raise ValueError(
-                f"remask names stems {', '.join(unknown)} this model lacks; its are "
-                f"{', '.join([*self.meta.stems, 'other'])}"
-            )
+        self._remask_powers = None if remask is None else remask_powers(remask, (*self.meta.stems, "other"))
         self._remask: StemRemask | None = None
         # those stems from a second run of the same network without the score (a score known to lack
         # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
@@ -280,9 +275,8 @@ class ScoredClasses:
             self.latency_terms["stem_fusion"] = self._fusion.latency_samples
         cap = self.latency_samples + 2 * max(1, int(max_block_size)) + 16
         self._remask = None
-        if self.remask is not None:  # last: its long window's latency on top of everything
-            powers = [float(self.remask.get(s, 1.0)) for s in (*self.meta.stems, "other")]
-            self._remask = StemRemask(powers, *remask_size_for(sample_rate), n_channels, max_block_size)
+        if self._remask_powers is not None:  # last: its long window's latency on top of everything
+            self._remask = StemRemask(self._remask_powers, *remask_size_for(sample_rate), n_channels, max_block_size)
             self.latency_terms["stem_remask"] = self._remask.latency_samples
         self._model_ring = RingBuffer(n_pred * n_channels, cap)
         self._parts_ring = RingBuffer(n_pred * n_channels, cap)

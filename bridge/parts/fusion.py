@@ -35,6 +35,8 @@ Public API
   mask to its stem's power: ``process(stems) -> stems`` delayed by ``latency_samples``, still summing to
   the (delayed) input. The blind path's stems gain on every stem (``bridge.transcribe``; BENCHMARKS.md,
   stop 37): offline only, the window is long.
+- ``remask_powers(powers, stems) -> list``: {stem: power} as one power per stem (1 where not named), unknown
+  stems refused.
 - ``remask_size_for(sample_rate) -> (n_fft, hop)``: 16384 samples at 44.1 / 48 kHz (0.37 / 0.34 s), hop a
   quarter.
 - ``powered_masks(weights, target_mag, powers) -> masks``: the masks for powers other than 1.
@@ -42,7 +44,7 @@ Public API
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -146,6 +148,15 @@ def powered_masks(weights: np.ndarray, target_mag: np.ndarray, powers: np.ndarra
     log_r *= np.asarray(powers, np.float32)[None, :, None]
     r = np.exp(log_r - log_r.max(axis=1, keepdims=True))
     return r / r.sum(axis=1, keepdims=True)
+
+
+def remask_powers(powers: Mapping[str, float], stems: Sequence[str]) -> list[float]:
+    """``StemRemask``'s powers: one per stem of ``stems`` (a model's, ``other`` last), 1 where ``powers`` does not
+    name it; ``ValueError`` naming the stems of ``powers`` not among ``stems`` (a misspelt one would keep 1)."""
+    unknown = sorted(set(powers) - set(stems))
+    if unknown:
+        raise ValueError(f"remask names stems {', '.join(unknown)} this model lacks; its are {', '.join(stems)}")
+    return [float(powers.get(s, 1.0)) for s in stems]
 
 
 def remask_size_for(sample_rate: int) -> tuple[int, int]:
