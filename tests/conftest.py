@@ -14,6 +14,9 @@ from bridge.model import OnnxModel
 
 TEST_MODEL = "test-tiny"
 
+# a test phase that stalls is stopped, reported and run once more instead of stalling the run
+pytest_plugins = ["hang_watchdog", "pytester"]
+
 # A shell without job control starts background commands with SIGINT ignored, and every process
 # the suite starts would inherit that (Python then installs no KeyboardInterrupt handler): the
 # Ctrl-C tests would see bridges that never stop. Give SIGINT its default meaning back.

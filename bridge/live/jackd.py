@@ -6,9 +6,12 @@ Public API
   ``JACK_DEFAULT_SERVER`` / the default server).
 - ``PrivateJackd(sample_rate=44100, block_size=256, sync=False, name=None, realtime=True)``:
   context manager (main thread) that starts ``jackd -n NAME -d dummy`` with a unique server name, waits until
-  it answers, and always kills it on exit. ``name`` and ``env()`` (a copy of ``os.environ``
+  it answers (``jack_lsp``, or an in-process probe where jackd2's tools are missing), and always kills it
+  on exit. ``name`` and ``env()`` (a copy of ``os.environ``
   with ``JACK_DEFAULT_SERVER`` set) let clients and subprocesses reach it; ``kill()`` stops it
-  early (to test a server going away). ``sync=True`` runs it synchronously (``-S``: the server
+  early (to test a server going away); ``ports()`` lists its ports and ``wait_for_port(name, timeout_s)``
+  waits for one, each look a ``jack_lsp`` child with its own time limit (a client open that hangs in
+  libjack is killed and retried instead of stalling the caller). ``sync=True`` runs it synchronously (``-S``: the server
   waits for slow clients instead of skipping them, for tests on a loaded machine).
   ``realtime=True`` asks for real-time scheduling (``-R``, as a musician's server runs: the
   server's and every client's process thread get SCHED_FIFO); where the system refuses it
@@ -136,7 +139,7 @@ class PrivateJackd:
         self._log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty jackd never blocks
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.timeout_s
-        while not jack_server_running(self.name):
+        while not self._answers():
             if self.proc.poll() is not None:
                 self._log.seek(0)
                 err = self._log.read().decode(errors="replace").strip()
@@ -147,6 +150,34 @@ class PrivateJackd:
                 raise DeviceError(f"jackd did not answer within {self.timeout_s:.0f} s")
             time.sleep(0.1)
         return self
+
+    def _answers(self) -> bool:
+        if shutil.which("jack_lsp") is None:
+            return jack_server_running(self.name)
+        return self.ports() is not None
+
+    def ports(self, timeout_s: float = 10.0) -> list[str] | None:
+        """Main thread. The server's port names (``jack_lsp -s NAME``, killed after ``timeout_s``), or
+        None when it does not answer in time or at all."""
+        env = self.env()
+        env["JACK_NO_START_SERVER"] = "1"
+        try:
+            r = subprocess.run(
+                ["jack_lsp", "-s", self.name], capture_output=True, text=True, timeout=timeout_s, env=env
+            )
+        except (subprocess.TimeoutExpired, OSError):
+            return None
+        return r.stdout.splitlines() if r.returncode == 0 else None
+
+    def wait_for_port(self, name: str, timeout_s: float) -> None:
+        """Main thread. Until ``name`` (``client:port``) is one of the server's ports; raises
+        ``DeviceError`` after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if name in (self.ports() or ()):
+                return
+            time.sleep(0.2)
+        raise DeviceError(f"JACK port {name} did not appear within {timeout_s:.0f} s")
 
     def kill(self) -> None:
         """Main thread. Stop the server (SIGTERM, then SIGKILL) and reap it."""

@@ -20,8 +20,8 @@ Public API
     ``midi``: ``{port: [(sample, bytes), ...]}`` for ``notes_out`` and ``<stem>_notes`` with
     samples relative to ``start_frame``.
   - ``close()`` (main thread).
-- ``open_when_ready(make, stems, bridge_alive, timeout_s=120, note_stems=None) -> Loopback``: retry ``open``
-  on fresh Loopbacks until the bridge's ports exist.
+- ``open_when_ready(make, stems, bridge_alive, timeout_s=120, note_stems=None, server=None) -> Loopback``:
+  retry ``open`` on fresh Loopbacks until the bridge's ports exist (looked up by ``jack_lsp`` on ``server``).
 - ``score_file_events(path, rate) -> [(sample, bytes)]``: a MIDI file's channel messages as the live
   MIDI a DAW would play (sample times at ``rate``).
 - ``record_run(args, audio, score_events, stems, rate, block, cwd, note_stems=()) -> StandInRun``: a
@@ -48,10 +48,14 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bridge.backends.jack import _quiet_jack
+
+if TYPE_CHECKING:
+    from bridge.live.jackd import PrivateJackd
 
 
 class Loopback:
@@ -174,18 +178,21 @@ def open_when_ready(
     bridge_alive: Callable[[], bool],
     timeout_s: float = 120.0,
     note_stems: Sequence[str] | None = None,
+    server: PrivateJackd | None = None,
 ) -> Loopback:
     """Main thread. A ``make()``-built Loopback opened once the bridge's ports exist (the bridge
-    loads and warms its model first). Raises ``RuntimeError`` when ``bridge_alive()`` turns
-    False or ``timeout_s`` passes."""
+    loads and warms its model first). With ``server``, its ports are looked up by ``jack_lsp``
+    children first, so no client of this process opens while the bridge is still registering.
+    Raises ``RuntimeError`` when ``bridge_alive()`` turns False or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
     while True:
         lb = make()
-        try:
-            lb.open(stems, note_stems)
-            return lb
-        except Exception:
-            lb.close()
+        if server is None or {f"{lb.bridge}:{n}" for n in rec_port_names(stems)} <= set(server.ports() or ()):
+            try:
+                lb.open(stems, note_stems)
+                return lb
+            except Exception:
+                lb.close()
         if not bridge_alive():
             raise RuntimeError("the bridge exited before it was ready")
         if time.monotonic() > deadline:
@@ -250,11 +257,9 @@ def record_run(
         try:
             os.environ["JACK_DEFAULT_SERVER"] = server.name
             alive = lambda: proc.poll() is None  # noqa: E731
-            lb = open_when_ready(lambda: Loopback(audio, score_events, n_record), stems, alive, note_stems=note_stems)
-            jack = _quiet_jack()
-            client = jack.Client(f"sbports-{uuid.uuid4().hex[:6]}", no_start_server=True)
-            ports = sorted(p.name for p in client.get_ports("stembridge:"))
-            client.close()
+            make = lambda: Loopback(audio, score_events, n_record)  # noqa: E731
+            lb = open_when_ready(make, stems, alive, note_stems=note_stems, server=server)
+            ports = sorted(p for p in (server.ports() or ()) if p.startswith("stembridge:"))
             try:
                 time.sleep(0.5)
                 lb.start()

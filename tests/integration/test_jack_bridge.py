@@ -204,23 +204,6 @@ def test_notes_match_offline(live_run):
         assert len(per) == sum(1 for _, k in live_on if k // 128 == i)
 
 
-def _wait_for_port(server: PrivateJackd, name: str, timeout_s: float) -> None:
-    """Until ``name`` is one of ``server``'s ports. Each look is a ``jack_lsp`` child with its own time
-    limit: a client open that hangs in libjack is killed and retried instead of stalling the test."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            r = subprocess.run(
-                ["jack_lsp", "-s", server.name], capture_output=True, text=True, timeout=10, env=server.env()
-            )
-            if name in r.stdout.splitlines():
-                return
-        except subprocess.TimeoutExpired:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"port {name} did not appear in {timeout_s} s")
-
-
 def _run_for(server: PrivateJackd, duration_s: float, *extra: str) -> subprocess.CompletedProcess[str]:
     """``stembridge run --duration`` on ``server`` with the test model; output captured."""
     return subprocess.run(
@@ -249,7 +232,7 @@ def _run_and_interrupt(
         text=True,
     )
     try:
-        _wait_for_port(server, "stembridge:other_R", 120.0)
+        server.wait_for_port("stembridge:other_R", 120.0)
         time.sleep(1.0)
         interrupt(proc)
         _, err = proc.communicate(timeout=60)

@@ -1,0 +1,151 @@
+"""A pytest plugin that keeps one stuck test from stalling the whole run.
+
+A test phase (setup, call or teardown) that runs past ``STEMBRIDGE_TEST_WATCHDOG_S`` seconds
+(default 600) gets its name and every thread's stack printed, then the processes this pytest
+process started are killed: the bridges and tools first, the ``jackd`` servers ``GRACE_S`` later
+(a libjack call blocked on a wedged server returns once the server is gone). The blocked wait
+returns, the phase fails (whatever the wait returned), and pytest-rerunfailures runs the test
+once more (only tests the watchdog had to break are rerun; the summary lists them). A phase
+still standing ``GIVE_UP_S`` after the kills ends the run with a one-line reason, where
+``faulthandler_timeout`` alone would print the stacks and then wait for the CI's limit.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+LIMIT_S = float(os.environ.get("STEMBRIDGE_TEST_WATCHDOG_S", "600"))
+GRACE_S = 20.0
+GIVE_UP_S = 120.0
+BROKEN = pytest.StashKey[bool]()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process under ``pid`` (from /proc; empty where there is none)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
+
+
+class _Watch:
+    def __init__(self, item: pytest.Item, phase: str) -> None:
+        self.item, self.phase = item, phase
+        self.done = threading.Event()
+        self.fired = False
+        self.thread = threading.Thread(target=self._run, name="test-watchdog", daemon=True)
+
+    def _say(self, line: str, stacks: bool = False) -> None:
+        capman = self.item.config.pluginmanager.getplugin("capturemanager")
+        if capman is not None:
+            capman.suspend_global_capture(in_=True)
+        try:
+            sys.stderr.write(f"\nwatchdog: {line}\n")
+            sys.stderr.flush()
+            if stacks:
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        finally:
+            if capman is not None:
+                capman.resume_global_capture()
+
+    def _kill(self, which: Callable[[str], bool]) -> list[str]:
+        killed = []
+        for pid in _descendants(os.getpid()):
+            cmd = _cmdline(pid)
+            if which(cmd):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(f"{pid} {cmd[:100]}")
+                except OSError:
+                    pass
+        return killed
+
+    def _run(self) -> None:
+        name = f"{self.item.nodeid} ({self.phase})"
+        if self.done.wait(LIMIT_S):
+            return
+        self.fired = True
+        self.item.stash[BROKEN] = True
+        self._say(f"{name} ran over {LIMIT_S:.0f} s; every thread's stack follows", stacks=True)
+        is_jackd = lambda cmd: Path(cmd.split(" ", 1)[0]).name == "jackd"  # noqa: E731
+        killed = self._kill(lambda cmd: not is_jackd(cmd))
+        self._say(f"{name} ran over {LIMIT_S:.0f} s; killed: {killed or 'nothing'}")
+        if self.done.wait(GRACE_S):
+            return
+        killed = self._kill(is_jackd)
+        self._say(f"{name} still stands; killed the JACK servers: {killed or 'none'}")
+        if self.done.wait(GIVE_UP_S):
+            return
+        self._say(f"{name} still stands {GIVE_UP_S:.0f} s after its processes were killed: ending the test run")
+        os._exit(3)
+
+
+@contextmanager
+def _watched(item: pytest.Item, phase: str) -> Iterator[None]:
+    if LIMIT_S <= 0:
+        yield
+        return
+    watch = _Watch(item, phase)
+    watch.thread.start()
+    try:
+        yield
+    finally:
+        watch.done.set()
+    if watch.fired:  # a wait the kills ended may have returned normally: the phase still stalled
+        pytest.fail(f"stalled: {phase} ran over {LIMIT_S:.0f} s and was broken by the watchdog", pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _watched(item, "setup"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _watched(item, "call"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    with _watched(item, "teardown"):
+        return (yield)
+
+
+def _broken(item: pytest.Item) -> Callable[[], bool]:
+    return lambda: item.stash.get(BROKEN, False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test may be rerun once, only when the watchdog broke it."""
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return
+    for item in items:
+        item.add_marker(pytest.mark.flaky(reruns=1, condition=_broken(item)))
