@@ -13,8 +13,12 @@ variant on those stems:
 named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``; ``A>B`` re-masks by A, then the result by B
 (``16384:0.75>2048:drums=0.8``); with ``--path network[-score]``, ``mask:POWERS`` first is the network run with its
 own masks softened to those powers in its own STFT (``bridge.engine.softened_masks``: no window of latency
-more). Prints the median SI-SDRi per stem, the pooled median (drums, bass, piano, guitar, strings) and each
-variant's mean per-track change against the stems as they are (tracks up / down); the JSON keeps every per-track figure.
+more); ``net:WEIGHTS`` (any path, anywhere in a chain) blends the stems so far with the network's alone, blind,
+its masks softened as the live bridge's (``bridge.remasked.NETWORK_MASK_POWERS``; cached in
+``--stems``/network-soft): ``(1 - w) * stems + w * network`` per stem (``net:0.5``, ``net:strings=0.5+other=1``,
+0 where not named when named). Prints the median SI-SDRi per stem, the pooled median (drums, bass, piano, guitar,
+strings) and each variant's mean per-track change against the stems as they are (tracks up / down); the JSON
+keeps every per-track figure.
 
     taskset -c 0 .venv/bin/python bench/remask_select.py --first 0 --count 24 --stems out/remask_stems \\
         --variant 16384:0.75 --variant 8192:0.75 --json out/remask_a.json
@@ -25,8 +29,10 @@ variant's mean per-track change against the stems as they are (tracks up / down)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,6 +42,7 @@ import numpy as np  # noqa: E402
 STEMS = ("drums", "bass", "piano", "guitar", "strings")
 NAMES = (*STEMS, "other")
 BLOCK = 65536
+NET = -1  # parse_variant's n_fft for a net:WEIGHTS stage
 
 
 def parse_variant(text: str) -> tuple[int, list[float]]:
@@ -43,17 +50,17 @@ def parse_variant(text: str) -> tuple[int, list[float]]:
     with the reason for bad text."""
     try:
         size, powers = text.split(":", 1)
-        n_fft = 0 if size == "mask" else int(size)
+        n_fft = {"mask": 0, "net": NET}.get(size) or int(size)
         if "=" in powers:
             named = {k: float(v) for k, v in (x.split("=") for x in powers.split("+") if x)}
             if set(named) - set(NAMES):
                 raise ValueError(f"stems are {', '.join(NAMES)}")
-            out = [named.get(s, 1.0) for s in NAMES]
+            out = [named.get(s, 0.0 if n_fft == NET else 1.0) for s in NAMES]
         else:
             out = [float(powers)] * len(NAMES)
     except ValueError as e:
         raise SystemExit(f"error: variant {text!r} is not N_FFT:POWER or N_FFT:stem=power+... ({e})") from None
-    if n_fft != 0 and (n_fft < 256 or n_fft & (n_fft - 1)):
+    if n_fft > 0 and (n_fft < 256 or n_fft & (n_fft - 1)):
         raise SystemExit(f"error: variant {text!r}: N_FFT must be a power of two >= 256")
     return n_fft, out
 
@@ -70,10 +77,20 @@ def remasked(stems: np.ndarray, n_fft: int, powers: list[float]) -> np.ndarray:
     return out[:, :, lat : lat + n]
 
 
-def chained(stems: np.ndarray, stages: list[tuple[int, list[float]]]) -> np.ndarray:
-    """``stems`` re-masked by each stage in turn (``A>B``: by A, then the result by B)."""
+def chained(
+    stems: np.ndarray, stages: list[tuple[int, list[float]]], network: Callable[[], np.ndarray] | None = None
+) -> np.ndarray:
+    """``stems`` re-masked by each stage in turn (``A>B``: by A, then the result by B); a ``net:`` stage blends
+    them with ``network()`` (same shape) by its weights."""
     for n_fft, powers in stages:
-        stems = remasked(stems, n_fft, powers)
+        if n_fft == NET:
+            assert network is not None
+            w = np.asarray(powers, np.float32)[:, None, None]
+            net = network()
+            m = min(stems.shape[2], net.shape[2])
+            stems = (1.0 - w) * stems[..., :m] + w * net[..., :m]
+        else:
+            stems = remasked(stems, n_fft, powers)
     return stems
 
 
@@ -90,6 +107,20 @@ def softened_network(td: Path, powers: list[float], path: str = "network") -> np
     with tempfile.TemporaryDirectory() as tmp:
         _network_pass(Processor(None, mask_powers=powers), td, Path(tmp), path)
         return np.stack([sf.read(str(Path(tmp) / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
+
+
+def soft_network(td: Path, cache: Path) -> np.ndarray:
+    """The network alone on track ``td``, blind, its masks softened by the live bridge's powers
+    (``bridge.remasked.NETWORK_MASK_POWERS``), not re-masked: (n_stems, n_channels, n), from ``cache``
+    (written there on the first call)."""
+    import soundfile as sf
+
+    from bridge.engine import Processor
+    from bridge.remasked import soften
+
+    if not all((cache / f"{s}.flac").is_file() for s in NAMES):
+        _network_pass(soften(Processor(None)), td, cache, "network")
+    return np.stack([sf.read(str(cache / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
 
 
 def _network_pass(proc, td: Path, out: Path, path: str) -> None:
@@ -133,11 +164,12 @@ def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "b
         n = len(mix)
         stems = first_pass(td, stems_dir / path / td.name, path)
         rows = {"as is": stems}
+        network = functools.cache(lambda td=td: soft_network(td, stems_dir / "network-soft" / td.name))
         for v, stages in parsed.items():
             if stages[0][0] == 0:  # mask:POWERS: the network itself with softened masks, then the rest
-                rows[v] = chained(softened_network(td, stages[0][1], path), stages[1:])
+                rows[v] = chained(softened_network(td, stages[0][1], path), stages[1:], network)
             else:
-                rows[v] = chained(stems, stages)
+                rows[v] = chained(stems, stages, network)
         for name, est in rows.items():
             mono = np.zeros((len(NAMES), n))
             m = min(n, est.shape[2])
@@ -194,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         default="blind",
         help="the stems of the blind path, of --score, of the network alone, or of the network alone with the score",
     )
-    ap.add_argument("--variant", action="append", default=[], help="N_FFT:POWERS, or A>B chained (repeatable)")
+    ap.add_argument(
+        "--variant", action="append", default=[], help="N_FFT:POWERS, mask:POWERS, net:WEIGHTS, or A>B chained"
+    )
     ap.add_argument("--speed", action="store_true", help="time the blind path without and with re-masking instead")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--merge", type=Path, nargs="+", help="report these JSON files together")
@@ -215,8 +249,10 @@ def main(argv: list[str] | None = None) -> int:
         stages = [parse_variant(x) for x in v.split(">")]
         if any(n_fft == 0 for n_fft, _ in stages[1:]) or (stages[0][0] == 0 and not args.path.startswith("network")):
             ap.error(f"variant {v!r}: mask:POWERS comes first, with --path network or network-score")
-        if not all(0.1 <= p <= 4.0 for _, powers in stages for p in powers):
+        if not all(0.1 <= p <= 4.0 for n_fft, powers in stages if n_fft != NET for p in powers):
             ap.error(f"variant {v!r}: every power must lie in [0.1, 4]")
+        if not all(0.0 <= w <= 1.0 for n_fft, weights in stages if n_fft == NET for w in weights):
+            ap.error(f"variant {v!r}: every net: weight must lie in [0, 1]")
     doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.stems, args.path)
     report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)

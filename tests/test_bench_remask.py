@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.remask_select import NAMES, chained, parse_variant, remasked
+from bench.remask_select import NAMES, NET, chained, parse_variant, remasked
 from bench.stem_reclass import partial_energy, rules
 from bridge.transcribe.note_classes import log_map_db
 
@@ -15,7 +15,9 @@ def test_variants_name_a_window_and_one_power_or_one_per_stem() -> None:
     assert parse_variant("16384:0.75") == (16384, [0.75] * len(NAMES))
     n_fft, powers = parse_variant("8192:strings=0.6+drums=0.9")
     assert n_fft == 8192 and powers == [0.9, 1.0, 1.0, 1.0, 0.6, 1.0]
-    for bad in ("16384", "1000:0.75", "16384:violin=0.5", "16384:x", "abc:1"):
+    assert parse_variant("net:strings=0.5+other=1") == (NET, [0.0, 0.0, 0.0, 0.0, 0.5, 1.0])  # 0 where not named
+    assert parse_variant("net:0.25") == (NET, [0.25] * len(NAMES))
+    for bad in ("16384", "1000:0.75", "16384:violin=0.5", "16384:x", "abc:1", "net:cello=1"):
         with pytest.raises(SystemExit, match="variant"):
             parse_variant(bad)
 
@@ -29,6 +31,10 @@ def test_remasked_stems_keep_their_length_and_sum() -> None:
     assert not np.allclose(out, stems, atol=1e-3)  # noise stems that overlap everywhere do change
     two = chained(stems, [(2048, [0.75] * len(NAMES)), (1024, [1.0] * len(NAMES))])
     np.testing.assert_allclose(two, remasked(out, 1024, [1.0] * len(NAMES)), atol=1e-6)  # A>B: A, then B
+    net = rng.standard_normal(stems.shape).astype(np.float32)
+    w = np.array([0.0, 0.0, 0.0, 0.0, 0.5, 1.0], np.float32)[:, None, None]
+    blend = chained(stems, [(NET, w.ravel().tolist())], lambda: net)
+    np.testing.assert_allclose(blend, (1 - w) * stems + w * net, atol=1e-6)  # net: per-stem weights
 
 
 def test_partial_energy_is_the_notes_own() -> None:
