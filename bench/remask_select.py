@@ -15,10 +15,10 @@ named), e.g. ``16384:0.75`` or ``16384:drums=0.9+strings=0.6``; ``A>B`` re-masks
 own masks softened to those powers in its own STFT (``bridge.engine.softened_masks``: no window of latency
 more); ``net:WEIGHTS`` (any path, anywhere in a chain) blends the stems so far with the network's alone, blind,
 its masks softened as the live bridge's (``bridge.remasked.NETWORK_MASK_POWERS``; cached in
-``--stems``/network-soft): ``(1 - w) * stems + w * network`` per stem (``net:0.5``, ``net:strings=0.5+other=1``,
-0 where not named when named). Prints the median SI-SDRi per stem, the pooled median (drums, bass, piano, guitar,
-strings) and each variant's mean per-track change against the stems as they are (tracks up / down); the JSON
-keeps every per-track figure.
+``--stems``/network-soft): ``(1 - w) * stems + w * network`` per stem (``net:0.5``, ``net:strings=0.5+piano=0.3``,
+0 where not named when named), ``other`` the remainder (its weight unused). Prints the median SI-SDRi per
+stem, the pooled median (drums, bass, piano, guitar, strings) and each variant's mean per-track change against
+the stems as they are (tracks up / down); the JSON keeps every per-track figure.
 
     taskset -c 0 .venv/bin/python bench/remask_select.py --first 0 --count 24 --stems out/remask_stems \\
         --variant 16384:0.75 --variant 8192:0.75 --json out/remask_a.json
@@ -88,7 +88,9 @@ def chained(
             w = np.asarray(powers, np.float32)[:, None, None]
             net = network()
             m = min(stems.shape[2], net.shape[2])
+            total = stems[..., :m].sum(axis=0)
             stems = (1.0 - w) * stems[..., :m] + w * net[..., :m]
+            stems[-1] = total - stems[:-1].sum(axis=0)  # `other` the remainder: the stems still sum to the input
         else:
             stems = remasked(stems, n_fft, powers)
     return stems

@@ -1,7 +1,7 @@
 """A pytest plugin that keeps one stuck test from stalling the whole run.
 
 A test phase (setup, call or teardown) that runs past ``STEMBRIDGE_TEST_WATCHDOG_S`` seconds
-(default 600) gets its name and every thread's stack printed, then the processes this pytest
+(default 300) gets its name and every thread's stack printed, then the processes this pytest
 process started are killed: the bridges and tools first, the ``jackd`` servers ``GRACE_S`` later
 (a libjack call blocked on a wedged server returns once the server is gone). The blocked wait
 returns, the phase fails (whatever the wait returned), and pytest-rerunfailures runs the test
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-LIMIT_S = float(os.environ.get("STEMBRIDGE_TEST_WATCHDOG_S", "600"))
+LIMIT_S = float(os.environ.get("STEMBRIDGE_TEST_WATCHDOG_S", "300"))
 GRACE_S = 20.0
 GIVE_UP_S = 120.0
 BROKEN = pytest.StashKey[bool]()
