@@ -50,7 +50,7 @@ def parse_variant(text: str) -> tuple[int, list[float]]:
     with the reason for bad text."""
     try:
         size, powers = text.split(":", 1)
-        n_fft = {"mask": 0, "net": NET}.get(size) or int(size)
+        n_fft = {"mask": 0, "net": NET}[size] if size in ("mask", "net") else int(size)
         if "=" in powers:
             named = {k: float(v) for k, v in (x.split("=") for x in powers.split("+") if x)}
             if set(named) - set(NAMES):

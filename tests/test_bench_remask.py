@@ -17,6 +17,7 @@ def test_variants_name_a_window_and_one_power_or_one_per_stem() -> None:
     assert n_fft == 8192 and powers == [0.9, 1.0, 1.0, 1.0, 0.6, 1.0]
     assert parse_variant("net:strings=0.5+other=1") == (NET, [0.0, 0.0, 0.0, 0.0, 0.5, 1.0])  # 0 where not named
     assert parse_variant("net:0.25") == (NET, [0.25] * len(NAMES))
+    assert parse_variant("mask:0.75") == (0, [0.75] * len(NAMES))  # the network's own masks softened
     for bad in ("16384", "1000:0.75", "16384:violin=0.5", "16384:x", "abc:1", "net:cello=1"):
         with pytest.raises(SystemExit, match="variant"):
             parse_variant(bad)

@@ -25,6 +25,11 @@ def test_fails_by_itself():
     assert 1 == 2
 """
 
+PASSES = """
+def test_passes():
+    assert True
+"""
+
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="the watchdog finds child processes in /proc")
 def test_a_stalled_test_is_broken_reported_and_rerun(pytester: pytest.Pytester, monkeypatch, tmp_path):
@@ -39,3 +44,12 @@ def test_a_stalled_test_is_broken_reported_and_rerun(pytester: pytest.Pytester, 
     assert "sleep 300" in out, out  # the child it killed is named
     assert "RERUN test_inner.py::test_blocks_once" in out, out
     assert "RERUN test_inner.py::test_fails_by_itself" not in out, out
+
+
+def test_the_watchdog_stands_aside_for_a_debugger(pytester: pytest.Pytester):
+    """With ``--pdb`` nothing is marked for rerunning (pytest-rerunfailures refuses reruns there)."""
+    shutil.copy(HERE / "hang_watchdog.py", pytester.path / "hang_watchdog.py")
+    pytester.makeconftest('pytest_plugins = ["hang_watchdog"]\n')
+    pytester.makepyfile(test_inner=PASSES)
+    result = pytester.runpytest_subprocess("--pdb", "-p", "no:cacheprovider", timeout=120)
+    result.assert_outcomes(passed=1)

@@ -11,7 +11,8 @@ Public API
   with ``JACK_DEFAULT_SERVER`` set) let clients and subprocesses reach it; ``kill()`` stops it
   early (to test a server going away); ``ports()`` lists its ports and ``wait_for_port(name, timeout_s)``
   waits for one, each look a ``jack_lsp`` child with its own time limit (a client open that hangs in
-  libjack is killed and retried instead of stalling the caller). ``sync=True`` runs it synchronously (``-S``: the server
+  libjack is killed and retried instead of stalling the caller; an in-process client where jackd2's
+  tools are missing). ``sync=True`` runs it synchronously (``-S``: the server
   waits for slow clients instead of skipping them, for tests on a loaded machine).
   ``realtime=True`` asks for real-time scheduling (``-R``, as a musician's server runs: the
   server's and every client's process thread get SCHED_FIFO); where the system refuses it
@@ -157,8 +158,11 @@ class PrivateJackd:
         return self.ports() is not None
 
     def ports(self, timeout_s: float = 10.0) -> list[str] | None:
-        """Main thread. The server's port names (``jack_lsp -s NAME``, killed after ``timeout_s``), or
-        None when it does not answer in time or at all."""
+        """Main thread. The server's port names (``jack_lsp -s NAME``, killed after ``timeout_s``; an
+        in-process client where jackd2's tools are missing), or None when it does not answer in time or
+        at all."""
+        if shutil.which("jack_lsp") is None:
+            return self._ports_in_process()
         env = self.env()
         env["JACK_NO_START_SERVER"] = "1"
         try:
@@ -168,6 +172,19 @@ class PrivateJackd:
         except (subprocess.TimeoutExpired, OSError):
             return None
         return r.stdout.splitlines() if r.returncode == 0 else None
+
+    def _ports_in_process(self) -> list[str] | None:
+        from bridge.backends.jack import _quiet_jack
+
+        jack = _quiet_jack()
+        try:
+            client = jack.Client(f"ports-{uuid.uuid4().hex[:6]}", no_start_server=True, servername=self.name)
+        except jack.JackOpenError:
+            return None
+        try:
+            return [p.name for p in client.get_ports()]
+        finally:
+            client.close()
 
     def wait_for_port(self, name: str, timeout_s: float) -> None:
         """Main thread. Until ``name`` (``client:port``) is one of the server's ports; raises

@@ -181,8 +181,9 @@ def open_when_ready(
     server: PrivateJackd | None = None,
 ) -> Loopback:
     """Main thread. A ``make()``-built Loopback opened once the bridge's ports exist (the bridge
-    loads and warms its model first). With ``server``, its ports are looked up by ``jack_lsp``
-    children first, so no client of this process opens while the bridge is still registering.
+    loads and warms its model first). With ``server``, the bridge's output ports are looked up by
+    ``jack_lsp`` children first (``PrivateJackd.ports``), so this process opens its clients only once they
+    exist, not over and over while the bridge loads.
     Raises ``RuntimeError`` when ``bridge_alive()`` turns False or ``timeout_s`` passes."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -405,7 +405,8 @@ def test_gain_db_scales_its_stems_only(tmp_path):
             old = os.environ.get("JACK_DEFAULT_SERVER")
             os.environ["JACK_DEFAULT_SERVER"] = server.name
             try:
-                lb = open_when_ready(lambda: Loopback(x, [], n_record), stems, lambda: proc.poll() is None)
+                make = lambda: Loopback(x, [], n_record)  # noqa: E731
+                lb = open_when_ready(make, stems, lambda: proc.poll() is None, server=server)
             finally:
                 if old is None:
                     os.environ.pop("JACK_DEFAULT_SERVER", None)
