@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Does averaging the network over shifted frame grids help? (Demucs' "shift trick", for the softened network.)
+"""Does averaging over shifted frame grids help? (Demucs' "shift trick".)
 
 For each selection track the network alone, blind, its masks softened as the live bridge's
-(``bridge.remasked.NETWORK_MASK_POWERS``), runs on the mix delayed by 0, 128, 256 and 384 samples (the hop
-is 512); the outputs are shifted back and scored alone, averaged over {0, 256} and over all four, and
-(shift 0 and the four-way mean) re-masked at 16384 with power 1 as ``separate --class-stems-from network``
-does. Stems are cached in ``--stems``/network-soft-shift/TRACK_SHIFT. The JSON has remask_select's layout
-("as is" = shift 0), so ``bench/remask_select.py --merge`` reports it.
+(``bridge.remasked.NETWORK_MASK_POWERS``), or with ``--path blind`` the blind path (transcribe, then
+separate) before its re-masking, runs on the mix delayed by each of ``--shifts`` (default 0, 128, 256 and
+384 samples; the network's hop is 512); the outputs are shifted back and scored alone, averaged over
+{0, 256} and over all shifts, and (shift 0 and the averages) re-masked at 16384 as shipped (power 1 as
+``separate --class-stems-from network`` does; the blind path's ``TRANSCRIBED_REMASK``). Stems are cached in
+``--stems``/PATH-shift/TRACK_SHIFT. The JSON has remask_select's layout ("as is" = shift 0), so
+``bench/remask_select.py --merge`` reports it (halves run on two cores merge there too).
 
     taskset -c 1 .venv/bin/python bench/shift_select.py --first 0 --count 48 --json out/shifts.json
     .venv/bin/python bench/remask_select.py --merge out/shifts.json
@@ -26,11 +28,12 @@ import numpy as np  # noqa: E402
 SHIFTS = (0, 128, 256, 384)
 
 
-def shifted_network(td: Path, shift: int, cache: Path, proc) -> np.ndarray:
-    """The softened network on track ``td``'s mix delayed by ``shift`` samples, shifted back: (n_stems, c, n)."""
+def shifted_network(td: Path, shift: int, cache: Path, proc, path: str = "network") -> np.ndarray:
+    """The softened network (``path`` "blind": the blind path, not re-masked) on track ``td``'s mix delayed by
+    ``shift`` samples, shifted back: (n_stems, c, n)."""
     import soundfile as sf
 
-    from bench.remask_select import NAMES, _network_pass
+    from bench.remask_select import NAMES, _network_pass, first_pass
 
     if not all((cache / f"{s}.flac").is_file() for s in NAMES):
         x, sr = sf.read(str(td / "mix.flac"), dtype="float32", always_2d=True)
@@ -39,7 +42,10 @@ def shifted_network(td: Path, shift: int, cache: Path, proc) -> np.ndarray:
             sf.write(
                 str(Path(tmp) / "mix" / "mix.flac"), np.concatenate([np.zeros((shift, x.shape[1]), np.float32), x]), sr
             )
-            _network_pass(proc, Path(tmp) / "mix", cache, "network")
+            if path == "blind":
+                first_pass(Path(tmp) / "mix", cache, "blind")
+            else:
+                _network_pass(proc, Path(tmp) / "mix", cache, "network")
     st = np.stack([sf.read(str(cache / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
     return st[:, :, shift:]
 
@@ -50,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--count", type=int, default=48)
     ap.add_argument("--stems", type=Path, default=Path("out/remask_stems"), help="stem cache")
+    ap.add_argument(
+        "--path", choices=("network", "blind"), default="network", help="the softened network, or the blind path"
+    )
+    ap.add_argument("--shifts", type=int, nargs="+", default=list(SHIFTS), help="delays in samples, 0 first")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     from bench.quality import _sep_scores
@@ -57,18 +67,30 @@ def main(argv: list[str] | None = None) -> int:
     from bench.transcribe_select import mix_and_refs, report, save_json, track_folders
     from bridge.engine import Processor
     from bridge.remasked import soften
+    from bridge.transcribe import TRANSCRIBED_REMASK
 
+    if not args.shifts or args.shifts[0] != 0:
+        ap.error("--shifts starts with 0")
     proc = soften(Processor(None))
     doc: dict = {"sep": {}}
+    shifts = args.shifts
+    if args.path == "blind":  # the shipped re-masking (bridge.transcribe.TRANSCRIBED_REMASK) after the average
+        n_fft, powers = 16384, [TRANSCRIBED_REMASK.get(s, 1.0) for s in NAMES]
+    else:  # as `separate --class-stems-from network`
+        n_fft, powers = 16384, [1.0] * len(NAMES)
+    after = f"{n_fft}:{','.join(f'{p:g}' for p in powers)}"
     for td in track_folders(args.tracks, args.first, args.count):
         _, mix, refs = mix_and_refs(td)
         n = len(mix)
-        ests = {k: shifted_network(td, k, args.stems / "network-soft-shift" / f"{td.name}_{k}", proc) for k in SHIFTS}
-        rows = {"as is" if k == 0 else f"shift {k}": ests[k] for k in SHIFTS}
-        rows["mean 0,256"] = (ests[0] + ests[256]) / 2
-        rows["mean all 4"] = sum(ests.values()) / len(SHIFTS)
-        rows["mean all 4 > 16384:1"] = remasked(rows["mean all 4"], 16384, [1.0] * len(NAMES))
-        rows["shift 0 > 16384:1"] = remasked(ests[0], 16384, [1.0] * len(NAMES))
+        where = args.stems / f"{args.path}-shift"
+        ests = {k: shifted_network(td, k, where / f"{td.name}_{k}", proc, args.path) for k in shifts}
+        rows = {"as is" if k == 0 else f"shift {k}": ests[k] for k in shifts}
+        if 256 in ests:
+            rows["mean 0,256"] = (ests[0] + ests[256]) / 2
+            rows[f"mean 0,256 > {after}"] = remasked(rows["mean 0,256"], n_fft, powers)
+        rows[f"mean of {len(shifts)}"] = sum(ests.values()) / len(shifts)
+        rows[f"mean of {len(shifts)} > {after}"] = remasked(rows[f"mean of {len(shifts)}"], n_fft, powers)
+        rows[f"shift 0 > {after}"] = remasked(ests[0], n_fft, powers)
         for name, est in rows.items():
             mono = np.zeros((len(NAMES), n))
             m = min(n, est.shape[2])
