@@ -30,19 +30,20 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from bridge.audio_io import StemWriters, open_audio
 from bridge.backends import OFFLINE_BLOCK_SIZE
-from bridge.engine import Processor, restamp
+from bridge.engine import BlockResult, Processor, restamp
 from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
 from bridge.parts.classes import MODEL_STEMS, NETWORK_SHARE, ScoredClasses, transcribed_parts_settings
 from bridge.parts.fusion import FUSION_EXPONENT
-from bridge.parts.network_drums import NetworkDrumParts, parts_runner
-from bridge.parts.processor import PartsProcessor, PartsSettings, spec_of
+from bridge.parts.network_drums import parts_runner
+from bridge.parts.processor import PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
 from bridge.remasked import RemaskedNetwork
 from bridge.score import read_score_file
@@ -182,8 +183,29 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
         processor.reset()
 
 
+class StreamProcessor(Protocol):
+    """What ``_separate`` streams a file through (``Processor``, ``ScoredClasses``, ``PartsProcessor``,
+    ``RemaskedNetwork``, ``NetworkDrumParts``, ``bridge.backends.shifted``'s average), prepared."""
+
+    @property
+    def stems(self) -> Sequence[str]: ...
+
+    @property
+    def latency_samples(self) -> int: ...
+
+    @property
+    def latency_terms(self) -> Mapping[str, int]: ...
+
+    @property
+    def n_bad_samples(self) -> int: ...
+
+    def process(self, audio: np.ndarray) -> BlockResult: ...
+
+    def end_notes(self) -> list[NoteEvent]: ...
+
+
 def _separate(
-    processor: Processor | PartsProcessor | NetworkDrumParts | ScoredClasses | RemaskedNetwork,
+    processor: StreamProcessor,
     start: Callable[[int, int], None],
     write_notes: Callable[[Path, list[NoteEvent], int, int | None], None],
     in_path: Path,
@@ -199,7 +221,7 @@ def _separate(
         sr, n_ch, n_total = reader.sample_rate, reader.n_channels, reader.n_samples
         start(sr, n_ch)
         latency = processor.latency_samples
-        writers = StemWriters(out_dir, processor.stems, sr, n_ch, fmt)
+        writers = StemWriters(out_dir, tuple(processor.stems), sr, n_ch, fmt)
         notes_path = out_dir / "notes.mid"
         events: list[NoteEvent] = []
         n_in = 0  # input samples consumed
