@@ -156,14 +156,12 @@ def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
 
 
 def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "blind") -> dict:
-    from bench.quality import _sep_scores
     from bench.transcribe_select import mix_and_refs
 
     parsed = {v: [parse_variant(x) for x in v.split(">")] for v in variants}
     out: dict = {"sep": {}}
     for td in tracks:
         _, mix, refs = mix_and_refs(td)
-        n = len(mix)
         stems = first_pass(td, stems_dir / path / td.name, path)
         rows = {"as is": stems}
         network = functools.cache(lambda td=td: soft_network(td, stems_dir / "network-soft" / td.name))
@@ -172,13 +170,22 @@ def run(tracks: list[Path], variants: list[str], stems_dir: Path, path: str = "b
                 rows[v] = chained(softened_network(td, stages[0][1], path), stages[1:], network)
             else:
                 rows[v] = chained(stems, stages, network)
-        for name, est in rows.items():
-            mono = np.zeros((len(NAMES), n))
-            m = min(n, est.shape[2])
-            mono[:, :m] = est.mean(axis=1)[:, :m]
-            out["sep"].setdefault(name, {})[td.name] = _sep_scores(mono, mix, refs, NAMES)
-        print(f"  {td.name} done", flush=True)
+        score_rows(rows, mix, refs, out, td.name)
     return out
+
+
+def score_rows(rows: dict[str, np.ndarray], mix: np.ndarray, refs: np.ndarray, doc: dict, track: str) -> None:
+    """Each row's stems (n_stems, n_channels, n), as mono, scored against track ``track``'s ``mix`` (n,) and
+    true stems ``refs`` into ``doc["sep"][row][track]``."""
+    from bench.quality import _sep_scores
+
+    n = len(mix)
+    for name, est in rows.items():
+        mono = np.zeros((len(NAMES), n))
+        m = min(n, est.shape[2])
+        mono[:, :m] = est.mean(axis=1)[:, :m]
+        doc["sep"].setdefault(name, {})[track] = _sep_scores(mono, mix, refs, NAMES)
+    print(f"  {track} done", flush=True)
 
 
 def speed(tracks: list[Path]) -> dict[str, float]:

@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shifts", type=int, nargs="+", default=list(SHIFTS), help="delays in samples, 0 first")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    from bench.quality import _sep_scores
-    from bench.remask_select import NAMES, remasked
+    from bench.remask_select import NAMES, remasked, score_rows
     from bench.transcribe_select import mix_and_refs, report, save_json, track_folders
     from bridge.engine import Processor
     from bridge.remasked import soften
@@ -81,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     after = f"{n_fft}:{','.join(f'{p:g}' for p in powers)}"
     for td in track_folders(args.tracks, args.first, args.count):
         _, mix, refs = mix_and_refs(td)
-        n = len(mix)
         where = args.stems / f"{args.path}-shift"
         ests = {k: shifted_network(td, k, where / f"{td.name}_{k}", proc, args.path) for k in shifts}
         rows = {"as is" if k == 0 else f"shift {k}": ests[k] for k in shifts}
@@ -91,12 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"mean of {len(shifts)}"] = sum(ests.values()) / len(shifts)
         rows[f"mean of {len(shifts)} > {after}"] = remasked(rows[f"mean of {len(shifts)}"], n_fft, powers)
         rows[f"shift 0 > {after}"] = remasked(ests[0], n_fft, powers)
-        for name, est in rows.items():
-            mono = np.zeros((len(NAMES), n))
-            m = min(n, est.shape[2])
-            mono[:, :m] = est.mean(axis=1)[:, :m]
-            doc["sep"].setdefault(name, {})[td.name] = _sep_scores(mono, mix, refs, NAMES)
-        print(f"  {td.name} done", flush=True)
+        score_rows(rows, mix, refs, doc, td.name)
     report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)
     return 0

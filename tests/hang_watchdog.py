@@ -35,7 +35,7 @@ BROKEN = pytest.StashKey[bool]()
 _STDERR: int | None = None  # a copy of the terminal's stderr, taken while pytest's capture is off
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every live process under ``pid`` (from /proc; empty where there is none)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
@@ -53,11 +53,12 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
+    """Process ``pid``'s command line, its arguments joined by spaces ("" once it is gone)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
-        return "?"
+        return ""
 
 
 def _say(line: str, stacks: bool = False) -> None:
@@ -88,8 +89,8 @@ class _Watch:
 
     def _kill(self, which: Callable[[str], bool]) -> list[str]:
         killed = []
-        for pid in _descendants(os.getpid()):
-            cmd = _cmdline(pid)
+        for pid in descendants(os.getpid()):
+            cmd = cmdline(pid)
             if which(cmd):
                 try:
                     os.kill(pid, signal.SIGKILL)

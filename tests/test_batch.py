@@ -31,6 +31,7 @@ from bridge.batch.worker import process_job
 from bridge.cli import main
 from bridge.model import list_models
 from tests.conftest import noise
+from tests.hang_watchdog import cmdline, descendants
 
 ray = pytest.importorskip("ray", reason="the cluster extra (Ray) is not installed: pip install -e '.[cluster]'")
 
@@ -294,31 +295,6 @@ def test_rerun_skips_what_is_done_and_redoes_failed_and_changed(catalogue: dict)
 
 
 # ---------------------------------------------------------------------- a worker killed mid-file
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker process through /proc")
 def test_a_worker_killed_mid_file_has_its_file_redone(tmp_path: Path) -> None:
     src, out = tmp_path / "in", tmp_path / "out"

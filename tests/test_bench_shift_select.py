@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import soundfile as sf
-from conftest import noise
 
 from bench.shift_select import shifted_network
 from bridge.engine import Processor
 from bridge.remasked import soften
+from tests.conftest import noise
 
 
 def test_a_whole_hop_of_delay_comes_back_lined_up(tmp_path):
