@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--shifts",
         type=int,
         default=1,
-        help="without a score: run the blind path (transcription included) on N shifted frame grids and "
-        "average the stems (N times the time; 4: +0.2 dB median on the selection set; default 1)",
+        help="the blind path only (no --score, not --class-stems-from network): run it, transcription included, "
+        "on N shifted frame grids and average the stems (N times the time; 4: +0.2 dB median on the "
+        "selection set; default 1)",
     )
     p.add_argument(
         "--parts",
@@ -316,8 +317,9 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
         def run(path: Path) -> SeparateResult:
             progress = Progress(path.name, not args.quiet)
             if transcriber is not None and progress.enabled:  # seconds of silence otherwise, on a long file
+                times = f", {args.shifts} times (--shifts)" if args.shifts > 1 else ""
                 sys.stderr.write(
-                    f"{path.name}: transcribing the whole file first (--class-stems-from network skips it)\n"
+                    f"{path.name}: transcribing the whole file first{times} (--class-stems-from network skips it)\n"
                 )
             if transcriber is not None and args.shifts > 1:
                 from bridge.backends.shifted import separate_shifted
@@ -356,12 +358,12 @@ def cmd_separate(args: argparse.Namespace) -> int:
         raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
     if args.score is not None and not args.score.is_file():
         raise InputError(f"{args.score}: no such score file")
-    if args.shifts != 1 and (args.score is not None or args.parts or args.class_stems_from != "parts"):
-        raise InputError("--shifts is for the blind path only (no --score, --parts or --class-stems-from network)")
     from bridge.backends.shifted import MAX_SHIFTS
 
     if not 1 <= args.shifts <= MAX_SHIFTS:
         raise InputError(f"--shifts must be between 1 and {MAX_SHIFTS}, got {args.shifts}")
+    if args.shifts != 1 and (args.score is not None or args.parts or args.class_stems_from != "parts"):
+        raise InputError("--shifts is for the blind path only (no --score, --parts or --class-stems-from network)")
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")

@@ -245,14 +245,17 @@ def test_transcription_model_file_is_checked(tmp_path: Path) -> None:
 
 def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, tmp_path: Path, capsys) -> None:
     """``separate --shifts 2``: the blind path on the input and on it delayed by 256 samples, averaged and
-    re-masked: the stems still sum back to the input sample for sample (the shifted run lined up again),
-    differ from one run's, keep the unshifted run's notes, and leave no temporary folder behind."""
+    re-masked: the stems still sum back to the input sample for sample (the shifted run lined up again;
+    an input louder than full scale, so nothing on the way may clip), differ from one run's, keep the
+    unshifted run's notes, and leave no temporary folder behind."""
     d = band["dir"]
     stems = ("drums", "bass", "piano", "guitar", "strings", "other")
-    assert main(["separate", str(d / "mix.wav"), "-o", str(tmp_path / "one"), "-q"]) == 0
-    assert main(["separate", str(d / "mix.wav"), "-o", str(tmp_path / "two"), "--shifts", "2", "-q"]) == 0
+    loud = 1.5 / np.abs(band["mix"]).max() * band["mix"]
+    sf.write(tmp_path / "mix.wav", np.stack([loud, loud], axis=1), SR, subtype="FLOAT")
+    assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "one"), "-q"]) == 0
+    assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "two"), "--shifts", "2", "-q"]) == 0
     assert "stem_remask 16383" in capsys.readouterr().out
-    mix, _ = sf.read(d / "mix.wav", dtype="float64")
+    mix, _ = sf.read(tmp_path / "mix.wav", dtype="float64")
     one = np.stack([sf.read(tmp_path / "one" / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
     two = np.stack([sf.read(tmp_path / "two" / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
     assert two.shape == one.shape and two.shape[1] == len(mix)
@@ -265,6 +268,6 @@ def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, 
     # a score, or the network's own stems, have nothing to average: refused in one line
     for extra in (["--score", str(d / "bass.mid")], ["--class-stems-from", "network"], []):
         shifts = "0" if not extra else "2"
-        assert main(["separate", str(d / "mix.wav"), "-o", str(tmp_path / "x"), "--shifts", shifts, *extra]) == 2
+        assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "x"), "--shifts", shifts, *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--shifts" in err[0], err

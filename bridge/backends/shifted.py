@@ -3,19 +3,22 @@
 The blind path (``bridge.transcribe``: transcribe, then separate) moves with where its frames fall:
 the same mix delayed by 0, 128, 256 or 384 samples spreads by 0.4-1.2 dB per pitched stem (held out,
 BENCHMARKS.md stop 39). ``separate_shifted`` runs the whole path, transcription included, N times on
-the input delayed by ``k * SHIFT_SPAN // N`` samples (k = 0..N-1; 512 is the network's hop at 44.1
-kHz) without its final re-masking, each into a temporary folder beside the output (24-bit FLAC: at
-most N x 1.6 MB per second of 44.1 kHz stereo audio before compression, removed at the end); it then streams
-the N results, shifted back and averaged, through the re-masking the transcriber ships
-(``StemRemask``, its ``remask`` powers) into the stem files. The notes are the unshifted run's.
+the input delayed by ``k * span // N`` samples (k = 0..N-1; the span is the network's hop at the
+file's rate: 512 samples at 44.1 kHz) without its final re-masking, each into a temporary folder
+beside the output (32-bit float WAV, so nothing clips: N x 2.1 MB per second of 44.1 kHz stereo
+audio, plus one delayed copy of the input at a time, all removed at the end); it then streams the N
+results, shifted back and averaged, through the re-masking the transcriber ships (``StemRemask``,
+its ``remask`` powers) into the stem files. ``notes.mid`` is the unshifted run's (whole, also when
+the averaging is interrupted); an earlier run's stems and notes in the output folder are removed
+first, so an interrupted run never leaves them beside its own.
 Selection set (seed 9002, 48 tracks, ``bench/shift_select.py --path blind``): pooled median SI-SDRi
 4.119 -> 4.316 dB with N = 4 (per track: drums -0.03, bass +0.13, piano +0.17, guitar +0.18, strings
 +0.55, other +0.10 dB), at N times the time.
 
 Public API
 ----------
-- ``SHIFT_SPAN``: the shifts spread over this many samples.
-- ``shift_samples(n_shifts) -> list[int]``: the delays, 0 first.
+- ``MAX_SHIFTS``: the most shifts allowed.
+- ``shift_samples(n_shifts, span) -> list[int]``: the delays, 0 first.
 - ``separate_shifted(processor, in_path, out_dir, transcriber, n_shifts, block_size=OFFLINE_BLOCK_SIZE,
   fmt="wav", progress=None) -> SeparateResult``: as ``separate_file(..., transcriber=transcriber)``
   with the stems averaged over ``n_shifts`` grids; ``latency_terms`` are the unshifted run's and the
@@ -34,20 +37,19 @@ from pathlib import Path
 import numpy as np
 
 from bridge.audio_io import open_audio
-from bridge.backends.offline import OFFLINE_BLOCK_SIZE, SeparateResult, _separate, separate_file
+from bridge.backends.offline import OFFLINE_BLOCK_SIZE, SeparateResult, _own, _separate, separate_file
 from bridge.engine import BlockResult, Processor
 from bridge.errors import InputError
 from bridge.notes import NoteEvent
 from bridge.parts.fusion import StemRemask, remask_powers, remask_size_for
 from bridge.transcribe import Transcriber
 
-SHIFT_SPAN = 512
 MAX_SHIFTS = 16
 
 
-def shift_samples(n_shifts: int) -> list[int]:
-    """The ``n_shifts`` delays in samples, spread evenly over ``SHIFT_SPAN``, 0 first."""
-    return [k * SHIFT_SPAN // n_shifts for k in range(n_shifts)]
+def shift_samples(n_shifts: int, span: int) -> list[int]:
+    """The ``n_shifts`` delays in samples, spread evenly over ``span`` samples, 0 first."""
+    return [k * span // n_shifts for k in range(n_shifts)]
 
 
 class _ShiftAverage:
@@ -65,7 +67,7 @@ class _ShiftAverage:
 
         for folder, shift in self.runs:
             for s in self.stems:
-                f = sf.SoundFile(str(folder / f"{s}.flac"))
+                f = sf.SoundFile(str(folder / f"{s}.wav"))
                 f.seek(shift)
                 self._files.append(f)
         self._remask = None
@@ -102,7 +104,7 @@ def _delayed_copy(in_path: Path, out_path: Path, shift: int, block_size: int) ->
             f.write(np.zeros((shift, reader.n_channels), np.float32))
             for block in reader.blocks(block_size):
                 f.write(block.T)
-    except (RuntimeError, OSError) as e:
+    except (RuntimeError, OSError, AssertionError) as e:  # soundfile asserts on short writes (disk full)
         raise InputError(f"cannot write a shifted copy of {in_path.name} in {out_path.parent}: {e}") from None
     finally:
         reader.close()
@@ -123,17 +125,26 @@ def separate_shifted(
         raise InputError(f"shifts must be between 1 and {MAX_SHIFTS}, got {n_shifts}")
     t0 = time.perf_counter()
     reader = open_audio(in_path)
-    n_total = reader.n_samples
+    n_total, sample_rate = reader.n_samples, reader.sample_rate
     reader.close()
     plain = copy.copy(transcriber)
     plain.remask = None  # the re-masking comes once, after the average
     stems = processor.stems
-    powers = None if transcriber.remask is None else remask_powers(transcriber.remask, stems)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-shifts-", dir=out_dir.parent) as tmp:
+    powers = None
+    if transcriber.remask is not None:  # as separate_file: the powers of the stems this model has
+        powers = remask_powers(_own(transcriber.remask, processor.meta.stems), stems)
+    span = max(1, round(processor.meta.hop * sample_rate / processor.meta.sample_rate))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for old in [*(out_dir / f"{s}.{fmt}" for s in stems), out_dir / "notes.mid"]:
+            old.unlink(missing_ok=True)  # an earlier run's files never sit beside an interrupted run's
+        tmp_dir = tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-shifts-", dir=out_dir.parent)
+    except OSError as e:
+        raise InputError(f"cannot write in {out_dir}: {e.strerror or e}") from None
+    with tmp_dir as tmp:
         runs: list[tuple[Path, int]] = []
         first: SeparateResult | None = None
-        for k, shift in enumerate(shift_samples(n_shifts)):
+        for k, shift in enumerate(shift_samples(n_shifts, span)):
             src = in_path
             if shift:
                 src = Path(tmp) / f"in_{shift}.wav"
@@ -144,8 +155,10 @@ def separate_shifted(
                     progress(k * n_total + min(done, n_total), (n_shifts + 1) * n_total, sr)
 
             res = separate_file(
-                processor, src, Path(tmp) / f"run_{shift}", block_size, "flac", progress=step, transcriber=plain
+                processor, src, Path(tmp) / f"run_{shift}", block_size, "wav", progress=step, transcriber=plain
             )
+            if shift:
+                src.unlink()
             runs.append((Path(tmp) / f"run_{shift}", shift))
             first = first or res
         assert first is not None
@@ -155,8 +168,7 @@ def separate_shifted(
             average.prepare(sample_rate, block_size, n_channels)
 
         def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
-            if n_done is None:  # the finished file: the unshifted run's notes
-                shutil.copyfile(first.notes_path, path)
+            shutil.copyfile(first.notes_path, path)  # the unshifted run's, whole
 
         def merged(done: int, total: int, sr: int) -> None:
             if progress is not None:
