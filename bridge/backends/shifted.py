@@ -32,6 +32,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -178,12 +179,8 @@ def separate_shifted(
             res = _separate(average, start, write_notes, in_path, out_dir, block_size, fmt, merged)
         finally:
             average.close()
-    return SeparateResult(
-        stem_paths=res.stem_paths,
-        notes_path=res.notes_path,
-        n_samples=res.n_samples,
-        sample_rate=res.sample_rate,
-        n_channels=res.n_channels,
+    return replace(
+        res,
         latency_samples=first.latency_samples + res.latency_samples,
         latency_terms={**first.latency_terms, **res.latency_terms},
         n_notes=first.n_notes,

@@ -140,7 +140,7 @@ class PrivateJackd:
         self._log = tempfile.TemporaryFile()  # a file, not a pipe: a chatty jackd never blocks
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + self.timeout_s
-        while not self._answers():
+        while self.ports() is None:
             if self.proc.poll() is not None:
                 self._log.seek(0)
                 err = self._log.read().decode(errors="replace").strip()
@@ -151,11 +151,6 @@ class PrivateJackd:
                 raise DeviceError(f"jackd did not answer within {self.timeout_s:.0f} s")
             time.sleep(0.1)
         return self
-
-    def _answers(self) -> bool:
-        if shutil.which("jack_lsp") is None:
-            return jack_server_running(self.name)
-        return self.ports() is not None
 
     def ports(self, timeout_s: float = 10.0) -> list[str] | None:
         """Main thread. The server's port names (``jack_lsp -s NAME``, killed after ``timeout_s``; an
