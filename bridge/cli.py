@@ -228,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else start one here)")
     p.add_argument("--provider", choices=("cpu", "cuda"), default="cpu", help="onnxruntime provider (default cpu)")
     p.add_argument("--format", choices=("wav", "flac"), default="wav", help="stem file format (default wav)")
+    p.add_argument(
+        "--shifts",
+        type=int,
+        default=1,
+        help="inputs without a score (the blind path): as separate --shifts, N frame grids averaged, N times the "
+        "time (default 1)",
+    )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
     for name, help_text in (

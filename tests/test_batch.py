@@ -125,6 +125,8 @@ def test_without_ray_one_line_says_how_to_install(tmp_path: Path) -> None:
         ("collide", "would both write OUT/song/", 2),
         ("model", "unknown model 'nope'", 3),
         ("workers", "--workers must be at least 1", 2),
+        ("shifts", "--shifts must be between 1 and 16, got 0", 2),
+        ("shifts-parts", "--shifts is for the blind path only", 2),
     ],
 )
 def test_argument_errors_end_in_one_line(tmp_path: Path, capsys, case: str, message: str, code: int) -> None:
@@ -137,6 +139,8 @@ def test_argument_errors_end_in_one_line(tmp_path: Path, capsys, case: str, mess
         "collide": [str(tmp_path / "in" / "song.wav"), str(tmp_path / "in" / "x" / "song.flac")],
         "model": [str(tmp_path / "in"), "--model", "nope"],
         "workers": [str(tmp_path / "in"), "--workers", "0"],
+        "shifts": [str(tmp_path / "in"), "--shifts", "0"],
+        "shifts-parts": [str(tmp_path / "in"), "--parts", "--score-dir", str(tmp_path / "in"), "--shifts", "2"],
     }[case]
     if case == "empty":
         (tmp_path / "in" / "x" / "nothing_here").mkdir()
@@ -189,6 +193,39 @@ def test_parts_job_writes_what_separate_parts_writes(tmp_path: Path) -> None:
     assert rec["status"] == "ok" and rec["audio_s"] == 2.0, rec
     same_tree(tmp_path / "a" / "duet", tmp_path / "b" / "duet")
     no_partials(tmp_path / "b")
+
+
+def test_shifted_job_writes_what_separate_shifts_writes(tmp_path: Path) -> None:
+    """The worker's function alone (no Ray): a blind job with shifts is ``separate --shifts``; its record says
+    so, and a record of the same file without shifts is not taken as done."""
+    from bridge.batch.plan import is_done
+    from bridge.batch.worker import load_processor
+
+    sf.write(tmp_path / "song.wav", noise(2, 44100 * 2, seed=6).T, 44100)
+    assert (
+        main(["separate", str(tmp_path / "song.wav"), "--shifts", "2", "-m", MODEL, "-o", str(tmp_path / "a"), "-q"])
+        == 0
+    )
+    job = {
+        "path": str(tmp_path / "song.wav"),
+        "track": "song",
+        "out": str(tmp_path / "b"),
+        "score": None,
+        "score_sha256": None,
+        "model": {"name": MODEL},
+        "format": "wav",
+        "block_size": OFFLINE_BLOCK_SIZE,
+        "parts": False,
+        "shifts": 2,
+    }
+    rec = process_job(load_processor(MODEL, "cpu"), job, {"host": "here", "pid": 1, "node": None})
+    assert rec["status"] == "ok" and rec["shifts"] == 2, rec
+    same_tree(tmp_path / "a" / "song", tmp_path / "b" / "song")
+    no_partials(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["song"]  # the shifted runs are gone
+    assert is_done(rec, job, tmp_path / "b")
+    assert not is_done({**rec, "shifts": 1}, job, tmp_path / "b")
+    assert not is_done({k: v for k, v in rec.items() if k != "shifts"}, job, tmp_path / "b")
 
 
 def test_cuda_without_gpus_ends_in_one_line(tmp_path: Path) -> None:

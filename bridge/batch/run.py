@@ -86,6 +86,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         address=args.address,
         provider=args.provider,
         fmt=args.format,
+        shifts=args.shifts,
         quiet=args.quiet,
     )
     for line in summary.lines():
@@ -105,6 +106,7 @@ def run_batch(
     provider: str = "cpu",
     fmt: str = "wav",
     block_size: int = OFFLINE_BLOCK_SIZE,
+    shifts: int = 1,
     quiet: bool = False,
     stream: IO[str] | None = None,
 ) -> Summary:
@@ -122,6 +124,12 @@ def run_batch(
         raise InputError(f"--workers must be at least 1, got {workers}")
     if provider not in ("cpu", "cuda"):
         raise InputError(f"unknown provider '{provider}' (cpu or cuda)")
+    from bridge.backends.shifted import MAX_SHIFTS
+
+    if not 1 <= shifts <= MAX_SHIFTS:
+        raise InputError(f"--shifts must be between 1 and {MAX_SHIFTS}, got {shifts}")
+    if parts and shifts != 1:
+        raise InputError("--shifts is for the blind path only (inputs without a score), not --parts")
     items = collect_inputs(inputs, out)
     identity = model_identity(model, parts)
     out = Path(os.path.abspath(out))
@@ -149,6 +157,7 @@ def run_batch(
                     "format": fmt,
                     "block_size": block_size,
                     "parts": parts,
+                    "shifts": 1 if score else shifts,  # a scored input is separated by its score, unshifted
                 }
                 if is_done(manifest.records.get(item.track), job, out):
                     summary.n_skipped += 1
@@ -346,7 +355,10 @@ def _failed(job: dict[str, Any], error: str) -> dict[str, Any]:
 def _remove_partial(job: dict[str, Any]) -> None:
     import shutil
 
-    shutil.rmtree(partial_dir(Path(job["out"]), job["track"]), ignore_errors=True)
+    partial = partial_dir(Path(job["out"]), job["track"])
+    shutil.rmtree(partial, ignore_errors=True)
+    for runs in partial.parent.glob(f"{partial.name}-shifts-*"):  # separate_shifted's runs (a killed worker's)
+        shutil.rmtree(runs, ignore_errors=True)
 
 
 def _first_line(e: BaseException) -> str:

@@ -8,14 +8,16 @@ Public API
   model loaded (``error``: one line, or None); ``run(job) -> record``.
 - ``process_job(processor, job, worker) -> record``: the work itself, without Ray. Writes
   ``OUT/<track>/`` exactly as ``stembridge separate`` does (``separate_file``, blind files
-  transcribed first, or ``separate_parts_file`` with the parts of the job's score), first into
-  ``partial_dir(out, track)`` beside it, then renamed into place once every file is complete and
+  transcribed first; ``separate_shifted`` for a blind job with ``shifts`` > 1; or
+  ``separate_parts_file`` with the parts of the job's score), first into ``partial_dir(out, track)``
+  beside it, then renamed into place once every file is complete and
   fsynced; a failure removes the partial folder and leaves an earlier ``OUT/<track>/`` as it was.
   Never raises for a bad input: the record's ``status`` is ``failed`` and ``error`` its one line.
 - ``partial_dir(out, track) -> Path``: ``OUT/<parent>/.<name>.partial``.
 
 A job is a dict: ``path``, ``track``, ``out``, ``score`` (path or None), ``score_sha256``,
-``model`` (identity dict), ``format``, ``block_size``, ``parts``.
+``model`` (identity dict), ``format``, ``block_size``, ``parts``, ``shifts`` (blind inputs: frame grids
+averaged, as ``separate --shifts``; 1 when the input has a score).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def new_record(job: dict[str, Any], worker: dict[str, Any]) -> dict[str, Any]:
         "score_sha256": job["score_sha256"],
         "model": job["model"],
         "format": job["format"],
+        "shifts": job.get("shifts", 1),
         "status": "failed",
         "error": None,
         "audio_s": None,
@@ -129,9 +132,14 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
 
             score = Path(job["score"]) if job["score"] else None
             tr = None if score is not None else _transcriber()
-            res = separate_file(
-                processor, path, tmp, job["block_size"], job["format"], score_path=score, transcriber=tr
-            )
+            if tr is not None and job.get("shifts", 1) > 1:
+                from bridge.backends.shifted import separate_shifted
+
+                res = separate_shifted(processor, path, tmp, tr, job["shifts"], job["block_size"], job["format"])
+            else:
+                res = separate_file(
+                    processor, path, tmp, job["block_size"], job["format"], score_path=score, transcriber=tr
+                )
         _fsync_tree(tmp)
         _replace(tmp, out / track)
         record["status"] = "ok"
