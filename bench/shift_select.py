@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,11 +27,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 SHIFTS = (0, 128, 256, 384)
+_BASE: dict = {}  # "transcriber" and the last track's transcription (--path blind-shared)
+
+
+class _SharedTranscription:
+    """A ``Transcriber`` for ``separate_file`` whose ``transcribe_file`` returns one fixed transcription (of the
+    undelayed mix) with every note delayed by ``shift_s``: the separation alone on a shifted grid."""
+
+    def __init__(self, transcriber, transcription, sample_rate: int, shift_s: float) -> None:
+        self._tr, self._sr = transcriber, sample_rate
+        delay = np.array([shift_s, shift_s, 0.0, 0.0])
+        self._out = type(transcription)(
+            [replace(p, notes=p.notes + delay) for p in transcription.parts],
+            {k: v + delay for k, v in transcription.notes.items()},
+        )
+
+    def __getattr__(self, name: str):
+        return getattr(self._tr, name)
+
+    def transcribe_file(self, path: Path):
+        return self._out, self._sr
 
 
 def shifted_network(td: Path, shift: int, cache: Path, proc, path: str = "network") -> np.ndarray:
-    """The softened network (``path`` "blind": the blind path, not re-masked) on track ``td``'s mix delayed by
-    ``shift`` samples, shifted back: (n_stems, c, n)."""
+    """The softened network (``path`` "blind": the blind path, not re-masked; "blind-shared": the blind path
+    with the undelayed mix's transcription, notes delayed) on track ``td``'s mix delayed by ``shift`` samples,
+    shifted back: (n_stems, c, n)."""
     import soundfile as sf
 
     from bench.remask_select import NAMES, _network_pass, first_pass
@@ -44,6 +66,17 @@ def shifted_network(td: Path, shift: int, cache: Path, proc, path: str = "networ
             )
             if path == "blind":
                 first_pass(Path(tmp) / "mix", cache, "blind")
+            elif path == "blind-shared":
+                from bridge.backends.offline import separate_file
+                from bridge.engine import Processor
+                from bridge.transcribe import Transcriber
+
+                if td not in _BASE:  # one transcription per track, for every shift
+                    tr = _BASE.get("transcriber") or Transcriber(remask=None)
+                    _BASE.clear()
+                    _BASE.update({"transcriber": tr, td: tr.transcribe_file(td / "mix.flac")[0]})
+                fixed = _SharedTranscription(_BASE["transcriber"], _BASE[td], sr, shift / sr)
+                separate_file(Processor(None), Path(tmp) / "mix" / "mix.flac", cache, fmt="flac", transcriber=fixed)
             else:
                 _network_pass(proc, Path(tmp) / "mix", cache, "network")
     st = np.stack([sf.read(str(cache / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
@@ -57,12 +90,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=48)
     ap.add_argument("--stems", type=Path, default=Path("out/remask_stems"), help="stem cache")
     ap.add_argument(
-        "--path", choices=("network", "blind"), default="network", help="the softened network, or the blind path"
+        "--path",
+        choices=("network", "blind", "blind-shared"),
+        default="network",
+        help="the softened network, the blind path, or the blind path with one transcription (the undelayed "
+        "mix's) for every shift",
     )
     ap.add_argument("--shifts", type=int, nargs="+", default=list(SHIFTS), help="delays in samples, 0 first")
+    ap.add_argument(
+        "--remask",
+        nargs="+",
+        default=None,
+        metavar="N_FFT:POWERS",
+        help="more re-maskings of the mean of all shifts (bench/remask_select.py's variant syntax, e.g. "
+        "16384:strings=0.8+piano=0.9)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    from bench.remask_select import NAMES, remasked, score_rows
+    from bench.remask_select import NAMES, parse_variant, remasked, score_rows
     from bench.transcribe_select import mix_and_refs, report, save_json, track_folders
     from bridge.engine import Processor
     from bridge.remasked import soften
@@ -73,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     proc = soften(Processor(None))
     doc: dict = {"sep": {}}
     shifts = args.shifts
-    if args.path == "blind":  # the shipped re-masking (bridge.transcribe.TRANSCRIBED_REMASK) after the average
+    if args.path != "network":  # the shipped re-masking (bridge.transcribe.TRANSCRIBED_REMASK) after the average
         n_fft, powers = 16384, [TRANSCRIBED_REMASK.get(s, 1.0) for s in NAMES]
     else:  # as `separate --class-stems-from network`
         n_fft, powers = 16384, [1.0] * len(NAMES)
@@ -89,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"mean of {len(shifts)}"] = sum(ests.values()) / len(shifts)
         rows[f"mean of {len(shifts)} > {after}"] = remasked(rows[f"mean of {len(shifts)}"], n_fft, powers)
         rows[f"shift 0 > {after}"] = remasked(ests[0], n_fft, powers)
+        for v in args.remask or []:
+            rows[f"mean of {len(shifts)} > {v}"] = remasked(rows[f"mean of {len(shifts)}"], *parse_variant(v))
         score_rows(rows, mix, refs, doc, td.name)
     report(doc | {"f1": {}}, "as is")
     save_json(doc, args.json)

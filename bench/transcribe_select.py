@@ -26,7 +26,10 @@ file's notes by part; labels as
 per track with seed ``oseed`` (default 0), the classifier's for the rest: how the stems grow with
 the share of notes classed right), ``oclass`` (with ``oracle=classes|all``: the true classes only for
 the notes one of these classes truly plays, ``strings+other``: what classing those right is
-worth), ``excl`` (``bass:0.8+guitar:0.9``: a note whose most probable class is one of these, with at
+worth), ``cshift`` (N: each note's class probabilities averaged over the classifier's runs on N
+shifted frame grids; the notes written stay the unshifted run's), ``pshift`` (N: basic-pitch's posteriorgrams
+averaged over N shifted frame grids, then decoded), ``excl`` (``bass:0.8+guitar:0.9``: a note whose
+most probable class is one of these, with at
 least that probability, joins that class's part alone); the network alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
@@ -177,6 +180,10 @@ def transcriber_of(spec: str):
         thr = np.array([per_class.get(c, tr.sounding_threshold) for c in tr.classifier.classes])
         base = tr.membership
         tr.membership = lambda notes, sounding: base(notes, sounding) & (sounding >= thr[None, :])
+    if int(kv.get("cshift", 1)) > 1:
+        _class_shifts(tr, int(kv["cshift"]))
+    if int(kv.get("pshift", 1)) > 1:
+        _pitch_shifts(tr, int(kv["pshift"]))
     if "excl" in kv:  # a note whose most probable class is one of these, at least this sure, joins it alone
         sure = _per_stem(kv["excl"])
         if set(sure) - set(tr.classifier.classes):
@@ -193,6 +200,52 @@ def transcriber_of(spec: str):
 
         tr.membership = exclusive
     return tr
+
+
+def _class_shifts(tr, n_shifts: int) -> None:
+    """``tr``'s classifier with its sounding probabilities averaged over its runs on ``n_shifts`` frame grids
+    (the audio and the notes delayed by k / n_shifts of its hop); onsets and shifts stay the undelayed run's."""
+    from bridge.transcribe.note_classes import PATCH
+
+    plain = tr.classifier.predict
+
+    def predict(audio: np.ndarray, sample_rate: int, notes: np.ndarray):
+        sounding, onset, shift_s = plain(audio, sample_rate, notes)
+        span = max(1, round(PATCH["hop"] * sample_rate / PATCH["sample_rate"]))
+        total = sounding.astype(np.float64)
+        for k in range(1, n_shifts):
+            d = k * span // n_shifts
+            moved = np.asarray(notes, np.float64).reshape(-1, 4).copy()
+            moved[:, :2] += d / sample_rate
+            total += plain(np.concatenate([np.zeros(d, audio.dtype), audio]), sample_rate, moved)[0]
+        return (total / n_shifts).astype(np.float32), onset, shift_s
+
+    tr.classifier.predict = predict
+
+
+def _pitch_shifts(tr, n_shifts: int) -> None:
+    """``tr``'s basic-pitch with its posteriorgrams averaged over its runs on ``n_shifts`` frame grids (the audio
+    delayed by k / n_shifts of a frame, each run read back at the undelayed frame times by linear
+    interpolation), then decoded once."""
+    from bridge.transcribe import basic_pitch as bp
+
+    plain = tr.pitch.posteriorgrams
+
+    def posteriorgrams(audio: np.ndarray, sample_rate: int):
+        note, onset = plain(audio, sample_rate)
+        span = bp.HOP * sample_rate / bp.SAMPLE_RATE
+        total_n, total_o = note.astype(np.float64), onset.astype(np.float64)
+        for k in range(1, n_shifts):
+            d = round(k * span / n_shifts)
+            n_k, o_k = plain(np.concatenate([np.zeros(d, audio.dtype), audio]), sample_rate)
+            at = np.arange(len(note)) + d / span  # the undelayed frames' times in the delayed run's frames
+            j = np.clip(np.floor(at).astype(int), 0, len(n_k) - 2)
+            w = np.clip(at - j, 0.0, 1.0)[:, None]
+            total_n += (1 - w) * n_k[j] + w * n_k[j + 1]
+            total_o += (1 - w) * o_k[j] + w * o_k[j + 1]
+        return (total_n / n_shifts).astype(np.float32), (total_o / n_shifts).astype(np.float32)
+
+    tr.pitch.posteriorgrams = posteriorgrams
 
 
 def network_of(spec: str, plain):
