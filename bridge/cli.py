@@ -17,7 +17,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-j",
         type=int,
         default=1,
-        help="files separated at once, each in its own process (one core each with --threads 1; default 1)",
+        help="files separated at once, each in its own process (one core each with --threads 1; default 1); one "
+        "input with --shifts N: its N runs side by side",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -332,9 +333,13 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
                 from bridge.backends.shifted import separate_shifted
 
                 out = args.out / path.stem
-                return separate_shifted(
-                    processor, path, out, transcriber, args.shifts, args.block_size, args.format, progress
-                )
+                with contextlib.ExitStack() as stack:
+                    run_all = None
+                    if args.jobs > 1:  # one input: its shifted runs side by side
+                        run_all = stack.enter_context(_shift_pool(args))
+                    return separate_shifted(
+                        processor, path, out, transcriber, args.shifts, args.block_size, args.format, progress, run_all
+                    )
             return separate_file(
                 processor,
                 path,
@@ -432,6 +437,54 @@ def _separate_one(args: argparse.Namespace, path: Path) -> Any:
     return _WORKER_RUN(path)
 
 
+def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
+    """In a ``--jobs`` worker: one shifted run of ``separate --shifts`` (``bridge.backends.shifted``): the blind
+    path without its re-masking, into float WAV (the network and transcriber built on the worker's first run)."""
+    global _WORKER_SHIFT
+    from bridge.backends.offline import separate_file
+
+    if _WORKER_SHIFT is None:
+        from bridge.transcribe import Transcriber
+
+        _WORKER_SHIFT = (_network(args), Transcriber(n_threads=args.threads, remask=None))
+    processor, plain = _WORKER_SHIFT
+    return separate_file(processor, src, out, args.block_size, "wav", transcriber=plain)
+
+
+_WORKER_SHIFT: tuple[Any, Any] | None = None
+
+
+@contextlib.contextmanager
+def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path, Path]]], list[Any]]]:
+    """``separate --shifts N --jobs J`` on one input: a ``RunAll`` running the N shifted runs in up to J
+    processes (spawned, as ``_separate_parallel``'s)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(args.jobs, args.shifts), mp_context=ctx, initializer=_worker_init)
+
+    def run_all(pairs: list[tuple[Path, Path]]) -> list[Any]:
+        futures = [pool.submit(_shift_run, args, src, out) for src, out in pairs]
+        return [f.result() for f in futures]
+
+    try:
+        yield run_all
+    except BaseException:
+        _stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_pool(pool: Any) -> None:
+    """Ends a ``ProcessPoolExecutor`` on an interrupt or error: each worker terminated (SIGTERM: it closes its
+    files, ``_worker_init``), the queue dropped."""
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        with contextlib.suppress(OSError):
+            proc.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _separate_parallel(args: argparse.Namespace) -> int:
     """``separate --jobs N``: up to N inputs at once, each in its own process (spawned: a fresh
     onnxruntime per process, ``--threads`` each); results print as files finish."""
@@ -440,7 +493,7 @@ def _separate_parallel(args: argparse.Namespace) -> int:
 
     from bridge.errors import InputError
 
-    one = argparse.Namespace(**{**vars(args), "quiet": True})  # no progress bars from N processes
+    one = argparse.Namespace(**{**vars(args), "quiet": True, "jobs": 1})  # no progress bars from N processes
     n_workers = min(args.jobs, len(args.inputs))
     if not args.quiet:
         print(f"separating {len(args.inputs)} files, {n_workers} at a time", file=sys.stderr)
@@ -458,10 +511,7 @@ def _separate_parallel(args: argparse.Namespace) -> int:
                 continue
             _report_separated(args, futures[fut], res)
     except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):  # let each close its files
-            with contextlib.suppress(OSError):
-                proc.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop_pool(pool)
         raise
     pool.shutdown(wait=True)
     return 2 if failed else 0

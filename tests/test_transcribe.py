@@ -247,7 +247,8 @@ def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, 
     """``separate --shifts 2``: the blind path on the input and on it delayed by 256 samples, averaged and
     re-masked: the stems still sum back to the input sample for sample (the shifted run lined up again;
     an input louder than full scale, so nothing on the way may clip), differ from one run's, keep the
-    unshifted run's notes, and leave no temporary folder behind."""
+    unshifted run's notes, and leave no temporary folder behind; with ``--jobs 2`` the runs go side by side, to
+    the same stems."""
     d = band["dir"]
     stems = ("drums", "bass", "piano", "guitar", "strings", "other")
     loud = 1.5 / np.abs(band["mix"]).max() * band["mix"]
@@ -265,6 +266,15 @@ def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, 
     notes_two = read_score_file(tmp_path / "two" / "mix" / "notes.mid", stems[:5])
     assert all(np.array_equal(a, b) for a, b in zip(notes_one, notes_two))
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["mix"]  # the shifted runs' folder is gone
+    # --jobs 2: the two runs in two processes, the same stems
+    assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "jobs"), "--shifts", "2", "-j", "2"]) == 0
+    assert "stem_remask 16383" in capsys.readouterr().out
+    jobs = np.stack([sf.read(tmp_path / "jobs" / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
+    assert np.abs(jobs - two).max() < 1e-4  # a worker's numpy has one BLAS thread: sums in another order
+    assert (tmp_path / "jobs" / "mix" / "notes.mid").read_bytes() == (
+        tmp_path / "two" / "mix" / "notes.mid"
+    ).read_bytes()
+    assert [p.name for p in (tmp_path / "jobs").iterdir()] == ["mix"]
     # a score, or the network's own stems, have nothing to average: refused in one line
     for extra in (["--score", str(d / "bass.mid")], ["--class-stems-from", "network"], []):
         shifts = "0" if not extra else "2"

@@ -20,9 +20,11 @@ Public API
 - ``MAX_SHIFTS``: the most shifts allowed.
 - ``shift_samples(n_shifts, span) -> list[int]``: the delays, 0 first.
 - ``separate_shifted(processor, in_path, out_dir, transcriber, n_shifts, block_size=OFFLINE_BLOCK_SIZE,
-  fmt="wav", progress=None) -> SeparateResult``: as ``separate_file(..., transcriber=transcriber)``
-  with the stems averaged over ``n_shifts`` grids; ``latency_terms`` are the unshifted run's and the
-  final re-masking's (all compensated in the files).
+  fmt="wav", progress=None, run_all=None) -> SeparateResult``: as ``separate_file(...,
+  transcriber=transcriber)`` with the stems averaged over ``n_shifts`` grids; ``latency_terms`` are the
+  unshifted run's and the final re-masking's (all compensated in the files). ``run_all`` (``RunAll``)
+  runs the N runs at once elsewhere (``separate --shifts N --jobs J``: J processes; every delayed copy
+  of the input is written first then, N - 1 float WAV copies at a time).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ from bridge.parts.fusion import StemRemask, remask_powers, remask_size_for
 from bridge.transcribe import Transcriber
 
 MAX_SHIFTS = 16
+# runs the shifted runs elsewhere (``separate --jobs``): [(input, output folder)] -> their results, in order; each
+# as ``separate_file(..., "wav", transcriber=the transcriber without its re-masking)``
+RunAll = Callable[[list[tuple[Path, Path]]], list[SeparateResult]]
 
 
 def shift_samples(n_shifts: int, span: int) -> list[int]:
@@ -120,6 +125,7 @@ def separate_shifted(
     block_size: int = OFFLINE_BLOCK_SIZE,
     fmt: str = "wav",
     progress: Callable[[int, int, int], None] | None = None,
+    run_all: RunAll | None = None,
 ) -> SeparateResult:
     """See the module docstring."""
     if not 1 <= n_shifts <= MAX_SHIFTS:
@@ -143,9 +149,20 @@ def separate_shifted(
     except OSError as e:
         raise InputError(f"cannot write in {out_dir}: {e.strerror or e}") from None
     with tmp_dir as tmp:
-        runs: list[tuple[Path, int]] = []
+        shifts = shift_samples(n_shifts, span)
+        runs = [(Path(tmp) / f"run_{shift}", shift) for shift in shifts]
         first: SeparateResult | None = None
-        for k, shift in enumerate(shift_samples(n_shifts, span)):
+        if run_all is not None:  # every delayed copy first, then all runs at once (their files removed after)
+            sources = [in_path if not shift else Path(tmp) / f"in_{shift}.wav" for shift in shifts]
+            for src, shift in zip(sources, shifts):
+                if shift:
+                    _delayed_copy(in_path, src, shift, block_size)
+            first = run_all(list(zip(sources, (folder for folder, _ in runs))))[0]
+            for src in sources[1:]:
+                src.unlink()
+            if progress is not None:
+                progress(n_shifts * n_total, (n_shifts + 1) * n_total, sample_rate)
+        for k, shift in enumerate(shifts if run_all is None else []):
             src = in_path
             if shift:
                 src = Path(tmp) / f"in_{shift}.wav"
@@ -155,12 +172,9 @@ def separate_shifted(
                 if progress is not None:
                     progress(k * n_total + min(done, n_total), (n_shifts + 1) * n_total, sr)
 
-            res = separate_file(
-                processor, src, Path(tmp) / f"run_{shift}", block_size, "wav", progress=step, transcriber=plain
-            )
+            res = separate_file(processor, src, runs[k][0], block_size, "wav", progress=step, transcriber=plain)
             if shift:
                 src.unlink()
-            runs.append((Path(tmp) / f"run_{shift}", shift))
             first = first or res
         assert first is not None
         average = _ShiftAverage(runs, stems, powers)
