@@ -49,10 +49,13 @@ class _SharedTranscription:
         return self._out, self._sr
 
 
-def shifted_network(td: Path, shift: int, cache: Path, proc, path: str = "network") -> np.ndarray:
+def shifted_network(
+    td: Path, shift: int, cache: Path, proc, path: str = "network", member: str | None = None
+) -> np.ndarray:
     """The softened network (``path`` "blind": the blind path, not re-masked; "blind-shared": the blind path
     with the undelayed mix's transcription, notes delayed) on track ``td``'s mix delayed by ``shift`` samples,
-    shifted back: (n_stems, c, n)."""
+    shifted back: (n_stems, c, n). ``member``: the blind path with this transcriber
+    (``bench/transcribe_select.py``'s variant syntax), not re-masked."""
     import soundfile as sf
 
     from bench.remask_select import NAMES, _network_pass, first_pass
@@ -64,7 +67,14 @@ def shifted_network(td: Path, shift: int, cache: Path, proc, path: str = "networ
             sf.write(
                 str(Path(tmp) / "mix" / "mix.flac"), np.concatenate([np.zeros((shift, x.shape[1]), np.float32), x]), sr
             )
-            if path == "blind":
+            if member is not None:
+                from bench.transcribe_select import transcriber_of
+                from bridge.backends.offline import separate_file
+                from bridge.engine import Processor
+
+                tr = transcriber_of(f"{member},remask=none")
+                separate_file(Processor(None), Path(tmp) / "mix" / "mix.flac", cache, fmt="flac", transcriber=tr)
+            elif path == "blind":
                 first_pass(Path(tmp) / "mix", cache, "blind")
             elif path == "blind-shared":
                 from bridge.backends.offline import separate_file
@@ -81,6 +91,10 @@ def shifted_network(td: Path, shift: int, cache: Path, proc, path: str = "networ
                 _network_pass(proc, Path(tmp) / "mix", cache, "network")
     st = np.stack([sf.read(str(cache / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
     return st[:, :, shift:]
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N_FFT:POWERS",
         help="more re-maskings of the mean of all shifts (bench/remask_select.py's variant syntax, e.g. "
         "16384:strings=0.8+piano=0.9)",
+    )
+    ap.add_argument(
+        "--members",
+        nargs="+",
+        default=[],
+        metavar="VARIANT",
+        help="--path blind: more runs of the undelayed mix, each with these transcriber settings "
+        "(bench/transcribe_select.py's variant syntax, e.g. share=0.2), averaged with the shifts",
     )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -134,6 +156,17 @@ def main(argv: list[str] | None = None) -> int:
         rows[f"mean of {len(shifts)}"] = sum(ests.values()) / len(shifts)
         rows[f"mean of {len(shifts)} > {after}"] = remasked(rows[f"mean of {len(shifts)}"], n_fft, powers)
         rows[f"shift 0 > {after}"] = remasked(ests[0], n_fft, powers)
+        if args.members:
+            members = {
+                v: shifted_network(td, 0, args.stems / "blind-member" / f"{td.name}_{_safe(v)}", proc, "blind", v)
+                for v in args.members
+            }
+            for v, est in members.items():
+                rows[f"{v} > {after}"] = remasked(est, n_fft, powers)
+            both = (sum(ests.values()) + sum(members.values())) / (len(shifts) + len(members))
+            rows[f"mean of {len(shifts)} shifts and {len(members)} members > {after}"] = remasked(both, n_fft, powers)
+            with_0 = (ests[0] + sum(members.values())) / (1 + len(members))
+            rows[f"mean of shift 0 and {len(members)} members > {after}"] = remasked(with_0, n_fft, powers)
         for v in args.remask or []:
             rows[f"mean of {len(shifts)} > {v}"] = remasked(rows[f"mean of {len(shifts)}"], *parse_variant(v))
         score_rows(rows, mix, refs, doc, td.name)
