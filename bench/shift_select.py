@@ -137,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.shifts or args.shifts[0] != 0:
         ap.error("--shifts starts with 0")
+    if args.members and args.path != "blind":
+        ap.error("--members goes with --path blind")
+    if any(parse_variant(v)[0] <= 0 or ">" in v for v in args.remask or []):
+        ap.error("--remask takes N_FFT:POWERS re-maskings only (no mask:, net: or chains)")
     proc = soften(Processor(None))
     doc: dict = {"sep": {}}
     shifts = args.shifts

@@ -337,6 +337,9 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
                     run_all = None
                     if args.jobs > 1:  # one input: its shifted runs side by side
                         run_all = stack.enter_context(_shift_pool(args))
+                        if not args.quiet:
+                            n_proc = min(args.jobs, args.shifts)
+                            sys.stderr.write(f"{path.name}: {args.shifts} shifted runs in {n_proc} processes\n")
                     return separate_shifted(
                         processor, path, out, transcriber, args.shifts, args.block_size, args.format, progress, run_all
                     )
@@ -441,14 +444,14 @@ def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
     """In a ``--jobs`` worker: one shifted run of ``separate --shifts`` (``bridge.backends.shifted``): the blind
     path without its re-masking, into float WAV (the network and transcriber built on the worker's first run)."""
     global _WORKER_SHIFT
-    from bridge.backends.offline import separate_file
+    from bridge.backends.shifted import one_run, plain
 
     if _WORKER_SHIFT is None:
         from bridge.transcribe import Transcriber
 
-        _WORKER_SHIFT = (_network(args), Transcriber(n_threads=args.threads, remask=None))
-    processor, plain = _WORKER_SHIFT
-    return separate_file(processor, src, out, args.block_size, "wav", transcriber=plain)
+        _WORKER_SHIFT = (_network(args), plain(Transcriber(n_threads=args.threads)))  # as _separate_runner's
+    processor, each = _WORKER_SHIFT
+    return one_run(processor, each, src, out, args.block_size)
 
 
 _WORKER_SHIFT: tuple[Any, Any] | None = None
@@ -465,8 +468,15 @@ def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path,
     pool = ProcessPoolExecutor(min(args.jobs, args.shifts), mp_context=ctx, initializer=_worker_init)
 
     def run_all(pairs: list[tuple[Path, Path]]) -> list[Any]:
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
         futures = [pool.submit(_shift_run, args, src, out) for src, out in pairs]
-        return [f.result() for f in futures]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)  # a failed run stops the others at once
+            return [f.result() for f in futures]
+        except BaseException:  # every worker stopped before the caller removes the runs' folder
+            _stop_pool(pool)
+            raise
 
     try:
         yield run_all
@@ -479,7 +489,7 @@ def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path,
 def _stop_pool(pool: Any) -> None:
     """Ends a ``ProcessPoolExecutor`` on an interrupt or error: each worker terminated (SIGTERM: it closes its
     files, ``_worker_init``), the queue dropped."""
-    for proc in list(getattr(pool, "_processes", {}).values()):
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # None once shut down: a second call
         with contextlib.suppress(OSError):
             proc.terminate()
     pool.shutdown(wait=True, cancel_futures=True)

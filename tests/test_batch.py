@@ -228,6 +228,26 @@ def test_shifted_job_writes_what_separate_shifts_writes(tmp_path: Path) -> None:
     assert not is_done({k: v for k, v in rec.items() if k != "shifts"}, job, tmp_path / "b")
 
 
+def test_remove_partial_takes_a_killed_workers_shifted_runs_too(tmp_path: Path) -> None:
+    """A worker killed during ``separate_shifted`` leaves its runs' folder beside the partial track folder
+    (named by ``runs_folder_prefix``): ``remove_partial`` removes both, and nothing of another track."""
+    from bridge.backends.shifted import runs_folder_prefix
+    from bridge.batch.worker import partial_dir, remove_partial
+
+    out = tmp_path / "out"
+    for track in ("disc2/b", "disc2/bb"):
+        partial = partial_dir(out, track)
+        (partial).mkdir(parents=True)
+        runs = partial.parent / f"{runs_folder_prefix(partial)}x1y2"
+        (runs / "run_128").mkdir(parents=True)
+        (runs / "run_128" / "bass.wav").write_bytes(b"RIFF")
+    remove_partial(out, "disc2/b")
+    assert sorted(p.name for p in (out / "disc2").iterdir()) == [
+        "..bb.partial-shifts-x1y2",
+        ".bb.partial",
+    ]
+
+
 def test_cuda_without_gpus_ends_in_one_line(tmp_path: Path) -> None:
     sf.write(tmp_path / "a.wav", noise(1, 4410).T, 44100)
     env = {**RAY_ENV, "CUDA_VISIBLE_DEVICES": ""}  # Ray sees no GPU, whatever this machine has

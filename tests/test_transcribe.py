@@ -268,7 +268,8 @@ def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, 
     assert [p.name for p in (tmp_path / "two").iterdir()] == ["mix"]  # the shifted runs' folder is gone
     # --jobs 2: the two runs in two processes, the same stems
     assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "jobs"), "--shifts", "2", "-j", "2"]) == 0
-    assert "stem_remask 16383" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "stem_remask 16383" in printed.out and "mix.wav: 2 shifted runs in 2 processes" in printed.err
     jobs = np.stack([sf.read(tmp_path / "jobs" / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
     assert np.abs(jobs - two).max() < 1e-4  # a worker's numpy has one BLAS thread: sums in another order
     assert (tmp_path / "jobs" / "mix" / "notes.mid").read_bytes() == (

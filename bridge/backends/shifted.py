@@ -5,8 +5,9 @@ the same mix delayed by 0, 128, 256 or 384 samples spreads by 0.4-1.2 dB per pit
 BENCHMARKS.md stop 39). ``separate_shifted`` runs the whole path, transcription included, N times on
 the input delayed by ``k * span // N`` samples (k = 0..N-1; the span is the network's hop at the
 file's rate: 512 samples at 44.1 kHz) without its final re-masking, each into a temporary folder
-beside the output (32-bit float WAV, so nothing clips: N x 2.1 MB per second of 44.1 kHz stereo
-audio, plus one delayed copy of the input at a time, all removed at the end); it then streams the N
+beside the output (``runs_folder_prefix``; 32-bit float WAV, so nothing clips: N x 2.1 MB per second of
+44.1 kHz stereo audio, plus one delayed copy of the input at a time, N - 1 at once with ``run_all``, all
+removed at the end); it then streams the N
 results, shifted back and averaged, through the re-masking the transcriber ships (``StemRemask``,
 its ``remask`` powers) into the stem files. ``notes.mid`` is the unshifted run's (whole, also when
 the averaging is interrupted); an earlier run's stems and notes in the output folder are removed
@@ -18,6 +19,11 @@ Selection set (seed 9002, 48 tracks, ``bench/shift_select.py --path blind``): po
 Public API
 ----------
 - ``MAX_SHIFTS``: the most shifts allowed.
+- ``runs_folder_prefix(out_dir) -> str``: the name the runs' temporary folder (in ``out_dir.parent``) starts
+  with; a caller whose process can be killed (``stembridge batch``) removes such folders itself.
+- ``plain(transcriber) -> Transcriber``: the transcriber each run uses (its re-masking off: it comes once,
+  after the average); ``one_run(processor, plain_transcriber, src, out, block_size, progress=None)``: one
+  run (``separate_file`` into float WAV), what ``run_all`` runs elsewhere.
 - ``shift_samples(n_shifts, span) -> list[int]``: the delays, 0 first.
 - ``separate_shifted(processor, in_path, out_dir, transcriber, n_shifts, block_size=OFFLINE_BLOCK_SIZE,
   fmt="wav", progress=None, run_all=None) -> SeparateResult``: as ``separate_file(...,
@@ -51,6 +57,27 @@ MAX_SHIFTS = 16
 # runs the shifted runs elsewhere (``separate --jobs``): [(input, output folder)] -> their results, in order; each
 # as ``separate_file(..., "wav", transcriber=the transcriber without its re-masking)``
 RunAll = Callable[[list[tuple[Path, Path]]], list[SeparateResult]]
+
+
+def runs_folder_prefix(out_dir: Path) -> str:
+    return f".{out_dir.name}-shifts-"
+
+
+def plain(transcriber: Transcriber) -> Transcriber:
+    out = copy.copy(transcriber)
+    out.remask = None
+    return out
+
+
+def one_run(
+    processor: Processor,
+    plain_transcriber: Transcriber,
+    src: Path,
+    out: Path,
+    block_size: int,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> SeparateResult:
+    return separate_file(processor, src, out, block_size, "wav", progress=progress, transcriber=plain_transcriber)
 
 
 def shift_samples(n_shifts: int, span: int) -> list[int]:
@@ -134,8 +161,7 @@ def separate_shifted(
     reader = open_audio(in_path)
     n_total, sample_rate = reader.n_samples, reader.sample_rate
     reader.close()
-    plain = copy.copy(transcriber)
-    plain.remask = None  # the re-masking comes once, after the average
+    each = plain(transcriber)  # the re-masking comes once, after the average
     stems = processor.stems
     powers = None
     if transcriber.remask is not None:  # as separate_file: the powers of the stems this model has
@@ -145,7 +171,7 @@ def separate_shifted(
         out_dir.mkdir(parents=True, exist_ok=True)
         for old in [*(out_dir / f"{s}.{fmt}" for s in stems), out_dir / "notes.mid"]:
             old.unlink(missing_ok=True)  # an earlier run's files never sit beside an interrupted run's
-        tmp_dir = tempfile.TemporaryDirectory(prefix=f".{out_dir.name}-shifts-", dir=out_dir.parent)
+        tmp_dir = tempfile.TemporaryDirectory(prefix=runs_folder_prefix(out_dir), dir=out_dir.parent)
     except OSError as e:
         raise InputError(f"cannot write in {out_dir}: {e.strerror or e}") from None
     with tmp_dir as tmp:
@@ -158,8 +184,9 @@ def separate_shifted(
                 if shift:
                     _delayed_copy(in_path, src, shift, block_size)
             first = run_all(list(zip(sources, (folder for folder, _ in runs))))[0]
-            for src in sources[1:]:
-                src.unlink()
+            for src, shift in zip(sources, shifts):
+                if shift:  # a copy (shift 0 is the input itself)
+                    src.unlink()
             if progress is not None:
                 progress(n_shifts * n_total, (n_shifts + 1) * n_total, sample_rate)
         for k, shift in enumerate(shifts if run_all is None else []):
@@ -172,7 +199,7 @@ def separate_shifted(
                 if progress is not None:
                     progress(k * n_total + min(done, n_total), (n_shifts + 1) * n_total, sr)
 
-            res = separate_file(processor, src, runs[k][0], block_size, "wav", progress=step, transcriber=plain)
+            res = one_run(processor, each, src, runs[k][0], block_size, step)
             if shift:
                 src.unlink()
             first = first or res

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from bridge.backends import OFFLINE_BLOCK_SIZE
 from bridge.batch.plan import MANIFEST, Manifest, collect_inputs, is_done, model_identity, sha256_file
-from bridge.batch.worker import BatchWorker, new_record, partial_dir
+from bridge.batch.worker import BatchWorker, new_record, remove_partial
 from bridge.errors import DeviceError, InputError, StembridgeError
 
 INSTALL_HINT = "'batch' needs Ray: pip install 'stembridge[cluster]' (or: pip install ray)"
@@ -353,12 +353,7 @@ def _failed(job: dict[str, Any], error: str) -> dict[str, Any]:
 
 
 def _remove_partial(job: dict[str, Any]) -> None:
-    import shutil
-
-    partial = partial_dir(Path(job["out"]), job["track"])
-    shutil.rmtree(partial, ignore_errors=True)
-    for runs in partial.parent.glob(f"{partial.name}-shifts-*"):  # separate_shifted's runs (a killed worker's)
-        shutil.rmtree(runs, ignore_errors=True)
+    remove_partial(Path(job["out"]), job["track"])
 
 
 def _first_line(e: BaseException) -> str:

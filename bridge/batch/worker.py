@@ -13,7 +13,8 @@ Public API
   beside it, then renamed into place once every file is complete and
   fsynced; a failure removes the partial folder and leaves an earlier ``OUT/<track>/`` as it was.
   Never raises for a bad input: the record's ``status`` is ``failed`` and ``error`` its one line.
-- ``partial_dir(out, track) -> Path``: ``OUT/<parent>/.<name>.partial``.
+- ``partial_dir(out, track) -> Path``: ``OUT/<parent>/.<name>.partial``; ``remove_partial(out, track)``
+  removes it and the shifted runs' folders beside it.
 
 A job is a dict: ``path``, ``track``, ``out``, ``score`` (path or None), ``score_sha256``,
 ``model`` (identity dict), ``format``, ``block_size``, ``parts``, ``shifts`` (blind inputs: frame grids
@@ -23,6 +24,7 @@ averaged, as ``separate --shifts``; 1 when the input has a score).
 from __future__ import annotations
 
 import functools
+import glob
 import os
 import shutil
 import socket
@@ -36,6 +38,17 @@ from bridge.errors import InputError, StembridgeError
 def partial_dir(out: Path, track: str) -> Path:
     final = out / track
     return final.parent / f".{final.name}.partial"
+
+
+def remove_partial(out: Path, track: str) -> None:
+    """Removes the track's partial folder and the shifted runs' folders beside it (a killed worker's, which
+    ``separate_shifted`` could not remove itself)."""
+    from bridge.backends.shifted import runs_folder_prefix
+
+    partial = partial_dir(out, track)
+    shutil.rmtree(partial, ignore_errors=True)
+    for runs in partial.parent.glob(f"{glob.escape(runs_folder_prefix(partial))}*"):
+        shutil.rmtree(runs, ignore_errors=True)
 
 
 def load_processor(model: str | None, provider: str) -> Any:
@@ -119,7 +132,7 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
     tmp = partial_dir(out, track)
     try:
         record.update(_fingerprint(path))
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_partial(out, track)  # an earlier, killed attempt's
         tmp.mkdir(parents=True)
         if job["parts"]:
             from bridge.backends.offline import separate_parts_file
