@@ -373,10 +373,9 @@ def cmd_separate(args: argparse.Namespace) -> int:
         raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
     if args.score is not None and not args.score.is_file():
         raise InputError(f"{args.score}: no such score file")
-    from bridge.backends.shifted import MAX_SHIFTS
+    from bridge.backends.shifted import check_shifts
 
-    if not 1 <= args.shifts <= MAX_SHIFTS:
-        raise InputError(f"--shifts must be between 1 and {MAX_SHIFTS}, got {args.shifts}")
+    check_shifts(args.shifts)
     if args.shifts != 1 and (args.score is not None or args.parts or args.class_stems_from != "parts"):
         raise InputError("--shifts is for the blind path only (no --score, --parts or --class-stems-from network)")
     names = [p.stem for p in args.inputs]

@@ -19,6 +19,7 @@ Selection set (seed 9002, 48 tracks, ``bench/shift_select.py --path blind``): po
 Public API
 ----------
 - ``MAX_SHIFTS``: the most shifts allowed.
+- ``check_shifts(n_shifts, name="--shifts")``: ``InputError`` (naming ``name``) outside 1..``MAX_SHIFTS``.
 - ``runs_folder_prefix(out_dir) -> str``: the name the runs' temporary folder (in ``out_dir.parent``) starts
   with; a caller whose process can be killed (``stembridge batch``) removes such folders itself.
 - ``plain(transcriber) -> Transcriber``: the transcriber each run uses (its re-masking off: it comes once,
@@ -57,6 +58,12 @@ MAX_SHIFTS = 16
 # runs the shifted runs elsewhere (``separate --jobs``): [(input, output folder)] -> their results, in order; each
 # as ``separate_file(..., "wav", transcriber=the transcriber without its re-masking)``
 RunAll = Callable[[list[tuple[Path, Path]]], list[SeparateResult]]
+
+
+def check_shifts(n_shifts: int, name: str = "--shifts") -> None:
+    """``InputError`` naming ``name`` unless 1 <= ``n_shifts`` <= ``MAX_SHIFTS``."""
+    if not 1 <= n_shifts <= MAX_SHIFTS:
+        raise InputError(f"{name} must be between 1 and {MAX_SHIFTS}, got {n_shifts}")
 
 
 def runs_folder_prefix(out_dir: Path) -> str:
@@ -155,8 +162,7 @@ def separate_shifted(
     run_all: RunAll | None = None,
 ) -> SeparateResult:
     """See the module docstring."""
-    if not 1 <= n_shifts <= MAX_SHIFTS:
-        raise InputError(f"shifts must be between 1 and {MAX_SHIFTS}, got {n_shifts}")
+    check_shifts(n_shifts, "shifts")
     t0 = time.perf_counter()
     reader = open_audio(in_path)
     n_total, sample_rate = reader.n_samples, reader.sample_rate
@@ -178,31 +184,33 @@ def separate_shifted(
         shifts = shift_samples(n_shifts, span)
         runs = [(Path(tmp) / f"run_{shift}", shift) for shift in shifts]
         first: SeparateResult | None = None
-        if run_all is not None:  # every delayed copy first, then all runs at once (their files removed after)
-            sources = [in_path if not shift else Path(tmp) / f"in_{shift}.wav" for shift in shifts]
-            for src, shift in zip(sources, shifts):
-                if shift:
-                    _delayed_copy(in_path, src, shift, block_size)
-            first = run_all(list(zip(sources, (folder for folder, _ in runs))))[0]
-            for src, shift in zip(sources, shifts):
-                if shift:  # a copy (shift 0 is the input itself)
+
+        def source(shift: int) -> Path:  # the input itself, or a delayed copy of it
+            if not shift:
+                return in_path
+            _delayed_copy(in_path, Path(tmp) / f"in_{shift}.wav", shift, block_size)
+            return Path(tmp) / f"in_{shift}.wav"
+
+        if run_all is not None:  # every delayed copy first, then all runs at once (the copies removed after)
+            sources = [source(shift) for shift in shifts]
+            first = run_all([(src, folder) for src, (folder, _) in zip(sources, runs)])[0]
+            for src in sources:
+                if src != in_path:
                     src.unlink()
             if progress is not None:
                 progress(n_shifts * n_total, (n_shifts + 1) * n_total, sample_rate)
-        for k, shift in enumerate(shifts if run_all is None else []):
-            src = in_path
-            if shift:
-                src = Path(tmp) / f"in_{shift}.wav"
-                _delayed_copy(in_path, src, shift, block_size)
+        else:  # one run at a time, one delayed copy at a time
+            for k, (folder, shift) in enumerate(runs):
 
-            def step(done: int, total: int, sr: int, k: int = k) -> None:
-                if progress is not None:
-                    progress(k * n_total + min(done, n_total), (n_shifts + 1) * n_total, sr)
+                def step(done: int, total: int, sr: int, k: int = k) -> None:
+                    if progress is not None:
+                        progress(k * n_total + min(done, n_total), (n_shifts + 1) * n_total, sr)
 
-            res = one_run(processor, each, src, runs[k][0], block_size, step)
-            if shift:
-                src.unlink()
-            first = first or res
+                src = source(shift)
+                res = one_run(processor, each, src, folder, block_size, step)
+                if src != in_path:
+                    src.unlink()
+                first = first or res
         assert first is not None
         average = _ShiftAverage(runs, stems, powers)
 

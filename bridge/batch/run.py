@@ -124,10 +124,9 @@ def run_batch(
         raise InputError(f"--workers must be at least 1, got {workers}")
     if provider not in ("cpu", "cuda"):
         raise InputError(f"unknown provider '{provider}' (cpu or cuda)")
-    from bridge.backends.shifted import MAX_SHIFTS
+    from bridge.backends.shifted import check_shifts
 
-    if not 1 <= shifts <= MAX_SHIFTS:
-        raise InputError(f"--shifts must be between 1 and {MAX_SHIFTS}, got {shifts}")
+    check_shifts(shifts)
     if parts and shifts != 1:
         raise InputError("--shifts is for the blind path only (inputs without a score), not --parts")
     items = collect_inputs(inputs, out)
