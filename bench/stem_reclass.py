@@ -98,9 +98,9 @@ def collect(tracks: list[Path], out: Path, probe: Path) -> None:
     class Recording(Transcriber):  # the first pass, keeping the notes and the classifier's judgement
         seen: tuple[np.ndarray, np.ndarray] | None = None
 
-        def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+        def membership(self, notes: np.ndarray, sounding: np.ndarray, member_share=None) -> np.ndarray:
             self.seen = (notes.copy(), sounding.copy())
-            return super().membership(notes, sounding)
+            return super().membership(notes, sounding, member_share)
 
     tr = Recording(remask=None)  # the first pass as stop 37 measured it
     out.mkdir(parents=True, exist_ok=True)

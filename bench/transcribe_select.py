@@ -119,17 +119,17 @@ def _oracle_transcriber(
                 out = replace(out, parts=parts)
             return out
 
-        def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+        def membership(self, notes: np.ndarray, sounding: np.ndarray, member_share=None) -> np.ndarray:
             if not mode:  # the classifier's classes
-                return super().membership(notes, sounding)
+                return super().membership(notes, sounding, member_share)
             if mode == "parts":  # each note of one true part takes the part's mean sounding logit
                 part = note_parts(notes, track_notes(self.track_dir, with_part=True))
                 p = np.clip(sounding.astype(np.float64), 1e-6, 1 - 1e-6)
                 logit = np.log(p / (1 - p))
                 for q in np.unique(part[part >= 0]).tolist():
                     logit[part == q] = logit[part == q].mean(axis=0)
-                return super().membership(notes, (1 / (1 + np.exp(-logit))).astype(np.float32))
-            member = super().membership(notes, sounding)
+                return super().membership(notes, (1 / (1 + np.exp(-logit))).astype(np.float32), member_share)
+            member = super().membership(notes, sounding, member_share)
             truth = note_labels(notes, track_notes(self.track_dir))[0].astype(bool)
             real = truth.any(axis=1, keepdims=True)
             if mode in ("classes", "all"):

@@ -127,6 +127,8 @@ def test_without_ray_one_line_says_how_to_install(tmp_path: Path) -> None:
         ("workers", "--workers must be at least 1", 2),
         ("shifts", "--shifts must be between 1 and 16, got 0", 2),
         ("shifts-parts", "--shifts is for the blind path only", 2),
+        ("shares", "--shares: each share must be in (0, 1], got '0.2,2'", 2),
+        ("shares-parts", "--shares is for the blind path only", 2),
     ],
 )
 def test_argument_errors_end_in_one_line(tmp_path: Path, capsys, case: str, message: str, code: int) -> None:
@@ -141,6 +143,8 @@ def test_argument_errors_end_in_one_line(tmp_path: Path, capsys, case: str, mess
         "workers": [str(tmp_path / "in"), "--workers", "0"],
         "shifts": [str(tmp_path / "in"), "--shifts", "0"],
         "shifts-parts": [str(tmp_path / "in"), "--parts", "--score-dir", str(tmp_path / "in"), "--shifts", "2"],
+        "shares": [str(tmp_path / "in"), "--shares", "0.2,2"],
+        "shares-parts": [str(tmp_path / "in"), "--parts", "--score-dir", str(tmp_path / "in"), "--shares", "0.2"],
     }[case]
     if case == "empty":
         (tmp_path / "in" / "x" / "nothing_here").mkdir()
@@ -195,15 +199,18 @@ def test_parts_job_writes_what_separate_parts_writes(tmp_path: Path) -> None:
     no_partials(tmp_path / "b")
 
 
-def test_shifted_job_writes_what_separate_shifts_writes(tmp_path: Path) -> None:
-    """The worker's function alone (no Ray): a blind job with shifts is ``separate --shifts``; its record says
-    so, and a record of the same file without shifts is not taken as done."""
+def test_ensemble_job_writes_what_separate_shifts_and_shares_writes(tmp_path: Path) -> None:
+    """The worker's function alone (no Ray): a blind job with shifts and shares is ``separate --shifts --shares``;
+    its record says so, and a record of the same file without them (or other shares) is not taken as done."""
     from bridge.batch.plan import is_done
     from bridge.batch.worker import load_processor
 
     sf.write(tmp_path / "song.wav", noise(2, 44100 * 2, seed=6).T, 44100)
     assert (
-        main(["separate", str(tmp_path / "song.wav"), "--shifts", "2", "-m", MODEL, "-o", str(tmp_path / "a"), "-q"])
+        main(
+            ["separate", str(tmp_path / "song.wav"), "--shifts", "2", "--shares", "0.2,0.6", "-m", MODEL]
+            + ["-o", str(tmp_path / "a"), "-q"]
+        )
         == 0
     )
     job = {
@@ -217,21 +224,26 @@ def test_shifted_job_writes_what_separate_shifts_writes(tmp_path: Path) -> None:
         "block_size": OFFLINE_BLOCK_SIZE,
         "parts": False,
         "shifts": 2,
+        "shares": [0.2, 0.6],
     }
     rec = process_job(load_processor(MODEL, "cpu"), job, {"host": "here", "pid": 1, "node": None})
-    assert rec["status"] == "ok" and rec["shifts"] == 2, rec
+    assert rec["status"] == "ok" and rec["shifts"] == 2 and rec["shares"] == [0.2, 0.6], rec
     same_tree(tmp_path / "a" / "song", tmp_path / "b" / "song")
     no_partials(tmp_path / "b")
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["song"]  # the shifted runs are gone
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["song"]  # the runs are gone
     assert is_done(rec, job, tmp_path / "b")
     assert not is_done({**rec, "shifts": 1}, job, tmp_path / "b")
     assert not is_done({k: v for k, v in rec.items() if k != "shifts"}, job, tmp_path / "b")
+    assert not is_done({**rec, "shares": None}, job, tmp_path / "b")
+    assert not is_done({**rec, "shares": [0.2, 0.5]}, job, tmp_path / "b")
+    assert not is_done({k: v for k, v in rec.items() if k != "shares"}, job, tmp_path / "b")
+    assert is_done({k: v for k, v in rec.items() if k != "shares"}, {**job, "shares": None}, tmp_path / "b")
 
 
 def test_remove_partial_takes_a_killed_workers_shifted_runs_too(tmp_path: Path) -> None:
-    """A worker killed during ``separate_shifted`` leaves its runs' folder beside the partial track folder
+    """A worker killed during ``separate_ensemble`` leaves its runs' folder beside the partial track folder
     (named by ``runs_folder_prefix``): ``remove_partial`` removes both, and nothing of another track."""
-    from bridge.backends.shifted import runs_folder_prefix
+    from bridge.backends.ensemble import runs_folder_prefix
     from bridge.batch.worker import partial_dir, remove_partial
 
     out = tmp_path / "out"

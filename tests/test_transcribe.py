@@ -243,6 +243,67 @@ def test_transcription_model_file_is_checked(tmp_path: Path) -> None:
         BasicPitch(NOTE_CLASSES_FILE)  # a valid ONNX file of another kind
 
 
+def test_one_analysis_gives_the_transcription_of_every_share(band: dict) -> None:
+    """``Transcriber.transcription(analyse(x), share)`` is ``Transcriber(member_share=share).transcribe(x)``: the
+    parts hold the notes that share lets in (a small share more, in more classes), the written notes are the same
+    for every share."""
+    tr = Transcriber()
+    analysis = tr.analyse(band["mix"], SR)
+    made = {share: tr.transcription(analysis, share) for share in (0.05, 1.0)}
+    for share, got in made.items():
+        want = Transcriber(member_share=share).transcribe(band["mix"], SR)
+        assert [p.name for p in got.parts] == [p.name for p in want.parts]
+        assert all(np.array_equal(a.notes, b.notes) for a, b in zip(got.parts, want.parts))
+        assert all(np.array_equal(got.notes[k], want.notes[k]) for k in want.notes)
+    n_small, n_whole = (sum(p.n_notes for p in made[share].parts) for share in (0.05, 1.0))
+    assert n_small > n_whole >= len(analysis.notes) // 2, (n_small, n_whole, len(analysis.notes))
+    own, at = tr.transcription(analysis), tr.transcription(analysis, tr.member_share)  # None: its own share
+    assert all(np.array_equal(a.notes, b.notes) for a, b in zip(own.parts, at.parts))
+
+
+def test_separate_shares_averages_the_separations_of_one_transcription(band: dict, tmp_path: Path, capsys) -> None:
+    """``separate --shares``: one share is the plain run (the transcriber's own share: the same stems); two shares
+    that put notes in different parts average two separations to stems that differ from one run's, still sum to
+    the input and keep its notes, and leave no temporary folder; ``--jobs 2`` runs them side by side to the same
+    stems; bad shares and shares with a score are refused in one line."""
+    d = band["dir"]
+    stems = ("drums", "bass", "piano", "guitar", "strings", "other")
+    sf.write(tmp_path / "mix.wav", np.stack([band["mix"]] * 2, axis=1), SR, subtype="FLOAT")
+
+    def stems_of(name: str, *extra: str) -> np.ndarray:
+        assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / name), "-q", *extra]) == 0
+        assert [p.name for p in (tmp_path / name).iterdir()] == ["mix"]  # the runs' folder is gone
+        return np.stack([sf.read(tmp_path / name / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
+
+    one, own = stems_of("one"), stems_of("own", "--shares", "0.3")
+    assert np.abs(own - one).max() < 1e-5  # one run at the transcriber's own share: the plain path
+    two = stems_of("two", "--shares", "0.05,1")
+    mix, _ = sf.read(tmp_path / "mix.wav", dtype="float64")
+    assert np.abs(two.sum(axis=0) - mix).max() < 1e-4
+    assert np.abs(two - one).max() > 1e-3  # other parts, other stems
+    notes = [(tmp_path / name / "mix" / "notes.mid").read_bytes() for name in ("one", "two")]
+    assert notes[0] == notes[1]
+    assert (
+        main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "jobs"), "--shares", "0.05,1", "-j", "2"])
+        == 0
+    )
+    assert "mix.wav: 2 runs in 2 processes" in capsys.readouterr().err
+    jobs = np.stack([sf.read(tmp_path / "jobs" / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
+    assert np.abs(jobs - two).max() < 1e-4
+    for extra, why in (
+        (["--shares", "abc"], "separated by commas"),
+        (["--shares", "0,0.5"], "each share must be in (0, 1]"),
+        (["--shares", "nan"], "each share must be in (0, 1]"),
+        (["--shares", "0.2,0.2"], "a share given twice"),
+        (["--shares", "0.2", "--score", str(d / "bass.mid")], "--shares is for the blind path only"),
+        (["--shares", "ensemble", "--shifts", "8"], "makes 40 runs; at most 32"),
+    ):
+        assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "x"), *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], (extra, err)
+    assert not (tmp_path / "x").exists()
+
+
 def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, tmp_path: Path, capsys) -> None:
     """``separate --shifts 2``: the blind path on the input and on it delayed by 256 samples, averaged and
     re-masked: the stems still sum back to the input sample for sample (the shifted run lined up again;
@@ -269,7 +330,7 @@ def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, 
     # --jobs 2: the two runs in two processes, the same stems
     assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "jobs"), "--shifts", "2", "-j", "2"]) == 0
     printed = capsys.readouterr()
-    assert "stem_remask 16383" in printed.out and "mix.wav: 2 shifted runs in 2 processes" in printed.err
+    assert "stem_remask 16383" in printed.out and "mix.wav: 2 runs in 2 processes" in printed.err
     jobs = np.stack([sf.read(tmp_path / "jobs" / "mix" / f"{s}.wav", dtype="float64")[0] for s in stems])
     assert np.abs(jobs - two).max() < 1e-4  # a worker's numpy has one BLAS thread: sums in another order
     assert (tmp_path / "jobs" / "mix" / "notes.mid").read_bytes() == (

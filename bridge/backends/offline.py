@@ -3,10 +3,12 @@
 Public API
 ----------
 - ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None,
-  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT, network_remask=None) -> SeparateResult``: stream
+  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT, network_remask=None, transcription=None)
+  -> SeparateResult``: stream
   one file through a prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
   ``bridge.parts.classes``; without one, with a ``bridge.transcribe.Transcriber``: from the
-  parts of the file's own transcription, whose notes are then the pitched stems' notes; the network's
+  parts of the file's own transcription (or of ``transcription``, the file's already made with that transcriber),
+  whose notes are then the pitched stems' notes; the network's
   stems alone re-masked by ``network_remask``, ``bridge.remasked``) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
@@ -76,6 +78,7 @@ def separate_file(
     transcriber: Transcriber | None = None,
     fusion: Mapping[str, float] | None = FUSION_EXPONENT,
     network_remask: Mapping[str, float] | None = None,
+    transcription: Transcription | None = None,
 ) -> SeparateResult:
     """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block.
 
@@ -87,13 +90,15 @@ def separate_file(
     ``fusion``, and its ``remask`` re-masks the finished stems, ``bridge.parts.fusion.StemRemask``);
     ``notes.mid`` then holds the transcription's notes for its classes and the network's for the rest
     (drums). Where the stems are the network's alone (no parts), ``network_remask`` {stem: mask power}
-    re-masks them from their sum (``bridge.remasked``; None: as the network gives them)."""
+    re-masks them from their sum (``bridge.remasked``; None: as the network gives them). A ``transcription`` of
+    the file made with ``transcriber`` (``Transcriber.transcription``) is used as it is, not made again."""
+    if transcription is not None and (transcriber is None or score_path is not None):
+        raise ValueError("a transcription goes with its transcriber, without a score")
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
     blind_stems: tuple[str, ...] = ()
     score: list[np.ndarray] | None = None
     parts: list[ScorePart] | None = None
-    transcription: Transcription | None = None
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
     remask: Mapping[str, float] | None = None  # the transcription's stems only (selection set, blind)
@@ -101,7 +106,8 @@ def separate_file(
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
     elif transcriber is not None:
-        transcription, _ = transcriber.transcribe_file(in_path)
+        if transcription is None:
+            transcription, _ = transcriber.transcribe_file(in_path)
         parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
@@ -185,7 +191,7 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
 
 class StreamProcessor(Protocol):
     """What ``_separate`` streams a file through (``Processor``, ``ScoredClasses``, ``PartsProcessor``,
-    ``RemaskedNetwork``, ``NetworkDrumParts``, ``bridge.backends.shifted``'s average), prepared."""
+    ``RemaskedNetwork``, ``NetworkDrumParts``, ``bridge.backends.ensemble``'s average), prepared."""
 
     @property
     def stems(self) -> Sequence[str]: ...

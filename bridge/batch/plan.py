@@ -141,7 +141,7 @@ def read_manifest(path: Path) -> dict[str, dict[str, Any]]:
 
 def is_done(record: dict[str, Any] | None, job: dict[str, Any], out: Path) -> bool:
     """True when ``record`` (the manifest's last line for this track) says the track was written
-    from the same input bytes, with the same model, score, format and shifts, and its folder exists.
+    from the same input bytes, with the same model, score, format, shifts and shares, and its folder exists.
 
     The input is the same when its path, size and mtime match the record (it is not re-read),
     or else when its sha256 matches."""
@@ -151,6 +151,8 @@ def is_done(record: dict[str, Any] | None, job: dict[str, Any], out: Path) -> bo
         if record.get(key) != job[key]:
             return False
     if record.get("shifts", 1) != job.get("shifts", 1):  # records from before --shifts were unshifted
+        return False
+    if record.get("shares") != job.get("shares"):  # None: the transcriber's own share, as before --shares
         return False
     path = Path(job["path"])
     try:

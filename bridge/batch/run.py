@@ -87,6 +87,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         provider=args.provider,
         fmt=args.format,
         shifts=args.shifts,
+        shares=args.shares,
         quiet=args.quiet,
     )
     for line in summary.lines():
@@ -107,6 +108,7 @@ def run_batch(
     fmt: str = "wav",
     block_size: int = OFFLINE_BLOCK_SIZE,
     shifts: int = 1,
+    shares: str | None = None,
     quiet: bool = False,
     stream: IO[str] | None = None,
 ) -> Summary:
@@ -124,11 +126,15 @@ def run_batch(
         raise InputError(f"--workers must be at least 1, got {workers}")
     if provider not in ("cpu", "cuda"):
         raise InputError(f"unknown provider '{provider}' (cpu or cuda)")
-    from bridge.backends.shifted import check_shifts
+    from bridge.backends.ensemble import check_runs, check_shifts, parse_shares
 
     check_shifts(shifts)
     if parts and shifts != 1:
         raise InputError("--shifts is for the blind path only (inputs without a score), not --parts")
+    member_shares = None if shares is None else list(parse_shares(shares))
+    if parts and member_shares is not None:
+        raise InputError("--shares is for the blind path only (inputs without a score), not --parts")
+    check_runs(shifts, member_shares)
     items = collect_inputs(inputs, out)
     identity = model_identity(model, parts)
     out = Path(os.path.abspath(out))
@@ -157,6 +163,7 @@ def run_batch(
                     "block_size": block_size,
                     "parts": parts,
                     "shifts": 1 if score else shifts,  # a scored input is separated by its score, unshifted
+                    "shares": None if score else member_shares,
                 }
                 if is_done(manifest.records.get(item.track), job, out):
                     summary.n_skipped += 1

@@ -30,7 +30,12 @@ Public API
   ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` and ``remask`` as ``ScoredClasses``', no fusion by
   default, ``remask`` None: none): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
-  ``parts(audio, sample_rate) -> list[ScorePart]``.
+  ``parts(audio, sample_rate) -> list[ScorePart]``. In two steps, so that one analysis serves several
+  membership shares (``bridge.backends.ensemble``): ``analyse(audio, sample_rate) -> NoteAnalysis``,
+  ``analyse_file(path) -> (NoteAnalysis, sample_rate)``, then ``transcription(analysis, member_share=None)
+  -> Transcription`` (None: the transcriber's own share).
+- ``NoteAnalysis``: ``notes`` (n, 4) basic-pitch's, the classifier's ``sounding`` and ``onset`` (n, n_classes)
+  and ``shift_s`` (n,).
 - ``Transcription``: ``parts`` (one ``ScorePart`` per class), ``notes`` {class: (n, 4)} and
   ``events(stems, sample_rate, until_s=None) -> list[NoteEvent]`` (the written notes).
 - ``score_of_parts(parts, stems) -> list[np.ndarray]``: the parts' notes per class stem, as
@@ -69,6 +74,18 @@ TRANSCRIBED_NETWORK_SHARE = {"bass": 0.5, "strings": 0.6, "piano": 0.8, "guitar"
 # the finished stems re-masked from their sum in a 0.37 s STFT, each mask to its stem's power
 # (``bridge.parts.fusion.StemRemask``; selection set, seed 9002, 48 tracks: BENCHMARKS.md, stop 37)
 TRANSCRIBED_REMASK = {"drums": 0.9, "bass": 0.9, "piano": 0.75, "guitar": 0.75, "strings": 0.6, "other": 0.9}
+
+
+@dataclass
+class NoteAnalysis:
+    """What the transcription is made from: basic-pitch's ``notes`` (n, 4) (onset s, offset s, MIDI pitch,
+    velocity) and the classifier's per-class probabilities ``sounding`` and ``onset`` (n, n_classes) and
+    onset shifts ``shift_s`` (n,) in seconds."""
+
+    notes: np.ndarray
+    sounding: np.ndarray
+    onset: np.ndarray
+    shift_s: np.ndarray
 
 
 @dataclass
@@ -136,9 +153,19 @@ class Transcriber:
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> Transcription:
         """Mono ``audio`` (n,) -> one part per class, named after it, on its stem channel
         (``instruments.stem_channel``), and the notes written per class."""
+        return self.transcription(self.analyse(audio, sample_rate))
+
+    def analyse(self, audio: np.ndarray, sample_rate: int) -> NoteAnalysis:
+        """Mono ``audio`` (n,) -> basic-pitch's notes and the classifier's judgement of each."""
         notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)
-        sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes)
-        member = self.membership(notes, sounding)
+        return NoteAnalysis(notes, *self.classifier.predict(audio, sample_rate, notes))
+
+    def transcription(self, analysis: NoteAnalysis, member_share: float | None = None) -> Transcription:
+        """The parts and written notes of ``analysis`` (see ``transcribe``), each note in the parts of the classes
+        where it sounds with at least ``member_share`` of its best class's probability (None: ``self.member_share``);
+        the written notes do not depend on the share."""
+        notes, onset, shift_s = analysis.notes, analysis.onset, analysis.shift_s
+        member = self.membership(notes, analysis.sounding, member_share)
         written = onset >= self.classifier.onset_thresholds
         moved = notes.copy()  # written notes start where the classifier puts the true onset
         moved[:, 0] = np.clip(notes[:, 0] + shift_s, 0.0, notes[:, 1] - 0.01)
@@ -151,11 +178,12 @@ class Transcriber:
             per_class[name] = merge_repeated_onsets(moved[written[:, k]])
         return Transcription(parts, per_class)
 
-    def membership(self, notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
+    def membership(self, notes: np.ndarray, sounding: np.ndarray, member_share: float | None = None) -> np.ndarray:
         """(n, n_classes) bool: which class parts each of ``notes`` (n, 4) joins, from the classifier's
-        ``sounding`` probabilities (n, n_classes) (see the module docstring)."""
+        ``sounding`` probabilities (n, n_classes) (see the module docstring; None: ``self.member_share``)."""
+        share = self.member_share if member_share is None else float(member_share)
         best = sounding.max(axis=1, keepdims=True) if len(notes) else sounding
-        return (sounding >= self.sounding_threshold) & (sounding >= self.member_share * best)
+        return (sounding >= self.sounding_threshold) & (sounding >= share * best)
 
     def parts(self, audio: np.ndarray, sample_rate: int) -> list[ScorePart]:
         """``transcribe(audio, sample_rate).parts``."""
@@ -164,14 +192,25 @@ class Transcriber:
     def transcribe_file(self, path: Path) -> tuple[Transcription, int]:
         """``transcribe`` an audio file (channels averaged), and its sample rate; ``InputError`` for a
         file that cannot be read (the same checks and messages as the separation's own reader)."""
-        from bridge.audio_io import open_audio
+        mono, sample_rate = _read_mono(path)
+        return self.transcribe(mono, sample_rate), sample_rate
 
-        reader = open_audio(path)
-        try:
-            mono = np.concatenate([b.mean(axis=0) for b in reader.blocks(1 << 16)])
-        finally:
-            reader.close()
-        return self.transcribe(mono, reader.sample_rate), reader.sample_rate
+    def analyse_file(self, path: Path) -> tuple[NoteAnalysis, int]:
+        """``analyse`` an audio file (channels averaged), and its sample rate (see ``transcribe_file``)."""
+        mono, sample_rate = _read_mono(path)
+        return self.analyse(mono, sample_rate), sample_rate
+
+
+def _read_mono(path: Path) -> tuple[np.ndarray, int]:
+    """An audio file's channels averaged (n,), and its sample rate."""
+    from bridge.audio_io import open_audio
+
+    reader = open_audio(path)
+    try:
+        mono = np.concatenate([b.mean(axis=0) for b in reader.blocks(1 << 16)])
+    finally:
+        reader.close()
+    return mono, reader.sample_rate
 
 
 def score_of_parts(parts: Sequence[ScorePart], stems: Sequence[str]) -> list[np.ndarray]:
@@ -193,6 +232,7 @@ __all__ = [
     "TRANSCRIBED_MODEL_STEMS",
     "TRANSCRIBED_NETWORK_SHARE",
     "TRANSCRIBED_REMASK",
+    "NoteAnalysis",
     "Transcriber",
     "Transcription",
     "score_of_parts",
