@@ -271,17 +271,16 @@ def evaluate_track(
     offsets: Sequence[int] = (0,),
     shifts: int = 1,
     rows_run: Sequence[str] = RUN_ROWS,
-    shares: Sequence[float] | None = None,
 ) -> dict:
     """Scores of every row in ``rows_run`` on one track: {row: {"sep": {stem: ...}, "f1": {stem: F1},
     "inst_blind_f1": x}}; with several ``offsets``, each row runs on the mix delayed by each (samples of
     silence in front, the score delayed with it) and its scores are the mean over them (``sep_by_offset``
-    keeps each). ``shifts`` > 1 or ``shares`` run the "model blind" row as ``separate --shifts/--shares`` does
-    (``bridge.backends.ensemble``)."""
+    keeps each). ``shifts`` > 1 runs the "model blind" row as ``separate --shifts`` does
+    (``bridge.backends.shifted``)."""
     import soundfile as sf
 
-    from bridge.backends.ensemble import separate_ensemble
     from bridge.backends.offline import separate_file
+    from bridge.backends.shifted import separate_shifted
     from bridge.engine import Processor
     from bridge.remasked import NETWORK_REMASK, soften
     from bridge.score import read_score_file
@@ -328,8 +327,8 @@ def evaluate_track(
             out_dir = work / row.replace(" ", "").replace("+", "_")
             src, delayed_score = inputs[offset]
             score_src = None if score is None else delayed_score
-            if (shifts > 1 or shares) and row == "model blind" and transcriber is not None:
-                res = separate_ensemble(runner, src, out_dir, transcriber, shifts, block_size, "wav", shares=shares)
+            if shifts > 1 and row == "model blind" and transcriber is not None:
+                res = separate_shifted(runner, src, out_dir, transcriber, shifts, block_size, "wav")
             else:
                 res = separate_file(
                     runner,
@@ -592,8 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--shares",
         default=None,
-        metavar="A,B,...|ensemble",
-        help="'model blind' row separated once per membership share and averaged, as `separate --shares`",
+        metavar="A,B,...|wide",
+        help="'model blind' row separated once per membership share and averaged, as `separate --shares` (default "
+        "the shipped bridge.transcribe.TRANSCRIBED_SHARES; 0.3: one separation, as before stop 41)",
     )
     ap.add_argument(
         "--rows",
@@ -608,15 +608,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if any(o < 0 for o in args.offsets):
         ap.error("--offsets must be >= 0 samples")
-    from bridge.backends.ensemble import MAX_SHIFTS
+    from bridge.backends.shifted import MAX_SHIFTS
 
     if not 1 <= args.shifts <= MAX_SHIFTS:
         ap.error(f"--shifts must be between 1 and {MAX_SHIFTS}")
     if (args.shifts > 1 or args.shares) and (args.blind != "parts" or "model blind" not in args.rows):
         ap.error("--shifts and --shares are for the blind path (--blind parts and the 'model blind' row)")
+    from bridge.transcribe import TRANSCRIBED_SHARES
+
     if args.shares is not None:
-        from bridge.backends.ensemble import parse_shares
         from bridge.errors import InputError
+        from bridge.parts.share_ensemble import parse_shares
 
         try:
             args.shares = parse_shares(args.shares)
@@ -639,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.blind == "parts":
         from bridge.transcribe import Transcriber
 
-        transcriber = Transcriber(n_threads=args.threads)
+        transcriber = Transcriber(n_threads=args.threads, shares=args.shares or TRANSCRIBED_SHARES)
     notes: dict[str, str] = {"IRM ceiling": f"|S_i| / sum_j |S_j| at n_fft {meta.n_fft}, hop {meta.hop}, mix phase"}
     transcribe = None
     if args.no_basic_pitch:
@@ -661,7 +663,6 @@ def main(argv: list[str] | None = None) -> int:
                 tuple(args.offsets),
                 args.shifts,
                 tuple(args.rows),
-                args.shares,
             )
             per_track.append({"track": track_dir.name, **rows})
             b = rows["model blind"]["sep"] if "model blind" in rows else {}
@@ -694,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
                 "soundfont": "MuseScore_General_Full.sf3",
                 "offsets": list(args.offsets),
                 "shifts": args.shifts,
-                "shares": None if args.shares is None else list(args.shares),
+                "shares": list(args.shares or TRANSCRIBED_SHARES),
                 "rows": list(args.rows),
             },
             "metrics": {

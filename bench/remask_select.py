@@ -150,7 +150,9 @@ def first_pass(td: Path, cache: Path, path: str = "blind") -> np.ndarray:
         elif path in ("network", "network-score"):
             _network_pass(Processor(None), td, cache, path)
         else:
-            separate_file(Processor(None), td / "mix.flac", cache, fmt="flac", transcriber=Transcriber(remask=None))
+            separate_file(
+                Processor(None), td / "mix.flac", cache, fmt="flac", transcriber=Transcriber(remask=None, shares=None)
+            )
     # FLAC is 16-bit: re-masked stems are scored against stems of that precision, the input of both
     return np.stack([sf.read(str(cache / f"{s}.flac"), dtype="float32", always_2d=True)[0].T for s in NAMES])
 

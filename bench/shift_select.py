@@ -82,7 +82,7 @@ def shifted_network(
                 from bridge.transcribe import Transcriber
 
                 if td not in _BASE:  # one transcription per track, for every shift
-                    tr = _BASE.get("transcriber") or Transcriber(remask=None)
+                    tr = _BASE.get("transcriber") or Transcriber(remask=None, shares=None)
                     _BASE.clear()
                     _BASE.update({"transcriber": tr, td: tr.transcribe_file(td / "mix.flac")[0]})
                 fixed = _SharedTranscription(_BASE["transcriber"], _BASE[td], sr, shift / sr)
@@ -127,18 +127,26 @@ def main(argv: list[str] | None = None) -> int:
         help="--path blind: more runs of the undelayed mix, each with these transcriber settings "
         "(bench/transcribe_select.py's variant syntax, e.g. share=0.2), averaged with the shifts",
     )
+    ap.add_argument(
+        "--sets",
+        nargs="+",
+        default=[],
+        metavar="A+B+...",
+        help="--path blind: rows averaging the undelayed runs with these membership shares (the shipped share "
+        "is the shift-0 run, the others runs as --members share=X), e.g. 0.1+0.3+0.8",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     from bench.remask_select import NAMES, parse_variant, remasked, score_rows
     from bench.transcribe_select import mix_and_refs, report, save_json, track_folders
     from bridge.engine import Processor
     from bridge.remasked import soften
-    from bridge.transcribe import TRANSCRIBED_REMASK
+    from bridge.transcribe import MEMBER_SHARE, TRANSCRIBED_REMASK
 
     if not args.shifts or args.shifts[0] != 0:
         ap.error("--shifts starts with 0")
-    if args.members and args.path != "blind":
-        ap.error("--members goes with --path blind")
+    if (args.members or args.sets) and args.path != "blind":
+        ap.error("--members and --sets go with --path blind")
     if any(parse_variant(v)[0] <= 0 or ">" in v for v in args.remask or []):
         ap.error("--remask takes N_FFT:POWERS re-maskings only (no mask:, net: or chains)")
     proc = soften(Processor(None))
@@ -171,6 +179,16 @@ def main(argv: list[str] | None = None) -> int:
             rows[f"mean of {len(shifts)} shifts and {len(members)} members > {after}"] = remasked(both, n_fft, powers)
             with_0 = (ests[0] + sum(members.values())) / (1 + len(members))
             rows[f"mean of shift 0 and {len(members)} members > {after}"] = remasked(with_0, n_fft, powers)
+        for spec in args.sets:
+            runs = [
+                ests[0]
+                if float(x) == MEMBER_SHARE
+                else shifted_network(
+                    td, 0, args.stems / "blind-member" / f"{td.name}_{_safe(f'share={x}')}", proc, "blind", f"share={x}"
+                )
+                for x in spec.split("+")
+            ]
+            rows[f"shares {spec} > {after}"] = remasked(sum(runs) / len(runs), n_fft, powers)
         for v in args.remask or []:
             rows[f"mean of {len(shifts)} > {v}"] = remasked(rows[f"mean of {len(shifts)}"], *parse_variant(v))
         score_rows(rows, mix, refs, doc, td.name)

@@ -102,7 +102,7 @@ def collect(tracks: list[Path], out: Path, probe: Path) -> None:
             self.seen = (notes.copy(), sounding.copy())
             return super().membership(notes, sounding, member_share)
 
-    tr = Recording(remask=None)  # the first pass as stop 37 measured it
+    tr = Recording(remask=None, shares=None)  # the first pass as stop 37 measured it
     out.mkdir(parents=True, exist_ok=True)
     stems_dir = out / "stems"  # the first pass's stems, kept for other rules
     for td in tracks:

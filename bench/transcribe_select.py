@@ -10,7 +10,9 @@ the parts, ``bass:0.25+strings:0.1``; ``nshare=`` for none; default the shipped 
 network's exponent per stem fused by magnitude, ``bridge.parts.fusion``, same syntax), ``remask``
 (the finished stems re-masked from their sum, ``bridge.parts.fusion.StemRemask``: the mask power per
 stem, same syntax, 1 where not named, so ``remask=`` re-masks with every power 1; ``none``: not
-re-masked; default the shipped one), ``soft`` (the network conditioned on the transcription with its
+re-masked; default the shipped one), ``shares`` (membership shares separated side by side and averaged,
+``0.05+0.3+1``, ``bridge.parts.share_ensemble``; default none: ``share`` alone, as every variant before stop 41
+measured it), ``soft`` (the network conditioned on the transcription with its
 masks softened: ``1`` the live bridge's powers, ``bridge.remasked``, or ``bass:0.3+...``), ``oracle``
 (a diagnostic, not a setting: ``classes``: each transcribed note joins the parts of the classes
 that truly sound at its pitch, a note with none (a ghost) the classifier's; ``ghosts``: the
@@ -172,6 +174,7 @@ def transcriber_of(spec: str):
         network_share=_per_stem(kv["nshare"]) if "nshare" in kv else TRANSCRIBED_NETWORK_SHARE,
         fusion=_per_stem(kv["fuse"]) if "fuse" in kv else None,
         remask=_remask(kv["remask"]) if "remask" in kv else TRANSCRIBED_REMASK,
+        shares=tuple(float(x) for x in kv["shares"].split("+")) if "shares" in kv else None,  # None: `share` alone
     )
     if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
         per_class = _per_stem(kv["soundc"])
@@ -179,7 +182,7 @@ def transcriber_of(spec: str):
             raise SystemExit(f"soundc: classes are {', '.join(tr.classifier.classes)}, got {', '.join(per_class)}")
         thr = np.array([per_class.get(c, tr.sounding_threshold) for c in tr.classifier.classes])
         base = tr.membership
-        tr.membership = lambda notes, sounding: base(notes, sounding) & (sounding >= thr[None, :])
+        tr.membership = lambda notes, sounding, share=None: base(notes, sounding, share) & (sounding >= thr[None, :])
     if int(kv.get("cshift", 1)) > 1:
         _class_shifts(tr, int(kv["cshift"]))
     if int(kv.get("pshift", 1)) > 1:

@@ -70,11 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shares",
         default=None,
-        metavar="A,B,...|ensemble",
+        metavar="A,B,...|wide",
         help="the blind path only: separate the transcription once per membership share (how sure of a class a "
-        "note must be to join that class's part; the default path uses 0.3) and average the stems; ensemble: "
-        "0.15,0.2,0.3,0.45,0.6 (five separations, about four times the time; held out +0.15 dB overall, "
-        "strings +0.8 dB per track)",
+        "note must be to join a class's part), side by side, and average the stems (default 0.05,0.3,1; 0.3: one "
+        "separation, about 1.5 times as fast; wide: 0.05,0.1,0.2,0.3,0.45,0.8,1, about twice the time)",
     )
     p.add_argument(
         "--parts",
@@ -115,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="files separated at once, each in its own process (one core each with --threads 1; default 1); one "
-        "input with --shifts or --shares: its runs side by side",
+        "input with --shifts N: its N runs side by side",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress output")
 
@@ -248,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--shares",
         default=None,
-        metavar="A,B,...|ensemble",
-        help="inputs without a score: as separate --shares, one separation per membership share, averaged",
+        metavar="A,B,...|wide",
+        help="inputs without a score: as separate --shares, one separation per membership share, averaged "
+        "(default 0.05,0.3,1)",
     )
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
@@ -333,9 +333,7 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
             soften(processor)
             network_remask = NETWORK_REMASK
         if args.score is None and args.class_stems_from == "parts":
-            from bridge.transcribe import Transcriber
-
-            transcriber = Transcriber(n_threads=args.threads)
+            transcriber = _transcriber(args)
 
         def run(path: Path) -> SeparateResult:
             progress = Progress(path.name, not args.quiet)
@@ -344,18 +342,18 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
                 sys.stderr.write(
                     f"{path.name}: transcribing the whole file first{times} (--class-stems-from network skips it)\n"
                 )
-            if transcriber is not None and (args.shifts > 1 or args.shares):
-                from bridge.backends.ensemble import separate_ensemble
+            if transcriber is not None and args.shifts > 1:
+                from bridge.backends.shifted import separate_shifted
 
                 out = args.out / path.stem
-                n_runs = args.shifts * len(args.shares or (None,))
                 with contextlib.ExitStack() as stack:
                     run_all = None
-                    if args.jobs > 1:  # one input: its runs side by side
-                        run_all = stack.enter_context(_run_pool(args, n_runs))
+                    if args.jobs > 1:  # one input: its shifted runs side by side
+                        run_all = stack.enter_context(_shift_pool(args))
                         if not args.quiet:
-                            sys.stderr.write(f"{path.name}: {n_runs} runs in {min(args.jobs, n_runs)} processes\n")
-                    return separate_ensemble(
+                            n_proc = min(args.jobs, args.shifts)
+                            sys.stderr.write(f"{path.name}: {args.shifts} shifted runs in {n_proc} processes\n")
+                    return separate_shifted(
                         processor,
                         path,
                         out,
@@ -365,7 +363,6 @@ def _separate_runner(args: argparse.Namespace) -> Callable[[Path], Any]:
                         args.format,
                         progress,
                         run_all,
-                        args.shares,
                     )
             return separate_file(
                 processor,
@@ -397,7 +394,8 @@ def cmd_separate(args: argparse.Namespace) -> int:
         raise InputError(f"--block-size must be between 1 and {1 << 20}, got {args.block_size}")
     if args.score is not None and not args.score.is_file():
         raise InputError(f"{args.score}: no such score file")
-    from bridge.backends.ensemble import check_runs, check_shifts, parse_shares
+    from bridge.backends.shifted import check_shifts
+    from bridge.parts.share_ensemble import parse_shares
 
     check_shifts(args.shifts)
     if args.shifts != 1 and (args.score is not None or args.parts or args.class_stems_from != "parts"):
@@ -406,7 +404,6 @@ def cmd_separate(args: argparse.Namespace) -> int:
         args.shares = parse_shares(args.shares)
         if args.score is not None or args.parts or args.class_stems_from != "parts":
             raise InputError("--shares is for the blind path only (no --score, --parts or --class-stems-from network)")
-        check_runs(args.shifts, args.shares)
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
@@ -468,38 +465,42 @@ def _separate_one(args: argparse.Namespace, path: Path) -> Any:
     return _WORKER_RUN(path)
 
 
-def _ensemble_run(args: argparse.Namespace, src: Path, out: Path, transcription: Any) -> Any:
-    """In a ``--jobs`` worker: one run of ``separate --shifts/--shares`` (``bridge.backends.ensemble``): the blind
-    path without its re-masking (with ``transcription``, or transcribing ``src`` when None), into float WAV (the
-    network and transcriber built on the worker's first run)."""
+def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
+    """In a ``--jobs`` worker: one shifted run of ``separate --shifts`` (``bridge.backends.shifted``): the blind
+    path without its re-masking, into float WAV (the network and transcriber built on the worker's first run)."""
     global _WORKER_SHIFT
-    from bridge.backends.ensemble import one_run, plain
+    from bridge.backends.shifted import one_run, plain
 
     if _WORKER_SHIFT is None:
-        from bridge.transcribe import Transcriber
-
-        _WORKER_SHIFT = (_network(args), plain(Transcriber(n_threads=args.threads)))  # as _separate_runner's
+        _WORKER_SHIFT = (_network(args), plain(_transcriber(args)))  # as _separate_runner's
     processor, each = _WORKER_SHIFT
-    return one_run(processor, each, src, out, args.block_size, transcription=transcription)
+    return one_run(processor, each, src, out, args.block_size)
+
+
+def _transcriber(args: argparse.Namespace) -> Any:
+    """The blind path's ``Transcriber`` for ``separate``'s arguments (``--threads``, ``--shares`` parsed)."""
+    from bridge.transcribe import TRANSCRIBED_SHARES, Transcriber
+
+    return Transcriber(n_threads=args.threads, shares=args.shares or TRANSCRIBED_SHARES)
 
 
 _WORKER_SHIFT: tuple[Any, Any] | None = None
 
 
 @contextlib.contextmanager
-def _run_pool(args: argparse.Namespace, n_runs: int) -> Iterator[Callable[[list[tuple[Path, Path, Any]]], list[Any]]]:
-    """``separate --shifts/--shares --jobs J`` on one input: a ``RunAll`` running its ``n_runs`` runs in up to J
+def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path, Path]]], list[Any]]]:
+    """``separate --shifts N --jobs J`` on one input: a ``RunAll`` running the N shifted runs in up to J
     processes (spawned, as ``_separate_parallel``'s)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(min(args.jobs, n_runs), mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(min(args.jobs, args.shifts), mp_context=ctx, initializer=_worker_init)
 
-    def run_all(jobs: list[tuple[Path, Path, Any]]) -> list[Any]:
+    def run_all(pairs: list[tuple[Path, Path]]) -> list[Any]:
         from concurrent.futures import FIRST_EXCEPTION, wait
 
-        futures = [pool.submit(_ensemble_run, args, src, out, tr) for src, out, tr in jobs]
+        futures = [pool.submit(_shift_run, args, src, out) for src, out in pairs]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)  # a failed run stops the others at once
             return [f.result() for f in futures]

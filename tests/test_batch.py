@@ -241,9 +241,9 @@ def test_ensemble_job_writes_what_separate_shifts_and_shares_writes(tmp_path: Pa
 
 
 def test_remove_partial_takes_a_killed_workers_shifted_runs_too(tmp_path: Path) -> None:
-    """A worker killed during ``separate_ensemble`` leaves its runs' folder beside the partial track folder
+    """A worker killed during ``separate_shifted`` leaves its runs' folder beside the partial track folder
     (named by ``runs_folder_prefix``): ``remove_partial`` removes both, and nothing of another track."""
-    from bridge.backends.ensemble import runs_folder_prefix
+    from bridge.backends.shifted import runs_folder_prefix
     from bridge.batch.worker import partial_dir, remove_partial
 
     out = tmp_path / "out"

@@ -3,12 +3,11 @@
 Public API
 ----------
 - ``separate_file(processor, in_path, out_dir, block_size, fmt, score_path=None, progress=None,
-  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT, network_remask=None, transcription=None)
-  -> SeparateResult``: stream
+  stems_from_parts=True, transcriber=None, fusion=FUSION_EXPONENT, network_remask=None) -> SeparateResult``: stream
   one file through a prepared-on-demand ``Processor`` (with a score: its class stems from the score's parts, see
   ``bridge.parts.classes``; without one, with a ``bridge.transcribe.Transcriber``: from the
-  parts of the file's own transcription (or of ``transcription``, the file's already made with that transcriber),
-  whose notes are then the pitched stems' notes; the network's
+  parts of the file's own transcription, whose notes are then the pitched stems' notes, separated once per
+  membership share of the transcriber's ``shares`` and averaged, ``bridge.parts.share_ensemble``; the network's
   stems alone re-masked by ``network_remask``, ``bridge.remasked``) and write
   ``out_dir/<stem>.<fmt>`` (same rate, channels and length as the input, shifted back by the
   processor's latency so the stems line up with the input) and ``out_dir/notes.mid``.
@@ -28,9 +27,10 @@ not, every file in the folder comes from that run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -43,10 +43,11 @@ from bridge.errors import InputError
 from bridge.midi_io import write_notes_midi, write_parts_midi
 from bridge.notes import NoteEvent
 from bridge.parts.classes import MODEL_STEMS, NETWORK_SHARE, ScoredClasses, transcribed_parts_settings
-from bridge.parts.fusion import FUSION_EXPONENT
+from bridge.parts.fusion import FUSION_EXPONENT, remask_powers
 from bridge.parts.network_drums import parts_runner
 from bridge.parts.processor import PartsSettings, spec_of
 from bridge.parts.score_parts import ScorePart, read_parts
+from bridge.parts.share_ensemble import ShareEnsemble
 from bridge.remasked import RemaskedNetwork
 from bridge.score import read_score_file
 from bridge.transcribe import Transcriber, Transcription, score_of_parts
@@ -78,7 +79,6 @@ def separate_file(
     transcriber: Transcriber | None = None,
     fusion: Mapping[str, float] | None = FUSION_EXPONENT,
     network_remask: Mapping[str, float] | None = None,
-    transcription: Transcription | None = None,
 ) -> SeparateResult:
     """Separate one file. ``progress(done_samples, total_samples, sample_rate)`` is called per block.
 
@@ -90,15 +90,16 @@ def separate_file(
     ``fusion``, and its ``remask`` re-masks the finished stems, ``bridge.parts.fusion.StemRemask``);
     ``notes.mid`` then holds the transcription's notes for its classes and the network's for the rest
     (drums). Where the stems are the network's alone (no parts), ``network_remask`` {stem: mask power}
-    re-masks them from their sum (``bridge.remasked``; None: as the network gives them). A ``transcription`` of
-    the file made with ``transcriber`` (``Transcriber.transcription``) is used as it is, not made again."""
-    if transcription is not None and (transcriber is None or score_path is not None):
-        raise ValueError("a transcription goes with its transcriber, without a score")
+    re-masks them from their sum (``bridge.remasked``; None: as the network gives them). With the transcriber's
+    ``shares`` (membership shares, ``Transcriber.transcription``; two or more), the transcription's parts are
+    taken at each share and separated side by side, the stems averaged before the transcriber's re-masking
+    (``bridge.parts.share_ensemble``); with one share, or None (its ``member_share``), one separation."""
     stems = processor.meta.stems
     model_stems: tuple[str, ...] = MODEL_STEMS
     blind_stems: tuple[str, ...] = ()
     score: list[np.ndarray] | None = None
     parts: list[ScorePart] | None = None
+    transcription: Transcription | None = None
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
     remask: Mapping[str, float] | None = None  # the transcription's stems only (selection set, blind)
@@ -106,8 +107,16 @@ def separate_file(
         score = read_score_file(score_path, stems)
         parts = read_parts(score_path) if stems_from_parts else None
     elif transcriber is not None:
-        if transcription is None:
+        shares = transcriber.shares
+        if shares is None or len(shares) == 1:
+            if shares is not None and shares[0] != transcriber.member_share:
+                transcriber = copy.copy(transcriber)
+                transcriber.member_share = shares[0]
             transcription, _ = transcriber.transcribe_file(in_path)
+        else:  # one analysis, the parts at every share (the written notes are the same at each)
+            analysis, _ = transcriber.analyse_file(in_path)
+            per_share = [transcriber.transcription(analysis, x) for x in shares]
+            transcription = per_share[0]
         parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
         network_share = transcriber.network_share
@@ -116,20 +125,36 @@ def separate_file(
             remask = _own(transcriber.remask, stems)
         score = score_of_parts(parts, stems) if transcriber.condition_network else None
         written = [k for k, s in enumerate(stems) if s in transcription.notes]
-    runner: Processor | RemaskedNetwork | ScoredClasses = (
-        (processor if network_remask is None else RemaskedNetwork(processor, _own(network_remask, stems)))
-        if parts is None
-        else ScoredClasses(
-            processor,
+
+    def scored(network: Processor, parts: list[ScorePart], remask: Mapping[str, float] | None) -> ScoredClasses:
+        settings = None
+        if transcription is not None:  # the frame grid fixed, as ScoredClasses fixes it when it re-masks
+            settings = replace(transcribed_parts_settings(), split_frames=False)
+        return ScoredClasses(
+            network,
             parts,
             model_stems,
-            settings=transcribed_parts_settings() if transcription is not None else None,
+            settings=settings,
             blind_stems=blind_stems,
             network_share=network_share,
             fusion=fusion,
             remask=remask,
         )
-    )
+
+    runner: Processor | RemaskedNetwork | ScoredClasses | ShareEnsemble
+    scores: list[list[np.ndarray] | None] = [score]
+    if parts is None:
+        runner = processor if network_remask is None else RemaskedNetwork(processor, _own(network_remask, stems))
+    elif transcriber is None or transcriber.shares is None or len(transcriber.shares) == 1:
+        runner = scored(processor, parts, remask)
+    else:  # a network of its own per share (one onnxruntime session for all), each conditioned on its parts
+        cond = transcriber is not None and transcriber.condition_network
+        scores = [score_of_parts(t.parts, stems) if cond else None for t in per_share]
+        powers_in = None if processor.mask_powers is None else processor.mask_powers.tolist()
+        networks = [processor] + [Processor(processor.model, mask_powers=powers_in) for _ in per_share[1:]]
+        runners = [scored(n, t.parts, None) for n, t in zip(networks, per_share)]
+        powers = None if remask is None else remask_powers(remask, runners[0].stems)
+        runner = ShareEnsemble(runners, powers)
 
     def write_notes(path: Path, events: list[NoteEvent], sample_rate: int, n_done: int | None) -> None:
         if transcription is not None:
@@ -145,7 +170,8 @@ def separate_file(
             runner.prepare(sample_rate, block_size, n_channels)
         else:
             _prepare(processor, sample_rate, n_channels, block_size)
-        runner.set_score_notes(score)
+        for r, notes in zip(runner.runners if isinstance(runner, ShareEnsemble) else [runner], scores):
+            r.set_score_notes(notes)
 
     return _separate(runner, start, write_notes, in_path, out_dir, block_size, fmt, progress)
 
@@ -191,7 +217,7 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
 
 class StreamProcessor(Protocol):
     """What ``_separate`` streams a file through (``Processor``, ``ScoredClasses``, ``PartsProcessor``,
-    ``RemaskedNetwork``, ``NetworkDrumParts``, ``bridge.backends.ensemble``'s average), prepared."""
+    ``RemaskedNetwork``, ``NetworkDrumParts``, ``bridge.backends.shifted``'s average), prepared."""
 
     @property
     def stems(self) -> Sequence[str]: ...

@@ -152,7 +152,7 @@ def is_done(record: dict[str, Any] | None, job: dict[str, Any], out: Path) -> bo
             return False
     if record.get("shifts", 1) != job.get("shifts", 1):  # records from before --shifts were unshifted
         return False
-    if record.get("shares") != job.get("shares"):  # None: the transcriber's own share, as before --shares
+    if record.get("shares") != job.get("shares"):  # None: one share, as in records from before shares
         return False
     path = Path(job["path"])
     try:

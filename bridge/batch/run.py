@@ -126,15 +126,17 @@ def run_batch(
         raise InputError(f"--workers must be at least 1, got {workers}")
     if provider not in ("cpu", "cuda"):
         raise InputError(f"unknown provider '{provider}' (cpu or cuda)")
-    from bridge.backends.ensemble import check_runs, check_shifts, parse_shares
+    from bridge.backends.shifted import check_shifts
+    from bridge.parts.share_ensemble import parse_shares
 
     check_shifts(shifts)
     if parts and shifts != 1:
         raise InputError("--shifts is for the blind path only (inputs without a score), not --parts")
-    member_shares = None if shares is None else list(parse_shares(shares))
-    if parts and member_shares is not None:
+    if parts and shares is not None:
         raise InputError("--shares is for the blind path only (inputs without a score), not --parts")
-    check_runs(shifts, member_shares)
+    from bridge.transcribe import TRANSCRIBED_SHARES
+
+    member_shares = list(TRANSCRIBED_SHARES if shares is None else parse_shares(shares))
     items = collect_inputs(inputs, out)
     identity = model_identity(model, parts)
     out = Path(os.path.abspath(out))
@@ -163,7 +165,7 @@ def run_batch(
                     "block_size": block_size,
                     "parts": parts,
                     "shifts": 1 if score else shifts,  # a scored input is separated by its score, unshifted
-                    "shares": None if score else member_shares,
+                    "shares": None if score or parts else member_shares,
                 }
                 if is_done(manifest.records.get(item.track), job, out):
                     summary.n_skipped += 1

@@ -8,22 +8,24 @@ Public API
   model loaded (``error``: one line, or None); ``run(job) -> record``.
 - ``process_job(processor, job, worker) -> record``: the work itself, without Ray. Writes
   ``OUT/<track>/`` exactly as ``stembridge separate`` does (``separate_file``, blind files
-  transcribed first; ``separate_ensemble`` for a blind job with ``shifts`` > 1 or ``shares``; or
+  transcribed first, with the job's ``shares``; ``separate_shifted`` for a blind job with ``shifts`` > 1; or
   ``separate_parts_file`` with the parts of the job's score), first into ``partial_dir(out, track)``
   beside it, then renamed into place once every file is complete and
   fsynced; a failure removes the partial folder and leaves an earlier ``OUT/<track>/`` as it was.
   Never raises for a bad input: the record's ``status`` is ``failed`` and ``error`` its one line.
 - ``partial_dir(out, track) -> Path``: ``OUT/<parent>/.<name>.partial``; ``remove_partial(out, track)``
-  removes it and the ensemble runs' folders beside it.
+  removes it and the shifted runs' folders beside it.
 
 A job is a dict: ``path``, ``track``, ``out``, ``score`` (path or None), ``score_sha256``,
 ``model`` (identity dict), ``format``, ``block_size``, ``parts``, ``shifts`` (blind inputs: frame grids
 averaged, as ``separate --shifts``; 1 when the input has a score), ``shares`` (blind inputs: membership shares
-averaged, as ``separate --shares``, a list; None: the transcriber's own share, and when the input has a score).
+averaged, as ``separate --shares``, a list, the default ``bridge.transcribe.TRANSCRIBED_SHARES``; None: the one
+share ``member_share``, as records before shares were recorded, and when the input has a score).
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import glob
 import os
@@ -43,8 +45,8 @@ def partial_dir(out: Path, track: str) -> Path:
 
 def remove_partial(out: Path, track: str) -> None:
     """Removes the track's partial folder and the shifted runs' folders beside it (a killed worker's, which
-    ``separate_ensemble`` could not remove itself)."""
-    from bridge.backends.ensemble import runs_folder_prefix
+    ``separate_shifted`` could not remove itself)."""
+    from bridge.backends.shifted import runs_folder_prefix
 
     partial = partial_dir(out, track)
     shutil.rmtree(partial, ignore_errors=True)
@@ -147,13 +149,13 @@ def process_job(processor: Any, job: dict[str, Any], worker: dict[str, Any]) -> 
 
             score = Path(job["score"]) if job["score"] else None
             tr = None if score is not None else _transcriber()
-            shifts, shares = job.get("shifts", 1), job.get("shares")
-            if tr is not None and (shifts > 1 or shares):
-                from bridge.backends.ensemble import separate_ensemble
+            if tr is not None:  # the job's shares (None: the one default share, as records before --shares)
+                tr = copy.copy(tr)
+                tr.shares = tuple(job["shares"]) if job.get("shares") else None
+            if tr is not None and job.get("shifts", 1) > 1:
+                from bridge.backends.shifted import separate_shifted
 
-                res = separate_ensemble(
-                    processor, path, tmp, tr, shifts, job["block_size"], job["format"], shares=shares
-                )
+                res = separate_shifted(processor, path, tmp, tr, job["shifts"], job["block_size"], job["format"])
             else:
                 res = separate_file(
                     processor, path, tmp, job["block_size"], job["format"], score_path=score, transcriber=tr

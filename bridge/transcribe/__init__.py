@@ -26,12 +26,14 @@ Public API
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
   classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
   sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE, fusion=None,
-  remask=TRANSCRIBED_REMASK)`` (None: the classifier's own; the share as
+  remask=TRANSCRIBED_REMASK, shares=TRANSCRIBED_SHARES)`` (None: the classifier's own; ``shares``: the membership
+  shares ``bridge.backends.offline.separate_file`` separates with, side by side, and averages
+  (``bridge.parts.share_ensemble``; None: ``member_share`` alone); the share as
   ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` and ``remask`` as ``ScoredClasses``', no fusion by
   default, ``remask`` None: none): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
   ``parts(audio, sample_rate) -> list[ScorePart]``. In two steps, so that one analysis serves several
-  membership shares (``bridge.backends.ensemble``): ``analyse(audio, sample_rate) -> NoteAnalysis``,
+  membership shares (``bridge.backends.shifted``): ``analyse(audio, sample_rate) -> NoteAnalysis``,
   ``analyse_file(path) -> (NoteAnalysis, sample_rate)``, then ``transcription(analysis, member_share=None)
   -> Transcription`` (None: the transcriber's own share).
 - ``NoteAnalysis``: ``notes`` (n, 4) basic-pitch's, the classifier's ``sounding`` and ``onset`` (n, n_classes)
@@ -74,6 +76,10 @@ TRANSCRIBED_NETWORK_SHARE = {"bass": 0.5, "strings": 0.6, "piano": 0.8, "guitar"
 # the finished stems re-masked from their sum in a 0.37 s STFT, each mask to its stem's power
 # (``bridge.parts.fusion.StemRemask``; selection set, seed 9002, 48 tracks: BENCHMARKS.md, stop 37)
 TRANSCRIBED_REMASK = {"drums": 0.9, "bass": 0.9, "piano": 0.75, "guitar": 0.75, "strings": 0.6, "other": 0.9}
+# the parts at three membership shares, each separated, the stems averaged before the re-masking (chosen on the
+# selection set; held out, seed 9001, 48 tracks, per track against `member_share` alone: bass +0.48, piano +0.41,
+# guitar +0.18, strings +0.88, other +0.28 dB mean; BENCHMARKS.md stop 41)
+TRANSCRIBED_SHARES = (0.05, 0.3, 1.0)
 
 
 @dataclass
@@ -128,6 +134,7 @@ class Transcriber:
         network_share: Mapping[str, float] = TRANSCRIBED_NETWORK_SHARE,
         fusion: Mapping[str, float] | None = None,
         remask: Mapping[str, float] | None = TRANSCRIBED_REMASK,
+        shares: Sequence[float] | None = TRANSCRIBED_SHARES,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
@@ -146,6 +153,9 @@ class Transcriber:
             raise ValueError(
                 f"remask: no stem {', '.join(unknown)} (stems: drums, {', '.join(self.classifier.classes)})"
             )
+        self.shares = None if shares is None else tuple(float(x) for x in shares)
+        if self.shares is not None and not (self.shares and all(0.0 < x <= 1.0 for x in self.shares)):
+            raise ValueError(f"shares must be one or more numbers in (0, 1], got {shares}")
         self.sounding_threshold = (
             self.classifier.sounding_threshold if sounding_threshold is None else float(sounding_threshold)
         )
@@ -232,6 +242,7 @@ __all__ = [
     "TRANSCRIBED_MODEL_STEMS",
     "TRANSCRIBED_NETWORK_SHARE",
     "TRANSCRIBED_REMASK",
+    "TRANSCRIBED_SHARES",
     "NoteAnalysis",
     "Transcriber",
     "Transcription",
