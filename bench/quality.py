@@ -695,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
                 "soundfont": "MuseScore_General_Full.sf3",
                 "offsets": list(args.offsets),
                 "shifts": args.shifts,
-                "shares": list(args.shares or TRANSCRIBED_SHARES),
+                "shares": list(args.shares or TRANSCRIBED_SHARES) if args.blind == "parts" else None,
                 "rows": list(args.rows),
             },
             "metrics": {

@@ -151,6 +151,8 @@ def transcriber_of(spec: str):
     kv = dict(item.split("=", 1) for item in spec.split(","))
     if ("ofrac" in kv or "oseed" in kv or "oclass" in kv) and "oracle" not in kv:
         raise SystemExit("ofrac, oseed and oclass go with oracle=classes or all")
+    if "shares" in kv and "oracle" in kv:  # the oracles change the transcription of one share
+        raise SystemExit("shares is a setting, oracle a diagnostic of one share: one or the other")
     if "excl" in kv and "oracle" in kv:
         raise SystemExit("excl is a setting, oracle a diagnostic: one or the other")
     make = (
@@ -194,8 +196,8 @@ def transcriber_of(spec: str):
         floor = np.array([sure.get(c, np.inf) for c in tr.classifier.classes])
         joined = tr.membership
 
-        def exclusive(notes: np.ndarray, sounding: np.ndarray) -> np.ndarray:
-            member = joined(notes, sounding)
+        def exclusive(notes: np.ndarray, sounding: np.ndarray, share=None) -> np.ndarray:
+            member = joined(notes, sounding, share)
             best = sounding.argmax(axis=1)
             alone = sounding[np.arange(len(best)), best] >= floor[best]
             member[alone] = np.eye(sounding.shape[1], dtype=bool)[best[alone]]

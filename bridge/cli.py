@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B,...|wide",
         help="the blind path only: separate the transcription once per membership share (how sure of a class a "
         "note must be to join a class's part), side by side, and average the stems (default 0.05,0.3,1; 0.3: one "
-        "separation, about 1.5 times as fast; wide: 0.05,0.1,0.2,0.3,0.45,0.8,1, about twice the time)",
+        "separation, about twice as fast; wide: 0.05,0.1,0.2,0.3,0.45,0.8,1, about twice the time)",
     )
     p.add_argument(
         "--parts",

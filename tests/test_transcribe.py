@@ -261,6 +261,19 @@ def test_one_analysis_gives_the_transcription_of_every_share(band: dict) -> None
     assert all(np.array_equal(a.notes, b.notes) for a, b in zip(own.parts, at.parts))
 
 
+def test_a_score_leaves_the_transcriber_out(band: dict, tmp_path: Path) -> None:
+    """With a score, ``separate_file`` separates by it and a transcriber given too (as ``bench/quality.py``'s
+    scored rows pass theirs) changes nothing, whatever its shares."""
+    d = band["dir"]
+    sf.write(tmp_path / "mix.wav", np.stack([band["mix"]] * 2, axis=1), SR, subtype="FLOAT")
+    kw = {"fmt": "wav", "score_path": d / "bass.mid"}
+    separate_file(Processor(None), tmp_path / "mix.wav", tmp_path / "alone", **kw)
+    separate_file(Processor(None), tmp_path / "mix.wav", tmp_path / "with", transcriber=Transcriber(), **kw)
+    for s in ("bass", "piano", "other"):
+        a, b = (sf.read(tmp_path / x / f"{s}.wav")[0] for x in ("alone", "with"))
+        assert np.array_equal(a, b), s
+
+
 def test_separate_shares_averages_the_separations_of_one_transcription(band: dict, tmp_path: Path, capsys) -> None:
     """``separate`` (default shares ``TRANSCRIBED_SHARES``) averages one separation per membership share; two
     shares that give the same parts average to exactly the one share's run (``--shares 0.3``, the path before

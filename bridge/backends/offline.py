@@ -100,6 +100,7 @@ def separate_file(
     score: list[np.ndarray] | None = None
     parts: list[ScorePart] | None = None
     transcription: Transcription | None = None
+    per_share: list[Transcription] = []  # two or more shares: the transcription at each, the first's notes kept
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
     remask: Mapping[str, float] | None = None  # the transcription's stems only (selection set, blind)
@@ -115,7 +116,9 @@ def separate_file(
             transcription, _ = transcriber.transcribe_file(in_path)
         else:  # one analysis, the parts at every share (the written notes are the same at each)
             analysis, _ = transcriber.analyse_file(in_path)
-            per_share = [transcriber.transcription(analysis, x) for x in shares]
+            # the share nearest the transcriber's own first: its network's notes (drums) are the ones kept
+            order = sorted(shares, key=lambda x: abs(x - transcriber.member_share))
+            per_share = [transcriber.transcription(analysis, x) for x in order]
             transcription = per_share[0]
         parts = transcription.parts
         model_stems, blind_stems = transcriber.model_stems, transcriber.blind_stems
@@ -145,11 +148,12 @@ def separate_file(
     scores: list[list[np.ndarray] | None] = [score]
     if parts is None:
         runner = processor if network_remask is None else RemaskedNetwork(processor, _own(network_remask, stems))
-    elif transcriber is None or transcriber.shares is None or len(transcriber.shares) == 1:
+    elif len(per_share) < 2:
         runner = scored(processor, parts, remask)
     else:  # a network of its own per share (one onnxruntime session for all), each conditioned on its parts
-        cond = transcriber is not None and transcriber.condition_network
-        scores = [score_of_parts(t.parts, stems) if cond else None for t in per_share]
+        scores = [score if t is transcription else score_of_parts(t.parts, stems) for t in per_share]
+        if score is None:  # the network not conditioned on the transcription
+            scores = [None] * len(per_share)
         powers_in = None if processor.mask_powers is None else processor.mask_powers.tolist()
         networks = [processor] + [Processor(processor.model, mask_powers=powers_in) for _ in per_share[1:]]
         runners = [scored(n, t.parts, None) for n, t in zip(networks, per_share)]
@@ -217,7 +221,7 @@ def _prepare(processor: Processor, sample_rate: int, n_channels: int, block_size
 
 class StreamProcessor(Protocol):
     """What ``_separate`` streams a file through (``Processor``, ``ScoredClasses``, ``PartsProcessor``,
-    ``RemaskedNetwork``, ``NetworkDrumParts``, ``bridge.backends.shifted``'s average), prepared."""
+    ``RemaskedNetwork``, ``NetworkDrumParts``, ``ShareEnsemble``, ``bridge.backends.shifted``'s average), prepared."""
 
     @property
     def stems(self) -> Sequence[str]: ...

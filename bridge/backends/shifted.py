@@ -113,6 +113,8 @@ class _ShiftAverage:
     def prepare(self, sample_rate: int, block_size: int, n_channels: int) -> None:
         import soundfile as sf
 
+        self.close()
+        self._files, self._lead_left = [], self.lead
         for folder, shift in self.runs:
             for s in self.stems:
                 f = sf.SoundFile(str(folder / f"{s}.wav"))

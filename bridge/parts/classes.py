@@ -61,6 +61,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Protocol
 
 import numpy as np
 
@@ -103,6 +104,19 @@ def transcribed_parts_settings(low_latency: bool = False) -> PartsSettings:
     return PartsSettings(
         low_latency=low_latency, family_release_s=None, decomposition=DecompositionSettings(unscored_semitones=0)
     )
+
+
+class BlindNetwork(Protocol):
+    """What ``ScoredClasses`` runs its blind stems through: a ``Processor``, or one shared by several runners
+    (``bridge.parts.share_ensemble``)."""
+
+    def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None: ...
+
+    def reset(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def process(self, audio: np.ndarray) -> BlockResult: ...
 
 
 class ScoredClasses:
@@ -155,7 +169,7 @@ class ScoredClasses:
         self._remask: StemRemask | None = None
         # those stems from a second run of the same network without the score (a score known to lack
         # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
-        self.blind = Processor(model.model) if self._from_blind else None
+        self.blind: BlindNetwork | None = Processor(model.model) if self._from_blind else None
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}

@@ -6,14 +6,16 @@ it: one ``ScoredClasses`` per membership share, each with the parts that share l
 conditioned on them), all fed the same blocks; their stems, which have the same latency, are averaged
 block by block and the average goes through the re-masking the plain path applies to its one run
 (``StemRemask``). No temporary files and one pass over the input; an ensemble of one runner is that
-runner with the re-masking after it, which is what ``ScoredClasses(remask=...)`` does itself.
+runner with the re-masking after it, which is what ``ScoredClasses(remask=...)`` does itself. The runners'
+blind network (the drums, which no share's parts condition) runs once per block for all of them.
 
 Public API
 ----------
 - ``ShareEnsemble(runners, remask_powers=None)``: ``runners`` (``ScoredClasses``, same model and settings,
   not re-masking themselves), ``remask_powers`` one per stem of theirs (None: no re-masking). Processor-shaped
   for ``bridge.backends.offline``: ``prepare(sample_rate, max_block_size, n_channels)``, ``process(audio)
-  -> BlockResult`` (stems (n_stems, n_channels, n), the first runner's notes, delayed as the stems),
+  -> BlockResult`` (stems (n_stems, n_channels, n), the first runner's notes, delayed as the stems: put the
+  runner whose notes count first),
   ``end_notes()``, ``stems``, ``latency_samples`` and ``latency_terms`` (the first runner's plus
   ``stem_remask``), ``n_bad_samples``. Each runner's score is set on the runner itself (they differ).
 - ``WIDE_SHARES``, ``WIDE_NAME``: the shares ``--shares wide`` stands for; ``MAX_SHARES``.
@@ -37,7 +39,7 @@ import numpy as np
 from bridge.engine import BlockResult, NoteDelay
 from bridge.errors import InputError
 from bridge.notes import NoteEvent
-from bridge.parts.classes import ScoredClasses
+from bridge.parts.classes import BlindNetwork, ScoredClasses
 from bridge.parts.fusion import StemRemask, remask_size_for
 
 WIDE_SHARES = (0.05, 0.1, 0.2, 0.3, 0.45, 0.8, 1.0)  # more than the default's three, at twice its time
@@ -74,6 +76,12 @@ class ShareEnsemble:
             raise ValueError("ShareEnsemble: the runners give different stems")
         self.runners = list(runners)
         self.stems = tuple(runners[0].stems)
+        self._blind: _OncePerBlock | None = None
+        first = runners[0].blind
+        if first is not None and all(r.blind is not None for r in runners):  # one blind run serves every runner
+            self._blind = _OncePerBlock(first)
+            for r in runners:
+                r.blind = self._blind
         self.remask_powers = None if remask_powers is None else list(remask_powers)
         self._remask: StemRemask | None = None
         self.latency_samples = 0
@@ -100,6 +108,8 @@ class ShareEnsemble:
         self._notes = NoteDelay(delay)
 
     def process(self, audio: np.ndarray) -> BlockResult:
+        if self._blind is not None:
+            self._blind.new_block()
         results = [r.process(audio) for r in self.runners]
         total = results[0].stems.astype(np.float32, copy=True)
         for res in results[1:]:
@@ -110,3 +120,31 @@ class ShareEnsemble:
 
     def end_notes(self) -> list[NoteEvent]:
         return self._notes.end(self.runners[0].end_notes())
+
+
+class _OncePerBlock:
+    """One blind network shared by several ``ScoredClasses`` fed the same blocks: the first ``process`` after
+    ``new_block()`` runs it, the others get that result."""
+
+    def __init__(self, network: BlindNetwork) -> None:
+        self.network = network
+        self._out: BlockResult | None = None
+
+    def new_block(self) -> None:
+        self._out = None
+
+    def prepare(self, sample_rate: int, max_block_size: int, n_channels: int) -> None:
+        self.network.prepare(sample_rate, max_block_size, n_channels)
+        self._out = None
+
+    def reset(self) -> None:
+        self.network.reset()
+        self._out = None
+
+    def release(self) -> None:
+        self.network.release()
+
+    def process(self, audio: np.ndarray) -> BlockResult:
+        if self._out is None:
+            self._out = self.network.process(audio)
+        return self._out

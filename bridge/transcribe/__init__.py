@@ -33,7 +33,8 @@ Public API
   default, ``remask`` None: none): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
   ``parts(audio, sample_rate) -> list[ScorePart]``. In two steps, so that one analysis serves several
-  membership shares (``bridge.backends.shifted``): ``analyse(audio, sample_rate) -> NoteAnalysis``,
+  membership shares (``bridge.backends.offline``, ``bridge.parts.share_ensemble``): ``analyse(audio, sample_rate)
+  -> NoteAnalysis``,
   ``analyse_file(path) -> (NoteAnalysis, sample_rate)``, then ``transcription(analysis, member_share=None)
   -> Transcription`` (None: the transcriber's own share).
 - ``NoteAnalysis``: ``notes`` (n, 4) basic-pitch's, the classifier's ``sounding`` and ``onset`` (n, n_classes)
