@@ -78,6 +78,8 @@ class ShareEnsemble:
         self.stems = tuple(runners[0].stems)
         self._blind: _OncePerBlock | None = None
         first = runners[0].blind
+        if isinstance(first, _OncePerBlock):  # runners of an earlier ensemble
+            first = first.network
         if first is not None and all(r.blind is not None for r in runners):  # one blind run serves every runner
             self._blind = _OncePerBlock(first)
             for r in runners:
@@ -111,6 +113,8 @@ class ShareEnsemble:
         if self._blind is not None:
             self._blind.new_block()
         results = [r.process(audio) for r in self.runners]
+        if self._blind is not None:  # the result held for this block only: a runner run alone later runs the network
+            self._blind.new_block()
         total = results[0].stems.astype(np.float32, copy=True)
         for res in results[1:]:
             total += res.stems
