@@ -27,7 +27,6 @@ not, every file in the folder comes from that run.
 from __future__ import annotations
 
 import contextlib
-import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -100,7 +99,7 @@ def separate_file(
     score: list[np.ndarray] | None = None
     parts: list[ScorePart] | None = None
     transcription: Transcription | None = None
-    per_share: list[Transcription] = []  # two or more shares: the transcription at each, the first's notes kept
+    per_share: list[Transcription] = []  # the transcription at each share, the first's notes kept
     written: list[int] = []  # stems whose notes come from the transcription, not the network
     network_share: Mapping[str, float] = NETWORK_SHARE  # measured with the true score
     remask: Mapping[str, float] | None = None  # the transcription's stems only (selection set, blind)
@@ -109,10 +108,7 @@ def separate_file(
         parts = read_parts(score_path) if stems_from_parts else None
     elif transcriber is not None:
         shares = transcriber.shares
-        if shares is None or len(shares) == 1:
-            if shares is not None and shares[0] != transcriber.member_share:
-                transcriber = copy.copy(transcriber)
-                transcriber.member_share = shares[0]
+        if shares is None:
             transcription, _ = transcriber.transcribe_file(in_path)
         else:  # one analysis, the parts at every share (the written notes are the same at each)
             analysis, _ = transcriber.analyse_file(in_path)
@@ -151,9 +147,7 @@ def separate_file(
     elif len(per_share) < 2:
         runner = scored(processor, parts, remask)
     else:  # a network of its own per share (one onnxruntime session for all), each conditioned on its parts
-        scores = [score if t is transcription else score_of_parts(t.parts, stems) for t in per_share]
-        if score is None:  # the network not conditioned on the transcription
-            scores = [None] * len(per_share)
+        scores = [None if score is None else score_of_parts(t.parts, stems) for t in per_share]
         powers_in = None if processor.mask_powers is None else processor.mask_powers.tolist()
         networks = [processor] + [Processor(processor.model, mask_powers=powers_in) for _ in per_share[1:]]
         runners = [scored(n, t.parts, None) for n, t in zip(networks, per_share)]

@@ -108,7 +108,7 @@ class _ShiftAverage:
         self.runs, self.stems, self.powers, self.lead = runs, stems, powers, lead
         self.n_bad_samples = 0
         self._files: list = []
-        self._lead_left = lead
+        self._lead_left = 0  # set by prepare
 
     def prepare(self, sample_rate: int, block_size: int, n_channels: int) -> None:
         import soundfile as sf
