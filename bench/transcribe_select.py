@@ -299,17 +299,20 @@ def mix_and_refs(td: Path) -> tuple[dict, np.ndarray, np.ndarray]:
     return truth, mix, np.pad(refs, ((0, 0), (0, max(0, n - refs.shape[1]))))[:, :n]
 
 
-def run(tracks: list[Path], variants: list[str]) -> dict:
+def run(tracks: list[Path], variants: list[str], model: Path | None = None) -> dict:
+    """Each variant's figures per track (``model``: another network than the shipped one; its rows are named
+    ``VARIANT @ MODEL``, so that they merge beside the shipped model's)."""
     from bench.metrics import onset_f1
     from bench.quality import _read_mono, _sep_scores
     from bridge.backends.offline import separate_file
     from bridge.engine import Processor
     from bridge.score import read_score_file
 
-    proc = Processor(None)
+    proc = Processor(None if model is None else str(model))
     names = (*STEMS, "other")
-    rows = [("network", None), *((v, transcriber_of(v)) for v in variants)]
-    procs = {name: network_of(name, proc) for name, _ in rows}
+    tag = "" if model is None else f" @ {model}"
+    rows = [("network" + tag, None), *((v + tag, transcriber_of(v)) for v in variants)]
+    procs = {name: network_of(spec, proc) for (name, _), spec in zip(rows, ["network", *variants])}
     out: dict = {"sep": {}, "f1": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for td in tracks:
@@ -393,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first", type=int, default=0)
     ap.add_argument("--count", type=int, default=24)
     ap.add_argument("--variant", action="append", default=[], help="Transcriber settings (repeatable)")
+    ap.add_argument("--model", type=Path, default=None, help="another network (ONNX) than the shipped one")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--merge", type=Path, nargs="+", default=None, help="report these JSON files together")
     ap.add_argument(
@@ -408,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
-    doc = run(track_folders(args.tracks, args.first, args.count), args.variant)
+    doc = run(track_folders(args.tracks, args.first, args.count), args.variant, args.model)
     report(doc)
     save_json(doc, args.json)
     return 0

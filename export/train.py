@@ -53,6 +53,7 @@ from export.models import StemModel, build_model, count_parameters, model_arch, 
 from export.models.cerberus import Cerberus
 from export.models.harmonic import Harmonic
 from export.note_scores import HOP, KEY_LOW, N_FFT, SAMPLE_RATE, onset_f1, roll_to_notes
+from export.transcribed_scores import load_transcribed
 
 try:  # Python 3.11+
     import tomllib
@@ -105,6 +106,10 @@ DEFAULTS: dict[str, Any] = {
         "p_add": 0.1,
         "p_pitch_shift": 0.05,
         "jitter_s": 0.03,
+        # the share of training crops conditioned on the blind path's own transcription of the track, at one of
+        # these membership shares drawn at random (``export.transcribed_scores``; made once per track, cached)
+        "p_transcribed": 0.0,
+        "transcribed_shares": [0.05, 0.3, 1.0],
     },
     "valid": {"n_crops": 24, "crop_frames": 400},
 }
@@ -231,6 +236,7 @@ class TrackCache:
         self.audio: list[np.ndarray] = []
         self.scale: list[float] = []
         self.notes: list[np.ndarray] = []
+        self.transcribed: list[np.ndarray | None] = []  # the blind path's transcription (export.transcribed_scores)
         self.paths: list[Path] = []
         self.add(paths)
 
@@ -245,6 +251,7 @@ class TrackCache:
             m = np.load(str(p) + ".meta.npz")
             self.scale.append(float(m["scale"]))
             self.notes.append(m["notes"])
+            self.transcribed.append(load_transcribed(p))
             self.paths.append(p)
             n += 1
         self.n_samples = np.array([a.shape[1] for a in self.audio], np.int64)
@@ -323,6 +330,22 @@ def corrupt_notes(
     return out
 
 
+def transcribed_crop(
+    rows: np.ndarray | None, rng: np.random.Generator, sc: dict, t0_s: float, t1_s: float, offset_samples: int
+) -> np.ndarray | None:
+    """With probability ``score.p_transcribed``, the score of one crop [t0_s, t1_s] from the track's own
+    transcription ``rows`` (n, 6) at one of its membership shares drawn at random (``export.transcribed_scores``),
+    moved ``offset_samples`` earlier as the crop's true notes are: (n, 5) [stem, on, off, pitch, vel]; None
+    otherwise (or where the track has no transcription): the caller corrupts the true score."""
+    p = float(sc.get("p_transcribed", 0.0))
+    if rows is None or p <= 0 or rng.random() >= p:
+        return None
+    k = int(rng.integers(0, int(rows[:, 0].max()) + 1)) if len(rows) else 0
+    out = rows[(rows[:, 0] == k) & (rows[:, 3] > t0_s) & (rows[:, 2] < t1_s)][:, 1:].copy()
+    out[:, 1:3] -= offset_samples / SAMPLE_RATE
+    return out
+
+
 def rolls_for(notes: np.ndarray, n_stems: int, k0: int, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
     """notes (n, 5) ``[stem, onset_s, offset_s, pitch, velocity]`` -> frame, onset rolls
     (n_frames, n_stems, n_keys) float32 for frames ``k0..``, by the runtime's frame rule."""
@@ -375,7 +398,9 @@ def make_batch(
         fr.append(f)
         on.append(o)
         if train:
-            cn = corrupt_notes(nsel, rng, cfg["score"], n_st, t0, t1)
+            cn = transcribed_crop(cache.transcribed[ti], rng, cfg["score"], t0, t1, off)
+            if cn is None:
+                cn = corrupt_notes(nsel, rng, cfg["score"], n_st, t0, t1)
             s, _ = rolls_for(cn, n_st, k0, n_frames)
         else:
             s = np.zeros_like(f)
@@ -793,6 +818,15 @@ def lr_at(step: int, frac: float, cfg: dict) -> float:
     return warm * (tc["lr_final"] + 0.5 * (tc["lr"] - tc["lr_final"]) * (1 + math.cos(math.pi * min(frac, 1.0))))
 
 
+def _transcribe(paths: list[Path], cfg: dict) -> None:
+    """The blind path's transcription of each cached track, when the config's crops take it."""
+    sc = cfg["score"]
+    if float(sc.get("p_transcribed", 0.0)) > 0:
+        from export.transcribed_scores import transcribe_cache
+
+        transcribe_cache(paths, SAMPLE_RATE, list(cfg["stems"]), [float(x) for x in sc["transcribed_shares"]])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="stembridge train", description="Train a causal stembridge network.")
     ap.add_argument("--config", default=None, help="TOML config (export/configs/band.toml)")
@@ -861,6 +895,7 @@ def main(argv: list[str] | None = None) -> int:
         valid_paths = []
     if not valid_paths:
         valid_paths = train_paths[-max(1, len(train_paths) // 10) :]
+    _transcribe(train_paths, cfg)
     train_cache, valid_cache = TrackCache(train_paths), TrackCache(valid_paths)
     hours = train_cache.total_frames * HOP / SAMPLE_RATE / 3600
     print(
@@ -947,11 +982,11 @@ def main(argv: list[str] | None = None) -> int:
         if step % epoch_steps == 0:
             epoch += 1
             if tc.get("refresh_corpus", True):
-                new = train_cache.add(
-                    build_cache(
-                        corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], 120.0, jobs
-                    )
+                fresh = build_cache(
+                    corpus, out / "cache", cfg["data"]["train_split"], stems, cfg["data"]["max_tracks"], 120.0, jobs
                 )
+                _transcribe(fresh, cfg)
+                new = train_cache.add(fresh)
                 if new:
                     batches.close()  # the loader workers hold the old track list
                     batches = training_batches(train_cache, rng, cfg, step, pin=device.type == "cuda")

@@ -247,3 +247,52 @@ def test_the_residual_slot_loss_makes_abstaining_cost(corpus, tmp_path):
     _, with_res, _ = tr.compute_losses(model, batch, cfg)
     # the residual term: |mix - other| where `other` is small, so the all-residual answer costs more
     assert with_res["mask"] > plain["mask"] * 1.2, (with_res["mask"], plain["mask"])
+
+
+def test_crops_conditioned_on_the_tracks_own_transcription(corpus, tmp_path):
+    from export.transcribed_scores import load_transcribed, transcribe_cache
+
+    paths = tr.build_cache(corpus, tmp_path / "cache", "train", list(STEMS))
+    assert load_transcribed(paths[0]) is None
+    assert transcribe_cache(paths, SR, list(STEMS), [0.05, 1.0]) == len(paths)
+    assert transcribe_cache(paths, SR, list(STEMS), [0.05, 1.0]) == 0  # made once
+    rows = load_transcribed(paths[0])
+    assert rows is not None and rows.shape[1] == 6 and len(rows)
+    assert set(rows[:, 0].tolist()) <= {0.0, 1.0} and 0 not in rows[:, 1]  # two shares; no drum part
+    assert (rows[:, 0] == 0).sum() >= (rows[:, 0] == 1).sum()  # the low share puts a note in more parts
+    # every crop from a known transcription: the score holds its one note, moved with the crop's offset
+    cache = tr.TrackCache(paths)
+    note = np.array([[0, 2, 1.0, 1.5, 60, 90], [1, 3, 1.0, 1.5, 64, 90]], np.float64)
+    cache.transcribed = [note] * len(cache)
+    cfg = tr.load_config(None)
+    cfg["score"]["p_transcribed"] = 1.0
+    cfg["train"]["gain_db_range"] = 0.0
+    b = tr.make_batch(cache, np.random.default_rng(1), cfg, 8, 200)
+    sc = b["score"].numpy()  # (B, T, stems, keys)
+    key = {2: 60 - tr.KEY_LOW, 3: 64 - tr.KEY_LOW}
+    for item in sc:
+        on = [s for s in (2, 3) if item[:, s, key[s]].any()]
+        assert len(on) == 1  # one share's note per crop
+        assert item.sum() == item[:, on[0], key[on[0]]].sum()
+    assert {s for item in sc for s in (2, 3) if item[:, s, key[s]].any()} == {2, 3}  # both shares drawn
+    cfg["score"]["p_transcribed"] = 0.0  # the true score, corrupted, as before: the same draws as without rows
+    cache.transcribed = [None] * len(cache)
+    x = tr.make_batch(cache, np.random.default_rng(2), cfg, 4, 50)["score"]
+    cache.transcribed = [note] * len(cache)
+    torch.testing.assert_close(tr.make_batch(cache, np.random.default_rng(2), cfg, 4, 50)["score"], x)
+
+
+def test_training_with_transcribed_scores_writes_them_once(corpus, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
+        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
+        "[valid]\nn_crops = 1\ncrop_frames = 64\n"
+        "[score]\np_transcribed = 0.5\n"
+    )
+    out = tmp_path / "run"
+    assert tr.main(["--config", str(cfg), "--corpus", str(corpus), "--out", str(out), "--max-steps", "2"]) == 0
+    done = sorted((out / "cache" / "train").glob("*.transcribed.npz"))
+    assert len(done) == 2  # the train split's tracks, not the validation one
+    card = json.loads((out / "final.card.json").read_text())
+    assert card["training"]["config"]["score"]["p_transcribed"] == 0.5
