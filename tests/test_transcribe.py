@@ -360,3 +360,17 @@ def test_separate_shifts_averages_the_blind_path_over_shifted_grids(band: dict, 
         assert main(["separate", str(tmp_path / "mix.wav"), "-o", str(tmp_path / "x"), "--shifts", shifts, *extra]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "--shifts" in err[0], err
+
+
+def test_frame_peaks_are_scipys_argrelmax():
+    import scipy.signal
+
+    from bridge.transcribe.basic_pitch import frame_peaks
+
+    rng = np.random.default_rng(0)
+    for shape in ((50, 88), (3, 4), (2, 5), (1, 3), (0, 88)):
+        x = rng.integers(0, 4, shape).astype(np.float64)  # ties: plateaus are no peaks
+        got, want = frame_peaks(x), scipy.signal.argrelmax(x, axis=0)
+        assert len(got) == len(want) == 2
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import scipy.signal
 
 from bridge.errors import ModelError
 
@@ -164,6 +163,14 @@ def _extent(energy: np.ndarray, i: int, k: int, step: int, thr: float, clear: bo
     return i - step * (1 + below)
 
 
+def frame_peaks(x: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Indices of the strict local maxima of ``x`` (n_frames, ...) along its first axis, the first and last
+    frames left out: ``scipy.signal.argrelmax(x, axis=0)`` without importing scipy.signal (1.5 s per start)."""
+    m = np.zeros(x.shape, bool)
+    m[1:-1] = (x[1:-1] > x[:-2]) & (x[1:-1] > x[2:])
+    return np.nonzero(m)
+
+
 def decode_notes(
     note: np.ndarray,
     onset: np.ndarray,
@@ -179,7 +186,7 @@ def decode_notes(
         return []
     onsets = _inferred_onsets(onset.astype(np.float64), note.astype(np.float64))
     peaks = np.zeros(onsets.shape)
-    idx = scipy.signal.argrelmax(onsets, axis=0)
+    idx = frame_peaks(onsets)
     peaks[idx] = onsets[idx]
     t_idx, k_idx = np.where(peaks >= onset_threshold)
     energy = note.astype(np.float64).copy()
