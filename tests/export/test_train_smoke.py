@@ -72,6 +72,11 @@ def make_corpus(root: Path, n_tracks: int = 3, seconds: float = 3.0, seed: int =
     return root
 
 
+TINY_MODEL = (
+    "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
+)
+
+
 @pytest.fixture()
 def corpus(tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "_reader", _standin_reader)
@@ -94,8 +99,7 @@ def test_training_rolls_follow_the_frame_centres():
 def test_two_step_training_and_resume(corpus, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
-        "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
-        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
+        TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
         "log_every = 1\nckpt_every = 1\n"
         "[valid]\nn_crops = 2\ncrop_frames = 64\n"
     )
@@ -121,8 +125,7 @@ def test_two_step_training_and_resume(corpus, tmp_path):
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
-        "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
-        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
+        TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
         "[valid]\nn_crops = 1\ncrop_frames = 64\n"
     )
     base = ["--config", str(cfg), "--corpus", str(corpus)]
@@ -285,8 +288,7 @@ def test_crops_conditioned_on_the_tracks_own_transcription(corpus, tmp_path):
 def test_training_with_transcribed_scores_writes_them_once(corpus, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
-        "[model]\nn_audio = 16\nn_score = 8\nhidden = 16\nn_layers = 1\nn_bands = 24\nn_linear_bins = 8\ndc_dim = 4\n"
-        "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
+        TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
         "[valid]\nn_crops = 1\ncrop_frames = 64\n"
         "[score]\np_transcribed = 0.5\n"
     )
