@@ -106,7 +106,8 @@ DEFAULTS: dict[str, Any] = {
         "p_add": 0.1,
         "p_pitch_shift": 0.05,
         "jitter_s": 0.03,
-        # the share of training crops conditioned on the blind path's own transcription of the track, at one of
+        # the share of the training crops with a score (not drawn absent) conditioned on the blind path's own
+        # transcription of the track instead of the corrupted true score, at one of
         # these membership shares drawn at random (``export.transcribed_scores``; made once per track, cached)
         "p_transcribed": 0.0,
         "transcribed_shares": [0.05, 0.3, 1.0],
@@ -295,12 +296,23 @@ def stft_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 def corrupt_notes(
-    notes: np.ndarray, rng: np.random.Generator, sc: dict, n_stems: int, t0_s: float, t1_s: float
+    notes: np.ndarray,
+    rng: np.random.Generator,
+    sc: dict,
+    n_stems: int,
+    t0_s: float,
+    t1_s: float,
+    transcribed: tuple[np.ndarray | None, int] = (None, 0),
 ) -> np.ndarray:
     """Score corruption for one crop [t0_s, t1_s]: whole score absent, stems absent, notes deleted,
-    added, pitch-shifted, timing jitter. notes (n, 5) [stem, on, off, pitch, vel] -> new array."""
+    added, pitch-shifted, timing jitter. notes (n, 5) [stem, on, off, pitch, vel] -> new array. A crop
+    whose score is not drawn absent takes, with probability ``score.p_transcribed``, the track's own
+    transcription instead (``transcribed``: its rows and the crop's offset in samples, ``transcribed_crop``)."""
     if rng.random() < sc["p_absent"] or len(notes) == 0:
         return notes[:0]
+    own = transcribed_crop(transcribed[0], rng, sc, t0_s, t1_s, transcribed[1])
+    if own is not None:
+        return own
     keep = np.ones(len(notes), bool)
     for s in range(n_stems):
         if rng.random() < sc["p_stem_absent"]:
@@ -336,7 +348,9 @@ def transcribed_crop(
     """With probability ``score.p_transcribed``, the score of one crop [t0_s, t1_s] from the track's own
     transcription ``rows`` (n, 6) at one of its membership shares drawn at random (``export.transcribed_scores``),
     moved ``offset_samples`` earlier as the crop's true notes are: (n, 5) [stem, on, off, pitch, vel]; None
-    otherwise (or where the track has no transcription): the caller corrupts the true score."""
+    otherwise (or where the track has no transcription): the caller corrupts the true score. ``corrupt_notes``
+    asks only for crops whose score is not drawn absent, so the crops without a score (which teach the
+    network's blind run) stay as many."""
     p = float(sc.get("p_transcribed", 0.0))
     if rows is None or p <= 0 or rng.random() >= p:
         return None
@@ -398,9 +412,7 @@ def make_batch(
         fr.append(f)
         on.append(o)
         if train:
-            cn = transcribed_crop(cache.transcribed[ti], rng, cfg["score"], t0, t1, off)
-            if cn is None:
-                cn = corrupt_notes(nsel, rng, cfg["score"], n_st, t0, t1)
+            cn = corrupt_notes(nsel, rng, cfg["score"], n_st, t0, t1, (cache.transcribed[ti], off))
             s, _ = rolls_for(cn, n_st, k0, n_frames)
         else:
             s = np.zeros_like(f)

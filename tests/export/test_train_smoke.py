@@ -268,7 +268,7 @@ def test_crops_conditioned_on_the_tracks_own_transcription(corpus, tmp_path):
     note = np.array([[0, 2, 1.0, 1.5, 60, 90], [1, 3, 1.0, 1.5, 64, 90]], np.float64)
     cache.transcribed = [note] * len(cache)
     cfg = tr.load_config(None)
-    cfg["score"]["p_transcribed"] = 1.0
+    cfg["score"].update(p_transcribed=1.0, p_absent=0.0)  # (a crop drawn absent keeps no score)
     cfg["train"]["gain_db_range"] = 0.0
     b = tr.make_batch(cache, np.random.default_rng(1), cfg, 8, 200)
     sc = b["score"].numpy()  # (B, T, stems, keys)
@@ -278,11 +278,17 @@ def test_crops_conditioned_on_the_tracks_own_transcription(corpus, tmp_path):
         assert len(on) == 1  # one share's note per crop
         assert item.sum() == item[:, on[0], key[on[0]]].sum()
     assert {s for item in sc for s in (2, 3) if item[:, s, key[s]].any()} == {2, 3}  # both shares drawn
-    cfg["score"]["p_transcribed"] = 0.0  # the true score, corrupted, as before: the same draws as without rows
+    cfg["score"].update(p_transcribed=0.0, p_absent=0.5)  # the true score, corrupted: the draws as without rows
     cache.transcribed = [None] * len(cache)
     x = tr.make_batch(cache, np.random.default_rng(2), cfg, 4, 50)["score"]
     cache.transcribed = [note] * len(cache)
     torch.testing.assert_close(tr.make_batch(cache, np.random.default_rng(2), cfg, 4, 50)["score"], x)
+    # half the crops drawn absent keep no score, the others take the transcription
+    cfg["score"].update(p_transcribed=1.0, p_absent=0.5)
+    sc = tr.make_batch(cache, np.random.default_rng(3), cfg, 16, 200)["score"].numpy()
+    held = [item.sum() > 0 for item in sc]
+    assert 0 < sum(held) < len(held)
+    assert all(item.sum() == item[:, 2, key[2]].sum() + item[:, 3, key[3]].sum() for item in sc)
 
 
 def test_training_with_transcribed_scores_writes_them_once(corpus, tmp_path):
