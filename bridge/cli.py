@@ -444,25 +444,47 @@ def _report_separated(args: argparse.Namespace, path: Path, res: Any) -> None:
 
 
 _WORKER_RUN: Callable[[Path], Any] | None = None
+_WORKER_BUSY = False  # a --jobs worker is running a task (a file or a shifted run)
 
 
 def _worker_init() -> None:
     """A ``--jobs`` worker process: one BLAS / OpenMP thread (numpy is not imported yet: N
-    processes of several spinning threads each ran 5x slower on 2 cores), and SIGTERM ends a file
-    as Ctrl-C does (its files closed, valid)."""
+    processes of several spinning threads each ran 5x slower on 2 cores). Ctrl-C reaches the whole
+    process group, but only the main process acts on it (it stops the workers with SIGTERM): a worker
+    interrupted inside the pool's call queue died holding its lock, and the pool hung on the others.
+    SIGTERM ends the file in hand as Ctrl-C does (its files closed, valid); an idle worker leaves quietly."""
     import os
 
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
-    signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+
+
+def _worker_sigterm(signum: int, frame: Any) -> None:
+    if _WORKER_BUSY:
+        raise KeyboardInterrupt  # the task closes what it wrote
+    raise SystemExit(0)  # waiting for work: no traceback from the pool's loop
+
+
+@contextlib.contextmanager
+def _worker_task() -> Iterator[None]:
+    """Marks a ``--jobs`` worker busy while it runs one task (``_worker_sigterm``)."""
+    global _WORKER_BUSY
+    _WORKER_BUSY = True
+    try:
+        yield
+    finally:
+        _WORKER_BUSY = False
 
 
 def _separate_one(args: argparse.Namespace, path: Path) -> Any:
     """In a ``--jobs`` worker: separate ``path`` (the network is built on the worker's first file)."""
     global _WORKER_RUN
-    if _WORKER_RUN is None:
-        _WORKER_RUN = _separate_runner(args)
-    return _WORKER_RUN(path)
+    with _worker_task():
+        if _WORKER_RUN is None:
+            _WORKER_RUN = _separate_runner(args)
+        return _WORKER_RUN(path)
 
 
 def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
@@ -471,10 +493,11 @@ def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
     global _WORKER_SHIFT
     from bridge.backends.shifted import one_run, plain
 
-    if _WORKER_SHIFT is None:
-        _WORKER_SHIFT = (_network(args), plain(_transcriber(args)))  # as _separate_runner's
-    processor, each = _WORKER_SHIFT
-    return one_run(processor, each, src, out, args.block_size)
+    with _worker_task():
+        if _WORKER_SHIFT is None:
+            _WORKER_SHIFT = (_network(args), plain(_transcriber(args)))  # as _separate_runner's
+        processor, each = _WORKER_SHIFT
+        return one_run(processor, each, src, out, args.block_size)
 
 
 def _transcriber(args: argparse.Namespace) -> Any:
@@ -516,13 +539,22 @@ def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path,
     pool.shutdown(wait=True)
 
 
-def _stop_pool(pool: Any) -> None:
+def _stop_pool(pool: Any, grace_s: float = 30.0) -> None:
     """Ends a ``ProcessPoolExecutor`` on an interrupt or error: each worker terminated (SIGTERM: it closes its
-    files, ``_worker_init``), the queue dropped."""
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):  # None once shut down: a second call
+    files, ``_worker_init``), the queue dropped; a worker still there after ``grace_s`` is killed, so a stuck
+    one cannot hold the command."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())  # None once shut down: a second call
+    for proc in procs:
         with contextlib.suppress(OSError):
             proc.terminate()
-    pool.shutdown(wait=True, cancel_futures=True)
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    pool.shutdown(wait=True)
 
 
 def _separate_parallel(args: argparse.Namespace) -> int:

@@ -39,8 +39,9 @@ def long_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def start(src: Path, out: Path, preexec_fn=None) -> subprocess.Popen:
-    args = ["separate", str(src), "-o", str(out), "-m", "test-tiny", "--block-size", "1024", "-q"]
+def start(src: Path | list[Path], out: Path, preexec_fn=None, extra: tuple[str, ...] = (), **popen) -> subprocess.Popen:
+    srcs = [str(p) for p in (src if isinstance(src, list) else [src])]
+    args = ["separate", *srcs, "-o", str(out), "-m", "test-tiny", "--block-size", "1024", "-q", *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "bridge", *args],
         cwd=ROOT,
@@ -48,6 +49,7 @@ def start(src: Path, out: Path, preexec_fn=None) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=preexec_fn,
+        **popen,
     )
 
 
@@ -135,6 +137,35 @@ def test_signal_mid_run_leaves_valid_files(long_wav: Path, tmp_path: Path, sig: 
     assert "interrupted" in one_line(err)
     assert_valid_outputs(out / "long")
     assert (out / "long" / "notes.mid").exists()  # the notes found so far are kept
+
+
+@pytest.mark.parametrize("to_group", [True, False], ids=["ctrl-c", "sigterm-main"])
+def test_interrupt_with_jobs_stops_every_worker(long_wav: Path, tmp_path: Path, to_group: bool) -> None:
+    """``separate --jobs 2`` on a long and a short file, interrupted while the long one runs and the
+    short one's worker waits for work: Ctrl-C at a terminal (SIGINT to the whole process group, the
+    workers included) or SIGTERM to the main process alone. The command ends with the one interrupted
+    line and status 130 (an idle worker interrupted inside the pool's queue printed a traceback and left
+    its lock held: the command hung), every file written so far valid."""
+    long_src, short_src = tmp_path / "a.wav", tmp_path / "b.wav"
+    shutil.copy(long_wav, long_src)
+    audio, _ = sf.read(long_wav, frames=RATE, dtype="float32")
+    sf.write(short_src, audio, RATE, subtype="PCM_16")
+    out = tmp_path / "out"
+    proc = start([long_src, short_src], out, extra=("--jobs", "2"), start_new_session=True)
+    deadline = time.monotonic() + 60.0
+    while not (out / "b" / "notes.mid").exists():  # the short file done: its worker is idle
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.01)
+    wait_mid_run(proc, out / "a" / "drums.wav")
+    if to_group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    rc, err = finish(proc)
+    assert rc == 130, err
+    assert "interrupted" in one_line(err)
+    assert_valid_outputs(out / "a")
+    assert_valid_outputs(out / "b", complete=False)
 
 
 def test_output_folder_removed_mid_run(long_wav: Path, tmp_path: Path) -> None:
