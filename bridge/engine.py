@@ -118,6 +118,7 @@ class Processor:
         self.meta: ModelMetadata = self.model.meta
         self.stems: tuple[str, ...] = self.meta.all_stems
         self.set_mask_powers(mask_powers)
+        self.decode_notes = True  # False: the note outputs are not decoded (a runner whose notes nobody reads)
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
@@ -283,8 +284,9 @@ class Processor:
         if self.mask_powers is not None:
             masks = softened_masks(masks, self.mask_powers)
         self.activity = np.nan_to_num(activity[0, -1]).astype(np.float32)
-        for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
-            self._schedule(ev)
+        if self.decode_notes:
+            for ev in self._decoder.decode(first_frame, note_frame[0], note_onset[0]):
+                self._schedule(ev)
         la = meta.lookahead_frames
         if la:
             # masks for frame k arrive with frame k + la: delay the spectra to match

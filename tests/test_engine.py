@@ -245,3 +245,26 @@ def test_mask_powers_keep_the_sum_the_latency_and_block_size_invariance(tiny_mod
     for bad in ([0.5] * 5, [0.0] * 6, [5.0] * 6):
         with pytest.raises(ValueError, match="mask powers"):
             Processor(tiny_model, mask_powers=bad)
+
+
+def test_a_runner_that_skips_note_decoding_gives_the_same_stems_and_no_notes(tiny_model) -> None:
+    """``decode_notes = False`` (a runner whose notes nobody reads, as the share ensemble's later runners):
+    the stems are unchanged, no note is decoded or flushed."""
+    x = noise(2, 44100, seed=5)
+
+    def run(decode: bool) -> tuple[np.ndarray, list]:
+        proc = Processor(tiny_model)
+        proc.decode_notes = decode
+        proc.prepare(44100, 4096, 2)
+        stems, notes = [], []
+        for i in range(0, x.shape[1], 4096):
+            res = proc.process(x[:, i : i + 4096])
+            stems.append(res.stems)
+            notes += res.notes
+        return np.concatenate(stems, axis=2), notes + proc.end_notes()
+
+    stems_on, notes_on = run(True)
+    stems_off, notes_off = run(False)
+    assert notes_on, "the test model decodes notes from this input"
+    assert notes_off == []
+    np.testing.assert_array_equal(stems_off, stems_on)

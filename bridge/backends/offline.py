@@ -150,6 +150,8 @@ def separate_file(
         scores = [None if score is None else score_of_parts(t.parts, stems) for t in per_share]
         powers_in = None if processor.mask_powers is None else processor.mask_powers.tolist()
         networks = [processor] + [Processor(processor.model, mask_powers=powers_in) for _ in per_share[1:]]
+        for n in networks[1:]:  # the ensemble writes the first runner's notes only
+            n.decode_notes = False
         runners = [scored(n, t.parts, None) for n, t in zip(networks, per_share)]
         powers = None if remask is None else remask_powers(remask, runners[0].stems)
         runner = ShareEnsemble(runners, powers)

@@ -169,7 +169,10 @@ class ScoredClasses:
         self._remask: StemRemask | None = None
         # those stems from a second run of the same network without the score (a score known to lack
         # a class, as a transcription lacks drums, would otherwise tell the network that it is silent)
-        self.blind: BlindNetwork | None = Processor(model.model) if self._from_blind else None
+        self.blind: BlindNetwork | None = None
+        if self._from_blind:  # its stems only: its notes are never read
+            self.blind = Processor(model.model)
+            self.blind.decode_notes = False
         self.prepared = False
         self.latency_samples = 0
         self.latency_terms: dict[str, int] = {}
