@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
         "separation, about twice as fast; wide: 0.05,0.1,0.2,0.3,0.45,0.8,1, about twice the time)",
     )
     p.add_argument(
+        "--no-song-context",
+        dest="song_context",
+        action="store_false",
+        help="the blind path only: class each transcribed note from its own sound alone (default: refined by the "
+        "file's other notes, models_onnx/note-song.onnx)",
+    )
+    p.add_argument(
         "--parts",
         action="store_true",
         help="one stem per part of --score (track, or channel) + residual, separated by the score itself",
@@ -502,9 +509,10 @@ def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
 
 def _transcriber(args: argparse.Namespace) -> Any:
     """The blind path's ``Transcriber`` for ``separate``'s arguments (``--threads``, ``--shares`` parsed)."""
-    from bridge.transcribe import TRANSCRIBED_SHARES, Transcriber
+    from bridge.transcribe import SONG_CONTEXT, TRANSCRIBED_SHARES, Transcriber
 
-    return Transcriber(n_threads=args.threads, shares=args.shares or TRANSCRIBED_SHARES)
+    song = SONG_CONTEXT if getattr(args, "song_context", True) else None
+    return Transcriber(n_threads=args.threads, shares=args.shares or TRANSCRIBED_SHARES, song_context=song)
 
 
 _WORKER_SHIFT: tuple[Any, Any] | None = None

@@ -5,7 +5,9 @@ while the parts decomposition (``bridge.parts``) separates well when it knows wh
 part plays. Offline, ``Transcriber`` builds such a score from the audio itself: basic-pitch's
 shipped network transcribes every pitched note (instrument-blind, ``basic_pitch``), and a small
 classifier trained on basic-pitch's own notes (``note_classes``) says, per class, whether each one
-sounds in that class and whether one starts there. A note goes into the part of every class where
+sounds in that class and whether one starts there; a second small network over all the notes of the
+file (``song_context``) refines each note's class evidence from the notes that sound like it. A note
+goes into the part of every class where
 it sounds (probability at least ``sounding_threshold`` and at least ``member_share`` of its best
 class: the decomposition's per-part timbre then decides between close calls, which costs far less
 than a wrong hard choice); a note that sounds nowhere (an octave ghost, a partial) goes into none.
@@ -26,7 +28,8 @@ Public API
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
   classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
   sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE, fusion=None,
-  remask=TRANSCRIBED_REMASK, shares=TRANSCRIBED_SHARES)`` (None: the classifier's own; ``shares``: the membership
+  remask=TRANSCRIBED_REMASK, shares=TRANSCRIBED_SHARES, song_context=SONG_CONTEXT)`` (None: the classifier's own;
+  ``song_context``: the song model's file, None: the classifier's evidence alone; ``shares``: the membership
   shares ``bridge.backends.offline.separate_file`` separates with, side by side, and averages
   (``bridge.parts.share_ensemble``; None: ``member_share`` alone); the share as
   ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` and ``remask`` as ``ScoredClasses``', no fusion by
@@ -81,6 +84,9 @@ TRANSCRIBED_REMASK = {"drums": 0.9, "bass": 0.9, "piano": 0.75, "guitar": 0.75, 
 # selection set; held out, seed 9001, 48 tracks, per track against `member_share` alone: bass +0.48, piano +0.41,
 # guitar +0.18, strings +0.88, other +0.28 dB mean; BENCHMARKS.md stop 41)
 TRANSCRIBED_SHARES = (0.05, 0.3, 1.0)
+# each note's class evidence refined by the file's other notes (``bridge.transcribe.song_context``; None: the
+# classifier's alone)
+SONG_CONTEXT: Path | None = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-song.onnx"
 
 
 @dataclass
@@ -136,12 +142,15 @@ class Transcriber:
         fusion: Mapping[str, float] | None = None,
         remask: Mapping[str, float] | None = TRANSCRIBED_REMASK,
         shares: Sequence[float] | None = TRANSCRIBED_SHARES,
+        song_context: Path | None = SONG_CONTEXT,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
+        from bridge.transcribe.song_context import SongContext
 
         self.pitch = BasicPitch(n_threads=n_threads)
         self.classifier = NoteClassifier(classifier_path or NOTE_CLASSES_FILE, n_threads=n_threads)
+        self.song = None if song_context is None else SongContext(song_context, n_threads=n_threads)
         self.member_share = float(member_share)
         self.model_stems = tuple(model_stems)
         self.condition_network = condition_network
@@ -168,8 +177,14 @@ class Transcriber:
 
     def analyse(self, audio: np.ndarray, sample_rate: int) -> NoteAnalysis:
         """Mono ``audio`` (n,) -> basic-pitch's notes and the classifier's judgement of each."""
+        from bridge.transcribe.note_classes import log_map_db
+
         notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)
-        return NoteAnalysis(notes, *self.classifier.predict(audio, sample_rate, notes))
+        log_map = log_map_db(audio, sample_rate)
+        sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes, log_map=log_map)
+        if self.song is not None:  # the class evidence refined by the file's other notes
+            sounding = self.song.refine(log_map, notes, sounding, onset)
+        return NoteAnalysis(notes, sounding, onset, shift_s)
 
     def transcription(self, analysis: NoteAnalysis, member_share: float | None = None) -> Transcription:
         """The parts and written notes of ``analysis`` (see ``transcribe``), each note in the parts of the classes

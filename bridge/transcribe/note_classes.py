@@ -242,17 +242,24 @@ class NoteClassifier:
             raise ModelError(f"{path}: part_embedding of {width}, metadata says {self.pooling['dim']}")
 
     def predict(
-        self, audio: np.ndarray, sample_rate: int, notes: np.ndarray, batch: int = 256
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        notes: np.ndarray,
+        batch: int = 256,
+        log_map: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sounding, onset, shift_s)`` of ``notes`` (n, 4) in mono ``audio``: probabilities, each
-        (n, n_classes), and the onset shifts (n,) in seconds. A classifier with a context runs twice:
+        (n, n_classes), and the onset shifts (n,) in seconds (``log_map``: the audio's ``log_map_db`` where the
+        caller has it already). A classifier with a context runs twice:
         the notes' embeddings first, then every note with their mean (all the notes given: one file);
         one with ``part_pooling`` pools the logits of the notes given over their part embeddings."""
         notes = np.asarray(notes, np.float64).reshape(-1, 4)
         if not len(notes):
             empty = np.zeros((0, len(self.classes)), np.float32)
             return empty, empty.copy(), np.zeros(0, np.float32)
-        patches, scalars = note_patches(log_map_db(audio, sample_rate), notes)
+        lm = log_map_db(audio, sample_rate) if log_map is None else log_map
+        patches, scalars = note_patches(lm, notes)
         names = ["sounding", "onset", "shift_s"]
         feeds = [
             {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]} for i in range(0, len(notes), batch)

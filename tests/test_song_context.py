@@ -1,0 +1,142 @@
+"""The song-context model (bridge.transcribe.song_context): its features, how it refines the classifier's
+evidence, its metadata checks, its export from torch (export/note_song.py) and the shipped model in the
+blind path, on the MuseScore General render of tests/test_transcribe.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from bridge.errors import ModelError
+from bridge.transcribe import Transcriber
+from bridge.transcribe.note_classes import PATCH, log_map_db, note_patches
+from bridge.transcribe.song_context import (
+    META_KEY,
+    N_FEATURES,
+    N_TIMBRE,
+    SONG_CONTEXT_FILE,
+    SongContext,
+    refined_sounding,
+    song_features,
+    timbre_features,
+)
+from export.note_song import SongNet, export_onnx
+from tests.test_parts import SR
+from tests.test_transcribe import band  # noqa: F401  (the module's render, a fixture)
+
+RNG = np.random.default_rng(7)
+
+
+def test_refined_sounding_keeps_each_notes_level_and_follows_the_blend() -> None:
+    sounding = RNG.uniform(0.01, 1.0, (50, 5)).astype(np.float32)
+    q = RNG.dirichlet(np.ones(5), 50).astype(np.float32)
+    top = sounding.max(axis=1)
+    for blend in (0.0, 0.5, 1.0):
+        out = refined_sounding(sounding, q, blend)
+        assert (out.max(axis=1) <= top * (1 + 1e-6)).all() and (out.max(axis=1) >= (1 - blend) * top * (1 - 1e-6)).all()
+        agree = sounding.argmax(axis=1) == q.argmax(axis=1)
+        np.testing.assert_allclose(out.max(axis=1)[agree], top[agree], rtol=1e-5)  # the same best class: its level kept
+    np.testing.assert_allclose(refined_sounding(sounding, q, 0.0), sounding, rtol=1e-6)
+    np.testing.assert_array_equal(refined_sounding(sounding, q, 1.0).argmax(axis=1), q.argmax(axis=1))
+
+
+def test_timbre_features_read_partials_relative_to_the_fundamental() -> None:
+    """A synthetic patch: the fundamental at 0 (20 dB units), partial k at -0.1 k from the onset on, nothing
+    before: the attack levels relative to the fundamental are -0.1 (k - 1), x 0.25."""
+    patch = np.full((1, 180, PATCH["frames"]), PATCH["floor_db"] / 20.0, np.float32)
+    rows = np.round(3 * (12 + 12 * np.log2(np.arange(1, 17)))).astype(int)
+    for k, r in enumerate(rows, start=1):  # the 16th partial's row is the patch's edge: its last row stands in
+        patch[0, min(r, 179), PATCH["frames_before"] :] = -0.1 * (k - 1)
+    t = timbre_features(patch)
+    assert t.shape == (1, N_TIMBRE)
+    np.testing.assert_allclose(t[0, :16], 0.25 * -0.1 * np.arange(16), atol=1e-6)
+    np.testing.assert_allclose(t[0, 16:32], 0.25 * -0.1 * np.arange(16), atol=1e-6)
+    assert timbre_features(np.zeros((0, 180, 40), np.float32)).shape == (0, N_TIMBRE)
+
+
+def _exported(tmp_path: Path, blend: float = 0.5) -> tuple[SongNet, Path]:
+    torch.manual_seed(3)
+    net = SongNet(hidden=32).eval()
+    return net, export_onnx(net, tmp_path / "song.onnx", blend, card={"what": "test"})
+
+
+def test_export_matches_torch_and_loads_with_its_metadata(tmp_path: Path) -> None:
+    net, path = _exported(tmp_path)
+    ctx = SongContext(path)
+    assert ctx.blend == 0.5 and json.loads(path.with_suffix(".json").read_text())["what"] == "test"
+    x = RNG.standard_normal((23, N_FEATURES)).astype(np.float32)
+    with torch.no_grad():
+        want = torch.softmax(net(torch.from_numpy(x)), dim=-1).numpy()
+    np.testing.assert_allclose(ctx.probabilities(x), want, atol=1e-5)
+
+
+def test_song_model_metadata_is_checked(tmp_path: Path) -> None:
+    _, path = _exported(tmp_path)
+    meta = json.loads(next(p.value for p in onnx.load(str(path)).metadata_props if p.key == META_KEY))
+
+    def with_meta(change: dict, name: str) -> Path:
+        m = onnx.load(str(path))
+        for p in m.metadata_props:
+            if p.key == META_KEY:
+                p.value = json.dumps({**meta, **change})
+        out = tmp_path / name
+        onnx.save(m, str(out))
+        return out
+
+    with pytest.raises(ModelError, match="not a song-context model"):
+        SongContext(with_meta({"kind": "note_classes"}, "kind.onnx"))
+    with pytest.raises(ModelError, match="classes"):
+        SongContext(with_meta({"classes": ["bass", "kazoo", "piano", "guitar", "strings"]}, "kazoo.onnx"))
+    with pytest.raises(ModelError, match="features per note"):
+        SongContext(with_meta({"n_features": 54}, "width.onnx"))
+    with pytest.raises(ModelError, match="blend"):
+        SongContext(with_meta({"blend": 1.5}, "blend.onnx"))
+    with pytest.raises(ModelError, match="missing"):
+        SongContext(tmp_path / "none.onnx")
+
+
+def test_shipped_song_model_refines_the_classifiers_evidence(band: dict) -> None:  # noqa: F811
+    """The shipped model on the render: the same notes, each note's highest probability at most the classifier's
+    and at least (1 - blend) of it, the bass line
+    still in bass; a file of fewer than two notes is left as it is."""
+    assert SONG_CONTEXT_FILE.is_file()
+    plain, refined = Transcriber(song_context=None), Transcriber()
+    a, b = plain.analyse(band["mix"], SR), refined.analyse(band["mix"], SR)
+    np.testing.assert_array_equal(a.notes, b.notes)
+    np.testing.assert_array_equal(a.onset, b.onset)
+    assert (b.sounding.max(axis=1) <= a.sounding.max(axis=1) * (1 + 1e-6)).all()
+    assert (b.sounding.max(axis=1) >= (1 - refined.song.blend) * a.sounding.max(axis=1) * (1 - 1e-6)).all()
+    assert not np.allclose(a.sounding, b.sounding)  # the song model moved something
+    bass = a.notes[:, 2] < 50
+    assert (b.sounding[bass].argmax(axis=1) == 0).mean() >= 0.8
+    features = song_features(
+        a.notes, a.sounding, a.onset, timbre_features(note_patches(log_map_db(band["mix"], SR), a.notes)[0])
+    )
+    assert features.shape == (len(a.notes), N_FEATURES) and np.isfinite(features).all()
+    one = a.notes[:1]
+    np.testing.assert_array_equal(
+        refined.song.refine(log_map_db(band["mix"], SR), one, a.sounding[:1], a.onset[:1]), a.sounding[:1]
+    )
+
+
+def test_a_long_file_is_judged_in_sections(band: dict) -> None:  # noqa: F811
+    """More notes than ``max_notes``: each section of consecutive notes (onset order) judged on its own, so
+    the memory stays bounded on long files; one section is the whole file."""
+    tr = Transcriber(song_context=None)
+    a = tr.analyse(band["mix"], SR)
+    lm = log_map_db(band["mix"], SR)
+    ctx = SongContext()
+    whole = ctx.refine(lm, a.notes, a.sounding, a.onset, max_notes=len(a.notes))
+    np.testing.assert_allclose(ctx.refine(lm, a.notes, a.sounding, a.onset), whole, atol=1e-6)
+    half = (len(a.notes) + 1) // 2
+    split = ctx.refine(lm, a.notes, a.sounding, a.onset, max_notes=half)
+    order = np.argsort(a.notes[:, 0], kind="stable")
+    first = order[: len(order) - len(order) // 2]
+    alone = ctx.refine(lm, a.notes[first], a.sounding[first], a.onset[first], max_notes=len(a.notes))
+    np.testing.assert_allclose(split[first], alone, atol=1e-6)
+    assert not np.allclose(split, whole)  # the sections do not see each other
