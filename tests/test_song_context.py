@@ -140,3 +140,24 @@ def test_a_long_file_is_judged_in_sections(band: dict) -> None:  # noqa: F811
     alone = ctx.refine(lm, a.notes[first], a.sounding[first], a.onset[first], max_notes=len(a.notes))
     np.testing.assert_allclose(split[first], alone, atol=1e-6)
     assert not np.allclose(split, whole)  # the sections do not see each other
+
+
+def test_separate_without_song_context(band: dict, tmp_path: Path) -> None:  # noqa: F811
+    """``separate --no-song-context`` classes the notes from the classifier alone: the same written notes,
+    other stems than the default's."""
+    import soundfile as sf
+
+    from bridge.cli import main
+
+    mix = band["dir"] / "mix.wav"
+    assert main(["separate", str(mix), "-o", str(tmp_path / "with"), "-q", "--shares", "0.3"]) == 0
+    assert (
+        main(["separate", str(mix), "-o", str(tmp_path / "without"), "-q", "--shares", "0.3", "--no-song-context"]) == 0
+    )
+    assert (tmp_path / "with/mix/notes.mid").read_bytes() == (tmp_path / "without/mix/notes.mid").read_bytes()
+    differ = [
+        s
+        for s in ("bass", "piano", "guitar", "strings", "other")
+        if not np.array_equal(sf.read(tmp_path / f"with/mix/{s}.wav")[0], sf.read(tmp_path / f"without/mix/{s}.wav")[0])
+    ]
+    assert differ, "the song context changed no stem"
