@@ -33,8 +33,8 @@ shifted frame grids; the notes written stay the unshifted run's), ``pshift`` (N:
 averaged over N shifted frame grids, then decoded), ``excl`` (``bass:0.8+guitar:0.9``: a note whose
 most probable class is one of these, with at
 least that probability, joins that class's part alone), ``song`` (0: each note's class evidence the classifier's
-alone, without ``bridge.transcribe.song_context``, as every variant before stop 43 measured it; default the
-shipped model); the network alone is always the first row.
+alone, without ``bridge.transcribe.song_context``, as every variant before stop 43 measured it; 1 or absent: the
+shipped model; a path: that song model); the network alone is always the first row.
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -179,7 +179,7 @@ def transcriber_of(spec: str):
         fusion=_per_stem(kv["fuse"]) if "fuse" in kv else None,
         remask=_remask(kv["remask"]) if "remask" in kv else TRANSCRIBED_REMASK,
         shares=tuple(float(x) for x in kv["shares"].split("+")) if "shares" in kv else None,  # None: `share` alone
-        song_context=None if kv.get("song") == "0" else SONG_CONTEXT,
+        song_context=None if kv.get("song") == "0" else Path(kv["song"]) if kv.get("song", "1") != "1" else SONG_CONTEXT,
     )
     if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
         per_class = _per_stem(kv["soundc"])
