@@ -179,7 +179,11 @@ def transcriber_of(spec: str):
         fusion=_per_stem(kv["fuse"]) if "fuse" in kv else None,
         remask=_remask(kv["remask"]) if "remask" in kv else TRANSCRIBED_REMASK,
         shares=tuple(float(x) for x in kv["shares"].split("+")) if "shares" in kv else None,  # None: `share` alone
-        song_context=None if kv.get("song") == "0" else Path(kv["song"]) if kv.get("song", "1") != "1" else SONG_CONTEXT,
+        song_context=None
+        if kv.get("song") == "0"
+        else Path(kv["song"])
+        if kv.get("song", "1") != "1"
+        else SONG_CONTEXT,
     )
     if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
         per_class = _per_stem(kv["soundc"])
@@ -217,8 +221,8 @@ def _class_shifts(tr, n_shifts: int) -> None:
 
     plain = tr.classifier.predict
 
-    def predict(audio: np.ndarray, sample_rate: int, notes: np.ndarray):
-        sounding, onset, shift_s = plain(audio, sample_rate, notes)
+    def predict(audio: np.ndarray, sample_rate: int, notes: np.ndarray, log_map=None):
+        sounding, onset, shift_s = plain(audio, sample_rate, notes, log_map=log_map)
         span = max(1, round(PATCH["hop"] * sample_rate / PATCH["sample_rate"]))
         total = sounding.astype(np.float64)
         for k in range(1, n_shifts):

@@ -411,6 +411,12 @@ def cmd_separate(args: argparse.Namespace) -> int:
         args.shares = parse_shares(args.shares)
         if args.score is not None or args.parts or args.class_stems_from != "parts":
             raise InputError("--shares is for the blind path only (no --score, --parts or --class-stems-from network)")
+    if not getattr(args, "song_context", True) and (
+        args.score is not None or args.parts or args.class_stems_from != "parts"
+    ):
+        raise InputError(
+            "--no-song-context is for the blind path only (no --score, --parts or --class-stems-from network)"
+        )
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")
@@ -452,6 +458,7 @@ def _report_separated(args: argparse.Namespace, path: Path, res: Any) -> None:
 
 _WORKER_RUN: Callable[[Path], Any] | None = None
 _WORKER_BUSY = False  # a --jobs worker is running a task (a file or a shifted run)
+_WORKER_STOPPING = False  # a --jobs worker was told to stop (SIGTERM)
 
 
 def _worker_init() -> None:
@@ -469,6 +476,11 @@ def _worker_init() -> None:
 
 
 def _worker_sigterm(signum: int, frame: Any) -> None:
+    """Once: the pool sends SIGTERM again when a worker leaves, which must not cut a file's closing short;
+    no task starts after it (the pool keeps one queued beyond its workers, past the reach of cancelling)."""
+    global _WORKER_STOPPING
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _WORKER_STOPPING = True
     if _WORKER_BUSY:
         raise KeyboardInterrupt  # the task closes what it wrote
     raise SystemExit(0)  # waiting for work: no traceback from the pool's loop
@@ -476,8 +488,11 @@ def _worker_sigterm(signum: int, frame: Any) -> None:
 
 @contextlib.contextmanager
 def _worker_task() -> Iterator[None]:
-    """Marks a ``--jobs`` worker busy while it runs one task (``_worker_sigterm``)."""
+    """Marks a ``--jobs`` worker busy while it runs one task (``_worker_sigterm``); a worker told to stop
+    starts none."""
     global _WORKER_BUSY
+    if _WORKER_STOPPING:
+        raise KeyboardInterrupt
     _WORKER_BUSY = True
     try:
         yield
@@ -531,7 +546,8 @@ def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path,
     def run_all(pairs: list[tuple[Path, Path]]) -> list[Any]:
         from concurrent.futures import FIRST_EXCEPTION, wait
 
-        futures = [pool.submit(_shift_run, args, src, out) for src, out in pairs]
+        with _sigint_held():
+            futures = [pool.submit(_shift_run, args, src, out) for src, out in pairs]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)  # a failed run stops the others at once
             return [f.result() for f in futures]
@@ -547,6 +563,21 @@ def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path,
     pool.shutdown(wait=True)
 
 
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held back in this thread (and in the processes it spawns, which inherit the mask) meanwhile; a
+    Ctrl-C pressed then arrives when the block ends."""
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except (AttributeError, ValueError, OSError):  # no POSIX signal masks (Windows)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _stop_pool(pool: Any, grace_s: float = 30.0) -> None:
     """Ends a ``ProcessPoolExecutor`` on an interrupt or error: each worker terminated (SIGTERM: it closes its
     files, ``_worker_init``), the queue dropped; a worker still there after ``grace_s`` is killed, so a stuck
@@ -557,11 +588,14 @@ def _stop_pool(pool: Any, grace_s: float = 30.0) -> None:
             proc.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + grace_s
-    for proc in procs:
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
+    try:
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+    finally:  # also on a second Ctrl-C while waiting: the workers ignore SIGINT, nothing else would end them
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
     pool.shutdown(wait=True)
 
 
@@ -581,7 +615,8 @@ def _separate_parallel(args: argparse.Namespace) -> int:
     failed = 0
     pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_worker_init)
     try:
-        futures = {pool.submit(_separate_one, one, path): path for path in args.inputs}
+        with _sigint_held():  # the workers start with Ctrl-C held back, then ignore it (_worker_init)
+            futures = {pool.submit(_separate_one, one, path): path for path in args.inputs}
         for fut in as_completed(futures):
             try:
                 res = fut.result()

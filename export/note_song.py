@@ -231,9 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop", type=float, default=0.2, help="share of a file's notes dropped per step")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--blend", type=float, default=0.5, help="the song model's weight in the refined sounding")
+    ap.add_argument(
+        "--blend",
+        type=float,
+        default=0.3,
+        help="the song model's weight in the refined sounding (default 0.3, shipped)",
+    )
     ap.add_argument("--export", type=Path, default=None, help="write the ONNX model (and its card) here")
-    ap.add_argument("--checkpoint", type=Path, default=None, help="export this song.pt instead of training")
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="export this song.pt instead of training (--corpus, --cache and --out are still required)",
+    )
     args = ap.parse_args(argv)
     for c in [*args.corpus, *args.valid]:
         if not c.is_dir():

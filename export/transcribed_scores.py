@@ -60,11 +60,20 @@ def transcribe_cache(paths: Sequence[Path], sample_rate: int, stems: Sequence[st
         mix = np.asarray(src, np.float32).sum(axis=0) * scale
         rows = transcribed_rows(mix, sample_rate, stems, shares, tr)
         tmp = Path(str(p) + ".transcribed.tmp.npz")
-        np.savez(tmp, shares=np.asarray(shares, np.float64), notes=rows)
+        np.savez(tmp, shares=np.asarray(shares, np.float64), notes=rows, song=_song_tag())
         os.replace(tmp, str(p) + SUFFIX)  # a track is done once its file is in place
         if n % 20 == 0 or n == len(todo):
             print(f"[transcribe] {n}/{len(todo)} tracks ({time.time() - t0:.0f} s)", flush=True)
     return len(todo)
+
+
+def _song_tag() -> str:
+    """Which song-context model the blind path's transcription used (its file's sha256; "" for none): a cache
+    made with another is made again."""
+    from bridge.model import sha256_of
+    from bridge.transcribe import SONG_CONTEXT
+
+    return "" if SONG_CONTEXT is None else sha256_of(SONG_CONTEXT)
 
 
 def _current(path: Path, shares: Sequence[float]) -> bool:
@@ -72,7 +81,8 @@ def _current(path: Path, shares: Sequence[float]) -> bool:
     if not f.exists():
         return False
     with np.load(f) as z:
-        return np.array_equal(z["shares"], np.asarray(shares, np.float64))
+        song = str(z["song"]) if "song" in z.files else ""
+        return np.array_equal(z["shares"], np.asarray(shares, np.float64)) and song == _song_tag()
 
 
 def load_transcribed(path: Path) -> np.ndarray | None:

@@ -165,7 +165,32 @@ def test_interrupt_with_jobs_stops_every_worker(long_wav: Path, tmp_path: Path, 
     assert rc == 130, err
     assert "interrupted" in one_line(err)
     assert_valid_outputs(out / "a")
+    assert (out / "a" / "notes.mid").exists()  # the busy worker's closing was not cut short by a second signal
     assert_valid_outputs(out / "b", complete=False)
+
+
+def test_no_file_starts_after_an_interrupt_with_jobs(long_wav: Path, tmp_path: Path) -> None:
+    """``separate --jobs 2`` on four files: Ctrl-C while two run and one waits in the pool's queue (which
+    cancelling cannot reach). The queued file is never started, the command ends at once (not after the
+    30 s a stuck worker gets), and the files in hand are closed with their notes."""
+    srcs = [tmp_path / f"{name}.wav" for name in ("a", "b", "c", "d")]
+    for src in srcs:
+        shutil.copy(long_wav, src)
+    audio, _ = sf.read(long_wav, frames=RATE, dtype="float32")
+    sf.write(srcs[1], audio, RATE, subtype="PCM_16")  # b short: its worker goes on to c, d waits queued
+    out = tmp_path / "out"
+    proc = start(srcs, out, extra=("--jobs", "2"), start_new_session=True)
+    wait_mid_run(proc, out / "c" / "drums.wav")
+    os.killpg(proc.pid, signal.SIGINT)
+    t0 = time.monotonic()
+    rc, err = finish(proc)
+    assert time.monotonic() - t0 < 20.0
+    assert rc == 130, err
+    assert "interrupted" in one_line(err)
+    assert not (out / "d").exists()
+    for name in ("a", "c"):
+        assert_valid_outputs(out / name)
+        assert (out / name / "notes.mid").exists()
 
 
 def test_output_folder_removed_mid_run(long_wav: Path, tmp_path: Path) -> None:

@@ -161,3 +161,7 @@ def test_separate_without_song_context(band: dict, tmp_path: Path) -> None:  # n
         if not np.array_equal(sf.read(tmp_path / f"with/mix/{s}.wav")[0], sf.read(tmp_path / f"without/mix/{s}.wav")[0])
     ]
     assert differ, "the song context changed no stem"
+    score = band["dir"] / "bass.mid"
+    assert (
+        main(["separate", str(mix), "-o", str(tmp_path / "x"), "-q", "--score", str(score), "--no-song-context"]) == 2
+    )

@@ -176,7 +176,8 @@ class Transcriber:
         return self.transcription(self.analyse(audio, sample_rate))
 
     def analyse(self, audio: np.ndarray, sample_rate: int) -> NoteAnalysis:
-        """Mono ``audio`` (n,) -> basic-pitch's notes and the classifier's judgement of each."""
+        """Mono ``audio`` (n,) -> basic-pitch's notes and the classifier's judgement of each (the sounding
+        evidence refined by the file's other notes where the transcriber has a song model)."""
         from bridge.transcribe.note_classes import log_map_db
 
         notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)

@@ -28,8 +28,8 @@ Public API
   ``part_pooling``, optional: ``{"dim": d, "temperature": t, "weight": w}`` (w one number or one
   per class) for a classifier with
   output ``part_embedding`` (n, d), whose logits are pooled per file with ``pool_classes``);
-  ``predict(audio, sample_rate, notes) -> (sounding, onset, shift_s)``: probabilities, each
-  (n, n_classes), and onset shifts (n,) s.
+  ``predict(audio, sample_rate, notes, batch=256, log_map=None) -> (sounding, onset, shift_s)``: probabilities,
+  each (n, n_classes), and onset shifts (n,) s (``log_map``: the audio's ``log_map_db``, where the caller has it).
 - ``pool_by_part(logits, part_embedding, temperature, weight) -> logits``: a file's note logits
   pooled over the notes of the same part (a classifier with a part head); ``pool_classes(sounding,
   onset, part_embedding, temperature, weight)``: the sounding logits so pooled, the onset logits

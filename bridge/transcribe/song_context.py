@@ -10,7 +10,8 @@ the classes; trained with ``export/note_song.py`` on corpus songs whose timbres 
 
 The refined ``sounding`` keeps each note's scale (its highest probability: whether it is a note at all stays
 mostly the classifier's call) and redistributes the classes by ``blend`` x the song model's relative
-probabilities + (1 - blend) x the classifier's (where the two disagree on the best class, the note's highest
+probabilities + (1 - blend) x the classifier's (``blend`` 0.3 in the shipped model's metadata; where the two
+disagree on the best class, the note's highest
 refined probability falls, to no less than ``1 - blend`` of the classifier's):
 ``refined[:, k] = max(sounding) * ((1 - blend) * sounding[:, k] / max(sounding) + blend * q[:, k] / max(q))``.
 Membership (``Transcriber.membership``: a note joins every class within ``member_share`` of its best) then
@@ -60,7 +61,8 @@ def timbre_features(patches: np.ndarray) -> np.ndarray:
     """``note_patches``' patches (n, 180, 40), in units of 20 dB -> (n, ``N_TIMBRE``) float32: the first 16
     partials' levels at the attack and in the sustain relative to the fundamental (each the highest of three
     rows around the partial, averaged over the frames), the fundamental's own two levels, and its envelope
-    at 8 points relative to the point just before the onset; all x 0.25 (about unit spread)."""
+    at 8 points (every 4th frame from 4 before the onset) relative to its level at the onset frame; all x 0.25
+    (about unit spread). Partial 16 lies at the patch's top edge: its last row stands in."""
     p = np.asarray(patches, np.float32)
     if not len(p):
         return np.zeros((0, N_TIMBRE), np.float32)
@@ -85,7 +87,8 @@ def song_features(notes: np.ndarray, sounding: np.ndarray, onset: np.ndarray, ti
     n = np.asarray(notes, np.float64).reshape(-1, 4)
     dur = np.log2(np.maximum(n[:, 1] - n[:, 0], 0.01))
     cols = [_logit(sounding), _logit(onset), (n[:, 2:3] - 60.0) / 24.0, dur[:, None] / 3.0, n[:, 3:4] / 127.0 - 0.5]
-    return np.concatenate(cols + [np.asarray(timbre, np.float64)], axis=1).astype(np.float32)
+    out = np.concatenate(cols + [np.asarray(timbre, np.float64)], axis=1)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)  # one bad note cannot spread
 
 
 def refined_sounding(sounding: np.ndarray, q: np.ndarray, blend: float) -> np.ndarray:
