@@ -43,6 +43,18 @@ def model_variant(directory: Path, name: str, edit: Callable[[dict[str, str]], o
     return path
 
 
+def json_meta_variant(src: Path, key: str, change: dict, path: Path) -> Path:
+    """The ONNX model ``src`` with its JSON metadata entry ``key`` updated by ``change``, written to ``path``."""
+    import json
+
+    m = onnx.load(str(src))
+    for p in m.metadata_props:
+        if p.key == key:
+            p.value = json.dumps({**json.loads(p.value), **change})
+    onnx.save(m, str(path))
+    return path
+
+
 def noise(n_channels: int, n_samples: int, seed: int = 0, level: float = 0.3) -> np.ndarray:
     """(n_channels, n_samples) float32 white noise with a few tones, reproducible."""
     rng = np.random.default_rng(seed)

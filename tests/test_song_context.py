@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 
@@ -26,6 +25,7 @@ from bridge.transcribe.song_context import (
     timbre_features,
 )
 from export.note_song import SongNet, export_onnx
+from tests.conftest import json_meta_variant
 from tests.test_parts import SR
 from tests.test_transcribe import band  # noqa: F401  (the module's render, a fixture)
 
@@ -77,16 +77,9 @@ def test_export_matches_torch_and_loads_with_its_metadata(tmp_path: Path) -> Non
 
 def test_song_model_metadata_is_checked(tmp_path: Path) -> None:
     _, path = _exported(tmp_path)
-    meta = json.loads(next(p.value for p in onnx.load(str(path)).metadata_props if p.key == META_KEY))
 
     def with_meta(change: dict, name: str) -> Path:
-        m = onnx.load(str(path))
-        for p in m.metadata_props:
-            if p.key == META_KEY:
-                p.value = json.dumps({**meta, **change})
-        out = tmp_path / name
-        onnx.save(m, str(out))
-        return out
+        return json_meta_variant(path, META_KEY, change, tmp_path / name)
 
     with pytest.raises(ModelError, match="not a song-context model"):
         SongContext(with_meta({"kind": "note_classes"}, "kind.onnx"))

@@ -30,6 +30,7 @@ from bridge.transcribe.note_classes import (
     NoteClassifier,
     merge_repeated_onsets,
 )
+from tests.conftest import json_meta_variant
 from tests.test_parts import SR, render, write_midi
 
 HELDOUT_SOUNDFONT = Path("/usr/share/sounds/sf3/MuseScore_General_Full.sf3")
@@ -174,13 +175,7 @@ def test_note_classifier_metadata_is_checked(tmp_path: Path) -> None:
     meta = json.loads(next(p.value for p in model.metadata_props if p.key == META_KEY))
 
     def with_meta(change: dict, name: str) -> Path:
-        m = onnx.load(str(NOTE_CLASSES_FILE))
-        for p in m.metadata_props:
-            if p.key == META_KEY:
-                p.value = json.dumps({**meta, **change})
-        path = tmp_path / name
-        onnx.save(m, str(path))
-        return path
+        return json_meta_variant(NOTE_CLASSES_FILE, META_KEY, change, tmp_path / name)
 
     with pytest.raises(ModelError, match="patch geometry"):
         NoteClassifier(with_meta({"hop": 256}, "hop.onnx"))
