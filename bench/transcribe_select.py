@@ -221,8 +221,8 @@ def _class_shifts(tr, n_shifts: int) -> None:
 
     plain = tr.classifier.predict
 
-    def predict(audio: np.ndarray, sample_rate: int, notes: np.ndarray, log_map=None):
-        sounding, onset, shift_s = plain(audio, sample_rate, notes, log_map=log_map)
+    def predict(audio: np.ndarray, sample_rate: int, notes: np.ndarray, patches=None):
+        sounding, onset, shift_s = plain(audio, sample_rate, notes, patches=patches)
         span = max(1, round(PATCH["hop"] * sample_rate / PATCH["sample_rate"]))
         total = sounding.astype(np.float64)
         for k in range(1, n_shifts):

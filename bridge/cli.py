@@ -405,18 +405,17 @@ def cmd_separate(args: argparse.Namespace) -> int:
     from bridge.parts.share_ensemble import parse_shares
 
     check_shifts(args.shifts)
-    if args.shifts != 1 and (args.score is not None or args.parts or args.class_stems_from != "parts"):
-        raise InputError("--shifts is for the blind path only (no --score, --parts or --class-stems-from network)")
+    off_blind = args.score is not None or args.parts or args.class_stems_from != "parts"
+
+    def blind_only(option: str, given: bool) -> None:
+        if given and off_blind:
+            raise InputError(f"{option} is for the blind path only (no --score, --parts or --class-stems-from network)")
+
+    blind_only("--shifts", args.shifts != 1)
     if args.shares is not None:
         args.shares = parse_shares(args.shares)
-        if args.score is not None or args.parts or args.class_stems_from != "parts":
-            raise InputError("--shares is for the blind path only (no --score, --parts or --class-stems-from network)")
-    if not getattr(args, "song_context", True) and (
-        args.score is not None or args.parts or args.class_stems_from != "parts"
-    ):
-        raise InputError(
-            "--no-song-context is for the blind path only (no --score, --parts or --class-stems-from network)"
-        )
+        blind_only("--shares", True)
+    blind_only("--no-song-context", not getattr(args, "song_context", True))
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two inputs share a file name; separate them in two runs (outputs go to OUT/<name>/)")

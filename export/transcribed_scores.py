@@ -47,7 +47,8 @@ def transcribed_rows(
 def transcribe_cache(paths: Sequence[Path], sample_rate: int, stems: Sequence[str], shares: Sequence[float]) -> int:
     """Write ``<path>.transcribed.npz`` for each cached track ``path`` (``build_cache``'s) that lacks one (or
     has one of other ``shares``); the mix is the sum of the cached sources. Returns how many were written."""
-    todo = [p for p in paths if not _current(p, shares)]
+    song = _song_tag()
+    todo = [p for p in paths if not _current(p, shares, song)]
     if not todo:
         return 0
     from bridge.transcribe import Transcriber
@@ -60,7 +61,7 @@ def transcribe_cache(paths: Sequence[Path], sample_rate: int, stems: Sequence[st
         mix = np.asarray(src, np.float32).sum(axis=0) * scale
         rows = transcribed_rows(mix, sample_rate, stems, shares, tr)
         tmp = Path(str(p) + ".transcribed.tmp.npz")
-        np.savez(tmp, shares=np.asarray(shares, np.float64), notes=rows, song=_song_tag())
+        np.savez(tmp, shares=np.asarray(shares, np.float64), notes=rows, song=song)
         os.replace(tmp, str(p) + SUFFIX)  # a track is done once its file is in place
         if n % 20 == 0 or n == len(todo):
             print(f"[transcribe] {n}/{len(todo)} tracks ({time.time() - t0:.0f} s)", flush=True)
@@ -76,13 +77,13 @@ def _song_tag() -> str:
     return "" if SONG_CONTEXT is None else sha256_of(SONG_CONTEXT)
 
 
-def _current(path: Path, shares: Sequence[float]) -> bool:
+def _current(path: Path, shares: Sequence[float], song: str) -> bool:
     f = Path(str(path) + SUFFIX)
     if not f.exists():
         return False
     with np.load(f) as z:
-        song = str(z["song"]) if "song" in z.files else ""
-        return np.array_equal(z["shares"], np.asarray(shares, np.float64)) and song == _song_tag()
+        tag = str(z["song"]) if "song" in z.files else ""
+        return np.array_equal(z["shares"], np.asarray(shares, np.float64)) and tag == song
 
 
 def load_transcribed(path: Path) -> np.ndarray | None:

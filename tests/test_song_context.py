@@ -113,7 +113,8 @@ def test_shipped_song_model_refines_the_classifiers_evidence(band: dict) -> None
     assert features.shape == (len(a.notes), N_FEATURES) and np.isfinite(features).all()
     one = a.notes[:1]
     np.testing.assert_array_equal(
-        refined.song.refine(log_map_db(band["mix"], SR), one, a.sounding[:1], a.onset[:1]), a.sounding[:1]
+        refined.song.refine(note_patches(log_map_db(band["mix"], SR), one)[0], one, a.sounding[:1], a.onset[:1]),
+        a.sounding[:1],
     )
 
 
@@ -122,15 +123,15 @@ def test_a_long_file_is_judged_in_sections(band: dict) -> None:  # noqa: F811
     the memory stays bounded on long files; one section is the whole file."""
     tr = Transcriber(song_context=None)
     a = tr.analyse(band["mix"], SR)
-    lm = log_map_db(band["mix"], SR)
+    pt = note_patches(log_map_db(band["mix"], SR), a.notes)[0]
     ctx = SongContext()
-    whole = ctx.refine(lm, a.notes, a.sounding, a.onset, max_notes=len(a.notes))
-    np.testing.assert_allclose(ctx.refine(lm, a.notes, a.sounding, a.onset), whole, atol=1e-6)
+    whole = ctx.refine(pt, a.notes, a.sounding, a.onset, max_notes=len(a.notes))
+    np.testing.assert_allclose(ctx.refine(pt, a.notes, a.sounding, a.onset), whole, atol=1e-6)
     half = (len(a.notes) + 1) // 2
-    split = ctx.refine(lm, a.notes, a.sounding, a.onset, max_notes=half)
+    split = ctx.refine(pt, a.notes, a.sounding, a.onset, max_notes=half)
     order = np.argsort(a.notes[:, 0], kind="stable")
     first = order[: len(order) - len(order) // 2]
-    alone = ctx.refine(lm, a.notes[first], a.sounding[first], a.onset[first], max_notes=len(a.notes))
+    alone = ctx.refine(pt[first], a.notes[first], a.sounding[first], a.onset[first], max_notes=len(a.notes))
     np.testing.assert_allclose(split[first], alone, atol=1e-6)
     assert not np.allclose(split, whole)  # the sections do not see each other
 

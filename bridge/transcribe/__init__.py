@@ -61,6 +61,7 @@ from bridge.midi_io import STEM_PROGRAMS
 from bridge.notes import NoteEvent
 from bridge.parts.score_parts import ScorePart
 from bridge.transcribe.note_classes import merge_repeated_onsets
+from bridge.transcribe.song_context import SONG_CONTEXT_FILE
 
 MEMBER_SHARE = 0.3
 OTHER_PROGRAM = 80  # GM "Lead 1 (square)": counted in `other`
@@ -86,7 +87,7 @@ TRANSCRIBED_REMASK = {"drums": 0.9, "bass": 0.9, "piano": 0.75, "guitar": 0.75, 
 TRANSCRIBED_SHARES = (0.05, 0.3, 1.0)
 # each note's class evidence refined by the file's other notes (``bridge.transcribe.song_context``; None: the
 # classifier's alone)
-SONG_CONTEXT: Path | None = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-song.onnx"
+SONG_CONTEXT: Path | None = SONG_CONTEXT_FILE
 
 
 @dataclass
@@ -178,13 +179,13 @@ class Transcriber:
     def analyse(self, audio: np.ndarray, sample_rate: int) -> NoteAnalysis:
         """Mono ``audio`` (n,) -> basic-pitch's notes and the classifier's judgement of each (the sounding
         evidence refined by the file's other notes where the transcriber has a song model)."""
-        from bridge.transcribe.note_classes import log_map_db
+        from bridge.transcribe.note_classes import log_map_db, note_patches
 
         notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)
-        log_map = log_map_db(audio, sample_rate)
-        sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes, log_map=log_map)
+        patches = note_patches(log_map_db(audio, sample_rate), notes)  # cut once for both networks
+        sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes, patches=patches)
         if self.song is not None:  # the class evidence refined by the file's other notes
-            sounding = self.song.refine(log_map, notes, sounding, onset)
+            sounding = self.song.refine(patches[0], notes, sounding, onset)
         return NoteAnalysis(notes, sounding, onset, shift_s)
 
     def transcription(self, analysis: NoteAnalysis, member_share: float | None = None) -> Transcription:

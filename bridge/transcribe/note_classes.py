@@ -28,8 +28,9 @@ Public API
   ``part_pooling``, optional: ``{"dim": d, "temperature": t, "weight": w}`` (w one number or one
   per class) for a classifier with
   output ``part_embedding`` (n, d), whose logits are pooled per file with ``pool_classes``);
-  ``predict(audio, sample_rate, notes, batch=256, log_map=None) -> (sounding, onset, shift_s)``: probabilities,
-  each (n, n_classes), and onset shifts (n,) s (``log_map``: the audio's ``log_map_db``, where the caller has it).
+  ``predict(audio, sample_rate, notes, batch=256, patches=None) -> (sounding, onset, shift_s)``: probabilities,
+  each (n, n_classes), and onset shifts (n,) s (``patches``: ``note_patches``' result for these notes, where the
+  caller has it).
 - ``pool_by_part(logits, part_embedding, temperature, weight) -> logits``: a file's note logits
   pooled over the notes of the same part (a classifier with a part head); ``pool_classes(sounding,
   onset, part_embedding, temperature, weight)``: the sounding logits so pooled, the onset logits
@@ -247,22 +248,21 @@ class NoteClassifier:
         sample_rate: int,
         notes: np.ndarray,
         batch: int = 256,
-        log_map: np.ndarray | None = None,
+        patches: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(sounding, onset, shift_s)`` of ``notes`` (n, 4) in mono ``audio``: probabilities, each
-        (n, n_classes), and the onset shifts (n,) in seconds (``log_map``: the audio's ``log_map_db`` where the
-        caller has it already). A classifier with a context runs twice:
+        (n, n_classes), and the onset shifts (n,) in seconds (``patches``: ``note_patches``' result for these
+        notes where the caller has it already). A classifier with a context runs twice:
         the notes' embeddings first, then every note with their mean (all the notes given: one file);
         one with ``part_pooling`` pools the logits of the notes given over their part embeddings."""
         notes = np.asarray(notes, np.float64).reshape(-1, 4)
         if not len(notes):
             empty = np.zeros((0, len(self.classes)), np.float32)
             return empty, empty.copy(), np.zeros(0, np.float32)
-        lm = log_map_db(audio, sample_rate) if log_map is None else log_map
-        patches, scalars = note_patches(lm, notes)
+        patch, scalars = note_patches(log_map_db(audio, sample_rate), notes) if patches is None else patches
         names = ["sounding", "onset", "shift_s"]
         feeds = [
-            {"patch": patches[i : i + batch], "scalars": scalars[i : i + batch]} for i in range(0, len(notes), batch)
+            {"patch": patch[i : i + batch], "scalars": scalars[i : i + batch]} for i in range(0, len(notes), batch)
         ]
         if self.context_dim:
             for f in feeds:

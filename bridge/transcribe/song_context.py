@@ -24,7 +24,7 @@ Public API
 - ``song_features(notes, sounding, onset, timbre) -> (n, N_FEATURES)`` float32: the network's input.
 - ``refined_sounding(sounding, q, blend) -> (n, n_classes)``: see above.
 - ``SongContext(path=SONG_CONTEXT_FILE, n_threads=1)``: the ONNX model with validated metadata (``classes``,
-  ``n_features``, ``blend``); ``probabilities(features) -> (n, 5)``; ``refine(log_map, notes, sounding, onset,
+  ``n_features``, ``blend``); ``probabilities(features) -> (n, 5)``; ``refine(patches, notes, sounding, onset,
   max_notes=MAX_NOTES) -> sounding`` (n, n_classes), the input unchanged for fewer than two notes, a longer file
   judged in sections of at most ``max_notes``.
 """
@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from bridge.errors import ModelError
-from bridge.transcribe.note_classes import KNOWN_CLASSES, PATCH, note_patches
+from bridge.transcribe.note_classes import KNOWN_CLASSES, PATCH
 
 SONG_CONTEXT_FILE = Path(__file__).resolve().parent.parent.parent / "models_onnx" / "note-song.onnx"
 META_KEY = "stembridge_note_song"
@@ -142,21 +142,20 @@ class SongContext:
 
     def refine(
         self,
-        log_map: np.ndarray,
+        patches: np.ndarray,
         notes: np.ndarray,
         sounding: np.ndarray,
         onset: np.ndarray,
         max_notes: int = MAX_NOTES,
     ) -> np.ndarray:
-        """``sounding`` (n, 5) of one file's ``notes`` (n, 4) refined by the song (``log_map`` as
-        ``note_classes.log_map_db`` gives it); fewer than two notes: unchanged. A file of more than
+        """``sounding`` (n, 5) of one file's ``notes`` (n, 4) refined by the song (``patches`` (n, 180, 40): the
+        notes' ``note_classes.note_patches``); fewer than two notes: unchanged. A file of more than
         ``max_notes`` notes is judged in consecutive sections of about equal counts (in onset order), each
         note among those of its section: the attention's memory grows with the square of the count."""
         notes = np.asarray(notes, np.float64).reshape(-1, 4)
         if len(notes) < 2:
             return np.asarray(sounding, np.float32)
-        timbre = timbre_features(note_patches(log_map, notes)[0])
-        features = song_features(notes, sounding, onset, timbre)
+        features = song_features(notes, sounding, onset, timbre_features(patches))
         order = np.argsort(notes[:, 0], kind="stable")
         q = np.empty((len(notes), len(KNOWN_CLASSES)), np.float32)
         for section in np.array_split(order, -(-len(notes) // max_notes)):
