@@ -78,12 +78,14 @@ class SongNet(nn.Module):
 
 
 class _Probs(nn.Module):
-    def __init__(self, net: SongNet) -> None:
+    """The exported graph: the mean of the members' class probabilities (one member: its own)."""
+
+    def __init__(self, nets: list[SongNet]) -> None:
         super().__init__()
-        self.net = net
+        self.nets = nn.ModuleList(nets)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x), dim=-1)
+        return torch.stack([torch.softmax(net(x), dim=-1) for net in self.nets]).mean(0)
 
 
 def collect(tracks: list[Path], cache: Path, log=print) -> list[Path]:
@@ -180,14 +182,16 @@ def train(args: argparse.Namespace, log=print) -> SongNet:
     return net
 
 
-def export_onnx(net: SongNet, path: Path, blend: float, card: dict | None = None) -> Path:
-    """``net`` as ONNX with its metadata under ``META_KEY``; checked against torch on random notes."""
+def export_onnx(nets: list[SongNet], path: Path, blend: float, card: dict | None = None) -> Path:
+    """``nets`` (one, or several trained with other seeds: their probabilities averaged) as ONNX with its
+    metadata under ``META_KEY``; checked against torch on random notes."""
     import onnx
     import onnxruntime as ort
 
-    probs = _Probs(net).eval()
+    probs = _Probs(nets).eval()
     x = torch.randn(37, N_FEATURES)
     tmp = path.with_suffix(".tmp.onnx")
+    path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(
         probs,
         (x,),
@@ -201,6 +205,7 @@ def export_onnx(net: SongNet, path: Path, blend: float, card: dict | None = None
     model = onnx.load(str(tmp))
     meta = {"kind": "note_song", "version": VERSION, "classes": list(KNOWN_CLASSES), "n_features": N_FEATURES}
     meta["blend"] = float(blend)
+    meta["members"] = len(nets)
     entry = model.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)
     onnx.save(model, str(tmp))
@@ -241,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--checkpoint",
         type=Path,
+        nargs="+",
         default=None,
-        help="export this song.pt instead of training (--corpus, --cache and --out are still required)",
+        help="export these song.pt instead of training, several as one model averaging their probabilities "
+        "(--corpus, --cache and --out are still required)",
     )
     args = ap.parse_args(argv)
     for c in [*args.corpus, *args.valid]:
@@ -252,12 +259,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.blend <= 1.0 or args.epochs < 1:
         print("note_song: error: --blend must be in [0, 1] and --epochs at least 1", file=sys.stderr)
         return 2
-    if args.checkpoint is not None:  # export a trained model without training again
-        net = SongNet(args.hidden)
-        net.load_state_dict(torch.load(args.checkpoint, weights_only=True))
-        net.eval()
+    if args.checkpoint is not None:  # export trained models without training again
+        nets = []
+        for ckpt in args.checkpoint:
+            net = SongNet(args.hidden)
+            net.load_state_dict(torch.load(ckpt, weights_only=True))
+            nets.append(net.eval())
     else:
-        net = train(args).eval()
+        nets = [train(args).eval()]
     if args.export is not None:
         card = {
             "what": "per transcribed note, class probabilities from all the notes of its file (set attention over the "
@@ -268,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
                 "epochs": args.epochs,
             },
         }
-        export_onnx(net, args.export, args.blend, card)
+        export_onnx(nets, args.export, args.blend, card)
         print(f"[song] wrote {args.export}")
     return 0
 

@@ -62,7 +62,7 @@ def test_timbre_features_read_partials_relative_to_the_fundamental() -> None:
 def _exported(tmp_path: Path, blend: float = 0.5) -> tuple[SongNet, Path]:
     torch.manual_seed(3)
     net = SongNet(hidden=32).eval()
-    return net, export_onnx(net, tmp_path / "song.onnx", blend, card={"what": "test"})
+    return net, export_onnx([net], tmp_path / "song.onnx", blend, card={"what": "test"})
 
 
 def test_export_matches_torch_and_loads_with_its_metadata(tmp_path: Path) -> None:
@@ -73,6 +73,22 @@ def test_export_matches_torch_and_loads_with_its_metadata(tmp_path: Path) -> Non
     with torch.no_grad():
         want = torch.softmax(net(torch.from_numpy(x)), dim=-1).numpy()
     np.testing.assert_allclose(ctx.probabilities(x), want, atol=1e-5)
+
+
+def test_an_exported_ensemble_averages_its_members_probabilities(tmp_path: Path) -> None:
+    nets = []
+    for seed in (3, 4, 5):
+        torch.manual_seed(seed)
+        nets.append(SongNet(hidden=32).eval())
+    path = export_onnx(nets, tmp_path / "ensemble.onnx", 0.3)
+    ctx = SongContext(path)
+    assert ctx.meta["members"] == 3
+    x = RNG.standard_normal((31, N_FEATURES)).astype(np.float32)
+    with torch.no_grad():
+        each = [torch.softmax(n(torch.from_numpy(x)), dim=-1).numpy() for n in nets]
+    got = ctx.probabilities(x)
+    np.testing.assert_allclose(got, np.mean(each, axis=0), atol=1e-5)
+    assert np.abs(got - each[0]).max() > 1e-3  # the members differ: the mean is not one of them
 
 
 def test_song_model_metadata_is_checked(tmp_path: Path) -> None:

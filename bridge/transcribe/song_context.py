@@ -6,7 +6,9 @@ the same register tend to share a class: a small attention network over all the 
 per note, the classifier's ``sounding`` and ``onset`` logits, the pitch, duration and velocity, and a timbre
 summary (``timbre_features``: the levels of the first 16 partials at the attack and in the sustain, relative
 to the fundamental, and the fundamental's envelope), and gives each note class probabilities (softmax over
-the classes; trained with ``export/note_song.py`` on corpus songs whose timbres the held-out sets do not use).
+the classes; trained with ``export/note_song.py`` on corpus songs whose timbres the held-out sets do not use;
+the shipped file may hold several such networks trained with other seeds, its probabilities their mean, metadata
+``members``).
 
 The refined ``sounding`` keeps each note's scale (its highest probability: whether it is a note at all stays
 mostly the classifier's call) and redistributes the classes by ``blend`` x the song model's relative
