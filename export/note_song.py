@@ -224,11 +224,20 @@ def export_onnx(nets: list[SongNet], path: Path, blend: float, card: dict | None
     return path
 
 
+def _member(checkpoint: Path) -> dict:
+    """A member's card entry: its checkpoint, and its training command where the first line of the
+    ``.train.log`` beside it gives one (``# python -m export.note_song ...``)."""
+    log = checkpoint.with_suffix(".train.log")
+    first = log.read_text().splitlines()[:1] if log.is_file() else []
+    command = first[0][1:].strip() if first and first[0].startswith("#") else None
+    return {"checkpoint": str(checkpoint), "command": command}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m export.note_song", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, nargs="+", required=True, help="corpus folders (Track*/mix.flac)")
-    ap.add_argument("--cache", type=Path, required=True, help="per-track analysis cache (made where missing)")
-    ap.add_argument("--out", type=Path, required=True, help="folder for song.pt (weights only)")
+    ap.add_argument("--corpus", type=Path, nargs="+", default=[], help="corpus folders (Track*/mix.flac)")
+    ap.add_argument("--cache", type=Path, default=None, help="per-track analysis cache (made where missing)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for song.pt (weights only)")
     ap.add_argument("--valid", type=Path, nargs="*", default=[], help="rendered sets scored each epoch")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -249,10 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         nargs="+",
         default=None,
-        help="export these song.pt instead of training, several as one model averaging their probabilities "
-        "(--corpus, --cache and --out are still required)",
+        help="export these song.pt instead of training (with --export; no --corpus, --cache or --out), several "
+        "as one model averaging their probabilities; each one's training command is the first line of the "
+        ".train.log beside it, where there is one",
     )
     args = ap.parse_args(argv)
+    if args.checkpoint is None and not (args.corpus and args.cache and args.out):
+        ap.error("training needs --corpus, --cache and --out")
+    if args.checkpoint is not None and (args.export is None or len(set(args.checkpoint)) < len(args.checkpoint)):
+        ap.error("--checkpoint needs --export and each checkpoint once")
     for c in [*args.corpus, *args.valid]:
         if not c.is_dir():
             print(f"note_song: error: {c}: no such corpus folder", file=sys.stderr)
@@ -260,27 +274,25 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.blend <= 1.0 or args.epochs < 1:
         print("note_song: error: --blend must be in [0, 1] and --epochs at least 1", file=sys.stderr)
         return 2
+    nets = []
     if args.checkpoint is not None:  # export trained models without training again
-        nets = []
         for ckpt in args.checkpoint:
             net = SongNet(args.hidden)
             net.load_state_dict(torch.load(ckpt, weights_only=True))
             nets.append(net.eval())
-    else:
+    command = "python -m export.note_song " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.checkpoint is None:
+        print(f"# {command}", flush=True)  # a training log's first line: how it was made (``_member``)
         nets = [train(args).eval()]
     if args.export is not None:
+        training: dict = {"command": command, "corpus": [str(c) for c in args.corpus], "epochs": args.epochs}
+        if args.checkpoint is not None:
+            training = {"export_command": command, "members": [_member(c) for c in args.checkpoint]}
         card = {
             "what": "per transcribed note, class probabilities from all the notes of its file (set attention over the "
             "note classifier's evidence, pitch, duration, velocity and a timbre summary)",
-            "training": {
-                "command": "python -m export.note_song " + " ".join(sys.argv[1:]),
-                "corpus": [str(c) for c in args.corpus],
-            },
+            "training": training,
         }
-        if args.checkpoint is not None:  # each member's training command and log: its .train.log beside it
-            card["training"]["members"] = [str(c) for c in args.checkpoint]
-        else:
-            card["training"]["epochs"] = args.epochs
         export_onnx(nets, args.export, args.blend, card)
         print(f"[song] wrote {args.export}")
     return 0

@@ -24,7 +24,7 @@ from bridge.transcribe.song_context import (
     song_features,
     timbre_features,
 )
-from export.note_song import SongNet, export_onnx
+from export.note_song import SongNet, export_onnx, main
 from tests.conftest import json_meta_variant
 from tests.test_parts import SR
 from tests.test_transcribe import band  # noqa: F401  (the module's render, a fixture)
@@ -89,6 +89,25 @@ def test_an_exported_ensemble_averages_its_members_probabilities(tmp_path: Path)
     got = ctx.probabilities(x)
     np.testing.assert_allclose(got, np.mean(each, axis=0), atol=1e-5)
     assert np.abs(got - each[0]).max() > 1e-3  # the members differ: the mean is not one of them
+
+
+def test_the_command_exports_checkpoints_as_one_model_with_their_commands(tmp_path: Path) -> None:
+    paths = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.pt")
+        torch.save(SongNet().state_dict(), paths[-1])
+    paths[0].with_suffix(".train.log").write_text("# python -m export.note_song --seed 1\n[song] 3 training tracks\n")
+    out = tmp_path / "models" / "ens.onnx"
+    assert main(["--checkpoint", *map(str, paths), "--blend", "0.4", "--export", str(out)]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["members"] == 2 and card["blend"] == 0.4 and SongContext(out).meta["members"] == 2
+    assert [m["command"] for m in card["training"]["members"]] == ["python -m export.note_song --seed 1", None]
+    for bad in (["--checkpoint", str(paths[0]), str(paths[0]), "--export", str(out)], ["--checkpoint", str(paths[0])]):
+        with pytest.raises(SystemExit, match="2"):
+            main(bad)
+    with pytest.raises(SystemExit, match="2"):
+        main(["--epochs", "3"])  # training without a corpus
 
 
 def test_song_model_metadata_is_checked(tmp_path: Path) -> None:

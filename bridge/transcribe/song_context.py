@@ -12,7 +12,7 @@ the shipped file may hold several such networks trained with other seeds, its pr
 
 The refined ``sounding`` keeps each note's scale (its highest probability: whether it is a note at all stays
 mostly the classifier's call) and redistributes the classes by ``blend`` x the song model's relative
-probabilities + (1 - blend) x the classifier's (``blend`` 0.3 in the shipped model's metadata; where the two
+probabilities + (1 - blend) x the classifier's (``blend`` 0.5 in the shipped model's metadata; where the two
 disagree on the best class, the note's highest
 refined probability falls, to no less than ``1 - blend`` of the classifier's):
 ``refined[:, k] = max(sounding) * ((1 - blend) * sounding[:, k] / max(sounding) + blend * q[:, k] / max(q))``.
