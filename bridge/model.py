@@ -150,6 +150,15 @@ def load_session(path: str | Path, what: str, n_threads: int = 1) -> Any:
     return _session(path, n_threads, None)
 
 
+def json_metadata(sess: Any, key: str, path: Path) -> Any:
+    """A helper model's JSON metadata entry ``key`` (its session ``sess``, from file ``path``), parsed;
+    ``ModelError`` where it is missing or not JSON."""
+    try:
+        return json.loads(sess.get_modelmeta().custom_metadata_map[key])
+    except (KeyError, json.JSONDecodeError) as e:
+        raise ModelError(f"{path}: no readable '{key}' metadata") from e
+
+
 def read_metadata(path: str | Path) -> ModelMetadata:
     """Validated metadata of a model file (name or path); raises ModelError."""
     p, _ = resolve(path)

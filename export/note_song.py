@@ -274,20 +274,19 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.blend <= 1.0 or args.epochs < 1:
         print("note_song: error: --blend must be in [0, 1] and --epochs at least 1", file=sys.stderr)
         return 2
+    command = "python -m export.note_song " + " ".join(sys.argv[1:] if argv is None else argv)
     nets = []
     if args.checkpoint is not None:  # export trained models without training again
         for ckpt in args.checkpoint:
             net = SongNet(args.hidden)
             net.load_state_dict(torch.load(ckpt, weights_only=True))
             nets.append(net.eval())
-    command = "python -m export.note_song " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.checkpoint is None:
+        training: dict = {"export_command": command, "members": [_member(c) for c in args.checkpoint]}
+    else:
         print(f"# {command}", flush=True)  # a training log's first line: how it was made (``_member``)
-        nets = [train(args).eval()]
+        nets.append(train(args).eval())
+        training = {"command": command, "corpus": [str(c) for c in args.corpus], "epochs": args.epochs}
     if args.export is not None:
-        training: dict = {"command": command, "corpus": [str(c) for c in args.corpus], "epochs": args.epochs}
-        if args.checkpoint is not None:
-            training = {"export_command": command, "members": [_member(c) for c in args.checkpoint]}
         card = {
             "what": "per transcribed note, class probabilities from all the notes of its file (set attention over the "
             "note classifier's evidence, pitch, duration, velocity and a timbre summary)",

@@ -42,7 +42,6 @@ Public API
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -209,15 +208,11 @@ class NoteClassifier:
     """An ONNX note classifier (see the module docstring); ``classes`` from its validated metadata."""
 
     def __init__(self, path: str | Path = NOTE_CLASSES_FILE, n_threads: int = 1) -> None:
-        from bridge.model import load_session
+        from bridge.model import json_metadata, load_session
 
         path = Path(path)
         self._sess = load_session(path, "note classifier", n_threads)
-        props = self._sess.get_modelmeta().custom_metadata_map
-        try:
-            raw = json.loads(props[META_KEY])
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ModelError(f"{path}: no readable '{META_KEY}' metadata") from e
+        raw = json_metadata(self._sess, META_KEY, path)
         self.classes = validate_note_classes_meta(raw, path)
         self.meta = raw
         self.sounding_threshold = float(raw["sounding_threshold"])

@@ -33,7 +33,6 @@ Public API
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -123,14 +122,11 @@ class SongContext:
     """See the module docstring."""
 
     def __init__(self, path: str | Path = SONG_CONTEXT_FILE, n_threads: int = 1) -> None:
-        from bridge.model import load_session
+        from bridge.model import json_metadata, load_session
 
         path = Path(path)
         self._sess = load_session(path, "song-context model", n_threads)
-        try:
-            raw = json.loads(self._sess.get_modelmeta().custom_metadata_map[META_KEY])
-        except (KeyError, json.JSONDecodeError) as e:
-            raise ModelError(f"{path}: no readable '{META_KEY}' metadata") from e
+        raw = json_metadata(self._sess, META_KEY, path)
         self.meta = validate_song_meta(raw, path)
         self.blend = float(raw["blend"])
         ins = {i.name: i.shape for i in self._sess.get_inputs()}
