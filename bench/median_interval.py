@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""How far a held-out median could move with another draw of tracks: bootstrap intervals for the blind
+row's median SI-SDRi (per stem and overall) from a ``bench/quality.py --json`` file.
+
+Tracks are drawn with replacement, as many as the file holds, ``--draws`` times (fixed seed); each draw's
+medians are computed as ``quality.py`` does (overall: the median over every scored stem of every track,
+drums to strings). A 48-track median that sits inside such an interval around a target is not yet a
+pass or a fail the next set would repeat; paired per-track differences are what tell small changes apart.
+
+    .venv/bin/python bench/median_interval.py bench/results/quality_shifts1_stop45.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+STEMS = ("drums", "bass", "piano", "guitar", "strings")
+
+
+def track_scores(doc: dict, row: str) -> list[dict[str, float]]:
+    """Per track of ``doc["per_track"]``: {stem: SI-SDRi} for the stems ``row`` scored (finite values only)."""
+    out = []
+    for t in doc["per_track"]:
+        sep = t.get(row, {}).get("sep", {})
+        vals = {s: sep[s].get("si_sdri") for s in STEMS if s in sep}
+        out.append({s: float(v) for s, v in vals.items() if v is not None and np.isfinite(v)})
+    return out
+
+
+def medians(tracks: list[dict[str, float]]) -> dict[str, float]:
+    """{stem: median over the tracks that score it, "overall": median over every scored stem}."""
+    out = {"overall": float(np.median([v for t in tracks for v in t.values()]))}
+    for s in STEMS:
+        vals = [t[s] for t in tracks if s in t]
+        out[s] = float(np.median(vals)) if vals else float("nan")
+    return out
+
+
+def intervals(tracks: list[dict[str, float]], draws: int, level: float, seed: int = 0) -> dict[str, tuple]:
+    """{name: (median, low, high)}: the ``level`` bootstrap interval of each median over ``draws`` draws."""
+    rng = np.random.default_rng(seed)
+    boot = [medians([tracks[i] for i in rng.integers(0, len(tracks), len(tracks))]) for _ in range(draws)]
+    lo_q, hi_q = 50.0 * (1.0 - level), 50.0 * (1.0 + level)
+    out = {}
+    for name, value in medians(tracks).items():
+        vals = np.array([b[name] for b in boot])
+        lo, hi = np.nanpercentile(vals, [lo_q, hi_q])
+        out[name] = (value, float(lo), float(hi))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("json", type=Path, help="a bench/quality.py --json file")
+    ap.add_argument("--row", default="model blind")
+    ap.add_argument("--draws", type=int, default=2000)
+    ap.add_argument("--level", type=float, default=0.9, help="the interval's coverage (default 0.9)")
+    args = ap.parse_args(argv)
+    if not 0.0 < args.level < 1.0 or args.draws < 1:
+        ap.error("--level must be in (0, 1) and --draws at least 1")
+    try:
+        doc = json.loads(args.json.read_text())
+        tracks = [t for t in track_scores(doc, args.row) if t]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        ap.exit(2, f"median_interval: error: {args.json}: not a bench/quality.py result ({e})\n")
+    if not tracks:
+        ap.exit(2, f"median_interval: error: {args.json}: no track scored in row {args.row!r}\n")
+    print(f"{args.row}: {len(tracks)} tracks, {args.draws} draws, {args.level:.0%} intervals of the median SI-SDRi")
+    for name, (value, lo, hi) in intervals(tracks, args.draws, args.level).items():
+        print(f"  {name:<8} {value:+6.2f} dB   {lo:+6.2f} .. {hi:+6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
