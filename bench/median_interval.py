@@ -2,10 +2,12 @@
 """How far a held-out median could move with another draw of tracks: bootstrap intervals for the blind
 row's median SI-SDRi (per stem and overall) from a ``bench/quality.py --json`` file.
 
-Tracks are drawn with replacement, as many as the file holds, ``--draws`` times (fixed seed); each draw's
-medians are computed as ``quality.py`` does (overall: the median over every scored stem of every track,
-drums to strings). A 48-track median that sits inside such an interval around a target is not yet a
-pass or a fail the next set would repeat; paired per-track differences are what tell small changes apart.
+Tracks are drawn with replacement, as many as the file holds (those the row scored nothing on included),
+``--draws`` times (fixed seed); each draw's medians are computed as ``quality.py``'s summary does (overall:
+the median over every scored stem of every track, the model's stems without ``other``; a non-finite
+value is left out, and a stem no track scores is not printed). A 48-track median that sits inside such an
+interval around a target is not yet a pass or a fail the next set would repeat; paired per-track differences
+are what tell small changes apart.
 
     .venv/bin/python bench/median_interval.py bench/results/quality_shifts1_stop45.json
 """
@@ -18,35 +20,48 @@ from pathlib import Path
 
 import numpy as np
 
-STEMS = ("drums", "bass", "piano", "guitar", "strings")
+STEMS = ("drums", "bass", "piano", "guitar", "strings")  # where the file's summary does not name them
 
 
-def track_scores(doc: dict, row: str) -> list[dict[str, float]]:
-    """Per track of ``doc["per_track"]``: {stem: SI-SDRi} for the stems ``row`` scored (finite values only)."""
+def stems_of(doc: dict, row: str) -> tuple[str, ...]:
+    """The model's stems (``other`` left out, as in quality.py's overall median) from the file's summary."""
+    named = doc.get("summary", {}).get(row, {}).get("stems")
+    return tuple(s for s in named if s != "other") if isinstance(named, dict) else STEMS
+
+
+def track_scores(doc: dict, row: str, stems: tuple[str, ...] = STEMS) -> list[dict[str, float]]:
+    """Per track of ``doc["per_track"]``: {stem: SI-SDRi} for the ``stems`` ``row`` scored (finite values only;
+    a track with none gives an empty dict)."""
     out = []
     for t in doc["per_track"]:
         sep = t.get(row, {}).get("sep", {})
-        vals = {s: sep[s].get("si_sdri") for s in STEMS if s in sep}
+        vals = {s: sep[s].get("si_sdri") for s in stems if s in sep}
         out.append({s: float(v) for s, v in vals.items() if v is not None and np.isfinite(v)})
     return out
 
 
-def medians(tracks: list[dict[str, float]]) -> dict[str, float]:
-    """{stem: median over the tracks that score it, "overall": median over every scored stem}."""
-    out = {"overall": float(np.median([v for t in tracks for v in t.values()]))}
-    for s in STEMS:
+def medians(tracks: list[dict[str, float]], stems: tuple[str, ...] = STEMS) -> dict[str, float]:
+    """{"overall": median over every scored stem, stem: median over the tracks that score it} (NaN where none)."""
+    pooled = [v for t in tracks for v in t.values()]
+    out = {"overall": float(np.median(pooled)) if pooled else float("nan")}
+    for s in stems:
         vals = [t[s] for t in tracks if s in t]
         out[s] = float(np.median(vals)) if vals else float("nan")
     return out
 
 
-def intervals(tracks: list[dict[str, float]], draws: int, level: float, seed: int = 0) -> dict[str, tuple]:
-    """{name: (median, low, high)}: the ``level`` bootstrap interval of each median over ``draws`` draws."""
+def intervals(
+    tracks: list[dict[str, float]], draws: int, level: float, stems: tuple[str, ...] = STEMS, seed: int = 0
+) -> dict[str, tuple]:
+    """{name: (median, low, high)}: the ``level`` bootstrap interval of each median over ``draws`` draws, for
+    the medians some track scores."""
     rng = np.random.default_rng(seed)
-    boot = [medians([tracks[i] for i in rng.integers(0, len(tracks), len(tracks))]) for _ in range(draws)]
+    boot = [medians([tracks[i] for i in rng.integers(0, len(tracks), len(tracks))], stems) for _ in range(draws)]
     lo_q, hi_q = 50.0 * (1.0 - level), 50.0 * (1.0 + level)
     out = {}
-    for name, value in medians(tracks).items():
+    for name, value in medians(tracks, stems).items():
+        if not np.isfinite(value):
+            continue
         vals = np.array([b[name] for b in boot])
         lo, hi = np.nanpercentile(vals, [lo_q, hi_q])
         out[name] = (value, float(lo), float(hi))
@@ -64,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--level must be in (0, 1) and --draws at least 1")
     try:
         doc = json.loads(args.json.read_text())
-        tracks = [t for t in track_scores(doc, args.row) if t]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        stems = stems_of(doc, args.row)
+        tracks = track_scores(doc, args.row, stems)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         ap.exit(2, f"median_interval: error: {args.json}: not a bench/quality.py result ({e})\n")
-    if not tracks:
+    if not any(tracks):
         ap.exit(2, f"median_interval: error: {args.json}: no track scored in row {args.row!r}\n")
     print(f"{args.row}: {len(tracks)} tracks, {args.draws} draws, {args.level:.0%} intervals of the median SI-SDRi")
-    for name, (value, lo, hi) in intervals(tracks, args.draws, args.level).items():
+    for name, (value, lo, hi) in intervals(tracks, args.draws, args.level, stems).items():
         print(f"  {name:<8} {value:+6.2f} dB   {lo:+6.2f} .. {hi:+6.2f}")
     return 0
 
