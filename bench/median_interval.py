@@ -10,6 +10,10 @@ interval around a target is not yet a pass or a fail the next set would repeat; 
 are what tell small changes apart.
 
     .venv/bin/python bench/median_interval.py bench/results/quality_shifts1_stop45.json
+    .venv/bin/python bench/median_interval.py B.json --against A.json   # and B's paired change from A
+
+``--against`` adds, per stem (``other`` too), the mean per-track difference from another run of the same
+tracks and how many tracks went up and down.
 """
 
 from __future__ import annotations
@@ -68,26 +72,52 @@ def intervals(
     return out
 
 
+def paired(tracks: list[dict[str, float]], base: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, tuple]:
+    """{stem: (mean difference, tracks up, tracks down)} over the tracks (same order) both score."""
+    out = {}
+    for s in names:
+        d = np.array([t[s] - b[s] for t, b in zip(tracks, base) if s in t and s in b])
+        if len(d):
+            out[s] = (float(d.mean()), int((d > 0).sum()), int((d < 0).sum()))
+    return out
+
+
+def _load(path: Path, row: str) -> tuple[dict, tuple[str, ...], list[str]]:
+    doc = json.loads(path.read_text())
+    return doc, stems_of(doc, row), [t["track"] for t in doc["per_track"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("json", type=Path, help="a bench/quality.py --json file")
     ap.add_argument("--row", default="model blind")
+    ap.add_argument("--against", type=Path, default=None, help="another run of the same tracks: paired changes")
     ap.add_argument("--draws", type=int, default=2000)
     ap.add_argument("--level", type=float, default=0.9, help="the interval's coverage (default 0.9)")
     args = ap.parse_args(argv)
     if not 0.0 < args.level < 1.0 or args.draws < 1:
         ap.error("--level must be in (0, 1) and --draws at least 1")
+    path = args.json
     try:
-        doc = json.loads(args.json.read_text())
-        stems = stems_of(doc, args.row)
+        doc, stems, names = _load(path, args.row)
         tracks = track_scores(doc, args.row, stems)
+        if args.against is not None:
+            path = args.against
+            base_doc, _, base_names = _load(path, args.row)
+            base = track_scores(base_doc, args.row, (*stems, "other"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        ap.exit(2, f"median_interval: error: {args.json}: not a bench/quality.py result ({e})\n")
+        ap.exit(2, f"median_interval: error: {path}: not a bench/quality.py result ({e})\n")
+    if args.against is not None and base_names != names:
+        ap.exit(2, f"median_interval: error: {args.against}: not the same tracks as {args.json}\n")
     if not any(tracks):
         ap.exit(2, f"median_interval: error: {args.json}: no track scored in row {args.row!r}\n")
     print(f"{args.row}: {len(tracks)} tracks, {args.draws} draws, {args.level:.0%} intervals of the median SI-SDRi")
     for name, (value, lo, hi) in intervals(tracks, args.draws, args.level, stems).items():
         print(f"  {name:<8} {value:+6.2f} dB   {lo:+6.2f} .. {hi:+6.2f}")
+    if args.against is not None:
+        cells = paired(track_scores(doc, args.row, (*stems, "other")), base, (*stems, "other"))
+        print(f"paired against {args.against} (mean dB per track, tracks up+ down-):")
+        print("  " + ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items()))
     return 0
 
 

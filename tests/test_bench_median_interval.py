@@ -60,3 +60,23 @@ def test_command_prints_intervals_and_refuses_other_files(tmp_path: Path) -> Non
         out = subprocess.run([*run, str(path), *extra], capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, (path, out.stderr)
         assert out.stderr.startswith("median_interval: error:"), out.stderr
+
+
+def test_against_gives_paired_changes_of_the_same_tracks_only(tmp_path: Path) -> None:
+    vals = np.arange(36.0).reshape(6, 6)
+    up = vals.copy()
+    up[:, 4] += 1.0  # strings up by 1 dB on every track
+    up[0, 1] -= 2.0  # bass down on one
+    a, b, short = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "short.json"
+    a.write_text(json.dumps(doc_of(vals)))
+    b.write_text(json.dumps(doc_of(up)))
+    short.write_text(json.dumps(doc_of(vals[:5])))
+    run = [sys.executable, str(ROOT / "bench" / "median_interval.py")]
+    out = subprocess.run(
+        [*run, str(b), "--against", str(a), "--draws", "20"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    last = out.stdout.strip().splitlines()[-1]
+    assert "strings +1.00 (6+ 0-)" in last and "bass -0.33 (0+ 1-)" in last and "other +0.00 (0+ 0-)" in last
+    out = subprocess.run([*run, str(b), "--against", str(short)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not the same tracks" in out.stderr
