@@ -72,14 +72,9 @@ def intervals(
     return out
 
 
-def paired(tracks: list[dict[str, float]], base: list[dict[str, float]], names: tuple[str, ...]) -> dict[str, tuple]:
-    """{stem: (mean difference, tracks up, tracks down)} over the tracks (same order) both score."""
-    out = {}
-    for s in names:
-        d = np.array([t[s] - b[s] for t, b in zip(tracks, base) if s in t and s in b])
-        if len(d):
-            out[s] = (float(d.mean()), int((d > 0).sum()), int((d < 0).sum()))
-    return out
+def by_track(names: list[str], tracks: list[dict[str, float]]) -> dict[str, dict[str, dict[str, float]]]:
+    """``track_scores``' rows keyed by track name in ``bench/transcribe_select.py``'s form, for its ``paired``."""
+    return {n: {s: {"si_sdri": v} for s, v in t.items()} for n, t in zip(names, tracks)}
 
 
 def _load(path: Path, row: str) -> tuple[dict, tuple[str, ...], list[str]]:
@@ -115,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, (value, lo, hi) in intervals(tracks, args.draws, args.level, stems).items():
         print(f"  {name:<8} {value:+6.2f} dB   {lo:+6.2f} .. {hi:+6.2f}")
     if args.against is not None:
-        cells = paired(track_scores(doc, args.row, (*stems, "other")), base, (*stems, "other"))
+        from transcribe_select import paired  # the selection bench's paired per-track changes (same script folder)
+
+        scored = track_scores(doc, args.row, (*stems, "other"))
+        cells = paired(by_track(names, scored), by_track(base_names, base))
         print(f"paired against {args.against} (mean dB per track, tracks up+ down-):")
         print("  " + ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items()))
     return 0
