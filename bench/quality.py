@@ -596,6 +596,12 @@ def main(argv: list[str] | None = None) -> int:
         "the shipped bridge.transcribe.TRANSCRIBED_SHARES; 0.3: one separation, as before stop 41)",
     )
     ap.add_argument(
+        "--no-anchor",
+        action="store_true",
+        help="'model blind' row with the analysis frames counted from each file's first sample, as before stop 46 "
+        "(default: anchored to its strongest onset, bridge.transcribe.anchor)",
+    )
+    ap.add_argument(
         "--rows",
         nargs="+",
         choices=RUN_ROWS,
@@ -612,8 +618,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not 1 <= args.shifts <= MAX_SHIFTS:
         ap.error(f"--shifts must be between 1 and {MAX_SHIFTS}")
-    if (args.shifts > 1 or args.shares) and (args.blind != "parts" or "model blind" not in args.rows):
-        ap.error("--shifts and --shares are for the blind path (--blind parts and the 'model blind' row)")
+    if (args.shifts > 1 or args.shares or args.no_anchor) and (args.blind != "parts" or "model blind" not in args.rows):
+        ap.error("--shifts, --shares and --no-anchor are for the blind path (--blind parts and the 'model blind' row)")
     from bridge.transcribe import TRANSCRIBED_SHARES
 
     if args.shares is not None:
@@ -641,7 +647,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.blind == "parts":
         from bridge.transcribe import Transcriber
 
-        transcriber = Transcriber(n_threads=args.threads, shares=args.shares or TRANSCRIBED_SHARES)
+        transcriber = Transcriber(
+            n_threads=args.threads,
+            shares=args.shares or TRANSCRIBED_SHARES,
+            anchor=not args.no_anchor,
+        )
     notes: dict[str, str] = {"IRM ceiling": f"|S_i| / sum_j |S_j| at n_fft {meta.n_fft}, hop {meta.hop}, mix phase"}
     transcribe = None
     if args.no_basic_pitch:
@@ -696,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
                 "offsets": list(args.offsets),
                 "shifts": args.shifts,
                 "shares": list(args.shares or TRANSCRIBED_SHARES) if args.blind == "parts" else None,
+                "anchor": (not args.no_anchor) if args.blind == "parts" else None,
                 "rows": list(args.rows),
             },
             "metrics": {

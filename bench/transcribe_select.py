@@ -34,7 +34,12 @@ averaged over N shifted frame grids, then decoded), ``excl`` (``bass:0.8+guitar:
 most probable class is one of these, with at
 least that probability, joins that class's part alone), ``song`` (0: each note's class evidence the classifier's
 alone, without ``bridge.transcribe.song_context``, as every variant before stop 43 measured it; 1 or absent: the
-shipped model; a path: that song model); the network alone is always the first row.
+shipped model; a path: that song model), ``anchor`` (0: the analysis frames counted from each file's first sample,
+as every variant before stop 46 measured it; absent: as shipped, ``bridge.transcribe.ANCHOR`` / ``ANCHOR_PHASE``;
+1: anchored to the file's strongest onset, ``bridge.transcribe.anchor``, the onset on a frame boundary; a number
+in (0, 1): the onset that share of a frame after a boundary); the network alone is always the first row
+(``pgrids`` / ``cgrids``, averaging basic-pitch's posteriorgrams / the notes' class evidence over N frame grids,
+ran at stop 46 with the code of ``bench/results/grids_stop46.diff``).
 Tracks are a rendered held-out folder (``bench/quality.py`` renders and caches them). Prints the
 median SI-SDRi per stem over the tracks, the pooled overall median and the mean onset F1 of
 ``notes.mid``; ``--json`` keeps every per-track figure (merge halves run on two cores with
@@ -148,7 +153,14 @@ def _oracle_transcriber(
 
 
 def transcriber_of(spec: str):
-    from bridge.transcribe import SONG_CONTEXT, TRANSCRIBED_NETWORK_SHARE, TRANSCRIBED_REMASK, Transcriber
+    from bridge.transcribe import (
+        ANCHOR,
+        ANCHOR_PHASE,
+        SONG_CONTEXT,
+        TRANSCRIBED_NETWORK_SHARE,
+        TRANSCRIBED_REMASK,
+        Transcriber,
+    )
 
     kv = dict(item.split("=", 1) for item in spec.split(","))
     if ("ofrac" in kv or "oseed" in kv or "oclass" in kv) and "oracle" not in kv:
@@ -184,6 +196,8 @@ def transcriber_of(spec: str):
         else Path(kv["song"])
         if kv.get("song", "1") != "1"
         else SONG_CONTEXT,
+        anchor=ANCHOR if "anchor" not in kv else kv["anchor"] != "0",
+        anchor_phase=ANCHOR_PHASE if "anchor" not in kv else 0.0 if kv["anchor"] in ("0", "1") else float(kv["anchor"]),
     )
     if "soundc" in kv:  # per-class sounding thresholds: a note joins a class's part from its own
         per_class = _per_stem(kv["soundc"])

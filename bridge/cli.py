@@ -508,17 +508,17 @@ def _separate_one(args: argparse.Namespace, path: Path) -> Any:
         return _WORKER_RUN(path)
 
 
-def _shift_run(args: argparse.Namespace, src: Path, out: Path) -> Any:
-    """In a ``--jobs`` worker: one shifted run of ``separate --shifts`` (``bridge.backends.shifted``): the blind
+def _shift_run(args: argparse.Namespace, src: Path, out: Path, k: int) -> Any:
+    """In a ``--jobs`` worker: shifted run k of ``separate --shifts`` (``bridge.backends.shifted``): the blind
     path without its re-masking, into float WAV (the network and transcriber built on the worker's first run)."""
     global _WORKER_SHIFT
     from bridge.backends.shifted import one_run, plain
 
     with _worker_task():
         if _WORKER_SHIFT is None:
-            _WORKER_SHIFT = (_network(args), plain(_transcriber(args)))  # as _separate_runner's
-        processor, each = _WORKER_SHIFT
-        return one_run(processor, each, src, out, args.block_size)
+            _WORKER_SHIFT = (_network(args), _transcriber(args))  # as _separate_runner's
+        processor, transcriber = _WORKER_SHIFT
+        return one_run(processor, plain(transcriber, k, args.shifts), src, out, args.block_size)
 
 
 def _transcriber(args: argparse.Namespace) -> Any:
@@ -533,7 +533,7 @@ _WORKER_SHIFT: tuple[Any, Any] | None = None
 
 
 @contextlib.contextmanager
-def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path, Path]]], list[Any]]]:
+def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path, Path, int]]], list[Any]]]:
     """``separate --shifts N --jobs J`` on one input: a ``RunAll`` running the N shifted runs in up to J
     processes (spawned, as ``_separate_parallel``'s)."""
     import multiprocessing
@@ -542,11 +542,11 @@ def _shift_pool(args: argparse.Namespace) -> Iterator[Callable[[list[tuple[Path,
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(min(args.jobs, args.shifts), mp_context=ctx, initializer=_worker_init)
 
-    def run_all(pairs: list[tuple[Path, Path]]) -> list[Any]:
+    def run_all(runs: list[tuple[Path, Path, int]]) -> list[Any]:
         from concurrent.futures import FIRST_EXCEPTION, wait
 
         with _sigint_held():
-            futures = [pool.submit(_shift_run, args, src, out) for src, out in pairs]
+            futures = [pool.submit(_shift_run, args, src, out, k) for src, out, k in runs]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)  # a failed run stops the others at once
             return [f.result() for f in futures]

@@ -319,7 +319,8 @@ def test_manifest_has_one_line_per_input_with_what_was_done(catalogue: dict) -> 
         else:
             assert rec["status"] == "ok" and rec["error"] is None and rec["seconds"] > 0
             assert rec["audio_s"] == {"a": 3.0, "c": 2.0, "disc2/b": 2.0}[track]
-            assert rec["x_real_time"] == pytest.approx(rec["audio_s"] / rec["seconds"], rel=0.02)
+            # the manifest rounds to 2 decimals: on a loaded machine (0.11x) that alone is 4 %
+            assert rec["x_real_time"] == pytest.approx(rec["audio_s"] / rec["seconds"], rel=0.02, abs=0.006)
     scores = catalogue["scores"]
     assert recs["a"]["score"] == str(scores / "a.mid")
     assert recs["a"]["score_sha256"] == hashlib.sha256((scores / "a.mid").read_bytes()).hexdigest()

@@ -1,9 +1,11 @@
 """Blind class stems averaged over shifted frame grids: ``separate --shifts N`` (Demucs' shift trick).
 
-The blind path (``bridge.transcribe``: transcribe, then separate) moves with where its frames fall:
-the same mix delayed by 0, 128, 256 or 384 samples spreads by 0.4-1.2 dB per pitched stem (held out,
-BENCHMARKS.md stop 39). ``separate_shifted`` runs the whole path, transcription included, N times on
-the input delayed by ``k * span // N`` samples (k = 0..N-1; the span is the network's hop at the
+Each run of the blind path (``bridge.transcribe``: transcribe, then separate) transcribes on one frame grid;
+averaging the runs of several grids hedges between their transcriptions (before stop 46 the blind path's grid
+was counted from the file's first sample, and the same mix delayed by 0, 128, 256 or 384 samples spread by
+0.4-1.2 dB per pitched stem, held out, BENCHMARKS.md stop 39; its analysis is now anchored to the music, and
+run k's is anchored k / N of a frame further on). ``separate_shifted`` runs the whole path, transcription
+included, N times on the input delayed by ``k * span // N`` samples (k = 0..N-1; the span is the network's hop at the
 file's rate: 512 samples at 44.1 kHz) without its final re-masking (each run with the transcriber's
 membership ``shares``, ``bridge.parts.share_ensemble``), each into a temporary folder
 beside the output (``runs_folder_prefix``; 32-bit float WAV, so nothing clips: N x 2.1 MB per second of
@@ -24,9 +26,12 @@ Public API
 - ``check_shifts(n_shifts, name="--shifts")``: ``InputError`` (naming ``name``) outside 1..``MAX_SHIFTS``.
 - ``runs_folder_prefix(out_dir) -> str``: the name the runs' temporary folder (in ``out_dir.parent``) starts
   with; a caller whose process can be killed (``stembridge batch``) removes such folders itself.
-- ``plain(transcriber) -> Transcriber``: the transcriber each run uses (its re-masking off: it comes once,
-  after the average); ``one_run(processor, plain_transcriber, src, out, block_size, progress=None)``: one
-  run (``separate_file`` into float WAV), what ``run_all`` runs elsewhere.
+- ``plain(transcriber, k=0, n_shifts=1) -> Transcriber``: the transcriber run k of ``n_shifts`` uses (its
+  re-masking off: it comes once, after the average; its analysis, anchored to the music as the plain path's,
+  ``bridge.transcribe.anchor``, k / n_shifts of a frame further on, so that the runs' transcriptions differ
+  wherever the file starts; run 0 transcribes as the plain path does);
+  ``one_run(processor, plain_transcriber, src, out, block_size, progress=None)``: one run (``separate_file``
+  into float WAV), what ``run_all`` runs elsewhere.
 - ``shift_samples(n_shifts, span) -> list[int]``: the delays, 0 first.
 - ``separate_shifted(processor, in_path, out_dir, transcriber, n_shifts, block_size=OFFLINE_BLOCK_SIZE,
   fmt="wav", progress=None, run_all=None) -> SeparateResult``: as ``separate_file(...,
@@ -57,9 +62,9 @@ from bridge.parts.fusion import StemRemask, remask_powers, remask_size_for
 from bridge.transcribe import Transcriber
 
 MAX_SHIFTS = 16
-# runs the shifted runs elsewhere (``separate --jobs``): [(input, output folder)] -> their results, in order; each
-# as ``separate_file(..., "wav", transcriber=the transcriber without its re-masking)``
-RunAll = Callable[[list[tuple[Path, Path]]], list[SeparateResult]]
+# runs the shifted runs elsewhere (``separate --jobs``): [(input, output folder, k)] -> their results, in order;
+# each as ``separate_file(..., "wav", transcriber=plain(the transcriber, k, n_shifts))``
+RunAll = Callable[[list[tuple[Path, Path, int]]], list[SeparateResult]]
 
 
 def check_shifts(n_shifts: int, name: str = "--shifts") -> None:
@@ -72,9 +77,12 @@ def runs_folder_prefix(out_dir: Path) -> str:
     return f".{out_dir.name}-shifts-"
 
 
-def plain(transcriber: Transcriber) -> Transcriber:
+def plain(transcriber: Transcriber, k: int = 0, n_shifts: int = 1) -> Transcriber:
     out = copy.copy(transcriber)
     out.remask = None
+    # run k of n: its analysis anchored k / n of a frame further into the frames than the plain path's (an
+    # analysis anchored as the plain path's would be the same on every delayed copy); run 0 is the plain path's
+    out.anchor_phase = (transcriber.anchor_phase + k / max(n_shifts, 1)) % 1.0
     return out
 
 
@@ -179,7 +187,6 @@ def separate_shifted(
     reader = open_audio(in_path)
     n_total, sample_rate = reader.n_samples, reader.sample_rate
     reader.close()
-    each = plain(transcriber)  # the re-masking comes once, after the average
     stems = processor.stems
     powers = None
     if transcriber.remask is not None:  # as separate_file: the powers of the stems this model has
@@ -205,7 +212,7 @@ def separate_shifted(
 
         if run_all is not None:  # every delayed copy first, then all runs at once (the copies removed after)
             sources = [source(shift) for shift in shifts]
-            first = run_all([(src, folder) for src, (folder, _) in zip(sources, runs)])[0]
+            first = run_all([(src, folder, k) for k, (src, (folder, _)) in enumerate(zip(sources, runs))])[0]
             for src in sources:
                 if src != in_path:
                     src.unlink()
@@ -219,7 +226,7 @@ def separate_shifted(
                         progress(k * n_total + min(done, n_total), (n_shifts + 1) * n_total, sr)
 
                 src = source(shift)
-                res = one_run(processor, each, src, folder, block_size, step)
+                res = one_run(processor, plain(transcriber, k, n_shifts), src, folder, block_size, step)
                 if src != in_path:
                     src.unlink()
                 first = first or res

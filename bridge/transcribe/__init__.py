@@ -20,6 +20,12 @@ classifier finds, pieces of one note that land on the same onset merged; drum no
 network's. basic-pitch's notes are decoded with the thresholds the classifier declares (it was
 trained on notes decoded that way).
 
+Where a file's frames fall would move its notes and classes (the same music a fraction of a frame later
+gives other notes), so the analysis anchors its frames to the music (``anchor``: zero samples in front of the
+file put its strongest onset at the same place of basic-pitch's windows and of both networks' frames; the notes'
+times are moved back after): at 44.1 kHz a file delayed by any number of samples gives the same notes, delayed,
+and the same classes (at 48 kHz to within the half sample the grid can be placed to; BENCHMARKS.md stop 46).
+
 Not causal (both networks see whole seconds of audio): offline files only; the live bridge keeps
 the network alone.
 
@@ -28,12 +34,14 @@ Public API
 - ``Transcriber(n_threads=1, member_share=MEMBER_SHARE, model_stems=TRANSCRIBED_MODEL_STEMS,
   classifier_path=None, condition_network=True, blind_stems=TRANSCRIBED_BLIND_STEMS,
   sounding_threshold=None, network_share=TRANSCRIBED_NETWORK_SHARE, fusion=None,
-  remask=TRANSCRIBED_REMASK, shares=TRANSCRIBED_SHARES, song_context=SONG_CONTEXT)`` (None: the classifier's own;
+  remask=TRANSCRIBED_REMASK, shares=TRANSCRIBED_SHARES, song_context=SONG_CONTEXT, anchor=ANCHOR,
+  anchor_phase=ANCHOR_PHASE)`` (None: the classifier's own;
   ``song_context``: the song model's file, None: the classifier's evidence alone; ``shares``: the membership
   shares ``bridge.backends.offline.separate_file`` separates with, side by side, and averages
   (``bridge.parts.share_ensemble``; None: ``member_share`` alone); the share as
   ``bridge.parts.classes.NETWORK_SHARE``; ``fusion`` and ``remask`` as ``ScoredClasses``', no fusion by
-  default, ``remask`` None: none): ``transcribe(audio, sample_rate) ->
+  default, ``remask`` None: none; ``anchor``: the analysis frames anchored to the file's strongest onset,
+  ``anchor_phase`` of a frame after a boundary, ``bridge.transcribe.anchor``): ``transcribe(audio, sample_rate) ->
   Transcription`` (mono audio (n,)); ``transcribe_file(path) -> (Transcription, sample_rate)``;
   ``parts(audio, sample_rate) -> list[ScorePart]``. In two steps, so that one analysis serves several
   membership shares (``bridge.backends.offline``, ``bridge.parts.share_ensemble``): ``analyse(audio, sample_rate)
@@ -88,6 +96,13 @@ TRANSCRIBED_SHARES = (0.05, 0.3, 1.0)
 # each note's class evidence refined by the file's other notes (``bridge.transcribe.song_context``; None: the
 # classifier's alone)
 SONG_CONTEXT: Path | None = SONG_CONTEXT_FILE
+# the analysis windows and frames anchored to the file's strongest onset (``bridge.transcribe.anchor``), which
+# lands this share of a frame after a frame boundary (selection set, 96 tracks, per track against the frames
+# counted from the first sample, which every other setting was tuned with: bass -0.08, piano -0.09, strings
+# +0.09, the rest within 0.04 dB; frames alone anchored, phase 0 / 0.25 / 0.5 / 0.75: bass -0.24 / -0.12 / -0.11
+# / -0.12; BENCHMARKS.md stop 46)
+ANCHOR = True
+ANCHOR_PHASE = 0.25
 
 
 @dataclass
@@ -144,6 +159,8 @@ class Transcriber:
         remask: Mapping[str, float] | None = TRANSCRIBED_REMASK,
         shares: Sequence[float] | None = TRANSCRIBED_SHARES,
         song_context: Path | None = SONG_CONTEXT,
+        anchor: bool = ANCHOR,
+        anchor_phase: float = ANCHOR_PHASE,
     ) -> None:
         from bridge.transcribe.basic_pitch import BasicPitch
         from bridge.transcribe.note_classes import NOTE_CLASSES_FILE, NoteClassifier
@@ -151,6 +168,10 @@ class Transcriber:
 
         self.pitch = BasicPitch(n_threads=n_threads)
         self.classifier = NoteClassifier(classifier_path or NOTE_CLASSES_FILE, n_threads=n_threads)
+        self.anchor = bool(anchor)
+        if not 0.0 <= anchor_phase < 1.0:
+            raise ValueError(f"anchor_phase must be in [0, 1), got {anchor_phase}")
+        self.anchor_phase = float(anchor_phase)
         self.song = None if song_context is None else SongContext(song_context, n_threads=n_threads)
         self.member_share = float(member_share)
         self.model_stems = tuple(model_stems)
@@ -178,15 +199,42 @@ class Transcriber:
 
     def analyse(self, audio: np.ndarray, sample_rate: int) -> NoteAnalysis:
         """Mono ``audio`` (n,) -> basic-pitch's notes and the classifier's judgement of each (the sounding
-        evidence refined by the file's other notes where the transcriber has a song model)."""
+        evidence refined by the file's other notes where the transcriber has a song model), the frames anchored to
+        the music where ``anchor`` (see the module docstring)."""
+        from bridge.transcribe import basic_pitch as bp
+        from bridge.transcribe.anchor import pad_to, strongest_onset
+        from bridge.transcribe.note_classes import PATCH
+
+        x = np.asarray(audio, np.float32).reshape(-1)
+        at = strongest_onset(x, sample_rate) if self.anchor else None
+        # basic-pitch's windows and the classifier's frames each on the music's own grid: the strongest onset
+        # `anchor_phase` of a frame into a frame, 40 frames into a window hop (55 into the window that starts 15
+        # frames earlier: well inside the part of it that is kept)
+        frame = PATCH["hop"] * sample_rate / PATCH["sample_rate"]  # = basic-pitch's frame, in input samples
+        window = bp.WINDOW_HOP_SAMPLES * sample_rate / bp.SAMPLE_RATE
+        pad_bp = pad_to(at, window, (40 + self.anchor_phase) * frame)
+        pad_c = pad_to(at, frame, self.anchor_phase * frame)
+        notes = self.pitch.transcribe(_padded(x, pad_bp), sample_rate, self.classifier.decoding)
+        if pad_bp:  # back on the file's own time (a note wholly in the zeros in front, were there one, dropped)
+            notes = notes - np.array([pad_bp / sample_rate, pad_bp / sample_rate, 0.0, 0.0])
+            notes = notes[notes[:, 1] > 0.0]
+            notes[:, 0] = np.maximum(notes[:, 0], 0.0)
+        moved = notes
+        if pad_c:
+            moved = notes.copy()
+            moved[:, :2] += pad_c / sample_rate
+        sounding, onset, shift_s = self._classes(_padded(x, pad_c), sample_rate, moved)
+        return NoteAnalysis(notes, sounding, onset, shift_s)
+
+    def _classes(self, audio: np.ndarray, sample_rate: int, notes: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The classifier's ``(sounding, onset, shift_s)`` for ``notes``, ``sounding`` refined by the song model."""
         from bridge.transcribe.note_classes import log_map_db, note_patches
 
-        notes = self.pitch.transcribe(audio, sample_rate, self.classifier.decoding)
         patches = note_patches(log_map_db(audio, sample_rate), notes)  # cut once for both networks
         sounding, onset, shift_s = self.classifier.predict(audio, sample_rate, notes, patches=patches)
         if self.song is not None:  # the class evidence refined by the file's other notes
             sounding = self.song.refine(patches[0], notes, sounding, onset)
-        return NoteAnalysis(notes, sounding, onset, shift_s)
+        return sounding, onset, shift_s
 
     def transcription(self, analysis: NoteAnalysis, member_share: float | None = None) -> Transcription:
         """The parts and written notes of ``analysis`` (see ``transcribe``), each note in the parts of the classes
@@ -227,6 +275,10 @@ class Transcriber:
         """``analyse`` an audio file (channels averaged), and its sample rate (see ``transcribe_file``)."""
         mono, sample_rate = _read_mono(path)
         return self.analyse(mono, sample_rate), sample_rate
+
+
+def _padded(x: np.ndarray, pad: int) -> np.ndarray:
+    return np.concatenate([np.zeros(pad, np.float32), x]) if pad else x
 
 
 def _read_mono(path: Path) -> tuple[np.ndarray, int]:

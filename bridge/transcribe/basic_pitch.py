@@ -13,7 +13,8 @@ Not causal: every window sees 2 s of audio, so this serves offline files only.
 
 Public API
 ----------
-- ``NMP_FILE``, ``NMP_SHA256``: the vendored model and its checksum.
+- ``NMP_FILE``, ``NMP_SHA256``: the vendored model and its checksum; ``SAMPLE_RATE``, ``HOP`` (a frame) and
+  ``WINDOW_HOP_SAMPLES`` (a window's start after the last one's), in samples at the model's rate.
 - ``BasicPitch(path=NMP_FILE, n_threads=1)``: ``posteriorgrams(audio, sample_rate)`` ->
   ``(note, onset)`` each (n_frames, 88) float32 at ``FRAME_RATE_HZ``; ``transcribe(audio,
   sample_rate, decoding=None)`` -> notes (n, 4) float64 ``[onset_s, offset_s, midi_pitch,
@@ -41,6 +42,7 @@ FRAME_RATE_HZ = SAMPLE_RATE // HOP  # 86 (basic-pitch's ANNOTATIONS_FPS)
 WINDOW_SAMPLES = SAMPLE_RATE * 2 - HOP  # 43844: the model's fixed input length
 WINDOW_FRAMES = FRAME_RATE_HZ * 2  # 172 output frames per window
 OVERLAP_FRAMES = 30
+WINDOW_HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_FRAMES * HOP  # 36164: where each window starts after the last
 MIDI_OFFSET = 21
 N_KEYS = 88
 ONSET_THRESHOLD = 0.5
@@ -71,7 +73,7 @@ class BasicPitch:
         x = _to_model_rate(audio, sample_rate)
         n_orig = len(x)
         overlap = OVERLAP_FRAMES * HOP
-        hop = WINDOW_SAMPLES - overlap
+        hop = WINDOW_HOP_SAMPLES
         x = np.concatenate([np.zeros(overlap // 2, np.float32), x])
         notes, onsets = [], []
         for i in range(0, len(x), hop):
