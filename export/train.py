@@ -20,7 +20,9 @@ Pipeline
    BCE(note_onset) + w_activity * BCE(activity) + w_dc * deep clustering (efficient form, on
    the band-centre bins of a random subset of bands, silent bins dropped; only for a model with a
    deep-clustering head, ``has_dc``: the harmonic network has none).
-4. Checkpoints (atomic) every ``ckpt_every`` steps and every epoch, ``--resume`` continues;
+4. Checkpoints (atomic) every ``ckpt_every`` steps and every epoch; ``--resume`` continues exactly
+   as an uninterrupted run would (with ``train.loader_workers`` = 0: the checkpoint keeps the batch
+   sampler's random state), ``--until STEP`` stops a long schedule at a step to resume later;
    validation each epoch: SI-SDR of the masked stems (mix phase, iSTFT) and note onset F1
    (mir_eval) on fixed validation crops.
 
@@ -762,7 +764,10 @@ def _init_record(path: str | None) -> dict[str, Any] | None:
     return rec
 
 
-def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history) -> None:
+def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history, streams=None) -> None:
+    """``streams``: the run's other state that ``--resume`` restores so that it continues exactly as an
+    uninterrupted run would (the batch sampler's and the mask-phase generator's random states, the
+    validation's tuned decode and best score)."""
     atomic_save(
         {
             "model": model.state_dict(),
@@ -773,6 +778,7 @@ def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history
             "elapsed_s": float(elapsed_s),
             "history": _plain(history),
             "torch_rng": torch.get_rng_state(),
+            **(streams or {}),
         },
         path,
     )
@@ -847,6 +853,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--max-minutes", type=float, default=None)
+    ap.add_argument(
+        "--until",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="stop at this step with a checkpoint, the schedule unchanged (one session's share of a long run)",
+    )
     ap.add_argument("--finalize", action="store_true", help="only tune decode thresholds of OUT/final.pt")
     ap.add_argument("--device", default=None, help="cpu, cuda or auto (overrides train.device; default cpu)")
     ap.add_argument(
@@ -922,6 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"stembridge train: error: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     step, epoch, elapsed0, history = 0, 0, 0.0, []
+    resumed: dict[str, Any] = {}  # a checkpoint's random streams and validation state, when resuming
     last = out / "last.pt"
     if args.resume and last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
@@ -934,7 +948,10 @@ def main(argv: list[str] | None = None) -> int:
         step, epoch, elapsed0 = ck["step"], ck["epoch"], ck["elapsed_s"]
         history = ck.get("history", [])
         torch.set_rng_state(ck["torch_rng"])
-        rng = np.random.default_rng(seed + step)
+        rng = np.random.default_rng(seed + step)  # checkpoints before stop 47 kept no sampler state
+        if "sampler_rng" in ck:
+            rng.bit_generator.state = ck["sampler_rng"]
+            resumed = ck
         print(f"[train] resumed at step {step}, epoch {epoch}", flush=True)
     elif args.init:
         ck = torch.load(args.init, map_location="cpu", weights_only=True)
@@ -958,12 +975,32 @@ def main(argv: list[str] | None = None) -> int:
     budget_s = tc["max_minutes"] * 60
     t_start = time.time() - elapsed0
     gen = torch.Generator().manual_seed(seed)
+    best = -1e9
+    n_valid, tuned_decode, tuned_at = 0, None, 0
+    if "mask_rng" in resumed:
+        gen.set_state(resumed["mask_rng"])
+        n_valid, tuned_at, best = resumed["n_valid"], resumed["tuned_at"], resumed["best"]
+        tuned_decode = resumed["tuned_decode"] or None
+
+    def streams() -> dict[str, Any]:
+        return {
+            "sampler_rng": rng.bit_generator.state,
+            "mask_rng": gen.get_state(),
+            "n_valid": n_valid,
+            "tuned_at": tuned_at,
+            "tuned_decode": _plain(tuned_decode or {}),
+            "best": best,
+        }
+
     model.train()
     batches = training_batches(train_cache, rng, cfg, step, pin=device.type == "cuda")
     t_log, run_loss, n_log = time.time(), {}, 0
-    best = -1e9
-    n_valid, tuned_decode, tuned_at = 0, None, 0
     while step < tc["max_steps"]:
+        if args.until is not None and step >= args.until:
+            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history, streams())
+            batches.close()
+            print(f"[train] stopped at step {step} of {tc['max_steps']} (--until); go on with --resume", flush=True)
+            return 0
         elapsed = time.time() - t_start
         frac = max(step / tc["max_steps"], elapsed / budget_s if budget_s > 0 else 0.0)
         if frac >= 1.0:
@@ -990,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             t_log, run_loss, n_log = time.time(), {}, 0
         if step % tc["ckpt_every"] == 0:
-            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history)
+            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history, streams())
         if step % epoch_steps == 0:
             epoch += 1
             if tc.get("refresh_corpus", True):
@@ -1018,17 +1055,20 @@ def main(argv: list[str] | None = None) -> int:
             res.update(step=step, epoch=epoch, elapsed_min=round((time.time() - t_start) / 60, 1))
             history.append(res)
             print(f"[valid] {json.dumps(res)}", flush=True)
-            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history)
             score = (res["si_sdr_db_mean"] or 0) + 10 * (res["onset_f1_mean"] or 0)
-            if score > best:
-                best = score
-                save_checkpoint(out / "best.pt", model, opt, cfg, step, epoch, time.time() - t_start, history)
+            improved = score > best
+            best = max(best, score)
+            save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history, streams())
+            if improved:
+                save_checkpoint(
+                    out / "best.pt", model, opt, cfg, step, epoch, time.time() - t_start, history, streams()
+                )
     wall = time.time() - t_start
     res = validate(model, valid_cache, cfg)
     res_score = validate(model, valid_cache, cfg, with_score=True)
     res.update(step=step, epoch=epoch, elapsed_min=round(wall / 60, 1), final=True)
     history.append(res)
-    save_checkpoint(last, model, opt, cfg, step, epoch, wall, history)
+    save_checkpoint(last, model, opt, cfg, step, epoch, wall, history, streams())
     batches.close()
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_save({"model": weights, "config": _plain({**cfg, "model": model_config(model)})}, out / "final.pt")

@@ -122,6 +122,31 @@ def test_two_step_training_and_resume(corpus, tmp_path):
     assert set(card["decode"]["frame_onset_threshold"]) == set(STEMS)
 
 
+def test_interrupted_run_resumes_exactly_as_an_uninterrupted_one(corpus, tmp_path):
+    # one run of 6 steps against 3 steps (--until) then --resume: same batches, masks, validation, weights
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
+        "log_every = 1\nckpt_every = 1\nsample_offset = true\n"
+        "[valid]\nn_crops = 2\ncrop_frames = 64\ntune_every = 2\n"
+    )
+    base = ["--config", str(cfg), "--corpus", str(corpus), "--max-steps", "6"]
+    assert tr.main([*base, "--out", str(tmp_path / "whole")]) == 0
+    split = tmp_path / "split"
+    assert tr.main([*base, "--out", str(split), "--until", "3"]) == 0
+    ck = torch.load(split / "last.pt", map_location="cpu", weights_only=True)
+    assert ck["step"] == 3 and not (split / "final.pt").exists()
+    assert tr.main([*base, "--out", str(split), "--resume"]) == 0
+    whole = torch.load(tmp_path / "whole" / "last.pt", map_location="cpu", weights_only=True)
+    parted = torch.load(split / "last.pt", map_location="cpu", weights_only=True)
+    assert whole["step"] == parted["step"] == 6
+    for k, v in whole["model"].items():
+        assert torch.equal(v, parted["model"][k]), k
+    scores = [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in whole["history"]]
+    assert scores == [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in parted["history"]]
+    assert whole["best"] == parted["best"] and whole["tuned_at"] == parted["tuned_at"] == 6
+
+
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
