@@ -336,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         card_extra = json.loads(card_path.read_text()) if card_path.exists() else {}
         training = card_extra.get("training")
         decode = card_extra.get("decode")
+        if decode is None and ckpt.get("tuned_decode"):
+            # a run's checkpoint (no finalize card yet): the thresholds its trainer tuned on validation
+            decode = ckpt["tuned_decode"]
+            print(f"[export] decode thresholds tuned by the trainer at step {ckpt['tuned_at']}", file=sys.stderr)
         stems = tuple(card_extra.get("stems") or ckpt["config"].get("stems") or DEFAULT_STEMS)
         description = args.description or card_extra.get("description")
     else:

@@ -145,6 +145,13 @@ def test_interrupted_run_resumes_exactly_as_an_uninterrupted_one(corpus, tmp_pat
     scores = [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in whole["history"]]
     assert scores == [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in parted["history"]]
     assert whole["best"] == parted["best"] and whole["tuned_at"] == parted["tuned_at"] == 6
+    # a run's checkpoint exports with the decode thresholds its trainer tuned (no finalize card)
+    from export import onnx_export as ox
+
+    onnx_path = tmp_path / "cand.onnx"
+    assert ox.main(["--checkpoint", str(split / "last.pt"), "--out", str(onnx_path), "--no-index", "--no-timing"]) == 0
+    card = json.loads(onnx_path.with_suffix(".json").read_text())
+    assert card["decode"] == parted["tuned_decode"] and "frame_onset_threshold" in card["decode"]  # not defaults
 
 
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
