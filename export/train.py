@@ -764,10 +764,15 @@ def _init_record(path: str | None) -> dict[str, Any] | None:
     return rec
 
 
+def valid_score(res: dict[str, Any]) -> float:
+    """What ``best.pt`` keeps the highest of: a validation's mean SI-SDR + 10 x its mean onset F1."""
+    return (res["si_sdr_db_mean"] or 0) + 10 * (res["onset_f1_mean"] or 0)
+
+
 def save_checkpoint(path: Path, model, opt, cfg, step, epoch, elapsed_s, history, streams=None) -> None:
     """``streams``: the run's other state that ``--resume`` restores so that it continues exactly as an
-    uninterrupted run would (the batch sampler's and the mask-phase generator's random states, the
-    validation's tuned decode and best score)."""
+    uninterrupted run would (the batch sampler's and deep clustering's random generators, the note
+    thresholds tuned at the last tuning validation and its step)."""
     atomic_save(
         {
             "model": model.state_dict(),
@@ -964,6 +969,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[train] initialised from {args.init}", flush=True)
     else:
         set_input_stats(model, train_cache, rng, cfg)
+    if args.until is not None and args.until <= step:
+        raise SystemExit(f"stembridge train: error: --until {args.until} is not after step {step}, where the run is")
     print(
         f"[train] arch {model_arch(model)}; parameters: {count_parameters(model)} exported, "
         f"{count_parameters(model, False)} total; "
@@ -974,22 +981,20 @@ def main(argv: list[str] | None = None) -> int:
     epoch_steps = tc["epoch_steps"] or max(1, train_cache.total_frames // (tc["batch_size"] * tc["crop_frames"]))
     budget_s = tc["max_minutes"] * 60
     t_start = time.time() - elapsed0
-    gen = torch.Generator().manual_seed(seed)
-    best = -1e9
-    n_valid, tuned_decode, tuned_at = 0, None, 0
-    if "mask_rng" in resumed:
-        gen.set_state(resumed["mask_rng"])
-        n_valid, tuned_at, best = resumed["n_valid"], resumed["tuned_at"], resumed["best"]
-        tuned_decode = resumed["tuned_decode"] or None
+    gen = torch.Generator().manual_seed(seed)  # deep clustering's bands
+    validations = [h for h in history if not h.get("final")]
+    n_valid, tuned_decode, tuned_at = len(validations), None, 0
+    best = max((valid_score(h) for h in validations), default=-1e9)
+    if "dc_rng" in resumed:
+        gen.set_state(resumed["dc_rng"])
+        tuned_at, tuned_decode = resumed["tuned_at"], resumed["tuned_decode"] or None
 
     def streams() -> dict[str, Any]:
         return {
             "sampler_rng": rng.bit_generator.state,
-            "mask_rng": gen.get_state(),
-            "n_valid": n_valid,
+            "dc_rng": gen.get_state(),
             "tuned_at": tuned_at,
             "tuned_decode": _plain(tuned_decode or {}),
-            "best": best,
         }
 
     model.train()
@@ -1026,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             t_log, run_loss, n_log = time.time(), {}, 0
-        if step % tc["ckpt_every"] == 0:
+        if step % tc["ckpt_every"] == 0 and step % epoch_steps:  # an epoch's end saves after its validation
             save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history, streams())
         if step % epoch_steps == 0:
             epoch += 1
@@ -1055,9 +1060,8 @@ def main(argv: list[str] | None = None) -> int:
             res.update(step=step, epoch=epoch, elapsed_min=round((time.time() - t_start) / 60, 1))
             history.append(res)
             print(f"[valid] {json.dumps(res)}", flush=True)
-            score = (res["si_sdr_db_mean"] or 0) + 10 * (res["onset_f1_mean"] or 0)
-            improved = score > best
-            best = max(best, score)
+            improved = valid_score(res) > best
+            best = max(best, valid_score(res))
             save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history, streams())
             if improved:
                 save_checkpoint(
@@ -1091,6 +1095,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "metrics": {"validation": res, "validation_with_score": res_score},
     }
+    if tuned_decode:  # until --finalize tunes them on the final weights: the last tuning validation's
+        card["decode"] = tuned_decode
+        card["training"]["decode_tuned_on"] = f"the trainer's validation crops at step {tuned_at}"
     (out / "final.card.json").write_text(json.dumps(card, indent=2))
     print(f"[done] {json.dumps(res)}\n[done-with-score] {json.dumps(res_score)}", flush=True)
     return 0

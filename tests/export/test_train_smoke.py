@@ -123,7 +123,7 @@ def test_two_step_training_and_resume(corpus, tmp_path):
 
 
 def test_interrupted_run_resumes_exactly_as_an_uninterrupted_one(corpus, tmp_path):
-    # one run of 6 steps against 3 steps (--until) then --resume: same batches, masks, validation, weights
+    # one run of 6 steps against --until 3 or 4 (an epoch's end) then --resume: same batches, bands, validations
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
         TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
@@ -132,26 +132,46 @@ def test_interrupted_run_resumes_exactly_as_an_uninterrupted_one(corpus, tmp_pat
     )
     base = ["--config", str(cfg), "--corpus", str(corpus), "--max-steps", "6"]
     assert tr.main([*base, "--out", str(tmp_path / "whole")]) == 0
-    split = tmp_path / "split"
-    assert tr.main([*base, "--out", str(split), "--until", "3"]) == 0
-    ck = torch.load(split / "last.pt", map_location="cpu", weights_only=True)
-    assert ck["step"] == 3 and not (split / "final.pt").exists()
-    assert tr.main([*base, "--out", str(split), "--resume"]) == 0
-    whole = torch.load(tmp_path / "whole" / "last.pt", map_location="cpu", weights_only=True)
-    parted = torch.load(split / "last.pt", map_location="cpu", weights_only=True)
-    assert whole["step"] == parted["step"] == 6
-    for k, v in whole["model"].items():
-        assert torch.equal(v, parted["model"][k]), k
-    scores = [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in whole["history"]]
-    assert scores == [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in parted["history"]]
-    assert whole["best"] == parted["best"] and whole["tuned_at"] == parted["tuned_at"] == 6
-    # a run's checkpoint exports with the decode thresholds its trainer tuned (no finalize card)
+
+    def load(run: Path, name: str = "last.pt") -> dict:
+        return torch.load(run / name, map_location="cpu", weights_only=True)
+
+    def scores(ck: dict) -> list:
+        return [[h["si_sdr_db"], h["onset_f1"], h.get("decode")] for h in ck["history"]]
+
+    whole = load(tmp_path / "whole")
+    assert whole["step"] == 6 and whole["tuned_at"] == 6
+    for until in (3, 4):
+        split = tmp_path / f"split{until}"
+        assert tr.main([*base, "--out", str(split), "--until", str(until)]) == 0
+        assert load(split)["step"] == until and not (split / "final.pt").exists()
+        assert tr.main([*base, "--out", str(split), "--resume"]) == 0
+        parted = load(split)
+        assert parted["step"] == 6
+        for k, v in whole["model"].items():
+            assert torch.equal(v, parted["model"][k]), (until, k)
+        assert scores(parted) == scores(whole) and parted["tuned_decode"] == whole["tuned_decode"]
+        assert load(split, "best.pt")["step"] == load(tmp_path / "whole", "best.pt")["step"]
+    card = json.loads((split / "final.card.json").read_text())  # the trainer's thresholds until --finalize
+    assert card["decode"] == whole["tuned_decode"] and "step 6" in card["training"]["decode_tuned_on"]
+    with pytest.raises(SystemExit, match="not after step 6"):
+        tr.main([*base, "--out", str(split), "--resume", "--until", "5"])
+    # a checkpoint from before the random streams were kept resumes (on a new stream)
+    old = tmp_path / "old"
+    assert tr.main([*base, "--out", str(old), "--until", "3"]) == 0
+    ck = load(old)
+    tr.atomic_save(
+        {k: v for k, v in ck.items() if k not in ("sampler_rng", "dc_rng", "tuned_at", "tuned_decode")}, old / "last.pt"
+    )
+    assert tr.main([*base, "--out", str(old), "--resume"]) == 0
+    assert load(old)["step"] == 6 and len(load(old)["history"]) == len(whole["history"])
+    # a run's checkpoint exports with the thresholds its trainer tuned (no finalize card beside it)
     from export import onnx_export as ox
 
     onnx_path = tmp_path / "cand.onnx"
     assert ox.main(["--checkpoint", str(split / "last.pt"), "--out", str(onnx_path), "--no-index", "--no-timing"]) == 0
     card = json.loads(onnx_path.with_suffix(".json").read_text())
-    assert card["decode"] == parted["tuned_decode"] and "frame_onset_threshold" in card["decode"]  # not defaults
+    assert card["decode"] == whole["tuned_decode"] and "frame_onset_threshold" in card["decode"]  # not defaults
 
 
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
