@@ -54,12 +54,15 @@ def sha256_of(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[StemModel, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike, average: bool = False) -> tuple[StemModel, dict[str, Any]]:
     """Load ``{"model": state_dict, "config": dict, ...}`` saved by ``export.train`` (weights only);
-    ``config.model.arch`` picks the class (Cerberus for checkpoints from before the field)."""
+    ``config.model.arch`` picks the class (Cerberus for checkpoints from before the field). ``average``:
+    the weights' moving average a run with ``train.ema_decay`` keeps (``ema_model``) instead."""
     ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
     model = build_model(ckpt["config"]["model"] if "model" in ckpt["config"] else ckpt["config"])
-    model.load_state_dict(ckpt["model"])
+    if average and "ema_model" not in ckpt:
+        raise SystemExit(f"stembridge export: error: {path} holds no moving average of its weights (train.ema_decay)")
+    model.load_state_dict(ckpt["ema_model" if average else "model"])
     model.eval()
     return model, ckpt
 
@@ -308,6 +311,9 @@ UNTRAINED_HARMONIC = (
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="stembridge export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", help="checkpoint .pt written by `stembridge train`")
+    ap.add_argument(
+        "--average", action="store_true", help="export the checkpoint's moving average of its weights (train.ema_decay)"
+    )
     ap.add_argument("--out", required=True, help="output .onnx path, e.g. models_onnx/band.onnx")
     ap.add_argument("--name", help="model name (default: the file stem)")
     ap.add_argument("--version", default="1.0.0")
@@ -331,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         description = args.description or (TINY_DESCRIPTION if args.arch == "cerberus" else UNTRAINED_HARMONIC)
         stems = DEFAULT_STEMS
     elif args.checkpoint:
-        model, ckpt = load_checkpoint(args.checkpoint)
+        model, ckpt = load_checkpoint(args.checkpoint, args.average)
         card_path = Path(args.checkpoint).with_suffix(".card.json")
         card_extra = json.loads(card_path.read_text()) if card_path.exists() else {}
         training = card_extra.get("training")

@@ -33,6 +33,7 @@ Checkpoints hold only tensors and plain dicts (``torch.load(..., weights_only=Tr
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -86,6 +87,7 @@ DEFAULTS: dict[str, Any] = {
         "refresh_corpus": True,
         "device": "cpu",  # "cpu", "cuda" or "auto" (cuda when available)
         "loader_workers": 0,  # >0: batches are drawn in that many worker processes
+        "ema_decay": 0.0,  # >0: also keep an exponential moving average of the weights; it is validated and shipped
     },
     "loss": {
         "mask": 1.0,
@@ -764,6 +766,20 @@ def _init_record(path: str | None) -> dict[str, Any] | None:
     return rec
 
 
+def average_of(model: StemModel, start: dict[str, torch.Tensor] | None) -> StemModel:
+    """A copy of ``model`` to hold its weights' moving average, from ``start`` (a state dict) or its weights."""
+    ema = copy.deepcopy(model)
+    if start is not None:
+        ema.load_state_dict(start)
+    return ema.requires_grad_(False)
+
+
+def float_pairs(ema: StemModel, model: StemModel) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(average, weight) tensors of every floating-point parameter and buffer (they share the models' storage)."""
+    own = model.state_dict()
+    return [(v, own[k]) for k, v in ema.state_dict().items() if v.is_floating_point()]
+
+
 def valid_score(res: dict[str, Any]) -> float:
     """What ``best.pt`` keeps the highest of: a validation's mean SI-SDR + 10 x its mean onset F1."""
     return (res["si_sdr_db_mean"] or 0) + 10 * (res["onset_f1_mean"] or 0)
@@ -939,6 +955,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"stembridge train: error: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
+    ema_start = None  # a checkpoint's averaged weights, when resuming
     step, epoch, elapsed0, history = 0, 0, 0.0, []
     resumed: dict[str, Any] = {}  # a checkpoint's random streams and validation state, when resuming
     last = out / "last.pt"
@@ -957,6 +974,7 @@ def main(argv: list[str] | None = None) -> int:
         if "sampler_rng" in ck:
             rng.bit_generator.state = ck["sampler_rng"]
             resumed = ck
+        ema_start = ck.get("ema_model")
         print(f"[train] resumed at step {step}, epoch {epoch}", flush=True)
     elif args.init:
         ck = torch.load(args.init, map_location="cpu", weights_only=True)
@@ -989,12 +1007,20 @@ def main(argv: list[str] | None = None) -> int:
         gen.set_state(resumed["dc_rng"])
         tuned_at, tuned_decode = resumed["tuned_at"], resumed["tuned_decode"] or None
 
+    ema_decay = float(tc.get("ema_decay", 0.0))
+    ema = average_of(model, ema_start) if ema_decay > 0 else None
+    if ema is not None and ema_start is None and step:
+        print(f"[train] the weights' moving average starts at step {step}", flush=True)
+    ema_pairs = [] if ema is None else float_pairs(ema, model)
+    vmodel = model if ema is None else ema  # what validation scores and final.pt ships
+
     def streams() -> dict[str, Any]:
         return {
             "sampler_rng": rng.bit_generator.state,
             "dc_rng": gen.get_state(),
             "tuned_at": tuned_at,
             "tuned_decode": _plain(tuned_decode or {}),
+            **({} if ema is None else {"ema_model": ema.state_dict()}),
         }
 
     model.train()
@@ -1018,6 +1044,9 @@ def main(argv: list[str] | None = None) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
         opt.step()
+        with torch.no_grad():
+            for e, w in ema_pairs:
+                e.lerp_(w, 1.0 - ema_decay)
         step += 1
         n_log += 1
         for k, v in {"loss": float(loss.detach()), **parts}.items():
@@ -1050,8 +1079,11 @@ def main(argv: list[str] | None = None) -> int:
             # probabilities sit well under the default 0.5, which reads as F1 0; optimistic: tuned and
             # scored on the same crops). Tuning costs ~3x a validation: redone every valid.tune_every
             # validations from this one's raw outputs, for the validations that follow.
-            res = validate(model, valid_cache, cfg, decode=tuned_decode, return_raw=True)
+            res = validate(vmodel, valid_cache, cfg, decode=tuned_decode, return_raw=True)
             raw = res.pop("_raw")
+            if ema is not None:  # the weights as trained, beside their average
+                plain = validate(model, valid_cache, cfg, decode=tuned_decode)
+                res["unaveraged"] = {k: plain[k] for k in ("si_sdr_improvement_db", "si_sdr_improvement_db_mean")}
             res["decode"] = "default" if tuned_decode is None else f"tuned at step {tuned_at}"
             if n_valid % int(cfg["valid"].get("tune_every", 4)) == 0:
                 tuned_decode, _ = tune_decode(raw, stems)
@@ -1068,13 +1100,13 @@ def main(argv: list[str] | None = None) -> int:
                     out / "best.pt", model, opt, cfg, step, epoch, time.time() - t_start, history, streams()
                 )
     wall = time.time() - t_start
-    res = validate(model, valid_cache, cfg)
-    res_score = validate(model, valid_cache, cfg, with_score=True)
+    res = validate(vmodel, valid_cache, cfg)
+    res_score = validate(vmodel, valid_cache, cfg, with_score=True)
     res.update(step=step, epoch=epoch, elapsed_min=round(wall / 60, 1), final=True)
     history.append(res)
     save_checkpoint(last, model, opt, cfg, step, epoch, wall, history, streams())
     batches.close()
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu() for k, v in vmodel.state_dict().items()}
     atomic_save({"model": weights, "config": _plain({**cfg, "model": model_config(model)})}, out / "final.pt")
     card = {
         "stems": stems,

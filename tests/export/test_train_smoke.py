@@ -174,6 +174,49 @@ def test_interrupted_run_resumes_exactly_as_an_uninterrupted_one(corpus, tmp_pat
     assert card["decode"] == whole["tuned_decode"] and "frame_onset_threshold" in card["decode"]  # not defaults
 
 
+def test_moving_average_of_the_weights_is_kept_validated_and_shipped(corpus, tmp_path):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 2\n"
+        "log_every = 1\nckpt_every = 1\nema_decay = 0.75\n[valid]\nn_crops = 2\ncrop_frames = 64\n"
+    )
+    out = tmp_path / "run"
+    base = ["--config", str(cfg), "--corpus", str(corpus), "--out", str(out), "--max-steps", "3"]
+    assert tr.main([*base, "--until", "1"]) == 0
+    ck1 = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert tr.main([*base, "--resume", "--until", "2"]) == 0
+    ck2 = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    w = "front.proj.weight"
+    assert not torch.equal(ck2["ema_model"][w], ck2["model"][w])
+    assert torch.allclose(ck2["ema_model"][w], 0.75 * ck1["ema_model"][w] + 0.25 * ck2["model"][w], atol=1e-7)
+    # validation scores the average, and the weights as trained beside it
+    assert "unaveraged" in ck2["history"][-1] and "si_sdr_improvement_db_mean" in ck2["history"][-1]
+    assert tr.main([*base, "--resume"]) == 0
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    final = torch.load(out / "final.pt", map_location="cpu", weights_only=True)
+    assert torch.equal(final["model"][w], last["ema_model"][w])  # final.pt ships the average
+    from export import onnx_export as ox
+
+    model, _ = ox.load_checkpoint(out / "last.pt", average=True)
+    assert torch.equal(model.state_dict()[w], last["ema_model"][w])
+    assert (
+        ox.main(
+            [
+                "--checkpoint",
+                str(out / "last.pt"),
+                "--average",
+                "--out",
+                str(tmp_path / "a.onnx"),
+                "--no-index",
+                "--no-timing",
+            ]
+        )
+        == 0
+    )
+    with pytest.raises(SystemExit, match="no moving average"):
+        ox.load_checkpoint(out / "final.pt", average=True)
+
+
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
