@@ -1008,6 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
         tuned_at, tuned_decode = resumed["tuned_at"], resumed["tuned_decode"] or None
 
     ema_decay = float(tc.get("ema_decay", 0.0))
+    if not 0.0 <= ema_decay < 1.0:
+        raise SystemExit(f"stembridge train: error: train.ema_decay must be in [0, 1), not {ema_decay}")
     ema = average_of(model, ema_start) if ema_decay > 0 else None
     if ema is not None and ema_start is None and step:
         print(f"[train] the weights' moving average starts at step {step}", flush=True)

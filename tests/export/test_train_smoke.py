@@ -186,16 +186,26 @@ def test_moving_average_of_the_weights_is_kept_validated_and_shipped(corpus, tmp
     ck1 = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     assert tr.main([*base, "--resume", "--until", "2"]) == 0
     ck2 = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    from export import onnx_export as ox
+
+    conf = tr.load_config(str(cfg))
+    conf["data"]["corpus"] = str(corpus)
+    valid_args = (tr.TrackCache(tr.build_cache(corpus, out / "cache", "validation", list(STEMS))), conf)
     w = "front.proj.weight"
     assert not torch.equal(ck2["ema_model"][w], ck2["model"][w])
     assert torch.allclose(ck2["ema_model"][w], 0.75 * ck1["ema_model"][w] + 0.25 * ck2["model"][w], atol=1e-7)
     # validation scores the average, and the weights as trained beside it
-    assert "unaveraged" in ck2["history"][-1] and "si_sdr_improvement_db_mean" in ck2["history"][-1]
+    ema_model, _ = ox.load_checkpoint(out / "last.pt", average=True)
+    assert ck2["history"][-1]["si_sdr_improvement_db"] == tr.validate(ema_model, *valid_args)["si_sdr_improvement_db"]
+    raw_model, _ = ox.load_checkpoint(out / "last.pt")
+    unaveraged = tr.validate(raw_model, *valid_args)["si_sdr_improvement_db"]
+    assert ck2["history"][-1]["unaveraged"]["si_sdr_improvement_db"] == unaveraged
+    with pytest.raises(SystemExit, match="ema_decay"):
+        tr.main([*base, "--resume", "--set", "train.ema_decay=1.0"])
     assert tr.main([*base, "--resume"]) == 0
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     final = torch.load(out / "final.pt", map_location="cpu", weights_only=True)
     assert torch.equal(final["model"][w], last["ema_model"][w])  # final.pt ships the average
-    from export import onnx_export as ox
 
     model, _ = ox.load_checkpoint(out / "last.pt", average=True)
     assert torch.equal(model.state_dict()[w], last["ema_model"][w])
