@@ -955,9 +955,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         raise SystemExit(f"stembridge train: error: {e}") from None
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
-    ema_start = None  # a checkpoint's averaged weights, when resuming
     step, epoch, elapsed0, history = 0, 0, 0.0, []
-    resumed: dict[str, Any] = {}  # a checkpoint's random streams and validation state, when resuming
+    resumed: dict[str, Any] = {}  # the checkpoint resumed from (its random streams, thresholds, average)
     last = out / "last.pt"
     if args.resume and last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
@@ -973,8 +972,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(seed + step)  # checkpoints before stop 47 kept no sampler state
         if "sampler_rng" in ck:
             rng.bit_generator.state = ck["sampler_rng"]
-            resumed = ck
-        ema_start = ck.get("ema_model")
+        resumed = ck
         print(f"[train] resumed at step {step}, epoch {epoch}", flush=True)
     elif args.init:
         ck = torch.load(args.init, map_location="cpu", weights_only=True)
@@ -1010,8 +1008,8 @@ def main(argv: list[str] | None = None) -> int:
     ema_decay = float(tc.get("ema_decay", 0.0))
     if not 0.0 <= ema_decay < 1.0:
         raise SystemExit(f"stembridge train: error: train.ema_decay must be in [0, 1), not {ema_decay}")
-    ema = average_of(model, ema_start) if ema_decay > 0 else None
-    if ema is not None and ema_start is None and step:
+    ema = average_of(model, resumed.get("ema_model")) if ema_decay > 0 else None
+    if ema is not None and "ema_model" not in resumed and step:
         print(f"[train] the weights' moving average starts at step {step}", flush=True)
     ema_pairs = [] if ema is None else float_pairs(ema, model)
     vmodel = model if ema is None else ema  # what validation scores and final.pt ships
@@ -1094,8 +1092,9 @@ def main(argv: list[str] | None = None) -> int:
             res.update(step=step, epoch=epoch, elapsed_min=round((time.time() - t_start) / 60, 1))
             history.append(res)
             print(f"[valid] {json.dumps(res)}", flush=True)
-            improved = valid_score(res) > best
-            best = max(best, valid_score(res))
+            score = valid_score(res)
+            improved = score > best
+            best = max(best, score)
             save_checkpoint(last, model, opt, cfg, step, epoch, time.time() - t_start, history, streams())
             if improved:
                 save_checkpoint(
