@@ -21,6 +21,7 @@ Public API
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -323,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--description", default=None)
+    ap.add_argument(
+        "--gate-floor",
+        type=float,
+        default=None,
+        help="masks x (floor + (1 - floor) x activity) in the exported graph: 1 leaves the masks ungated by the "
+        "activity head (default: the checkpoint's, 0 for every band trained so far)",
+    )
     ap.add_argument("--no-index", action="store_true", help="do not update index.json")
     ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args(argv)
@@ -351,6 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         ap.error("give --checkpoint or --tiny")
         return 2
+    if args.gate_floor is not None:
+        if not 0.0 <= args.gate_floor <= 1.0:
+            ap.error(f"--gate-floor must lie in [0, 1], not {args.gate_floor}")
+        model.cfg = dataclasses.replace(model.cfg, gate_floor=args.gate_floor)  # recorded in the architecture
     meta = build_metadata(
         name,
         stems,

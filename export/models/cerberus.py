@@ -27,7 +27,9 @@ Architecture (all per-frame or recurrent, hence causal; block-wise == whole-sequ
 
    - masks: logits per band for n_stems + 1 residual slot, softmax over slots, interpolated
      linearly from ``n_bands`` bands (the lowest ``n_linear_bins`` bins one band each, then
-     log-spaced) to all n_bins bins, residual slot dropped, each stem gated by its activity;
+     log-spaced) to all n_bins bins, residual slot dropped, each stem gated by its activity
+     (``gate_floor``: masks * (floor + (1 - floor) * activity); 0, the default, as every band was
+     trained; 1: not gated, chosen at export, ``stembridge export --gate-floor``);
    - note_frame / note_onset: sigmoid, n_keys per stem; activity: sigmoid per stem;
    - deep clustering: ``dc_dim`` unit-norm embedding per band centre bin, training only.
 """
@@ -58,6 +60,7 @@ class CerberusConfig:
     n_linear_bins: int = 96
     dc_dim: int = 20
     input_gain: float = 1.0
+    gate_floor: float = 0.0  # masks * (floor + (1 - floor) * activity); 1: activity does not gate the masks
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -215,8 +218,11 @@ class Cerberus(nn.Module):
         b, t = z.shape[0], z.shape[1]
         act_logit = self.activity_head(z)
         activity = torch.sigmoid(act_logit)
-        probs = self.mask_head(z)
-        masks = self.mask_head.to_bins(probs[:, :, : cfg.n_stems, :] * activity.unsqueeze(-1))
+        probs = self.mask_head(z)[:, :, : cfg.n_stems, :]
+        if cfg.gate_floor < 1.0:
+            gate = activity if cfg.gate_floor == 0.0 else cfg.gate_floor + (1.0 - cfg.gate_floor) * activity
+            probs = probs * gate.unsqueeze(-1)
+        masks = self.mask_head.to_bins(probs)
         frame_logit = self.frame_head(z).reshape(b, t, cfg.n_stems, cfg.n_keys)
         onset_logit = self.onset_head(z).reshape(b, t, cfg.n_stems, cfg.n_keys)
         return {

@@ -166,3 +166,26 @@ def test_shipped_models(name):
         )
         q = np.percentile(o[0], [10, 90])
         assert q[0] < 0.1 and q[1] > 0.2  # masks are spread, not degenerate
+
+
+def test_gate_floor_is_exported_and_recorded(exported, tmp_path):
+    model, ckpt, out = exported
+    ungated = tmp_path / "ungated.onnx"
+    assert ox.main(["--checkpoint", str(ckpt), "--out", str(ungated), "--no-timing", "--gate-floor", "1"]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["architecture"]["gate_floor"] == 0.0
+    assert json.loads(ungated.with_suffix(".json").read_text())["architecture"]["gate_floor"] == 1.0
+    rng = np.random.default_rng(0)
+    feeds = {
+        "spec": (rng.random((1, 30, 1025)) ** 3 * 20).astype(np.float32),
+        "score": np.zeros((1, 30, 5, 88), np.float32),
+        "state_in": np.zeros((1, model.state_size), np.float32),
+    }
+    gated_out, ungated_out = (
+        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds) for p in (out, ungated)
+    )
+    act = gated_out[3][..., None]  # (1, T, S, 1)
+    np.testing.assert_allclose(gated_out[0], ungated_out[0] * act, rtol=1e-4, atol=1e-6)  # masks only differ
+    for a, b in zip(gated_out[1:], ungated_out[1:]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(SystemExit):
+        ox.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "bad.onnx"), "--gate-floor", "1.5"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -85,3 +87,25 @@ def test_training_outputs_and_embedding(model):
     v = model.embed(o["features"], torch.tensor([0, 5, 39]))
     assert v.shape == (2, 10, 3, SMALL.dc_dim)
     torch.testing.assert_close(v.norm(dim=-1), torch.ones(2, 10, 3), rtol=0, atol=1e-5)
+
+
+def test_gate_floor_sets_how_far_activity_gates_the_masks(model):
+    spec, score = _inputs(t=6)
+    silent = Cerberus(model.cfg).eval()
+    silent.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        silent.activity_head.bias.fill_(-40.0)  # activity ~ 0 for every stem
+    m0, _, _, act, _ = silent(spec, score, silent.initial_state(2))
+    assert float(act.max()) < 1e-6 and float(m0.max()) < 1e-6  # gate_floor 0 (as trained): silenced
+    ungated = Cerberus(dataclasses.replace(model.cfg, gate_floor=1.0)).eval()
+    ungated.load_state_dict(silent.state_dict())
+    m1, *_ = ungated(spec, score, ungated.initial_state(2))
+    assert float(m1.sum(2).min()) > 0.0  # the stems share what the residual slot leaves, whatever the activity
+    floored = Cerberus(dataclasses.replace(model.cfg, gate_floor=0.3)).eval()
+    floored.load_state_dict(silent.state_dict())
+    m2, *_ = floored(spec, score, floored.initial_state(2))
+    torch.testing.assert_close(m2, 0.3 * m1, rtol=1e-5, atol=1e-7)  # a floor, never zero
+    for p in (ungated, floored):  # the gate changes the masks only: notes, activity and state stay
+        a, b = silent(spec, score, silent.initial_state(2)), p(spec, score, p.initial_state(2))
+        for x, y in zip(a[1:], b[1:]):
+            torch.testing.assert_close(x, y)
