@@ -65,6 +65,16 @@ def is_silent(ref: np.ndarray, mix: np.ndarray, threshold_db: float = SILENT_DB)
     return 10 * np.log10(e_ref / e_mix) < threshold_db
 
 
+def level_db(x: np.ndarray, mix: np.ndarray, floor_db: float = -120.0) -> float:
+    """Energy of ``x`` relative to the mixture's in dB, at least ``floor_db`` (what a stem holds where its
+    instrument does not play: the leak into an absent stem)."""
+    e_x = float(np.sum(np.asarray(x, np.float64) ** 2))
+    e_mix = float(np.sum(np.asarray(mix, np.float64) ** 2))
+    if e_mix <= 0.0:
+        return floor_db
+    return max(floor_db, 10 * np.log10(max(e_x, 1e-300) / e_mix))
+
+
 def is_whole_mix(ref: np.ndarray, mix: np.ndarray, threshold_db: float = SILENT_DB) -> bool:
     """True when everything but ``ref`` holds less than ``threshold_db`` of the mixture's energy."""
     rest = np.asarray(mix, np.float64) - np.asarray(ref, np.float64)

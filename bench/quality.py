@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench.metrics import ideal_ratio_mask, onset_f1, separation_scores  # noqa: E402
+from bench.metrics import ideal_ratio_mask, is_silent, level_db, onset_f1, separation_scores  # noqa: E402
 from bridge.backends import OFFLINE_BLOCK_SIZE  # noqa: E402
 from export.note_dominance import read_mono as _read_mono  # noqa: E402
 
@@ -205,6 +205,12 @@ def _sep_scores(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple
     return {name: s for name, s in scores.items() if s is not None}
 
 
+def _absent_levels(est: np.ndarray, mix: np.ndarray, refs: np.ndarray, names: tuple[str, ...]) -> dict:
+    """{stem: level of the estimate in dB re the mix} for the stems whose true signal is silent (the leak a
+    listener hears in a stem whose instrument does not play)."""
+    return {name: level_db(est[k], mix) for k, name in enumerate(names) if is_silent(refs[k], mix)}
+
+
 def _delayed_copy(src: Path, dst: Path, offset: int) -> Path:
     """``src`` with ``offset`` zero samples in front, as a float WAV."""
     import soundfile as sf
@@ -246,10 +252,12 @@ def _mean_over_offsets(runs: list[dict], offsets: Sequence[int]) -> dict:
     sep = {}
     for s in runs[0]["sep"]:
         sep[s] = {k: float(np.mean([r["sep"][s][k] for r in runs])) for k in ("si_sdri", "sdr")}
+    absent = {s: float(np.mean([r["absent_db"][s] for r in runs])) for s in runs[0]["absent_db"]}
     f1 = {s: float(np.mean([r["f1"][s] for r in runs])) for s in runs[0]["f1"]}
     blind = [r["inst_blind_f1"] for r in runs if r["inst_blind_f1"] is not None]
     return {
         "sep": sep,
+        "absent_db": absent,
         "f1": f1,
         "inst_blind_f1": float(np.mean(blind)) if blind else None,
         "n_notes": runs[0]["n_notes"],
@@ -354,6 +362,7 @@ def evaluate_track(
             runs.append(
                 {
                     "sep": _sep_scores(est, mix, refs, all_names),
+                    "absent_db": _absent_levels(est, mix, refs, all_names),
                     "f1": f1,
                     "inst_blind_f1": onset_f1(union_ref, pooled_notes)[2] if len(union_ref) else None,
                     "n_notes": res.n_notes,
@@ -393,6 +402,7 @@ def summarize(per_track: list[dict], pred_stems: tuple[str, ...]) -> dict:
             si = [t["sep"][s]["si_sdri"] for t in tracks if s in t["sep"]]
             sd = [t["sep"][s]["sdr"] for t in tracks if s in t["sep"]]
             f1 = [t["f1"][s] for t in tracks if s in t["f1"]]
+            absent = [t["absent_db"][s] for t in tracks if s in t.get("absent_db", {})]
             spread = [
                 max(v[s] for v in t["sep_by_offset"].values()) - min(v[s] for v in t["sep_by_offset"].values())
                 for t in tracks
@@ -403,6 +413,8 @@ def summarize(per_track: list[dict], pred_stems: tuple[str, ...]) -> dict:
                 "si_sdri_offset_spread_median": float(np.median(spread)) if spread else None,
                 "sdr_median": float(np.median(sd)) if sd else None,
                 "onset_f1_mean": float(np.mean(f1)) if f1 else None,
+                "absent_level_median_db": float(np.median(absent)) if absent else None,
+                "n_absent": len(absent),
                 "n_scored_sep": len(si),
                 "n_scored_f1": len(f1),
             }
@@ -487,6 +499,15 @@ def print_tables(summary: dict, pred_stems: tuple[str, ...], notes: dict[str, st
         print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in all_names))
         for row, r in spread_rows.items():
             cells = "".join(f"{_fmt(r['stems'][s]['si_sdri_offset_spread_median'], '.2f'):>9}" for s in all_names)
+            print(f"{row:<{w}}{cells}")
+    absent_rows = {row: r for row, r in summary.items() if any(r["stems"][s].get("n_absent") for s in all_names)}
+    if absent_rows:
+        print(
+            "\nlevel of a stem whose instrument is absent (dB re the mix, median over those tracks; lower is cleaner)"
+        )
+        print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in all_names))
+        for row, r in absent_rows.items():
+            cells = "".join(f"{_fmt(r['stems'][s].get('absent_level_median_db'), '+.1f'):>9}" for s in all_names)
             print(f"{row:<{w}}{cells}")
     print("\nnote onset F1 (mean over tracks; 50 ms; drums onset + class)")
     print(f"{'':<{w}}" + "".join(f"{s:>9}" for s in pred_stems) + f"{'pitched':>9}{'inst-blind':>11}")

@@ -10,7 +10,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.metrics import ideal_ratio_mask, is_silent, is_whole_mix, onset_f1, sdr, si_sdr, si_sdri  # noqa: E402
+from bench.metrics import (  # noqa: E402
+    ideal_ratio_mask,
+    is_silent,
+    is_whole_mix,
+    level_db,
+    onset_f1,
+    sdr,
+    si_sdr,
+    si_sdri,
+)
 
 SR = 44100
 
@@ -226,3 +235,23 @@ def test_targets_fail_just_below_their_thresholds_and_pass_at_them():
         for x in check_targets(summarize([{"model blind": no_bass, "model + score": no_bass}], stems), stems)
     }
     assert t["blind SI-SDRi bass median (dB)"]["value"] is None and not t["blind SI-SDRi bass median (dB)"]["pass"]
+
+
+def test_level_of_an_absent_stem_is_its_energy_against_the_mix():
+    mix = tone(220.0)
+    assert level_db(0.1 * mix, mix) == pytest.approx(-20.0, abs=1e-9)
+    assert level_db(np.zeros_like(mix), mix) == -120.0  # floored, not -inf
+    assert level_db(mix, np.zeros_like(mix)) == -120.0  # a silent mix: nothing to compare with
+
+
+def test_summary_keeps_the_absent_stems_level_apart_from_the_scores():
+    from bench.quality import summarize
+
+    def track(absent):
+        return {"sep": {"drums": {"si_sdri": 5.0, "sdr": 5.0}}, "absent_db": absent, "f1": {}, "inst_blind_f1": None}
+
+    rows = [{"model blind": track({"bass": -30.0})}, {"model blind": track({"bass": -20.0, "other": -50.0})}]
+    b = summarize(rows, ("drums", "bass"))["model blind"]["stems"]
+    assert b["bass"]["absent_level_median_db"] == -25.0 and b["bass"]["n_absent"] == 2
+    assert b["other"]["absent_level_median_db"] == -50.0 and b["drums"]["n_absent"] == 0
+    assert b["bass"]["si_sdri_median"] is None  # an absent stem is never scored
