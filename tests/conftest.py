@@ -55,6 +55,21 @@ def json_meta_variant(src: Path, key: str, change: dict, path: Path) -> Path:
     return path
 
 
+def rebuilt_model(model, silence_activity: bool = False, **config_changes):
+    """A copy of a torch stem model (``export.models``) with its weights and its config changed
+    (``dataclasses.replace``); ``silence_activity`` drives every stem's activity head to ~0."""
+    import dataclasses
+
+    import torch
+
+    copy = type(model)(dataclasses.replace(model.cfg, **config_changes)).eval()
+    copy.load_state_dict(model.state_dict())
+    if silence_activity:
+        with torch.no_grad():
+            copy.activity_head.bias.fill_(-40.0)
+    return copy
+
+
 def noise(n_channels: int, n_samples: int, seed: int = 0, level: float = 0.3) -> np.ndarray:
     """(n_channels, n_samples) float32 white noise with a few tones, reproducible."""
     rng = np.random.default_rng(seed)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from export.models.cerberus import Cerberus, CerberusConfig, band_interp  # noqa: E402
+from tests.conftest import rebuilt_model  # noqa: E402
 
 SMALL = CerberusConfig(n_audio=24, n_score=8, hidden=16, n_layers=2, n_bands=40, n_linear_bins=16, dc_dim=4)
 
@@ -91,18 +90,13 @@ def test_training_outputs_and_embedding(model):
 
 def test_gate_floor_sets_how_far_activity_gates_the_masks(model):
     spec, score = _inputs(t=6)
-    silent = Cerberus(model.cfg).eval()
-    silent.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        silent.activity_head.bias.fill_(-40.0)  # activity ~ 0 for every stem
+    silent = rebuilt_model(model, silence_activity=True)  # activity ~ 0 for every stem
     m0, _, _, act, _ = silent(spec, score, silent.initial_state(2))
     assert float(act.max()) < 1e-6 and float(m0.max()) < 1e-6  # gate_floor 0 (as trained): silenced
-    ungated = Cerberus(dataclasses.replace(model.cfg, gate_floor=1.0)).eval()
-    ungated.load_state_dict(silent.state_dict())
+    ungated = rebuilt_model(silent, gate_floor=1.0)
     m1, *_ = ungated(spec, score, ungated.initial_state(2))
     assert float(m1.sum(2).min()) > 0.0  # the stems share what the residual slot leaves, whatever the activity
-    floored = Cerberus(dataclasses.replace(model.cfg, gate_floor=0.3)).eval()
-    floored.load_state_dict(silent.state_dict())
+    floored = rebuilt_model(silent, gate_floor=0.3)
     m2, *_ = floored(spec, score, floored.initial_state(2))
     torch.testing.assert_close(m2, 0.3 * m1, rtol=1e-5, atol=1e-7)  # a floor, never zero
     for p in (ungated, floored):  # the gate changes the masks only: notes, activity and state stay

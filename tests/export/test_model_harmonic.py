@@ -3,8 +3,6 @@ the flat state, ONNX parity, pitch equivariance of the front end, masks never ga
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -20,6 +18,7 @@ from export.models.harmonic import (  # noqa: E402
     log_filterbank,
     semitone_interp,
 )
+from tests.conftest import rebuilt_model  # noqa: E402
 
 SR, N_FFT, HOP = 44100, 2048, 512
 
@@ -107,16 +106,12 @@ def test_score_changes_outputs(model):
 
 def test_activity_never_silences_a_stem(model):
     spec, score = _inputs(t=6)
-    silent = Harmonic(model.cfg).eval()
-    silent.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        silent.activity_head.bias.fill_(-40.0)  # activity ~ 0 for every stem
+    silent = rebuilt_model(model, silence_activity=True)  # activity ~ 0 for every stem
     m0, *_ = model(spec, score, model.initial_state(2))
     m1, _, _, act, _ = silent(spec, score, silent.initial_state(2))
     assert float(act.max()) < 1e-6
     torch.testing.assert_close(m1, m0)  # gate_floor = 1: no gating
-    gated = Harmonic(dataclasses.replace(model.cfg, gate_floor=0.3)).eval()
-    gated.load_state_dict(silent.state_dict())
+    gated = rebuilt_model(silent, gate_floor=0.3)
     m2, *_ = gated(spec, score, gated.initial_state(2))
     torch.testing.assert_close(m2, 0.3 * m0, rtol=1e-5, atol=1e-7)  # a floor, never zero
 
