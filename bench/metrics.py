@@ -6,6 +6,8 @@
 - ``is_silent(ref, mix)``: a true stem too quiet to score (below ``SILENT_DB`` re the mix).
 - ``is_whole_mix(ref, mix)``: a true stem that is the mixture (the rest below ``SILENT_DB``): its
   SI-SDRi is undefined (SI-SDR(mix) grows without bound; ~ +110 dB where rounding stops it).
+- ``level_db(x, mix)``: the energy of ``x`` re the mixture's in dB (floored at -120; NaN for a non-finite
+  ``x``): what a stem holds where its instrument is absent.
 - ``separation_scores(est, mix, ref) -> {si_sdri, sdr} | None``: a stem's scores, ``None`` for a
   true stem that is silent or the whole mix (what every bench skips).
 - ``ideal_ratio_mask(mix, sources, n_fft, hop)``: the IRM estimates ``|S_i| / sum_j |S_j|``
@@ -70,9 +72,11 @@ def level_db(x: np.ndarray, mix: np.ndarray, floor_db: float = -120.0) -> float:
     instrument does not play: the leak into an absent stem)."""
     e_x = float(np.sum(np.asarray(x, np.float64) ** 2))
     e_mix = float(np.sum(np.asarray(mix, np.float64) ** 2))
+    if not np.isfinite(e_x):
+        return float("nan")  # a broken estimate is not a clean one
     if e_mix <= 0.0:
         return floor_db
-    return max(floor_db, 10 * np.log10(max(e_x, 1e-300) / e_mix))
+    return max(floor_db, float(10 * np.log10(max(e_x, 1e-300) / e_mix)))
 
 
 def is_whole_mix(ref: np.ndarray, mix: np.ndarray, threshold_db: float = SILENT_DB) -> bool:

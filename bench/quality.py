@@ -19,7 +19,9 @@ transcription's, the other rows' the network's):
   the whole mix (the rest below -60 dB: SI-SDRi is undefined there; skipped from stop 24 on);
 - note onset F1 (mir_eval, 50 ms, offsets ignored; drums onset + drum class), mean over the
   tracks where the stem has true notes; ``blind-inst F1``: every pitched note the model wrote,
-  stems pooled, against every pitched note of the track (``other`` instruments included).
+  stems pooled, against every pitched note of the track (``other`` instruments included);
+- the level of a stem whose instrument is absent (its true stem silent): its energy re the mix in dB,
+  median over those tracks (``absent_db`` per track): the leak a listener hears in a stem that should be silent.
 
 Reference rows from the same tracks: the ideal ratio mask at the model's STFT (the ceiling of
 any magnitude-mask model) and basic-pitch's shipped ONNX model on the mixture (instrument-blind,
@@ -280,10 +282,10 @@ def evaluate_track(
     shifts: int = 1,
     rows_run: Sequence[str] = RUN_ROWS,
 ) -> dict:
-    """Scores of every row in ``rows_run`` on one track: {row: {"sep": {stem: ...}, "f1": {stem: F1},
-    "inst_blind_f1": x}}; with several ``offsets``, each row runs on the mix delayed by each (samples of
-    silence in front, the score delayed with it) and its scores are the mean over them (``sep_by_offset``
-    keeps each). ``shifts`` > 1 runs the "model blind" row as ``separate --shifts`` does
+    """Scores of every row in ``rows_run`` on one track: {row: {"sep": {stem: ...}, "absent_db": {stem: dB},
+    "f1": {stem: F1}, "inst_blind_f1": x}}; with several ``offsets``, each row runs on the mix delayed by each
+    (samples of silence in front, the score delayed with it) and its scores are the mean over them
+    (``sep_by_offset`` keeps each). ``shifts`` > 1 runs the "model blind" row as ``separate --shifts`` does
     (``bridge.backends.shifted``)."""
     import soundfile as sf
 
@@ -735,6 +737,7 @@ def main(argv: list[str] | None = None) -> int:
                 "sdr": "D Eq. 1.3",
                 "onset_f1": "mir_eval, 50 ms, no offsets",
                 "silent_stem_db": -60.0,
+                "absent_level": "a silent true stem's estimate, energy re the mix in dB (floor -120)",
             },
             "row_notes": notes,
             "summary": summary,

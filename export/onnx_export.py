@@ -2,6 +2,8 @@
 metadata, parity checks and index.
 
 ``stembridge export --checkpoint CKPT --out models_onnx/NAME.onnx [--name NAME] [--version V]``
+``[--average]`` (the run's moving average of its weights) ``[--gate-floor F]`` (masks x (F + (1 - F) x
+activity) in the graph; 1: not gated by the activity heads)
 ``stembridge export --tiny --out models_onnx/test-tiny.onnx`` (random seeded test model)
 ``stembridge export --tiny --arch harmonic --out /tmp/h.onnx --no-index`` (random harmonic network,
 at its default size, e.g. for ``bench/speed.py``)
@@ -36,7 +38,7 @@ import torch
 
 from bridge.metadata import OPTIONAL_KEYS, REQUIRED_KEYS
 from export.metadata import build_metadata, check_roundtrip, git_commit, write_card, write_onnx_metadata
-from export.models import StemModel, build_model, count_parameters, macs_per_frame, model_arch
+from export.models import StemModel, build_model, count_parameters, describe, macs_per_frame, model_arch
 from export.models.cerberus import Cerberus, CerberusConfig
 from export.models.harmonic import Harmonic, HarmonicConfig
 
@@ -328,12 +330,15 @@ def main(argv: list[str] | None = None) -> int:
         "--gate-floor",
         type=float,
         default=None,
-        help="masks x (floor + (1 - floor) x activity) in the exported graph: 1 leaves the masks ungated by the "
-        "activity head (default: the checkpoint's, 0 for every band trained so far)",
+        help="in [0, 1]: masks x (floor + (1 - floor) x activity) in the exported graph, 1 leaves the masks ungated "
+        "by the activity heads (default: the checkpoint's, 0 for every band trained so far); the card's description "
+        "follows it unless --description is given",
     )
     ap.add_argument("--no-index", action="store_true", help="do not update index.json")
     ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args(argv)
+    if args.gate_floor is not None and not 0.0 <= args.gate_floor <= 1.0:  # NaN too
+        ap.error(f"--gate-floor must lie in [0, 1], not {args.gate_floor}")
     out = Path(args.out)
     name = args.name or out.stem
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -360,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give --checkpoint or --tiny")
         return 2
     if args.gate_floor is not None:
-        if not 0.0 <= args.gate_floor <= 1.0:
-            ap.error(f"--gate-floor must lie in [0, 1], not {args.gate_floor}")
         model.cfg = dataclasses.replace(model.cfg, gate_floor=args.gate_floor)  # recorded in the architecture
+        if not args.tiny and args.description is None:
+            description = describe(model, stems)  # the card's words follow the gate
     meta = build_metadata(
         name,
         stems,

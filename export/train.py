@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from bridge.score import notes_to_roll, onsets_to_roll
 from export.decode_tuning import bridge_notes, decoder_metadata, tune_decode
-from export.models import StemModel, build_model, count_parameters, model_arch, model_config
+from export.models import StemModel, build_model, count_parameters, describe, model_arch, model_config
 from export.models.cerberus import Cerberus
 from export.models.harmonic import Harmonic
 from export.note_scores import HOP, KEY_LOW, N_FFT, SAMPLE_RATE, onset_f1, roll_to_notes
@@ -696,7 +696,7 @@ def finalize(out: Path, cfg: dict) -> dict:
         "validation split: frame F1 (frame threshold); onset F1 of bridge.notes.NoteDecoder "
         "(onset and frame-onset thresholds)"
     )
-    card["description"] = _description(model, stems)
+    card["description"] = describe(model, stems)
     card.setdefault("metrics", {})
     card["metrics"].update(
         {"validation": res, "validation_with_score": res_score, "decode_tuning_validation_f1": tuned}
@@ -708,29 +708,6 @@ def finalize(out: Path, cfg: dict) -> dict:
         flush=True,
     )
     return card
-
-
-def _description(model: StemModel, stems: list[str]) -> str:
-    """The model card's description of a trained network."""
-    if isinstance(model, Harmonic):
-        c = model.cfg
-        return (
-            "Causal pitch-equivariant network: log-frequency map (3 bins per semitone) from the STFT, harmonic "
-            "stacking (h = 0.5, 1..7), causal convolutions and a GRU "
-            f"({c.gru_hidden} units per semitone) shared across pitch, note frame/onset heads shared across keys "
-            f"(drums: 9 GM classes), masks at full STFT resolution over {len(stems)} stems + residual from "
-            "the pitch features, a harmonic comb of the note probabilities and the bin's own magnitude. Trained on "
-            "a synthetic corpus in Slakh2100 layout with score dropout/corruption and crops at random sample "
-            "offsets. Input: |rfft(hann_periodic(2048) * frame)| of the channel mean, unnormalised, hop 512 at "
-            "44.1 kHz."
-        )
-    return (
-        "Causal score-informed Cerberus: log-magnitude front end, residual score module, one-layer GRU "
-        f"({model.cfg.hidden} units), band softmax masks over {len(stems)} stems + residual gated by per-stem "
-        "activity, note frame/onset heads (88 keys per stem). Trained on a synthetic FluidSynth-rendered "
-        "corpus in Slakh2100 layout with score dropout/corruption; works with no, partial or sloppy score. "
-        "Input: |rfft(hann_periodic(2048) * frame)| of the channel mean, unnormalised, hop 512 at 44.1 kHz."
-    )
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -56,7 +56,7 @@ def json_meta_variant(src: Path, key: str, change: dict, path: Path) -> Path:
 
 
 def rebuilt_model(model, silence_activity: bool = False, **config_changes):
-    """A copy of a torch stem model (``export.models``) with its weights and its config changed
+    """A copy of a torch stem model (``export.models``): the same weights, its config changed
     (``dataclasses.replace``); ``silence_activity`` drives every stem's activity head to ~0."""
     import dataclasses
 

@@ -62,6 +62,10 @@ class CerberusConfig:
     input_gain: float = 1.0
     gate_floor: float = 0.0  # masks * (floor + (1 - floor) * activity); 1: activity does not gate the masks
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gate_floor <= 1.0:  # NaN too
+            raise ValueError(f"gate_floor must lie in [0, 1], not {self.gate_floor}")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

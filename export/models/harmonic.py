@@ -100,6 +100,10 @@ class HarmonicConfig:
     gate_floor: float = 1.0
     salience: int = 0  # 1: per-position, per-stem salience spread to the bins by a harmonic comb feeds the masks
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gate_floor <= 1.0:  # NaN too
+            raise ValueError(f"gate_floor must lie in [0, 1], not {self.gate_floor}")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

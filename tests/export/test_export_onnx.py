@@ -168,24 +168,56 @@ def test_shipped_models(name):
         assert q[0] < 0.1 and q[1] > 0.2  # masks are spread, not degenerate
 
 
+def _run_onnx(path: Path, state_size: int, n_frames: int = 30) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    feeds = {
+        "spec": (rng.random((1, n_frames, 1025)) ** 3 * 20).astype(np.float32),
+        "score": np.zeros((1, n_frames, 5, 88), np.float32),
+        "state_in": np.zeros((1, state_size), np.float32),
+    }
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
 def test_gate_floor_is_exported_and_recorded(exported, tmp_path):
     model, ckpt, out = exported
     ungated = tmp_path / "ungated.onnx"
     assert ox.main(["--checkpoint", str(ckpt), "--out", str(ungated), "--no-timing", "--gate-floor", "1"]) == 0
-    assert json.loads(out.with_suffix(".json").read_text())["architecture"]["gate_floor"] == 0.0
-    assert json.loads(ungated.with_suffix(".json").read_text())["architecture"]["gate_floor"] == 1.0
-    rng = np.random.default_rng(0)
-    feeds = {
-        "spec": (rng.random((1, 30, 1025)) ** 3 * 20).astype(np.float32),
-        "score": np.zeros((1, 30, 5, 88), np.float32),
-        "state_in": np.zeros((1, model.state_size), np.float32),
-    }
-    gated_out, ungated_out = (
-        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds) for p in (out, ungated)
-    )
+    card0, card1 = (json.loads(p.with_suffix(".json").read_text()) for p in (out, ungated))
+    assert card0["architecture"]["gate_floor"] == 0.0 and card1["architecture"]["gate_floor"] == 1.0
+    assert "description" not in card0  # a run's checkpoint without a card has none
+    assert "not gated by the per-stem activity" in card1["description"]  # the card's words follow the gate
+    gated_out, ungated_out = (_run_onnx(p, model.state_size) for p in (out, ungated))
     act = gated_out[3][..., None]  # (1, T, S, 1)
     np.testing.assert_allclose(gated_out[0], ungated_out[0] * act, rtol=1e-4, atol=1e-6)  # masks only differ
     for a, b in zip(gated_out[1:], ungated_out[1:]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.raises(SystemExit):
-        ox.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "bad.onnx"), "--gate-floor", "1.5"])
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(SystemExit):
+            ox.main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "bad.onnx"), "--gate-floor", bad])
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_gate_floor_reaches_the_harmonic_graph(tmp_path):
+    paths = {f: tmp_path / f"h{f}.onnx" for f in ("1", "0.5")}
+    for f, path in paths.items():
+        args = ["--tiny", "--arch", "harmonic", "--out", str(path), "--no-index", "--no-timing", "--gate-floor", f]
+        assert ox.main(args) == 0
+    assert json.loads(paths["0.5"].with_suffix(".json").read_text())["architecture"]["gate_floor"] == 0.5
+    size = ox.make_tiny_model(0, "harmonic").state_size
+    ungated, half = (_run_onnx(paths[f], size) for f in ("1", "0.5"))
+    np.testing.assert_allclose(half[0], ungated[0] * (0.5 + 0.5 * half[3][..., None]), rtol=1e-4, atol=1e-6)
+
+
+def test_checkpoint_from_before_the_gate_floor_loads_gated(exported, tmp_path):
+    model, _, _ = exported
+    cfg = model.cfg.as_dict()
+    del cfg["gate_floor"]  # as every band checkpoint before stop 49 records it
+    old = tmp_path / "old.pt"
+    torch.save({"model": model.state_dict(), "config": {"model": cfg, "seed": 0}}, old)
+    loaded, _ = ox.load_checkpoint(old)
+    assert loaded.cfg.gate_floor == 0.0
+    spec = torch.rand(1, 12, 1025) * 5
+    score = torch.zeros(1, 12, 5, 88)
+    with torch.no_grad():
+        for x, y in zip(model(spec, score, model.initial_state(1)), loaded(spec, score, loaded.initial_state(1))):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
