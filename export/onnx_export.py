@@ -40,7 +40,7 @@ from bridge.metadata import OPTIONAL_KEYS, REQUIRED_KEYS
 from export.metadata import build_metadata, check_roundtrip, git_commit, write_card, write_onnx_metadata
 from export.models import StemModel, build_model, count_parameters, describe, macs_per_frame, model_arch
 from export.models.cerberus import Cerberus, CerberusConfig
-from export.models.harmonic import Harmonic, HarmonicConfig
+from export.models.harmonic import Harmonic, HarmonicConfig, check_gate_floor
 
 INPUT_NAMES = ["spec", "score", "state_in"]
 OUTPUT_NAMES = ["masks", "note_frame", "note_onset", "activity", "state_out"]
@@ -337,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-index", action="store_true", help="do not update index.json")
     ap.add_argument("--no-timing", action="store_true")
     args = ap.parse_args(argv)
-    if args.gate_floor is not None and not 0.0 <= args.gate_floor <= 1.0:  # NaN too
-        ap.error(f"--gate-floor must lie in [0, 1], not {args.gate_floor}")
+    if args.gate_floor is not None:
+        try:
+            check_gate_floor(args.gate_floor)  # before the checkpoint loads
+        except ValueError as e:
+            ap.error(f"--gate-floor: {e}")
     out = Path(args.out)
     name = args.name or out.stem
     torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from export.models.harmonic import SparseMatMul
+from export.models.harmonic import SparseMatMul, check_gate_floor
 
 
 @dataclass
@@ -63,8 +63,7 @@ class CerberusConfig:
     gate_floor: float = 0.0  # masks * (floor + (1 - floor) * activity); 1: activity does not gate the masks
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gate_floor <= 1.0:  # NaN too
-            raise ValueError(f"gate_floor must lie in [0, 1], not {self.gate_floor}")
+        check_gate_floor(self.gate_floor)
 
     def as_dict(self) -> dict:
         return asdict(self)

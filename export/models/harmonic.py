@@ -74,6 +74,12 @@ HARMONICS = (0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0)
 OFF_KEY_LOGIT = -12.0
 
 
+def check_gate_floor(gate_floor: float) -> None:
+    """ValueError unless ``gate_floor`` (masks x (floor + (1 - floor) x activity)) lies in [0, 1] (NaN does not)."""
+    if not 0.0 <= gate_floor <= 1.0:
+        raise ValueError(f"gate_floor must lie in [0, 1], not {gate_floor}")
+
+
 @dataclass
 class HarmonicConfig:
     """Hyper-parameters; every field is a plain int/float so it can live in a checkpoint."""
@@ -101,8 +107,7 @@ class HarmonicConfig:
     salience: int = 0  # 1: per-position, per-stem salience spread to the bins by a harmonic comb feeds the masks
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gate_floor <= 1.0:  # NaN too
-            raise ValueError(f"gate_floor must lie in [0, 1], not {self.gate_floor}")
+        check_gate_floor(self.gate_floor)
 
     def as_dict(self) -> dict:
         return asdict(self)
