@@ -332,10 +332,6 @@ def test_dc_loss_zero_for_perfect_embedding():
     assert float(tr.dc_loss(v, y, w)) > 0.0
 
 
-if __name__ == "__main__":
-    sys.exit(pytest.main([__file__]))
-
-
 def test_the_residual_slot_loss_makes_abstaining_cost(corpus, tmp_path):
     """With ``loss.mask_residual``, a network that sends everything to the residual slot (every
     stem mask 0) pays for the stems' energy there too; without it, that is the cheapest answer
@@ -409,3 +405,64 @@ def test_training_with_transcribed_scores_writes_them_once(corpus, tmp_path):
     assert len(done) == 2  # the train split's tracks, not the validation one
     card = json.loads((out / "final.card.json").read_text())
     assert card["training"]["config"]["score"]["p_transcribed"] == 0.5
+
+
+def test_the_per_stem_mask_loss_weighs_a_quiet_stem_near_a_loud_one():
+    """``loss.mask_stem_floor``: the same relative error in a stem 20 dB under another costs about
+    2.6x less at floor 0.2, where the pooled L1 charges it 10x less; each item counts against its
+    own level (a quiet crop weighs as much as a loud one); an absent stem's leak stays bounded."""
+    torch.manual_seed(0)
+    loud, quiet = torch.rand(2, 30, 1, 64) + 0.5, (torch.rand(2, 30, 1, 64) + 0.5) * 0.1
+    tgt = torch.cat([loud, quiet, torch.zeros_like(loud)], 2)  # (B,T,S,F): loud, quiet, absent
+    tgt[1] = tgt[0] * 0.01  # the second crop: the first, 40 dB down
+    mag = tgt.sum(2)
+
+    def cost(stem: int, floor: float, item: int = 0) -> float:
+        est = tgt.clone()
+        est[item, :, stem] *= 0.5  # half of that stem lost, in one crop
+        return float(tr.mask_l1(est, tgt, mag, floor))
+
+    assert cost(0, 0.0) / cost(1, 0.0) == pytest.approx(10.0, rel=0.05)
+    assert 2.0 < cost(0, 0.2) / cost(1, 0.2) < 3.2
+    assert cost(0, 0.0, item=1) == pytest.approx(cost(0, 0.0) * 0.01, rel=1e-3)  # pooled: the quiet crop counts little
+    assert cost(0, 0.2, item=1) == pytest.approx(cost(0, 0.2), rel=1e-4)  # per stem: level-invariant
+    # against the definition, one item and stem at a time
+    est = tgt * torch.rand_like(tgt) * 2
+    want = torch.stack(
+        [
+            (est[b, :, s] - tgt[b, :, s]).abs().mean() / (tgt[b, :, s].mean() + 0.2 * mag[b].mean())
+            for b in range(2)
+            for s in range(3)
+        ]
+    ).mean()
+    assert float(tr.mask_l1(est, tgt, mag, 0.2)) == pytest.approx(float(want), rel=1e-5)
+    assert float(tr.mask_l1(tgt, tgt, mag, 0.2)) == 0.0
+    est = tgt.clone()
+    est[:, :, 2] = mag  # the whole mix leaks into the absent stem: 1 / floor for that stem at most
+    assert float(tr.mask_l1(est, tgt, mag, 0.1)) == pytest.approx(10.0 / 3, rel=1e-4)
+    with pytest.raises(ValueError, match="mask_stem_floor"):
+        tr.mask_l1(est, tgt, mag, -0.1)
+
+
+def test_the_per_stem_mask_loss_in_training(corpus, tmp_path):
+    """``compute_losses`` with ``loss.mask_stem_floor`` (alone and with the residual slot): finite,
+    and a different number from the pooled loss's on the same batch."""
+    from export.models.harmonic import Harmonic, HarmonicConfig
+
+    cfg = tr.load_config(None)
+    cache = tr.TrackCache(tr.build_cache(corpus, tmp_path / "cache", "train", list(STEMS)))
+    batch = tr.make_batch(cache, np.random.default_rng(0), cfg, 2, 40, train=False)
+    model = Harmonic(HarmonicConfig(n_stems=len(STEMS))).eval()
+    got = {}
+    for floor, residual in [(0.0, False), (0.2, False), (0.0, True), (0.2, True)]:
+        cfg["loss"].update(mask_stem_floor=floor, mask_residual=residual)
+        with torch.no_grad():
+            total, parts, _ = tr.compute_losses(model, batch, cfg)
+        assert np.isfinite(float(total)) and parts["mask"] > 0
+        got[floor, residual] = parts["mask"]
+    assert got[0.2, False] != pytest.approx(got[0.0, False], rel=1e-3)
+    assert got[0.2, True] != pytest.approx(got[0.0, True], rel=1e-3)
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
