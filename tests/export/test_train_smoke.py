@@ -332,16 +332,21 @@ def test_dc_loss_zero_for_perfect_embedding():
     assert float(tr.dc_loss(v, y, w)) > 0.0
 
 
-def test_the_residual_slot_loss_makes_abstaining_cost(corpus, tmp_path):
-    """With ``loss.mask_residual``, a network that sends everything to the residual slot (every
-    stem mask 0) pays for the stems' energy there too; without it, that is the cheapest answer
-    the L1 mask loss has when the network is unsure."""
+def _default_batch_and_harmonic(corpus, tmp_path):
+    """The default config, one 2-crop batch of ``corpus``'s train split and an untrained harmonic network."""
     from export.models.harmonic import Harmonic, HarmonicConfig
 
     cfg = tr.load_config(None)
     cache = tr.TrackCache(tr.build_cache(corpus, tmp_path / "cache", "train", list(STEMS)))
     batch = tr.make_batch(cache, np.random.default_rng(0), cfg, 2, 40, train=False)
-    model = Harmonic(HarmonicConfig(n_stems=len(STEMS))).eval()
+    return cfg, batch, Harmonic(HarmonicConfig(n_stems=len(STEMS))).eval()
+
+
+def test_the_residual_slot_loss_makes_abstaining_cost(corpus, tmp_path):
+    """With ``loss.mask_residual``, a network that sends everything to the residual slot (every
+    stem mask 0) pays for the stems' energy there too; without it, that is the cheapest answer
+    the L1 mask loss has when the network is unsure."""
+    cfg, batch, model = _default_batch_and_harmonic(corpus, tmp_path)
     with torch.no_grad():
         model.mask_prior[-1].fill_(60.0)  # the residual slot takes everything
     cfg["loss"]["mask_residual"] = False
@@ -447,12 +452,7 @@ def test_the_per_stem_mask_loss_weighs_a_quiet_stem_near_a_loud_one():
 def test_the_per_stem_mask_loss_in_training(corpus, tmp_path):
     """``compute_losses`` with ``loss.mask_stem_floor`` (alone and with the residual slot): finite,
     and a different number from the pooled loss's on the same batch."""
-    from export.models.harmonic import Harmonic, HarmonicConfig
-
-    cfg = tr.load_config(None)
-    cache = tr.TrackCache(tr.build_cache(corpus, tmp_path / "cache", "train", list(STEMS)))
-    batch = tr.make_batch(cache, np.random.default_rng(0), cfg, 2, 40, train=False)
-    model = Harmonic(HarmonicConfig(n_stems=len(STEMS))).eval()
+    cfg, batch, model = _default_batch_and_harmonic(corpus, tmp_path)
     got = {}
     for floor, residual in [(0.0, False), (0.2, False), (0.0, True), (0.2, True)]:
         cfg["loss"].update(mask_stem_floor=floor, mask_residual=residual)
