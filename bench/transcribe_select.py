@@ -390,8 +390,31 @@ def paired(per: dict, base: dict) -> dict[str, tuple[float, int, int]]:
     return out
 
 
-def report(doc: dict, paired_with: str | None = None) -> None:
-    """Print each row's medians (and, with ``paired_with``, its paired differences against that row)."""
+def programs_of(track_dir: Path, stem: str) -> str:
+    """The General MIDI program names of ``stem``'s parts in ``track_dir/metadata.yaml``, sorted and joined by
+    `` + `` ("" when the track has no such part)."""
+    import yaml
+
+    meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
+    names = {str(p.get("midi_program_name")) for p in meta.get("stems", {}).values() if p.get("role") == stem}
+    return " + ".join(sorted(names))
+
+
+def by_program(per: dict, base: dict, stem: str, tracks: Path) -> dict[str, tuple[float, int]]:
+    """``stem``'s paired SI-SDRi differences grouped by that stem's program names (``programs_of`` in the
+    track folders under ``tracks``): {programs: (mean difference, tracks)}, largest group first."""
+    groups: dict[str, list[float]] = {}
+    for t in per:
+        if stem in per[t] and stem in base.get(t, {}):
+            diff = per[t][stem]["si_sdri"] - base[t][stem]["si_sdri"]
+            groups.setdefault(programs_of(tracks / t, stem), []).append(diff)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    return {k: (float(np.mean(v)), len(v)) for k, v in ranked}
+
+
+def report(doc: dict, paired_with: str | None = None, program_stem: str | None = None, tracks: Path = Path()) -> None:
+    """Print each row's medians (and, with ``paired_with``, its paired differences against that row; with
+    ``program_stem`` too, that stem's differences by program, read from the track folders under ``tracks``)."""
     names = (*STEMS, "other")
     if paired_with is not None and paired_with not in doc["sep"]:
         raise ValueError(f"no row {paired_with!r} to pair with (rows: {', '.join(doc['sep'])})")
@@ -409,6 +432,10 @@ def report(doc: dict, paired_with: str | None = None) -> None:
             cells = paired(per, doc["sep"][paired_with])
             text = ", ".join(f"{s} {m:+.2f} ({u}+ {d}-)" for s, (m, u, d) in cells.items())
             print(f"  paired vs {paired_with}: {text}")
+            if program_stem is not None:
+                groups = by_program(per, doc["sep"][paired_with], program_stem, tracks)
+                text = ", ".join(f"{k} {m:+.2f} ({n})" for k, (m, n) in groups.items())
+                print(f"  {program_stem} by program: {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -423,12 +450,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--paired", default=None, metavar="ROW", help="with --merge: each row's mean per-track difference from ROW"
     )
+    ap.add_argument(
+        "--by-program",
+        default=None,
+        metavar="STEM",
+        choices=(*STEMS, "other"),
+        help="with --paired: STEM's paired differences grouped by its parts' programs (read from --tracks)",
+    )
     args = ap.parse_args(argv)
     if args.paired is not None and not args.merge:
         ap.error("--paired needs --merge")
+    if args.by_program is not None and args.paired is None:
+        ap.error("--by-program needs --paired")
     if args.merge:
         try:
-            report(merge([json.loads(p.read_text()) for p in args.merge]), args.paired)
+            report(merge([json.loads(p.read_text()) for p in args.merge]), args.paired, args.by_program, args.tracks)
         except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

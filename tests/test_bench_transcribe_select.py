@@ -90,3 +90,33 @@ def test_soft_variants_run_a_softened_network_on_the_same_session() -> None:
     assert soft.model is plain.model and soft.mask_powers.tolist() == pytest.approx(mask_powers_for(plain.stems))
     bass = network_of("soft=bass:0.5", plain).mask_powers.tolist()
     assert bass == pytest.approx([0.5 if s == "bass" else 1.0 for s in plain.stems])
+
+
+def test_by_program_groups_a_stems_differences_by_the_programs_of_its_parts(tmp_path: Path, capsys) -> None:
+    """``--by-program piano``: each track's piano difference lands in the group of that track's piano programs
+    (read from its metadata.yaml), two piano parts making one group of both names."""
+    programs = {"T0": ["Harpsichord"], "T1": ["Electric Grand Piano"], "T2": ["Harpsichord", "Clavinet"]}
+    for t, names in programs.items():
+        parts = {f"S{i:02d}": {"role": "piano", "midi_program_name": n} for i, n in enumerate(names)}
+        parts["S09"] = {"role": "bass", "midi_program_name": "Fretless Bass"}
+        (tmp_path / t).mkdir()
+        (tmp_path / t / "metadata.yaml").write_text(json.dumps({"stems": parts}))  # JSON is YAML
+    base = {t: {"piano": {"si_sdri": 1.0}} for t in programs}
+    new = {"T0": {"piano": {"si_sdri": 3.0}}, "T1": {"piano": {"si_sdri": 0.5}}, "T2": {"piano": {"si_sdri": 2.0}}}
+    from bench.transcribe_select import by_program
+
+    assert by_program(new, base, "piano", tmp_path) == {
+        "Clavinet + Harpsichord": (1.0, 1),
+        "Electric Grand Piano": (-0.5, 1),
+        "Harpsichord": (2.0, 1),
+    }
+    files = [tmp_path / "b.json", tmp_path / "n.json"]
+    files[0].write_text(json.dumps({"sep": {"base": base}, "f1": {}}))
+    files[1].write_text(json.dumps({"sep": {"new": new}, "f1": {}}))
+    argv = ["--merge", *map(str, files), "--paired", "base", "--tracks", str(tmp_path), "--by-program", "piano"]
+    assert main(argv) == 0
+    assert (
+        "piano by program: Clavinet + Harpsichord +1.00 (1), Electric Grand Piano -0.50 (1)" in capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit):
+        main(["--merge", *map(str, files), "--by-program", "piano"])  # without --paired: an argument error
