@@ -400,21 +400,51 @@ def programs_of(track_dir: Path, stem: str) -> str:
     return " + ".join(sorted(names))
 
 
-def by_program(per: dict, base: dict, stem: str, tracks: Path) -> dict[str, tuple[float, int]]:
-    """``stem``'s paired SI-SDRi differences grouped by that stem's program names (``programs_of`` in the
-    track folders under ``tracks``): {programs: (mean difference, tracks)}, largest group first."""
+def shared_group(track_dir: Path, stem: str, font: Path) -> str:
+    """``all``, ``none`` or ``some``: how many of the samples ``stem``'s parts in ``track_dir`` play the training
+    soundfont ``font`` plays too (``bench/soundfont_overlap.py``; "" when the track has no such part)."""
+    import yaml
+
+    from bench.soundfont_overlap import DRUM_BANK, shared_shares
+    from export.data.render import SOUNDFONT_HELDOUT
+
+    meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
+    parts = [p for p in meta.get("stems", {}).values() if p.get("role") == stem]
+    shares = shared_shares(SOUNDFONT_HELDOUT, font)
+    got = [shares.get((DRUM_BANK if p.get("is_drum") else 0, int(p["program_num"])), 0.0) for p in parts]
+    if not got:
+        return ""
+    return "all" if min(got) == 1.0 else "none" if max(got) == 0.0 else "some"
+
+
+def by_group(per: dict, base: dict, stem: str, group_of) -> dict[str, tuple[float, int]]:
+    """``stem``'s paired SI-SDRi differences grouped by ``group_of(track name, stem)``: {group: (mean difference,
+    tracks)}, largest group first."""
     groups: dict[str, list[float]] = {}
     for t in per:
         if stem in per[t] and stem in base.get(t, {}):
             diff = per[t][stem]["si_sdri"] - base[t][stem]["si_sdri"]
-            groups.setdefault(programs_of(tracks / t, stem), []).append(diff)
+            groups.setdefault(group_of(t, stem), []).append(diff)
     ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     return {k: (float(np.mean(v)), len(v)) for k, v in ranked}
 
 
-def report(doc: dict, paired_with: str | None = None, program_stem: str | None = None, tracks: Path = Path()) -> None:
+def by_program(per: dict, base: dict, stem: str, tracks: Path) -> dict[str, tuple[float, int]]:
+    """``stem``'s paired SI-SDRi differences grouped by that stem's program names (``programs_of`` in the
+    track folders under ``tracks``): {programs: (mean difference, tracks)}, largest group first."""
+    return by_group(per, base, stem, lambda t, s: programs_of(tracks / t, s))
+
+
+def report(
+    doc: dict,
+    paired_with: str | None = None,
+    program_stem: str | None = None,
+    tracks: Path = Path(),
+    shared_font: Path | None = None,
+) -> None:
     """Print each row's medians (and, with ``paired_with``, its paired differences against that row; with
-    ``program_stem`` too, that stem's differences by program, read from the track folders under ``tracks``)."""
+    ``program_stem`` too, that stem's differences by program, read from the track folders under ``tracks``; with
+    ``shared_font``, every stem's differences apart for parts that play that soundfont's samples or not)."""
     names = (*STEMS, "other")
     if paired_with is not None and paired_with not in doc["sep"]:
         raise ValueError(f"no row {paired_with!r} to pair with (rows: {', '.join(doc['sep'])})")
@@ -436,6 +466,15 @@ def report(doc: dict, paired_with: str | None = None, program_stem: str | None =
                 groups = by_program(per, doc["sep"][paired_with], program_stem, tracks)
                 text = ", ".join(f"{k} {m:+.2f} ({n})" for k, (m, n) in groups.items())
                 print(f"  {program_stem} by program: {text}")
+            if shared_font is not None:
+                cells = []
+                for s in names:
+                    groups = by_group(
+                        per, doc["sep"][paired_with], s, lambda t, s: shared_group(tracks / t, s, shared_font)
+                    )
+                    if groups:
+                        cells.append(f"{s} " + " ".join(f"{k} {m:+.2f} ({n})" for k, (m, n) in sorted(groups.items())))
+                print(f"  by samples shared with {shared_font.name}: " + "; ".join(cells))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,14 +496,23 @@ def main(argv: list[str] | None = None) -> int:
         choices=(*STEMS, "other"),
         help="with --paired: STEM's paired differences grouped by its parts' programs (read from --tracks)",
     )
+    ap.add_argument(
+        "--by-shared",
+        type=Path,
+        default=None,
+        metavar="SOUNDFONT",
+        help="with --paired: each stem's paired differences apart for tracks whose parts of that stem play only "
+        "samples of this training soundfont (all), some, or none (bench/soundfont_overlap.py; read from --tracks)",
+    )
     args = ap.parse_args(argv)
     if args.paired is not None and not args.merge:
         ap.error("--paired needs --merge")
-    if args.by_program is not None and args.paired is None:
-        ap.error("--by-program needs --paired")
+    if (args.by_program is not None or args.by_shared is not None) and args.paired is None:
+        ap.error("--by-program and --by-shared need --paired")
     if args.merge:
         try:
-            report(merge([json.loads(p.read_text()) for p in args.merge]), args.paired, args.by_program, args.tracks)
+            doc = merge([json.loads(p.read_text()) for p in args.merge])
+            report(doc, args.paired, args.by_program, args.tracks, args.by_shared)
         except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

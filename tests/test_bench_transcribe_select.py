@@ -120,3 +120,29 @@ def test_by_program_groups_a_stems_differences_by_the_programs_of_its_parts(tmp_
     )
     with pytest.raises(SystemExit):
         main(["--merge", *map(str, files), "--by-program", "piano"])  # without --paired: an argument error
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(), reason="Debian soundfonts not installed"
+)
+def test_by_shared_reads_each_stem_apart_for_parts_on_a_training_fonts_recordings(tmp_path: Path, capsys) -> None:
+    """``--by-shared FluidR3``: MuseScore General's Electric Grand Piano (2) plays FluidR3's samples, its Acoustic
+    Grand (0) does not; a track with both is ``some``."""
+    from bench.transcribe_select import shared_group
+
+    fluid = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    programs = {"T0": [2], "T1": [0], "T2": [0, 2], "T3": [2]}
+    for t, nums in programs.items():
+        parts = {f"S{i:02d}": {"role": "piano", "program_num": n, "is_drum": False} for i, n in enumerate(nums)}
+        (tmp_path / t).mkdir()
+        (tmp_path / t / "metadata.yaml").write_text(json.dumps({"stems": parts}))
+    assert [shared_group(tmp_path / t, "piano", fluid) for t in programs] == ["all", "none", "some", "all"]
+    assert shared_group(tmp_path / "T0", "bass", fluid) == ""
+    base = {t: {"piano": {"si_sdri": 1.0}} for t in programs}
+    new = {t: {"piano": {"si_sdri": v}} for t, v in zip(programs, [0.0, 2.0, 1.5, -1.0])}
+    files = [tmp_path / "b.json", tmp_path / "n.json"]
+    files[0].write_text(json.dumps({"sep": {"base": base}, "f1": {}}))
+    files[1].write_text(json.dumps({"sep": {"new": new}, "f1": {}}))
+    argv = ["--merge", *map(str, files), "--paired", "base", "--tracks", str(tmp_path), "--by-shared", str(fluid)]
+    assert main(argv) == 0
+    assert "FluidR3_GM.sf2: piano all -1.50 (2) none +1.00 (1) some +0.50 (1)\n" in capsys.readouterr().out

@@ -111,27 +111,9 @@ def soundfont_presets(path: Path | str) -> frozenset[tuple[int, int]]:
     """(bank, program) of every preset in an SF2/SF3 file (its ``pdta/phdr`` chunk)."""
     import struct
 
-    with open(path, "rb") as f:
-        riff, _, form = struct.unpack("<4sI4s", f.read(12))
-        if riff != b"RIFF" or form != b"sfbk":
-            return frozenset()
-        while True:
-            head = f.read(12)
-            if len(head) < 12:
-                return frozenset()
-            cid, size, kind = struct.unpack("<4sI4s", head)
-            if cid == b"LIST" and kind == b"pdta":
-                break
-            f.seek(size - 4 + (size & 1), 1)
-        end = f.tell() + size - 4
-        while f.tell() < end:
-            cid, size = struct.unpack("<4sI", f.read(8))
-            if cid == b"phdr":
-                data = f.read(size)
-                break
-            f.seek(size + (size & 1), 1)
-        else:
-            return frozenset()
+    from export.data.sf2_headers import read_pdta
+
+    data = read_pdta(path).get("phdr", b"")
     out = set()
     for k in range(len(data) // 38 - 1):  # the last record is the terminal "EOP"
         program, bank = struct.unpack("<HH", data[38 * k + 20 : 38 * k + 24])
