@@ -10,9 +10,13 @@ soundfont, so that held-out figures can be read apart for shared and unshared ti
 
     .venv/bin/python bench/soundfont_overlap.py                 # every installed training soundfont
     .venv/bin/python bench/soundfont_overlap.py --json F        # also the per-program shares as JSON
+    .venv/bin/python bench/soundfont_overlap.py --train /usr/share/sounds/sf2/FluidR3_GM.sf2 \
+        --quality bench/results/quality_stop49_heldout_band114.json   # its stems apart (track folders rendered)
 
 - ``shared_shares(heldout, train) -> {(bank, program): share}``: for each held-out preset, the share of
   its samples that some preset of ``train`` also plays (1.0: every one).
+- ``shared_group(track_dir, stem, font) -> "all" | "some" | "none" | ""``: a held-out track's parts of ``stem``.
+- ``quality_by_shared(doc, font, row) -> {stem: {group: (median dB, tracks)}}``: a ``bench/quality.py`` result so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import json
 import sys
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,6 +45,41 @@ def shared_shares(heldout: Path, train: Path) -> dict[tuple[int, int], float]:
     return {k: len(v & theirs) / len(v) for k, v in held.items() if k[0] in (0, DRUM_BANK) and v}
 
 
+def shared_group(track_dir: Path, stem: str, font: Path, heldout: Path = SOUNDFONT_HELDOUT) -> str:
+    """``all``, ``none`` or ``some``: how many of the samples ``stem``'s parts in ``track_dir`` (a held-out render,
+    its ``metadata.yaml``) play the training soundfont ``font`` plays too ("" when the track has no such part)."""
+    import yaml
+
+    meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
+    parts = [p for p in meta.get("stems", {}).values() if p.get("role") == stem]
+    shares = shared_shares(Path(heldout), Path(font))
+    got = [shares.get((DRUM_BANK if p.get("is_drum") else 0, int(p["program_num"])), 0.0) for p in parts]
+    if not got:
+        return ""
+    return "all" if min(got) == 1.0 else "none" if max(got) == 0.0 else "some"
+
+
+def quality_by_shared(
+    doc: dict, font: Path, row: str = "model blind", heldout: Path = SOUNDFONT_HELDOUT
+) -> dict[str, dict[str, tuple[float, int]]]:
+    """A ``bench/quality.py`` JSON's per-track SI-SDRi of ``row``, each stem's median apart for tracks whose parts of
+    that stem play ``font``'s samples (``shared_group``): {stem: {group: (median dB, tracks)}}. The track folders
+    named in the JSON must be there (their metadata)."""
+    folders = {Path(p).name: Path(p) for p in doc["heldout"]["tracks"]}
+    if doc["heldout"].get("soundfont") != Path(heldout).name:
+        raise ValueError(f"rendered with {doc['heldout'].get('soundfont')}, not {Path(heldout).name}")
+    groups: dict[str, dict[str, list[float]]] = {}
+    for entry in doc["per_track"]:
+        if row not in entry:
+            raise ValueError(
+                f"no row {row!r} in the per-track figures (rows: {', '.join(k for k in entry if k != 'track')})"
+            )
+        for stem, cell in entry[row]["sep"].items():
+            group = shared_group(folders[entry["track"]], stem, font, heldout)
+            groups.setdefault(stem, {}).setdefault(group, []).append(cell["si_sdri"])
+    return {s: {g: (float(np.median(v)), len(v)) for g, v in sorted(by.items())} for s, by in groups.items()}
+
+
 def program_name(key: tuple[int, int]) -> str:
     import pretty_midi
 
@@ -51,13 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout", type=Path, default=SOUNDFONT_HELDOUT)
     ap.add_argument("--train", type=Path, nargs="*", default=None, help="default: every installed training soundfont")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--quality",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="a bench/quality.py result: each stem's median SI-SDRi apart for parts on the first --train font's "
+        "samples (all), partly (some) or not (none); its track folders must be rendered",
+    )
+    ap.add_argument("--row", default="model blind", help="with --quality: the row (default 'model blind')")
     args = ap.parse_args(argv)
     fonts = args.train if args.train is not None else list(train_soundfonts().values())
     for p in (args.heldout, *fonts):
         if not Path(p).is_file():
             print(f"error: no soundfont at {p}", file=sys.stderr)
             return 2
-    doc = {}
+    doc: dict = {"heldout": Path(args.heldout).name, "shares": {}}
     for font in fonts:
         shares = shared_shares(Path(args.heldout), Path(font))
         if not shares:
@@ -75,10 +125,20 @@ def main(argv: list[str] | None = None) -> int:
             print("  every sample shared: " + ", ".join(program_name(k) for k in every))
         if some:
             print("  some shared: " + ", ".join(f"{program_name(k)} {pitched[k]:.0%}" for k in some))
-        doc[Path(font).name] = {f"{b}:{p}": v for (b, p), v in sorted(shares.items())}
+        doc["shares"][Path(font).name] = {f"{b}:{p}": v for (b, p), v in sorted(shares.items())}
+    if args.quality is not None:
+        try:
+            table = quality_by_shared(json.loads(args.quality.read_text()), Path(fonts[0]), args.row, args.heldout)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: {args.quality}: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.row} ({args.quality.name}), median SI-SDRi by parts on {Path(fonts[0]).name}'s samples:")
+        for stem, by in table.items():
+            print(f"  {stem:8s} " + "  ".join(f"{g or '-'} {m:+.2f} ({n})" for g, (m, n) in by.items()))
+        doc["quality"] = {s: {g: list(v) for g, v in by.items()} for s, by in table.items()}
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"heldout": Path(args.heldout).name, "shares": doc}, indent=1))
+        args.json.write_text(json.dumps(doc, indent=1))
     return 0
 
 

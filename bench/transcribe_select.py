@@ -400,23 +400,6 @@ def programs_of(track_dir: Path, stem: str) -> str:
     return " + ".join(sorted(names))
 
 
-def shared_group(track_dir: Path, stem: str, font: Path) -> str:
-    """``all``, ``none`` or ``some``: how many of the samples ``stem``'s parts in ``track_dir`` play the training
-    soundfont ``font`` plays too (``bench/soundfont_overlap.py``; "" when the track has no such part)."""
-    import yaml
-
-    from bench.soundfont_overlap import DRUM_BANK, shared_shares
-    from export.data.render import SOUNDFONT_HELDOUT
-
-    meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
-    parts = [p for p in meta.get("stems", {}).values() if p.get("role") == stem]
-    shares = shared_shares(SOUNDFONT_HELDOUT, font)
-    got = [shares.get((DRUM_BANK if p.get("is_drum") else 0, int(p["program_num"])), 0.0) for p in parts]
-    if not got:
-        return ""
-    return "all" if min(got) == 1.0 else "none" if max(got) == 0.0 else "some"
-
-
 def by_group(per: dict, base: dict, stem: str, group_of) -> dict[str, tuple[float, int]]:
     """``stem``'s paired SI-SDRi differences grouped by ``group_of(track name, stem)``: {group: (mean difference,
     tracks)}, largest group first."""
@@ -467,6 +450,8 @@ def report(
                 text = ", ".join(f"{k} {m:+.2f} ({n})" for k, (m, n) in groups.items())
                 print(f"  {program_stem} by program: {text}")
             if shared_font is not None:
+                from bench.soundfont_overlap import shared_group
+
                 cells = []
                 for s in names:
                     groups = by_group(

@@ -128,7 +128,7 @@ def test_by_program_groups_a_stems_differences_by_the_programs_of_its_parts(tmp_
 def test_by_shared_reads_each_stem_apart_for_parts_on_a_training_fonts_recordings(tmp_path: Path, capsys) -> None:
     """``--by-shared FluidR3``: MuseScore General's Electric Grand Piano (2) plays FluidR3's samples, its Acoustic
     Grand (0) does not; a track with both is ``some``."""
-    from bench.transcribe_select import shared_group
+    from bench.soundfont_overlap import shared_group
 
     fluid = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
     programs = {"T0": [2], "T1": [0], "T2": [0, 2], "T3": [2]}

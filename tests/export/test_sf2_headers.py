@@ -68,3 +68,35 @@ def test_overlap_bench_lists_the_shared_programs_and_refuses_a_missing_file(tmp_
     (tmp_path / "bad.sf3").write_bytes(b"not a soundfont")
     assert main(["--heldout", str(tmp_path / "bad.sf3"), "--train", str(FLUID)]) == 2
     assert "no presets to compare" in capsys.readouterr().err
+
+
+@needs_fonts
+def test_quality_results_read_apart_for_shared_and_own_recordings(tmp_path: Path, capsys) -> None:
+    """``--quality``: each stem's per-track SI-SDRi, median apart for Electric Grand (FluidR3's samples) and
+    Acoustic Grand (MuseScore General's own); a result rendered with another soundfont is refused."""
+    from bench.soundfont_overlap import main, quality_by_shared
+
+    tracks, per_track = [], []
+    for k, (program, value) in enumerate([(2, 5.0), (2, 7.0), (0, 1.0), (2, 9.0)]):
+        folder = tmp_path / f"Track{k:05d}"
+        folder.mkdir()
+        parts = {"S00": {"role": "piano", "program_num": program, "is_drum": False}}
+        parts["S01"] = {"role": "drums", "program_num": 0, "is_drum": True}
+        (folder / "metadata.yaml").write_text(json.dumps({"stems": parts}))
+        tracks.append(str(folder))
+        sep = {"piano": {"si_sdri": value}, "drums": {"si_sdri": 10.0}}
+        per_track.append({"track": folder.name, "model blind": {"sep": sep}})
+    doc = {"heldout": {"tracks": tracks, "soundfont": SOUNDFONT_HELDOUT.name}, "per_track": per_track}
+    table = quality_by_shared(doc, FLUID)
+    assert table["piano"] == {"all": (7.0, 3), "none": (1.0, 1)}
+    assert table["drums"] == {"some": (10.0, 4)}
+    with pytest.raises(ValueError, match="no row 'network'"):
+        quality_by_shared(doc, FLUID, row="network")
+    result = tmp_path / "q.json"
+    result.write_text(json.dumps(doc))
+    assert main(["--train", str(FLUID), "--quality", str(result)]) == 0
+    assert "piano    all +7.00 (3)  none +1.00 (1)" in capsys.readouterr().out
+    doc["heldout"]["soundfont"] = "FluidR3_GM.sf2"
+    result.write_text(json.dumps(doc))
+    assert main(["--train", str(FLUID), "--quality", str(result)]) == 2
+    assert "rendered with FluidR3_GM.sf2" in capsys.readouterr().err
