@@ -14,9 +14,16 @@ soundfont, so that held-out figures can be read apart for shared and unshared ti
         --quality bench/results/quality_stop49_heldout_band114.json   # its stems apart (track folders rendered)
 
 - ``shared_shares(heldout, train) -> {(bank, program): share}``: for each held-out preset, the share of
-  its samples that some preset of ``train`` also plays (1.0: every one).
-- ``shared_group(track_dir, stem, font) -> "all" | "some" | "none" | ""``: a held-out track's parts of ``stem``.
-- ``quality_by_shared(doc, font, row) -> {stem: {group: (median dB, tracks)}}``: a ``bench/quality.py`` result so.
+  its distinct samples that a preset of ``train`` the renderer plays also plays (1.0: every one; not
+  weighted by notes, key ranges or velocity layers).
+- ``shared_group(track_dir, stem, font) -> "all" | "some" | "none" | "unknown" | ""``: a held-out track's parts
+  of ``stem``.
+- ``quality_by_shared(doc, font, row) -> {stem: {group: (median dB, tracks)}}``: a ``bench/quality.py``
+  result's medians per stem and group.
+
+A sample counts as shared when its header reads the same (name, rate, loop length): a lower bound on the
+recordings two soundfonts have in common (a renamed, resampled or re-looped copy is not found), and for
+unlooped one-shots (drums) the loop length adds little to the name.
 """
 
 from __future__ import annotations
@@ -31,31 +38,52 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from export.data.render import SOUNDFONT_HELDOUT, train_soundfonts  # noqa: E402
+from export.data.render import DRUM_KITS, SOUNDFONT_HELDOUT, train_soundfonts  # noqa: E402
 from export.data.sf2_headers import preset_samples  # noqa: E402
 
 DRUM_BANK = 128
 
 
+def rendered(key: tuple[int, int]) -> bool:
+    """Whether the corpus renderer plays preset ``key``: bank 0, or one of its drum kits (``DRUM_KITS``)."""
+    return key[0] == 0 or (key[0] == DRUM_BANK and key[1] in DRUM_KITS)
+
+
 @lru_cache(maxsize=8)
 def shared_shares(heldout: Path, train: Path) -> dict[tuple[int, int], float]:
-    """{(bank, program): share of that held-out preset's samples that ``train`` also plays}, banks 0 and 128."""
-    held = preset_samples(heldout)
-    theirs = frozenset().union(*preset_samples(train).values())
-    return {k: len(v & theirs) / len(v) for k, v in held.items() if k[0] in (0, DRUM_BANK) and v}
+    """{(bank, program): share of the distinct samples of that held-out preset (banks 0 and 128) that a preset of
+    ``train`` the renderer plays (``rendered``) plays too}; raises ValueError when either file has no presets."""
+    held, theirs = preset_samples(heldout), preset_samples(train)
+    for path, got in ((heldout, held), (train, theirs)):
+        if not got:
+            raise ValueError(f"{path} has no presets to compare (not a soundfont?)")
+    played = frozenset().union(*(v for k, v in theirs.items() if rendered(k)))
+    return {k: len(v & played) / len(v) for k, v in held.items() if k[0] in (0, DRUM_BANK) and v}
 
 
-def shared_group(track_dir: Path, stem: str, font: Path, heldout: Path = SOUNDFONT_HELDOUT) -> str:
-    """``all``, ``none`` or ``some``: how many of the samples ``stem``'s parts in ``track_dir`` (a held-out render,
-    its ``metadata.yaml``) play the training soundfont ``font`` plays too ("" when the track has no such part)."""
+def parts_of(track_dir: Path, stem: str) -> list[dict]:
+    """The parts (``metadata.yaml`` entries) of ``stem`` in the rendered track ``track_dir``."""
     import yaml
 
     meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
-    parts = [p for p in meta.get("stems", {}).values() if p.get("role") == stem]
+    return [p for p in meta.get("stems", {}).values() if p.get("role") == stem]
+
+
+def shared_group(track_dir: Path, stem: str, font: Path, heldout: Path = SOUNDFONT_HELDOUT) -> str:
+    """``all``, ``none`` or ``some``: how many of the samples ``stem``'s parts in ``track_dir`` (a render with
+    ``heldout``) play ``font`` plays too; ``unknown`` when a part's preset is not in ``heldout``, "" when the track
+    has no such part. Raises ValueError on a part rendered with another soundfont."""
+    parts = parts_of(track_dir, stem)
     shares = shared_shares(Path(heldout), Path(font))
-    got = [shares.get((DRUM_BANK if p.get("is_drum") else 0, int(p["program_num"])), 0.0) for p in parts]
+    got = []
+    for p in parts:
+        if p.get("plugin_name", Path(heldout).name) != Path(heldout).name:
+            raise ValueError(f"{track_dir.name}: {stem} rendered with {p['plugin_name']}, not {Path(heldout).name}")
+        got.append(shares.get((DRUM_BANK if p.get("is_drum") else 0, int(p["program_num"]))))
     if not got:
         return ""
+    if None in got:
+        return "unknown"
     return "all" if min(got) == 1.0 else "none" if max(got) == 0.0 else "some"
 
 
@@ -102,24 +130,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--row", default="model blind", help="with --quality: the row (default 'model blind')")
     args = ap.parse_args(argv)
-    fonts = args.train if args.train is not None else list(train_soundfonts().values())
+    try:
+        fonts = args.train if args.train else list(train_soundfonts().values())
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not fonts:
+        print(
+            "error: no training soundfont to compare (make setup installs them; or --train FILE ...)", file=sys.stderr
+        )
+        return 2
     for p in (args.heldout, *fonts):
         if not Path(p).is_file():
             print(f"error: no soundfont at {p}", file=sys.stderr)
             return 2
     doc: dict = {"heldout": Path(args.heldout).name, "shares": {}}
     for font in fonts:
-        shares = shared_shares(Path(args.heldout), Path(font))
-        if not shares:
-            print(f"error: {args.heldout} has no presets to compare (not a soundfont?)", file=sys.stderr)
+        try:
+            shares = shared_shares(Path(args.heldout), Path(font))
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
             return 2
         pitched = {k: v for k, v in shares.items() if k[0] == 0}
-        kits = [v for k, v in shares.items() if k[0] == DRUM_BANK]
+        kits = [v for k, v in shares.items() if k[0] == DRUM_BANK and rendered(k)]
         every = sorted(k for k, v in pitched.items() if v == 1.0)
         some = sorted(k for k, v in pitched.items() if 0 < v < 1)
         print(
             f"{Path(font).name}: of {len(pitched)} held-out programs, {len(every)} play only its samples, "
-            f"{len(some)} some; drum kits: {sum(kits) / max(1, len(kits)):.0%} of their samples on average"
+            f"{len(some)} some; the {len(kits)} drum kits the corpus plays: {min(kits, default=0):.0%}-"
+            f"{max(kits, default=0):.0%} of their distinct samples"
         )
         if every:
             print("  every sample shared: " + ", ".join(program_name(k) for k in every))

@@ -393,11 +393,9 @@ def paired(per: dict, base: dict) -> dict[str, tuple[float, int, int]]:
 def programs_of(track_dir: Path, stem: str) -> str:
     """The General MIDI program names of ``stem``'s parts in ``track_dir/metadata.yaml``, sorted and joined by
     `` + `` ("" when the track has no such part)."""
-    import yaml
+    from bench.soundfont_overlap import parts_of
 
-    meta = yaml.safe_load((track_dir / "metadata.yaml").read_text())
-    names = {str(p.get("midi_program_name")) for p in meta.get("stems", {}).values() if p.get("role") == stem}
-    return " + ".join(sorted(names))
+    return " + ".join(sorted({str(p.get("midi_program_name")) for p in parts_of(track_dir, stem)}))
 
 
 def by_group(per: dict, base: dict, stem: str, group_of) -> dict[str, tuple[float, int]]:
@@ -452,14 +450,16 @@ def report(
             if shared_font is not None:
                 from bench.soundfont_overlap import shared_group
 
-                cells = []
-                for s in names:
+                texts = []
+                for stem in names:
                     groups = by_group(
-                        per, doc["sep"][paired_with], s, lambda t, s: shared_group(tracks / t, s, shared_font)
+                        per, doc["sep"][paired_with], stem, lambda t, s: shared_group(tracks / t, s, shared_font)
                     )
                     if groups:
-                        cells.append(f"{s} " + " ".join(f"{k} {m:+.2f} ({n})" for k, (m, n) in sorted(groups.items())))
-                print(f"  by samples shared with {shared_font.name}: " + "; ".join(cells))
+                        texts.append(
+                            f"{stem} " + " ".join(f"{k} {m:+.2f} ({n})" for k, (m, n) in sorted(groups.items()))
+                        )
+                print(f"  by samples shared with {shared_font.name}: " + "; ".join(texts))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.transcribe_select import main, merge, paired  # noqa: E402
+from export.data.render import SOUNDFONT_HELDOUT, SOUNDFONTS_TRAIN  # noqa: E402
 
 
 def _doc(row: str, bass: list[float], f1: list[float]) -> dict:
@@ -123,14 +124,14 @@ def test_by_program_groups_a_stems_differences_by_the_programs_of_its_parts(tmp_
 
 
 @pytest.mark.skipif(
-    not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").is_file(), reason="Debian soundfonts not installed"
+    not all(p.is_file() for p in (SOUNDFONT_HELDOUT, SOUNDFONTS_TRAIN["FluidR3_GM"])), reason="soundfonts not installed"
 )
 def test_by_shared_reads_each_stem_apart_for_parts_on_a_training_fonts_recordings(tmp_path: Path, capsys) -> None:
     """``--by-shared FluidR3``: MuseScore General's Electric Grand Piano (2) plays FluidR3's samples, its Acoustic
     Grand (0) does not; a track with both is ``some``."""
     from bench.soundfont_overlap import shared_group
 
-    fluid = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    fluid = SOUNDFONTS_TRAIN["FluidR3_GM"]
     programs = {"T0": [2], "T1": [0], "T2": [0, 2], "T3": [2]}
     for t, nums in programs.items():
         parts = {f"S{i:02d}": {"role": "piano", "program_num": n, "is_drum": False} for i, n in enumerate(nums)}

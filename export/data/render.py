@@ -109,16 +109,9 @@ def drum_soundfonts() -> dict[str, Path]:
 @lru_cache(maxsize=64)
 def soundfont_presets(path: Path | str) -> frozenset[tuple[int, int]]:
     """(bank, program) of every preset in an SF2/SF3 file (its ``pdta/phdr`` chunk)."""
-    import struct
+    from export.data.sf2_headers import preset_keys
 
-    from export.data.sf2_headers import read_pdta
-
-    data = read_pdta(path).get("phdr", b"")
-    out = set()
-    for k in range(len(data) // 38 - 1):  # the last record is the terminal "EOP"
-        program, bank = struct.unpack("<HH", data[38 * k + 20 : 38 * k + 24])
-        out.add((int(bank), int(program)))
-    return frozenset(out)
+    return preset_keys(path)
 
 
 def fluidsynth_binary() -> str:

@@ -4,7 +4,9 @@ SF3 (MuseScore's compressed soundfonts) keeps SF2's RIFF layout and headers; onl
 differ, so one reader serves both. Nothing here reads sample data.
 
 - ``read_pdta(path) -> dict[str, bytes]``: the raw ``pdta`` sub-chunks (``phdr``, ``pbag``, ``pgen``,
-  ``inst``, ``ibag``, ``igen``, ``shdr``, ...); empty when the file is not a soundfont.
+  ``inst``, ``ibag``, ``igen``, ``shdr``, ...); empty when the file is not a soundfont, the whole chunks
+  before the cut when it is truncated.
+- ``preset_keys(path) -> frozenset[(bank, program)]``: the presets it defines.
 - ``preset_samples(path) -> dict[(bank, program), frozenset[str]]``: the samples each preset plays
   (preset -> its instruments -> their samples), each as ``name|rate_hz|loop_frames``: header fields SF2
   and SF3 keep alike (an SF3's start and end count compressed bytes, its loop points frames from the
@@ -41,10 +43,26 @@ def read_pdta(path: Path | str) -> dict[str, bytes]:
         end = f.tell() + size - 4
         out = {}
         while f.tell() + 8 <= end:
-            cid, size = struct.unpack("<4sI", f.read(8))
-            out[cid.decode("latin-1")] = f.read(size)
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            cid, size = struct.unpack("<4sI", head)
+            data = f.read(size)
+            if len(data) < size:  # a truncated file: keep the whole chunks before it
+                break
+            out[cid.decode("latin-1")] = data
             f.seek(size & 1, 1)
     return out
+
+
+def _presets(d: dict[str, bytes]) -> list[tuple]:
+    """The ``phdr`` records (name, program, bank, first bag, ...) without the terminal "EOP"."""
+    return _records(d.get("phdr", b""), "<20sHHHIII")[:-1]
+
+
+def preset_keys(path: Path | str) -> frozenset[tuple[int, int]]:
+    """(bank, program) of every preset in the soundfont at ``path`` (empty when it is not one)."""
+    return frozenset((int(r[2]), int(r[1])) for r in _presets(read_pdta(path)))
 
 
 def _records(data: bytes, fmt: str) -> list[tuple]:
@@ -71,7 +89,7 @@ def preset_samples(path: Path | str) -> dict[tuple[int, int], frozenset[str]]:
     d = read_pdta(path)
     if not all(k in d for k in ("phdr", "pbag", "pgen", "inst", "ibag", "igen", "shdr")):
         return {}
-    phdr = _records(d["phdr"], "<20sHHHIII")  # name, program, bank, first bag, library, genre, morphology
+    phdr = _records(d["phdr"], "<20sHHHIII")  # name, program, bank, first bag, ...; the last is the terminal "EOP"
     pbag, pgen = _records(d["pbag"], "<HH"), _records(d["pgen"], "<HH")
     inst = _records(d["inst"], "<20sH")  # name, first bag
     ibag, igen = _records(d["ibag"], "<HH"), _records(d["igen"], "<HH")
@@ -83,7 +101,7 @@ def preset_samples(path: Path | str) -> dict[tuple[int, int], frozenset[str]]:
         for i in _zone_targets(pbag, pgen, bag0, phdr[k + 1][3], PRESET_INSTRUMENT):
             if i + 1 < len(inst):
                 for s in _zone_targets(ibag, igen, inst[i][1], inst[i + 1][1], INSTRUMENT_SAMPLE):
-                    if s < len(shdr):
+                    if s < len(shdr) - 1:  # not the terminal "EOS"
                         name, _, _, loop_start, loop_end, rate = shdr[s][:6]
                         names.add(f"{_name(name)}|{rate}|{loop_end - loop_start}")
         out[(int(bank), int(program))] = out.get((int(bank), int(program)), frozenset()) | names

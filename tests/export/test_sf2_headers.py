@@ -4,6 +4,7 @@ recordings MuseScore General (held out) shares with FluidR3_GM (trained on)."""
 from __future__ import annotations
 
 import json
+import struct
 import sys
 from pathlib import Path
 
@@ -12,10 +13,77 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from export.data.render import SOUNDFONT_HELDOUT, SOUNDFONTS_TRAIN, soundfont_presets  # noqa: E402
-from export.data.sf2_headers import preset_samples, read_pdta  # noqa: E402
+from export.data.sf2_headers import preset_keys, preset_samples, read_pdta  # noqa: E402
 
 FLUID = SOUNDFONTS_TRAIN["FluidR3_GM"]
 OPL3 = SOUNDFONTS_TRAIN["OPL-3_FM_128M"]
+
+
+def _chunk(cid: bytes, data: bytes) -> bytes:
+    return cid + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+
+
+def _sf2(presets: list[tuple[int, int, list[int]]], instruments: list[list[int]], samples: list[tuple]) -> bytes:
+    """A minimal SF2: ``presets`` (bank, program, [instrument per zone]) after a global zone without one,
+    ``instruments`` [sample per zone] after a global zone without one, ``samples`` (name, start, end, loop_start,
+    loop_end, rate); an odd-sized INFO chunk and an empty sample chunk."""
+    name = lambda text: text.encode().ljust(20, b"\0")  # noqa: E731
+    phdr, pbag, pgen = b"", b"", b""
+    n_bag = n_gen = 0
+    for k, (bank, program, zones) in enumerate(presets):
+        phdr += struct.pack("<20sHHHIII", name(f"P{k}"), program, bank, n_bag, 0, 0, 0)
+        for target in [None, *zones]:
+            pbag += struct.pack("<HH", n_gen, 0)
+            n_bag += 1
+            pgen += struct.pack("<HH", 17, 0) if target is None else struct.pack("<HH", 41, target)  # pan / instrument
+            n_gen += 1
+    phdr += struct.pack("<20sHHHIII", name("EOP"), 0, 0, n_bag, 0, 0, 0)
+    pbag += struct.pack("<HH", n_gen, 0)
+    inst, ibag, igen = b"", b"", b""
+    n_bag = n_gen = 0
+    for k, zones in enumerate(instruments):
+        inst += struct.pack("<20sH", name(f"I{k}"), n_bag)
+        for target in [None, *zones]:
+            ibag += struct.pack("<HH", n_gen, 0)
+            n_bag += 1
+            igen += struct.pack("<HH", 17, 0) if target is None else struct.pack("<HH", 53, target)  # pan / sample
+            n_gen += 1
+    inst += struct.pack("<20sH", name("EOI"), n_bag)
+    ibag += struct.pack("<HH", n_gen, 0)
+    shdr = b"".join(struct.pack("<20sIIIIIBbHH", name(n), *rest, 60, 0, 0, 1) for n, *rest in samples)
+    shdr += struct.pack("<20sIIIIIBbHH", name("EOS"), 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    pdta = b"".join(
+        _chunk(cid, data)
+        for cid, data in (
+            (b"phdr", phdr), (b"pbag", pbag), (b"pmod", bytes(10)), (b"pgen", pgen + bytes(4)),
+            (b"inst", inst), (b"ibag", ibag), (b"imod", bytes(10)), (b"igen", igen + bytes(4)), (b"shdr", shdr),
+        )
+    )  # fmt: skip
+    info = _chunk(b"LIST", b"INFO" + _chunk(b"ifil", struct.pack("<HH", 2, 1)) + _chunk(b"INAM", b"odd\0\0"))
+    body = b"sfbk" + info + _chunk(b"LIST", b"sdta" + _chunk(b"smpl", b"")) + _chunk(b"LIST", b"pdta" + pdta)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def test_headers_follow_presets_to_instruments_to_samples_in_a_written_soundfont(tmp_path: Path) -> None:
+    """Global zones (no instrument, no sample) are passed over; a sample is known by name, rate and loop length,
+    not by where its data lie; a file cut short keeps the whole chunks before the cut."""
+    samples = [("Piano C4", 0, 1000, 100, 900, 44100), ("Piano C5", 1000, 2000, 1100, 1500, 44100)]
+    samples.append(("Piano C4", 5000, 6000, 5100, 5900, 44100))  # the first one again, stored elsewhere
+    samples.append(("Piano C4", 7000, 8000, 7100, 7900, 22050))  # same name and loop, another rate
+    data = _sf2([(0, 0, [0]), (128, 0, [1, 2])], [[0, 1], [2], [3]], samples)
+    path = tmp_path / "t.sf2"
+    path.write_bytes(data)
+    got = preset_samples(path)
+    assert got == {
+        (0, 0): frozenset({"Piano C4|44100|800", "Piano C5|44100|400"}),
+        (128, 0): frozenset({"Piano C4|44100|800", "Piano C4|22050|800"}),
+    }
+    assert preset_keys(path) == soundfont_presets(path) == frozenset({(0, 0), (128, 0)})
+    path.write_bytes(data[: len(data) - 30])  # into the sample headers
+    assert preset_samples(path) == {} and preset_keys(path) == frozenset({(0, 0), (128, 0)})
+    assert "shdr" not in read_pdta(path) and "igen" in read_pdta(path)
+
+
 needs_fonts = pytest.mark.skipif(
     not all(p.is_file() for p in (SOUNDFONT_HELDOUT, FLUID, OPL3)),
     reason="Debian soundfonts not installed (make setup)",
@@ -67,7 +135,9 @@ def test_overlap_bench_lists_the_shared_programs_and_refuses_a_missing_file(tmp_
     assert "no soundfont at" in capsys.readouterr().err
     (tmp_path / "bad.sf3").write_bytes(b"not a soundfont")
     assert main(["--heldout", str(tmp_path / "bad.sf3"), "--train", str(FLUID)]) == 2
-    assert "no presets to compare" in capsys.readouterr().err
+    assert "bad.sf3 has no presets to compare" in capsys.readouterr().err
+    assert main(["--train", str(tmp_path / "bad.sf3")]) == 2  # a training file that is no soundfont either
+    assert "bad.sf3 has no presets to compare" in capsys.readouterr().err
 
 
 @needs_fonts
@@ -100,3 +170,9 @@ def test_quality_results_read_apart_for_shared_and_own_recordings(tmp_path: Path
     result.write_text(json.dumps(doc))
     assert main(["--train", str(FLUID), "--quality", str(result)]) == 2
     assert "rendered with FluidR3_GM.sf2" in capsys.readouterr().err
+    meta = json.loads((Path(tracks[0]) / "metadata.yaml").read_text())
+    meta["stems"]["S00"]["plugin_name"] = "TimGM6mb.sf2"  # a part rendered with a training soundfont
+    (Path(tracks[0]) / "metadata.yaml").write_text(json.dumps(meta))
+    doc["heldout"]["soundfont"] = SOUNDFONT_HELDOUT.name
+    with pytest.raises(ValueError, match="Track00000: piano rendered with TimGM6mb.sf2"):
+        quality_by_shared(doc, FLUID)
