@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
         # >0: each stem's mask error relative to its own level plus this share of the mix's (``mask_l1``): at 0.2
         # a stem 20 dB under another weighs about 2.6x less for the same relative miss, not 10x; 0: one pooled L1
         "mask_stem_floor": 0.0,
+        # a stem's mask term times this weight (a table of stem = weight; stems left out weigh 1; the residual 1)
+        "mask_stem_weights": {},
         "onset_pos_weight": 4.0,
         "frame_pos_weight": 2.0,
         "dc_bands": 16,
@@ -490,7 +492,29 @@ def dc_loss(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return ((vv - 2 * vy + yy) / n**2).mean()
 
 
-def mask_l1(est: torch.Tensor, tgt: torch.Tensor, mag: torch.Tensor, stem_floor: float = 0.0) -> torch.Tensor:
+def mask_stem_weights(cfg: dict) -> torch.Tensor | None:
+    """``loss.mask_stem_weights`` as a (S,) tensor in the order of ``cfg["stems"]`` (None when every
+    stem weighs 1). Raises ValueError on a stem the config does not separate or a negative weight."""
+    table = cfg["loss"].get("mask_stem_weights") or {}
+    if not isinstance(table, dict):
+        raise ValueError(f"loss.mask_stem_weights must be a table of stem = weight, not {table!r}")
+    stems = list(cfg["stems"])
+    unknown = sorted(set(table) - set(stems))
+    if unknown:
+        raise ValueError(f"loss.mask_stem_weights names {', '.join(unknown)}, not among the stems {', '.join(stems)}")
+    weights = [float(table.get(s, 1.0)) for s in stems]
+    if any(not w >= 0.0 for w in weights):
+        raise ValueError(f"loss.mask_stem_weights must be >= 0, not {table!r}")
+    return None if all(w == 1.0 for w in weights) else torch.tensor(weights)
+
+
+def mask_l1(
+    est: torch.Tensor,
+    tgt: torch.Tensor,
+    mag: torch.Tensor,
+    stem_floor: float = 0.0,
+    stem_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The masked magnitudes' L1 loss: ``est``, ``tgt`` (B,T,S,F) against the mix ``mag`` (B,T,F).
 
     ``stem_floor`` 0: one mean over every stem, divided by the batch's mean mix magnitude (a stem
@@ -499,14 +523,16 @@ def mask_l1(est: torch.Tensor, tgt: torch.Tensor, mag: torch.Tensor, stem_floor:
     ``stem_floor`` x the item's mean mix magnitude, then averaged: each stem's error counts against
     its own level, and an absent stem's term is its leak over ``stem_floor`` x the item's mix (at
     most 1 / ``stem_floor``, the whole mix leaking in).
+    ``stem_weights`` (S,): each stem's term times its weight (``mask_stem_weights``); None: all 1.
     """
     if stem_floor < 0.0:
         raise ValueError(f"loss.mask_stem_floor must be >= 0, not {stem_floor}")
+    w = torch.ones(est.shape[2], device=est.device) if stem_weights is None else stem_weights.to(est.device)
     if stem_floor == 0.0:
-        return (est - tgt).abs().mean() / mag.mean().clamp_min(1e-4)
+        return ((est - tgt).abs().mean((0, 1, 3)) * w).mean() / mag.mean().clamp_min(1e-4)
     err = (est - tgt).abs().mean((1, 3))  # (B,S)
     level = tgt.mean((1, 3)) + stem_floor * mag.mean((1, 2)).unsqueeze(1)
-    return (err / level.clamp_min(1e-6)).mean()
+    return (err / level.clamp_min(1e-6) * w).mean()
 
 
 def compute_losses(model: StemModel, batch: dict, cfg: dict, gen: torch.Generator | None = None):
@@ -530,7 +556,7 @@ def compute_losses(model: StemModel, batch: dict, cfg: dict, gen: torch.Generato
     tgt = torch.minimum((re / (mag_m.unsqueeze(1) + 1e-8)).clamp_min(0.0), mag_m.unsqueeze(1)).transpose(1, 2)
     est = out["masks"] * mag_m.unsqueeze(2)  # (B,T',S,F)
     stem_floor = float(lc.get("mask_stem_floor", 0.0))
-    l_mask = mask_l1(est, tgt, mag_m, stem_floor)
+    l_mask = mask_l1(est, tgt, mag_m, stem_floor, mask_stem_weights(cfg))
     if lc.get("mask_residual", False):
         # the residual slot (what no stem takes) against the `other` source: a network can no
         # longer lower the loss by sending what it is unsure of to the residual (all-zero stems)
@@ -754,12 +780,15 @@ def _plain(obj):
     return json.loads(json.dumps(obj))
 
 
-def _init_record(path: str | None) -> dict[str, Any] | None:
-    """What a fine-tune started from: the checkpoint, its sha256 and its training card (if beside it)."""
+def _init_record(path: str | None, average: bool = False) -> dict[str, Any] | None:
+    """What a fine-tune started from: the checkpoint, its sha256, whether its moving average
+    (``--init-average``) and its training card (if beside it)."""
     if not path:
         return None
     p = Path(path)
     rec: dict[str, Any] = {"checkpoint": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+    if average:
+        rec["average"] = True
     card = p.with_name(p.name.removesuffix(".pt") + ".card.json")
     if card.is_file():
         rec["training"] = json.loads(card.read_text()).get("training")
@@ -890,6 +919,12 @@ def main(argv: list[str] | None = None) -> int:
         help="fine-tune: start from the weights of this checkpoint (weights only; fresh optimiser and schedule)",
     )
     ap.add_argument(
+        "--init-average",
+        action="store_true",
+        help="with --init: start from the checkpoint's moving average of the weights (train.ema_decay), not its "
+        "weights as trained",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -912,6 +947,12 @@ def main(argv: list[str] | None = None) -> int:
         cfg["train"]["max_minutes"] = args.max_minutes
     if args.device is not None:
         cfg["train"]["device"] = args.device
+    if args.init_average and not args.init:
+        ap.error("--init-average needs --init")
+    try:
+        mask_stem_weights(cfg)
+    except ValueError as e:
+        raise SystemExit(f"stembridge train: error: {e}") from None
     tc = cfg["train"]
     torch.set_num_threads(int(tc["threads"]))
     device = pick_device(str(tc.get("device", "cpu")))
@@ -976,13 +1017,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[train] resumed at step {step}, epoch {epoch}", flush=True)
     elif args.init:
         ck = torch.load(args.init, map_location="cpu", weights_only=True)
+        key = "ema_model" if args.init_average else "model"
+        if key not in ck:
+            raise SystemExit(f"stembridge train: error: --init {args.init} holds no moving average (--init-average)")
         try:
-            model.load_state_dict(ck["model"])  # feature statistics are buffers: they come along
+            model.load_state_dict(ck[key])  # feature statistics are buffers: they come along
         except (KeyError, RuntimeError) as e:
             why = str(e).strip().splitlines()[0]
             msg = f"stembridge train: error: --init {args.init} does not fit the config's model: {why}"
             raise SystemExit(msg) from None
-        print(f"[train] initialised from {args.init}", flush=True)
+        print(f"[train] initialised from {args.init}{' (its moving average)' if args.init_average else ''}", flush=True)
     else:
         set_input_stats(model, train_cache, rng, cfg)
     if args.until is not None and args.until <= step:
@@ -1123,7 +1167,7 @@ def main(argv: list[str] | None = None) -> int:
             "crop_frames": tc["crop_frames"],
             "wall_clock_hours": round(wall / 3600, 3),
             "command": "stembridge train " + " ".join(sys.argv[1:] if argv is None else argv),
-            "init_from": _init_record(args.init),
+            "init_from": _init_record(args.init, args.init_average),
             "config": _plain(cfg),
         },
         "metrics": {"validation": res, "validation_with_score": res_score},

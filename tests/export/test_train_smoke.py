@@ -225,6 +225,14 @@ def test_moving_average_of_the_weights_is_kept_validated_and_shipped(corpus, tmp
     )
     with pytest.raises(SystemExit, match="no moving average"):
         ox.load_checkpoint(out / "final.pt", average=True)
+    # a fine-tune from the average (at learning rate 0 its weights stay where they started)
+    fine = tmp_path / "fine"
+    still = ["--set", "train.lr=0.0", "--set", "train.lr_final=0.0", "--set", "train.ema_decay=0.0"]
+    args = ["--config", str(cfg), "--corpus", str(corpus), "--out", str(fine), "--max-steps", "1", *still]
+    assert tr.main([*args, "--init", str(out / "last.pt"), "--init-average"]) == 0
+    assert torch.equal(torch.load(fine / "final.pt", weights_only=True)["model"][w], last["ema_model"][w])
+    card = json.loads((fine / "final.card.json").read_text())
+    assert card["training"]["init_from"]["average"] is True
 
 
 def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
@@ -249,6 +257,12 @@ def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
     assert not torch.equal(tuned["front.proj.weight"], start["front.proj.weight"])
     with pytest.raises(SystemExit):
         tr.main([*base, "--out", str(out), "--set", "loss.no_such_key=1"])
+    with pytest.raises(SystemExit, match="violin"):
+        tr.main([*base, "--out", str(out), "--set", "loss.mask_stem_weights={violin = 2.0}"])
+    with pytest.raises(SystemExit, match="no moving average"):  # run a kept no average (train.ema_decay 0)
+        tr.main([*base, "--out", str(tmp_path / "d"), "--max-steps", "1", "--init", str(init), "--init-average"])
+    with pytest.raises(SystemExit):
+        tr.main([*base, "--out", str(tmp_path / "d"), "--init-average"])
     wide = tmp_path / "wide.toml"
     wide.write_text(cfg.read_text().replace("hidden = 16", "hidden = 24"))
     with pytest.raises(SystemExit, match="does not fit"):
@@ -447,6 +461,27 @@ def test_the_per_stem_mask_loss_weighs_a_quiet_stem_near_a_loud_one():
     assert float(tr.mask_l1(est, tgt, mag, 0.1)) == pytest.approx(10.0 / 3, rel=1e-4)
     with pytest.raises(ValueError, match="mask_stem_floor"):
         tr.mask_l1(est, tgt, mag, -0.1)
+    # per-stem weights: a stem's term times its weight, pooled or per stem; all ones change nothing
+    est = tgt * torch.rand_like(tgt) * 2
+    for floor in (0.0, 0.2):
+        plain = float(tr.mask_l1(est, tgt, mag, floor))
+        assert float(tr.mask_l1(est, tgt, mag, floor, torch.ones(3))) == pytest.approx(plain, rel=1e-6)
+        only = [float(tr.mask_l1(est, tgt, mag, floor, torch.eye(3)[k])) for k in range(3)]
+        assert sum(only) == pytest.approx(plain, rel=1e-5)  # the terms add up to the unweighted loss
+        w = torch.tensor([1.0, 3.0, 0.5])
+        want = sum(float(x) * o for x, o in zip(w, only, strict=True))
+        assert float(tr.mask_l1(est, tgt, mag, floor, w)) == pytest.approx(want, rel=1e-5)
+
+
+def test_mask_stem_weights_from_the_config():
+    cfg = {"stems": ["drums", "bass", "piano"], "loss": {"mask_stem_weights": {}}}
+    assert tr.mask_stem_weights(cfg) is None
+    cfg["loss"]["mask_stem_weights"] = {"piano": 2.0}
+    assert tr.mask_stem_weights(cfg).tolist() == [1.0, 1.0, 2.0]
+    for bad, why in (({"violin": 2.0}, "violin"), ({"bass": -1.0}, ">= 0"), (2.0, "table")):
+        cfg["loss"]["mask_stem_weights"] = bad
+        with pytest.raises(ValueError, match=why):
+            tr.mask_stem_weights(cfg)
 
 
 def test_the_per_stem_mask_loss_in_training(corpus, tmp_path):
