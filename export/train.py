@@ -494,17 +494,21 @@ def dc_loss(v: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 def mask_stem_weights(cfg: dict) -> torch.Tensor | None:
     """``loss.mask_stem_weights`` as a (S,) tensor in the order of ``cfg["stems"]`` (None when every
-    stem weighs 1). Raises ValueError on a stem the config does not separate or a negative weight."""
-    table = cfg["loss"].get("mask_stem_weights") or {}
+    stem weighs 1). Raises ValueError on a value that is no table, a stem the config does not separate
+    or a weight that is no finite number >= 0."""
+    table = cfg["loss"].get("mask_stem_weights", {})
     if not isinstance(table, dict):
         raise ValueError(f"loss.mask_stem_weights must be a table of stem = weight, not {table!r}")
     stems = list(cfg["stems"])
     unknown = sorted(set(table) - set(stems))
     if unknown:
         raise ValueError(f"loss.mask_stem_weights names {', '.join(unknown)}, not among the stems {', '.join(stems)}")
-    weights = [float(table.get(s, 1.0)) for s in stems]
-    if any(not w >= 0.0 for w in weights):
-        raise ValueError(f"loss.mask_stem_weights must be >= 0, not {table!r}")
+    try:
+        weights = [float(table.get(s, 1.0)) for s in stems]
+    except (TypeError, ValueError):
+        raise ValueError(f"loss.mask_stem_weights must map stems to numbers, not {table!r}") from None
+    if any(not (math.isfinite(w) and w >= 0.0) for w in weights):
+        raise ValueError(f"loss.mask_stem_weights must be finite numbers >= 0, not {table!r}")
     return None if all(w == 1.0 for w in weights) else torch.tensor(weights)
 
 
@@ -527,12 +531,15 @@ def mask_l1(
     """
     if stem_floor < 0.0:
         raise ValueError(f"loss.mask_stem_floor must be >= 0, not {stem_floor}")
-    w = torch.ones(est.shape[2], device=est.device) if stem_weights is None else stem_weights.to(est.device)
     if stem_floor == 0.0:
+        if stem_weights is None:  # the unweighted sum in its own order: runs resumed across versions match
+            return (est - tgt).abs().mean() / mag.mean().clamp_min(1e-4)
+        w = stem_weights.to(est.device)
         return ((est - tgt).abs().mean((0, 1, 3)) * w).mean() / mag.mean().clamp_min(1e-4)
     err = (est - tgt).abs().mean((1, 3))  # (B,S)
     level = tgt.mean((1, 3)) + stem_floor * mag.mean((1, 2)).unsqueeze(1)
-    return (err / level.clamp_min(1e-6) * w).mean()
+    ratio = err / level.clamp_min(1e-6)
+    return (ratio if stem_weights is None else ratio * stem_weights.to(est.device)).mean()
 
 
 def compute_losses(model: StemModel, batch: dict, cfg: dict, gen: torch.Generator | None = None):
@@ -1018,8 +1025,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.init:
         ck = torch.load(args.init, map_location="cpu", weights_only=True)
         key = "ema_model" if args.init_average else "model"
-        if key not in ck:
-            raise SystemExit(f"stembridge train: error: --init {args.init} holds no moving average (--init-average)")
+        if args.init_average and key not in ck:
+            msg = (
+                f"stembridge train: error: --init {args.init} holds no moving average (--init-average reads a "
+                "run's last.pt or best.pt; its final.pt already holds the average: use it without --init-average)"
+            )
+            raise SystemExit(msg)
         try:
             model.load_state_dict(ck[key])  # feature statistics are buffers: they come along
         except (KeyError, RuntimeError) as e:

@@ -235,7 +235,7 @@ def test_moving_average_of_the_weights_is_kept_validated_and_shipped(corpus, tmp
     assert card["training"]["init_from"]["average"] is True
 
 
-def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
+def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(
         TINY_MODEL + "[train]\nrefresh_corpus = false\nbatch_size = 2\ncrop_frames = 32\nepoch_steps = 5\n"
@@ -259,10 +259,11 @@ def test_fine_tune_from_checkpoint_with_overrides(corpus, tmp_path):
         tr.main([*base, "--out", str(out), "--set", "loss.no_such_key=1"])
     with pytest.raises(SystemExit, match="violin"):
         tr.main([*base, "--out", str(out), "--set", "loss.mask_stem_weights={violin = 2.0}"])
-    with pytest.raises(SystemExit, match="no moving average"):  # run a kept no average (train.ema_decay 0)
+    with pytest.raises(SystemExit, match="no moving average"):  # a final.pt holds no ema_model
         tr.main([*base, "--out", str(tmp_path / "d"), "--max-steps", "1", "--init", str(init), "--init-average"])
-    with pytest.raises(SystemExit):
-        tr.main([*base, "--out", str(tmp_path / "d"), "--init-average"])
+    with pytest.raises(SystemExit) as exc:
+        tr.main([*base, "--out", str(tmp_path / "d"), "--max-steps", "1", "--init-average"])
+    assert exc.value.code == 2 and "--init-average needs --init" in capsys.readouterr().err
     wide = tmp_path / "wide.toml"
     wide.write_text(cfg.read_text().replace("hidden = 16", "hidden = 24"))
     with pytest.raises(SystemExit, match="does not fit"):
@@ -463,6 +464,7 @@ def test_the_per_stem_mask_loss_weighs_a_quiet_stem_near_a_loud_one():
         tr.mask_l1(est, tgt, mag, -0.1)
     # per-stem weights: a stem's term times its weight, pooled or per stem; all ones change nothing
     est = tgt * torch.rand_like(tgt) * 2
+    assert torch.equal(tr.mask_l1(est, tgt, mag), (est - tgt).abs().mean() / mag.mean())  # unweighted: as before
     for floor in (0.0, 0.2):
         plain = float(tr.mask_l1(est, tgt, mag, floor))
         assert float(tr.mask_l1(est, tgt, mag, floor, torch.ones(3))) == pytest.approx(plain, rel=1e-6)
@@ -478,7 +480,14 @@ def test_mask_stem_weights_from_the_config():
     assert tr.mask_stem_weights(cfg) is None
     cfg["loss"]["mask_stem_weights"] = {"piano": 2.0}
     assert tr.mask_stem_weights(cfg).tolist() == [1.0, 1.0, 2.0]
-    for bad, why in (({"violin": 2.0}, "violin"), ({"bass": -1.0}, ">= 0"), (2.0, "table")):
+    for bad, why in (
+        ({"violin": 2.0}, "violin"),
+        ({"bass": -1.0}, ">= 0"),
+        (2.0, "table"),
+        (0, "table"),
+        ({"bass": "x"}, "numbers"),
+        ({"bass": float("inf")}, "finite"),
+    ):
         cfg["loss"]["mask_stem_weights"] = bad
         with pytest.raises(ValueError, match=why):
             tr.mask_stem_weights(cfg)
@@ -497,6 +506,13 @@ def test_the_per_stem_mask_loss_in_training(corpus, tmp_path):
         got[floor, residual] = parts["mask"]
     assert got[0.2, False] != pytest.approx(got[0.0, False], rel=1e-3)
     assert got[0.2, True] != pytest.approx(got[0.0, True], rel=1e-3)
+    # loss.mask_stem_weights reaches the training loss, with and without the residual slot
+    for (floor, residual), plain in got.items():
+        cfg["loss"].update(mask_stem_floor=floor, mask_residual=residual, mask_stem_weights={"piano": 3.0})
+        with torch.no_grad():
+            _, parts, _ = tr.compute_losses(model, batch, cfg)
+        assert parts["mask"] != pytest.approx(plain, rel=1e-4)
+    cfg["loss"]["mask_stem_weights"] = {}
 
 
 if __name__ == "__main__":
